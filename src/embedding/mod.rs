@@ -1,0 +1,414 @@
+//! The shared embedding service: one model per process, one queue, one inference thread.
+
+pub mod cache;
+pub mod model;
+pub mod queue;
+
+use crate::error::{OrionError, Result};
+use model::{clip_text, Embedder, EmbedderFactory};
+use queue::{BatchConfig, Queue, Slot, Vector};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Default)]
+struct Counters {
+    model_loads: AtomicU64,
+    requests: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    batches: AtomicU64,
+    embedded: AtomicU64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmbeddingStats {
+    pub model: String,
+    pub dimension: usize,
+    pub model_loads: u64,
+    /// Texts asked for, over all calls and threads.
+    pub requests: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: usize,
+    pub cache_entries: usize,
+    pub cache_capacity_bytes: usize,
+    /// Model calls made.
+    pub batches: u64,
+    /// Texts the model embedded per call, on average.
+    pub mean_batch_size: f64,
+    pub queue_depth: usize,
+}
+
+pub struct EmbeddingService {
+    model: String,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+    dimension: Arc<AtomicUsize>,
+}
+
+impl EmbeddingService {
+    /// Start the service's inference thread. The model itself loads lazily, on that
+    /// thread, when the first batch arrives; being the only thread that loads it is what
+    /// makes "exactly once" hold however many callers race.
+    pub fn start(
+        model: String,
+        dimension_hint: Option<usize>,
+        factory: Box<dyn EmbedderFactory>,
+        config: BatchConfig,
+    ) -> Result<Arc<Self>> {
+        let svc = Arc::new(Self {
+            model,
+            queue: Arc::new(Queue::new(config)),
+            counters: Arc::new(Counters::default()),
+            dimension: Arc::new(AtomicUsize::new(dimension_hint.unwrap_or(0))),
+        });
+        let (queue, counters, dimension) = (
+            svc.queue.clone(),
+            svc.counters.clone(),
+            svc.dimension.clone(),
+        );
+        std::thread::Builder::new()
+            .name(format!("orion-embed-{}", svc.model))
+            .spawn(move || run(queue, counters, dimension, factory))
+            .map_err(|e| {
+                OrionError::Internal(format!("could not start the inference thread: {e}"))
+            })?;
+        Ok(svc)
+    }
+
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Queue `texts` (or answer them from the cache). Cheap and non-blocking, so it is
+    /// fine to call on a JS thread; the returned [`Pending`] is awaited elsewhere.
+    pub fn submit<S: AsRef<str>>(&self, texts: &[S]) -> Result<Pending> {
+        let keys: Vec<Arc<str>> = texts
+            .iter()
+            .map(|t| Arc::from(clip_text(t.as_ref())))
+            .collect();
+        let (slots, counts) = self.queue.submit(&keys)?;
+        self.counters
+            .requests
+            .fetch_add(texts.len() as u64, Relaxed);
+        self.counters.cache_hits.fetch_add(counts.hits, Relaxed);
+        self.counters.cache_misses.fetch_add(counts.misses, Relaxed);
+        Ok(Pending { slots })
+    }
+
+    pub fn stats(&self) -> EmbeddingStats {
+        let c = &self.counters;
+        let batches = c.batches.load(Relaxed);
+        let embedded = c.embedded.load(Relaxed);
+        EmbeddingStats {
+            model: self.model.clone(),
+            dimension: self.dimension.load(Relaxed),
+            model_loads: c.model_loads.load(Relaxed),
+            requests: c.requests.load(Relaxed),
+            cache_hits: c.cache_hits.load(Relaxed),
+            cache_misses: c.cache_misses.load(Relaxed),
+            cache_bytes: self.queue.cache_bytes(),
+            cache_entries: self.queue.cache_entries(),
+            cache_capacity_bytes: self.queue.config().cache_bytes,
+            batches,
+            mean_batch_size: if batches == 0 {
+                0.0
+            } else {
+                embedded as f64 / batches as f64
+            },
+            queue_depth: self.queue.depth(),
+        }
+    }
+
+    pub fn config(&self) -> &BatchConfig {
+        self.queue.config()
+    }
+
+    pub fn clear_cache(&self) {
+        self.queue.clear_cache();
+    }
+
+    /// Shrink the cache to at most `bytes`; returns the bytes freed.
+    pub fn shrink_cache(&self, bytes: usize) -> usize {
+        self.queue.shrink_cache(bytes)
+    }
+}
+
+fn run(
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+    dimension: Arc<AtomicUsize>,
+    factory: Box<dyn EmbedderFactory>,
+) {
+    let mut model: Option<Box<dyn Embedder>> = None;
+    while let Some(batch) = queue.next_batch() {
+        if model.is_none() {
+            // A failed load is retried on the next batch, so that fetching the model
+            // after a MODEL_NOT_FOUND fixes a running process.
+            match catch_unwind(AssertUnwindSafe(|| factory.load())) {
+                Ok(Ok(m)) => {
+                    counters.model_loads.fetch_add(1, Relaxed);
+                    model = Some(m);
+                }
+                Ok(Err(e)) => {
+                    queue.complete(&batch, Err(e));
+                    continue;
+                }
+                Err(_) => {
+                    queue.complete(
+                        &batch,
+                        Err(OrionError::ModelLoadFailed(
+                            "the model loader panicked".into(),
+                        )),
+                    );
+                    continue;
+                }
+            }
+        }
+        let Some(m) = model.as_mut() else { continue };
+        let texts: Vec<&str> = batch.iter().map(|t| &**t).collect();
+        let result = match catch_unwind(AssertUnwindSafe(|| m.embed(&texts))) {
+            Ok(Ok(vectors)) if vectors.len() == texts.len() => {
+                if let Some(v) = vectors.first() {
+                    dimension.store(v.len(), Relaxed);
+                }
+                counters.batches.fetch_add(1, Relaxed);
+                counters.embedded.fetch_add(texts.len() as u64, Relaxed);
+                Ok(vectors.into_iter().map(Vector::from).collect())
+            }
+            Ok(Ok(vectors)) => Err(OrionError::Internal(format!(
+                "the model returned {} vectors for {} texts",
+                vectors.len(),
+                texts.len()
+            ))),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                model = None;
+                Err(OrionError::InferenceFailed(
+                    "the model panicked; it will be reloaded".into(),
+                ))
+            }
+        };
+        queue.complete(&batch, result);
+    }
+}
+
+/// The answers to one `submit`, in order.
+pub struct Pending {
+    slots: Vec<Slot>,
+}
+
+impl Pending {
+    /// Wait for every vector, giving up after `timeout` or when `cancel` resolves.
+    /// Giving up drops the receivers, which tells the queue not to compute texts
+    /// nobody else waits for.
+    pub async fn wait(
+        self,
+        timeout: Duration,
+        cancel: Option<tokio::sync::oneshot::Receiver<()>>,
+    ) -> Result<Vec<Vector>> {
+        let collect = async move {
+            let mut out = Vec::with_capacity(self.slots.len());
+            for slot in self.slots {
+                out.push(match slot {
+                    Slot::Ready(v) => v,
+                    Slot::Waiting(rx) => rx.await.map_err(|_| {
+                        OrionError::Internal("the inference thread dropped a request".into())
+                    })??,
+                });
+            }
+            Ok(out)
+        };
+        let timed = async move {
+            tokio::time::timeout(timeout, collect).await.unwrap_or(Err(
+                OrionError::EmbeddingTimeout {
+                    timeout_ms: timeout.as_millis() as u64,
+                },
+            ))
+        };
+        match cancel {
+            None => timed.await,
+            Some(cancel) => tokio::select! {
+                r = timed => r,
+                Ok(()) = cancel => Err(OrionError::Aborted),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex as StdMutex;
+
+    /// Embeds a text as [len, first byte]; records batch sizes and loads.
+    struct Fake {
+        batches: Arc<StdMutex<Vec<usize>>>,
+        delay: Duration,
+    }
+    impl Embedder for Fake {
+        fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+            std::thread::sleep(self.delay);
+            self.batches.lock().unwrap().push(texts.len());
+            Ok(texts
+                .iter()
+                .map(|t| vec![t.len() as f32, *t.as_bytes().first().unwrap_or(&0) as f32])
+                .collect())
+        }
+    }
+    struct FakeFactory {
+        loads: Arc<AtomicU64>,
+        batches: Arc<StdMutex<Vec<usize>>>,
+        fail_first: bool,
+        delay: Duration,
+    }
+    impl EmbedderFactory for FakeFactory {
+        fn load(&self) -> Result<Box<dyn Embedder>> {
+            let n = self.loads.fetch_add(1, Relaxed);
+            if self.fail_first && n == 0 {
+                return Err(OrionError::ModelNotFound {
+                    what: "m".into(),
+                    searched: "/x".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            Ok(Box::new(Fake {
+                batches: self.batches.clone(),
+                delay: self.delay,
+            }))
+        }
+    }
+
+    fn service(
+        fail_first: bool,
+        delay_ms: u64,
+        config: BatchConfig,
+    ) -> (
+        Arc<EmbeddingService>,
+        Arc<AtomicU64>,
+        Arc<StdMutex<Vec<usize>>>,
+    ) {
+        let loads = Arc::new(AtomicU64::new(0));
+        let batches = Arc::new(StdMutex::new(Vec::new()));
+        let f = FakeFactory {
+            loads: loads.clone(),
+            batches: batches.clone(),
+            fail_first,
+            delay: Duration::from_millis(delay_ms),
+        };
+        (
+            EmbeddingService::start("fake".into(), Some(2), Box::new(f), config).unwrap(),
+            loads,
+            batches,
+        )
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    const LONG: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn racing_threads_load_the_model_once_and_share_batches() {
+        let (svc, loads, batches) = service(
+            false,
+            5,
+            BatchConfig {
+                max_wait: Duration::from_millis(20),
+                ..Default::default()
+            },
+        );
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let svc = svc.clone();
+                std::thread::spawn(move || {
+                    let p = svc.submit(&[format!("text {i}")]).unwrap();
+                    rt().block_on(p.wait(LONG, None)).unwrap()
+                })
+            })
+            .collect();
+        for (i, t) in threads.into_iter().enumerate() {
+            let v = t.join().unwrap();
+            assert_eq!(v[0][0], format!("text {i}").len() as f32);
+        }
+        assert_eq!(loads.load(Relaxed), 1);
+        let s = svc.stats();
+        assert_eq!((s.model_loads, s.requests, s.cache_misses), (1, 8, 8));
+        let sizes = batches.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<usize>(), 8);
+        assert!(
+            sizes.len() < 8,
+            "eight single texts took {} model calls",
+            sizes.len()
+        );
+        assert!(s.mean_batch_size > 1.0);
+    }
+
+    #[test]
+    fn repeated_text_is_served_from_the_cache() {
+        let (svc, _, batches) = service(false, 0, BatchConfig::default());
+        let a = rt()
+            .block_on(svc.submit(&["hello"]).unwrap().wait(LONG, None))
+            .unwrap();
+        let b = rt()
+            .block_on(svc.submit(&["hello"]).unwrap().wait(LONG, None))
+            .unwrap();
+        assert_eq!(a, b);
+        let s = svc.stats();
+        assert_eq!((s.cache_hits, s.cache_misses, s.batches), (1, 1, 1));
+        assert_eq!(batches.lock().unwrap().len(), 1);
+        assert!(s.cache_bytes > 0);
+        svc.clear_cache();
+        assert_eq!(svc.stats().cache_bytes, 0);
+    }
+
+    #[test]
+    fn a_failed_load_is_reported_and_retried() {
+        let (svc, loads, _) = service(true, 0, BatchConfig::default());
+        let e = rt()
+            .block_on(svc.submit(&["a"]).unwrap().wait(LONG, None))
+            .unwrap_err();
+        assert_eq!(e.code(), "MODEL_NOT_FOUND");
+        let v = rt()
+            .block_on(svc.submit(&["a"]).unwrap().wait(LONG, None))
+            .unwrap();
+        assert_eq!(v[0][0], 1.0);
+        assert_eq!(loads.load(Relaxed), 2);
+        assert_eq!(svc.stats().model_loads, 1);
+    }
+
+    #[test]
+    fn timeout_and_cancel_give_coded_errors() {
+        let (svc, _, _) = service(false, 300, BatchConfig::default());
+        let e = rt()
+            .block_on(
+                svc.submit(&["slow"])
+                    .unwrap()
+                    .wait(Duration::from_millis(20), None),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "EMBEDDING_TIMEOUT");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let p = svc.submit(&["slower"]).unwrap();
+        tx.send(()).unwrap();
+        let e = rt().block_on(p.wait(LONG, Some(rx))).unwrap_err();
+        assert_eq!(e.code(), "ABORTED");
+    }
+
+    #[test]
+    fn long_texts_are_clipped_before_queueing() {
+        let (svc, _, _) = service(false, 0, BatchConfig::default());
+        let huge = "a".repeat(1 << 20);
+        let v = rt()
+            .block_on(svc.submit(&[huge]).unwrap().wait(LONG, None))
+            .unwrap();
+        assert_eq!(v[0][0], model::MAX_TEXT_BYTES as f32);
+    }
+}

@@ -1,0 +1,206 @@
+//! The real embedding model: all-MiniLM-L6-v2 (or any BERT-style ONNX model laid out
+//! the same way) run by fastembed on ONNX Runtime, which is loaded from a shared library
+//! at run time so that no download happens at build time.
+
+use crate::error::{OrionError, Result};
+use fastembed::{
+    InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
+};
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+
+/// Name of the default model and of its directory under the models directory.
+pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+/// Tokens per text, as sentence-transformers uses for all-MiniLM-L6-v2; longer input is
+/// truncated.
+pub const MAX_TOKENS: usize = 256;
+/// Bytes of a text considered at all. 256 tokens never need more in practice (English
+/// averages about 4 bytes a token); cutting here keeps a megabyte of input from costing
+/// a megabyte of tokenizer work and of cache key.
+pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+
+pub const MODEL_FILES: [&str; 5] = [
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+
+/// Something that turns texts into vectors; the real one is [`FastEmbedder`], tests use
+/// fakes.
+pub trait Embedder: Send {
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// Loads an [`Embedder`] on the inference thread, the first time it is needed.
+pub trait EmbedderFactory: Send + Sync {
+    fn load(&self) -> Result<Box<dyn Embedder>>;
+}
+
+/// Cut `text` to at most [`MAX_TEXT_BYTES`] on a character boundary.
+pub fn clip_text(text: &str) -> &str {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The model's output width, read from its `config.json` so that it is known before
+/// the model loads.
+pub fn read_dimension(dir: &Path) -> Option<usize> {
+    let raw = std::fs::read(dir.join("config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    v.get("hidden_size")?.as_u64().map(|d| d as usize)
+}
+
+/// Where ONNX Runtime may be: `ORT_DYLIB_PATH`, else what the JS side found inside the
+/// installed `onnxruntime-node` package, then the system library. A set
+/// `ORT_DYLIB_PATH` is the only candidate: quietly using another library than the one
+/// asked for would hide a configuration mistake.
+pub fn runtime_candidates(from_package: Option<PathBuf>) -> Vec<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return vec![PathBuf::from(p)];
+    }
+    let mut out: Vec<PathBuf> = from_package.into_iter().collect();
+    let system: &[&str] = if cfg!(windows) {
+        &["onnxruntime.dll"]
+    } else if cfg!(target_os = "macos") {
+        &["libonnxruntime.dylib"]
+    } else {
+        &["libonnxruntime.so.1", "libonnxruntime.so"]
+    };
+    out.extend(system.iter().map(PathBuf::from));
+    out
+}
+
+/// The process's one ONNX Runtime environment (ort allows only one).
+static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+
+fn environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
+    let mut env = ENVIRONMENT.lock();
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let mut tried = Vec::new();
+    for path in candidates {
+        if path.is_absolute() && !path.exists() {
+            tried.push(format!("{} (missing)", path.display()));
+            continue;
+        }
+        match ort::init_from(path) {
+            Ok(builder) => {
+                let built = builder
+                    .with_name("orion-native")
+                    .build()
+                    .map_err(|e| OrionError::RuntimeNotFound(format!("{}: {e}", path.display())))?;
+                *env = Some(built.clone());
+                return Ok(built);
+            }
+            Err(e) => tried.push(format!("{} ({e})", path.display())),
+        }
+    }
+    Err(OrionError::RuntimeNotFound(tried.join("; ")))
+}
+
+#[derive(Clone, Debug)]
+pub struct FastEmbedFactory {
+    pub dir: PathBuf,
+    pub runtime_candidates: Vec<PathBuf>,
+    /// ONNX Runtime intra-op threads; `None` uses every core.
+    pub threads: Option<usize>,
+}
+
+impl FastEmbedFactory {
+    fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => OrionError::ModelNotFound {
+                what: format!("embedding model file `{name}`"),
+                searched: self.dir.display().to_string(),
+            },
+            _ => OrionError::ModelLoadFailed(format!("could not read {}: {e}", path.display())),
+        })
+    }
+}
+
+impl EmbedderFactory for FastEmbedFactory {
+    fn load(&self) -> Result<Box<dyn Embedder>> {
+        // Files first: a missing model is the likelier problem and its message more useful.
+        let onnx = self.read("model.onnx")?;
+        let tokenizer_files = TokenizerFiles {
+            tokenizer_file: self.read("tokenizer.json")?,
+            config_file: self.read("config.json")?,
+            special_tokens_map_file: self.read("special_tokens_map.json")?,
+            tokenizer_config_file: self.read("tokenizer_config.json")?,
+        };
+        let env = environment(&self.runtime_candidates)?;
+        let model =
+            UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+        let mut options = InitOptionsUserDefined::new()
+            .with_environment(env)
+            .with_max_length(MAX_TOKENS);
+        if let Some(t) = self.threads {
+            options = options.with_intra_threads(t);
+        }
+        let inner = TextEmbedding::try_new_from_user_defined(model, options).map_err(|e| {
+            OrionError::ModelLoadFailed(format!(
+                "could not load the embedding model in {}: {e}",
+                self.dir.display()
+            ))
+        })?;
+        Ok(Box::new(FastEmbedder { inner }))
+    }
+}
+
+pub struct FastEmbedder {
+    inner: TextEmbedding,
+}
+
+impl Embedder for FastEmbedder {
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.inner
+            .embed(texts, Some(texts.len().max(1)))
+            .map_err(|e| OrionError::InferenceFailed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_keeps_short_text_and_cuts_long_text_on_a_char_boundary() {
+        assert_eq!(clip_text("hello"), "hello");
+        let long = "é".repeat(MAX_TEXT_BYTES); // two bytes each
+        let clipped = clip_text(&long);
+        assert!(clipped.len() <= MAX_TEXT_BYTES);
+        assert!(clipped.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn missing_files_name_the_directory() {
+        let f = FastEmbedFactory {
+            dir: PathBuf::from("/nonexistent/orion-test"),
+            runtime_candidates: vec![],
+            threads: None,
+        };
+        let err = f.load().err().unwrap();
+        assert_eq!(err.code(), "MODEL_NOT_FOUND");
+        assert!(err.to_string().contains("/nonexistent/orion-test"));
+    }
+
+    #[test]
+    fn packaged_runtime_comes_before_the_system_library() {
+        if std::env::var_os("ORT_DYLIB_PATH").is_some() {
+            return; // the variable overrides the search this test is about
+        }
+        let c = runtime_candidates(Some(PathBuf::from("/pkg/libonnxruntime.so.1")));
+        assert_eq!(c[0], PathBuf::from("/pkg/libonnxruntime.so.1"));
+        assert!(c.len() > 1 && c.last().unwrap().is_relative());
+    }
+}

@@ -1,0 +1,389 @@
+//! The one queue every thread's embedding requests go through.
+//!
+//! Requests from all threads land here; a single inference thread takes them out in
+//! batches (`next_batch`), so texts that arrive together share one model call. The
+//! cache lives under the same lock as the queue: a text is either cached, queued, in
+//! flight, or unknown, and a second request for a queued or in-flight text joins the
+//! first instead of computing it again. That keeps vectors identical for identical
+//! texts no matter which thread asked or how requests were batched.
+
+use super::cache::EmbeddingCache;
+use crate::error::{OrionError, Result};
+use parking_lot::{Condvar, Mutex};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub type Vector = Arc<[f32]>;
+pub type Reply = Result<Vector>;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchConfig {
+    /// Most texts one model call embeds.
+    pub max_batch: usize,
+    /// How long the inference thread waits for company once a first text is queued.
+    pub max_wait: Duration,
+    /// Most distinct texts waiting; beyond it submissions fail with OVERLOADED.
+    pub max_queue: usize,
+    pub cache_bytes: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            max_wait: Duration::from_millis(2),
+            max_queue: 10_000,
+            cache_bytes: 32 << 20,
+        }
+    }
+}
+
+/// What a submitted text turned into: a cached answer or a place to wait for one.
+pub enum Slot {
+    Ready(Vector),
+    Waiting(oneshot::Receiver<Reply>),
+}
+
+struct State {
+    pending: VecDeque<Arc<str>>,
+    /// Everyone waiting for a text that is queued or in flight.
+    waiters: HashMap<Arc<str>, Vec<oneshot::Sender<Reply>>>,
+    cache: EmbeddingCache,
+    closed: bool,
+}
+
+pub struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+    config: BatchConfig,
+}
+
+/// Cache outcome of one `submit`, for the service's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct SubmitCounts {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Queue {
+    pub fn new(config: BatchConfig) -> Self {
+        Self {
+            state: Mutex::new(State {
+                pending: VecDeque::new(),
+                waiters: HashMap::new(),
+                cache: EmbeddingCache::new(config.cache_bytes),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &BatchConfig {
+        &self.config
+    }
+
+    /// Answer each text from the cache or enqueue it. All or nothing: when the queue
+    /// has no room for the texts that need computing, nothing is enqueued.
+    pub fn submit(&self, texts: &[Arc<str>]) -> Result<(Vec<Slot>, SubmitCounts)> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(OrionError::Internal(
+                "the embedding service has shut down".into(),
+            ));
+        }
+        let mut counts = SubmitCounts::default();
+        let mut fresh: HashSet<&str> = HashSet::new();
+        let mut cached: Vec<Option<Vector>> = Vec::with_capacity(texts.len());
+        for t in texts {
+            let hit = st.cache.get(t);
+            if hit.is_none() && !st.waiters.contains_key(t) {
+                fresh.insert(t);
+            }
+            cached.push(hit);
+        }
+        if st.pending.len() + fresh.len() > self.config.max_queue {
+            return Err(OrionError::Overloaded {
+                queued: st.pending.len(),
+                limit: self.config.max_queue,
+            });
+        }
+        let was_empty = st.pending.is_empty();
+        let mut slots = Vec::with_capacity(texts.len());
+        for (t, hit) in texts.iter().zip(cached) {
+            if let Some(v) = hit {
+                counts.hits += 1;
+                slots.push(Slot::Ready(v));
+                continue;
+            }
+            counts.misses += 1;
+            let (tx, rx) = oneshot::channel();
+            let st = &mut *st;
+            match st.waiters.entry(t.clone()) {
+                Entry::Occupied(mut e) => e.get_mut().push(tx),
+                Entry::Vacant(e) => {
+                    e.insert(vec![tx]);
+                    st.pending.push_back(t.clone());
+                }
+            }
+            slots.push(Slot::Waiting(rx));
+        }
+        if (was_empty && !st.pending.is_empty()) || st.pending.len() >= self.config.max_batch {
+            self.ready.notify_one();
+        }
+        Ok((slots, counts))
+    }
+
+    /// Block until texts are queued, give them a short time to gather into a batch, and
+    /// take up to `max_batch` of them. Texts nobody waits for any more (timed out,
+    /// aborted, worker gone) are dropped here rather than computed. `None` once closed.
+    pub fn next_batch(&self) -> Option<Vec<Arc<str>>> {
+        let mut st = self.state.lock();
+        loop {
+            while st.pending.is_empty() {
+                if st.closed {
+                    return None;
+                }
+                self.ready.wait(&mut st);
+            }
+            if st.pending.len() < self.config.max_batch && !self.config.max_wait.is_zero() {
+                let deadline = Instant::now() + self.config.max_wait;
+                while st.pending.len() < self.config.max_batch && !st.closed {
+                    if self.ready.wait_until(&mut st, deadline).timed_out() {
+                        break;
+                    }
+                }
+            }
+            let mut batch = Vec::new();
+            while batch.len() < self.config.max_batch {
+                let Some(t) = st.pending.pop_front() else {
+                    break;
+                };
+                let live = match st.waiters.get_mut(&t) {
+                    Some(ws) => {
+                        ws.retain(|w| !w.is_closed());
+                        !ws.is_empty()
+                    }
+                    None => false,
+                };
+                if live {
+                    batch.push(t);
+                } else {
+                    st.waiters.remove(&t);
+                }
+            }
+            if !batch.is_empty() {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// Hand a batch's results to everyone waiting and remember them in the cache.
+    pub fn complete(&self, batch: &[Arc<str>], result: Result<Vec<Vector>>) {
+        let mut st = self.state.lock();
+        match result {
+            Ok(vectors) => {
+                for (t, v) in batch.iter().zip(vectors) {
+                    st.cache.insert(t.clone(), v.clone());
+                    for w in st.waiters.remove(t).unwrap_or_default() {
+                        let _ = w.send(Ok(v.clone()));
+                    }
+                }
+            }
+            Err(e) => {
+                for t in batch {
+                    for w in st.waiters.remove(t).unwrap_or_default() {
+                        let _ = w.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stop taking work; `next_batch` returns `None` once the queue drains.
+    pub fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    pub fn depth(&self) -> usize {
+        self.state.lock().pending.len()
+    }
+
+    pub fn cache_bytes(&self) -> usize {
+        self.state.lock().cache.bytes()
+    }
+
+    pub fn cache_entries(&self) -> usize {
+        self.state.lock().cache.len()
+    }
+
+    pub fn clear_cache(&self) {
+        self.state.lock().cache.clear();
+    }
+
+    /// Shrink the cache to at most `bytes`; returns the bytes freed.
+    pub fn shrink_cache(&self, bytes: usize) -> usize {
+        self.state.lock().cache.evict_to(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(max_batch: usize, max_wait_ms: u64, max_queue: usize) -> BatchConfig {
+        BatchConfig {
+            max_batch,
+            max_wait: Duration::from_millis(max_wait_ms),
+            max_queue,
+            cache_bytes: 1 << 20,
+        }
+    }
+
+    fn texts(v: &[&str]) -> Vec<Arc<str>> {
+        v.iter().map(|s| Arc::from(*s)).collect()
+    }
+
+    fn waiting(slot: Slot) -> oneshot::Receiver<Reply> {
+        match slot {
+            Slot::Waiting(rx) => rx,
+            Slot::Ready(_) => panic!("expected a waiting slot"),
+        }
+    }
+
+    #[test]
+    fn batches_are_bounded_and_keep_order() {
+        let q = Queue::new(cfg(3, 0, 100));
+        let (_slots, counts) = q.submit(&texts(&["a", "b", "c", "d", "e"])).unwrap();
+        assert_eq!(counts.misses, 5);
+        assert_eq!(q.next_batch().unwrap(), texts(&["a", "b", "c"]));
+        assert_eq!(q.next_batch().unwrap(), texts(&["d", "e"]));
+        assert_eq!(q.depth(), 0);
+    }
+
+    #[test]
+    fn identical_texts_share_one_computation_and_the_cache_answers_repeats() {
+        let q = Queue::new(cfg(8, 0, 100));
+        let (s1, _) = q.submit(&texts(&["same"])).unwrap();
+        let (s2, _) = q.submit(&texts(&["same", "same"])).unwrap();
+        let batch = q.next_batch().unwrap();
+        assert_eq!(batch, texts(&["same"]));
+        q.complete(&batch, Ok(vec![Arc::from(vec![1.0f32, 2.0])]));
+        for slot in s1.into_iter().chain(s2) {
+            let v = waiting(slot).blocking_recv().unwrap().unwrap();
+            assert_eq!(&*v, &[1.0, 2.0]);
+        }
+        let (s3, counts) = q.submit(&texts(&["same"])).unwrap();
+        assert_eq!(counts, SubmitCounts { hits: 1, misses: 0 });
+        assert!(matches!(&s3[0], Slot::Ready(v) if v[0] == 1.0));
+    }
+
+    #[test]
+    fn full_queue_rejects_whole_submission() {
+        let q = Queue::new(cfg(8, 0, 3));
+        let _keep = q.submit(&texts(&["a", "b"])).unwrap();
+        let err = q.submit(&texts(&["c", "d"])).err().unwrap();
+        assert_eq!(err.code(), "OVERLOADED");
+        assert_eq!(q.depth(), 2);
+        // Joining an already queued text needs no room.
+        assert!(q.submit(&texts(&["a", "c"])).is_ok());
+    }
+
+    #[test]
+    fn abandoned_texts_are_not_computed() {
+        let q = Queue::new(cfg(8, 0, 100));
+        let (slots, _) = q.submit(&texts(&["gone", "kept"])).unwrap();
+        let mut it = slots.into_iter();
+        drop(it.next());
+        let _kept = it.next();
+        assert_eq!(q.next_batch().unwrap(), texts(&["kept"]));
+    }
+
+    #[test]
+    fn errors_reach_every_waiter() {
+        let q = Queue::new(cfg(8, 0, 100));
+        let (slots, _) = q.submit(&texts(&["x", "y"])).unwrap();
+        let batch = q.next_batch().unwrap();
+        q.complete(&batch, Err(OrionError::InferenceFailed("boom".into())));
+        for s in slots {
+            let e = waiting(s).blocking_recv().unwrap().unwrap_err();
+            assert_eq!(e.code(), "INFERENCE_FAILED");
+        }
+        assert_eq!(q.cache_entries(), 0);
+    }
+
+    #[test]
+    fn waits_briefly_to_gather_texts_from_several_threads() {
+        let q = Arc::new(Queue::new(cfg(8, 200, 100)));
+        let producers: Vec<_> = (0..8)
+            .map(|i| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let (slots, _) = q.submit(&[Arc::from(format!("t{i}"))]).unwrap();
+                    slots
+                })
+            })
+            .collect();
+        let slots: Vec<_> = producers
+            .into_iter()
+            .flat_map(|p| p.join().unwrap())
+            .collect();
+        // All eight were queued before the consumer looked: one full batch.
+        let batch = q.next_batch().unwrap();
+        assert_eq!(batch.len(), 8);
+        drop(slots);
+    }
+
+    #[test]
+    fn consumer_gathers_late_arrivals_within_max_wait() {
+        let q = Arc::new(Queue::new(cfg(4, 500, 100)));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.next_batch().unwrap())
+        };
+        let mut keep = Vec::new();
+        for i in 0..4 {
+            keep.push(q.submit(&[Arc::from(format!("late{i}"))]).unwrap());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The batch fills up before the 500 ms wait runs out, so all four travel together.
+        assert_eq!(consumer.join().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn close_wakes_the_consumer() {
+        let q = Arc::new(Queue::new(cfg(4, 0, 100)));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.next_batch())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        q.close();
+        assert!(consumer.join().unwrap().is_none());
+        assert!(q.submit(&texts(&["a"])).is_err());
+    }
+
+    #[test]
+    fn shrinking_the_cache_frees_bytes() {
+        let q = Queue::new(cfg(8, 0, 100));
+        let (_s, _) = q.submit(&texts(&["a", "b"])).unwrap();
+        let batch = q.next_batch().unwrap();
+        q.complete(
+            &batch,
+            Ok(vec![
+                Arc::from(vec![0.0f32; 16]),
+                Arc::from(vec![0.0f32; 16]),
+            ]),
+        );
+        let before = q.cache_bytes();
+        assert!(before > 0);
+        assert!(q.shrink_cache(before / 2) > 0);
+        assert!(q.cache_bytes() <= before / 2);
+        q.clear_cache();
+        assert_eq!(q.cache_bytes(), 0);
+    }
+}

@@ -1,0 +1,131 @@
+//! The one error type of orion-native. Every variant has a stable string code that JS
+//! callers read as `err.code`; messages say what to do about the failure.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrionError {
+    /// The text or batch handed to a call is not something we can embed.
+    InvalidInput(String),
+    /// An option has the wrong type, an impossible value, or an unknown name.
+    InvalidOption(String),
+    /// Model files are missing. Carries the directory searched.
+    ModelNotFound { what: String, searched: String },
+    /// Model files exist but could not be loaded (corrupt, wrong format).
+    ModelLoadFailed(String),
+    /// No ONNX Runtime library could be loaded. Carries every place tried.
+    RuntimeNotFound(String),
+    /// The request did not finish within its timeout.
+    EmbeddingTimeout { timeout_ms: u64 },
+    /// The shared queue is full.
+    Overloaded { queued: usize, limit: usize },
+    /// The caller's AbortSignal fired.
+    Aborted,
+    /// Inference itself failed.
+    InferenceFailed(String),
+    /// A bug or an impossible state; never expected.
+    Internal(String),
+}
+
+impl OrionError {
+    /// The stable code, exposed to JS as `err.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput(_) => "INVALID_INPUT",
+            Self::InvalidOption(_) => "INVALID_OPTION",
+            Self::ModelNotFound { .. } => "MODEL_NOT_FOUND",
+            Self::ModelLoadFailed(_) => "MODEL_LOAD_FAILED",
+            Self::RuntimeNotFound(_) => "RUNTIME_NOT_FOUND",
+            Self::EmbeddingTimeout { .. } => "EMBEDDING_TIMEOUT",
+            Self::Overloaded { .. } => "OVERLOADED",
+            Self::Aborted => "ABORTED",
+            Self::InferenceFailed(_) => "INFERENCE_FAILED",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for OrionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidInput(m) => write!(f, "{m}"),
+            Self::InvalidOption(m) => write!(f, "{m}"),
+            Self::ModelNotFound { what, searched } => write!(
+                f,
+                "{what} not found (searched {searched}). Run `npx orion-native models` \
+                 (or `npm run models` in the orion-native checkout) to fetch the default models, \
+                 or point ORION_MODELS_DIR or the `modelPath` option at a directory that holds them."
+            ),
+            Self::ModelLoadFailed(m) => write!(
+                f,
+                "{m}. The file may be truncated or not a model: delete it and run `npx orion-native models` again."
+            ),
+            Self::RuntimeNotFound(tried) => write!(
+                f,
+                "no ONNX Runtime library could be loaded (tried: {tried}). Install the `onnxruntime-node` \
+                 package (ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0) or set \
+                 ORT_DYLIB_PATH to a libonnxruntime shared library (version 1.24 or newer)."
+            ),
+            Self::EmbeddingTimeout { timeout_ms } => write!(
+                f,
+                "embedding not finished within {timeout_ms} ms. The shared model may be busy with a large \
+                 backlog: raise `timeoutMs` (or ORION_EMBEDDING_TIMEOUT_MS), send fewer texts at once, or retry."
+            ),
+            Self::Overloaded { queued, limit } => write!(
+                f,
+                "the embedding queue is full ({queued} texts waiting, limit {limit}). Wait for pending \
+                 requests to finish and retry, or raise the `maxQueue` option."
+            ),
+            Self::Aborted => write!(f, "the operation was aborted by its AbortSignal"),
+            Self::InferenceFailed(m) => write!(f, "inference failed: {m}"),
+            Self::Internal(m) => write!(f, "internal error: {m}. Please report this as a bug."),
+        }
+    }
+}
+
+impl std::error::Error for OrionError {}
+
+pub type Result<T> = std::result::Result<T, OrionError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable_and_distinct() {
+        let all = [
+            OrionError::InvalidInput(String::new()),
+            OrionError::InvalidOption(String::new()),
+            OrionError::ModelNotFound {
+                what: String::new(),
+                searched: String::new(),
+            },
+            OrionError::ModelLoadFailed(String::new()),
+            OrionError::RuntimeNotFound(String::new()),
+            OrionError::EmbeddingTimeout { timeout_ms: 1 },
+            OrionError::Overloaded {
+                queued: 1,
+                limit: 1,
+            },
+            OrionError::Aborted,
+            OrionError::InferenceFailed(String::new()),
+            OrionError::Internal(String::new()),
+        ];
+        let codes: std::collections::HashSet<_> = all.iter().map(|e| e.code()).collect();
+        assert_eq!(codes.len(), all.len());
+        assert!(codes
+            .iter()
+            .all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
+    }
+
+    #[test]
+    fn not_found_message_names_directory_and_command() {
+        let e = OrionError::ModelNotFound {
+            what: "model.onnx".into(),
+            searched: "/x/models/all-MiniLM-L6-v2".into(),
+        };
+        let m = e.to_string();
+        assert!(m.contains("/x/models/all-MiniLM-L6-v2"));
+        assert!(m.contains("orion-native models"));
+    }
+}

@@ -1,0 +1,390 @@
+use super::options::{describe, Options};
+use super::{js_error, promise, rejected};
+use crate::embedding::queue::BatchConfig;
+use crate::embedding::EmbeddingService;
+use crate::error::OrionError;
+use crate::runtime::{embedding_service, EmbeddingRequest};
+use napi::bindgen_prelude::*;
+use napi::{Env, JsValue, ValueType};
+use napi_derive::napi;
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+const CLIENT_OPTIONS: &[&str] = &[
+    "model",
+    "modelPath",
+    "cacheBytes",
+    "timeoutMs",
+    "maxBatchSize",
+    "maxWaitMs",
+    "maxQueue",
+    "threads",
+];
+const CALL_OPTIONS: &[&str] = &["timeoutMs", "signal"];
+
+/// Statistics of the shared embedding service (process-wide, the same from every thread).
+#[napi(object)]
+pub struct EmbeddingStats {
+    /// Model name.
+    pub model: String,
+    /// Vector length (0 until known).
+    pub dimension: u32,
+    /// Times the model was loaded in this process: 1 once it is in use.
+    pub model_loads: i64,
+    /// Texts asked for, over every call from every thread.
+    pub requests: i64,
+    pub cache_hits: i64,
+    pub cache_misses: i64,
+    pub cache_bytes: i64,
+    pub cache_entries: i64,
+    pub cache_capacity_bytes: i64,
+    /// Model calls made.
+    pub batches: i64,
+    /// Texts per model call, on average.
+    pub mean_batch_size: f64,
+    /// Texts waiting for the model now.
+    pub queue_depth: u32,
+}
+
+/// A handle on the process-wide embedding service. Every client for the same model,
+/// from any thread, shares one loaded model, one queue and one cache.
+#[napi]
+pub struct SharedEmbeddingClient {
+    service: Arc<EmbeddingService>,
+    timeout: Duration,
+}
+
+/// The shared embedding client. Options: `model` (a name under the models directory,
+/// default `all-MiniLM-L6-v2`), `modelPath` (a directory with the model files),
+/// `timeoutMs`, `cacheBytes`, `maxBatchSize`, `maxWaitMs`, `maxQueue`, `threads`.
+/// Throws an Error with code `INVALID_OPTION` on bad options.
+#[napi(ts_args_type = "options?: EmbeddingClientOptions")]
+pub fn get_shared_embedding_client(
+    env: Env,
+    options: Option<Unknown>,
+) -> Result<SharedEmbeddingClient> {
+    client(&env, options).map_err(|e| js_error(&env, &e))
+}
+
+fn client(
+    env: &Env,
+    options: Option<Unknown>,
+) -> std::result::Result<SharedEmbeddingClient, OrionError> {
+    let o = Options::parse(options, "options", CLIENT_OPTIONS)?;
+    let timeout_ms = match o.integer("timeoutMs", 1, u32::MAX as u64)? {
+        Some(t) => t,
+        None => crate::config::env_u64("ORION_EMBEDDING_TIMEOUT_MS")?
+            .filter(|t| *t > 0)
+            .unwrap_or(DEFAULT_TIMEOUT_MS),
+    };
+    let defaults = BatchConfig::default();
+    let cache_bytes = match o.integer("cacheBytes", 0, 1 << 40)? {
+        Some(b) => b as usize,
+        None => crate::config::env_u64("ORION_EMBEDDING_CACHE_BYTES")?
+            .map(|b| b as usize)
+            .unwrap_or(defaults.cache_bytes),
+    };
+    let config = BatchConfig {
+        max_batch: o
+            .integer("maxBatchSize", 1, 1024)?
+            .map_or(defaults.max_batch, |v| v as usize),
+        max_wait: o
+            .integer("maxWaitMs", 0, 1000)?
+            .map_or(defaults.max_wait, Duration::from_millis),
+        max_queue: o
+            .integer("maxQueue", 1, 10_000_000)?
+            .map_or(defaults.max_queue, |v| v as usize),
+        cache_bytes,
+    };
+    let service = embedding_service(EmbeddingRequest {
+        model: o.string("model")?,
+        model_path: o.string("modelPath")?.map(PathBuf::from),
+        config,
+        threads: o.integer("threads", 1, 1024)?.map(|t| t as usize),
+        packaged_runtime: packaged_runtime(env),
+    })?;
+    Ok(SharedEmbeddingClient {
+        service,
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
+struct CallOptions {
+    timeout: Duration,
+    cancel: Option<oneshot::Receiver<()>>,
+}
+
+impl SharedEmbeddingClient {
+    fn call_options(
+        &self,
+        env: &Env,
+        options: Option<Unknown>,
+    ) -> std::result::Result<CallOptions, OrionError> {
+        let o = Options::parse(options, "options", CALL_OPTIONS)?;
+        let timeout = o
+            .integer("timeoutMs", 1, u32::MAX as u64)?
+            .map_or(self.timeout, Duration::from_millis);
+        let cancel = match o.raw("signal")? {
+            None => None,
+            Some(s) => Some(on_abort(env, s)?),
+        };
+        Ok(CallOptions { timeout, cancel })
+    }
+
+    /// Validate, submit and wait: everything after validation runs off the JS thread.
+    fn embed<'e, V: ToNapiValue + 'static>(
+        &self,
+        env: &'e Env,
+        texts: std::result::Result<Vec<String>, OrionError>,
+        options: Option<Unknown>,
+        convert: impl FnOnce(&Env, Vec<Arc<[f32]>>) -> Result<V> + 'static,
+    ) -> Result<PromiseRaw<'e, V>> {
+        let prepared = texts.and_then(|texts| {
+            let call = self.call_options(env, options)?;
+            let pending = self.service.submit(&texts)?;
+            Ok((pending, call))
+        });
+        match prepared {
+            Ok((pending, call)) => promise(env, pending.wait(call.timeout, call.cancel), convert),
+            Err(e) => rejected(env, e),
+        }
+    }
+}
+
+#[napi]
+impl SharedEmbeddingClient {
+    /// The model's name.
+    #[napi(getter)]
+    pub fn model(&self) -> String {
+        self.service.model().to_string()
+    }
+
+    /// Embed one text: 384 numbers for all-MiniLM-L6-v2 (mean-pooled, L2-normalised;
+    /// input beyond 256 tokens is truncated).
+    #[napi(
+        ts_args_type = "text: string, options?: EmbedOptions",
+        ts_return_type = "Promise<number[]>"
+    )]
+    pub fn create_embedding<'e>(
+        &self,
+        env: &'e Env,
+        text: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, Vec<f32>>> {
+        let texts = read_text(&text).map(|t| vec![t]);
+        self.embed(env, texts, options, |_, mut v| {
+            Ok(v.pop().map(|v| v.to_vec()).unwrap_or_default())
+        })
+    }
+
+    /// Embed many texts in one call, one vector per text in order. An empty array gives
+    /// an empty result.
+    #[napi(
+        ts_args_type = "texts: string[], options?: EmbedOptions",
+        ts_return_type = "Promise<number[][]>"
+    )]
+    pub fn create_embeddings<'e>(
+        &self,
+        env: &'e Env,
+        texts: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, Vec<Vec<f32>>>> {
+        self.embed(env, read_texts(&texts), options, |_, v| {
+            Ok(v.iter().map(|v| v.to_vec()).collect())
+        })
+    }
+
+    /// The fast form of `createEmbeddings`: one flat `Float32Array` of
+    /// `texts.length * dimension` numbers, row `i` at `[i * dimension, (i + 1) * dimension)`.
+    #[napi(
+        ts_args_type = "texts: string[], options?: EmbedOptions",
+        ts_return_type = "Promise<Float32Array>"
+    )]
+    pub fn create_embeddings_float32<'e>(
+        &self,
+        env: &'e Env,
+        texts: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, Float32Array>> {
+        self.embed(env, read_texts(&texts), options, |_, v| {
+            Ok(Float32Array::new(
+                v.iter().flat_map(|v| v.iter().copied()).collect(),
+            ))
+        })
+    }
+
+    /// Counters of the process-wide service.
+    #[napi]
+    pub fn get_stats(&self) -> EmbeddingStats {
+        let s = self.service.stats();
+        EmbeddingStats {
+            model: s.model,
+            dimension: s.dimension as u32,
+            model_loads: s.model_loads as i64,
+            requests: s.requests as i64,
+            cache_hits: s.cache_hits as i64,
+            cache_misses: s.cache_misses as i64,
+            cache_bytes: s.cache_bytes as i64,
+            cache_entries: s.cache_entries as i64,
+            cache_capacity_bytes: s.cache_capacity_bytes as i64,
+            batches: s.batches as i64,
+            mean_batch_size: s.mean_batch_size,
+            queue_depth: s.queue_depth as u32,
+        }
+    }
+
+    /// Empty the shared cache (for every thread).
+    #[napi]
+    pub fn clear_cache(&self) {
+        self.service.clear_cache();
+    }
+}
+
+fn read_text(v: &Unknown) -> std::result::Result<String, OrionError> {
+    if v.get_type().ok() != Some(ValueType::String) {
+        return Err(OrionError::InvalidInput(format!(
+            "text must be a string, got {}",
+            describe(v)
+        )));
+    }
+    // napi hands strings over as UTF-8, turning lone surrogates into U+FFFD.
+    unsafe { v.cast::<String>() }.map_err(|e| OrionError::InvalidInput(e.reason.clone()))
+}
+
+fn read_texts(v: &Unknown) -> std::result::Result<Vec<String>, OrionError> {
+    if !v.is_array().unwrap_or(false) {
+        return Err(OrionError::InvalidInput(format!(
+            "texts must be an array of strings, got {}",
+            describe(v)
+        )));
+    }
+    let arr: Object =
+        unsafe { v.cast() }.map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+    let len = arr
+        .get_array_length()
+        .map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+    (0..len)
+        .map(|i| {
+            let item: Unknown = arr
+                .get_element(i)
+                .map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+            read_text(&item).map_err(|_| {
+                OrionError::InvalidInput(format!(
+                    "texts[{i}] must be a string, got {}",
+                    describe(&item)
+                ))
+            })
+        })
+        .collect()
+}
+
+type AddEventListener<'a> = Function<'a, FnArgs<(&'a str, Function<'a, (), ()>)>, Unknown<'a>>;
+
+/// Hook the caller's AbortSignal: the receiver resolves when it fires.
+fn on_abort(env: &Env, signal: Unknown) -> std::result::Result<oneshot::Receiver<()>, OrionError> {
+    let not_signal = || OrionError::InvalidOption("options.signal must be an AbortSignal".into());
+    if signal.get_type().ok() != Some(ValueType::Object) {
+        return Err(not_signal());
+    }
+    let obj: Object = unsafe { signal.cast() }.map_err(|_| not_signal())?;
+    let aborted: Option<bool> = obj.get("aborted").ok().flatten();
+    let add: Option<AddEventListener> = obj.get("addEventListener").ok().flatten();
+    let (Some(aborted), Some(add)) = (aborted, add) else {
+        return Err(not_signal());
+    };
+    if aborted {
+        return Err(OrionError::Aborted);
+    }
+    let (tx, rx) = oneshot::channel();
+    let tx = Mutex::new(Some(tx));
+    let listener = env
+        .create_function_from_closure("orionAbort", move |_| {
+            if let Some(tx) = tx.lock().take() {
+                let _ = tx.send(());
+            }
+            Ok(())
+        })
+        .map_err(|e| OrionError::Internal(e.reason.clone()))?;
+    add.apply(obj, ("abort", listener).into())
+        .map_err(|e| OrionError::InvalidOption(format!("options.signal: {}", e.reason)))?;
+    Ok(rx)
+}
+
+/// The ONNX Runtime library inside the `onnxruntime-node` package, resolved the way
+/// `require` would from this addon's location.
+fn packaged_runtime(env: &Env) -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| resolve_from_js(env).and_then(|dir| runtime_in_package(&dir)))
+        .clone()
+}
+
+fn resolve_from_js(env: &Env) -> Option<PathBuf> {
+    let base = addon_path()?;
+    let global = env.get_global().ok()?;
+    let process: Object = global.get_named_property("process").ok()?;
+    let get_builtin: Function<&str, Object> =
+        process.get_named_property("getBuiltinModule").ok()?;
+    let module = get_builtin.apply(process, "module").ok()?;
+    let create_require: Function<String, Object> =
+        module.get_named_property("createRequire").ok()?;
+    let require = create_require
+        .call(base.to_string_lossy().into_owned())
+        .ok()?;
+    let resolve: Function<&str, String> = require.get_named_property("resolve").ok()?;
+    let pkg_json = resolve
+        .apply(require, "onnxruntime-node/package.json")
+        .ok()?;
+    PathBuf::from(pkg_json).parent().map(PathBuf::from)
+}
+
+fn runtime_in_package(pkg: &std::path::Path) -> Option<PathBuf> {
+    let (platform, arch) = (
+        match std::env::consts::OS {
+            "macos" => "darwin",
+            "windows" => "win32",
+            os => os,
+        },
+        match std::env::consts::ARCH {
+            "x86_64" => "x64",
+            "aarch64" => "arm64",
+            a => a,
+        },
+    );
+    let dir = pkg.join("bin").join("napi-v6").join(platform).join(arch);
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name.starts_with("libonnxruntime.") || name == "onnxruntime.dll")
+                && !name.contains("providers")
+        })
+        .collect();
+    libs.sort();
+    libs.into_iter().next()
+}
+
+/// This addon's own file, from the dynamic loader.
+#[cfg(unix)]
+fn addon_path() -> Option<PathBuf> {
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let here = addon_path as *const libc::c_void;
+    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    Some(PathBuf::from(name.to_string_lossy().into_owned()))
+}
+
+#[cfg(not(unix))]
+fn addon_path() -> Option<PathBuf> {
+    std::env::current_dir().ok().map(|d| d.join("index.js"))
+}

@@ -1,0 +1,62 @@
+//! The thin `#[napi]` face of the services: argument checking, conversion, and turning
+//! [`OrionError`]s into JS `Error`s with a `code`. No service logic lives here.
+
+mod embedding;
+mod options;
+
+use crate::error::OrionError;
+use napi::bindgen_prelude::*;
+use napi::{sys, Env};
+use std::future::Future;
+
+/// A JS `Error` whose `code` is the variant's stable code.
+pub fn js_error(env: &Env, e: &OrionError) -> napi::Error {
+    let make = || -> napi::Result<Unknown<'_>> {
+        let code = env.create_string(e.code())?;
+        let msg = env.create_string(e.to_string())?;
+        let mut raw = std::ptr::null_mut();
+        check_status!(unsafe {
+            sys::napi_create_error(env.raw(), code.raw(), msg.raw(), &mut raw)
+        })?;
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+    };
+    match make() {
+        Ok(obj) => napi::Error::from(obj),
+        Err(err) => err,
+    }
+}
+
+/// Run `fut` off the JS thread and settle a Promise with its outcome; `convert` builds
+/// the JS value on the calling thread. Errors reject with coded JS errors.
+pub fn promise<'env, T, V, F, C>(
+    env: &'env Env,
+    fut: F,
+    convert: C,
+) -> napi::Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue,
+    F: Future<Output = std::result::Result<T, OrionError>> + Send + 'static,
+    C: FnOnce(&Env, T) -> napi::Result<V> + 'static,
+{
+    env.spawn_future_with_callback(
+        async move { Ok(fut.await) },
+        move |env, outcome| match outcome {
+            Ok(v) => convert(env, v),
+            Err(e) => Err(js_error(env, &e)),
+        },
+    )
+}
+
+/// A Promise already rejected with `e`: bad input to a Promise-returning call rejects
+/// rather than throws, so callers handle every failure in one place.
+pub fn rejected<'env, V: ToNapiValue + 'static>(
+    env: &'env Env,
+    e: OrionError,
+) -> napi::Result<PromiseRaw<'env, V>> {
+    promise(
+        env,
+        async move { Err::<(), _>(e) },
+        |_, ()| -> napi::Result<V> { unreachable!("a rejected promise never converts a value") },
+    )
+}
