@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's test command (`npm test`): installs what is missing, fetches the models,
+# builds the addon once in release mode, and runs every test against that build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# onnxruntime-node's postinstall would download GPU providers; its CPU library is in the package.
+export ONNXRUNTIME_NODE_INSTALL=skip
+[ -x node_modules/.bin/jest ] || npm ci --no-audit --no-fund
+node scripts/models.js
+npx napi build --platform --release
+if [ -d .git ] && ! git diff --quiet -- index.js index.d.ts; then
+  echo "index.js / index.d.ts differ from what napi build generates: commit the regenerated files" >&2
+  git --no-pager diff --stat -- index.js index.d.ts >&2
+  exit 1
+fi
+cargo test --release
+npx tsc --noEmit -p __tests__/types
+npx jest --runInBand "$@"
