@@ -835,5 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ModelLoader = nativeBinding.ModelLoader
 module.exports.SharedEmbeddingClient = nativeBinding.SharedEmbeddingClient
+module.exports.TokenStream = nativeBinding.TokenStream
+module.exports.applyQuantization = nativeBinding.applyQuantization
+module.exports.getModelLoader = nativeBinding.getModelLoader
+module.exports.getOptimizationStrategy = nativeBinding.getOptimizationStrategy
 module.exports.getSharedEmbeddingClient = nativeBinding.getSharedEmbeddingClient

@@ -83,13 +83,15 @@ describe('bad input to createEmbeddings', () => {
     expect(err.message).toMatch(/texts\[2\]/)
   })
 
-  test.each([['a string', 'abc'], ['a number', 1], ['null', null], ['an object', {}]])(
-    'a batch that is %s is rejected',
-    async (_n, value) => {
-      await expectCode(client.createEmbeddings(value), 'INVALID_INPUT')
-      await expectCode(client.createEmbeddingsFloat32(value), 'INVALID_INPUT')
-    },
-  )
+  test.each([
+    ['a string', 'abc'],
+    ['a number', 1],
+    ['null', null],
+    ['an object', {}],
+  ])('a batch that is %s is rejected', async (_n, value) => {
+    await expectCode(client.createEmbeddings(value), 'INVALID_INPUT')
+    await expectCode(client.createEmbeddingsFloat32(value), 'INVALID_INPUT')
+  })
 })
 
 describe('bad options', () => {
@@ -135,7 +137,10 @@ describe('timeouts, aborts and back-pressure', () => {
   const client = getSharedEmbeddingClient()
 
   test('a request that cannot finish in time rejects with EMBEDDING_TIMEOUT', async () => {
-    const err = await expectCode(client.createEmbeddings(manyTexts(300, 'timeout'), { timeoutMs: 1 }), 'EMBEDDING_TIMEOUT')
+    const err = await expectCode(
+      client.createEmbeddings(manyTexts(300, 'timeout'), { timeoutMs: 1 }),
+      'EMBEDDING_TIMEOUT',
+    )
     expect(err.message).toMatch(/1 ms/)
     // The service is still healthy afterwards.
     await expect(client.createEmbedding('after timeout')).resolves.toHaveLength(384)

@@ -10,7 +10,9 @@ const WORKER = path.join(__dirname, 'workers', 'embed-worker.js')
 function run(workerData) {
   return new Promise((resolve, reject) => {
     const w = new Worker(WORKER, { workerData: { root, ...workerData } })
-    w.once('message', (m) => (m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m)))
+    w.once('message', (m) =>
+      m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m),
+    )
     w.once('error', reject)
   })
 }
@@ -85,7 +87,11 @@ describe('eight worker_threads share one model', () => {
   test('ESM import works', () => {
     const r = spawnSync(
       process.execPath,
-      ['--input-type=module', '-e', "import { getSharedEmbeddingClient } from 'orion-native'; console.log(typeof getSharedEmbeddingClient)"],
+      [
+        '--input-type=module',
+        '-e',
+        "import { getSharedEmbeddingClient } from 'orion-native'; console.log(typeof getSharedEmbeddingClient)",
+      ],
       { cwd: root, encoding: 'utf8' },
     )
     expect(r.stdout.trim()).toBe('function')

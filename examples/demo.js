@@ -36,20 +36,29 @@ async function main() {
   const spawned = Array.from({ length: workers }, (_, i) => {
     const role = ROLES[i % ROLES.length]
     const name = workers > ROLES.length ? `${role}#${i}` : role
-    return { name, role, worker: new Worker(path.join(__dirname, 'workers', 'embedding.worker.js'), {
-      workerData: { role: name, texts: texts[role], queries: corpus.queries },
-    }) }
+    return {
+      name,
+      role,
+      worker: new Worker(path.join(__dirname, 'workers', 'embedding.worker.js'), {
+        workerData: { role: name, texts: texts[role], queries: corpus.queries },
+      }),
+    }
   })
   const embedded = await Promise.all(
-    spawned.map(({ worker, name }) => new Promise((resolve, reject) => {
-      worker.on('message', (m) => {
-        if (m.type === 'embedded') {
-          log(`  ${name.padEnd(14)} embedded ${String(m.count).padStart(2)} texts in ${m.ms.toFixed(0).padStart(5)} ms`)
-          resolve(m)
-        } else if (m.type === 'error') reject(Object.assign(new Error(m.message), { code: m.code }))
-      })
-      worker.once('error', reject)
-    })),
+    spawned.map(
+      ({ worker, name }) =>
+        new Promise((resolve, reject) => {
+          worker.on('message', (m) => {
+            if (m.type === 'embedded') {
+              log(
+                `  ${name.padEnd(14)} embedded ${String(m.count).padStart(2)} texts in ${m.ms.toFixed(0).padStart(5)} ms`,
+              )
+              resolve(m)
+            } else if (m.type === 'error') reject(Object.assign(new Error(m.message), { code: m.code }))
+          })
+          worker.once('error', reject)
+        }),
+    ),
   )
   const firstAnswerMs = performance.now() - t0
 
@@ -59,7 +68,9 @@ async function main() {
     .flatMap((m) => m.vectors.map((vector, i) => ({ role: m.role, vector, text: texts[m.role.split('#')[0]][i] })))
   const searcher = spawned.find((s) => s.role === 'genius-hour') || spawned[0]
   const hits = await new Promise((resolve, reject) => {
-    searcher.worker.on('message', (m) => (m.type === 'search' ? resolve(m.hits) : m.type === 'error' && reject(new Error(m.message))))
+    searcher.worker.on('message', (m) =>
+      m.type === 'search' ? resolve(m.hits) : m.type === 'error' && reject(new Error(m.message)),
+    )
     searcher.worker.postMessage({ type: 'search', index })
   })
   log(`\nsemantic search from the ${searcher.name} worker:`)
@@ -88,8 +99,12 @@ async function main() {
   } else {
     log(`\nsummary`)
     log(`  embedding model loads : ${summary.embeddingModelLoads} for ${workers} workers`)
-    log(`  texts embedded        : ${summary.texts} in ${summary.batches} model calls (mean batch ${summary.meanBatchSize})`)
-    log(`  process RSS           : ${mb(summary.rssBytes)} (+${mb(summary.rssGrowthBytes)} for the model, its runtime and ${workers} workers)`)
+    log(
+      `  texts embedded        : ${summary.texts} in ${summary.batches} model calls (mean batch ${summary.meanBatchSize})`,
+    )
+    log(
+      `  process RSS           : ${mb(summary.rssBytes)} (+${mb(summary.rssGrowthBytes)} for the model, its runtime and ${workers} workers)`,
+    )
     log(`  all workers embedded  : ${summary.timeToAllEmbeddedMs} ms after start`)
   }
 }

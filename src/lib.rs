@@ -7,8 +7,10 @@
 pub mod config;
 pub mod embedding;
 pub mod error;
+pub mod llm;
 pub mod paths;
 pub mod runtime;
+pub mod sysmem;
 
 // napi's macros compile to nothing under `cargo test`, leaving this layer unused there.
 #[cfg(not(test))]

@@ -72,3 +72,25 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
 pub fn embedding_services() -> Vec<Arc<EmbeddingService>> {
     EMBEDDING.lock().values().cloned().collect()
 }
+
+static LLM: std::sync::OnceLock<crate::llm::LlmService> = std::sync::OnceLock::new();
+
+/// The process's LLM service. `config`, when given, replaces the loader's limits
+/// (they are process-wide: the last caller to set them wins).
+pub fn llm_service(
+    config: Option<crate::llm::loader::LoaderConfig>,
+) -> Result<&'static crate::llm::LlmService> {
+    let svc = match LLM.get() {
+        Some(s) => s,
+        None => {
+            let created = crate::llm::LlmService::new(crate::llm::LlmService::default_config()?)?;
+            // Two threads may race to create it; the loser's service is simply dropped.
+            let _ = LLM.set(created);
+            LLM.get().expect("set above")
+        }
+    };
+    if let Some(c) = config {
+        svc.loader().set_config(c);
+    }
+    Ok(svc)
+}

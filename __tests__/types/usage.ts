@@ -1,6 +1,17 @@
 // Compiled by `tsc --noEmit` in the test command: proves index.d.ts describes the API
 // the way users call it. The @ts-expect-error lines prove that misuse is rejected.
 import {
+  getModelLoader,
+  applyQuantization,
+  getOptimizationStrategy,
+  QUANTIZATION_LEVELS,
+  ModelLoader,
+  TokenStream,
+  type ModelInfo,
+  type ModelLoaderStats,
+  type GenerateResult,
+  type OptimizationStrategy,
+  type QuantizationLevel,
   getSharedEmbeddingClient,
   SharedEmbeddingClient,
   type EmbeddingClientOptions,
@@ -30,7 +41,32 @@ async function usage(): Promise<void> {
   // @ts-expect-error unknown option
   getSharedEmbeddingClient({ timeout: 5 })
 
-  void [model, one, many, flat, n]
+  const loader: ModelLoader = getModelLoader({ maxConcurrentModels: 2, idleTimeoutMs: 60000 })
+  const info: ModelInfo = await loader.loadModel('demo', (percent: number) => void percent)
+  const loaderStats: ModelLoaderStats = loader.getStats()
+  const used: boolean = loader.markModelUsed('demo')
+  const result: GenerateResult = await loader.generate('demo', 'Hi', {
+    temperature: 0,
+    maxTokens: 8,
+    stop: ['\n'],
+    onToken: (t: string) => void t,
+  })
+  const chat: GenerateResult = await loader.generate('demo', [{ role: 'user', content: 'Hi' }])
+  const stream: TokenStream = loader.generateStream('demo', 'Hi', { maxTokens: 4 })
+  for await (const piece of stream) void (piece satisfies string)
+  const unloaded: boolean = await loader.unloadModel('demo')
+  loader.registerModel('mine', { files: { q4: { path: 'mine.Q4_K_M.gguf' } }, contextLength: 4096 })
+  const id: string = applyQuantization('Mistral-7B-Instruct-v0.2', 'q4')
+  const level: QuantizationLevel = 'q8'
+  const gguf: readonly string[] = QUANTIZATION_LEVELS[level].gguf
+  const strategy: OptimizationStrategy = getOptimizationStrategy()
+
+  // @ts-expect-error unknown quantization level
+  applyQuantization('m', 'q9')
+  // @ts-expect-error roles are limited
+  await loader.generate('demo', [{ role: 'wizard', content: 'Hi' }])
+
+  void [model, one, many, flat, n, info, loaderStats, used, result, chat, unloaded, id, gguf, strategy]
 }
 
 void usage

@@ -8,7 +8,10 @@ const client = getSharedEmbeddingClient()
 async function main() {
   if (workerData.mode === 'hang') {
     // Start a large request, tell the parent, and get terminated while it is pending.
-    const texts = Array.from({ length: workerData.count }, (_, i) => `worker ${workerData.id} pending ${i} ${Math.random()}`)
+    const texts = Array.from(
+      { length: workerData.count },
+      (_, i) => `worker ${workerData.id} pending ${i} ${Math.random()}`,
+    )
     client.createEmbeddings(texts).then(() => parentPort.postMessage({ type: 'done' }))
     parentPort.postMessage({ type: 'started' })
     return

@@ -1,4 +1,4 @@
-use super::options::{describe, Options};
+use super::options::{describe, on_abort, Options};
 use super::{js_error, promise, rejected};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::EmbeddingService;
@@ -130,7 +130,16 @@ impl SharedEmbeddingClient {
             .map_or(self.timeout, Duration::from_millis);
         let cancel = match o.raw("signal")? {
             None => None,
-            Some(s) => Some(on_abort(env, s)?),
+            Some(s) => {
+                let (tx, rx) = oneshot::channel();
+                let tx = Mutex::new(Some(tx));
+                on_abort(env, s, move || {
+                    if let Some(tx) = tx.lock().take() {
+                        let _ = tx.send(());
+                    }
+                })?;
+                Some(rx)
+            }
         };
         Ok(CallOptions { timeout, cancel })
     }
@@ -280,38 +289,6 @@ fn read_texts(v: &Unknown) -> std::result::Result<Vec<String>, OrionError> {
             })
         })
         .collect()
-}
-
-type AddEventListener<'a> = Function<'a, FnArgs<(&'a str, Function<'a, (), ()>)>, Unknown<'a>>;
-
-/// Hook the caller's AbortSignal: the receiver resolves when it fires.
-fn on_abort(env: &Env, signal: Unknown) -> std::result::Result<oneshot::Receiver<()>, OrionError> {
-    let not_signal = || OrionError::InvalidOption("options.signal must be an AbortSignal".into());
-    if signal.get_type().ok() != Some(ValueType::Object) {
-        return Err(not_signal());
-    }
-    let obj: Object = unsafe { signal.cast() }.map_err(|_| not_signal())?;
-    let aborted: Option<bool> = obj.get("aborted").ok().flatten();
-    let add: Option<AddEventListener> = obj.get("addEventListener").ok().flatten();
-    let (Some(aborted), Some(add)) = (aborted, add) else {
-        return Err(not_signal());
-    };
-    if aborted {
-        return Err(OrionError::Aborted);
-    }
-    let (tx, rx) = oneshot::channel();
-    let tx = Mutex::new(Some(tx));
-    let listener = env
-        .create_function_from_closure("orionAbort", move |_| {
-            if let Some(tx) = tx.lock().take() {
-                let _ = tx.send(());
-            }
-            Ok(())
-        })
-        .map_err(|e| OrionError::Internal(e.reason.clone()))?;
-    add.apply(obj, ("abort", listener).into())
-        .map_err(|e| OrionError::InvalidOption(format!("options.signal: {}", e.reason)))?;
-    Ok(rx)
 }
 
 /// The ONNX Runtime library inside the `onnxruntime-node` package, resolved the way

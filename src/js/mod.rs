@@ -2,6 +2,8 @@
 //! [`OrionError`]s into JS `Error`s with a `code`. No service logic lives here.
 
 mod embedding;
+mod env_guard;
+mod llm;
 mod options;
 
 use crate::error::OrionError;

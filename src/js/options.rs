@@ -4,7 +4,7 @@
 
 use crate::error::OrionError;
 use napi::bindgen_prelude::*;
-use napi::{JsValue, ValueType};
+use napi::{Env, JsValue, ValueType};
 
 type R<T> = std::result::Result<T, OrionError>;
 
@@ -93,6 +93,66 @@ impl<'e> Options<'e> {
         Ok(Some(n as u64))
     }
 
+    pub fn boolean(&self, key: &str) -> R<Option<bool>> {
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
+        if v.get_type().map_err(napi_err)? != ValueType::Boolean {
+            return Err(self.bad(key, "a boolean", &v));
+        }
+        Ok(Some(unsafe { v.cast::<bool>() }.map_err(napi_err)?))
+    }
+
+    /// A number in `min..=max` (not necessarily an integer).
+    pub fn ranged(&self, key: &str, min: f64, max: f64) -> R<Option<f64>> {
+        let Some(n) = self.number(key)? else {
+            return Ok(None);
+        };
+        if n < min || n > max {
+            return Err(OrionError::InvalidOption(format!(
+                "{}.{key} must be from {min} to {max}, got {n}",
+                self.what
+            )));
+        }
+        Ok(Some(n))
+    }
+
+    /// A function value.
+    pub fn function(&self, key: &str) -> R<Option<Unknown<'e>>> {
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
+        if v.get_type().map_err(napi_err)? != ValueType::Function {
+            return Err(self.bad(key, "a function", &v));
+        }
+        Ok(Some(v))
+    }
+
+    /// A string or an array of strings.
+    pub fn strings(&self, key: &str) -> R<Option<Vec<String>>> {
+        let Some(v) = self.raw(key)? else {
+            return Ok(None);
+        };
+        if v.get_type().map_err(napi_err)? == ValueType::String {
+            return Ok(Some(vec![unsafe { v.cast::<String>() }.map_err(napi_err)?]));
+        }
+        if !v.is_array().map_err(napi_err)? {
+            return Err(self.bad(key, "a string or an array of strings", &v));
+        }
+        let arr: Object = unsafe { v.cast() }.map_err(napi_err)?;
+        let n = arr.get_array_length().map_err(napi_err)?;
+        (0..n)
+            .map(|i| {
+                let item: Unknown = arr.get_element(i).map_err(napi_err)?;
+                if item.get_type().map_err(napi_err)? != ValueType::String {
+                    return Err(self.bad(&format!("{key}[{i}]"), "a string", &item));
+                }
+                unsafe { item.cast::<String>() }.map_err(napi_err)
+            })
+            .collect::<R<Vec<_>>>()
+            .map(Some)
+    }
+
     pub fn string(&self, key: &str) -> R<Option<String>> {
         let Some(v) = self.raw(key)? else {
             return Ok(None);
@@ -115,4 +175,33 @@ pub fn describe(v: &Unknown) -> String {
         Ok(t) => format!("a value of type {}", format!("{t:?}").to_lowercase()),
         Err(_) => "an unreadable value".into(),
     }
+}
+
+type AddEventListener<'a> = Function<'a, FnArgs<(&'a str, Function<'a, (), ()>)>, Unknown<'a>>;
+
+/// Run `fire` (on this JS thread) when the AbortSignal `signal` fires. An already
+/// aborted signal is an ABORTED error right away.
+pub fn on_abort(env: &Env, signal: Unknown, fire: impl Fn() + 'static) -> R<()> {
+    let not_signal = || OrionError::InvalidOption("options.signal must be an AbortSignal".into());
+    if signal.get_type().ok() != Some(ValueType::Object) {
+        return Err(not_signal());
+    }
+    let obj: Object = unsafe { signal.cast() }.map_err(|_| not_signal())?;
+    let aborted: Option<bool> = obj.get("aborted").ok().flatten();
+    let add: Option<AddEventListener> = obj.get("addEventListener").ok().flatten();
+    let (Some(aborted), Some(add)) = (aborted, add) else {
+        return Err(not_signal());
+    };
+    if aborted {
+        return Err(OrionError::Aborted);
+    }
+    let listener = env
+        .create_function_from_closure("orionAbort", move |_| {
+            fire();
+            Ok(())
+        })
+        .map_err(|e| OrionError::Internal(e.reason.clone()))?;
+    add.apply(obj, ("abort", listener).into())
+        .map_err(|e| OrionError::InvalidOption(format!("options.signal: {}", e.reason)))?;
+    Ok(())
 }

@@ -29,6 +29,64 @@ export interface EmbedOptions {
   signal?: AbortSignal
 }
 
+/** Options of `getModelLoader`. They are process-wide: every thread shares the loader. */
+export interface ModelLoaderOptions {
+  /** Most models loaded at once (default 2, or ORION_MAX_CONCURRENT_MODELS). */
+  maxConcurrentModels?: number
+  /** Most bytes the loaded models may use; 0 removes the budget. */
+  budgetBytes?: number
+  /** Unload a model unused for this long. */
+  idleTimeoutMs?: number
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant'
+  content: string
+}
+
+/** Options of `ModelLoader.generate`. */
+export interface GenerateOptions {
+  /** Most tokens to generate (default 256). */
+  maxTokens?: number
+  /** 0 is greedy (default 0.8). */
+  temperature?: number
+  topK?: number
+  topP?: number
+  minP?: number
+  repeatPenalty?: number
+  seed?: number
+  /** Generation stops before any of these strings; they are not part of the text. */
+  stop?: string | string[]
+  /** Rejects with code ABORTED within a token of firing. */
+  signal?: AbortSignal
+  /** Receives the text as it is generated, on the calling thread. */
+  onToken?: (text: string) => void
+  /** Send a string prompt as is, without the model's chat template. */
+  raw?: boolean
+}
+
+export type QuantizationLevel = 'q3' | 'q4' | 'q4f32' | 'q5' | 'q6' | 'q8' | 'f16' | 'f32'
+
+/** Each level's MLC suffix (as `applyQuantization` appends it), GGUF file types and bits per weight. */
+export declare const QUANTIZATION_LEVELS: Readonly<
+  Record<
+    QuantizationLevel,
+    Readonly<{ name: QuantizationLevel; mlc: string; gguf: readonly string[]; bitsPerWeight: number }>
+  >
+>
+
+/** A registry entry for `registerModel` (or the ORION_MODEL_REGISTRY file). */
+export interface ModelDescriptor {
+  name?: string
+  kind?: 'llm' | 'embedding'
+  /** Files by quantization level: a local path (relative to ORION_MODELS_DIR), or a hub repo and file. */
+  files: Partial<
+    Record<QuantizationLevel, { path?: string; hubRepo?: string; hubFile?: string; sha256?: string; size?: number }>
+  >
+  /** Context size to run the model with (default 2048). */
+  contextLength?: number
+}
+
 /** The stable codes of orion-native errors (`err.code`). */
 export type OrionErrorCode =
   | 'INVALID_INPUT'
@@ -40,4 +98,13 @@ export type OrionErrorCode =
   | 'OVERLOADED'
   | 'ABORTED'
   | 'INFERENCE_FAILED'
+  | 'UNKNOWN_MODEL'
+  | 'MODEL_BUSY'
+  | 'INSUFFICIENT_MEMORY'
+  | 'PROMPT_TOO_LONG'
   | 'INTERNAL'
+
+/** `for await (const text of loader.generateStream(...))`: the stream is its own async iterator. */
+export interface TokenStream {
+  [Symbol.asyncIterator](): AsyncIterator<string, undefined>
+}

@@ -1,0 +1,407 @@
+'use strict'
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { Worker } = require('node:worker_threads')
+const { spawnSync } = require('node:child_process')
+const { getModelLoader, applyQuantization, QUANTIZATION_LEVELS, getOptimizationStrategy } = require('..')
+const { expectCode, expectThrowCode, llmModelDir, root } = require('./helpers')
+
+const GGUF = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+const WORKER = path.join(__dirname, 'workers', 'llm-worker.js')
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-llm-'))
+
+function inWorker(workerData) {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(WORKER, { workerData: { root, ...workerData } })
+    w.once('message', (m) =>
+      m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m),
+    )
+    w.once('error', reject)
+  })
+}
+
+const QUESTION = 'What is the capital of France?'
+
+afterEach(() => {
+  // Limits are process-wide: put the defaults back for the next test.
+  getModelLoader({ maxConcurrentModels: 2, budgetBytes: 0 })
+})
+
+describe('ModelLoader: the app contract', () => {
+  test('progress values are reported and their maximum is 100', async () => {
+    const loader = getModelLoader()
+    const progressValues = []
+    await loader.loadModel('demo', (progress) => progressValues.push(progress))
+    expect(progressValues.length).toBeGreaterThan(0)
+    expect(Math.max(...progressValues)).toBe(100)
+    expect(progressValues[progressValues.length - 1]).toBe(100)
+    expect(progressValues.every(Number.isInteger)).toBe(true)
+    for (let i = 1; i < progressValues.length; i++)
+      expect(progressValues[i]).toBeGreaterThanOrEqual(progressValues[i - 1])
+  })
+
+  test('loaded models never exceed maxConcurrentModels', async () => {
+    const loader = getModelLoader()
+    await loader.loadModel('demo')
+    const stats = loader.getStats()
+    expect(stats.loadedModels).toBeLessThanOrEqual(stats.maxConcurrentModels)
+    expect(stats.maxConcurrentModels).toBe(2)
+    expect(stats).toMatchObject({ loading: 0 })
+    const demo = stats.models.find((m) => m.key === 'demo')
+    expect(demo).toMatchObject({ quantization: 'Q4_1', inUse: 0, path: GGUF })
+    expect(demo.bytes).toBe(fs.statSync(GGUF).size)
+    expect(stats.totalBytes).toBeGreaterThanOrEqual(demo.bytes)
+    expect(demo.lastUsed).toBeGreaterThan(Date.now() - 600000)
+  })
+
+  test('loading a loaded model reports 100 at once and does not load again', async () => {
+    const loader = getModelLoader()
+    const first = await loader.loadModel('demo')
+    const progress = []
+    const again = await loader.loadModel('demo', (p) => progress.push(p))
+    expect(progress).toEqual([100])
+    expect(again.loads).toBe(first.loads)
+    expect(loader.markModelUsed('demo')).toBe(true)
+    expect(loader.markModelUsed('not-loaded')).toBe(false)
+  })
+
+  test('with maxConcurrentModels 1, loading a second model evicts the first', async () => {
+    const loader = getModelLoader({ maxConcurrentModels: 1 })
+    loader.registerModel('demo-twin', { files: { q4: { path: GGUF } } })
+    await loader.loadModel('demo')
+    await loader.loadModel('demo-twin')
+    const keys = loader.getStats().models.map((m) => m.key)
+    expect(keys).toEqual(['demo-twin'])
+    expect(loader.getStats().loadedModels).toBe(1)
+  })
+
+  test('eight workers loading the same key at once share one load', async () => {
+    const loader = getModelLoader()
+    loader.registerModel('eight-way', { name: 'eight workers, one load', files: { q4: { path: GGUF } } })
+    const results = await Promise.all(Array.from({ length: 8 }, () => inWorker({ mode: 'load', key: 'eight-way' })))
+    for (const r of results) {
+      expect(r.info.loads).toBe(1)
+      expect(r.progress[r.progress.length - 1]).toBe(100)
+    }
+    expect(loader.getStats().models.find((m) => m.key === 'eight-way').loads).toBe(1)
+  })
+
+  test('a GGUF path and a quantized id load too', async () => {
+    const loader = getModelLoader()
+    const byPath = await loader.loadModel(GGUF)
+    expect(byPath).toMatchObject({ key: GGUF, quantization: 'Q4_1' })
+    const byId = await loader.loadModel(applyQuantization('demo', 'q4'))
+    expect(byId.key).toBe('demo-q4f16_1-MLC')
+    expect(byId.path).toBe(GGUF)
+  })
+
+  test('listModels shows the registry', () => {
+    const models = getModelLoader().listModels()
+    const demo = models.find((m) => m.key === 'demo')
+    expect(demo).toMatchObject({ kind: 'llm', quantizations: ['q4'], contextLength: 2048 })
+  })
+
+  test('ORION_MODEL_REGISTRY adds models from a JSON file', () => {
+    const file = path.join(tmp, 'registry.json')
+    fs.writeFileSync(file, JSON.stringify({ 'from-file': { name: 'From a file', files: { q8: { path: GGUF } } } }))
+    const script = `console.log(JSON.stringify(require(${JSON.stringify(root)}).getModelLoader().listModels().map(m => m.key)))`
+    const r = spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, ORION_MODEL_REGISTRY: file },
+      encoding: 'utf8',
+    })
+    expect(JSON.parse(r.stdout)).toEqual(expect.arrayContaining(['demo', 'from-file']))
+  })
+})
+
+describe('generation', () => {
+  const loader = getModelLoader()
+
+  test('greedy generation answers the capital of France', async () => {
+    const r = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 48 })
+    expect(r.text).toMatch(/Paris/)
+    expect(r.tokens).toBeGreaterThan(0)
+    expect(['stop', 'length']).toContain(r.finishReason)
+    expect(r.timings.tokensPerSecond).toBeGreaterThan(0)
+    expect(r.timings.promptTokensPerSecond).toBeGreaterThan(0)
+    expect(r.timings.promptTokens).toBeGreaterThan(5)
+  })
+
+  test('chat messages go through the chat template', async () => {
+    const r = await loader.generate(
+      'demo',
+      [
+        { role: 'system', content: 'You are a concise geography assistant.' },
+        { role: 'user', content: QUESTION },
+      ],
+      { temperature: 0, maxTokens: 48 },
+    )
+    expect(r.text).toMatch(/Paris/)
+  })
+
+  test('streaming yields the same text as the non-streaming call', async () => {
+    const plain = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 40 })
+    const pieces = []
+    const streamed = await loader.generate('demo', QUESTION, {
+      temperature: 0,
+      maxTokens: 40,
+      onToken: (t) => pieces.push(t),
+    })
+    expect(pieces.length).toBeGreaterThan(1)
+    expect(pieces.join('')).toBe(streamed.text)
+    expect(streamed.text).toBe(plain.text)
+  })
+
+  test('the async-iterator form streams the same text', async () => {
+    const plain = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 40 })
+    const stream = loader.generateStream('demo', QUESTION, { temperature: 0, maxTokens: 40 })
+    const pieces = []
+    for await (const text of stream) pieces.push(text)
+    expect(pieces.length).toBeGreaterThan(1)
+    expect(pieces.join('')).toBe(plain.text)
+    expect(stream.result).toMatchObject({ text: plain.text, tokens: plain.tokens })
+  })
+
+  test('leaving a for-await loop early stops the generation', async () => {
+    const stream = loader.generateStream('demo', 'Tell me a long story about a dragon.', {
+      temperature: 0,
+      maxTokens: 400,
+    })
+    let n = 0
+    for await (const text of stream) {
+      expect(typeof text).toBe('string')
+      if (++n === 3) break
+    }
+    const deadline = Date.now() + 10000
+    while (loader.getStats().models.some((m) => m.inUse > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10))
+    }
+    expect(loader.getStats().models.every((m) => m.inUse === 0)).toBe(true)
+    expect(stream.result).toBeNull()
+  })
+
+  test('stream errors reject with their code', async () => {
+    const next = () => loader.generateStream('gpt-17', QUESTION).next()
+    await expectCode(next(), 'UNKNOWN_MODEL')
+    await expectCode(loader.generateStream('demo', QUESTION, { onToken: () => {} }).next(), 'INVALID_OPTION')
+    const ac = new AbortController()
+    ac.abort()
+    await expectCode(loader.generateStream('demo', QUESTION, { signal: ac.signal }).next(), 'ABORTED')
+  })
+
+  test('maxTokens and stop strings end the text', async () => {
+    const short = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 3 })
+    expect(short.tokens).toBe(3)
+    expect(short.finishReason).toBe('length')
+    const full = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 40 })
+    const cut = full.text.indexOf('Paris')
+    const stopped = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 40, stop: ['Paris'] })
+    expect(stopped.text).toBe(full.text.slice(0, cut))
+    expect(stopped.finishReason).toBe('stop')
+  })
+
+  test('sampling with a seed is reproducible', async () => {
+    const opts = { temperature: 0.9, topK: 40, topP: 0.9, minP: 0.05, repeatPenalty: 1.1, seed: 42, maxTokens: 24 }
+    const a = await loader.generate('demo', 'Write a line about the sea.', opts)
+    const b = await loader.generate('demo', 'Write a line about the sea.', opts)
+    expect(a.text).toBe(b.text)
+  })
+
+  test('abort stops generation within a token or two', async () => {
+    const ac = new AbortController()
+    let tokens = 0
+    const p = loader.generate('demo', 'Tell me a long story about a dragon.', {
+      maxTokens: 400,
+      temperature: 0,
+      signal: ac.signal,
+      onToken: () => {
+        tokens += 1
+        if (tokens === 3) ac.abort()
+      },
+    })
+    await expectCode(p, 'ABORTED')
+    expect(tokens).toBeLessThan(8)
+    const already = new AbortController()
+    already.abort()
+    await expectCode(loader.generate('demo', QUESTION, { signal: already.signal }), 'ABORTED')
+  })
+
+  test('unloading during a generation lets it finish, then frees the model', async () => {
+    await loader.loadModel('demo')
+    const before = loader.getStats().models.find((m) => m.key === 'demo').loads
+    let unloaded
+    const p = loader.generate('demo', 'Tell me a story about a cat.', {
+      maxTokens: 30,
+      temperature: 0,
+      onToken: () => {
+        if (!unloaded) unloaded = loader.unloadModel('demo')
+      },
+    })
+    const r = await p
+    expect(await unloaded).toBe(true)
+    expect(r.tokens).toBe(30)
+    expect(loader.getStats().models.map((m) => m.key)).not.toContain('demo')
+    expect(await loader.unloadModel('demo')).toBe(false)
+    const info = await loader.loadModel('demo')
+    expect(info.loads).toBe(before + 1)
+  })
+
+  test('a worker exiting while it streams does not crash the process', async () => {
+    const w = new Worker(WORKER, { workerData: { root, mode: 'stream-and-exit' } })
+    const exitCode = await new Promise((resolve, reject) => {
+      w.once('error', reject)
+      w.once('exit', resolve)
+    })
+    expect(exitCode).toBe(0)
+    // The generation it started runs out on its own; the model keeps serving.
+    const r = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 16 })
+    expect(r.tokens).toBeGreaterThan(0)
+  })
+})
+
+describe('quantization and strategy', () => {
+  test("applyQuantization keeps the app's naming exactly", () => {
+    expect(applyQuantization('Mistral-7B-Instruct-v0.2', 'q4')).toBe('Mistral-7B-Instruct-v0.2-q4f16_1-MLC')
+    expect(applyQuantization('Mistral-7B-Instruct-v0.2-q4f16_1-MLC', 'q8')).toBe('Mistral-7B-Instruct-v0.2-q8f16_1-MLC')
+    expectThrowCode(() => applyQuantization('m', 'q9'), 'INVALID_OPTION')
+    expectThrowCode(() => applyQuantization(42, 'q4'), 'INVALID_INPUT')
+  })
+
+  test('QUANTIZATION_LEVELS maps levels to GGUF types', () => {
+    expect(QUANTIZATION_LEVELS.q4.gguf[0]).toBe('Q4_K_M')
+    expect(QUANTIZATION_LEVELS.q8.gguf[0]).toBe('Q8_0')
+    expect(QUANTIZATION_LEVELS.f16.gguf[0]).toBe('F16')
+    expect(QUANTIZATION_LEVELS.q4.mlc).toBe('q4f16_1')
+    expect(Object.isFrozen(QUANTIZATION_LEVELS)).toBe(true)
+  })
+
+  test('getOptimizationStrategy explains its choices', () => {
+    const s = getOptimizationStrategy()
+    expect(Object.keys(QUANTIZATION_LEVELS)).toContain(s.quantization)
+    expect(s.maxConcurrentModels).toBeGreaterThanOrEqual(1)
+    expect(s.threads).toBeGreaterThanOrEqual(1)
+    expect(s.totalMemory).toBeGreaterThan(0)
+    expect(s.contextSize).toBeGreaterThanOrEqual(1024)
+    expect(s.reasons.length).toBeGreaterThan(1)
+    expect(Array.isArray(s.gpus)).toBe(true)
+    expect(s.gpuLayers).toBe(s.gpus.length ? s.gpuLayers : 0)
+  })
+
+  test('ORION_DEFAULT_QUANTIZATION forces the level', () => {
+    const script = `console.log(require(${JSON.stringify(root)}).getOptimizationStrategy().quantization)`
+    const r = spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, ORION_DEFAULT_QUANTIZATION: 'f16' },
+      encoding: 'utf8',
+    })
+    expect(r.stdout.trim()).toBe('f16')
+  })
+})
+
+describe('errors', () => {
+  const loader = getModelLoader()
+
+  test('an unknown key rejects with UNKNOWN_MODEL listing the known ones', async () => {
+    const err = await expectCode(loader.loadModel('gpt-17'), 'UNKNOWN_MODEL')
+    expect(err.message).toMatch(/demo/)
+    await expectCode(loader.generate('gpt-17', 'hi'), 'UNKNOWN_MODEL')
+  })
+
+  test('a missing file rejects with MODEL_NOT_FOUND', async () => {
+    await expectCode(loader.loadModel(path.join(tmp, 'missing.gguf')), 'MODEL_NOT_FOUND')
+  })
+
+  test.each([
+    ['a truncated GGUF', () => fs.readFileSync(GGUF).subarray(0, 4 << 20)],
+    ['a GGUF cut inside its header', () => fs.readFileSync(GGUF).subarray(0, 64)],
+    ['random bytes', () => Buffer.from(crypto.getRandomValues(new Uint8Array(65536)))],
+    ['a text file', () => Buffer.from('this is not a model\n'.repeat(100))],
+    ['an empty file', () => Buffer.alloc(0)],
+  ])('%s rejects with MODEL_LOAD_FAILED, no crash', async (name, bytes) => {
+    const file = path.join(tmp, `${name.replace(/\W+/g, '-')}.gguf`)
+    fs.writeFileSync(file, bytes())
+    const err = await expectCode(loader.loadModel(file), 'MODEL_LOAD_FAILED')
+    expect(err.message).toContain(file)
+  })
+
+  test.each([0, -1, 1.5, '2', NaN])('maxConcurrentModels %p is INVALID_OPTION', (v) => {
+    expectThrowCode(() => getModelLoader({ maxConcurrentModels: v }), 'INVALID_OPTION')
+  })
+
+  test('unknown loader options are INVALID_OPTION', () => {
+    expectThrowCode(() => getModelLoader({ maxModels: 3 }), 'INVALID_OPTION')
+  })
+
+  test.each([
+    [{ temperature: -1 }],
+    [{ maxTokens: 0 }],
+    [{ topP: 2 }],
+    [{ stop: 5 }],
+    [{ onToken: 'print' }],
+    [{ maxtokens: 5 }],
+  ])('generate options %j are INVALID_OPTION', async (opts) => {
+    await expectCode(loader.generate('demo', QUESTION, opts), 'INVALID_OPTION')
+  })
+
+  test.each([[42], [''], [[]], [[{ role: 'wizard', content: 'hi' }]], [[{ role: 'user' }]]])(
+    'prompt %j is INVALID_INPUT',
+    async (prompt) => {
+      await expectCode(loader.generate('demo', prompt), 'INVALID_INPUT')
+    },
+  )
+
+  test('a prompt longer than the context rejects with PROMPT_TOO_LONG', async () => {
+    const err = await expectCode(loader.generate('demo', 'word '.repeat(5000), { maxTokens: 8 }), 'PROMPT_TOO_LONG')
+    expect(err.message).toMatch(/2048/)
+  })
+
+  test('bad descriptors are INVALID_OPTION', () => {
+    expectThrowCode(() => loader.registerModel('bad', { files: {} }), 'INVALID_OPTION')
+    expectThrowCode(() => loader.registerModel('bad', { files: { q9: { path: 'x.gguf' } } }), 'INVALID_OPTION')
+    expectThrowCode(
+      () => loader.registerModel('bad', { files: { q4: { path: 'x.gguf' } }, colour: 'red' }),
+      'INVALID_OPTION',
+    )
+  })
+
+  test('a budget too small for the model rejects with INSUFFICIENT_MEMORY naming both numbers', async () => {
+    const small = getModelLoader({ budgetBytes: 1000000 })
+    small.registerModel('budget-probe', { files: { q4: { path: GGUF } } })
+    const err = await expectCode(small.loadModel('budget-probe'), 'INSUFFICIENT_MEMORY')
+    expect(err.message).toMatch(/needs about [\d.]+ MB/)
+    expect(err.message).toMatch(/1\.0 MB is available|[\d.]+ (kB|B) is available/)
+  })
+
+  test('a model that is generating is never evicted: MODEL_BUSY', async () => {
+    // Earlier tests' generations (a worker's stream, an abort) must have wound down.
+    const deadline = Date.now() + 20000
+    while (
+      getModelLoader()
+        .getStats()
+        .models.some((m) => m.inUse > 0) &&
+      Date.now() < deadline
+    ) {
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    const one = getModelLoader({ maxConcurrentModels: 1 })
+    one.registerModel('busy-a', { files: { q4: { path: GGUF } } })
+    one.registerModel('busy-b', { files: { q4: { path: GGUF } } })
+    let err
+    const running = one.generate('busy-a', 'Tell me a long story.', {
+      maxTokens: 60,
+      temperature: 0,
+      onToken: () => {
+        if (!err) err = expectCode(one.loadModel('busy-b'), 'MODEL_BUSY')
+      },
+    })
+    await running
+    await err
+    expect(one.getStats().models.map((m) => m.key)).toEqual(['busy-a'])
+  })
+
+  test("llama.cpp's own log output is quiet by default", () => {
+    const script = `require(${JSON.stringify(root)}).getModelLoader().loadModel('demo').then(() => console.log('ok'))`
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+    expect(r.stdout.trim()).toBe('ok')
+    expect(r.stderr).toBe('')
+  })
+})

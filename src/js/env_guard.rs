@@ -1,0 +1,81 @@
+//! Generations belong to the JS thread (main or worker) that started them. When that
+//! thread's environment is torn down (a worker exits or is terminated, the process
+//! exits), its generations are stopped and waited for, so that none keeps calling
+//! into a JS environment that no longer exists.
+
+use napi::Env;
+use parking_lot::{Condvar, Mutex};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Running {
+    cancels: Vec<Weak<AtomicBool>>,
+    count: usize,
+}
+
+#[derive(Default)]
+struct EnvWork {
+    running: Mutex<Running>,
+    idle: Condvar,
+}
+
+static ENVS: LazyLock<Mutex<HashMap<usize, Arc<EnvWork>>>> = LazyLock::new(Default::default);
+
+/// Keeps its generation registered with its environment until dropped.
+pub struct Registration {
+    work: Arc<EnvWork>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut r = self.work.running.lock();
+        r.count -= 1;
+        r.cancels.retain(|w| w.strong_count() > 0);
+        if r.count == 0 {
+            self.work.idle.notify_all();
+        }
+    }
+}
+
+/// Register a generation started on `env`; `cancel` is set if the environment goes.
+pub fn register(env: &Env, cancel: &Arc<AtomicBool>) -> napi::Result<Registration> {
+    let key = env.raw() as usize;
+    let work = {
+        let mut envs = ENVS.lock();
+        match envs.get(&key) {
+            Some(w) => w.clone(),
+            None => {
+                let w = Arc::new(EnvWork::default());
+                envs.insert(key, w.clone());
+                env.add_env_cleanup_hook(key, stop_all)?;
+                w
+            }
+        }
+    };
+    {
+        let mut r = work.running.lock();
+        r.count += 1;
+        r.cancels.push(Arc::downgrade(cancel));
+    }
+    Ok(Registration { work })
+}
+
+fn stop_all(key: usize) {
+    let Some(work) = ENVS.lock().remove(&key) else {
+        return;
+    };
+    let mut r = work.running.lock();
+    for c in r.cancels.iter().filter_map(Weak::upgrade) {
+        c.store(true, Ordering::Relaxed);
+    }
+    // Generations check their flag every token: this is milliseconds, bounded anyway.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while r.count > 0 {
+        if work.idle.wait_until(&mut r, deadline).timed_out() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Text generation on a loaded llama.cpp model: chat templating, prompt evaluation,
+//! sampling, stop strings and streaming, one fresh context per request.
+
+use super::engine;
+use crate::error::{OrionError, Result};
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prompt {
+    /// Sent as one user message through the chat template (unless `raw`).
+    Text(String),
+    /// `(role, content)` pairs.
+    Messages(Vec<(String, String)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    pub max_tokens: u32,
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub repeat_penalty: f32,
+    pub seed: u32,
+    pub stop: Vec<String>,
+    /// Use a text prompt as is, without the chat template.
+    pub raw: bool,
+    pub threads: i32,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            seed: 0xC0FFEE,
+            stop: Vec::new(),
+            raw: false,
+            threads: super::strategy::physical_cores() as i32,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timings {
+    pub prompt_tokens: u32,
+    pub prompt_ms: f64,
+    pub prompt_tokens_per_second: f64,
+    pub generated_tokens: u32,
+    pub generation_ms: f64,
+    pub tokens_per_second: f64,
+    /// llama.cpp's own measurement of the same run.
+    pub llama_prompt_tokens_per_second: f64,
+    pub llama_tokens_per_second: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    pub text: String,
+    pub tokens: u32,
+    /// `stop` (end of turn or a stop string) or `length` (maxTokens reached).
+    pub finish_reason: &'static str,
+    pub timings: Timings,
+}
+
+/// The prompt text the model sees.
+pub fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<String> {
+    let messages = match prompt {
+        Prompt::Text(t) if raw => return Ok(t.clone()),
+        Prompt::Text(t) => vec![("user".to_string(), t.clone())],
+        Prompt::Messages(m) => m.clone(),
+    };
+    let chat: Vec<LlamaChatMessage> = messages
+        .into_iter()
+        .map(|(role, content)| LlamaChatMessage::new(role, content))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| {
+            OrionError::InvalidInput(format!(
+                "chat messages must not contain NUL characters: {e}"
+            ))
+        })?;
+    // Models without a template get ChatML, the most common convention.
+    let template = model
+        .chat_template(None)
+        .or_else(|_| LlamaChatTemplate::new("chatml"))
+        .map_err(|e| OrionError::Internal(format!("chat template: {e}")))?;
+    model
+        .apply_chat_template(&template, &chat, true)
+        .map_err(|e| {
+            OrionError::InvalidInput(format!(
+                "the model's chat template rejected the messages: {e}"
+            ))
+        })
+}
+
+fn sampler(model: &LlamaModel, p: &GenerateParams) -> LlamaSampler {
+    let penalties = LlamaSampler::penalties(model.n_vocab(), 64, p.repeat_penalty, 0.0, 0.0);
+    if p.temperature <= 0.0 {
+        return LlamaSampler::chain_simple([penalties, LlamaSampler::greedy()]);
+    }
+    LlamaSampler::chain_simple([
+        penalties,
+        LlamaSampler::top_k(p.top_k),
+        LlamaSampler::top_p(p.top_p, 1),
+        LlamaSampler::min_p(p.min_p, 1),
+        LlamaSampler::temp(p.temperature),
+        LlamaSampler::dist(p.seed),
+    ])
+}
+
+/// Bytes of text that may be the start of a stop string: held back from streaming
+/// until it is clear they are not.
+fn held_back(text: &str, stops: &[String]) -> usize {
+    stops
+        .iter()
+        .flat_map(|s| {
+            (1..s.len())
+                .filter(|&n| s.is_char_boundary(n))
+                .map(move |n| &s[..n])
+        })
+        .filter(|prefix| text.ends_with(prefix))
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Generate on `model` in a fresh context of at most `context_length` tokens.
+/// `on_text` receives the text as it is produced; `cancel` stops within a token.
+pub fn generate(
+    model: &LlamaModel,
+    context_length: u32,
+    prompt: &Prompt,
+    params: &GenerateParams,
+    cancel: &AtomicBool,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Generation> {
+    let rendered = render_prompt(model, prompt, params.raw)?;
+    let vocab = model.vocab();
+    let tokens = vocab.tokenize(rendered.as_bytes(), true, true);
+    if tokens.is_empty() {
+        return Err(OrionError::InvalidInput("the prompt is empty".into()));
+    }
+    let prompt_tokens = tokens.len() as u32;
+    if prompt_tokens + 1 > context_length {
+        return Err(OrionError::PromptTooLong {
+            tokens: prompt_tokens,
+            context: context_length,
+        });
+    }
+    // A context just big enough for this request: less memory and a faster start.
+    let n_ctx = (prompt_tokens + params.max_tokens.max(1))
+        .div_ceil(256)
+        .saturating_mul(256)
+        .min(context_length);
+    let mut ctx = engine::new_context(model, n_ctx, params.threads.max(1))?;
+    let n_batch = ctx.n_batch() as usize;
+
+    let started = Instant::now();
+    let mut batch = LlamaBatch::new(n_batch.max(1), 1);
+    for (chunk_i, chunk) in tokens.chunks(n_batch).enumerate() {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(OrionError::Aborted);
+        }
+        batch.clear();
+        let base = chunk_i * n_batch;
+        for (i, t) in chunk.iter().enumerate() {
+            let pos = (base + i) as i32;
+            let last = base + i == tokens.len() - 1;
+            batch
+                .add(*t, pos, &[0], last)
+                .map_err(|e| OrionError::Internal(format!("batch: {e}")))?;
+        }
+        ctx.decode(&mut batch)
+            .map_err(|e| OrionError::InferenceFailed(format!("prompt evaluation: {e}")))?;
+    }
+    let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
+
+    let mut sampler = sampler(model, params);
+    let gen_started = Instant::now();
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut emitted = 0usize; // bytes of `bytes` already streamed
+    let mut generated = 0u32;
+    let mut n_past = prompt_tokens as i32;
+    let mut finish = "length";
+    let max_new = params.max_tokens.min(n_ctx - prompt_tokens);
+    while generated < max_new {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(OrionError::Aborted);
+        }
+        let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+        if vocab.is_eog(token) {
+            finish = "stop";
+            break;
+        }
+        generated += 1;
+        bytes.extend_from_slice(&vocab.token_to_piece(token, false, None));
+        // Only whole UTF-8 characters are text; a token may end mid-character.
+        let valid = match std::str::from_utf8(&bytes) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let text = std::str::from_utf8(&bytes[..valid]).expect("checked above");
+        if let Some(at) = params
+            .stop
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
+            if at > emitted {
+                on_text(&text[emitted..at]);
+            }
+            bytes.truncate(at);
+            emitted = at;
+            finish = "stop";
+            break;
+        }
+        let safe = valid - held_back(text, &params.stop);
+        if safe > emitted {
+            on_text(&text[emitted..safe]);
+            emitted = safe;
+        }
+        if generated == max_new {
+            break;
+        }
+        batch.clear();
+        batch
+            .add(token, n_past, &[0], true)
+            .map_err(|e| OrionError::Internal(format!("batch: {e}")))?;
+        n_past += 1;
+        ctx.decode(&mut batch)
+            .map_err(|e| OrionError::InferenceFailed(format!("generation: {e}")))?;
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if text.len() > emitted {
+        on_text(&text[emitted..]);
+    }
+    let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
+    let t = ctx.timings();
+    let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
+    Ok(Generation {
+        text,
+        tokens: generated,
+        finish_reason: finish,
+        timings: Timings {
+            prompt_tokens,
+            prompt_ms,
+            prompt_tokens_per_second: per_s(prompt_tokens as f64, prompt_ms),
+            generated_tokens: generated,
+            generation_ms,
+            tokens_per_second: per_s(generated as f64, generation_ms),
+            llama_prompt_tokens_per_second: per_s(t.n_p_eval() as f64, t.t_p_eval_ms()),
+            llama_tokens_per_second: per_s(t.n_eval() as f64, t.t_eval_ms()),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_back;
+
+    #[test]
+    fn text_that_may_start_a_stop_string_is_held_back() {
+        let stops = vec!["\nUser:".to_string(), "###".to_string()];
+        assert_eq!(held_back("Hello\nUs", &stops), 3);
+        assert_eq!(held_back("Hello #", &stops), 1);
+        assert_eq!(held_back("Hello", &stops), 0);
+        assert_eq!(held_back("anything", &[]), 0);
+    }
+}

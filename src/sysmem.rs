@@ -1,0 +1,84 @@
+//! What the machine has: memory (cgroup-aware) and cores, read through sysinfo.
+
+use parking_lot::Mutex;
+use std::sync::LazyLock;
+use sysinfo::System;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SystemMemory {
+    pub total: u64,
+    pub available: u64,
+    pub used: u64,
+    pub swap_total: u64,
+    pub swap_used: u64,
+    /// The cgroup's memory limit, when the process runs in one that sets it.
+    pub cgroup_limit: Option<u64>,
+    /// What the cgroup still allows.
+    pub cgroup_free: Option<u64>,
+}
+
+impl SystemMemory {
+    /// Total memory this process may use: the cgroup limit when lower than RAM.
+    pub fn effective_total(&self) -> u64 {
+        self.cgroup_limit.map_or(self.total, |l| l.min(self.total))
+    }
+
+    /// Memory available now: the cgroup's headroom when lower than free RAM.
+    pub fn effective_available(&self) -> u64 {
+        self.cgroup_free
+            .map_or(self.available, |f| f.min(self.available))
+    }
+}
+
+static SYSTEM: LazyLock<Mutex<System>> = LazyLock::new(|| Mutex::new(System::new()));
+
+/// A fresh reading of memory only (cheap: no process or CPU scan).
+pub fn memory() -> SystemMemory {
+    let mut sys = SYSTEM.lock();
+    sys.refresh_memory();
+    let cg = sys.cgroup_limits();
+    SystemMemory {
+        total: sys.total_memory(),
+        available: sys.available_memory(),
+        used: sys.used_memory(),
+        swap_total: sys.total_swap(),
+        swap_used: sys.used_swap(),
+        cgroup_limit: cg
+            .as_ref()
+            .map(|c| c.total_memory)
+            .filter(|&l| l > 0 && l < sys.total_memory()),
+        cgroup_free: cg
+            .as_ref()
+            .filter(|c| c.total_memory < sys.total_memory())
+            .map(|c| c.free_memory),
+    }
+}
+
+pub fn physical_cores() -> usize {
+    System::physical_core_count()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+pub fn cpu_features() -> Vec<&'static str> {
+    #[allow(unused_mut)]
+    let mut f = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        for (name, on) in [
+            ("sse4.2", std::arch::is_x86_feature_detected!("sse4.2")),
+            ("avx", std::arch::is_x86_feature_detected!("avx")),
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("f16c", std::arch::is_x86_feature_detected!("f16c")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+        ] {
+            if on {
+                f.push(name);
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    f.push("neon");
+    f
+}
