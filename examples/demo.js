@@ -1,15 +1,19 @@
 #!/usr/bin/env node
 'use strict'
-// The orion-native demo: the app's embedding workers share one model.
+// The orion-native demo: the app's workers on one process-wide runtime.
 //
 //   node examples/demo.js [--workers N] [--json]
 //
 // Three workers (memory, migration, genius hour) embed a small corpus through
 // getSharedEmbeddingClient(); the genius-hour worker then searches the others'
-// vectors. The main thread reports one model load for all of them.
+// vectors. An LLM worker loads the `demo` chat model through getModelLoader(),
+// reporting progress the way the app's UI expects, and streams an answer built from
+// the search results. The main thread reports one embedding model load for all
+// workers, memory and models loaded.
+const os = require('node:os')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
-const { getSharedEmbeddingClient } = require('..')
+const { getSharedEmbeddingClient, getModelLoader } = require('..')
 const corpus = require('./corpus.json')
 
 const args = process.argv.slice(2)
@@ -80,7 +84,13 @@ async function main() {
   }
 
   await Promise.all(spawned.map((s) => s.worker.terminate()))
+
+  // The LLM worker answers the last query from the best match.
+  const capital = hits[hits.length - 1]
+  log(`\nLLM worker: loading 'demo' (SmolLM2-135M-Instruct, Q4_1)`)
+  const llm = await runLlmWorker(capital.query, capital.top[0].text)
   const stats = getSharedEmbeddingClient().getStats()
+  const loader = getModelLoader().getStats()
   const summary = {
     workers,
     embeddingModelLoads: stats.modelLoads,
@@ -91,6 +101,16 @@ async function main() {
     rssBytes: process.memoryUsage().rss,
     rssGrowthBytes: process.memoryUsage().rss - rssBefore,
     timeToAllEmbeddedMs: Math.round(firstAnswerMs),
+    llm: {
+      model: 'demo',
+      loadMs: Math.round(llm.loadMs),
+      timeToFirstTokenMs: Math.round(llm.firstTokenMs),
+      answer: llm.text,
+      tokensPerSecond: Number(llm.timings.tokensPerSecond.toFixed(1)),
+      progressEvents: llm.progress.length,
+    },
+    modelsLoaded: loader.models.map((m) => ({ key: m.key, bytes: m.bytes })),
+    systemAvailableBytes: os.freemem(),
     totalMs: Math.round(performance.now() - t0),
     search: hits,
   }
@@ -106,7 +126,50 @@ async function main() {
       `  process RSS           : ${mb(summary.rssBytes)} (+${mb(summary.rssGrowthBytes)} for the model, its runtime and ${workers} workers)`,
     )
     log(`  all workers embedded  : ${summary.timeToAllEmbeddedMs} ms after start`)
+    log(
+      `  LLM                   : loaded in ${summary.llm.loadMs} ms, first token after ${summary.llm.timeToFirstTokenMs} ms, ${summary.llm.tokensPerSecond} tokens/s`,
+    )
+    log(`  models loaded         : ${summary.modelsLoaded.map((m) => `${m.key} (${mb(m.bytes)})`).join(', ')}`)
+    log(`  memory                : RSS ${mb(summary.rssBytes)}, system available ${mb(summary.systemAvailableBytes)}`)
+    log(`  total                 : ${(summary.totalMs / 1000).toFixed(1)} s`)
   }
+}
+
+function progressBar(p) {
+  const width = 30
+  const done = Math.round((p / 100) * width)
+  return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${String(p).padStart(3)}%`
+}
+
+function runLlmWorker(question, context) {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(path.join(__dirname, 'workers', 'llm.worker.js'), {
+      workerData: { modelKey: 'demo', question, context },
+    })
+    const progress = []
+    const tty = !json && process.stdout.isTTY
+    worker.on('message', (m) => {
+      if (m.type === 'load_progress') {
+        progress.push(m.payload.progress)
+        if (tty) process.stdout.write(`\r  ${progressBar(m.payload.progress)}`)
+        else if (!json && m.payload.progress === 100) log(`  ${progressBar(100)}`)
+      } else if (m.type === 'token') {
+        if (!json && progress.length && progress.at(-1) === 100 && !runLlmWorker.started) {
+          runLlmWorker.started = true
+          if (tty) process.stdout.write('\n')
+          process.stdout.write(`  ? ${question}\n  > `)
+        }
+        if (!json) process.stdout.write(m.payload.text)
+      } else if (m.type === 'answer') {
+        if (!json) process.stdout.write('\n')
+        worker.terminate()
+        resolve({ ...m.payload, progress })
+      } else if (m.type === 'error') {
+        reject(Object.assign(new Error(m.message), { code: m.code }))
+      }
+    })
+    worker.once('error', reject)
+  })
 }
 
 main().catch((e) => {
