@@ -161,11 +161,42 @@ pub struct FastEmbedder {
     inner: TextEmbedding,
 }
 
+/// Most texts per model call.
+const GROUP_MAX: usize = 16;
+
+/// Split texts sorted by length into runs of similar length. A model call pads every
+/// text to its longest one, and for short inputs padding costs more than the extra
+/// calls do: a call starts a new group when a text is over a third longer than the
+/// group's first.
+fn similar_length_groups(lens: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for i in 1..=lens.len() {
+        if i == lens.len() || i - start == GROUP_MAX || lens[i] * 3 > lens[start].max(8) * 4 {
+            groups.push(start..i);
+            start = i;
+        }
+    }
+    groups
+}
+
 impl Embedder for FastEmbedder {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        self.inner
-            .embed(texts, Some(texts.len().max(1)))
-            .map_err(|e| OrionError::InferenceFailed(e.to_string()))
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let lens: Vec<usize> = order.iter().map(|&i| texts[i].len()).collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        for group in similar_length_groups(&lens) {
+            let batch: Vec<&str> = order[group.clone()].iter().map(|&i| texts[i]).collect();
+            let vectors = self
+                .inner
+                .embed(&batch, Some(batch.len()))
+                .map_err(|e| OrionError::InferenceFailed(e.to_string()))?;
+            for (v, &i) in vectors.into_iter().zip(&order[group]) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -180,6 +211,19 @@ mod tests {
         let clipped = clip_text(&long);
         assert!(clipped.len() <= MAX_TEXT_BYTES);
         assert!(clipped.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn groups_hold_texts_of_similar_length() {
+        assert!(similar_length_groups(&[]).is_empty());
+        assert_eq!(
+            similar_length_groups(&[10, 11, 12, 40, 41, 200]),
+            vec![0..3, 3..5, 5..6]
+        );
+        // Very short texts are grouped together whatever their ratio.
+        assert_eq!(similar_length_groups(&[1, 2, 5, 8]), vec![0..4]);
+        let same = vec![20; 40];
+        assert_eq!(similar_length_groups(&same), vec![0..16, 16..32, 32..40]);
     }
 
     #[test]

@@ -53,6 +53,9 @@ struct State {
     waiters: HashMap<Arc<str>, Vec<oneshot::Sender<Reply>>>,
     cache: EmbeddingCache,
     closed: bool,
+    /// Size of the last batch taken: a lone caller's next text is not kept waiting for
+    /// company that never came.
+    last_batch: usize,
 }
 
 pub struct Queue {
@@ -76,6 +79,7 @@ impl Queue {
                 waiters: HashMap::new(),
                 cache: EmbeddingCache::new(config.cache_bytes),
                 closed: false,
+                last_batch: usize::MAX,
             }),
             ready: Condvar::new(),
             config,
@@ -137,8 +141,9 @@ impl Queue {
         Ok((slots, counts))
     }
 
-    /// Block until texts are queued, give them a short time to gather into a batch, and
-    /// take up to `max_batch` of them. Texts nobody waits for any more (timed out,
+    /// Block until texts are queued, give them a short time to gather into a batch (when
+    /// the last batch had company, i.e. several callers are active), and take up to
+    /// `max_batch` of them. Texts nobody waits for any more (timed out,
     /// aborted, worker gone) are dropped here rather than computed. `None` once closed.
     pub fn next_batch(&self) -> Option<Vec<Arc<str>>> {
         let mut st = self.state.lock();
@@ -149,7 +154,10 @@ impl Queue {
                 }
                 self.ready.wait(&mut st);
             }
-            if st.pending.len() < self.config.max_batch && !self.config.max_wait.is_zero() {
+            if st.pending.len() < self.config.max_batch
+                && !self.config.max_wait.is_zero()
+                && st.last_batch > 1
+            {
                 let deadline = Instant::now() + self.config.max_wait;
                 while st.pending.len() < self.config.max_batch && !st.closed {
                     if self.ready.wait_until(&mut st, deadline).timed_out() {
@@ -176,6 +184,7 @@ impl Queue {
                 }
             }
             if !batch.is_empty() {
+                st.last_batch = batch.len();
                 return Some(batch);
             }
         }
@@ -352,6 +361,19 @@ mod tests {
         }
         // The batch fills up before the 500 ms wait runs out, so all four travel together.
         assert_eq!(consumer.join().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_lone_caller_is_not_kept_waiting() {
+        let q = Queue::new(cfg(8, 300, 100));
+        let _a = q.submit(&texts(&["first"])).unwrap();
+        let t = Instant::now();
+        assert_eq!(q.next_batch().unwrap().len(), 1); // no history: waits for company
+        assert!(t.elapsed() >= Duration::from_millis(250));
+        let _b = q.submit(&texts(&["second"])).unwrap();
+        let t = Instant::now();
+        assert_eq!(q.next_batch().unwrap().len(), 1); // the last batch was alone: no wait
+        assert!(t.elapsed() < Duration::from_millis(100));
     }
 
     #[test]

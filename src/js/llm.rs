@@ -366,7 +366,7 @@ fn generate_options(env: &Env, options: Option<Unknown>) -> R<GenerateCall> {
             .filter(|s| !s.is_empty())
             .collect(),
         raw: o.boolean("raw")?.unwrap_or(false),
-        threads: d.threads,
+        ..d
     };
     let cancel = Arc::new(AtomicBool::new(false));
     if let Some(signal) = o.raw("signal")? {

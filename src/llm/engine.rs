@@ -129,7 +129,9 @@ pub fn new_context(model: &LlamaModel, n_ctx: u32, threads: i32) -> Result<Llama
         .with_n_ctx(NonZeroU32::new(n_ctx))
         .with_n_batch(512)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(threads)
+        // llama.cpp keeps no timings by default; ours are reported next to its own.
+        .with_no_perf(false);
     let _one_at_a_time = CONTEXT_CREATION.lock();
     model.new_context(backend, params).map_err(|e| {
         OrionError::InferenceFailed(format!("could not create a context of {n_ctx} tokens: {e}"))

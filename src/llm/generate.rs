@@ -3,9 +3,11 @@
 
 use super::engine;
 use crate::error::{OrionError, Result};
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -31,6 +33,8 @@ pub struct GenerateParams {
     /// Use a text prompt as is, without the chat template.
     pub raw: bool,
     pub threads: i32,
+    /// Always use llama.cpp's sampler chain (tests compare the fast greedy path to it).
+    pub reference_sampler: bool,
 }
 
 impl Default for GenerateParams {
@@ -46,6 +50,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             raw: false,
             threads: super::strategy::physical_cores() as i32,
+            reference_sampler: false,
         }
     }
 }
@@ -102,8 +107,86 @@ pub fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<S
         })
 }
 
+const PENALTY_LAST_N: usize = 64;
+
+/// Picks the next token. Greedy decoding with a repeat penalty is done here, reading
+/// the logits in place: llama.cpp's penalty sampler looks every vocabulary entry up in
+/// a hash map, which costs more per token than a small model's forward pass leaves
+/// room for. It is the same rule (llama.cpp's penalties, then its first-maximum
+/// greedy), so the choice is identical.
+enum Picker {
+    Chain(LlamaSampler),
+    Greedy {
+        penalty: f32,
+        recent: std::collections::VecDeque<LlamaToken>,
+        penalized: Vec<bool>,
+    },
+}
+
+impl Picker {
+    fn new(model: &LlamaModel, p: &GenerateParams) -> Self {
+        if p.temperature <= 0.0 {
+            return Picker::Greedy {
+                penalty: p.repeat_penalty,
+                recent: Default::default(),
+                penalized: vec![false; model.n_vocab().max(0) as usize],
+            };
+        }
+        Picker::Chain(sampler(model, p))
+    }
+
+    fn pick(&mut self, ctx: &LlamaContext, idx: i32) -> LlamaToken {
+        match self {
+            Picker::Chain(s) => s.sample(ctx, idx),
+            Picker::Greedy {
+                penalty,
+                recent,
+                penalized,
+            } => {
+                let logits = ctx.get_logits_ith(idx);
+                for t in recent.iter() {
+                    penalized[t.0 as usize] = true;
+                }
+                let adjusted = |i: usize, l: f32| {
+                    if !penalized[i] || *penalty == 1.0 {
+                        l
+                    } else if l <= 0.0 {
+                        l * *penalty
+                    } else {
+                        l / *penalty
+                    }
+                };
+                let mut best = 0usize;
+                let mut best_logit = adjusted(0, logits[0]);
+                for (i, &l) in logits.iter().enumerate().skip(1) {
+                    let l = adjusted(i, l);
+                    if l > best_logit {
+                        best = i;
+                        best_logit = l;
+                    }
+                }
+                for t in recent.iter() {
+                    penalized[t.0 as usize] = false;
+                }
+                let token = LlamaToken(best as i32);
+                if recent.len() == PENALTY_LAST_N {
+                    recent.pop_front();
+                }
+                recent.push_back(token);
+                token
+            }
+        }
+    }
+}
+
 fn sampler(model: &LlamaModel, p: &GenerateParams) -> LlamaSampler {
-    let penalties = LlamaSampler::penalties(model.n_vocab(), 64, p.repeat_penalty, 0.0, 0.0);
+    let penalties = LlamaSampler::penalties(
+        model.n_vocab(),
+        PENALTY_LAST_N as i32,
+        p.repeat_penalty,
+        0.0,
+        0.0,
+    );
     if p.temperature <= 0.0 {
         return LlamaSampler::chain_simple([penalties, LlamaSampler::greedy()]);
     }
@@ -184,7 +267,11 @@ pub fn generate(
     }
     let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
-    let mut sampler = sampler(model, params);
+    let mut picker = if params.reference_sampler {
+        Picker::Chain(sampler(model, params))
+    } else {
+        Picker::new(model, params)
+    };
     let gen_started = Instant::now();
     let mut bytes: Vec<u8> = Vec::new();
     let mut emitted = 0usize; // bytes of `bytes` already streamed
@@ -196,7 +283,7 @@ pub fn generate(
         if cancel.load(Ordering::Relaxed) {
             return Err(OrionError::Aborted);
         }
-        let token = sampler.sample(&ctx, batch.n_tokens() - 1);
+        let token = picker.pick(&ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
             finish = "stop";
             break;
@@ -265,7 +352,7 @@ pub fn generate(
 
 #[cfg(test)]
 mod tests {
-    use super::held_back;
+    use super::*;
 
     #[test]
     fn text_that_may_start_a_stop_string_is_held_back() {
@@ -274,5 +361,40 @@ mod tests {
         assert_eq!(held_back("Hello #", &stops), 1);
         assert_eq!(held_back("Hello", &stops), 0);
         assert_eq!(held_back("anything", &[]), 0);
+    }
+
+    /// The demo model, when `npm run models` has fetched it.
+    fn demo_model() -> Option<LlamaModel> {
+        let path = crate::paths::models_dir()
+            .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+        if !path.exists() {
+            eprintln!("skipping: {} is not fetched", path.display());
+            return None;
+        }
+        let params = llama_cpp_2::model::params::LlamaModelParams::default();
+        Some(LlamaModel::load_from_file(engine::backend().unwrap(), path, &params).unwrap())
+    }
+
+    #[test]
+    fn fast_greedy_picks_exactly_what_llama_cpp_would() {
+        let Some(model) = demo_model() else { return };
+        let prompt = Prompt::Text("Write a short story about a robot learning to paint.".into());
+        let never = AtomicBool::new(false);
+        for penalty in [1.0, 1.1, 1.5] {
+            let params = GenerateParams {
+                temperature: 0.0,
+                max_tokens: 96,
+                repeat_penalty: penalty,
+                ..Default::default()
+            };
+            let fast = generate(&model, 2048, &prompt, &params, &never, &mut |_| {}).unwrap();
+            let reference = GenerateParams {
+                reference_sampler: true,
+                ..params
+            };
+            let slow = generate(&model, 2048, &prompt, &reference, &never, &mut |_| {}).unwrap();
+            assert_eq!(fast.text, slow.text, "repeat penalty {penalty}");
+            assert!(fast.tokens > 10);
+        }
     }
 }
