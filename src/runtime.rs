@@ -61,6 +61,7 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
         dir: dir.clone(),
         runtime_candidates: runtime_candidates(req.packaged_runtime),
         threads: req.threads,
+        hub_fallback: req.model_path.is_none() && display == DEFAULT_MODEL,
     };
     let svc =
         EmbeddingService::start(display, read_dimension(&dir), Box::new(factory), req.config)?;

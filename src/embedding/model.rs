@@ -113,6 +113,9 @@ pub struct FastEmbedFactory {
     pub runtime_candidates: Vec<PathBuf>,
     /// ONNX Runtime intra-op threads; `None` uses every core.
     pub threads: Option<usize>,
+    /// With the `hub` feature: download the model when it is missing (the default
+    /// model only, from fastembed's hub repository).
+    pub hub_fallback: bool,
 }
 
 impl FastEmbedFactory {
@@ -131,7 +134,13 @@ impl FastEmbedFactory {
 impl EmbedderFactory for FastEmbedFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
         // Files first: a missing model is the likelier problem and its message more useful.
-        let onnx = self.read("model.onnx")?;
+        let onnx = match self.read("model.onnx") {
+            #[cfg(feature = "hub")]
+            Err(OrionError::ModelNotFound { .. }) if self.hub_fallback => {
+                return self.load_from_hub()
+            }
+            read => read?,
+        };
         let tokenizer_files = TokenizerFiles {
             tokenizer_file: self.read("tokenizer.json")?,
             config_file: self.read("config.json")?,
@@ -152,6 +161,30 @@ impl EmbedderFactory for FastEmbedFactory {
                 "could not load the embedding model in {}: {e}",
                 self.dir.display()
             ))
+        })?;
+        Ok(Box::new(FastEmbedder { inner }))
+    }
+}
+
+#[cfg(feature = "hub")]
+impl FastEmbedFactory {
+    /// fastembed's own download of all-MiniLM-L6-v2, cached under the models directory.
+    fn load_from_hub(&self) -> Result<Box<dyn Embedder>> {
+        let env = environment(&self.runtime_candidates)?;
+        let cache = self
+            .dir
+            .parent()
+            .map_or_else(|| self.dir.clone(), |p| p.join(".hub"));
+        let mut options = fastembed::TextInitOptions::new(fastembed::EmbeddingModel::AllMiniLML6V2)
+            .with_environment(env)
+            .with_max_length(MAX_TOKENS)
+            .with_cache_dir(cache);
+        if let Some(t) = self.threads {
+            options = options.with_intra_threads(t);
+        }
+        let inner = TextEmbedding::try_new(options).map_err(|e| OrionError::ModelNotFound {
+            what: format!("embedding model (the hub download failed: {e})"),
+            searched: self.dir.display().to_string(),
         })?;
         Ok(Box::new(FastEmbedder { inner }))
     }
@@ -232,6 +265,7 @@ mod tests {
             dir: PathBuf::from("/nonexistent/orion-test"),
             runtime_candidates: vec![],
             threads: None,
+            hub_fallback: false,
         };
         let err = f.load().err().unwrap();
         assert_eq!(err.code(), "MODEL_NOT_FOUND");

@@ -268,7 +268,25 @@ impl<E: Engine> ModelLoader<E> {
         model: &Resolved,
         slot: &Arc<Loading<E::Model>>,
     ) -> Result<Arc<LoadedModel<E::Model>>> {
-        let meta = self.engine.probe(&model.path, model.context_length)?;
+        let meta = match (
+            self.engine.probe(&model.path, model.context_length),
+            &model.hub,
+        ) {
+            (Err(OrionError::ModelNotFound { what, searched }), Some((repo, file))) => {
+                return Err(OrionError::ModelNotFound {
+                    what: format!("{what} (it is {file} in the Hugging Face repository {repo})"),
+                    searched,
+                })
+            }
+            (probed, _) => probed?,
+        };
+        if let Some(size) = model.size.filter(|&s| s != meta.file_bytes) {
+            return Err(OrionError::ModelLoadFailed(format!(
+                "{} is {} bytes but the registry says {size}: the file is incomplete or a different build",
+                model.path.display(),
+                meta.file_bytes
+            )));
+        }
         let need = meta.file_bytes + meta.kv_bytes_per_context;
         self.make_room(&model.key, need)?;
         let reporter = slot.clone();
@@ -468,6 +486,7 @@ mod tests {
             quantization: None,
             context_length: 512,
             sha256: None,
+            size: None,
             hub: None,
         }
     }
@@ -563,6 +582,25 @@ mod tests {
         assert_eq!(e.code(), "MODEL_NOT_FOUND");
         assert_eq!(l.stats().loading, 0);
         assert_eq!(l.stats().loaded_models, 0);
+    }
+
+    #[test]
+    fn a_file_of_the_wrong_size_is_refused_and_hub_names_are_given_for_missing_files() {
+        let l = loader(2, 1 << 30, None);
+        let wrong = Resolved {
+            size: Some(99),
+            ..model("a")
+        };
+        let e = l.acquire(&wrong, None).err().unwrap();
+        assert_eq!(e.code(), "MODEL_LOAD_FAILED");
+        assert!(e.to_string().contains("99"));
+        let missing = Resolved {
+            hub: Some(("org/repo".into(), "m.gguf".into())),
+            ..model("missing")
+        };
+        let e = l.acquire(&missing, None).err().unwrap();
+        assert_eq!(e.code(), "MODEL_NOT_FOUND");
+        assert!(e.to_string().contains("org/repo"), "{e}");
     }
 
     #[test]

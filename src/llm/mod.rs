@@ -29,6 +29,30 @@ impl MemoryProbe for SystemProbe {
     }
 }
 
+/// With the `hub` feature, a registry file that is not on disk but names a hub
+/// repository is downloaded (into the Hugging Face cache) and loaded from there.
+#[cfg(feature = "hub")]
+fn fetch_from_hub(r: &mut Resolved) -> Result<()> {
+    let Some((repo, file)) = r.hub.clone().filter(|_| !r.path.exists()) else {
+        return Ok(());
+    };
+    let api = hf_hub::api::sync::ApiBuilder::new()
+        .with_progress(false)
+        .build()
+        .map_err(|e| OrionError::Internal(format!("Hugging Face client: {e}")))?;
+    r.path = api
+        .model(repo.clone())
+        .get(&file)
+        .map_err(|e| OrionError::ModelNotFound {
+            what: format!("{file} (download from {repo} failed: {e})"),
+            searched: r
+                .path
+                .parent()
+                .map_or_else(String::new, |p| p.display().to_string()),
+        })?;
+    Ok(())
+}
+
 /// What a successful `loadModel` reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadInfo {
@@ -95,6 +119,8 @@ impl LlmService {
         let preferred = quant::level(self.strategy.quantization).ok();
         let mut r = registry::resolve(spec, preferred, &crate::paths::models_dir())?;
         r.context_length = r.context_length.min(self.strategy.context_size);
+        #[cfg(feature = "hub")]
+        fetch_from_hub(&mut r)?;
         Ok(r)
     }
 

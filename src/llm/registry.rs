@@ -163,6 +163,8 @@ pub struct Resolved {
     pub quantization: Option<String>,
     pub context_length: u32,
     pub sha256: Option<String>,
+    /// Expected file size, when the registry knows it.
+    pub size: Option<u64>,
     pub hub: Option<(String, String)>,
 }
 
@@ -192,6 +194,7 @@ pub fn resolve(spec: &str, preferred: Option<&QuantLevel>, models_dir: &Path) ->
             path,
             context_length: DEFAULT_CONTEXT,
             sha256: None,
+            size: None,
             hub: None,
         });
     }
@@ -249,6 +252,7 @@ pub fn resolve(spec: &str, preferred: Option<&QuantLevel>, models_dir: &Path) ->
         path,
         context_length: d.context_length.unwrap_or(DEFAULT_CONTEXT),
         sha256: file.sha256.clone(),
+        size: file.size,
         hub: file.hub_repo.clone().zip(file.hub_file.clone()),
     })
 }
