@@ -35,7 +35,7 @@ export interface ModelLoaderOptions {
   maxConcurrentModels?: number
   /** Most bytes the loaded models may use; 0 removes the budget. */
   budgetBytes?: number
-  /** Unload a model unused for this long. */
+  /** Unload a model unused for this long; 0 turns it off. */
   idleTimeoutMs?: number
 }
 

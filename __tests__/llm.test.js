@@ -25,7 +25,7 @@ const QUESTION = 'What is the capital of France?'
 
 afterEach(() => {
   // Limits are process-wide: put the defaults back for the next test.
-  getModelLoader({ maxConcurrentModels: 2, budgetBytes: 0 })
+  getModelLoader({ maxConcurrentModels: 2, budgetBytes: 0, idleTimeoutMs: 0 })
 })
 
 describe('ModelLoader: the app contract', () => {
@@ -94,6 +94,20 @@ describe('ModelLoader: the app contract', () => {
     const byId = await loader.loadModel(applyQuantization('demo', 'q4'))
     expect(byId.key).toBe('demo-q4f16_1-MLC')
     expect(byId.path).toBe(GGUF)
+  })
+
+  test('an idle model is unloaded after idleTimeoutMs, a busy one is not', async () => {
+    const loader = getModelLoader({ idleTimeoutMs: 300 })
+    loader.registerModel('keep-alive', { files: { q4: { path: GGUF } } })
+    await loader.loadModel('keep-alive')
+    await loader.generate('keep-alive', 'Tell me a long story.', { temperature: 0, maxTokens: 96 })
+    // The generation above kept it in use; it expires only once idle for the timeout.
+    expect(loader.getStats().models.map((m) => m.key)).toContain('keep-alive')
+    const deadline = Date.now() + 5000
+    while (loader.getStats().models.some((m) => m.key === 'keep-alive') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    expect(loader.getStats().models.map((m) => m.key)).not.toContain('keep-alive')
   })
 
   test('listModels shows the registry', () => {

@@ -145,14 +145,14 @@ fn loader(options: Option<Unknown>) -> R<ModelLoader> {
     let o = Options::parse(options, "options", LOADER_OPTIONS)?;
     let max = o.integer("maxConcurrentModels", 1, 64)?;
     let budget = o.integer("budgetBytes", 0, u64::MAX >> 11)?;
-    let idle = o.integer("idleTimeoutMs", 1, u32::MAX as u64)?;
+    let idle = o.integer("idleTimeoutMs", 0, u32::MAX as u64)?;
     let svc = llm_service(None)?;
     if max.is_some() || budget.is_some() || idle.is_some() {
         let current = svc.loader().config();
         svc.loader().set_config(LoaderConfig {
             max_concurrent_models: max.map_or(current.max_concurrent_models, |m| m as usize),
             budget_bytes: budget.map_or(current.budget_bytes, |b| (b > 0).then_some(b)),
-            idle_timeout: idle.map_or(current.idle_timeout, |ms| Some(Duration::from_millis(ms))),
+            idle_timeout: idle.map_or(current.idle_timeout, |ms| (ms > 0).then(|| Duration::from_millis(ms))),
         });
     }
     Ok(ModelLoader { svc })
