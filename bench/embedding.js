@@ -26,16 +26,15 @@
 // (--ignore-scripts because sharp, a dependency of @xenova/transformers that the tokenizer
 // does not use, downloads libvips from GitHub in its install script.)
 
-const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die } = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
 
 const ROOT = path.join(__dirname, '..')
-const RESULTS_DIR = path.join(__dirname, 'results')
 const MODEL = 'all-MiniLM-L6-v2'
 const MAX_TOKENS = 256 // orion-native truncates here, like sentence-transformers
 const BATCH = 32
@@ -93,19 +92,6 @@ function textSource(prefix, seed) {
 
 // ---------------------------------------------------------------------------------------
 // Small helpers.
-
-const log = (line) => process.stderr.write(line + '\n')
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function median(values) {
-  const s = [...values].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-function summary(values) {
-  return { median: median(values), min: Math.min(...values), max: Math.max(...values), values }
-}
 
 function cosine(a, b) {
   let dot = 0
@@ -483,20 +469,6 @@ function memory({ runs, perWorker }) {
 // ---------------------------------------------------------------------------------------
 // Report.
 
-function machine() {
-  const cpus = os.cpus()
-  return {
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    availableParallelism: os.availableParallelism(),
-    totalMemBytes: os.totalmem(),
-    loadAverage: os.loadavg(),
-    node: process.version,
-    platform: `${process.platform} ${process.arch} ${os.release()}`,
-  }
-}
-
-const fmt = (x, digits = 1) => (x == null || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits))
 const mib = (bytes) => `${fmt(bytes / MIB)} MiB`
 const ms = (x) => (x < 1 ? `${fmt(x * 1000, 0)} µs` : `${fmt(x, 2)} ms`)
 const mark = (pass) => (pass ? '✓' : '✗')
@@ -574,38 +546,10 @@ function report(r) {
   return lines.join('\n')
 }
 
-function localDate(d) {
-  const pad = (n) => String(n).padStart(2, '0')
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
-}
-
-function writeResults(results) {
-  fs.mkdirSync(RESULTS_DIR, { recursive: true })
-  const file = path.join(
-    RESULTS_DIR,
-    `embedding-${localDate(new Date(results.date))}${results.quick ? '-quick' : ''}.json`,
-  )
-  // Through a .tmp file (git-ignored) so that an interrupted run leaves no half-written JSON.
-  fs.writeFileSync(file + '.tmp', JSON.stringify(results, null, 2) + '\n')
-  fs.renameSync(file + '.tmp', file)
-  return file
-}
-
 // ---------------------------------------------------------------------------------------
 
-function parseArgs(argv) {
-  const known = new Set(['--quick', '--json'])
-  for (const a of argv) {
-    if (!known.has(a)) {
-      process.stderr.write(`unknown argument ${a}\nusage: node bench/embedding.js [--quick] [--json]\n`)
-      process.exit(2)
-    }
-  }
-  return { quick: argv.includes('--quick'), json: argv.includes('--json') }
-}
-
 async function main() {
-  const { quick, json } = parseArgs(process.argv.slice(2))
+  const { quick, json } = parseArgs('embedding.js', process.argv.slice(2))
   const plan = quick ? PLANS.quick : PLANS.full
   const nextTexts = textSource('Note', 42)
   const results = {
@@ -675,14 +619,9 @@ async function main() {
   log('memory, each in a fresh process:')
   results.memory = memory({ runs: plan.memoryRuns, perWorker: plan.memoryPerWorker })
 
-  const file = writeResults(results)
+  const file = writeResults('embedding', results)
   if (json) process.stdout.write(JSON.stringify(results, null, 2) + '\n')
   else process.stdout.write(`${report(results)}\n\nFull results: ${path.relative(process.cwd(), file)}\n`)
-}
-
-function die(e) {
-  process.stderr.write(`${e.stack ?? e}\n`)
-  process.exit(1)
 }
 
 if (!isMainThread) embedWorker()

@@ -33,13 +33,12 @@
 // allowed to build llama.cpp from source or to download anything (`build: 'never'`).
 
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
+const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die } = require('./common')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 
 const ROOT = path.join(__dirname, '..')
-const RESULTS_DIR = path.join(__dirname, 'results')
 const MODEL_KEY = 'demo'
 const SYSTEM_PROMPT = 'You are a helpful AI assistant.'
 const PROMPT = 'Write a short story about a robot learning to paint.'
@@ -60,19 +59,6 @@ const PLANS = {
 
 // ---------------------------------------------------------------------------------------
 // Small helpers.
-
-const log = (line) => process.stderr.write(line + '\n')
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-function median(values) {
-  const s = [...values].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
-}
-
-function summary(values) {
-  return { median: median(values), min: Math.min(...values), max: Math.max(...values), values }
-}
 
 const perSecond = (n, ms) => (ms > 0 ? (n * 1000) / ms : NaN)
 
@@ -446,19 +432,6 @@ async function generation({ runs, maxTokens, orion, nlc }) {
 // ---------------------------------------------------------------------------------------
 // Report.
 
-function machine() {
-  const cpus = os.cpus()
-  return {
-    cpu: cpus[0]?.model.trim() ?? 'unknown',
-    cores: cpus.length,
-    availableParallelism: os.availableParallelism(),
-    totalMemBytes: os.totalmem(),
-    loadAverage: os.loadavg(),
-    node: process.version,
-    platform: `${process.platform} ${process.arch} ${os.release()}`,
-  }
-}
-
 function lockedVersion(crate) {
   try {
     const lock = fs.readFileSync(path.join(ROOT, 'Cargo.lock'), 'utf8')
@@ -468,7 +441,6 @@ function lockedVersion(crate) {
   }
 }
 
-const fmt = (x, digits = 1) => (x == null || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits))
 const ms = (x) => (x == null || !Number.isFinite(x) ? 'n/a' : x < 1 ? `${fmt(x * 1000, 0)} µs` : `${fmt(x, 1)} ms`)
 const ratio = (x) => (x == null || !Number.isFinite(x) ? '—' : `${fmt(x, 2)}×`)
 const mark = (pass) => (pass == null ? '(not measured)' : pass ? '✓' : '✗')
@@ -620,35 +592,10 @@ function report(r) {
   return lines.join('\n')
 }
 
-function localDate(d) {
-  const pad = (n) => String(n).padStart(2, '0')
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
-}
-
-function writeResults(results) {
-  fs.mkdirSync(RESULTS_DIR, { recursive: true })
-  const file = path.join(RESULTS_DIR, `llm-${localDate(new Date(results.date))}${results.quick ? '-quick' : ''}.json`)
-  // Through a .tmp file (git-ignored) so that an interrupted run leaves no half-written JSON.
-  fs.writeFileSync(file + '.tmp', JSON.stringify(results, null, 2) + '\n')
-  fs.renameSync(file + '.tmp', file)
-  return file
-}
-
 // ---------------------------------------------------------------------------------------
 
-function parseArgs(argv) {
-  const known = new Set(['--quick', '--json'])
-  for (const a of argv) {
-    if (!known.has(a)) {
-      process.stderr.write(`unknown argument ${a}\nusage: node bench/llm.js [--quick] [--json]\n`)
-      process.exit(2)
-    }
-  }
-  return { quick: argv.includes('--quick'), json: argv.includes('--json') }
-}
-
 async function main() {
-  const { quick, json } = parseArgs(process.argv.slice(2))
+  const { quick, json } = parseArgs('llm.js', process.argv.slice(2))
   const plan = quick ? PLANS.quick : PLANS.full
   const threads = orionThreads()
   const results = {
@@ -722,14 +669,9 @@ async function main() {
   results.gen = await generation({ runs: plan.runs, maxTokens: plan.maxTokens, orion, nlc })
 
   await nlc?.dispose()
-  const file = writeResults(results)
+  const file = writeResults('llm', results)
   if (json) process.stdout.write(JSON.stringify(results, null, 2) + '\n')
   else process.stdout.write(`${report(results)}\n\nFull results: ${path.relative(process.cwd(), file)}\n`)
-}
-
-function die(e) {
-  process.stderr.write(`${e.stack ?? e}\n`)
-  process.exit(1)
 }
 
 if (process.argv[2] === '--load-child') loadChild(process.argv[3], JSON.parse(process.argv[4])).catch(die)

@@ -1,0 +1,72 @@
+'use strict'
+// What the benchmark scripts share: statistics, machine facts, argument parsing and
+// writing results.
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+const RESULTS_DIR = path.join(__dirname, 'results')
+
+const log = (line) => process.stderr.write(line + '\n')
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const fmt = (x, digits = 1) => (x == null || !Number.isFinite(x) ? 'n/a' : x.toFixed(digits))
+
+function median(values) {
+  const s = [...values].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function summary(values) {
+  return { median: median(values), min: Math.min(...values), max: Math.max(...values), values }
+}
+
+function machine() {
+  const cpus = os.cpus()
+  return {
+    cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cores: cpus.length,
+    availableParallelism: os.availableParallelism(),
+    totalMemBytes: os.totalmem(),
+    loadAverage: os.loadavg(),
+    node: process.version,
+    platform: `${process.platform} ${process.arch} ${os.release()}`,
+  }
+}
+
+function localDate(d) {
+  const pad = (n) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
+}
+
+/** Writes `<kind>-<date>[-quick].json` and returns its path. */
+function writeResults(kind, results) {
+  fs.mkdirSync(RESULTS_DIR, { recursive: true })
+  const file = path.join(
+    RESULTS_DIR,
+    `${kind}-${localDate(new Date(results.date))}${results.quick ? '-quick' : ''}.json`,
+  )
+  // Through a .tmp file (git-ignored) so that an interrupted run leaves no half-written JSON.
+  fs.writeFileSync(file + '.tmp', JSON.stringify(results, null, 2) + '\n')
+  fs.renameSync(file + '.tmp', file)
+  return file
+}
+
+function parseArgs(script, argv) {
+  const known = new Set(['--quick', '--json'])
+  for (const a of argv) {
+    if (!known.has(a)) {
+      process.stderr.write(`unknown argument ${a}\nusage: node bench/${script} [--quick] [--json]\n`)
+      process.exit(2)
+    }
+  }
+  return { quick: argv.includes('--quick'), json: argv.includes('--json') }
+}
+
+function die(e) {
+  process.stderr.write(`${e.stack ?? e}\n`)
+  process.exit(1)
+}
+
+module.exports = { RESULTS_DIR, log, sleep, fmt, median, summary, machine, localDate, writeResults, parseArgs, die }
