@@ -109,6 +109,21 @@ export interface TokenStream {
   [Symbol.asyncIterator](): AsyncIterator<string, undefined>
 }
 
+/** Options of `getMemoryMonitor` (process-wide). */
+export interface MemoryMonitorOptions {
+  /** Fractions of the budget in use where pressure becomes medium, high, critical (0.6, 0.75, 0.9). */
+  thresholds?: { medium?: number; high?: number; critical?: number }
+  /** Snapshots kept (default 100). */
+  historySize?: number
+  /** This process's memory budget; pressure is its RSS against it. 0 removes it. */
+  budgetBytes?: number
+  /** Free idle models and the embedding cache at `freeAt` pressure (default true). */
+  autoFree?: boolean
+  freeAt?: 'high' | 'critical'
+  /** RSS growth per second that raises an alert (default 100 MiB/s). */
+  rssGrowthAlertBytesPerSec?: number
+}
+
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
@@ -116,6 +131,21 @@ export interface TokenStream {
  * can point the loader at a WASI artifact this package does not build itself.
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/** The process-wide memory monitor, the same history from every thread. */
+export declare class MemoryMonitor {
+  /**
+   * Measure now (off the JS thread); at high enough pressure, free idle models and
+   * the embedding cache first. Recorded in the shared history.
+   */
+  takeSnapshot(): Promise<MemorySnapshot>
+  /** The history, oldest first. */
+  getSnapshots(): Array<MemorySnapshot>
+  getStats(): MemoryMonitorStats
+  getAlerts(): Array<MemoryAlert>
+  get hasAlerts(): boolean
+  clearAlerts(): void
+}
 
 /** The process-wide model loader: the same from every thread. */
 export declare class ModelLoader {
@@ -247,6 +277,13 @@ export interface GenerateTimings {
 }
 
 /**
+ * The memory monitor. Options (process-wide): `thresholds` `{ medium, high, critical }`
+ * (fractions of the budget, default 0.6/0.75/0.9), `historySize` (100), `budgetBytes`
+ * (0: none), `autoFree` (true), `freeAt` (`'critical'`), `rssGrowthAlertBytesPerSec`.
+ */
+export declare function getMemoryMonitor(options?: MemoryMonitorOptions): MemoryMonitor
+
+/**
  * The process-wide model loader. Options (`maxConcurrentModels`, `budgetBytes`,
  * `idleTimeoutMs`) are process-wide too: passing them changes the limits for every
  * thread. Throws `INVALID_OPTION` on bad options.
@@ -273,6 +310,20 @@ export interface GpuInfo {
   freeBytes: number
 }
 
+export interface HeldModelInfo {
+  key: string
+  bytes: number
+  quantization?: string
+  inUse: boolean
+  idleMs: number
+}
+
+export interface JsHeapInfo {
+  used: number
+  total: number
+  external: number
+}
+
 export interface LoadedModelStats {
   key: string
   path: string
@@ -283,6 +334,45 @@ export interface LoadedModelStats {
   /** Generations using it now. */
   inUse: number
   loads: number
+}
+
+export interface MemoryAlert {
+  timestamp: number
+  /** `'pressure'`, `'rss-growth'` or `'freed'`. */
+  kind: string
+  pressure: string
+  message: string
+}
+
+export interface MemoryMonitorStats {
+  count: number
+  current?: MemorySnapshot
+  peakRss: number
+  minUsedFraction: number
+  meanUsedFraction: number
+  maxUsedFraction: number
+  /** Milliseconds spent at each pressure level. */
+  timeAtMs: PressureTimes
+}
+
+export interface MemorySnapshot {
+  /** Milliseconds since the epoch. */
+  timestamp: number
+  system: SystemMemoryInfo
+  process: ProcessMemoryInfo
+  /** The heap of the thread that took the snapshot. */
+  jsHeap?: JsHeapInfo
+  orion: OrionMemoryInfo
+  /** What pressure is measured against: `budgetBytes`, or the memory the process may use. */
+  budgetBytes: number
+  usedBytes: number
+  usedFraction: number
+  pressure: 'low' | 'medium' | 'high' | 'critical'
+  isHealthy: boolean
+  isCritical: boolean
+  recommendations: Array<string>
+  /** What the monitor freed before taking this snapshot. */
+  actions: Array<string>
 }
 
 /** A loaded model, as `loadModel` reports it. */
@@ -332,8 +422,35 @@ export interface OptimizationStrategy {
   reasons: Array<string>
 }
 
+export interface OrionMemoryInfo {
+  models: Array<HeldModelInfo>
+  embeddingCacheBytes: number
+}
+
+export interface PressureTimes {
+  low: number
+  medium: number
+  high: number
+  critical: number
+}
+
+export interface ProcessMemoryInfo {
+  rss: number
+  virtualBytes: number
+}
+
 /** One step of a `TokenStream`, as async iterators return them. */
 export interface StreamStep {
   done: boolean
   value?: string
+}
+
+export interface SystemMemoryInfo {
+  total: number
+  available: number
+  used: number
+  swapTotal: number
+  swapUsed: number
+  /** The cgroup's limit, when the process runs in one that sets it. */
+  cgroupLimit?: number
 }

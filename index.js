@@ -835,10 +835,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.MemoryMonitor = nativeBinding.MemoryMonitor
 module.exports.ModelLoader = nativeBinding.ModelLoader
 module.exports.SharedEmbeddingClient = nativeBinding.SharedEmbeddingClient
 module.exports.TokenStream = nativeBinding.TokenStream
 module.exports.applyQuantization = nativeBinding.applyQuantization
+module.exports.getMemoryMonitor = nativeBinding.getMemoryMonitor
 module.exports.getModelLoader = nativeBinding.getModelLoader
 module.exports.getOptimizationStrategy = nativeBinding.getOptimizationStrategy
 module.exports.getSharedEmbeddingClient = nativeBinding.getSharedEmbeddingClient

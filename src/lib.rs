@@ -8,6 +8,7 @@ pub mod config;
 pub mod embedding;
 pub mod error;
 pub mod llm;
+pub mod monitor;
 pub mod paths;
 pub mod runtime;
 pub mod sysmem;

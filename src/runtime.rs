@@ -95,3 +95,61 @@ pub fn llm_service(
     }
     Ok(svc)
 }
+
+/// What the monitor can see and free: the loader's models and the embedding caches.
+struct Services;
+
+impl crate::monitor::Holder for Services {
+    fn models(&self) -> Vec<crate::monitor::HeldModel> {
+        let Some(llm) = LLM.get() else {
+            return Vec::new();
+        };
+        llm.loader()
+            .stats()
+            .models
+            .into_iter()
+            .map(|m| crate::monitor::HeldModel {
+                key: m.key,
+                bytes: m.bytes,
+                quantization: m.quantization,
+                idle_for: m.idle_for,
+                in_use: m.in_use > 0,
+            })
+            .collect()
+    }
+
+    fn embedding_cache_bytes(&self) -> u64 {
+        embedding_services()
+            .iter()
+            .map(|s| s.stats().cache_bytes as u64)
+            .sum()
+    }
+
+    fn unload_lru_idle(&self) -> Option<(String, u64)> {
+        LLM.get()?.loader().unload_lru_idle()
+    }
+
+    fn shrink_embedding_cache(&self, bytes: u64) -> u64 {
+        let services = embedding_services();
+        let each = bytes as usize / services.len().max(1);
+        services.iter().map(|s| s.shrink_cache(each) as u64).sum()
+    }
+}
+
+static MONITOR: LazyLock<crate::monitor::Monitor> =
+    LazyLock::new(|| crate::monitor::Monitor::new(Default::default(), Box::new(Services)));
+
+/// The process's memory monitor: one history for every thread.
+pub fn memory_monitor() -> &'static crate::monitor::Monitor {
+    &MONITOR
+}
+
+/// A fresh reading of system and process memory.
+pub fn memory_reading() -> crate::monitor::Reading {
+    let (rss, virtual_bytes) = crate::sysmem::process();
+    crate::monitor::Reading {
+        system: crate::sysmem::memory(),
+        rss,
+        virtual_bytes,
+    }
+}

@@ -2,7 +2,7 @@
 
 use parking_lot::Mutex;
 use std::sync::LazyLock;
-use sysinfo::System;
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SystemMemory {
@@ -52,6 +52,21 @@ pub fn memory() -> SystemMemory {
             .filter(|c| c.total_memory < sys.total_memory())
             .map(|c| c.free_memory),
     }
+}
+
+/// This process's resident and virtual size, in bytes.
+pub fn process() -> (u64, u64) {
+    let Ok(pid) = sysinfo::get_current_pid() else {
+        return (0, 0);
+    };
+    let mut sys = SYSTEM.lock();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        false,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    sys.process(pid)
+        .map_or((0, 0), |p| (p.memory(), p.virtual_memory()))
 }
 
 pub fn physical_cores() -> usize {

@@ -1,6 +1,11 @@
 // Compiled by `tsc --noEmit` in the test command: proves index.d.ts describes the API
 // the way users call it. The @ts-expect-error lines prove that misuse is rejected.
 import {
+  getMemoryMonitor,
+  MemoryMonitor,
+  type MemorySnapshot,
+  type MemoryMonitorStats,
+  type MemoryAlert,
   getModelLoader,
   applyQuantization,
   getOptimizationStrategy,
@@ -66,6 +71,18 @@ async function usage(): Promise<void> {
   // @ts-expect-error roles are limited
   await loader.generate('demo', [{ role: 'wizard', content: 'Hi' }])
 
+  const monitor: MemoryMonitor = getMemoryMonitor({ budgetBytes: 2 * 1024 ** 3, freeAt: 'high' })
+  const snap: MemorySnapshot = await monitor.takeSnapshot()
+  const pressure: 'low' | 'medium' | 'high' | 'critical' = snap.pressure
+  const recs: string[] = snap.recommendations
+  const history: MemorySnapshot[] = monitor.getSnapshots()
+  const monitorStats: MemoryMonitorStats = monitor.getStats()
+  const alerts: MemoryAlert[] = monitor.getAlerts()
+  const has: boolean = monitor.hasAlerts
+  // @ts-expect-error freeAt is high or critical
+  getMemoryMonitor({ freeAt: 'low' })
+
+  void [pressure, recs, history, monitorStats, alerts, has]
   void [model, one, many, flat, n, info, loaderStats, used, result, chat, unloaded, id, gguf, strategy]
 }
 

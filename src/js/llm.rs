@@ -152,7 +152,9 @@ fn loader(options: Option<Unknown>) -> R<ModelLoader> {
         svc.loader().set_config(LoaderConfig {
             max_concurrent_models: max.map_or(current.max_concurrent_models, |m| m as usize),
             budget_bytes: budget.map_or(current.budget_bytes, |b| (b > 0).then_some(b)),
-            idle_timeout: idle.map_or(current.idle_timeout, |ms| (ms > 0).then(|| Duration::from_millis(ms))),
+            idle_timeout: idle.map_or(current.idle_timeout, |ms| {
+                (ms > 0).then(|| Duration::from_millis(ms))
+            }),
         });
     }
     Ok(ModelLoader { svc })

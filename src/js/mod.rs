@@ -4,6 +4,7 @@
 mod embedding;
 mod env_guard;
 mod llm;
+mod monitor;
 mod options;
 
 use crate::error::OrionError;

@@ -108,3 +108,18 @@ export type OrionErrorCode =
 export interface TokenStream {
   [Symbol.asyncIterator](): AsyncIterator<string, undefined>
 }
+
+/** Options of `getMemoryMonitor` (process-wide). */
+export interface MemoryMonitorOptions {
+  /** Fractions of the budget in use where pressure becomes medium, high, critical (0.6, 0.75, 0.9). */
+  thresholds?: { medium?: number; high?: number; critical?: number }
+  /** Snapshots kept (default 100). */
+  historySize?: number
+  /** This process's memory budget; pressure is its RSS against it. 0 removes it. */
+  budgetBytes?: number
+  /** Free idle models and the embedding cache at `freeAt` pressure (default true). */
+  autoFree?: boolean
+  freeAt?: 'high' | 'critical'
+  /** RSS growth per second that raises an alert (default 100 MiB/s). */
+  rssGrowthAlertBytesPerSec?: number
+}

@@ -132,6 +132,7 @@ struct State<M> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelStats {
     pub key: String,
+    pub idle_for: Duration,
     pub path: String,
     pub quantization: Option<String>,
     pub bytes: u64,
@@ -406,6 +407,7 @@ impl<E: Engine> ModelLoader<E> {
             .values()
             .map(|e| ModelStats {
                 key: e.key.clone(),
+                idle_for: e.idle_for(),
                 path: e.path.display().to_string(),
                 quantization: e.quantization.clone(),
                 bytes: e.bytes,

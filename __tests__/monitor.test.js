@@ -1,0 +1,182 @@
+'use strict'
+const path = require('node:path')
+const { Worker } = require('node:worker_threads')
+const { getMemoryMonitor, getModelLoader, getSharedEmbeddingClient } = require('..')
+const { expectThrowCode, root } = require('./helpers')
+
+const DEFAULTS = {
+  thresholds: { medium: 0.6, high: 0.75, critical: 0.9 },
+  historySize: 100,
+  budgetBytes: 0,
+  autoFree: true,
+  freeAt: 'critical',
+}
+
+afterEach(() => {
+  // The monitor is process-wide: put its defaults back for the next test.
+  getMemoryMonitor(DEFAULTS)
+})
+
+describe('MemoryMonitor: the app contract', () => {
+  test('takes snapshots', async () => {
+    const monitor = getMemoryMonitor()
+    const snapshot = await monitor.takeSnapshot()
+    expect(snapshot).toBeDefined()
+    expect(snapshot.pressure).toMatch(/low|medium|high|critical/)
+    expect(Array.isArray(snapshot.recommendations)).toBe(true)
+  })
+
+  test('tracks history', async () => {
+    const monitor = getMemoryMonitor()
+    const before = monitor.getSnapshots().length
+    await monitor.takeSnapshot()
+    await monitor.takeSnapshot()
+    const snapshots = monitor.getSnapshots()
+    expect(snapshots.length).toBeGreaterThan(1)
+    expect(snapshots.length).toBe(Math.min(before + 2, 100))
+    expect(snapshots[snapshots.length - 1].timestamp).toBeGreaterThanOrEqual(snapshots[snapshots.length - 2].timestamp)
+  })
+})
+
+describe('snapshots', () => {
+  test('report system, process, JS heap and what orion-native holds', async () => {
+    await getSharedEmbeddingClient().createEmbedding('monitor sees the cache')
+    const s = await getMemoryMonitor().takeSnapshot()
+    expect(s.system.total).toBeGreaterThan(0)
+    expect(s.system.available).toBeGreaterThan(0)
+    expect(s.process.rss).toBeGreaterThan(10 << 20)
+    expect(s.process.virtualBytes).toBeGreaterThanOrEqual(s.process.rss)
+    expect(s.jsHeap.used).toBeGreaterThan(0)
+    expect(s.jsHeap.total).toBeGreaterThanOrEqual(s.jsHeap.used)
+    expect(s.orion.embeddingCacheBytes).toBeGreaterThan(0)
+    expect(s.usedFraction).toBeCloseTo(s.usedBytes / s.budgetBytes, 6)
+    expect(s.isHealthy).toBe(s.pressure === 'low' || s.pressure === 'medium')
+    expect(s.isCritical).toBe(s.pressure === 'critical')
+  })
+
+  test('a budget sets the pressure: the same process is low on a large budget, critical on a tight one', async () => {
+    const monitor = getMemoryMonitor({ autoFree: false })
+    const rss = (await monitor.takeSnapshot()).process.rss
+    getMemoryMonitor({ budgetBytes: rss * 20 })
+    expect((await monitor.takeSnapshot()).pressure).toBe('low')
+    getMemoryMonitor({ budgetBytes: Math.floor(rss * 1.02) })
+    const tight = await monitor.takeSnapshot()
+    expect(tight.pressure).toBe('critical')
+    expect(tight.isCritical).toBe(true)
+    expect(tight.isHealthy).toBe(false)
+  })
+
+  test('an alert is recorded when pressure rises into high', async () => {
+    const monitor = getMemoryMonitor({ autoFree: false })
+    monitor.clearAlerts()
+    expect(monitor.hasAlerts).toBe(false)
+    const rss = (await monitor.takeSnapshot()).process.rss
+    getMemoryMonitor({ budgetBytes: rss * 20 })
+    await monitor.takeSnapshot() // low
+    getMemoryMonitor({ budgetBytes: rss * 2, thresholds: { medium: 0.1, high: 0.2, critical: 0.99 } })
+    const s = await monitor.takeSnapshot()
+    expect(s.pressure).toBe('high')
+    expect(monitor.hasAlerts).toBe(true)
+    const alert = monitor.getAlerts().find((a) => a.kind === 'pressure')
+    expect(alert).toMatchObject({ pressure: 'high' })
+    expect(alert.message).toMatch(/rose to high/)
+    monitor.clearAlerts()
+    expect(monitor.getAlerts()).toEqual([])
+  })
+
+  test('getStats summarises the history', async () => {
+    const monitor = getMemoryMonitor()
+    await monitor.takeSnapshot()
+    const s = monitor.getStats()
+    expect(s.count).toBeGreaterThanOrEqual(1)
+    expect(s.current.pressure).toMatch(/low|medium|high|critical/)
+    expect(s.peakRss).toBeGreaterThanOrEqual(s.current.process.rss)
+    expect(s.minUsedFraction).toBeLessThanOrEqual(s.meanUsedFraction)
+    expect(s.meanUsedFraction).toBeLessThanOrEqual(s.maxUsedFraction)
+    expect(Object.keys(s.timeAtMs).sort()).toEqual(['critical', 'high', 'low', 'medium'])
+  })
+
+  test('the history is shared between threads', async () => {
+    const monitor = getMemoryMonitor()
+    const before = monitor.getStats().count
+    const fromWorker = await new Promise((resolve, reject) => {
+      const w = new Worker(path.join(__dirname, 'workers', 'monitor-worker.js'), { workerData: { root } })
+      w.once('message', resolve)
+      w.once('error', reject)
+    })
+    expect(fromWorker.pressures).toHaveLength(2)
+    expect(fromWorker.heap.used).toBeGreaterThan(0)
+    expect(monitor.getStats().count).toBe(before + 2)
+  })
+})
+
+describe('pressure frees memory', () => {
+  test('a low budget makes the loader evict an idle model and shrinks the embedding cache', async () => {
+    const loader = getModelLoader()
+    await loader.loadModel('demo')
+    const client = getSharedEmbeddingClient()
+    await client.createEmbeddings(Array.from({ length: 50 }, (_, i) => `fill the cache ${i}`))
+    expect(client.getStats().cacheBytes).toBeGreaterThan(0)
+    const monitor = getMemoryMonitor({ budgetBytes: 1 << 20, freeAt: 'high' })
+    monitor.clearAlerts()
+    const s = await monitor.takeSnapshot()
+    expect(s.actions.some((a) => /Unloaded idle model 'demo'/.test(a))).toBe(true)
+    expect(s.actions.some((a) => /Shrank the embedding cache/.test(a))).toBe(true)
+    expect(loader.getStats().models.map((m) => m.key)).not.toContain('demo')
+    expect(client.getStats().cacheBytes).toBe(0)
+    expect(s.orion.models.map((m) => m.key)).not.toContain('demo')
+    expect(monitor.getAlerts().filter((a) => a.kind === 'freed').length).toBe(s.actions.length)
+  })
+
+  test('recommendations name idle models with their size when pressure is up', async () => {
+    const loader = getModelLoader()
+    await loader.loadModel('demo')
+    const monitor = getMemoryMonitor({ autoFree: false })
+    const rss = (await monitor.takeSnapshot()).process.rss
+    getMemoryMonitor({ budgetBytes: Math.floor(rss * 1.02) })
+    const s = await monitor.takeSnapshot()
+    expect(
+      s.recommendations.some((r) => /^Unload idle model 'demo' \([\d.]+ MB, unused for \d+ (s|min)\)$/.test(r)),
+    ).toBe(true)
+    expect(loader.getStats().models.map((m) => m.key)).toContain('demo')
+  })
+
+  test('with autoFree off nothing is unloaded', async () => {
+    await getModelLoader().loadModel('demo')
+    const s = await getMemoryMonitor({ budgetBytes: 1 << 20, autoFree: false }).takeSnapshot()
+    expect(s.actions).toEqual([])
+    expect(s.pressure).toBe('critical')
+    expect(
+      getModelLoader()
+        .getStats()
+        .models.map((m) => m.key),
+    ).toContain('demo')
+  })
+})
+
+describe('bad options', () => {
+  test.each([
+    [{ thresholds: { medium: 0.8, high: 0.7, critical: 0.9 } }, /increase/],
+    [{ thresholds: { medium: 0.5, high: 0.7, critical: 1.2 } }, /increase/],
+    [{ thresholds: { medium: -0.1 } }, /increase/],
+    [{ thresholds: { medium: '0.5' } }, /must be a number/],
+    [{ thresholds: { low: 0.1 } }, /unknown option `low`/],
+    [{ historySize: 0 }, /historySize/],
+    [{ historySize: 2.5 }, /historySize/],
+    [{ freeAt: 'low' }, /freeAt/],
+    [{ freeAt: 'sometimes' }, /pressure level/],
+    [{ autoFree: 'yes' }, /boolean/],
+    [{ budget: 1 }, /unknown option `budget`/],
+  ])('getMemoryMonitor(%j) throws INVALID_OPTION', (options, message) => {
+    const err = expectThrowCode(() => getMemoryMonitor(options), 'INVALID_OPTION')
+    expect(err.message).toMatch(message)
+  })
+
+  test('a history size bounds the history', async () => {
+    const monitor = getMemoryMonitor({ historySize: 2 })
+    await monitor.takeSnapshot()
+    await monitor.takeSnapshot()
+    await monitor.takeSnapshot()
+    expect(monitor.getSnapshots()).toHaveLength(2)
+  })
+})

@@ -1,0 +1,294 @@
+use super::options::Options;
+use super::{js_error, promise};
+use crate::error::OrionError;
+use crate::monitor::{MonitorConfig, Pressure, Snapshot, Thresholds};
+use crate::runtime::{memory_monitor, memory_reading};
+use napi::bindgen_prelude::*;
+use napi::Env;
+use napi_derive::napi;
+
+type R<T> = std::result::Result<T, OrionError>;
+
+const MONITOR_OPTIONS: &[&str] = &[
+    "thresholds",
+    "historySize",
+    "budgetBytes",
+    "autoFree",
+    "freeAt",
+    "rssGrowthAlertBytesPerSec",
+];
+
+#[napi(object)]
+pub struct SystemMemoryInfo {
+    pub total: i64,
+    pub available: i64,
+    pub used: i64,
+    pub swap_total: i64,
+    pub swap_used: i64,
+    /// The cgroup's limit, when the process runs in one that sets it.
+    pub cgroup_limit: Option<i64>,
+}
+
+#[napi(object)]
+pub struct ProcessMemoryInfo {
+    pub rss: i64,
+    pub virtual_bytes: i64,
+}
+
+#[napi(object)]
+pub struct JsHeapInfo {
+    pub used: i64,
+    pub total: i64,
+    pub external: i64,
+}
+
+#[napi(object)]
+pub struct HeldModelInfo {
+    pub key: String,
+    pub bytes: i64,
+    pub quantization: Option<String>,
+    pub in_use: bool,
+    pub idle_ms: f64,
+}
+
+#[napi(object)]
+pub struct OrionMemoryInfo {
+    pub models: Vec<HeldModelInfo>,
+    pub embedding_cache_bytes: i64,
+}
+
+#[napi(object)]
+pub struct MemorySnapshot {
+    /// Milliseconds since the epoch.
+    pub timestamp: f64,
+    pub system: SystemMemoryInfo,
+    pub process: ProcessMemoryInfo,
+    /// The heap of the thread that took the snapshot.
+    pub js_heap: Option<JsHeapInfo>,
+    pub orion: OrionMemoryInfo,
+    /// What pressure is measured against: `budgetBytes`, or the memory the process may use.
+    pub budget_bytes: i64,
+    pub used_bytes: i64,
+    pub used_fraction: f64,
+    #[napi(ts_type = "'low' | 'medium' | 'high' | 'critical'")]
+    pub pressure: String,
+    pub is_healthy: bool,
+    pub is_critical: bool,
+    pub recommendations: Vec<String>,
+    /// What the monitor freed before taking this snapshot.
+    pub actions: Vec<String>,
+}
+
+#[napi(object)]
+pub struct MemoryAlert {
+    pub timestamp: f64,
+    /// `'pressure'`, `'rss-growth'` or `'freed'`.
+    pub kind: String,
+    pub pressure: String,
+    pub message: String,
+}
+
+#[napi(object)]
+pub struct PressureTimes {
+    pub low: f64,
+    pub medium: f64,
+    pub high: f64,
+    pub critical: f64,
+}
+
+#[napi(object)]
+pub struct MemoryMonitorStats {
+    pub count: i64,
+    pub current: Option<MemorySnapshot>,
+    pub peak_rss: i64,
+    pub min_used_fraction: f64,
+    pub mean_used_fraction: f64,
+    pub max_used_fraction: f64,
+    /// Milliseconds spent at each pressure level.
+    pub time_at_ms: PressureTimes,
+}
+
+fn to_js(s: Snapshot) -> MemorySnapshot {
+    let sys = s.reading.system;
+    MemorySnapshot {
+        timestamp: s.timestamp_ms,
+        system: SystemMemoryInfo {
+            total: sys.total as i64,
+            available: sys.available as i64,
+            used: sys.used as i64,
+            swap_total: sys.swap_total as i64,
+            swap_used: sys.swap_used as i64,
+            cgroup_limit: sys.cgroup_limit.map(|l| l as i64),
+        },
+        process: ProcessMemoryInfo {
+            rss: s.reading.rss as i64,
+            virtual_bytes: s.reading.virtual_bytes as i64,
+        },
+        js_heap: s.js_heap.map(|(used, total, external)| JsHeapInfo {
+            used: used as i64,
+            total: total as i64,
+            external: external as i64,
+        }),
+        orion: OrionMemoryInfo {
+            models: s
+                .models
+                .into_iter()
+                .map(|m| HeldModelInfo {
+                    key: m.key,
+                    bytes: m.bytes as i64,
+                    quantization: m.quantization,
+                    in_use: m.in_use,
+                    idle_ms: m.idle_for.as_secs_f64() * 1000.0,
+                })
+                .collect(),
+            embedding_cache_bytes: s.embedding_cache_bytes as i64,
+        },
+        budget_bytes: s.budget_bytes as i64,
+        used_bytes: s.used_bytes as i64,
+        used_fraction: s.used_fraction,
+        pressure: s.pressure.as_str().to_string(),
+        is_healthy: s.pressure <= Pressure::Medium,
+        is_critical: s.pressure == Pressure::Critical,
+        recommendations: s.recommendations,
+        actions: s.actions,
+    }
+}
+
+/// The process-wide memory monitor, the same history from every thread.
+#[napi]
+pub struct MemoryMonitor {}
+
+/// The memory monitor. Options (process-wide): `thresholds` `{ medium, high, critical }`
+/// (fractions of the budget, default 0.6/0.75/0.9), `historySize` (100), `budgetBytes`
+/// (0: none), `autoFree` (true), `freeAt` (`'critical'`), `rssGrowthAlertBytesPerSec`.
+#[napi(ts_args_type = "options?: MemoryMonitorOptions")]
+pub fn get_memory_monitor(env: Env, options: Option<Unknown>) -> Result<MemoryMonitor> {
+    configure(options).map_err(|e| js_error(&env, &e))?;
+    Ok(MemoryMonitor {})
+}
+
+fn configure(options: Option<Unknown>) -> R<()> {
+    let o = Options::parse(options, "options", MONITOR_OPTIONS)?;
+    let m = memory_monitor();
+    let mut c: MonitorConfig = m.config();
+    if let Some(t) = o.raw("thresholds")? {
+        let t = Options::parse(
+            Some(t),
+            "options.thresholds",
+            &["medium", "high", "critical"],
+        )?;
+        let th = Thresholds {
+            medium: t.number("medium")?.unwrap_or(c.thresholds.medium),
+            high: t.number("high")?.unwrap_or(c.thresholds.high),
+            critical: t.number("critical")?.unwrap_or(c.thresholds.critical),
+        };
+        th.validate()?;
+        c.thresholds = th;
+    }
+    if let Some(h) = o.integer("historySize", 1, 1_000_000)? {
+        c.history = h as usize;
+    }
+    if let Some(b) = o.integer("budgetBytes", 0, u64::MAX >> 11)? {
+        c.budget_bytes = (b > 0).then_some(b);
+    }
+    if let Some(a) = o.boolean("autoFree")? {
+        c.auto_free = a;
+    }
+    if let Some(f) = o.string("freeAt")? {
+        let p = Pressure::parse(&f)?;
+        if p < Pressure::High {
+            return Err(OrionError::InvalidOption(format!(
+                "options.freeAt must be 'high' or 'critical', got {f:?}"
+            )));
+        }
+        c.free_at = p;
+    }
+    if let Some(g) = o.integer("rssGrowthAlertBytesPerSec", 1, u64::MAX >> 11)? {
+        c.rss_growth_alert_bytes_per_sec = g;
+    }
+    m.set_config(c);
+    Ok(())
+}
+
+/// `process.memoryUsage()` of the calling thread: its heap numbers.
+fn js_heap(env: &Env) -> Option<(u64, u64, u64)> {
+    let process: Object = env.get_global().ok()?.get_named_property("process").ok()?;
+    let usage: Function<(), Object> = process.get_named_property("memoryUsage").ok()?;
+    let u = usage.apply(process, ()).ok()?;
+    let n = |k: &str| u.get_named_property::<f64>(k).ok().map(|v| v as u64);
+    Some((n("heapUsed")?, n("heapTotal")?, n("external")?))
+}
+
+#[napi]
+impl MemoryMonitor {
+    /// Measure now (off the JS thread); at high enough pressure, free idle models and
+    /// the embedding cache first. Recorded in the shared history.
+    #[napi(ts_return_type = "Promise<MemorySnapshot>")]
+    pub fn take_snapshot<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, MemorySnapshot>> {
+        let heap = js_heap(env);
+        promise(
+            env,
+            async move {
+                napi::bindgen_prelude::spawn_blocking(move || {
+                    memory_monitor().take(memory_reading, heap)
+                })
+                .await
+                .map_err(|e| OrionError::Internal(format!("snapshot thread: {e}")))
+            },
+            |_, s| Ok(to_js(s)),
+        )
+    }
+
+    /// The history, oldest first.
+    #[napi]
+    pub fn get_snapshots(&self) -> Vec<MemorySnapshot> {
+        memory_monitor()
+            .snapshots()
+            .into_iter()
+            .map(to_js)
+            .collect()
+    }
+
+    #[napi]
+    pub fn get_stats(&self) -> MemoryMonitorStats {
+        let s = memory_monitor().stats();
+        MemoryMonitorStats {
+            count: s.count as i64,
+            current: s.current.map(to_js),
+            peak_rss: s.peak_rss as i64,
+            min_used_fraction: s.min_fraction,
+            mean_used_fraction: s.mean_fraction,
+            max_used_fraction: s.max_fraction,
+            time_at_ms: PressureTimes {
+                low: s.time_at[0],
+                medium: s.time_at[1],
+                high: s.time_at[2],
+                critical: s.time_at[3],
+            },
+        }
+    }
+
+    #[napi]
+    pub fn get_alerts(&self) -> Vec<MemoryAlert> {
+        memory_monitor()
+            .alerts()
+            .into_iter()
+            .map(|a| MemoryAlert {
+                timestamp: a.timestamp_ms,
+                kind: a.kind.to_string(),
+                pressure: a.pressure.as_str().to_string(),
+                message: a.message,
+            })
+            .collect()
+    }
+
+    #[napi(getter)]
+    pub fn has_alerts(&self) -> bool {
+        !memory_monitor().alerts().is_empty()
+    }
+
+    #[napi]
+    pub fn clear_alerts(&self) {
+        memory_monitor().clear_alerts();
+    }
+}

@@ -1,0 +1,600 @@
+//! The memory monitor: snapshots of system and process memory, a pressure level from
+//! thresholds over the effective budget, recommendations, a bounded history, alerts,
+//! and freeing memory (idle models, the embedding cache) when pressure gets high.
+
+use crate::error::{human_bytes, OrionError, Result};
+use crate::sysmem::SystemMemory;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pressure {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Pressure {
+    pub const ALL: [Pressure; 4] = [
+        Pressure::Low,
+        Pressure::Medium,
+        Pressure::High,
+        Pressure::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pressure::Low => "low",
+            Pressure::Medium => "medium",
+            Pressure::High => "high",
+            Pressure::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Pressure::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                OrionError::InvalidOption(format!(
+                    "pressure level must be low, medium, high or critical, got {s:?}"
+                ))
+            })
+    }
+}
+
+/// Fractions of the budget in use at which pressure becomes medium, high, critical.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Thresholds {
+    pub medium: f64,
+    pub high: f64,
+    pub critical: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            medium: 0.6,
+            high: 0.75,
+            critical: 0.9,
+        }
+    }
+}
+
+impl Thresholds {
+    pub fn validate(&self) -> Result<()> {
+        let ok = 0.0 < self.medium
+            && self.medium < self.high
+            && self.high < self.critical
+            && self.critical <= 1.0;
+        if ok {
+            Ok(())
+        } else {
+            Err(OrionError::InvalidOption(format!(
+                "thresholds must increase strictly within (0, 1]: medium {} < high {} < critical {} ≤ 1",
+                self.medium, self.high, self.critical
+            )))
+        }
+    }
+
+    pub fn classify(&self, used_fraction: f64) -> Pressure {
+        match used_fraction {
+            f if f >= self.critical => Pressure::Critical,
+            f if f >= self.high => Pressure::High,
+            f if f >= self.medium => Pressure::Medium,
+            _ => Pressure::Low,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonitorConfig {
+    pub thresholds: Thresholds,
+    pub history: usize,
+    /// This process's memory budget; without one, the system's memory is the budget.
+    pub budget_bytes: Option<u64>,
+    /// Free memory (idle models, the embedding cache) at `free_at` pressure or above.
+    pub auto_free: bool,
+    pub free_at: Pressure,
+    /// RSS growth per second that raises an alert.
+    pub rss_growth_alert_bytes_per_sec: u64,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            thresholds: Thresholds::default(),
+            history: 100,
+            budget_bytes: None,
+            auto_free: true,
+            free_at: Pressure::Critical,
+            rss_growth_alert_bytes_per_sec: 100 << 20,
+        }
+    }
+}
+
+/// A loaded model as the monitor sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeldModel {
+    pub key: String,
+    pub bytes: u64,
+    pub quantization: Option<String>,
+    pub idle_for: Duration,
+    pub in_use: bool,
+}
+
+/// What orion-native holds, and how to give it back.
+pub trait Holder: Send + Sync {
+    fn models(&self) -> Vec<HeldModel>;
+    fn embedding_cache_bytes(&self) -> u64;
+    /// Unload the least recently used idle model: its key and bytes.
+    fn unload_lru_idle(&self) -> Option<(String, u64)>;
+    /// Shrink every embedding cache to at most `bytes`; the bytes freed.
+    fn shrink_embedding_cache(&self, bytes: u64) -> u64;
+}
+
+/// One measurement.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Reading {
+    pub system: SystemMemory,
+    pub rss: u64,
+    pub virtual_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Snapshot {
+    pub timestamp_ms: f64,
+    pub reading: Reading,
+    pub budget_bytes: u64,
+    pub used_bytes: u64,
+    pub used_fraction: f64,
+    pub pressure: Pressure,
+    pub models: Vec<HeldModel>,
+    pub embedding_cache_bytes: u64,
+    pub recommendations: Vec<String>,
+    /// What the monitor freed before this snapshot was taken.
+    pub actions: Vec<String>,
+    /// The calling thread's JS heap (used, total, external), when taken from JS.
+    pub js_heap: Option<(u64, u64, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub timestamp_ms: f64,
+    pub kind: &'static str,
+    pub pressure: Pressure,
+    pub message: String,
+}
+
+/// With a budget, the process's RSS against it (the budget stands for the device the
+/// app would run on); without one, the memory in use on the system (or in its cgroup)
+/// against what the process may use.
+pub fn assess(r: &Reading, config: &MonitorConfig) -> (u64, u64, f64, Pressure) {
+    let (budget, used) = match config.budget_bytes {
+        Some(b) => (b.min(r.system.effective_total()).max(1), r.rss),
+        None => {
+            let total = r.system.effective_total().max(1);
+            (total, total.saturating_sub(r.system.effective_available()))
+        }
+    };
+    let fraction = used as f64 / budget as f64;
+    (budget, used, fraction, config.thresholds.classify(fraction))
+}
+
+fn minutes(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 60 => format!("{s} s"),
+        s => format!("{} min", s / 60),
+    }
+}
+
+/// Concrete things to do, with numbers; empty when pressure is low.
+pub fn recommend(pressure: Pressure, models: &[HeldModel], cache_bytes: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    if pressure == Pressure::Low {
+        return out;
+    }
+    let mut idle: Vec<&HeldModel> = models.iter().filter(|m| !m.in_use).collect();
+    idle.sort_by_key(|m| std::cmp::Reverse(m.idle_for));
+    for m in idle {
+        out.push(format!(
+            "Unload idle model '{}' ({}, unused for {})",
+            m.key,
+            human_bytes(m.bytes),
+            minutes(m.idle_for)
+        ));
+    }
+    for m in models {
+        let q = m.quantization.as_deref().unwrap_or("").to_ascii_uppercase();
+        if ["Q8_0", "F16", "BF16", "F32"].contains(&q.as_str()) {
+            let saves = m.bytes - m.bytes * 48 / if q == "Q8_0" { 85 } else { 160 };
+            out.push(format!(
+                "Use q4 instead of {q} for '{}' (saves about {})",
+                m.key,
+                human_bytes(saves)
+            ));
+        }
+    }
+    if pressure >= Pressure::High && cache_bytes >= 1 << 20 {
+        out.push(format!(
+            "Shrink the embedding cache ({})",
+            human_bytes(cache_bytes)
+        ));
+    }
+    out
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MonitorStats {
+    pub count: u64,
+    pub current: Option<Snapshot>,
+    pub peak_rss: u64,
+    pub min_fraction: f64,
+    pub mean_fraction: f64,
+    pub max_fraction: f64,
+    /// Milliseconds spent at each level, in `Pressure::ALL` order.
+    pub time_at: [f64; 4],
+}
+
+struct State {
+    history: VecDeque<Snapshot>,
+    alerts: Vec<Alert>,
+    stats: MonitorStats,
+    fraction_sum: f64,
+    last: Option<(f64, Pressure, u64)>,
+}
+
+pub struct Monitor {
+    config: Mutex<MonitorConfig>,
+    state: Mutex<State>,
+    holder: Box<dyn Holder>,
+}
+
+fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
+impl Monitor {
+    pub fn new(config: MonitorConfig, holder: Box<dyn Holder>) -> Self {
+        Self {
+            config: Mutex::new(config),
+            state: Mutex::new(State {
+                history: VecDeque::new(),
+                alerts: Vec::new(),
+                stats: MonitorStats::default(),
+                fraction_sum: 0.0,
+                last: None,
+            }),
+            holder,
+        }
+    }
+
+    pub fn config(&self) -> MonitorConfig {
+        self.config.lock().clone()
+    }
+
+    pub fn set_config(&self, c: MonitorConfig) {
+        let history = c.history;
+        *self.config.lock() = c;
+        let mut st = self.state.lock();
+        while st.history.len() > history {
+            st.history.pop_front();
+        }
+    }
+
+    /// Measure with `read`, free memory when pressure calls for it (measuring again
+    /// after each step), record the snapshot and any alerts.
+    pub fn take(&self, read: impl Fn() -> Reading, js_heap: Option<(u64, u64, u64)>) -> Snapshot {
+        let config = self.config();
+        let mut reading = read();
+        let mut assessed = assess(&reading, &config);
+        let mut actions = Vec::new();
+        if config.auto_free && assessed.3 >= config.free_at {
+            while assessed.3 >= config.free_at {
+                if let Some((key, bytes)) = self.holder.unload_lru_idle() {
+                    actions.push(format!(
+                        "Unloaded idle model '{key}' ({}) at {} pressure",
+                        human_bytes(bytes),
+                        assessed.3.as_str()
+                    ));
+                } else {
+                    let cache = self.holder.embedding_cache_bytes();
+                    if cache == 0 {
+                        break;
+                    }
+                    let freed = self.holder.shrink_embedding_cache(cache / 2);
+                    actions.push(format!(
+                        "Shrank the embedding cache by {} at {} pressure",
+                        human_bytes(freed),
+                        assessed.3.as_str()
+                    ));
+                }
+                reading = read();
+                assessed = assess(&reading, &config);
+            }
+        }
+        let (budget, used, fraction, pressure) = assessed;
+        let models = self.holder.models();
+        let cache = self.holder.embedding_cache_bytes();
+        let snap = Snapshot {
+            timestamp_ms: now_ms(),
+            reading,
+            budget_bytes: budget,
+            used_bytes: used,
+            used_fraction: fraction,
+            pressure,
+            recommendations: recommend(pressure, &models, cache),
+            models,
+            embedding_cache_bytes: cache,
+            actions: actions.clone(),
+            js_heap,
+        };
+        self.record(&snap, &config, actions);
+        snap
+    }
+
+    fn record(&self, snap: &Snapshot, config: &MonitorConfig, actions: Vec<String>) {
+        let mut st = self.state.lock();
+        let alert = |kind, message: String| Alert {
+            timestamp_ms: snap.timestamp_ms,
+            kind,
+            pressure: snap.pressure,
+            message,
+        };
+        let mut alerts: Vec<Alert> = actions.into_iter().map(|a| alert("freed", a)).collect();
+        let previous = st.last.map_or(Pressure::Low, |(_, p, _)| p);
+        if snap.pressure >= Pressure::High && snap.pressure > previous {
+            alerts.push(alert(
+                "pressure",
+                format!(
+                    "Memory pressure rose to {} ({:.0} % of {} in use)",
+                    snap.pressure.as_str(),
+                    snap.used_fraction * 100.0,
+                    human_bytes(snap.budget_bytes)
+                ),
+            ));
+        }
+        if let Some((t, p, rss)) = st.last {
+            let dt = (snap.timestamp_ms - t) / 1000.0;
+            let grew = snap.reading.rss.saturating_sub(rss) as f64;
+            // A few megabytes between two snapshots a millisecond apart is noise, not a leak.
+            if grew >= (16 << 20) as f64
+                && dt > 0.0
+                && grew / dt > config.rss_growth_alert_bytes_per_sec as f64
+            {
+                alerts.push(alert(
+                    "rss-growth",
+                    format!("RSS grew {} in {:.1} s", human_bytes(grew as u64), dt),
+                ));
+            }
+            st.stats.time_at[p as usize] += snap.timestamp_ms - t;
+        }
+        st.alerts.extend(alerts);
+        st.last = Some((snap.timestamp_ms, snap.pressure, snap.reading.rss));
+        let s = &mut st.stats;
+        s.count += 1;
+        s.peak_rss = s.peak_rss.max(snap.reading.rss);
+        s.min_fraction = if s.count == 1 {
+            snap.used_fraction
+        } else {
+            s.min_fraction.min(snap.used_fraction)
+        };
+        s.max_fraction = s.max_fraction.max(snap.used_fraction);
+        st.fraction_sum += snap.used_fraction;
+        st.stats.mean_fraction = st.fraction_sum / st.stats.count as f64;
+        st.stats.current = Some(snap.clone());
+        st.history.push_back(snap.clone());
+        while st.history.len() > config.history {
+            st.history.pop_front();
+        }
+    }
+
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.state.lock().history.iter().cloned().collect()
+    }
+
+    pub fn stats(&self) -> MonitorStats {
+        self.state.lock().stats.clone()
+    }
+
+    pub fn alerts(&self) -> Vec<Alert> {
+        self.state.lock().alerts.clone()
+    }
+
+    pub fn clear_alerts(&self) {
+        self.state.lock().alerts.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    const GB: u64 = 1 << 30;
+
+    #[test]
+    fn thresholds_map_fractions_to_pressure() {
+        let t = Thresholds::default();
+        assert_eq!(t.classify(0.0), Pressure::Low);
+        assert_eq!(t.classify(0.59), Pressure::Low);
+        assert_eq!(t.classify(0.6), Pressure::Medium);
+        assert_eq!(t.classify(0.75), Pressure::High);
+        assert_eq!(t.classify(0.9), Pressure::Critical);
+        assert_eq!(t.classify(1.5), Pressure::Critical);
+        assert!(t.validate().is_ok());
+        for bad in [
+            (0.7, 0.6, 0.9),
+            (0.0, 0.5, 0.9),
+            (0.5, 0.7, 1.1),
+            (0.5, 0.5, 0.9),
+        ] {
+            let t = Thresholds {
+                medium: bad.0,
+                high: bad.1,
+                critical: bad.2,
+            };
+            assert_eq!(t.validate().unwrap_err().code(), "INVALID_OPTION");
+        }
+    }
+
+    fn reading(total: u64, available: u64, rss: u64) -> Reading {
+        Reading {
+            system: SystemMemory {
+                total,
+                available,
+                used: total - available,
+                ..Default::default()
+            },
+            rss,
+            virtual_bytes: rss * 2,
+        }
+    }
+
+    #[test]
+    fn the_budget_is_the_process_share_of_the_device() {
+        // The app's two profiles: 1.7 GB in use is high on a 2 GB device, low on 8 GB.
+        let two = MonitorConfig {
+            budget_bytes: Some(2 * GB),
+            ..Default::default()
+        };
+        let eight = MonitorConfig {
+            budget_bytes: Some(8 * GB),
+            ..Default::default()
+        };
+        let r = reading(24 * GB, 20 * GB, 17 * GB / 10);
+        assert_eq!(assess(&r, &two).3, Pressure::High);
+        assert_eq!(assess(&r, &eight).3, Pressure::Low);
+        // Without a budget: the system's memory in use.
+        assert_eq!(
+            assess(&reading(8 * GB, GB, GB), &MonitorConfig::default()).3,
+            Pressure::High
+        );
+    }
+
+    struct FakeHolder {
+        models: Mutex<Vec<HeldModel>>,
+        cache: AtomicU64,
+        rss: Arc<AtomicU64>,
+    }
+    impl Holder for FakeHolder {
+        fn models(&self) -> Vec<HeldModel> {
+            self.models.lock().clone()
+        }
+        fn embedding_cache_bytes(&self) -> u64 {
+            self.cache.load(Ordering::SeqCst)
+        }
+        fn unload_lru_idle(&self) -> Option<(String, u64)> {
+            let mut m = self.models.lock();
+            let i = m.iter().position(|m| !m.in_use)?;
+            let gone = m.remove(i);
+            self.rss.fetch_sub(gone.bytes, Ordering::SeqCst);
+            Some((gone.key, gone.bytes))
+        }
+        fn shrink_embedding_cache(&self, bytes: u64) -> u64 {
+            let before = self.cache.swap(bytes, Ordering::SeqCst);
+            self.rss.fetch_sub(before - bytes, Ordering::SeqCst);
+            before - bytes
+        }
+    }
+
+    fn model(key: &str, bytes: u64, in_use: bool, q: &str) -> HeldModel {
+        HeldModel {
+            key: key.into(),
+            bytes,
+            quantization: Some(q.into()),
+            idle_for: Duration::from_secs(360),
+            in_use,
+        }
+    }
+
+    #[test]
+    fn critical_pressure_frees_idle_models_then_the_cache_and_says_so() {
+        let rss = Arc::new(AtomicU64::new(1900 << 20));
+        let holder = FakeHolder {
+            models: Mutex::new(vec![
+                model("idle", 600 << 20, false, "Q8_0"),
+                model("busy", 400 << 20, true, "Q4_K_M"),
+            ]),
+            cache: AtomicU64::new(64 << 20),
+            rss: rss.clone(),
+        };
+        let m = Monitor::new(
+            MonitorConfig {
+                budget_bytes: Some(2 * GB),
+                ..Default::default()
+            },
+            Box::new(holder),
+        );
+        let r = rss.clone();
+        let snap = m.take(
+            move || reading(24 * GB, 20 * GB, r.load(Ordering::SeqCst)),
+            None,
+        );
+        assert!(
+            snap.actions.iter().any(|a| a.contains("'idle'")),
+            "{:?}",
+            snap.actions
+        );
+        assert_eq!(snap.models.len(), 1, "the busy model stays");
+        assert!(snap.pressure < Pressure::Critical);
+        let alerts = m.alerts();
+        assert!(alerts.iter().any(|a| a.kind == "freed"));
+        m.clear_alerts();
+        assert!(m.alerts().is_empty());
+    }
+
+    #[test]
+    fn recommendations_carry_numbers_and_vanish_when_low() {
+        let models = vec![model("demo", 98_000_000, false, "Q8_0")];
+        let r = recommend(Pressure::High, &models, 64 << 20);
+        assert!(
+            r.iter()
+                .any(|s| s.starts_with("Unload idle model 'demo' (98.0 MB, unused for 6 min)")),
+            "{r:?}"
+        );
+        assert!(r
+            .iter()
+            .any(|s| s.starts_with("Use q4 instead of Q8_0 for 'demo'")));
+        assert!(r
+            .iter()
+            .any(|s| s.starts_with("Shrink the embedding cache (67.1 MB)")));
+        assert!(recommend(Pressure::Low, &models, 64 << 20).is_empty());
+    }
+
+    #[test]
+    fn history_is_bounded_and_alerts_fire_on_a_rise_into_high() {
+        let holder = FakeHolder {
+            models: Mutex::new(vec![]),
+            cache: AtomicU64::new(0),
+            rss: Arc::new(AtomicU64::new(0)),
+        };
+        let m = Monitor::new(
+            MonitorConfig {
+                history: 3,
+                auto_free: false,
+                ..Default::default()
+            },
+            Box::new(holder),
+        );
+        for available in [6 * GB, 5 * GB, GB, GB / 2, GB / 2] {
+            m.take(|| reading(8 * GB, available, GB), None);
+        }
+        assert_eq!(m.snapshots().len(), 3);
+        let s = m.stats();
+        assert_eq!(s.count, 5);
+        assert!(s.max_fraction > 0.9 && s.min_fraction < 0.3);
+        let rises: Vec<_> = m
+            .alerts()
+            .into_iter()
+            .filter(|a| a.kind == "pressure")
+            .collect();
+        assert_eq!(rises.len(), 2, "{rises:?}"); // into high, then into critical; staying is no new alert
+        assert!(rises[0].message.contains("high"));
+    }
+}
