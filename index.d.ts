@@ -145,6 +145,20 @@ export declare class MemoryMonitor {
   getAlerts(): Array<MemoryAlert>
   get hasAlerts(): boolean
   clearAlerts(): void
+  /**
+   * Take a snapshot every `intervalMs` on a background thread (process-wide; calling
+   * it again while running keeps the first period). Subscribers see each one.
+   */
+  start(intervalMs: number): void
+  stop(): void
+  get isRunning(): boolean
+  /**
+   * `cb(snapshot)` on this thread for every snapshot any thread takes. Returns the
+   * function that unsubscribes.
+   */
+  onSnapshot(cb: (snapshot: MemorySnapshot) => void): () => void
+  /** `cb(alert)` on this thread for every alert. Returns the function that unsubscribes. */
+  onAlert(cb: (alert: MemoryAlert) => void): () => void
 }
 
 /** The process-wide model loader: the same from every thread. */

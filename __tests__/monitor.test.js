@@ -1,6 +1,7 @@
 'use strict'
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
+const { spawnSync } = require('node:child_process')
 const { getMemoryMonitor, getModelLoader, getSharedEmbeddingClient } = require('..')
 const { expectThrowCode, root } = require('./helpers')
 
@@ -14,8 +15,10 @@ const DEFAULTS = {
 
 afterEach(() => {
   // The monitor is process-wide: put its defaults back for the next test.
-  getMemoryMonitor(DEFAULTS)
+  getMemoryMonitor(DEFAULTS).stop()
 })
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 describe('MemoryMonitor: the app contract', () => {
   test('takes snapshots', async () => {
@@ -151,6 +154,86 @@ describe('pressure frees memory', () => {
         .getStats()
         .models.map((m) => m.key),
     ).toContain('demo')
+  })
+})
+
+describe('monitoring and subscriptions', () => {
+  test('start takes snapshots in the background, subscribers see them, stop ends it', async () => {
+    const monitor = getMemoryMonitor()
+    const seen = []
+    const unsubscribe = monitor.onSnapshot((s) => seen.push(s))
+    monitor.start(20)
+    expect(monitor.isRunning).toBe(true)
+    const deadline = Date.now() + 5000
+    while (seen.length < 3 && Date.now() < deadline) await sleep(10)
+    expect(seen.length).toBeGreaterThanOrEqual(3)
+    expect(seen[0].pressure).toMatch(/low|medium|high|critical/)
+    unsubscribe()
+    const after = seen.length
+    await sleep(100)
+    expect(seen.length).toBeLessThanOrEqual(after + 1) // one may have been in flight
+    monitor.stop()
+    expect(monitor.isRunning).toBe(false)
+    const count = monitor.getStats().count
+    await sleep(100)
+    expect(monitor.getStats().count).toBe(count)
+  })
+
+  test('alert subscribers hear about a rise into high', async () => {
+    const monitor = getMemoryMonitor({ autoFree: false })
+    const alerts = []
+    const unsubscribe = monitor.onAlert((a) => alerts.push(a))
+    const rss = (await monitor.takeSnapshot()).process.rss
+    getMemoryMonitor({ budgetBytes: rss * 20 })
+    await monitor.takeSnapshot()
+    getMemoryMonitor({ budgetBytes: rss * 2, thresholds: { medium: 0.1, high: 0.2, critical: 0.99 } })
+    await monitor.takeSnapshot()
+    const deadline = Date.now() + 5000
+    while (!alerts.length && Date.now() < deadline) await sleep(10)
+    unsubscribe()
+    expect(alerts.some((a) => a.kind === 'pressure' && a.pressure === 'high')).toBe(true)
+  })
+
+  test('a subscription from a worker that then exits is safe', async () => {
+    const monitor = getMemoryMonitor()
+    const w = new Worker(path.join(__dirname, 'workers', 'monitor-subscriber.js'), { workerData: { root } })
+    await new Promise((resolve, reject) => {
+      w.on('message', (m) => m.type === 'subscribed' && resolve())
+      w.once('error', reject)
+    })
+    monitor.start(10)
+    const code = await new Promise((resolve) => w.once('exit', resolve))
+    expect(code).toBe(0)
+    // Snapshots keep coming and reach nobody on the dead worker.
+    const count = monitor.getStats().count
+    await sleep(100)
+    expect(monitor.getStats().count).toBeGreaterThan(count)
+    await expect(monitor.takeSnapshot()).resolves.toHaveProperty('pressure')
+  })
+
+  test('ORION_ENABLE_MEMORY_MONITOR starts monitoring by itself', () => {
+    const script = `
+      const m = require(${JSON.stringify(root)}).getMemoryMonitor()
+      setTimeout(() => { console.log(JSON.stringify({ running: m.isRunning, count: m.getStats().count })); m.stop() }, 300)
+    `
+    const run = (env) =>
+      JSON.parse(
+        spawnSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }).stdout,
+      )
+    const on = run({ ORION_ENABLE_MEMORY_MONITOR: '1', ORION_MEMORY_MONITOR_INTERVAL_MS: '20' })
+    expect(on.running).toBe(true)
+    expect(on.count).toBeGreaterThanOrEqual(3)
+    const off = run({ ORION_ENABLE_MEMORY_MONITOR: '' })
+    expect(off).toEqual({ running: false, count: 0 })
+  })
+
+  test.each([0, -5, 'fast', NaN, undefined])('start(%p) is INVALID_OPTION', (interval) => {
+    expectThrowCode(() => getMemoryMonitor().start(interval), 'INVALID_OPTION')
+  })
+
+  test('subscribing needs a function', () => {
+    expectThrowCode(() => getMemoryMonitor().onSnapshot('print'), 'INVALID_OPTION')
+    expectThrowCode(() => getMemoryMonitor().onAlert(undefined), 'INVALID_OPTION')
   })
 })
 

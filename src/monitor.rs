@@ -6,6 +6,7 @@ use crate::error::{human_bytes, OrionError, Result};
 use crate::sysmem::SystemMemory;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -246,10 +247,18 @@ struct State {
     last: Option<(f64, Pressure, u64)>,
 }
 
+/// Told about every snapshot recorded, with the alerts it raised.
+pub type Observer = Box<dyn Fn(&Snapshot, &[Alert]) + Send + Sync>;
+
 pub struct Monitor {
     config: Mutex<MonitorConfig>,
     state: Mutex<State>,
     holder: Box<dyn Holder>,
+    observer: Mutex<Option<Observer>>,
+    /// The period of background monitoring, 0 when stopped.
+    interval_ms: AtomicU64,
+    /// Bumped by each start, so that a thread from before a stop/start ends.
+    generation: AtomicU64,
 }
 
 fn now_ms() -> f64 {
@@ -270,7 +279,48 @@ impl Monitor {
                 last: None,
             }),
             holder,
+            observer: Mutex::new(None),
+            interval_ms: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    pub fn set_observer(&self, observer: Observer) {
+        *self.observer.lock() = Some(observer);
+    }
+
+    /// Take a snapshot every `interval` on a background thread (one per process; a
+    /// second call changes the period).
+    pub fn start(&'static self, interval: Duration, read: fn() -> Reading) {
+        let ms = interval.as_millis().clamp(1, u64::MAX as u128) as u64;
+        if self.interval_ms.swap(ms, Ordering::SeqCst) != 0 {
+            return;
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let current = move || self.generation.load(Ordering::SeqCst) == generation;
+        let spawned = std::thread::Builder::new()
+            .name("orion-memory-monitor".into())
+            .spawn(move || loop {
+                let ms = self.interval_ms.load(Ordering::SeqCst);
+                if ms == 0 || !current() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(ms));
+                if self.interval_ms.load(Ordering::SeqCst) != 0 && current() {
+                    self.take(read, None);
+                }
+            });
+        if spawned.is_err() {
+            self.interval_ms.store(0, Ordering::SeqCst);
+        }
+    }
+
+    pub fn stop(&self) {
+        self.interval_ms.store(0, Ordering::SeqCst);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.interval_ms.load(Ordering::SeqCst) != 0
     }
 
     pub fn config(&self) -> MonitorConfig {
@@ -373,6 +423,7 @@ impl Monitor {
             }
             st.stats.time_at[p as usize] += snap.timestamp_ms - t;
         }
+        let raised = alerts.clone();
         st.alerts.extend(alerts);
         st.last = Some((snap.timestamp_ms, snap.pressure, snap.reading.rss));
         let s = &mut st.stats;
@@ -390,6 +441,10 @@ impl Monitor {
         st.history.push_back(snap.clone());
         while st.history.len() > config.history {
             st.history.pop_front();
+        }
+        drop(st);
+        if let Some(observe) = self.observer.lock().as_ref() {
+            observe(snap, &raised);
         }
     }
 
@@ -413,7 +468,6 @@ impl Monitor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
     const GB: u64 = 1 << 30;
@@ -565,6 +619,37 @@ mod tests {
             .iter()
             .any(|s| s.starts_with("Shrink the embedding cache (67.1 MB)")));
         assert!(recommend(Pressure::Low, &models, 64 << 20).is_empty());
+    }
+
+    #[test]
+    fn observers_see_every_snapshot_and_background_monitoring_runs_until_stopped() {
+        let holder = FakeHolder {
+            models: Mutex::new(vec![]),
+            cache: AtomicU64::new(0),
+            rss: Arc::new(AtomicU64::new(0)),
+        };
+        let m: &'static Monitor = Box::leak(Box::new(Monitor::new(
+            MonitorConfig::default(),
+            Box::new(holder),
+        )));
+        let seen = Arc::new(AtomicU64::new(0));
+        let s = seen.clone();
+        m.set_observer(Box::new(move |_, _| {
+            s.fetch_add(1, Ordering::SeqCst);
+        }));
+        fn read() -> Reading {
+            reading(8 * GB, 6 * GB, GB)
+        }
+        m.start(Duration::from_millis(5), read);
+        std::thread::sleep(Duration::from_millis(100));
+        m.stop();
+        assert!(!m.is_running());
+        std::thread::sleep(Duration::from_millis(20));
+        let n = seen.load(Ordering::SeqCst);
+        assert!(n >= 3, "{n} snapshots");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(seen.load(Ordering::SeqCst), n, "stopped means stopped");
+        assert_eq!(m.stats().count, n);
     }
 
     #[test]

@@ -4,8 +4,13 @@ use crate::error::OrionError;
 use crate::monitor::{MonitorConfig, Pressure, Snapshot, Thresholds};
 use crate::runtime::{memory_monitor, memory_reading};
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Env;
 use napi_derive::napi;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Once};
+use std::time::Duration;
 
 type R<T> = std::result::Result<T, OrionError>;
 
@@ -158,13 +163,103 @@ fn to_js(s: Snapshot) -> MemorySnapshot {
 #[napi]
 pub struct MemoryMonitor {}
 
+fn alert_to_js(a: crate::monitor::Alert) -> MemoryAlert {
+    MemoryAlert {
+        timestamp: a.timestamp_ms,
+        kind: a.kind.to_string(),
+        pressure: a.pressure.as_str().to_string(),
+        message: a.message,
+    }
+}
+
+type SnapshotTsfn =
+    ThreadsafeFunction<MemorySnapshot, Unknown<'static>, MemorySnapshot, Status, false, true>;
+type AlertTsfn =
+    ThreadsafeFunction<MemoryAlert, Unknown<'static>, MemoryAlert, Status, false, true>;
+
+enum Subscriber {
+    Snapshots(SnapshotTsfn),
+    Alerts(AlertTsfn),
+}
+
+/// Every thread's subscriptions. A subscriber whose thread has gone (its worker
+/// exited) is dropped the first time a call to it fails.
+static SUBSCRIBERS: LazyLock<Mutex<Vec<(u64, Subscriber)>>> = LazyLock::new(Default::default);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn observe(snap: &Snapshot, alerts: &[crate::monitor::Alert]) {
+    let mut subs = SUBSCRIBERS.lock();
+    subs.retain(|(_, sub)| match sub {
+        Subscriber::Snapshots(f) => {
+            f.call(to_js(snap.clone()), ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
+        }
+        Subscriber::Alerts(f) => alerts.iter().all(|a| {
+            f.call(
+                alert_to_js(a.clone()),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            ) == Status::Ok
+        }),
+    });
+}
+
+fn subscribe(env: &Env, sub: Subscriber) -> Result<Function<'_, (), ()>> {
+    static OBSERVING: Once = Once::new();
+    OBSERVING.call_once(|| memory_monitor().set_observer(Box::new(observe)));
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    SUBSCRIBERS.lock().push((id, sub));
+    env.create_function_from_closure("unsubscribe", move |_| {
+        SUBSCRIBERS.lock().retain(|(i, _)| *i != id);
+        Ok(())
+    })
+}
+
+fn callback<T: ToNapiValue + 'static>(
+    env: &Env,
+    cb: Unknown,
+    what: &str,
+) -> R<ThreadsafeFunction<T, Unknown<'static>, T, Status, false, true>> {
+    if cb.get_type().ok() != Some(napi::ValueType::Function) {
+        return Err(OrionError::InvalidOption(format!(
+            "{what} needs a function, got {}",
+            super::options::describe(&cb)
+        )));
+    }
+    let _ = env;
+    let f: Function<T, Unknown<'static>> =
+        unsafe { cb.cast() }.map_err(|e| OrionError::Internal(e.reason.clone()))?;
+    f.build_threadsafe_function()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()
+        .map_err(|e| OrionError::Internal(e.reason.clone()))
+}
+
 /// The memory monitor. Options (process-wide): `thresholds` `{ medium, high, critical }`
 /// (fractions of the budget, default 0.6/0.75/0.9), `historySize` (100), `budgetBytes`
 /// (0: none), `autoFree` (true), `freeAt` (`'critical'`), `rssGrowthAlertBytesPerSec`.
 #[napi(ts_args_type = "options?: MemoryMonitorOptions")]
 pub fn get_memory_monitor(env: Env, options: Option<Unknown>) -> Result<MemoryMonitor> {
     configure(options).map_err(|e| js_error(&env, &e))?;
+    auto_start().map_err(|e| js_error(&env, &e))?;
     Ok(MemoryMonitor {})
+}
+
+/// `ORION_ENABLE_MEMORY_MONITOR=1` starts monitoring with the first `getMemoryMonitor()`
+/// (every `ORION_MEMORY_MONITOR_INTERVAL_MS`, default 5000).
+fn auto_start() -> R<()> {
+    static DONE: Once = Once::new();
+    let mut result = Ok(());
+    DONE.call_once(|| {
+        let on = std::env::var("ORION_ENABLE_MEMORY_MONITOR")
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        if on {
+            result = crate::config::env_u64("ORION_MEMORY_MONITOR_INTERVAL_MS").map(|ms| {
+                let ms = ms.filter(|&ms| ms > 0).unwrap_or(5000);
+                memory_monitor().start(Duration::from_millis(ms), memory_reading);
+            });
+        }
+    });
+    result
 }
 
 fn configure(options: Option<Unknown>) -> R<()> {
@@ -273,12 +368,7 @@ impl MemoryMonitor {
         memory_monitor()
             .alerts()
             .into_iter()
-            .map(|a| MemoryAlert {
-                timestamp: a.timestamp_ms,
-                kind: a.kind.to_string(),
-                pressure: a.pressure.as_str().to_string(),
-                message: a.message,
-            })
+            .map(alert_to_js)
             .collect()
     }
 
@@ -290,5 +380,63 @@ impl MemoryMonitor {
     #[napi]
     pub fn clear_alerts(&self) {
         memory_monitor().clear_alerts();
+    }
+
+    /// Take a snapshot every `intervalMs` on a background thread (process-wide; calling
+    /// it again while running keeps the first period). Subscribers see each one.
+    #[napi(ts_args_type = "intervalMs: number")]
+    pub fn start(&self, env: Env, interval_ms: Unknown) -> Result<()> {
+        let run = || -> R<()> {
+            let bad = || {
+                OrionError::InvalidOption(format!(
+                    "intervalMs must be a positive number of milliseconds, got {}",
+                    super::options::describe(&interval_ms)
+                ))
+            };
+            if interval_ms.get_type().ok() != Some(napi::ValueType::Number) {
+                return Err(bad());
+            }
+            let ms: f64 = unsafe { interval_ms.cast() }.map_err(|_| bad())?;
+            if !ms.is_finite() || ms <= 0.0 {
+                return Err(bad());
+            }
+            memory_monitor().start(
+                Duration::from_secs_f64(ms.max(1.0) / 1000.0),
+                memory_reading,
+            );
+            Ok(())
+        };
+        run().map_err(|e| js_error(&env, &e))
+    }
+
+    #[napi]
+    pub fn stop(&self) {
+        memory_monitor().stop();
+    }
+
+    #[napi(getter)]
+    pub fn is_running(&self) -> bool {
+        memory_monitor().is_running()
+    }
+
+    /// `cb(snapshot)` on this thread for every snapshot any thread takes. Returns the
+    /// function that unsubscribes.
+    #[napi(
+        ts_args_type = "cb: (snapshot: MemorySnapshot) => void",
+        ts_return_type = "() => void"
+    )]
+    pub fn on_snapshot<'e>(&self, env: &'e Env, cb: Unknown) -> Result<Function<'e, (), ()>> {
+        let f = callback::<MemorySnapshot>(env, cb, "onSnapshot").map_err(|e| js_error(env, &e))?;
+        subscribe(env, Subscriber::Snapshots(f))
+    }
+
+    /// `cb(alert)` on this thread for every alert. Returns the function that unsubscribes.
+    #[napi(
+        ts_args_type = "cb: (alert: MemoryAlert) => void",
+        ts_return_type = "() => void"
+    )]
+    pub fn on_alert<'e>(&self, env: &'e Env, cb: Unknown) -> Result<Function<'e, (), ()>> {
+        let f = callback::<MemoryAlert>(env, cb, "onAlert").map_err(|e| js_error(env, &e))?;
+        subscribe(env, Subscriber::Alerts(f))
     }
 }
