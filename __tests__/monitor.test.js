@@ -1,7 +1,9 @@
 'use strict'
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
-const { spawnSync } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 const { getMemoryMonitor, getModelLoader, getSharedEmbeddingClient } = require('..')
 const { expectThrowCode, root } = require('./helpers')
 
@@ -234,6 +236,54 @@ describe('monitoring and subscriptions', () => {
   test('subscribing needs a function', () => {
     expectThrowCode(() => getMemoryMonitor().onSnapshot('print'), 'INVALID_OPTION')
     expectThrowCode(() => getMemoryMonitor().onAlert(undefined), 'INVALID_OPTION')
+  })
+})
+
+describe('the status command', () => {
+  const cli = path.join(root, 'bin', 'orion-native.js')
+
+  test('shows what a monitoring process holds, as a table and as JSON', async () => {
+    const app = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const o = require(${JSON.stringify(root)})
+         o.getModelLoader().loadModel('demo').then(() => { o.getMemoryMonitor(); console.log('ready') })
+         setTimeout(() => process.exit(0), 20000)`,
+      ],
+      { env: { ...process.env, ORION_ENABLE_MEMORY_MONITOR: '1', ORION_MEMORY_MONITOR_INTERVAL_MS: '50' } },
+    )
+    try {
+      await new Promise((resolve, reject) => {
+        app.stdout.on('data', (d) => String(d).includes('ready') && resolve())
+        app.once('exit', () => reject(new Error('the app exited early')))
+      })
+      let mine
+      const deadline = Date.now() + 10000
+      while (!mine && Date.now() < deadline) {
+        await sleep(100)
+        const out = spawnSync(process.execPath, [cli, 'status', '--json'], { encoding: 'utf8' }).stdout
+        mine = JSON.parse(out).find((s) => s.pid === app.pid && s.models.length)
+      }
+      expect(mine.models.map((m) => m.key)).toEqual(['demo'])
+      expect(mine.pressure).toMatch(/low|medium|high|critical/)
+      expect(Array.isArray(mine.alerts)).toBe(true)
+      const text = spawnSync(process.execPath, [cli, 'status'], { encoding: 'utf8' }).stdout
+      expect(text).toContain(`pid ${app.pid}`)
+      expect(text).toMatch(/demo\s+[\d.]+ MB\s+Q4_1\s+idle/)
+    } finally {
+      app.kill()
+    }
+  })
+
+  test('with no monitoring process it shows this machine', () => {
+    const out = spawnSync(process.execPath, [cli, 'status', '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, XDG_CACHE_HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'orion-status-')) },
+    })
+    const [s] = JSON.parse(out.stdout)
+    expect(s.pid).toBeGreaterThan(0)
+    expect(s.system.total).toBeGreaterThan(0)
   })
 })
 

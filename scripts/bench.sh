@@ -10,3 +10,4 @@ node scripts/models.js
 npx napi build --platform --release >/dev/null
 node bench/embedding.js "$@"
 node bench/llm.js "$@"
+node bench/monitor.js "$@"

@@ -227,6 +227,32 @@ pub fn recommend(pressure: Pressure, models: &[HeldModel], cache_bytes: u64) -> 
     out
 }
 
+impl Snapshot {
+    /// The snapshot as the status file and `orion-native status --json` show it.
+    pub fn to_json(&self, alerts: &[Alert]) -> serde_json::Value {
+        let sys = &self.reading.system;
+        serde_json::json!({
+            "pid": std::process::id(),
+            "timestamp": self.timestamp_ms,
+            "pressure": self.pressure.as_str(),
+            "usedFraction": self.used_fraction,
+            "usedBytes": self.used_bytes,
+            "budgetBytes": self.budget_bytes,
+            "system": { "total": sys.total, "available": sys.available, "used": sys.used, "cgroupLimit": sys.cgroup_limit },
+            "process": { "rss": self.reading.rss, "virtualBytes": self.reading.virtual_bytes },
+            "models": self.models.iter().map(|m| serde_json::json!({
+                "key": m.key, "bytes": m.bytes, "quantization": m.quantization, "inUse": m.in_use,
+                "idleMs": m.idle_for.as_millis() as u64,
+            })).collect::<Vec<_>>(),
+            "embeddingCacheBytes": self.embedding_cache_bytes,
+            "recommendations": self.recommendations,
+            "alerts": alerts.iter().rev().take(5).map(|a| serde_json::json!({
+                "timestamp": a.timestamp_ms, "kind": a.kind, "pressure": a.pressure.as_str(), "message": a.message,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct MonitorStats {
     pub count: u64,

@@ -187,7 +187,32 @@ enum Subscriber {
 static SUBSCRIBERS: LazyLock<Mutex<Vec<(u64, Subscriber)>>> = LazyLock::new(Default::default);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Where a monitoring process leaves its latest snapshot for `orion-native status`.
+fn status_file() -> std::path::PathBuf {
+    crate::paths::default_cache_dir()
+        .join("status")
+        .join(format!("{}.json", std::process::id()))
+}
+
+/// Background monitoring publishes each snapshot for `orion-native status`, which runs
+/// in another process. Written through a temporary file so readers never see half.
+fn publish(snap: &Snapshot) {
+    let file = status_file();
+    let Some(dir) = file.parent() else { return };
+    let json = snap.to_json(&memory_monitor().alerts());
+    let tmp = file.with_extension("tmp");
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, json.to_string()))
+        .and_then(|_| std::fs::rename(&tmp, &file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 fn observe(snap: &Snapshot, alerts: &[crate::monitor::Alert]) {
+    if memory_monitor().is_running() {
+        publish(snap);
+    }
     let mut subs = SUBSCRIBERS.lock();
     subs.retain(|(_, sub)| match sub {
         Subscriber::Snapshots(f) => {
@@ -202,9 +227,13 @@ fn observe(snap: &Snapshot, alerts: &[crate::monitor::Alert]) {
     });
 }
 
-fn subscribe(env: &Env, sub: Subscriber) -> Result<Function<'_, (), ()>> {
+fn observing() {
     static OBSERVING: Once = Once::new();
     OBSERVING.call_once(|| memory_monitor().set_observer(Box::new(observe)));
+}
+
+fn subscribe(env: &Env, sub: Subscriber) -> Result<Function<'_, (), ()>> {
+    observing();
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     SUBSCRIBERS.lock().push((id, sub));
     env.create_function_from_closure("unsubscribe", move |_| {
@@ -255,6 +284,7 @@ fn auto_start() -> R<()> {
         if on {
             result = crate::config::env_u64("ORION_MEMORY_MONITOR_INTERVAL_MS").map(|ms| {
                 let ms = ms.filter(|&ms| ms > 0).unwrap_or(5000);
+                observing();
                 memory_monitor().start(Duration::from_millis(ms), memory_reading);
             });
         }
@@ -412,6 +442,7 @@ impl MemoryMonitor {
     #[napi]
     pub fn stop(&self) {
         memory_monitor().stop();
+        let _ = std::fs::remove_file(status_file());
     }
 
     #[napi(getter)]
