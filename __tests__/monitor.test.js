@@ -133,6 +133,34 @@ describe('pressure frees memory', () => {
     expect(monitor.getAlerts().filter((a) => a.kind === 'freed').length).toBe(s.actions.length)
   })
 
+  test('with two models loaded under a tight budget, the idle one is freed and the generating one kept', async () => {
+    const loader = getModelLoader({ maxConcurrentModels: 2 })
+    const gguf = path.join(require('./helpers').llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+    loader.registerModel('monitor-idle', { files: { q4: { path: gguf } } })
+    loader.registerModel('monitor-busy', { files: { q4: { path: gguf } } })
+    await loader.loadModel('monitor-idle')
+    await loader.loadModel('monitor-busy')
+    const monitor = getMemoryMonitor({ autoFree: false })
+    const rss = (await monitor.takeSnapshot()).process.rss
+    let during
+    await loader.generate('monitor-busy', 'Tell me a long story.', {
+      maxTokens: 40,
+      temperature: 0,
+      onToken: () => {
+        if (during) return
+        // A budget the process already exceeds: the simulated device is out of memory.
+        during = getMemoryMonitor({ budgetBytes: Math.floor(rss * 0.9), freeAt: 'high', autoFree: true }).takeSnapshot()
+      },
+    })
+    const s = await during
+    expect(s.actions.some((a) => a.includes("'monitor-idle'"))).toBe(true)
+    expect(s.actions.some((a) => a.includes("'monitor-busy'"))).toBe(false)
+    expect(s.orion.models.map((m) => m.key)).toEqual(['monitor-busy'])
+    getMemoryMonitor({ budgetBytes: 0 })
+    const next = await monitor.takeSnapshot()
+    expect(next.orion.models.map((m) => m.key)).toEqual(['monitor-busy'])
+  })
+
   test('recommendations name idle models with their size when pressure is up', async () => {
     const loader = getModelLoader()
     await loader.loadModel('demo')
