@@ -13,7 +13,7 @@
 const os = require('node:os')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
-const { getSharedEmbeddingClient, getModelLoader } = require('..')
+const { getSharedEmbeddingClient, getModelLoader, getMemoryMonitor } = require('..')
 const corpus = require('./corpus.json')
 
 const args = process.argv.slice(2)
@@ -84,6 +84,8 @@ async function main() {
   }
 
   await Promise.all(spawned.map((s) => s.worker.terminate()))
+  const monitor = getMemoryMonitor()
+  log(`\n${memoryStatus(await monitor.takeSnapshot())}`)
 
   // The LLM worker answers the last query from the best match.
   const capital = hits[hits.length - 1]
@@ -91,6 +93,8 @@ async function main() {
   const llm = await runLlmWorker(capital.query, capital.top[0].text)
   const stats = getSharedEmbeddingClient().getStats()
   const loader = getModelLoader().getStats()
+  const snapshot = await monitor.takeSnapshot()
+  log(memoryStatus(snapshot))
   const summary = {
     workers,
     embeddingModelLoads: stats.modelLoads,
@@ -110,6 +114,7 @@ async function main() {
       progressEvents: llm.progress.length,
     },
     modelsLoaded: loader.models.map((m) => ({ key: m.key, bytes: m.bytes })),
+    memory: { pressure: snapshot.pressure, recommendations: snapshot.recommendations },
     systemAvailableBytes: os.freemem(),
     totalMs: Math.round(performance.now() - t0),
     search: hits,
@@ -130,9 +135,17 @@ async function main() {
       `  LLM                   : loaded in ${summary.llm.loadMs} ms, first token after ${summary.llm.timeToFirstTokenMs} ms, ${summary.llm.tokensPerSecond} tokens/s`,
     )
     log(`  models loaded         : ${summary.modelsLoaded.map((m) => `${m.key} (${mb(m.bytes)})`).join(', ')}`)
-    log(`  memory                : RSS ${mb(summary.rssBytes)}, system available ${mb(summary.systemAvailableBytes)}`)
+    log(
+      `  memory                : ${summary.memory.pressure} pressure, RSS ${mb(summary.rssBytes)}, system available ${mb(summary.systemAvailableBytes)}`,
+    )
     log(`  total                 : ${(summary.totalMs / 1000).toFixed(1)} s`)
   }
+}
+
+// The line the app's status indicator shows: pressure, RSS, what orion-native holds.
+function memoryStatus(s) {
+  const models = s.orion.models.map((m) => `${m.key} (${mb(m.bytes)})`).join(', ') || 'none'
+  return `memory: ${s.pressure} pressure, RSS ${mb(s.process.rss)}, models loaded: ${models}, embedding cache ${mb(s.orion.embeddingCacheBytes)}`
 }
 
 function progressBar(p) {
