@@ -161,6 +161,41 @@ describe('pressure frees memory', () => {
     expect(next.orion.models.map((m) => m.key)).toEqual(['monitor-busy'])
   })
 
+  test("the app's device profiles: a 2 GB budget frees the idle model of a heavy process, 8 GB leaves it", async () => {
+    const GB = 1024 ** 3
+    const loader = getModelLoader({ maxConcurrentModels: 2 })
+    const gguf = path.join(require('./helpers').llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+    loader.registerModel('profile-idle', { files: { q4: { path: gguf } } })
+    loader.registerModel('profile-busy', { files: { q4: { path: gguf } } })
+    await loader.loadModel('profile-idle')
+    await loader.loadModel('profile-busy')
+    // The app's own data: enough resident memory that the process is heavy on a 2 GB device.
+    const monitor = getMemoryMonitor({ autoFree: false })
+    const rss = (await monitor.takeSnapshot()).process.rss
+    const ballast = Buffer.alloc(Math.max(0, Math.floor(1.75 * GB - rss)), 1)
+    try {
+      const eight = await getMemoryMonitor({ budgetBytes: 8 * GB, autoFree: true, freeAt: 'high' }).takeSnapshot()
+      expect(eight.pressure).toMatch(/low|medium/)
+      expect(eight.actions).toEqual([])
+      let during
+      await loader.generate('profile-busy', 'Tell me a long story.', {
+        maxTokens: 30,
+        temperature: 0,
+        onToken: () => {
+          during ??= getMemoryMonitor({ budgetBytes: 2 * GB }).takeSnapshot()
+        },
+      })
+      const two = await during
+      expect(two.actions.some((a) => a.includes("'profile-idle'"))).toBe(true)
+      // Looking only (the generation is over, so profile-busy is idle now and would go too).
+      const next = await getMemoryMonitor({ autoFree: false }).takeSnapshot()
+      expect(['high', 'critical']).toContain(next.pressure)
+      expect(next.orion.models.map((m) => m.key)).toEqual(['profile-busy'])
+    } finally {
+      ballast.fill(0, 0, 1)
+    }
+  })
+
   test('recommendations name idle models with their size when pressure is up', async () => {
     const loader = getModelLoader()
     await loader.loadModel('demo')
