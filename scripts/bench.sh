@@ -11,3 +11,4 @@ npx napi build --platform --release >/dev/null
 node bench/embedding.js "$@"
 node bench/llm.js "$@"
 node bench/monitor.js "$@"
+node bench/workers.js "$@"
