@@ -22,6 +22,18 @@ function summary(values) {
   return { median: median(values), min: Math.min(...values), max: Math.max(...values), values }
 }
 
+function cosine(a, b) {
+  let dot = 0
+  let na = 0
+  let nb = 0
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i]
+    na += a[i] * a[i]
+    nb += b[i] * b[i]
+  }
+  return dot / Math.sqrt(na * nb)
+}
+
 function machine() {
   const cpus = os.cpus()
   return {
@@ -69,4 +81,17 @@ function die(e) {
   process.exit(1)
 }
 
-module.exports = { RESULTS_DIR, log, sleep, fmt, median, summary, machine, localDate, writeResults, parseArgs, die }
+module.exports = {
+  RESULTS_DIR,
+  log,
+  sleep,
+  fmt,
+  median,
+  summary,
+  cosine,
+  machine,
+  localDate,
+  writeResults,
+  parseArgs,
+  die,
+}

@@ -28,7 +28,7 @@
 
 const os = require('node:os')
 const path = require('node:path')
-const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die } = require('./common')
+const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die, cosine } = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
@@ -92,18 +92,6 @@ function textSource(prefix, seed) {
 
 // ---------------------------------------------------------------------------------------
 // Small helpers.
-
-function cosine(a, b) {
-  let dot = 0
-  let na = 0
-  let nb = 0
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i]
-    na += a[i] * a[i]
-    nb += b[i] * b[i]
-  }
-  return dot / Math.sqrt(na * nb)
-}
 
 // The rows of a flat texts × dimension Float32Array.
 function rows(flat, n) {

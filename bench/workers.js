@@ -59,7 +59,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const Module = require('node:module')
-const { log, sleep, fmt, summary, machine, writeResults, parseArgs, die } = require('./common')
+const { log, sleep, fmt, summary, machine, writeResults, parseArgs, die, cosine } = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
@@ -255,18 +255,6 @@ async function measureChild({ contender, workers: n, modelDir, hfRoot }) {
   } finally {
     await Promise.all(workers.map((w) => w.terminate()))
   }
-}
-
-function cosine(a, b) {
-  let dot = 0
-  let na = 0
-  let nb = 0
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i]
-    na += a[i] * a[i]
-    nb += b[i] * b[i]
-  }
-  return dot / Math.sqrt(na * nb)
 }
 
 // Both contenders in one thread, to compare their vectors.
