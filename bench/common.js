@@ -34,6 +34,13 @@ function cosine(a, b) {
   return dot / Math.sqrt(na * nb)
 }
 
+/** A markdown table (rows of cell strings, the first the header), as lines, laid out as prettier would. */
+function markdownTable(rows) {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)))
+  const line = (row) => `| ${row.map((cell, c) => cell.padEnd(widths[c])).join(' | ')} |`
+  return [line(rows[0]), line(widths.map((w) => '-'.repeat(w))), ...rows.slice(1).map(line)]
+}
+
 function machine() {
   const cpus = os.cpus()
   return {
@@ -89,6 +96,7 @@ module.exports = {
   median,
   summary,
   cosine,
+  markdownTable,
   machine,
   localDate,
   writeResults,

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
-// Embedding benchmark: orion-native side by side with raw onnxruntime-node on the same
-// model.onnx, plus the memory and cache properties orion-native promises.
+// Embedding benchmark: orion-native side by side with raw onnxruntime-node and with a
+// transformers.js pipeline on the same model.onnx, plus the memory and cache properties
+// orion-native promises.
 //
 //   node bench/embedding.js [--quick] [--json]
 //
@@ -14,11 +15,15 @@
 //   2. raw onnxruntime-node on the same model with the same intra-op thread count, with JS
 //      tokenization (@xenova/transformers), mean pooling and L2 normalisation, one at a time
 //      and in batches of 32, after checking that its vectors agree with orion-native's;
+//   2b. a transformers.js feature-extraction pipeline (@xenova/transformers 2.17.2, the app's
+//      status quo) on the same weights, one at a time and in batches of 32 (its own
+//      onnxruntime-node 1.14 with its default thread count, see bench/transformers.js). Eight
+//      workers with a pipeline each are measured by bench/workers.js;
 //   3. the RSS growth caused by embedding with 1 and with 8 workers, each in a fresh process;
 //   4. the latency of a cached call against the first call of the same text.
 //
 // Every measurement embeds texts never seen before (the cache would otherwise flatter
-// orion-native), each contender is warmed up first, and runs of the two contenders are
+// orion-native), each contender is warmed up first, and runs of the contenders are
 // interleaved so that a noisy moment hurts both. The full results go to
 // bench/results/embedding-<date>.json (embedding-<date>-quick.json for --quick).
 //
@@ -26,13 +31,27 @@
 // (--ignore-scripts because sharp, a dependency of @xenova/transformers that the tokenizer
 // does not use, downloads libvips from GitHub in its install script.)
 
+const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die, cosine } = require('./common')
+const {
+  log,
+  sleep,
+  fmt,
+  median,
+  summary,
+  machine,
+  writeResults,
+  parseArgs,
+  die,
+  cosine,
+  markdownTable,
+} = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
+const { makeHfFolder, loadTransformers: loadPipeline, transformersVersions } = require('./transformers')
 
 const ROOT = path.join(__dirname, '..')
 const MODEL = 'all-MiniLM-L6-v2'
@@ -252,6 +271,25 @@ async function loadRaw() {
   }
 }
 
+async function loadTransformers() {
+  const started = performance.now()
+  const { root, model } = makeHfFolder(modelDir())
+  try {
+    const pipeline = await loadPipeline(root)
+    await pipeline.embed('load the model')
+    return {
+      loadMs: performance.now() - started,
+      model,
+      versions: transformersVersions(),
+      embed: pipeline.embedBatch,
+      embedOne: pipeline.embed,
+    }
+  } finally {
+    // onnxruntime has read the model into memory by now.
+    fs.rmSync(root, { recursive: true, force: true })
+  }
+}
+
 // sentence-transformers' pooling: the mean of the token vectors under the attention mask,
 // then L2 normalisation.
 function meanPoolNormalize(hidden, mask, n, seq, dim) {
@@ -302,24 +340,40 @@ async function checkAgreement(orion, raw, texts) {
   return { target: COSINE_TARGET, min, pass: min > COSINE_TARGET, checks }
 }
 
-// Texts/s of each contender, `runs` times, runs of the two interleaved; fresh texts each run.
-async function throughput({ runs, count, orion, raw, nextTexts, go }) {
-  const rates = { orion: [], raw: [] }
+// transformers.js v2 truncates after adding the special tokens (see loadRaw), so only texts
+// under 256 tokens are compared; the pipelines agree to rounding, not bit for bit.
+const TRANSFORMERS_COSINE_TARGET = 0.99
+
+async function checkTransformersAgreement(orion, transformers, texts) {
+  orion.client.clearCache()
+  const all = [...CHECK_TEXTS.slice(0, 2), ...texts]
+  const checks = []
+  for (const text of all) {
+    checks.push({ text, cosine: cosine(await orion.embedOne(text), await transformers.embedOne(text)) })
+  }
+  const min = Math.min(...checks.map((c) => c.cosine))
+  return { target: TRANSFORMERS_COSINE_TARGET, min, pass: min > TRANSFORMERS_COSINE_TARGET, checks }
+}
+
+// Texts/s of each contender, `runs` times, runs of the contenders interleaved (their order
+// rotating between runs); fresh texts each run. Ratios are orion-native's over each peer's.
+async function throughput({ runs, count, contenders, nextTexts, go }) {
+  const names = Object.keys(contenders).filter((name) => contenders[name])
+  const rates = Object.fromEntries(names.map((name) => [name, []]))
   for (let r = 0; r < runs; r++) {
-    for (const [name, contender] of Object.entries({ orion, raw })) {
-      if (!contender) continue
-      orion.client.clearCache()
+    const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)]
+    for (const name of order) {
+      contenders.orion.client.clearCache()
       const texts = nextTexts(count)
       const started = performance.now()
-      await go(contender, texts)
+      await go(contenders[name], texts)
       rates[name].push(texts.length / ((performance.now() - started) / 1000))
     }
   }
-  const result = { texts: count, orion: summary(rates.orion) }
-  if (raw) {
-    result.raw = summary(rates.raw)
-    result.ratio = result.orion.median / result.raw.median
-  }
+  const result = { texts: count }
+  for (const name of names) result[name] = summary(rates[name])
+  if (result.raw) result.ratio = result.orion.median / result.raw.median
+  if (result.transformers) result.ratioTransformers = result.orion.median / result.transformers.median
   return result
 }
 
@@ -469,9 +523,9 @@ function report(r) {
     `- date: ${r.date}`,
     `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
     `- node ${m.node}, ${m.platform}`,
-    `- model ${MODEL} (${r.config.modelFile}), ${r.config.threads} intra-op threads for both, batches of ${BATCH}, ${WORKERS} workers`,
-    `- orion-native ${r.versions.orionNative}; raw: onnxruntime-node ${r.versions.onnxruntime?.version ?? 'n/a'} (${r.versions.onnxruntime ? path.relative(ROOT, r.versions.onnxruntime.path) : 'n/a'}), @xenova/transformers ${r.versions.transformers ?? 'n/a'} tokenizer`,
-    `- ${r.config.runs} runs per scenario, medians shown; model load: orion-native ${fmt(r.load.orionMs, 0)} ms, raw ${fmt(r.load.rawMs, 0)} ms`,
+    `- model ${MODEL} (${r.config.modelFile}), ${r.config.threads} intra-op threads for orion-native and raw, batches of ${BATCH}, ${WORKERS} workers`,
+    `- orion-native ${r.versions.orionNative}; raw: onnxruntime-node ${r.versions.onnxruntime?.version ?? 'n/a'} (${r.versions.onnxruntime ? path.relative(ROOT, r.versions.onnxruntime.path) : 'n/a'}), @xenova/transformers ${r.versions.transformers ?? 'n/a'} tokenizer; transformers.js: @xenova/transformers ${r.versions.transformers ?? 'n/a'} pipeline on its onnxruntime-node ${r.versions.transformersOnnxruntimeNode?.version ?? 'n/a'} (default threads)`,
+    `- ${r.config.runs} runs per scenario, medians shown; model load: orion-native ${fmt(r.load.orionMs, 0)} ms, raw ${fmt(r.load.rawMs, 0)} ms, transformers.js ${fmt(r.load.transformersMs, 0)} ms`,
     '',
   ]
   if (r.rawError) lines.push(`raw onnxruntime unavailable: ${r.rawError}`, '')
@@ -484,53 +538,68 @@ function report(r) {
     lines.push('', `    min ${fmt(r.agreement.min, 6)} > ${COSINE_TARGET}: ${r.agreement.pass ? 'ok' : 'FAILED'}`, '')
   }
 
+  if (r.transformersError) lines.push(`transformers.js unavailable: ${r.transformersError}`, '')
+  if (r.transformersAgreement) {
+    const t = r.transformersAgreement
+    lines.push(
+      `Vector check, cosine(orion-native, transformers.js): min ${fmt(t.min, 6)} > ${t.target}: ${t.pass ? 'ok' : 'FAILED'}`,
+      '',
+    )
+  }
+
   const { single, batch32, workers8, cache, memory: mem } = r
   const ratio = (x) => (x == null ? '—' : `${fmt(x, 2)}×`)
+  const none = ['—', '—', '—', '—']
   const table = [
-    ['scenario', 'orion-native', 'raw onnxruntime', 'ratio', 'target'],
-    ['one text at a time (texts/s)', fmt(single.orion.median), fmt(single.raw?.median), ratio(single.ratio), '—'],
+    ['scenario', 'orion-native', 'raw onnxruntime', 'transformers.js', 'vs raw', 'vs transformers.js', 'target'],
+    [
+      'one text at a time (texts/s)',
+      fmt(single.orion.median),
+      fmt(single.raw?.median),
+      fmt(single.transformers?.median),
+      ratio(single.ratio),
+      ratio(single.ratioTransformers),
+      '—',
+    ],
     [
       `batches of ${BATCH} (texts/s)`,
       fmt(batch32.orion.median),
       fmt(batch32.raw?.median),
+      fmt(batch32.transformers?.median),
       ratio(batch32.ratio),
-      batch32.ratio == null ? '—' : `≥ ${BATCH_TARGET}× ${mark(batch32.ratio >= BATCH_TARGET)}`,
+      ratio(batch32.ratioTransformers),
+      batch32.ratio == null ? '—' : `≥ ${BATCH_TARGET}× raw ${mark(batch32.ratio >= BATCH_TARGET)}`,
     ],
     [
       `${WORKERS} workers, single texts (texts/s, all workers)`,
-      `${fmt(workers8.orion.median)} (mean batch ${fmt(workers8.meanBatchSize)})`,
-      '—',
-      `${ratio(workers8.orion.median / single.orion.median)} one at a time`,
-      `≥ ${WORKERS_TARGET}× ${mark(workers8.orion.median / single.orion.median >= WORKERS_TARGET)}`,
+      `${fmt(workers8.orion.median)} (mean batch ${fmt(workers8.meanBatchSize)}; ${ratio(workers8.orion.median / single.orion.median)} one at a time)`,
+      ...none,
+      `≥ ${WORKERS_TARGET}× one at a time ${mark(workers8.orion.median / single.orion.median >= WORKERS_TARGET)}`,
     ],
-    ['RSS growth from embedding, 1 worker', mib(mem.oneWorker.growth.median), '—', '—', '—'],
+    ['RSS growth from embedding, 1 worker', mib(mem.oneWorker.growth.median), ...none, '—'],
     [
       `RSS growth from embedding, ${WORKERS} workers`,
-      mib(mem.eightWorkers.growth.median),
-      '—',
-      `${ratio(mem.ratio)} 1 worker`,
+      `${mib(mem.eightWorkers.growth.median)} (${ratio(mem.ratio)} 1 worker)`,
+      ...none,
       `≤ ${MEMORY_TARGET}× ${mark(mem.pass)}`,
     ],
     [
       'cached vs first call (median latency)',
-      `${ms(cache.cachedMs.median)} vs ${ms(cache.firstMs.median)}`,
-      '—',
-      `${fmt(cache.ratio * 100, 2)}%`,
+      `${ms(cache.cachedMs.median)} vs ${ms(cache.firstMs.median)} (${fmt(cache.ratio * 100, 2)}%)`,
+      ...none,
       `< ${CACHE_TARGET * 100}% ${mark(cache.pass)}`,
     ],
   ]
   if (r.agreement) {
     table.push([
-      'vectors agree (min cosine)',
+      'vectors agree with raw (min cosine)',
       fmt(r.agreement.min, 6),
-      '—',
-      '—',
+      ...none,
       `> ${COSINE_TARGET} ${mark(r.agreement.pass)}`,
     ])
   }
-  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)))
-  const line = (row) => `| ${row.map((cell, c) => cell.padEnd(widths[c])).join(' | ')} |`
-  lines.push(line(table[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...table.slice(1).map(line))
+  lines.push(...markdownTable(table))
+  lines.push('', `${WORKERS} workers with a transformers.js pipeline each: bench/workers.js.`)
   return lines.join('\n')
 }
 
@@ -562,6 +631,18 @@ async function main() {
   results.versions.orionNative = orion.version
   results.load.orionMs = orion.loadMs
 
+  log('loading a transformers.js pipeline')
+  let transformers = null
+  try {
+    transformers = await loadTransformers()
+    Object.assign(results.versions, transformers.versions)
+    results.load.transformersMs = transformers.loadMs
+    results.config.transformersModel = transformers.model
+  } catch (e) {
+    results.transformersError = `${e.message} (install the peers: cd bench && npm install --ignore-scripts)`
+    log(`transformers.js unavailable: ${results.transformersError}`)
+  }
+
   log('loading raw onnxruntime-node and the JS tokenizer')
   let raw = null
   try {
@@ -575,7 +656,7 @@ async function main() {
   }
 
   log('warming up')
-  for (const contender of [orion, raw].filter(Boolean)) {
+  for (const contender of [orion, raw, transformers].filter(Boolean)) {
     await batches(contender, nextTexts(BATCH))
     await oneAtATime(contender, nextTexts(8))
   }
@@ -584,16 +665,17 @@ async function main() {
     log('checking that the vectors agree')
     results.agreement = await checkAgreement(orion, raw, nextTexts(2))
   }
+  if (transformers) results.transformersAgreement = await checkTransformersAgreement(orion, transformers, nextTexts(2))
+  const contenders = { orion, raw, transformers }
 
   log(`one text at a time: ${plan.runs} × ${plan.single} texts`)
-  results.single = await throughput({ runs: plan.runs, count: plan.single, orion, raw, nextTexts, go: oneAtATime })
+  results.single = await throughput({ runs: plan.runs, count: plan.single, contenders, nextTexts, go: oneAtATime })
 
   log(`batches of ${BATCH}: ${plan.runs} × ${plan.batches * BATCH} texts`)
   results.batch32 = await throughput({
     runs: plan.runs,
     count: plan.batches * BATCH,
-    orion,
-    raw,
+    contenders,
     nextTexts,
     go: batches,
   })
@@ -614,4 +696,6 @@ async function main() {
 
 if (!isMainThread) embedWorker()
 else if (process.argv[2] === '--memory-child') memoryChild(JSON.parse(process.argv[3])).catch(die)
-else main().catch(die)
+else if (require.main === module) main().catch(die)
+
+module.exports = { report }

@@ -34,7 +34,7 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die } = require('./common')
+const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die, markdownTable } = require('./common')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 
@@ -570,9 +570,7 @@ function report(r) {
       '—',
     ],
   ]
-  const widths = table[0].map((_, c) => Math.max(...table.map((row) => row[c].length)))
-  const line = (row) => `| ${row.map((cell, c) => cell.padEnd(widths[c])).join(' | ')} |`
-  lines.push(line(table[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...table.slice(1).map(line))
+  lines.push(...markdownTable(table))
   lines.push(
     '',
     'Ratios are orion-native ÷ node-llama-cpp for rates (and node-llama-cpp ÷ orion-native for times), ' +
@@ -675,7 +673,10 @@ async function main() {
 }
 
 if (process.argv[2] === '--load-child') loadChild(process.argv[3], JSON.parse(process.argv[4])).catch(die)
-else
+else if (require.main === module) {
   main()
     .then(() => process.exit(0)) // node-llama-cpp and the addon may keep the event loop alive
     .catch(die)
+}
+
+module.exports = { report }

@@ -7,7 +7,7 @@
 
 const path = require('node:path')
 const { performance } = require('node:perf_hooks')
-const { log, fmt, summary, machine, writeResults, parseArgs, die } = require('./common')
+const { log, fmt, summary, machine, writeResults, parseArgs, die, markdownTable } = require('./common')
 
 const ROOT = path.resolve(__dirname, '..')
 
@@ -53,27 +53,35 @@ async function main() {
   results.pass = results.takeSnapshotMs.median < 1
   const file = writeResults('monitor', results)
   if (json) return process.stdout.write(JSON.stringify(results, null, 2) + '\n')
-  const row = (name, s) => `| ${name} | ${fmt(s.median * 1000, 0)} µs | ${fmt(s.max * 1000, 0)} µs |`
-  process.stdout.write(
-    [
-      `## Memory snapshot cost (${n} calls each, median and max)`,
-      '',
-      `- ${results.machine.cpu}, ${results.machine.cores} cores, node ${results.machine.node}, ${results.date}`,
-      '',
-      '| call | median | max |',
-      '|---|---|---|',
-      row('orion-native takeSnapshot() (system + process + JS heap + models, awaited)', results.takeSnapshotMs),
-      row('process.memoryUsage()', results.processMemoryUsageMs),
-      row('systeminformation mem()', results.systeminformationMemMs),
-      '',
-      `takeSnapshot median < 1 ms: ${results.pass ? '✓' : '✗'}`,
-      '',
-      `Full results: ${path.relative(process.cwd(), file)}`,
-      '',
-    ].join('\n'),
-  )
+  process.stdout.write(`${report(results)}\n\nFull results: ${path.relative(process.cwd(), file)}\n`)
 }
 
-main()
-  .then(() => process.exit(0))
-  .catch(die)
+function report(r) {
+  const us = (ms) => `${fmt(ms * 1000, 0)} µs`
+  return [
+    `## Memory snapshot cost (${r.calls} calls each)`,
+    '',
+    `- ${r.machine.cpu}, ${r.machine.cores} cores, node ${r.machine.node}, ${r.date}`,
+    '',
+    ...markdownTable([
+      ['call', 'median', 'max'],
+      [
+        'orion-native takeSnapshot() (system + process + JS heap + models, awaited)',
+        us(r.takeSnapshotMs.median),
+        us(r.takeSnapshotMs.max),
+      ],
+      ['process.memoryUsage() (this thread only)', us(r.processMemoryUsageMs.median), us(r.processMemoryUsageMs.max)],
+      ['systeminformation mem() (system only)', us(r.systeminformationMemMs.median), us(r.systeminformationMemMs.max)],
+    ]),
+    '',
+    `takeSnapshot median < 1 ms: ${r.pass ? '✓' : '✗'}`,
+  ].join('\n')
+}
+
+if (require.main === module) {
+  main()
+    .then(() => process.exit(0))
+    .catch(die)
+}
+
+module.exports = { report }

@@ -3,7 +3,7 @@
 // Workers benchmark: the app's status quo, where every worker_thread creates its own
 // transformers.js pipeline, against orion-native, where every worker_thread gets a handle on
 // one process-wide model. Both run the same int8 all-MiniLM-L6-v2 model.onnx (for
-// transformers.js a copy that differs only in its IR version byte, see makeHfFolder).
+// transformers.js a copy that differs only in its IR version byte, see bench/transformers.js).
 //
 //   node bench/workers.js [--quick] [--json]
 //
@@ -20,8 +20,8 @@
 //   (c) texts/s: then every worker embeds the same 20 short texts one at a time, all workers
 //       at once; total texts over the time until the last worker is done.
 // Full: 3 runs per N per contender, interleaved (and the contenders' order alternates
-// between runs), medians reported. The results go to bench/results/workers-<date>.json and a
-// chart of (a) to bench/results/workers-<date>.svg (both with -quick for --quick).
+// between runs), medians reported. The results go to bench/results/workers-<date>.json
+// (-quick.json for --quick); `npm run bench` draws (a) as a chart (bench/report.js).
 //
 // The contenders
 //   orion-native     each worker: getSharedEmbeddingClient({ modelPath, threads }) and
@@ -30,44 +30,28 @@
 //                    { quantized: true }) and extractor(text, { pooling: 'mean', normalize: true }),
 //                    read offline from a temporary Hugging Face style folder whose files are
 //                    links to orion-native's, and onnx/model_quantized.onnx a copy of its
-//                    model.onnx that differs in one byte, the IR version (see makeHfFolder).
+//                    model.onnx that differs in one byte, the IR version (see bench/transformers.js).
 //
 // The 20 texts are the same for every worker and both contenders, except that each worker
 // tags them with its number: orion-native's cache is shared by all workers, and without the
 // tag every worker after the first would read the others' vectors from it instead of running
 // the model. (orion-native's getStats() is recorded to show that the cache answered none.)
 //
-// Two workarounds keep transformers.js 2.17.2 real, with nothing in node_modules changed: the
-// model's IR version (see makeHfFolder), and sharp, for the process that uses it only.
-//   - sharp. The package's entry imports src/utils/image.js, which imports sharp at load time
-//     and throws when sharp's native part is missing (bench/ is installed with
-//     --ignore-scripts, see embedding.js). Before importing transformers.js a worker puts a
-//     stand-in for sharp's entry file in require.cache: Node's ESM loader, importing a
-//     CommonJS file, takes the exports already in require.cache, so image.js gets a function
-//     that throws if an image is ever processed. Text pipelines never call it.
-//   - threads: no workaround. transformers.js 2.17.2 exposes no thread setting for Node: env.backends.onnx
-//     is onnxruntime's env, whose only thread knob (wasm.numThreads) is for the WebAssembly
-//     backend, and models.js creates its sessions with { executionProviders } alone. Passing
-//     intraOpNumThreads by wrapping InferenceSession.create was tried and dropped: its
-//     onnxruntime-node 1.14 ignores the option (with 1, 2 or 4, or none, a session adds the same
-//     single thread and keeps both cores busy: 2.0 CPU-seconds per second on a 200-token text),
-//     so it runs on its own default, the physical cores. orion-native gets threads: THREADS
-//     (os.availableParallelism(), also its default); on a machine whose cores are all physical
-//     (the 2-core box this was written on) both use the same count.
+// How transformers.js is made to run offline on the same files, unmodified, and why it has
+// no thread setting: bench/transformers.js.
 
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const Module = require('node:module')
-const { log, sleep, fmt, summary, machine, writeResults, parseArgs, die, cosine } = require('./common')
+const { log, sleep, fmt, summary, machine, writeResults, parseArgs, die, cosine, markdownTable } = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
+const { HF_MODEL_ID, makeHfFolder, loadTransformers: loadPipeline, transformersVersions } = require('./transformers')
 
 const ROOT = path.join(__dirname, '..')
 const MODEL = 'all-MiniLM-L6-v2'
-const HF_MODEL_ID = 'Xenova/all-MiniLM-L6-v2'
 const THREADS = os.availableParallelism()
 const MIB = 1024 * 1024
 const COSINE_TARGET = 0.99
@@ -118,37 +102,9 @@ function loadOrion({ modelDir }) {
   return { embed: (text) => client.createEmbedding(text), stats: () => client.getStats() }
 }
 
-// See the top of this file: a stand-in for sharp, for this thread only.
-function stubSharp() {
-  let file
-  try {
-    const transformersDir = path.dirname(require.resolve('@xenova/transformers/package.json'))
-    file = require.resolve('sharp', { paths: [transformersDir] })
-  } catch {
-    return // sharp is not on disk at all: the import below fails and says so
-  }
-  if (require.cache[file]) return
-  const stub = new Module(file, module)
-  stub.filename = file
-  stub.loaded = true
-  stub.exports = function sharp() {
-    throw new Error('sharp is stubbed out by bench/workers.js: transformers.js images are not supported here')
-  }
-  require.cache[file] = stub
-}
-
 async function loadTransformers({ hfRoot }) {
-  stubSharp()
-  const { pipeline, env } = await import('@xenova/transformers')
-  env.localModelPath = hfRoot
-  env.allowRemoteModels = false
-  env.allowLocalModels = true
-  env.useFSCache = false
-  const extractor = await pipeline('feature-extraction', HF_MODEL_ID, { quantized: true })
-  return {
-    embed: async (text) => (await extractor(text, { pooling: 'mean', normalize: true })).data,
-    stats: () => null,
-  }
+  const { embed } = await loadPipeline(hfRoot)
+  return { embed, stats: () => null }
 }
 
 const LOADERS = { orion: async (options) => loadOrion(options), transformers: loadTransformers }
@@ -300,50 +256,8 @@ function modelDir() {
   return require('../scripts/models').ensureModels({ only: MODEL, quiet: true })[MODEL]
 }
 
-// onnxruntime-node 1.14, the one transformers.js 2.17.2 pins, reads ONNX IR versions up to 8,
-// and model.onnx says IR version 10 ("Unsupported model IR version: 10, max supported IR
-// version: 8"). The graph needs nothing newer (opset 17, no IR 9/10 types), so
-// onnx/model_quantized.onnx is a copy of model.onnx with only the ir_version field set to 8:
-// field 1 of the ModelProto, a one-byte varint at the start of the file, so one byte differs.
-// (The other way round, handing transformers.js the newer onnxruntime-node 1.30 of bench/,
-// fails on its Tensor API: "TypeError: Tensor.location must be a string.")
-const ONNX_IR_MAX = 8
-
-function transformersModelFile(from, to) {
-  const bytes = fs.readFileSync(from)
-  if (bytes[0] !== 0x08 || bytes[1] > 0x7f) throw new Error(`${from}: ir_version is not where expected`)
-  const ir = bytes[1]
-  if (ir > ONNX_IR_MAX) bytes[1] = ONNX_IR_MAX
-  fs.writeFileSync(to, bytes)
-  return { from, irVersion: ir, givenIrVersion: bytes[1], bytes: bytes.length }
-}
-
-function makeHfFolder(dir) {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bench-workers-'))
-  const target = path.join(root, HF_MODEL_ID)
-  fs.mkdirSync(path.join(target, 'onnx'), { recursive: true })
-  for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
-    try {
-      fs.symlinkSync(path.join(dir, name), path.join(target, name))
-    } catch {
-      fs.copyFileSync(path.join(dir, name), path.join(target, name))
-    }
-  }
-  const model = transformersModelFile(path.join(dir, 'model.onnx'), path.join(target, 'onnx/model_quantized.onnx'))
-  return { root, model }
-}
-
 function versions() {
-  const transformersDir = path.dirname(require.resolve('@xenova/transformers/package.json'))
-  const ortNode = require.resolve('onnxruntime-node/package.json', { paths: [transformersDir] })
-  return {
-    orionNative: require('../package.json').version,
-    transformers: require('@xenova/transformers/package.json').version,
-    transformersOnnxruntimeNode: {
-      version: require(ortNode).version,
-      path: path.relative(ROOT, path.dirname(ortNode)),
-    },
-  }
+  return { orionNative: require('../package.json').version, ...transformersVersions() }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,9 +295,7 @@ function table(rows) {
         : [String(r.workers), LABELS[r.contender], 'failed', 'failed', 'failed'],
     )
   }
-  const widths = cells[0].map((_, c) => Math.max(...cells.map((row) => row[c].length)))
-  const line = (row) => `| ${row.map((cell, c) => cell.padEnd(widths[c])).join(' | ')} |`
-  return [line(cells[0]), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...cells.slice(1).map(line)]
+  return markdownTable(cells)
 }
 
 function report(r) {
@@ -395,7 +307,7 @@ function report(r) {
     `- date: ${r.date}`,
     `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
     `- node ${m.node}, ${m.platform}`,
-    `- model ${MODEL} int8 (${r.config.modelFile}), the same weights for both (transformers.js: a copy with ir_version ${r.config.transformersModel.irVersion.split(' (')[0]}); intra-op threads: orion-native ${r.config.threads}, transformers.js onnxruntime's default (physical cores; it has no setting, see the top of bench/workers.js)`,
+    `- model ${MODEL} int8 (${r.config.modelFile}), the same weights for both (transformers.js: a copy with ir_version ${r.config.transformersModel.irVersion.split(' (')[0]}); intra-op threads: orion-native ${r.config.threads}, transformers.js onnxruntime's default (physical cores; it has no setting, see bench/transformers.js)`,
     `- orion-native ${v.orionNative}; @xenova/transformers ${v.transformers} with its onnxruntime-node ${v.transformersOnnxruntimeNode.version} (${v.transformersOnnxruntimeNode.path})`,
     `- ${r.config.runs} run${r.config.runs > 1 ? 's' : ''} per N per contender, each in a fresh process, interleaved; medians shown`,
     `- model memory: RSS growth from all N workers idle to all N workers having embedded once; time to first embedding: worker creation to the last worker's first vector; texts/s: all N workers each embedding ${TEXTS.length} short texts one at a time`,
@@ -425,80 +337,6 @@ function report(r) {
   }
   for (const f of r.failures) lines.push('', `FAILED: ${f.contender}, ${f.workers} workers, run ${f.run}: ${f.error}`)
   return lines.join('\n')
-}
-
-const escapeXml = (s) =>
-  String(s).replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c])
-
-function niceMax(x) {
-  if (!(x > 0)) return 1
-  const p = 10 ** Math.floor(Math.log10(x))
-  return [1, 2, 2.5, 5, 10].map((k) => k * p).find((v) => v >= x)
-}
-
-// Grouped bars of model memory (median MiB) by worker count, one bar per contender.
-function svgChart(r) {
-  const W = 720
-  const H = 440
-  const M = { left: 80, right: 24, top: 84, bottom: 64 }
-  const pw = W - M.left - M.right
-  const ph = H - M.top - M.bottom
-  const colors = { orion: '#2b7bb9', transformers: '#e8803a' }
-  const counts = r.config.workerCounts
-  const value = (n, c) => {
-    const row = r.rows.find((x) => x.workers === n && x.contender === c)
-    return row?.growth ? row.growth.median / MIB : null
-  }
-  const top = niceMax(Math.max(0, ...counts.flatMap((n) => CONTENDERS.map((c) => value(n, c) ?? 0))) * 1.1)
-  const y = (v) => +(M.top + ph - (v / top) * ph).toFixed(1)
-  const group = pw / counts.length
-  const bar = +Math.min(60, (group * 0.7) / CONTENDERS.length).toFixed(1)
-  const out = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">Model memory with N worker_threads (${MODEL} int8)</text>`,
-    `<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">RSS growth, median of ${r.config.runs} run${r.config.runs > 1 ? 's' : ''}; ${escapeXml(r.machine.cpu)}, ${r.machine.cores} cores; ${r.date.slice(0, 10)}</text>`,
-  ]
-  for (let i = 0; i <= 5; i++) {
-    const v = (top * i) / 5
-    out.push(
-      `<line x1="${M.left}" x2="${M.left + pw}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`,
-      `<text x="${M.left - 8}" y="${y(v) + 4}" text-anchor="end">${fmt(v, top < 10 ? 1 : 0)}</text>`,
-    )
-  }
-  counts.forEach((n, g) => {
-    const x0 = +(M.left + g * group + (group - bar * CONTENDERS.length) / 2).toFixed(1)
-    CONTENDERS.forEach((c, k) => {
-      const v = value(n, c)
-      const x = +(x0 + k * bar).toFixed(1)
-      if (v == null) {
-        out.push(`<text x="${x + bar / 2}" y="${y(0) - 4}" text-anchor="middle" fill="#c00">failed</text>`)
-        return
-      }
-      out.push(
-        `<rect x="${x}" y="${y(Math.max(v, 0))}" width="${bar - 4}" height="${Math.abs(y(0) - y(v)).toFixed(1)}" fill="${colors[c]}"><title>${LABELS[c]}, ${n} worker${n > 1 ? 's' : ''}: ${fmt(v)} MiB</title></rect>`,
-        `<text x="${x + (bar - 4) / 2}" y="${y(Math.max(v, 0)) - 4}" text-anchor="middle" font-size="11">${fmt(v, 0)}</text>`,
-      )
-    })
-    out.push(`<text x="${M.left + g * group + group / 2}" y="${M.top + ph + 18}" text-anchor="middle">${n}</text>`)
-  })
-  out.push(
-    `<line x1="${M.left}" x2="${M.left + pw}" y1="${y(0)}" y2="${y(0)}" stroke="#333"/>`,
-    `<line x1="${M.left}" x2="${M.left}" y1="${M.top}" y2="${M.top + ph}" stroke="#333"/>`,
-    `<text x="${M.left + pw / 2}" y="${H - 24}" text-anchor="middle" font-size="13">worker_threads (N)</text>`,
-    `<text transform="translate(22 ${M.top + ph / 2}) rotate(-90)" text-anchor="middle" font-size="13">model memory (MiB)</text>`,
-  )
-  // Legend: one row between the subtitle and the plot.
-  CONTENDERS.forEach((c, k) => {
-    const lx = M.left + k * 280
-    const ly = 54
-    out.push(
-      `<rect x="${lx}" y="${ly}" width="14" height="14" fill="${colors[c]}"/>`,
-      `<text x="${lx + 20}" y="${ly + 11}">${LABELS[c]}${c === 'transformers' ? ' (one pipeline per worker)' : ' (one shared model)'}</text>`,
-    )
-  })
-  out.push('</svg>')
-  return out.join('\n') + '\n'
 }
 
 // ---------------------------------------------------------------------------------------
@@ -583,17 +421,13 @@ async function main() {
   results.reductions = reductions(results.rows, Math.max(...plan.workerCounts))
 
   const file = writeResults('workers', results)
-  const svg = path.join(path.dirname(file), path.basename(file, '.json') + '.svg')
-  fs.writeFileSync(svg, svgChart(results))
   if (json) process.stdout.write(JSON.stringify(results, null, 2) + '\n')
-  else {
-    process.stdout.write(
-      `${report(results)}\n\nFull results: ${path.relative(process.cwd(), file)}\nChart: ${path.relative(process.cwd(), svg)}\n`,
-    )
-  }
+  else process.stdout.write(`${report(results)}\n\nFull results: ${path.relative(process.cwd(), file)}\n`)
   if (results.failures.length || results.agreementError) process.exitCode = 1
 }
 
 if (!isMainThread) workerMain()
 else if (process.argv[2] === '--child') childMain(JSON.parse(process.argv[3])).catch(die)
-else main().catch(die)
+else if (require.main === module) main().catch(die)
+
+module.exports = { report, CONTENDERS, LABELS }

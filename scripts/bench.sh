@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `npm run bench`: every comparison in one run, on a release build. Peers are installed
-# into bench/node_modules (without install scripts: they would try to download).
+# `npm run bench`: every comparison in one run, on a release build, then one report:
+# bench/results/<date>.{json,md}, two charts, and the README's performance block.
+# Peers are installed into bench/node_modules (without install scripts: they would try to
+# download). `npm run bench -- --quick` is a smoke test of the scripts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL=skip
@@ -8,7 +10,7 @@ export ONNXRUNTIME_NODE_INSTALL=skip
 [ -d bench/node_modules/node-llama-cpp ] || (cd bench && npm install --ignore-scripts --no-audit --no-fund)
 node scripts/models.js
 npx napi build --platform --release >/dev/null
-node bench/embedding.js "$@"
-node bench/llm.js "$@"
-node bench/monitor.js "$@"
-node bench/workers.js "$@"
+for kind in workers embedding llm monitor; do
+  node "bench/$kind.js" "$@"
+done
+node bench/report.js "$@"
