@@ -111,7 +111,9 @@ async function main() {
       timeToFirstTokenMs: Math.round(llm.firstTokenMs),
       answer: llm.text,
       tokensPerSecond: Number(llm.timings.tokensPerSecond.toFixed(1)),
-      progressEvents: llm.progress.length,
+      progress: llm.progress,
+      streamedPieces: llm.pieces.length,
+      streamedText: llm.pieces.join(''),
     },
     modelsLoaded: loader.models.map((m) => ({ key: m.key, bytes: m.bytes })),
     memory: { pressure: snapshot.pressure, recommendations: snapshot.recommendations },
@@ -160,6 +162,7 @@ function runLlmWorker(question, context) {
       workerData: { modelKey: 'demo', question, context },
     })
     const progress = []
+    const pieces = []
     const tty = !json && process.stdout.isTTY
     worker.on('message', (m) => {
       if (m.type === 'load_progress') {
@@ -172,11 +175,12 @@ function runLlmWorker(question, context) {
           if (tty) process.stdout.write('\n')
           process.stdout.write(`  ? ${question}\n  > `)
         }
+        pieces.push(m.payload.text)
         if (!json) process.stdout.write(m.payload.text)
       } else if (m.type === 'answer') {
         if (!json) process.stdout.write('\n')
         worker.terminate()
-        resolve({ ...m.payload, progress })
+        resolve({ ...m.payload, progress, pieces })
       } else if (m.type === 'error') {
         reject(Object.assign(new Error(m.message), { code: m.code }))
       }
