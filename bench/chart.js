@@ -16,7 +16,7 @@ function niceMax(x) {
 }
 
 /**
- * panels: [{ title, yLabel, xLabel?, series: [{ key, label, color }],
+ * panels: [{ title, yLabel, xLabel? or note?, series: [{ key, label, color }],
  *            groups: [{ label, values: { [key]: number | null } }] }]
  * A null or missing value draws no bar (not measured); the group label says so in the title
  * tooltip. Returns the SVG text.
@@ -79,7 +79,11 @@ function groupedBars({ title, subtitle, panels, panelWidth = 460, height = 420 }
       `<line x1="${left}" x2="${left}" y1="${M.top}" y2="${M.top + ph}" stroke="#333"/>`,
       `<text transform="translate(${left - 46} ${M.top + ph / 2}) rotate(-90)" text-anchor="middle" font-size="12">${escapeXml(panel.yLabel)}</text>`,
     )
-    if (panel.xLabel) {
+    if (panel.note) {
+      out.push(
+        `<text x="${left + pw / 2}" y="${height - 16}" text-anchor="middle" font-size="11" fill="#555">${escapeXml(panel.note)}</text>`,
+      )
+    } else if (panel.xLabel) {
       out.push(
         `<text x="${left + pw / 2}" y="${height - 16}" text-anchor="middle" font-size="12">${escapeXml(panel.xLabel)}</text>`,
       )

@@ -10,9 +10,11 @@
 // bench:end markers) with the headline table and the charts. The per-kind files it merged
 // are removed: <date>.json holds them.
 //
-//   node bench/report.js [--quick] [--json]
+//   node bench/report.js [--quick] [--json] [--from bench/results/<date>.json]
 //
 //   --quick  gather the -quick results into <date>-quick.* and leave the README alone
+//   --from   draw the report again from a run gathered earlier (after a change to the
+//            charts or tables), without running anything
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -202,6 +204,7 @@ function throughputChart({ workers: w, embedding: e, llm: l }) {
           },
           { label: `${n} workers`, values: { orion: wRate('orion'), transformers: wRate('transformers') } },
         ],
+        note: `${n} workers: ${w.config.texts} short texts each, one at a time; the others: texts of 8–47 words`,
       },
       {
         title: `LLM (${path.basename(l.config.modelPath ?? l.config.model, '.gguf')})`,
@@ -264,14 +267,27 @@ function updateReadme(block) {
 
 function main() {
   const argv = process.argv.slice(2)
+  const fromAt = argv.indexOf('--from')
+  const from = fromAt >= 0 ? argv.splice(fromAt, 2)[1] : null
   // --json is the scripts' option (bench.sh passes its arguments to all); it changes nothing here.
-  if (argv.some((a) => a !== '--quick' && a !== '--json')) {
-    process.stderr.write('usage: node bench/report.js [--quick] [--json]\n')
+  if (argv.some((a) => a !== '--quick' && a !== '--json') || (fromAt >= 0 && !from)) {
+    process.stderr.write('usage: node bench/report.js [--quick] [--json] [--from bench/results/<date>.json]\n')
     process.exit(2)
   }
-  const quick = argv.includes('--quick')
-  const sources = Object.fromEntries(KINDS.map((k) => [k, newest(k, quick)]))
-  const run = Object.fromEntries(KINDS.map((k) => [k, JSON.parse(fs.readFileSync(sources[k], 'utf8'))]))
+  let quick = argv.includes('--quick')
+  let sources = {}
+  let run
+  if (from) {
+    const gathered = JSON.parse(fs.readFileSync(from, 'utf8'))
+    run = Object.fromEntries(KINDS.map((k) => [k, gathered[k]]))
+    quick = gathered.quick
+    sources = {} // nothing to merge or remove
+    run.sources = gathered.sources
+  } else {
+    sources = Object.fromEntries(KINDS.map((k) => [k, newest(k, quick)]))
+    run = Object.fromEntries(KINDS.map((k) => [k, JSON.parse(fs.readFileSync(sources[k], 'utf8'))]))
+    run.sources = Object.values(sources).map((f) => path.basename(f))
+  }
   const date = localDate(new Date(run.workers.date))
   Object.assign(run, { date, quick })
   const stem = `${date}${quick ? '-quick' : ''}`
@@ -282,11 +298,8 @@ function main() {
     throughput: path.join(RESULTS_DIR, `throughput-${stem}.svg`),
   }
   const reports = KINDS.map((k) => require(`./${k}`).report(run[k]))
-  fs.writeFileSync(
-    files.json,
-    JSON.stringify({ date, quick, sources: Object.values(sources).map((f) => path.basename(f)), ...run }, null, 2) +
-      '\n',
-  )
+  const { sources: merged, ...measurements } = run
+  fs.writeFileSync(files.json, JSON.stringify({ date, quick, sources: merged, ...measurements }, null, 2) + '\n')
   fs.writeFileSync(files.memory, memoryChart(run.workers))
   fs.writeFileSync(files.throughput, throughputChart(run))
   fs.writeFileSync(files.md, markdown(run, files, reports))
