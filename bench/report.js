@@ -275,13 +275,12 @@ function main() {
     process.exit(2)
   }
   let quick = argv.includes('--quick')
-  let sources = {}
+  let sources = {} // the per-kind files merged, removed at the end; none for --from
   let run
   if (from) {
     const gathered = JSON.parse(fs.readFileSync(from, 'utf8'))
     run = Object.fromEntries(KINDS.map((k) => [k, gathered[k]]))
     quick = gathered.quick
-    sources = {} // nothing to merge or remove
     run.sources = gathered.sources
   } else {
     sources = Object.fromEntries(KINDS.map((k) => [k, newest(k, quick)]))
