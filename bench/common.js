@@ -54,6 +54,21 @@ function machine() {
   }
 }
 
+/** The date and machine lines that open every script's report. */
+function machineLines(r) {
+  const m = r.machine
+  return [
+    `- date: ${r.date}`,
+    `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
+    `- node ${m.node}, ${m.platform}`,
+  ]
+}
+
+/** The embedding model's directory; fetches it when missing, like the tests (a few stats otherwise). */
+function embeddingModelDir(name) {
+  return require('../scripts/models').ensureModels({ only: name, quiet: true })[name]
+}
+
 function localDate(d) {
   const pad = (n) => String(n).padStart(2, '0')
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
@@ -98,6 +113,8 @@ module.exports = {
   cosine,
   markdownTable,
   machine,
+  machineLines,
+  embeddingModelDir,
   localDate,
   writeResults,
   parseArgs,

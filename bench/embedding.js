@@ -46,6 +46,8 @@ const {
   die,
   cosine,
   markdownTable,
+  embeddingModelDir,
+  machineLines,
 } = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
@@ -124,10 +126,7 @@ function chunks(list, size) {
   return out
 }
 
-function modelDir() {
-  // Fetches the model when missing, like the tests do; a stat of a few files otherwise.
-  return require('../scripts/models').ensureModels({ only: MODEL, quiet: true })[MODEL]
-}
+const modelDir = () => embeddingModelDir(MODEL)
 
 // The same options for every orion-native client of the run, so that the main thread and
 // every worker share one service, with the thread count the raw session gets.
@@ -516,13 +515,10 @@ const ms = (x) => (x < 1 ? `${fmt(x * 1000, 0)} µs` : `${fmt(x, 2)} ms`)
 const mark = (pass) => (pass ? '✓' : '✗')
 
 function report(r) {
-  const m = r.machine
   const lines = [
     `## orion-native embedding benchmark${r.quick ? ' (--quick: smoke test, not numbers to quote)' : ''}`,
     '',
-    `- date: ${r.date}`,
-    `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
-    `- node ${m.node}, ${m.platform}`,
+    ...machineLines(r),
     `- model ${MODEL} (${r.config.modelFile}), ${r.config.threads} intra-op threads for orion-native and raw, batches of ${BATCH}, ${WORKERS} workers`,
     `- orion-native ${r.versions.orionNative}; raw: onnxruntime-node ${r.versions.onnxruntime?.version ?? 'n/a'} (${r.versions.onnxruntime ? path.relative(ROOT, r.versions.onnxruntime.path) : 'n/a'}), @xenova/transformers ${r.versions.transformers ?? 'n/a'} tokenizer; transformers.js: @xenova/transformers ${r.versions.transformers ?? 'n/a'} pipeline on its onnxruntime-node ${r.versions.transformersOnnxruntimeNode?.version ?? 'n/a'} (default threads)`,
     `- ${r.config.runs} runs per scenario, medians shown; model load: orion-native ${fmt(r.load.orionMs, 0)} ms, raw ${fmt(r.load.rawMs, 0)} ms, transformers.js ${fmt(r.load.transformersMs, 0)} ms`,

@@ -34,7 +34,19 @@
 
 const fs = require('node:fs')
 const path = require('node:path')
-const { log, sleep, fmt, median, summary, machine, writeResults, parseArgs, die, markdownTable } = require('./common')
+const {
+  log,
+  sleep,
+  fmt,
+  median,
+  summary,
+  machine,
+  writeResults,
+  parseArgs,
+  die,
+  markdownTable,
+  machineLines,
+} = require('./common')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 
@@ -446,14 +458,11 @@ const ratio = (x) => (x == null || !Number.isFinite(x) ? '—' : `${fmt(x, 2)}×
 const mark = (pass) => (pass == null ? '(not measured)' : pass ? '✓' : '✗')
 
 function report(r) {
-  const m = r.machine
   const v = r.versions
   const lines = [
     `## orion-native LLM benchmark${r.quick ? ' (--quick: smoke test, not numbers to quote)' : ''}`,
     '',
-    `- date: ${r.date}`,
-    `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
-    `- node ${m.node}, ${m.platform}`,
+    ...machineLines(r),
     `- model \`${MODEL_KEY}\`: ${r.config.modelPath} (${fmt(r.config.modelBytes / 1024 ** 2)} MiB), ${r.config.threads} thread(s) for both`,
     `- orion-native ${v.orionNative} (llama-cpp-2 ${v.llamaCpp2 ?? '?'}, llama-cpp-sys-2 ${v.llamaCppSys2 ?? '?'}); node-llama-cpp ${v.nodeLlamaCpp ?? 'n/a'} (${v.nodeLlamaCppBuild ?? 'n/a'}, llama.cpp ${v.nodeLlamaCppLlamaCpp ?? 'n/a'})`,
     `- prompt: system ${JSON.stringify(SYSTEM_PROMPT)}, user ${JSON.stringify(PROMPT)}; temperature 0, maxTokens ${r.config.maxTokens}, repeat penalty 1.1 over 64 tokens (both defaults); a fresh context per run`,

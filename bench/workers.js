@@ -43,7 +43,20 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { log, sleep, fmt, summary, machine, writeResults, parseArgs, die, cosine, markdownTable } = require('./common')
+const {
+  log,
+  sleep,
+  fmt,
+  summary,
+  machine,
+  writeResults,
+  parseArgs,
+  die,
+  cosine,
+  markdownTable,
+  embeddingModelDir,
+  machineLines,
+} = require('./common')
 const { once } = require('node:events')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
@@ -251,10 +264,7 @@ function spawnChild(args) {
 // ---------------------------------------------------------------------------------------
 // Setup: the model directory and the Hugging Face style folder transformers.js reads.
 
-function modelDir() {
-  // Fetches the model when missing, like the tests do; a stat of a few files otherwise.
-  return require('../scripts/models').ensureModels({ only: MODEL, quiet: true })[MODEL]
-}
+const modelDir = () => embeddingModelDir(MODEL)
 
 function versions() {
   return { orionNative: require('../package.json').version, ...transformersVersions() }
@@ -299,14 +309,11 @@ function table(rows) {
 }
 
 function report(r) {
-  const m = r.machine
   const v = r.versions
   const lines = [
     `## orion-native vs per-worker transformers.js pipelines${r.quick ? ' (--quick: smoke test, not numbers to quote)' : ''}`,
     '',
-    `- date: ${r.date}`,
-    `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
-    `- node ${m.node}, ${m.platform}`,
+    ...machineLines(r),
     `- model ${MODEL} int8 (${r.config.modelFile}), the same weights for both (transformers.js: a copy with ir_version ${r.config.transformersModel.irVersion.split(' (')[0]}); intra-op threads: orion-native ${r.config.threads}, transformers.js onnxruntime's default (physical cores; it has no setting, see bench/transformers.js)`,
     `- orion-native ${v.orionNative}; @xenova/transformers ${v.transformers} with its onnxruntime-node ${v.transformersOnnxruntimeNode.version} (${v.transformersOnnxruntimeNode.path})`,
     `- ${r.config.runs} run${r.config.runs > 1 ? 's' : ''} per N per contender, each in a fresh process, interleaved; medians shown`,
