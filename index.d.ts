@@ -21,6 +21,16 @@ export interface EmbeddingClientOptions {
   threads?: number
 }
 
+/** Options of `configure`: process-wide settings from code, seen by every worker_thread. */
+export interface ConfigureOptions {
+  /** Where models live (else ORION_MODELS_DIR, else the per-user cache directory). */
+  modelsDir?: string
+  /** The ONNX Runtime shared library to load (else ORT_DYLIB_PATH, else it is searched for). */
+  ortLibraryPath?: string
+  /** The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else chosen from the machine). */
+  defaultQuantization?: QuantizationLevel
+}
+
 /** Per-call options of the embedding methods. */
 export interface EmbedOptions {
   /** Overrides the client's timeout for this call. */
@@ -103,6 +113,7 @@ export type OrionErrorCode =
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
   | 'INTERNAL'
+  | 'BINDING_NOT_FOUND'
 
 /** `for await (const text of loader.generateStream(...))`: the stream is its own async iterator. */
 export interface TokenStream {
@@ -123,14 +134,6 @@ export interface MemoryMonitorOptions {
   /** RSS growth per second that raises an alert (default 100 MiB/s). */
   rssGrowthAlertBytesPerSec?: number
 }
-
-/**
- * Which binding artifact the generated loader actually loaded: `'native'` for
- * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
- * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
- * can point the loader at a WASI artifact this package does not build itself.
- */
-export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /** The process-wide memory monitor, the same history from every thread. */
 export declare class MemoryMonitor {
@@ -245,6 +248,24 @@ export declare class TokenStream {
  * `'Mistral-7B-Instruct-v0.2-q4f16_1-MLC'`. `loadModel` accepts such ids.
  */
 export declare function applyQuantization(modelId: string, level: QuantizationLevel): string
+
+/**
+ * The process's settings, as `configure()` returns them: what is in effect now, from
+ * code or else from the environment.
+ */
+export interface Configuration {
+  modelsDir: string
+  ortLibraryPath?: string
+  defaultQuantization?: string
+}
+
+/**
+ * Set process-wide settings from code, once for the whole process: every worker_thread
+ * sees them (a worker's `process.env` is its own copy and never reaches the addon).
+ * Each given setting wins over its environment variable; settings left out keep their
+ * value. Returns the settings in effect. Throws `INVALID_OPTION` on a bad value.
+ */
+export declare function configure(options?: ConfigureOptions): Configuration
 
 /** Statistics of the shared embedding service (process-wide, the same from every thread). */
 export interface EmbeddingStats {

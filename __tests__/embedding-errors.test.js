@@ -4,7 +4,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { getSharedEmbeddingClient } = require('..')
-const { cosine, expectCode, expectThrowCode, embeddingModelDir, root, tagOf } = require('./helpers')
+const { cosine, expectCode, expectThrowCode, embeddingModelDir, root } = require('./helpers')
 
 // A second copy of the model (hard links, so no extra disk) gives a separate service
 // whose queue and cache settings these tests can choose.
@@ -73,7 +73,7 @@ describe('bad input to createEmbeddings', () => {
     const before = client.getStats().requests
     await expect(client.createEmbeddings([])).resolves.toEqual([])
     const flat = await client.createEmbeddingsFloat32([])
-    expect(tagOf(flat)).toBe('Float32Array')
+    expect(flat).toBeInstanceOf(Float32Array)
     expect(flat.length).toBe(0)
     expect(client.getStats().requests).toBe(before)
   })

@@ -1,6 +1,6 @@
 'use strict'
 const { getSharedEmbeddingClient } = require('..')
-const { cosine, tagOf } = require('./helpers')
+const { cosine } = require('./helpers')
 const reference = require('./fixtures/reference-embeddings.json')
 
 describe('SharedEmbeddingClient: the app contract', () => {
@@ -77,7 +77,7 @@ describe('correctness', () => {
     const texts = ['alpha', 'beta', 'gamma']
     const rows = await client.createEmbeddings(texts)
     const flat = await client.createEmbeddingsFloat32(texts)
-    expect(tagOf(flat)).toBe('Float32Array')
+    expect(flat).toBeInstanceOf(Float32Array)
     expect(flat.length).toBe(3 * 384)
     rows.forEach((row, i) => {
       expect(Array.from(flat.subarray(i * 384, (i + 1) * 384))).toEqual(row)

@@ -18,10 +18,6 @@ function cosine(a, b) {
   return dot / Math.sqrt(na * nb)
 }
 
-// Values made by the addon come from Node's own realm, not jest's sandbox, so
-// `instanceof` is checked through the built-in tag instead.
-const tagOf = (v) => Object.prototype.toString.call(v).slice(8, -1)
-
 // Rejections must be Errors carrying a stable `code`.
 async function expectCode(promise, code) {
   let err
@@ -30,7 +26,7 @@ async function expectCode(promise, code) {
   } catch (e) {
     err = e
   }
-  expect(tagOf(err)).toBe('Error')
+  expect(err).toBeInstanceOf(Error)
   expect(err.code).toBe(code)
   expect(typeof err.message).toBe('string')
   expect(err.message.length).toBeGreaterThan(10)
@@ -44,13 +40,12 @@ function expectThrowCode(fn, code) {
   } catch (e) {
     err = e
   }
-  expect(tagOf(err)).toBe('Error')
+  expect(err).toBeInstanceOf(Error)
   expect(err.code).toBe(code)
   return err
 }
 
 module.exports = {
-  tagOf,
   cosine,
   expectCode,
   expectThrowCode,

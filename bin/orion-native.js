@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 'use strict'
 // orion-native's command line: `models` fetches the default models; `status` shows
-// what running orion-native processes hold and how much memory pressure there is.
+// what running orion-native processes hold and how much memory pressure there is;
+// `build` compiles the addon where no prebuilt platform package exists.
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -12,6 +13,9 @@ const usage = `usage: orion-native <command>
 commands:
   models [--only embedding|llm] [--force]   fetch the default models into ORION_MODELS_DIR
                                             (default: the per-user cache directory)
+  build                                     build the native addon from source, for a platform
+                                            with no prebuilt package (needs Rust, cmake, a C++
+                                            compiler and libclang; about 10 minutes)
   status [--json] [--watch]                 loaded models, memory, pressure and recent alerts of
                                             every process monitoring memory (ORION_ENABLE_MEMORY_MONITOR=1
                                             or monitor.start()); this machine's memory otherwise`
@@ -145,6 +149,14 @@ switch (cmd) {
     }
     break
   }
+  case 'build':
+    require(path.join(__dirname, '..', 'scripts', 'build.js'))
+      .main([])
+      .catch((e) => {
+        console.error(`orion-native build: ${e.message}`)
+        process.exit(1)
+      })
+    break
   case undefined:
   case '-h':
   case '--help':

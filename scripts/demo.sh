@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL=skip
 [ -x node_modules/.bin/napi ] || npm ci --no-audit --no-fund
 node scripts/models.js
-npx napi build --platform --release >/dev/null
+# Builds from source the first time (minutes: cargo's and llama.cpp's progress is shown);
+# later runs only check that the build is current.
+node scripts/build.js --napi
 node examples/demo.js "$@"

@@ -3,14 +3,17 @@
 # builds the addon once in release mode, and runs every test against that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# onnxruntime-node's postinstall would download GPU providers; its CPU library is in the package.
+# onnxruntime-node (a dev dependency, for the checkout's tests and benchmarks) would
+# download GPU providers in its postinstall; its CPU library is in the package.
 export ONNXRUNTIME_NODE_INSTALL=skip
 [ -x node_modules/.bin/jest ] || npm ci --no-audit --no-fund
 node scripts/models.js
-npx napi build --platform --release
-if [ -d .git ] && ! git diff --quiet -- index.js index.d.ts; then
-  echo "index.js / index.d.ts differ from what napi build generates: commit the regenerated files" >&2
-  git --no-pager diff --stat -- index.js index.d.ts >&2
+# One release build (napi build, with cargo's and cmake's progress shown), used by every test
+# below and packed by the package test.
+node scripts/build.js --napi
+if [ -d .git ] && ! git diff --quiet -- index.d.ts; then
+  echo "index.d.ts differs from what napi build generates: commit the regenerated file" >&2
+  git --no-pager diff --stat -- index.d.ts >&2
   exit 1
 fi
 # napi build passes --target, so its artifacts live under target/<host triple>/; naming the

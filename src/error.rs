@@ -78,9 +78,10 @@ impl fmt::Display for OrionError {
             ),
             Self::RuntimeNotFound(tried) => write!(
                 f,
-                "no ONNX Runtime library could be loaded (tried: {tried}). Install the `onnxruntime-node` \
-                 package (ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node@1.30.0) or set \
-                 ORT_DYLIB_PATH to a libonnxruntime shared library (version 1.24 or newer)."
+                "no ONNX Runtime library could be loaded (tried: {tried}). The platform package \
+                 (orion-native-<platform>) ships one next to the addon: reinstall orion-native, and in \
+                 an Electron app unpack that package from the asar archive; or set ORT_DYLIB_PATH (or \
+                 configure({{ ortLibraryPath }})) to a libonnxruntime shared library, version 1.24 or newer."
             ),
             Self::EmbeddingTimeout { timeout_ms } => write!(
                 f,

@@ -9,6 +9,7 @@ pub mod embedding;
 pub mod error;
 pub mod llm;
 pub mod monitor;
+pub mod ort_locate;
 pub mod paths;
 pub mod runtime;
 pub mod sysmem;

@@ -5,8 +5,12 @@ use std::path::PathBuf;
 
 pub const MODELS_DIR_ENV: &str = "ORION_MODELS_DIR";
 
-/// `ORION_MODELS_DIR`, else a per-user cache directory.
+/// The directory given to `configure()`, else `ORION_MODELS_DIR`, else a per-user cache
+/// directory.
 pub fn models_dir() -> PathBuf {
+    if let Some(d) = crate::runtime::settings().models_dir {
+        return d;
+    }
     match std::env::var_os(MODELS_DIR_ENV) {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => default_cache_dir().join("models"),

@@ -2,9 +2,7 @@
 //! loads the same addon instance, so these statics are shared by all of them: this is
 //! the one place where "one per process" is decided.
 
-use crate::embedding::model::{
-    read_dimension, runtime_candidates, FastEmbedFactory, DEFAULT_MODEL,
-};
+use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::EmbeddingService;
 use crate::error::{OrionError, Result};
@@ -22,8 +20,45 @@ pub struct EmbeddingRequest {
     pub model_path: Option<PathBuf>,
     pub config: BatchConfig,
     pub threads: Option<usize>,
-    /// ONNX Runtime inside the installed `onnxruntime-node` package, found by the JS side.
-    pub packaged_runtime: Option<PathBuf>,
+}
+
+/// Settings a program gives from code (`configure()`), for the whole process: a worker's
+/// `process.env` is its own copy, so environment variables set there never reach the
+/// addon, while these do. Each one, when set, wins over its environment variable.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    /// Where models live (`ORION_MODELS_DIR`).
+    pub models_dir: Option<PathBuf>,
+    /// The ONNX Runtime library to load (`ORT_DYLIB_PATH`).
+    pub ort_library_path: Option<PathBuf>,
+    /// The quantization level chosen for every model (`ORION_DEFAULT_QUANTIZATION`).
+    pub default_quantization: Option<String>,
+}
+
+static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settings {
+    models_dir: None,
+    ort_library_path: None,
+    default_quantization: None,
+});
+
+/// The settings given from code so far.
+pub fn settings() -> Settings {
+    SETTINGS.read().clone()
+}
+
+/// Replace the settings given in `update` (a `None` leaves that one as it was).
+pub fn configure(update: Settings) -> Settings {
+    let mut s = SETTINGS.write();
+    if update.models_dir.is_some() {
+        s.models_dir = update.models_dir;
+    }
+    if update.ort_library_path.is_some() {
+        s.ort_library_path = update.ort_library_path;
+    }
+    if update.default_quantization.is_some() {
+        s.default_quantization = update.default_quantization;
+    }
+    s.clone()
 }
 
 static EMBEDDING: LazyLock<Mutex<HashMap<PathBuf, Arc<EmbeddingService>>>> =
@@ -59,7 +94,7 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
     };
     let factory = FastEmbedFactory {
         dir: dir.clone(),
-        runtime_candidates: runtime_candidates(req.packaged_runtime),
+        runtime_candidates: crate::ort_locate::candidates(settings().ort_library_path),
         threads: req.threads,
         hub_fallback: req.model_path.is_none() && display == DEFAULT_MODEL,
     };

@@ -58,26 +58,6 @@ pub fn read_dimension(dir: &Path) -> Option<usize> {
     v.get("hidden_size")?.as_u64().map(|d| d as usize)
 }
 
-/// Where ONNX Runtime may be: `ORT_DYLIB_PATH`, else what the JS side found inside the
-/// installed `onnxruntime-node` package, then the system library. A set
-/// `ORT_DYLIB_PATH` is the only candidate: quietly using another library than the one
-/// asked for would hide a configuration mistake.
-pub fn runtime_candidates(from_package: Option<PathBuf>) -> Vec<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return vec![PathBuf::from(p)];
-    }
-    let mut out: Vec<PathBuf> = from_package.into_iter().collect();
-    let system: &[&str] = if cfg!(windows) {
-        &["onnxruntime.dll"]
-    } else if cfg!(target_os = "macos") {
-        &["libonnxruntime.dylib"]
-    } else {
-        &["libonnxruntime.so.1", "libonnxruntime.so"]
-    };
-    out.extend(system.iter().map(PathBuf::from));
-    out
-}
-
 /// The process's one ONNX Runtime environment (ort allows only one).
 static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
 
@@ -270,15 +250,5 @@ mod tests {
         let err = f.load().err().unwrap();
         assert_eq!(err.code(), "MODEL_NOT_FOUND");
         assert!(err.to_string().contains("/nonexistent/orion-test"));
-    }
-
-    #[test]
-    fn packaged_runtime_comes_before_the_system_library() {
-        if std::env::var_os("ORT_DYLIB_PATH").is_some() {
-            return; // the variable overrides the search this test is about
-        }
-        let c = runtime_candidates(Some(PathBuf::from("/pkg/libonnxruntime.so.1")));
-        assert_eq!(c[0], PathBuf::from("/pkg/libonnxruntime.so.1"));
-        assert!(c.len() > 1 && c.last().unwrap().is_relative());
     }
 }

@@ -9,7 +9,7 @@ use napi::{Env, JsValue, ValueType};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -67,13 +67,10 @@ pub fn get_shared_embedding_client(
     env: Env,
     options: Option<Unknown>,
 ) -> Result<SharedEmbeddingClient> {
-    client(&env, options).map_err(|e| js_error(&env, &e))
+    client(options).map_err(|e| js_error(&env, &e))
 }
 
-fn client(
-    env: &Env,
-    options: Option<Unknown>,
-) -> std::result::Result<SharedEmbeddingClient, OrionError> {
+fn client(options: Option<Unknown>) -> std::result::Result<SharedEmbeddingClient, OrionError> {
     let o = Options::parse(options, "options", CLIENT_OPTIONS)?;
     let timeout_ms = match o.integer("timeoutMs", 1, u32::MAX as u64)? {
         Some(t) => t,
@@ -105,7 +102,6 @@ fn client(
         model_path: o.string("modelPath")?.map(PathBuf::from),
         config,
         threads: o.integer("threads", 1, 1024)?.map(|t| t as usize),
-        packaged_runtime: packaged_runtime(env),
     })?;
     Ok(SharedEmbeddingClient {
         service,
@@ -289,79 +285,4 @@ fn read_texts(v: &Unknown) -> std::result::Result<Vec<String>, OrionError> {
             })
         })
         .collect()
-}
-
-/// The ONNX Runtime library inside the `onnxruntime-node` package, resolved the way
-/// `require` would from this addon's location.
-fn packaged_runtime(env: &Env) -> Option<PathBuf> {
-    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    FOUND
-        .get_or_init(|| resolve_from_js(env).and_then(|dir| runtime_in_package(&dir)))
-        .clone()
-}
-
-fn resolve_from_js(env: &Env) -> Option<PathBuf> {
-    let base = addon_path()?;
-    let global = env.get_global().ok()?;
-    let process: Object = global.get_named_property("process").ok()?;
-    let get_builtin: Function<&str, Object> =
-        process.get_named_property("getBuiltinModule").ok()?;
-    let module = get_builtin.apply(process, "module").ok()?;
-    let create_require: Function<String, Object> =
-        module.get_named_property("createRequire").ok()?;
-    let require = create_require
-        .call(base.to_string_lossy().into_owned())
-        .ok()?;
-    let resolve: Function<&str, String> = require.get_named_property("resolve").ok()?;
-    let pkg_json = resolve
-        .apply(require, "onnxruntime-node/package.json")
-        .ok()?;
-    PathBuf::from(pkg_json).parent().map(PathBuf::from)
-}
-
-fn runtime_in_package(pkg: &std::path::Path) -> Option<PathBuf> {
-    let (platform, arch) = (
-        match std::env::consts::OS {
-            "macos" => "darwin",
-            "windows" => "win32",
-            os => os,
-        },
-        match std::env::consts::ARCH {
-            "x86_64" => "x64",
-            "aarch64" => "arm64",
-            a => a,
-        },
-    );
-    let dir = pkg.join("bin").join("napi-v6").join(platform).join(arch);
-    let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (name.starts_with("libonnxruntime.") || name == "onnxruntime.dll")
-                && !name.contains("providers")
-        })
-        .collect();
-    libs.sort();
-    libs.into_iter().next()
-}
-
-/// This addon's own file, from the dynamic loader.
-#[cfg(unix)]
-fn addon_path() -> Option<PathBuf> {
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let here = addon_path as *const libc::c_void;
-    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    Some(PathBuf::from(name.to_string_lossy().into_owned()))
-}
-
-#[cfg(not(unix))]
-fn addon_path() -> Option<PathBuf> {
-    std::env::current_dir().ok().map(|d| d.join("index.js"))
 }

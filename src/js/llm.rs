@@ -664,20 +664,6 @@ pub fn module_exports(mut exports: Object, env: Env) -> Result<()> {
     }
     levels.freeze()?;
     exports.set("QUANTIZATION_LEVELS", levels)?;
-    // `for await (const text of loader.generateStream(...))`: the stream is its own
-    // async iterator.
-    let stream_class: Unknown = exports.get_named_property("TokenStream")?;
-    // A class is a function; reading its `prototype` only needs object access.
-    let stream_class: Object = unsafe { stream_class.cast() }?;
-    let proto: Object = stream_class.get_named_property("prototype")?;
-    let symbol: Unknown = env.get_global()?.get_named_property("Symbol")?;
-    let symbol: Object = unsafe { symbol.cast() }?;
-    let async_iterator: Unknown = symbol.get_named_property("asyncIterator")?;
-    let itself: Function<(), Unknown> =
-        env.create_function_from_closure("[Symbol.asyncIterator]", |ctx| ctx.this::<Unknown>())?;
-    check_status!(unsafe {
-        napi::sys::napi_set_property(env.raw(), proto.raw(), async_iterator.raw(), itself.raw())
-    })?;
     Ok(())
 }
 

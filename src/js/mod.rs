@@ -6,6 +6,7 @@ mod env_guard;
 mod llm;
 mod monitor;
 mod options;
+mod settings;
 
 use crate::error::OrionError;
 use napi::bindgen_prelude::*;

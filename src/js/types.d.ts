@@ -21,6 +21,16 @@ export interface EmbeddingClientOptions {
   threads?: number
 }
 
+/** Options of `configure`: process-wide settings from code, seen by every worker_thread. */
+export interface ConfigureOptions {
+  /** Where models live (else ORION_MODELS_DIR, else the per-user cache directory). */
+  modelsDir?: string
+  /** The ONNX Runtime shared library to load (else ORT_DYLIB_PATH, else it is searched for). */
+  ortLibraryPath?: string
+  /** The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else chosen from the machine). */
+  defaultQuantization?: QuantizationLevel
+}
+
 /** Per-call options of the embedding methods. */
 export interface EmbedOptions {
   /** Overrides the client's timeout for this call. */
@@ -103,6 +113,7 @@ export type OrionErrorCode =
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
   | 'INTERNAL'
+  | 'BINDING_NOT_FOUND'
 
 /** `for await (const text of loader.generateStream(...))`: the stream is its own async iterator. */
 export interface TokenStream {

@@ -81,7 +81,10 @@ pub fn choose(
         }
     }
     if let Some(f) = forced {
-        reasons.push(format!("{DEFAULT_QUANTIZATION_ENV} forces {}", f.name));
+        reasons.push(format!(
+            "the default quantization (configure() or {DEFAULT_QUANTIZATION_ENV}) forces {}",
+            f.name
+        ));
         level = f.name;
     }
     let gpu_layers = match gpus.iter().find(|g| g.free_bytes >= 2 * GIB) {
@@ -121,8 +124,9 @@ pub fn choose(
 /// The strategy for this machine now.
 pub fn detect() -> Result<Strategy> {
     let mem = sysmem::memory();
-    let forced = match std::env::var(DEFAULT_QUANTIZATION_ENV) {
-        Ok(v) if !v.trim().is_empty() => Some(quant::level(v.trim())?),
+    let configured = crate::runtime::settings().default_quantization;
+    let forced = match configured.or_else(|| std::env::var(DEFAULT_QUANTIZATION_ENV).ok()) {
+        Some(v) if !v.trim().is_empty() => Some(quant::level(v.trim())?),
         _ => None,
     };
     let gpus = super::engine::devices()

@@ -1,0 +1,203 @@
+'use strict'
+// The package as a user gets it: `npm run package` writes the two tarballs, npm installs
+// them into a fresh app whose PATH holds node and npm and nothing to compile with, and
+// the app uses every part of the API from there: CommonJS, ES modules, TypeScript,
+// workers, the LLM, the monitor and the CLI. Then the layouts around it: no platform
+// package, and an Electron app's asar-unpacked one.
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { root, pack, bareBin, toolchainOn, userEnv, installApp, duBytes } = require('./helpers-install')
+const { embeddingModelDir, llmModelDir } = require('./helpers')
+const { platformName } = require('../lib/binding')
+const { nodeBinary, VERSIONS } = require('../scripts/node-binaries')
+
+const fixtures = path.join(__dirname, 'installed')
+const platformPkg = `orion-native-${platformName()}`
+let bin, env, app, packed, modelsDir
+
+function node(args, opts = {}) {
+  return spawnSync('node', args, { cwd: app, env, encoding: 'utf8', timeout: 180_000, ...opts })
+}
+
+function json(r) {
+  if (r.status !== 0) throw new Error(`exit ${r.status} ${r.signal || ''}\n${r.stderr}\n${r.stdout}`)
+  return JSON.parse(r.stdout.trim().split('\n').at(-1))
+}
+
+beforeAll(() => {
+  packed = pack()
+  bin = bareBin()
+  // An empty cache directory: without configure({ modelsDir }) no model can be found, so
+  // the tests below prove that the setting made from code reaches every worker.
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-home-'))
+  env = userEnv(bin, { XDG_CACHE_HOME: path.join(home, 'cache') })
+  // The models the test command fetched, under one directory, as an app would ship them.
+  modelsDir = path.join(home, 'models')
+  fs.mkdirSync(modelsDir)
+  fs.symlinkSync(embeddingModelDir, path.join(modelsDir, 'all-MiniLM-L6-v2'))
+  fs.symlinkSync(llmModelDir, path.join(modelsDir, path.basename(llmModelDir)))
+  app = installApp([packed.main, packed.platform], env)
+  for (const f of fs.readdirSync(fixtures)) fs.copyFileSync(path.join(fixtures, f), path.join(app, f))
+}, 600_000)
+
+test('the user shell has no compiler and no ONNX Runtime hint', () => {
+  expect(toolchainOn(env.PATH)).toEqual([])
+  expect(Object.keys(env).filter((k) => /^(ONNXRUNTIME|ORT_)/.test(k))).toEqual([])
+})
+
+test('npm installs the two packages and nothing else; the platform package carries ONNX Runtime', () => {
+  const installed = fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.'))
+  expect(installed.sort()).toEqual(['orion-native', platformPkg].sort())
+  const files = fs.readdirSync(path.join(app, 'node_modules', platformPkg))
+  expect(files).toEqual(expect.arrayContaining([`orion-native.${platformName()}.node`, 'ONNXRUNTIME-LICENSE']))
+  expect(files.some((f) => /onnxruntime\.(so\.1|dylib|dll)$/.test(f))).toBe(true)
+  // The main package carries the sources a build needs on other platforms.
+  const main = path.join(app, 'node_modules', 'orion-native')
+  for (const f of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'scripts/build.js', 'index.d.ts']) {
+    expect(fs.existsSync(path.join(main, f))).toBe(true)
+  }
+  const sizes = { 'orion-native': duBytes(main), [platformPkg]: duBytes(path.join(app, 'node_modules', platformPkg)) }
+  console.log(
+    'installed size: ' +
+      Object.entries(sizes)
+        .map(([k, v]) => `${k} ${(v / 1e6).toFixed(1)} MB`)
+        .join(', '),
+  )
+})
+
+test('CommonJS: 4 workers share one model load, the LLM answers, the monitor reports', () => {
+  const out = json(node(['app.cjs', '4', modelsDir]))
+  expect(out.settings.modelsDir).toBe(modelsDir)
+  expect(out.workers).toHaveLength(4)
+  for (const w of out.workers) expect(w.dims).toEqual([384, 384])
+  expect(out.modelLoads).toBe(1)
+  expect(out.requests).toBeGreaterThanOrEqual(5)
+  expect(out.llm.key).toBe('demo')
+  expect(out.llm.progress.at(-1)).toBe(100)
+  expect(out.llm.text).toMatch(/Paris/)
+  expect(out.snapshot.pressure).toMatch(/^(low|medium|high|critical)$/)
+  expect(out.snapshot.rss).toBeGreaterThan(0)
+  expect(out.levels).toContain('q4')
+})
+
+test('without the models directory the workers get a coded MODEL_NOT_FOUND, not a crash', () => {
+  const r = node(['app.cjs', '1'])
+  expect(r.status).toBe(1)
+  expect(r.stderr).toMatch(/MODEL_NOT_FOUND/)
+})
+
+test('ES module: named and default exports', () => {
+  const out = json(node(['app.mjs', modelsDir]))
+  expect(out).toEqual({
+    dims: 384,
+    isArray: true,
+    quantized: 'Mistral-7B-Instruct-v0.2-q4f16_1-MLC',
+    q4: 'q4f16_1',
+    sameDefault: true,
+  })
+})
+
+test('TypeScript: tsc --strict --module nodenext accepts a typed usage file', () => {
+  fs.writeFileSync(
+    path.join(app, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        target: 'ES2022',
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        types: ['node'],
+        typeRoots: [path.join(root, 'node_modules', '@types')],
+      },
+      files: ['usage.mts'],
+    }),
+  )
+  const r = node([path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'])
+  expect(r.stdout + r.stderr).toBe('')
+  expect(r.status).toBe(0)
+})
+
+test('npx orion-native status --json', () => {
+  const r = spawnSync('npx', ['--offline', 'orion-native', 'status', '--json'], { cwd: app, env, encoding: 'utf8' })
+  expect(r.stderr).toBe('')
+  const status = JSON.parse(r.stdout)
+  expect(JSON.stringify(status)).toMatch(/pressure/)
+})
+
+test('npx orion-native build without a toolchain says what to install', () => {
+  const r = spawnSync('npx', ['--offline', 'orion-native', 'build'], { cwd: app, env, encoding: 'utf8' })
+  expect(r.status).toBe(1)
+  expect(r.stderr).toMatch(/needs cargo: install Rust/)
+})
+
+test('without the platform package, require names the platform, the package and the build command', () => {
+  const bare = installApp([packed.main], env)
+  const r = spawnSync(
+    'node',
+    [
+      '-e',
+      "try { require('orion-native') } catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })) }",
+    ],
+    { cwd: bare, env, encoding: 'utf8' },
+  )
+  const err = JSON.parse(r.stdout)
+  expect(err.code).toBe('BINDING_NOT_FOUND')
+  expect(err.message).toContain(platformName())
+  expect(err.message).toContain(platformPkg)
+  expect(err.message).toContain('npx orion-native build')
+  fs.rmSync(bare, { recursive: true, force: true })
+})
+
+test('Electron layout: the platform package alone in app.asar.unpacked, ONNX Runtime found next to the addon', () => {
+  // What electron-builder makes of `asarUnpack: ["**/node_modules/orion-native-*/**"]`:
+  // the JS in resources/app.asar, the platform package in resources/app.asar.unpacked.
+  // Node cannot read an asar archive, so app.asar is a directory here; what matters is
+  // that nothing of the platform package is inside it.
+  const resources = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-electron-')) + '/resources'
+  const asar = path.join(resources, 'app.asar', 'node_modules')
+  const unpacked = path.join(resources, 'app.asar.unpacked', 'node_modules')
+  fs.mkdirSync(asar, { recursive: true })
+  fs.mkdirSync(unpacked, { recursive: true })
+  fs.cpSync(path.join(app, 'node_modules', 'orion-native'), path.join(asar, 'orion-native'), { recursive: true })
+  fs.cpSync(path.join(app, 'node_modules', platformPkg), path.join(unpacked, platformPkg), { recursive: true })
+  const main = path.join(asar, 'orion-native')
+  const script = `
+    const orion = require(${JSON.stringify(main)})
+    orion.configure({ modelsDir: ${JSON.stringify(modelsDir)} })
+    orion.getSharedEmbeddingClient().createEmbedding('from an Electron layout').then((v) => {
+      const fs = require('node:fs')
+      const maps = fs.readFileSync('/proc/self/maps', 'utf8')
+      const loaded = (re) => [...new Set(maps.split('\\n').filter((l) => re.test(l)).map((l) => l.split(/\\s+/).pop()))]
+      console.log(JSON.stringify({ dims: v.length, addon: loaded(/orion-native\\..*\\.node$/), ort: loaded(/libonnxruntime/) }))
+    })`
+  const out = json(spawnSync('node', ['-e', script], { cwd: resources, env, encoding: 'utf8', timeout: 120_000 }))
+  expect(out.dims).toBe(384)
+  expect(out.addon).toEqual([path.join(unpacked, platformPkg, `orion-native.${platformName()}.node`)])
+  expect(out.ort).toEqual([path.join(unpacked, platformPkg, 'libonnxruntime.so.1')])
+  fs.rmSync(path.dirname(resources), { recursive: true, force: true })
+})
+
+// One binary for every Node the package claims (engines >= 18.17): each runs the app with
+// 2 workers embedding, an answer and a snapshot.
+test.each(VERSIONS)('Node %s runs the installed package', (version) => {
+  const nodeBin = nodeBinary(version)
+  const out = json(
+    spawnSync(nodeBin, ['app.cjs', '2', modelsDir], { cwd: app, env, encoding: 'utf8', timeout: 180_000 }),
+  )
+  expect(out.node.startsWith(version)).toBe(true)
+  expect(out.workers.map((w) => w.dims)).toEqual([
+    [384, 384],
+    [384, 384],
+  ])
+  expect(out.modelLoads).toBe(1)
+  expect(out.llm.text).toMatch(/Paris/)
+  expect(out.snapshot.rss).toBeGreaterThan(0)
+})
+
+afterAll(() => {
+  if (app) fs.rmSync(app, { recursive: true, force: true })
+  if (bin) fs.rmSync(bin, { recursive: true, force: true })
+})

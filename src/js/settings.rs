@@ -1,0 +1,65 @@
+//! `configure()`: process-wide settings from code, for every thread.
+
+use super::js_error;
+use super::options::Options;
+use crate::error::OrionError;
+use crate::llm::quant;
+use crate::runtime::{self, Settings};
+use napi::bindgen_prelude::*;
+use napi::Env;
+use napi_derive::napi;
+use std::path::PathBuf;
+
+const CONFIGURE_OPTIONS: &[&str] = &["modelsDir", "ortLibraryPath", "defaultQuantization"];
+
+/// The process's settings, as `configure()` returns them: what is in effect now, from
+/// code or else from the environment.
+#[napi(object)]
+pub struct Configuration {
+    pub models_dir: String,
+    pub ort_library_path: Option<String>,
+    pub default_quantization: Option<String>,
+}
+
+/// Set process-wide settings from code, once for the whole process: every worker_thread
+/// sees them (a worker's `process.env` is its own copy and never reaches the addon).
+/// Each given setting wins over its environment variable; settings left out keep their
+/// value. Returns the settings in effect. Throws `INVALID_OPTION` on a bad value.
+#[napi(ts_args_type = "options?: ConfigureOptions")]
+pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
+    let run = || -> std::result::Result<Configuration, OrionError> {
+        let o = Options::parse(options, "options", CONFIGURE_OPTIONS)?;
+        let path = |key: &str| -> std::result::Result<Option<PathBuf>, OrionError> {
+            match o.string(key)? {
+                Some(p) if p.is_empty() || p.contains('\0') => Err(OrionError::InvalidOption(
+                    format!("{key} must be a non-empty path, got {p:?}"),
+                )),
+                Some(p) => Ok(Some(PathBuf::from(p))),
+                None => Ok(None),
+            }
+        };
+        let default_quantization = match o.string("defaultQuantization")? {
+            Some(l) => Some(quant::level(&l)?.name.to_string()),
+            None => None,
+        };
+        let update = Settings {
+            models_dir: path("modelsDir")?,
+            ort_library_path: path("ortLibraryPath")?,
+            default_quantization,
+        };
+        let s = runtime::configure(update);
+        Ok(Configuration {
+            models_dir: crate::paths::models_dir().to_string_lossy().into_owned(),
+            ort_library_path: s
+                .ort_library_path
+                .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+                .map(|p| p.to_string_lossy().into_owned()),
+            default_quantization: s.default_quantization.or_else(|| {
+                std::env::var(crate::llm::strategy::DEFAULT_QUANTIZATION_ENV)
+                    .ok()
+                    .filter(|v| !v.trim().is_empty())
+            }),
+        })
+    };
+    run().map_err(|e| js_error(&env, &e))
+}
