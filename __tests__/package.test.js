@@ -151,6 +151,28 @@ test('without the platform package, require names the platform, the package and 
   fs.rmSync(bare, { recursive: true, force: true })
 })
 
+test('with no ONNX Runtime anywhere, the first call rejects RUNTIME_NOT_FOUND listing every place tried', () => {
+  const copy = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-noort-'))
+  fs.cpSync(path.join(app, 'node_modules'), path.join(copy, 'node_modules'), { recursive: true })
+  const pkgDir = path.join(copy, 'node_modules', platformPkg)
+  for (const f of fs.readdirSync(pkgDir)) if (/onnxruntime\.(so|dylib|dll)/.test(f)) fs.rmSync(path.join(pkgDir, f))
+  const script = `
+    const { configure, getSharedEmbeddingClient } = require('orion-native')
+    configure({ modelsDir: ${JSON.stringify(modelsDir)} })
+    const client = getSharedEmbeddingClient()
+    client.createEmbedding('x').then(
+      () => console.log(JSON.stringify({ ok: true })),
+      (e) => console.log(JSON.stringify({ code: e.code, message: e.message })),
+    )`
+  const out = json(spawnSync('node', ['-e', script], { cwd: copy, env, encoding: 'utf8', timeout: 60_000 }))
+  expect(out.code).toBe('RUNTIME_NOT_FOUND')
+  expect(out.message).toContain(path.join(pkgDir, 'libonnxruntime.so.1'))
+  expect(out.message).toContain('libonnxruntime.so.1 (') // the system search, by name
+  expect(out.message).toMatch(/ORT_DYLIB_PATH/)
+  expect(out.message).not.toMatch(/MODULE_NOT_FOUND/)
+  fs.rmSync(copy, { recursive: true, force: true })
+})
+
 test('Electron layout: the platform package alone in app.asar.unpacked, ONNX Runtime found next to the addon', () => {
   // What electron-builder makes of `asarUnpack: ["**/node_modules/orion-native-*/**"]`:
   // the JS in resources/app.asar, the platform package in resources/app.asar.unpacked.
