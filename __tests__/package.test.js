@@ -53,8 +53,12 @@ test('npm installs the two packages and nothing else; the platform package carri
   const files = fs.readdirSync(path.join(app, 'node_modules', platformPkg))
   expect(files).toEqual(expect.arrayContaining([`orion-native.${platformName()}.node`, 'ONNXRUNTIME-LICENSE']))
   expect(files.some((f) => /onnxruntime\.(so\.1|dylib|dll)$/.test(f))).toBe(true)
-  // The main package carries the sources a build needs on other platforms.
+  // The main package depends on the platform packages, optionally, and carries the
+  // sources a build needs on other platforms.
   const main = path.join(app, 'node_modules', 'orion-native')
+  const published = JSON.parse(fs.readFileSync(path.join(main, 'package.json'), 'utf8'))
+  expect(published.optionalDependencies[platformPkg]).toBe(published.version)
+  expect(published.devDependencies).toBeUndefined()
   for (const f of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'scripts/build.js', 'index.d.ts']) {
     expect(fs.existsSync(path.join(main, f))).toBe(true)
   }

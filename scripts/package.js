@@ -103,6 +103,36 @@ function npmPack(dir, dest) {
   }
 }
 
+/**
+ * The main package as published: the files `files` names, and a package.json that
+ * depends on every platform package (as napi-rs's `prepublish` does) and carries none of
+ * the checkout's development fields. The checkout's own package.json cannot name the
+ * platform packages: `npm ci` would need them in the lock file before they exist.
+ */
+function stageMain(dist) {
+  const stage = path.join(dist, 'stage', 'main')
+  fs.rmSync(stage, { recursive: true, force: true })
+  fs.mkdirSync(stage, { recursive: true })
+  const [listing] = JSON.parse(
+    execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8' }),
+  )
+  for (const { path: f } of listing.files) {
+    if (f === 'package.json') continue
+    fs.mkdirSync(path.dirname(path.join(stage, f)), { recursive: true })
+    fs.copyFileSync(path.join(root, f), path.join(stage, f))
+  }
+  const published = { ...pkg }
+  for (const k of ['scripts', 'devDependencies', 'jest']) delete published[k]
+  published.optionalDependencies = Object.fromEntries(
+    fs
+      .readdirSync(path.join(root, 'npm'))
+      .sort()
+      .map((p) => [`orion-native-${p}`, pkg.version]),
+  )
+  fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(published, null, 2) + '\n')
+  return stage
+}
+
 function main() {
   const platform = platformName()
   const addon = path.join(root, `orion-native.${platform}.node`)
@@ -142,7 +172,7 @@ function main() {
   }
 
   const platformTgz = npmPack(stage, dist)
-  const mainTgz = npmPack(root, dist)
+  const mainTgz = npmPack(stageMain(dist), dist)
   const mb = (b) => `${(b / 1e6).toFixed(1)} MB`
   for (const t of [mainTgz, platformTgz]) {
     console.log(
