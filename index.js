@@ -9,7 +9,14 @@
 // addon fails `toBeInstanceOf(Array)` and an error `toBeInstanceOf(Error)`. This file
 // is evaluated inside the caller's realm, so what it builds belongs there. In an
 // ordinary process the two realms are the same and nothing is copied.
+const { isMainThread } = require('node:worker_threads')
 const native = require('./lib/binding').load()
+
+// Native threads must be out of ONNX Runtime and llama.cpp before exit() runs their
+// static destructors: on the main thread's `exit` event (process.exit, a natural end,
+// an uncaught exception) the addon stops them, within 2 s. Registered by the addon on
+// this thread's real `process`, once, whichever realm evaluates this file.
+if (isMainThread) native.__installExitHook()
 
 const foreign = Object.getPrototypeOf(native.getModelLoader) !== Function.prototype
 const INTERNAL = Symbol('orion-native internal')
@@ -43,26 +50,144 @@ function adoptError(e) {
   return out
 }
 
+// The codes of orion-native's own errors (src/error.rs), and BINDING_NOT_FOUND.
+const CODES = new Set([
+  'INVALID_INPUT',
+  'INVALID_OPTION',
+  'MODEL_NOT_FOUND',
+  'MODEL_LOAD_FAILED',
+  'RUNTIME_NOT_FOUND',
+  'EMBEDDING_TIMEOUT',
+  'OVERLOADED',
+  'ABORTED',
+  'INFERENCE_FAILED',
+  'UNKNOWN_MODEL',
+  'MODEL_BUSY',
+  'INSUFFICIENT_MEMORY',
+  'PROMPT_TOO_LONG',
+  'SHUT_DOWN',
+  'INTERNAL',
+])
+
+/**
+ * Every error a caller sees carries one of the codes above: napi-rs's own argument
+ * errors (`StringExpected`, ...) become INVALID_INPUT, and an exception thrown by the
+ * caller's own option getter or Proxy trap becomes INVALID_OPTION; the original is the
+ * `cause`.
+ */
+function coded(e, fallback = 'INVALID_INPUT') {
+  e = adoptError(e)
+  if (e instanceof Error && CODES.has(e.code)) return e
+  const err = new Error(e instanceof Error ? e.message : String(e))
+  err.code = fallback
+  err.cause = e
+  return err
+}
+
 function call(fn, self, args) {
   try {
     return adopt(fn.apply(self, args))
   } catch (e) {
-    throw adoptError(e)
+    throw coded(e)
   }
 }
 
-function callAsync(fn, self, args) {
+/** A Promise-returning method: every failure, even an argument error, is a rejection. */
+function callAsync(fn, self, args, settled) {
   let p
   try {
     p = fn.apply(self, args)
   } catch (e) {
-    throw adoptError(e)
+    if (settled) settled()
+    return Promise.reject(coded(e))
   }
-  return foreign
-    ? Promise.resolve(p).then(adopt, (e) => {
-        throw adoptError(e)
-      })
-    : p
+  if (!foreign && !settled) return p
+  return Promise.resolve(p).then(
+    (v) => {
+      if (settled) settled()
+      return adopt(v)
+    },
+    (e) => {
+      if (settled) settled()
+      throw coded(e)
+    },
+  )
+}
+
+/**
+ * The one callback policy: a user callback that throws never kills the process and is
+ * never silently lost. The call it belongs to goes on; the first exception of each
+ * callback is reported through `process.emitWarning` (code ORION_CALLBACK_ERROR).
+ */
+function guarded(cb, what) {
+  if (typeof cb !== 'function') return cb
+  let reported = false
+  return function (...args) {
+    try {
+      return cb.apply(this, args)
+    } catch (e) {
+      if (!reported) {
+        reported = true
+        const detail = e instanceof Error ? e.stack || e.message : String(e)
+        process.emitWarning(`orion-native: the ${what} callback threw; the call goes on. ${detail}`, {
+          code: 'ORION_CALLBACK_ERROR',
+        })
+      }
+    }
+  }
+}
+
+const noop = () => {}
+
+/**
+ * The per-call options as the addon gets them: `onToken` guarded, and the caller's
+ * AbortSignal relayed through a signal of this call's own, whose listener on the
+ * caller's signal is removed when the call settles (one app-wide signal shared by many
+ * calls then holds no closure per call). Returns [options, settled]. Reading the
+ * options may run the caller's getters: their exceptions become INVALID_OPTION.
+ */
+function callOptions(options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [options, noop]
+  let signal, onToken
+  try {
+    ;({ signal, onToken } = options)
+  } catch (e) {
+    throw coded(e, 'INVALID_OPTION')
+  }
+  const relay = signal && typeof signal.addEventListener === 'function' && typeof signal.aborted === 'boolean'
+  if (!relay && typeof onToken !== 'function') return [options, noop]
+  let copy
+  try {
+    copy = Object.assign({}, options)
+  } catch (e) {
+    throw coded(e, 'INVALID_OPTION')
+  }
+  let settled = noop
+  if (typeof onToken === 'function') copy.onToken = guarded(onToken, 'onToken')
+  if (relay) {
+    const inner = new AbortController()
+    if (signal.aborted) inner.abort(signal.reason)
+    else {
+      const forward = () => inner.abort(signal.reason)
+      signal.addEventListener('abort', forward, { once: true })
+      settled = () => signal.removeEventListener('abort', forward)
+    }
+    copy.signal = inner.signal
+  }
+  return [copy, settled]
+}
+
+/** callAsync for methods whose last argument is per-call options. */
+function callWithOptions(fn, self, args, at) {
+  let options, settled
+  try {
+    ;[options, settled] = callOptions(args[at])
+  } catch (e) {
+    return Promise.reject(e)
+  }
+  const a = Array.prototype.slice.call(args)
+  if (a.length > at) a[at] = options
+  return callAsync(fn, self, a, settled === noop ? undefined : settled)
 }
 
 function internalOnly(token, what, factory) {
@@ -79,13 +204,13 @@ class SharedEmbeddingClient {
     return this.#native.model
   }
   createEmbedding(text, options) {
-    return callAsync(this.#native.createEmbedding, this.#native, arguments)
+    return callWithOptions(this.#native.createEmbedding, this.#native, arguments, 1)
   }
   createEmbeddings(texts, options) {
-    return callAsync(this.#native.createEmbeddings, this.#native, arguments)
+    return callWithOptions(this.#native.createEmbeddings, this.#native, arguments, 1)
   }
   createEmbeddingsFloat32(texts, options) {
-    return callAsync(this.#native.createEmbeddingsFloat32, this.#native, arguments)
+    return callWithOptions(this.#native.createEmbeddingsFloat32, this.#native, arguments, 1)
   }
   getStats() {
     return call(this.#native.getStats, this.#native, arguments)
@@ -97,15 +222,34 @@ class SharedEmbeddingClient {
 
 class TokenStream {
   #native
-  constructor(token, n) {
+  #settled
+  #finished = false
+  constructor(token, n, settled) {
     internalOnly(token, 'TokenStream', 'loader.generateStream')
     this.#native = n
+    this.#settled = settled || noop
   }
   next() {
-    return callAsync(this.#native.next, this.#native, arguments)
+    if (this.#finished) return Promise.resolve({ done: true, value: undefined })
+    return callAsync(this.#native.next, this.#native, arguments).then(
+      (step) => {
+        if (step.done) this.#finish()
+        return step
+      },
+      (e) => {
+        this.#finish()
+        throw e
+      },
+    )
   }
   return() {
+    this.#finish()
     return callAsync(this.#native.return, this.#native, arguments)
+  }
+  #finish() {
+    this.#finished = true
+    this.#settled()
+    this.#settled = noop
   }
   get result() {
     return adopt(this.#native.result)
@@ -122,7 +266,9 @@ class ModelLoader {
     this.#native = n
   }
   loadModel(modelKey, onProgress) {
-    return callAsync(this.#native.loadModel, this.#native, arguments)
+    const a = Array.prototype.slice.call(arguments)
+    if (a.length > 1) a[1] = guarded(onProgress, 'onProgress')
+    return callAsync(this.#native.loadModel, this.#native, a)
   }
   unloadModel(modelKey) {
     return callAsync(this.#native.unloadModel, this.#native, arguments)
@@ -134,10 +280,18 @@ class ModelLoader {
     return call(this.#native.getStats, this.#native, arguments)
   }
   generate(modelKey, prompt, options) {
-    return callAsync(this.#native.generate, this.#native, arguments)
+    return callWithOptions(this.#native.generate, this.#native, arguments, 2)
   }
   generateStream(modelKey, prompt, options) {
-    return new TokenStream(INTERNAL, call(this.#native.generateStream, this.#native, arguments))
+    const [opts, settled] = callOptions(options)
+    const a = Array.prototype.slice.call(arguments)
+    if (a.length > 2) a[2] = opts
+    try {
+      return new TokenStream(INTERNAL, call(this.#native.generateStream, this.#native, a), settled)
+    } catch (e) {
+      settled()
+      throw e
+    }
   }
   registerModel(key, descriptor) {
     return call(this.#native.registerModel, this.#native, arguments)
@@ -148,8 +302,9 @@ class ModelLoader {
 }
 
 /** A subscriber that receives this realm's copy of what the addon sends it. */
-function subscribe(method, self, cb) {
-  const unsubscribe = call(method, self, [typeof cb === 'function' && foreign ? (v) => cb(adopt(v)) : cb])
+function subscribe(method, self, cb, what) {
+  const safe = guarded(cb, what)
+  const unsubscribe = call(method, self, [typeof cb === 'function' && foreign ? (v) => safe(adopt(v)) : safe])
   return () => call(unsubscribe, undefined, [])
 }
 
@@ -187,10 +342,10 @@ class MemoryMonitor {
     return this.#native.isRunning
   }
   onSnapshot(cb) {
-    return subscribe(this.#native.onSnapshot, this.#native, cb)
+    return subscribe(this.#native.onSnapshot, this.#native, cb, 'onSnapshot')
   }
   onAlert(cb) {
-    return subscribe(this.#native.onAlert, this.#native, cb)
+    return subscribe(this.#native.onAlert, this.#native, cb, 'onAlert')
   }
 }
 

@@ -34,7 +34,14 @@ pub enum OrionError {
         available: u64,
     },
     /// The prompt does not fit in the model's context.
-    PromptTooLong { tokens: u32, context: u32 },
+    /// `at_least`: counted from the prompt's bytes, before tokenizing it.
+    PromptTooLong {
+        tokens: u32,
+        context: u32,
+        at_least: bool,
+    },
+    /// The process is exiting: orion-native has stopped its threads and takes no work.
+    ShutDown,
     /// A bug or an impossible state; never expected.
     Internal(String),
 }
@@ -56,6 +63,7 @@ impl OrionError {
             Self::ModelBusy(_) => "MODEL_BUSY",
             Self::InsufficientMemory { .. } => "INSUFFICIENT_MEMORY",
             Self::PromptTooLong { .. } => "PROMPT_TOO_LONG",
+            Self::ShutDown => "SHUT_DOWN",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -104,10 +112,19 @@ impl fmt::Display for OrionError {
                 human_bytes(*need),
                 human_bytes(*available)
             ),
-            Self::PromptTooLong { tokens, context } => write!(
+            Self::PromptTooLong {
+                tokens,
+                context,
+                at_least,
+            } => write!(
                 f,
-                "the prompt is {tokens} tokens but the model's context holds {context}: shorten it \
-                 (or drop older chat messages)"
+                "the prompt is {}{tokens} tokens but the model's context holds {context}: shorten it \
+                 (or drop older chat messages)",
+                if *at_least { "at least " } else { "" }
+            ),
+            Self::ShutDown => write!(
+                f,
+                "orion-native has shut down because the process is exiting; it takes no new work"
             ),
             Self::Internal(m) => write!(f, "internal error: {m}. Please report this as a bug."),
         }
@@ -160,7 +177,9 @@ mod tests {
             OrionError::PromptTooLong {
                 tokens: 2,
                 context: 1,
+                at_least: false,
             },
+            OrionError::ShutDown,
             OrionError::Internal(String::new()),
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(|e| e.code()).collect();

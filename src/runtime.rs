@@ -71,7 +71,7 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
         .model
         .clone()
         .unwrap_or_else(|| DEFAULT_MODEL.to_string());
-    if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name == ".." {
         return Err(OrionError::InvalidOption(format!(
             "model {name:?} is not a model name; pass a directory as `modelPath` instead"
         )));
@@ -102,6 +102,100 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
         EmbeddingService::start(display, read_dimension(&dir), Box::new(factory), req.config)?;
     services.insert(key, svc.clone());
     Ok(svc)
+}
+
+/// Set once the process is exiting: no new work is taken.
+static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Native work in flight outside the embedding threads: model loads, generations,
+/// unloads by the keep-alive sweeper or the memory monitor.
+static WORK: Mutex<usize> = Mutex::new(0);
+static WORK_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
+
+pub fn is_shut_down() -> bool {
+    SHUT_DOWN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Counts one piece of native work until dropped; see [`begin_work`].
+pub struct WorkGuard(());
+
+impl Drop for WorkGuard {
+    fn drop(&mut self) {
+        let mut n = WORK.lock();
+        *n -= 1;
+        if *n == 0 {
+            WORK_DONE.notify_all();
+        }
+    }
+}
+
+/// Register work that calls into llama.cpp or ONNX Runtime, so that shutdown waits for
+/// it. `SHUT_DOWN` once the process is exiting.
+pub fn begin_work() -> Result<WorkGuard> {
+    let mut n = WORK.lock();
+    // Checked under the lock that `begin_shutdown` takes: no work starts after it.
+    if is_shut_down() {
+        return Err(OrionError::ShutDown);
+    }
+    *n += 1;
+    Ok(WorkGuard(()))
+}
+
+/// First half of shutdown: refuse new work, stop the background monitor, and close
+/// every embedding queue (waiters get `SHUT_DOWN`). Generations in flight are cancelled
+/// by the binding layer, which knows their flags; then [`wait_for_shutdown`].
+pub fn begin_shutdown() {
+    {
+        let _n = WORK.lock();
+        SHUT_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    MONITOR.stop();
+    for s in embedding_services() {
+        s.close();
+    }
+}
+
+/// Second half: wait, until `deadline`, for every embedding thread to end (its model
+/// dropped) and every load, generation and unload to return. `true` when all did.
+pub fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
+    let mut all = embedding_services().iter().all(|s| s.join(deadline));
+    let mut n = WORK.lock();
+    while *n > 0 {
+        if WORK_DONE.wait_until(&mut n, deadline).timed_out() {
+            all = false;
+            break;
+        }
+    }
+    all
+}
+
+/// How long shutdown waits for native work to end. A model load or a batch in flight
+/// normally ends in milliseconds (a llama.cpp load is abandoned at its next progress
+/// step); ONNX Runtime's session creation, which cannot be interrupted, takes up to
+/// about a second for the default model on a slow machine.
+pub const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Stop every native thread before the process's static destructors run (ONNX Runtime's
+/// and llama.cpp's own, which crash under a thread still inside them). Idempotent;
+/// `true` when everything ended within `timeout`.
+pub fn shutdown(timeout: std::time::Duration) -> bool {
+    begin_shutdown();
+    wait_for_shutdown(std::time::Instant::now() + timeout)
+}
+
+extern "C" fn shutdown_at_exit() {
+    shutdown(SHUTDOWN_TIMEOUT);
+}
+
+/// A fallback for processes whose main thread never loaded the package (only workers
+/// did), so that no JS exit hook runs: `exit()` calls its handlers in reverse order of
+/// registration, so one registered after a library has loaded runs before the
+/// destructors that library registered while loading. Called after each model load.
+pub fn shutdown_before_later_destructors() {
+    // SAFETY: `shutdown_at_exit` is a plain `extern "C" fn()` that lives as long as the
+    // addon, which is never unloaded before exit; atexit only stores the pointer.
+    unsafe {
+        libc::atexit(shutdown_at_exit);
+    }
 }
 
 /// Every embedding service started in this process.
@@ -161,6 +255,7 @@ impl crate::monitor::Holder for Services {
     }
 
     fn unload_lru_idle(&self) -> Option<(String, u64)> {
+        let _work = begin_work().ok()?;
         LLM.get()?.loader().unload_lru_idle()
     }
 

@@ -46,6 +46,8 @@ pub struct EmbeddingService {
     queue: Arc<Queue>,
     counters: Arc<Counters>,
     dimension: Arc<AtomicUsize>,
+    /// The inference thread, joined by [`EmbeddingService::join`].
+    thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl EmbeddingService {
@@ -63,19 +65,48 @@ impl EmbeddingService {
             queue: Arc::new(Queue::new(config)),
             counters: Arc::new(Counters::default()),
             dimension: Arc::new(AtomicUsize::new(dimension_hint.unwrap_or(0))),
+            thread: parking_lot::Mutex::new(None),
         });
         let (queue, counters, dimension) = (
             svc.queue.clone(),
             svc.counters.clone(),
             svc.dimension.clone(),
         );
-        std::thread::Builder::new()
-            .name(format!("orion-embed-{}", svc.model))
+        // Thread names cannot hold NUL bytes (spawning would panic): show them escaped.
+        let name = format!("orion-embed-{}", svc.model).replace('\0', "\\0");
+        let handle = std::thread::Builder::new()
+            .name(name)
             .spawn(move || run(queue, counters, dimension, factory))
             .map_err(|e| {
                 OrionError::Internal(format!("could not start the inference thread: {e}"))
             })?;
+        *svc.thread.lock() = Some(handle);
         Ok(svc)
+    }
+
+    /// Stop for good: every waiting request gets `SHUT_DOWN`, new ones too, and the
+    /// inference thread ends after the batch (or the model load) it is in.
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    /// Wait until the inference thread has ended, model dropped, or `deadline` passes
+    /// (then `false`). Call [`EmbeddingService::close`] first.
+    pub fn join(&self, deadline: std::time::Instant) -> bool {
+        let mut slot = self.thread.lock();
+        let Some(handle) = slot.as_ref() else {
+            return true;
+        };
+        while !handle.is_finished() {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(h) = slot.take() {
+            let _ = h.join();
+        }
+        true
     }
 
     pub fn model(&self) -> &str {
@@ -151,6 +182,7 @@ fn run(
                 Ok(Ok(m)) => {
                     counters.model_loads.fetch_add(1, Relaxed);
                     model = Some(m);
+                    crate::runtime::shutdown_before_later_destructors();
                 }
                 Ok(Err(e)) => {
                     queue.complete(&batch, Err(e));
@@ -382,6 +414,23 @@ mod tests {
         assert_eq!(v[0][0], 1.0);
         assert_eq!(loads.load(Relaxed), 2);
         assert_eq!(svc.stats().model_loads, 1);
+    }
+
+    #[test]
+    fn close_during_the_model_load_answers_shut_down_and_the_thread_ends() {
+        let (svc, loads, _) = service(false, 0, BatchConfig::default());
+        let pending = svc.submit(&["x"]).unwrap();
+        std::thread::sleep(Duration::from_millis(5)); // the thread is inside the 30 ms load
+        svc.close();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        assert!(svc.join(deadline));
+        assert_eq!(loads.load(Relaxed), 1);
+        assert_eq!(
+            rt().block_on(pending.wait(LONG, None)).err(),
+            Some(OrionError::ShutDown)
+        );
+        assert_eq!(svc.submit(&["y"]).err(), Some(OrionError::ShutDown));
+        assert!(svc.join(deadline)); // a second join is free
     }
 
     #[test]

@@ -95,9 +95,7 @@ impl Queue {
     pub fn submit(&self, texts: &[Arc<str>]) -> Result<(Vec<Slot>, SubmitCounts)> {
         let mut st = self.state.lock();
         if st.closed {
-            return Err(OrionError::Internal(
-                "the embedding service has shut down".into(),
-            ));
+            return Err(OrionError::ShutDown);
         }
         let mut counts = SubmitCounts::default();
         let mut fresh: HashSet<&str> = HashSet::new();
@@ -108,6 +106,16 @@ impl Queue {
                 fresh.insert(t);
             }
             cached.push(hit);
+        }
+        if fresh.len() > self.config.max_queue {
+            // Retrying could never succeed: say so, and what the limit is.
+            return Err(OrionError::InvalidInput(format!(
+                "a batch of {} new texts is more than the queue holds (maxQueue {}): send it in \
+                 parts of at most {} texts, or raise maxQueue",
+                fresh.len(),
+                self.config.max_queue,
+                self.config.max_queue
+            )));
         }
         if st.pending.len() + fresh.len() > self.config.max_queue {
             return Err(OrionError::Overloaded {
@@ -212,9 +220,18 @@ impl Queue {
         }
     }
 
-    /// Stop taking work; `next_batch` returns `None` once the queue drains.
+    /// Stop taking work: every waiter, queued or in flight, gets `SHUT_DOWN` now, and
+    /// `next_batch` returns `None` from here on.
     pub fn close(&self) {
-        self.state.lock().closed = true;
+        let mut st = self.state.lock();
+        st.closed = true;
+        st.pending.clear();
+        for (_, ws) in st.waiters.drain() {
+            for w in ws {
+                let _ = w.send(Err(OrionError::ShutDown));
+            }
+        }
+        drop(st);
         self.ready.notify_all();
     }
 
@@ -386,7 +403,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         q.close();
         assert!(consumer.join().unwrap().is_none());
-        assert!(q.submit(&texts(&["a"])).is_err());
+        assert_eq!(q.submit(&texts(&["a"])).err(), Some(OrionError::ShutDown));
+    }
+
+    #[test]
+    fn close_answers_every_waiter_with_shut_down() {
+        let q = Queue::new(cfg(1, 0, 100));
+        let (mut slots, _) = q.submit(&texts(&["in flight", "queued"])).unwrap();
+        let _batch = q.next_batch().unwrap(); // "in flight" is being computed
+        q.close();
+        assert!(q.next_batch().is_none());
+        for slot in slots.drain(..) {
+            let Slot::Waiting(mut rx) = slot else {
+                panic!("nothing was cached")
+            };
+            assert_eq!(rx.try_recv().unwrap(), Err(OrionError::ShutDown));
+        }
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub struct SharedEmbeddingClient {
 /// default `all-MiniLM-L6-v2`), `modelPath` (a directory with the model files),
 /// `timeoutMs`, `cacheBytes`, `maxBatchSize`, `maxWaitMs`, `maxQueue`, `threads`.
 /// Throws an Error with code `INVALID_OPTION` on bad options.
-#[napi(ts_args_type = "options?: EmbeddingClientOptions")]
+#[napi(ts_args_type = "options?: EmbeddingClientOptions", catch_unwind)]
 pub fn get_shared_embedding_client(
     env: Env,
     options: Option<Unknown>,
@@ -150,11 +150,23 @@ impl SharedEmbeddingClient {
     ) -> Result<PromiseRaw<'e, V>> {
         let prepared = texts.and_then(|texts| {
             let call = self.call_options(env, options)?;
+            let gone = super::env_guard::gone(env)
+                .map_err(|e| OrionError::Internal(format!("environment hook: {}", e.reason)))?;
             let pending = self.service.submit(&texts)?;
-            Ok((pending, call))
+            Ok((pending, call, gone))
         });
         match prepared {
-            Ok((pending, call)) => promise(env, pending.wait(call.timeout, call.cancel), convert),
+            Ok((pending, call, gone)) => {
+                // A terminated worker's requests are given up at once: dropping the wait
+                // drops its receivers, and the queue then skips texts nobody waits for.
+                let fut = async move {
+                    tokio::select! {
+                        r = pending.wait(call.timeout, call.cancel) => r,
+                        () = gone.wait() => Err(OrionError::Aborted),
+                    }
+                };
+                promise(env, fut, convert)
+            }
             Err(e) => rejected(env, e),
         }
     }
@@ -163,7 +175,7 @@ impl SharedEmbeddingClient {
 #[napi]
 impl SharedEmbeddingClient {
     /// The model's name.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn model(&self) -> String {
         self.service.model().to_string()
     }
@@ -172,7 +184,8 @@ impl SharedEmbeddingClient {
     /// input beyond 256 tokens is truncated).
     #[napi(
         ts_args_type = "text: string, options?: EmbedOptions",
-        ts_return_type = "Promise<number[]>"
+        ts_return_type = "Promise<number[]>",
+        catch_unwind
     )]
     pub fn create_embedding<'e>(
         &self,
@@ -190,7 +203,8 @@ impl SharedEmbeddingClient {
     /// an empty result.
     #[napi(
         ts_args_type = "texts: string[], options?: EmbedOptions",
-        ts_return_type = "Promise<number[][]>"
+        ts_return_type = "Promise<number[][]>",
+        catch_unwind
     )]
     pub fn create_embeddings<'e>(
         &self,
@@ -207,7 +221,8 @@ impl SharedEmbeddingClient {
     /// `texts.length * dimension` numbers, row `i` at `[i * dimension, (i + 1) * dimension)`.
     #[napi(
         ts_args_type = "texts: string[], options?: EmbedOptions",
-        ts_return_type = "Promise<Float32Array>"
+        ts_return_type = "Promise<Float32Array>",
+        catch_unwind
     )]
     pub fn create_embeddings_float32<'e>(
         &self,
@@ -223,7 +238,7 @@ impl SharedEmbeddingClient {
     }
 
     /// Counters of the process-wide service.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_stats(&self) -> EmbeddingStats {
         let s = self.service.stats();
         EmbeddingStats {
@@ -243,7 +258,7 @@ impl SharedEmbeddingClient {
     }
 
     /// Empty the shared cache (for every thread).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn clear_cache(&self) {
         self.service.clear_cache();
     }

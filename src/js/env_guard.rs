@@ -1,7 +1,8 @@
-//! Generations belong to the JS thread (main or worker) that started them. When that
-//! thread's environment is torn down (a worker exits or is terminated, the process
-//! exits), its generations are stopped and waited for, so that none keeps calling
-//! into a JS environment that no longer exists.
+//! Work belongs to the JS thread (main or worker) that started it. When that thread's
+//! environment is torn down (a worker exits or is terminated), its generations are
+//! stopped and waited for, so that none keeps calling into a JS environment that no
+//! longer exists, and its embedding requests are given up, so that the shared queue
+//! drops their texts instead of computing them for nobody.
 
 use napi::Env;
 use parking_lot::{Condvar, Mutex};
@@ -20,6 +21,28 @@ struct Running {
 struct EnvWork {
     running: Mutex<Running>,
     idle: Condvar,
+    gone: Arc<Gone>,
+}
+
+/// Set, and its waiters woken, when the environment is torn down.
+#[derive(Default)]
+pub struct Gone {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Gone {
+    /// Resolves once the environment is gone (never, while it lives).
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so a teardown in between still wakes us.
+        notified.as_mut().enable();
+        if self.flag.load(Ordering::SeqCst) {
+            return;
+        }
+        notified.await
+    }
 }
 
 static ENVS: LazyLock<Mutex<HashMap<usize, Arc<EnvWork>>>> = LazyLock::new(Default::default);
@@ -40,21 +63,28 @@ impl Drop for Registration {
     }
 }
 
+fn work_of(env: &Env) -> napi::Result<Arc<EnvWork>> {
+    let key = env.raw() as usize;
+    let mut envs = ENVS.lock();
+    Ok(match envs.get(&key) {
+        Some(w) => w.clone(),
+        None => {
+            let w = Arc::new(EnvWork::default());
+            envs.insert(key, w.clone());
+            env.add_env_cleanup_hook(key, stop_all)?;
+            w
+        }
+    })
+}
+
+/// What tells the work of `env` that the environment has gone.
+pub fn gone(env: &Env) -> napi::Result<Arc<Gone>> {
+    Ok(work_of(env)?.gone.clone())
+}
+
 /// Register a generation started on `env`; `cancel` is set if the environment goes.
 pub fn register(env: &Env, cancel: &Arc<AtomicBool>) -> napi::Result<Registration> {
-    let key = env.raw() as usize;
-    let work = {
-        let mut envs = ENVS.lock();
-        match envs.get(&key) {
-            Some(w) => w.clone(),
-            None => {
-                let w = Arc::new(EnvWork::default());
-                envs.insert(key, w.clone());
-                env.add_env_cleanup_hook(key, stop_all)?;
-                w
-            }
-        }
-    };
+    let work = work_of(env)?;
     {
         let mut r = work.running.lock();
         r.count += 1;
@@ -67,6 +97,8 @@ fn stop_all(key: usize) {
     let Some(work) = ENVS.lock().remove(&key) else {
         return;
     };
+    work.gone.flag.store(true, Ordering::SeqCst);
+    work.gone.notify.notify_waiters();
     let mut r = work.running.lock();
     for c in r.cancels.iter().filter_map(Weak::upgrade) {
         c.store(true, Ordering::Relaxed);

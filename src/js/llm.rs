@@ -136,7 +136,7 @@ pub struct ModelLoader {
 /// The process-wide model loader. Options (`maxConcurrentModels`, `budgetBytes`,
 /// `idleTimeoutMs`) are process-wide too: passing them changes the limits for every
 /// thread. Throws `INVALID_OPTION` on bad options.
-#[napi(ts_args_type = "options?: ModelLoaderOptions")]
+#[napi(ts_args_type = "options?: ModelLoaderOptions", catch_unwind)]
 pub fn get_model_loader(env: Env, options: Option<Unknown>) -> Result<ModelLoader> {
     loader(options).map_err(|e| js_error(&env, &e))
 }
@@ -238,9 +238,14 @@ fn to_info(i: crate::llm::LoadInfo) -> ModelInfo {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> R<T> + Send + 'static) -> R<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| OrionError::Internal(format!("worker thread failed: {e}")))?
+    // Counted until it returns, so that the process's exit waits for it.
+    let work = crate::runtime::begin_work()?;
+    tokio::task::spawn_blocking(move || {
+        let _work = work;
+        f()
+    })
+    .await
+    .map_err(|e| OrionError::Internal(format!("worker thread failed: {e}")))?
 }
 
 /// Streams generated text to a JS callback. The generation thread waits (briefly) for
@@ -429,7 +434,8 @@ impl ModelLoader {
     /// of one key from any thread share one load.
     #[napi(
         ts_args_type = "modelKey: string, onProgress?: (percent: number) => void",
-        ts_return_type = "Promise<ModelInfo>"
+        ts_return_type = "Promise<ModelInfo>",
+        catch_unwind
     )]
     pub fn load_model<'e>(
         &self,
@@ -478,7 +484,11 @@ impl ModelLoader {
 
     /// Unload a model. Generations already running on it finish first; its memory is
     /// freed when the last of them ends. Resolves `false` when it was not loaded.
-    #[napi(ts_args_type = "modelKey: string", ts_return_type = "Promise<boolean>")]
+    #[napi(
+        ts_args_type = "modelKey: string",
+        ts_return_type = "Promise<boolean>",
+        catch_unwind
+    )]
     pub fn unload_model<'e>(
         &self,
         env: &'e Env,
@@ -498,12 +508,12 @@ impl ModelLoader {
     }
 
     /// Refresh a model's recency for LRU eviction. `false` when it is not loaded.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn mark_model_used(&self, model_key: String) -> bool {
         self.svc.loader().mark_used(&model_key)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_stats(&self) -> ModelLoaderStats {
         let s = self.svc.loader().stats();
         ModelLoaderStats {
@@ -532,7 +542,8 @@ impl ModelLoader {
     /// messages. The model is loaded first when needed.
     #[napi(
         ts_args_type = "modelKey: string, prompt: string | ChatMessage[], options?: GenerateOptions",
-        ts_return_type = "Promise<GenerateResult>"
+        ts_return_type = "Promise<GenerateResult>",
+        catch_unwind
     )]
     pub fn generate<'e>(
         &self,
@@ -572,7 +583,10 @@ impl ModelLoader {
     }
 
     /// Add or replace a model in the registry (process-wide).
-    #[napi(ts_args_type = "key: string, descriptor: ModelDescriptor")]
+    #[napi(
+        ts_args_type = "key: string, descriptor: ModelDescriptor",
+        catch_unwind
+    )]
     pub fn register_model(&self, env: Env, key: Unknown, descriptor: Unknown) -> Result<()> {
         let run = || -> R<()> {
             let key = read_key(&key, "key")?;
@@ -586,7 +600,7 @@ impl ModelLoader {
     }
 
     /// Every model in the registry.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn list_models(&self, env: Env) -> Result<Vec<ModelListing>> {
         let models = registry::list().map_err(|e| js_error(&env, &e))?;
         Ok(models
@@ -605,7 +619,7 @@ impl ModelLoader {
 
 /// The quantization level, model limits, GPU layers, context size and threads chosen
 /// for this machine, with the reasons.
-#[napi]
+#[napi(catch_unwind)]
 pub fn get_optimization_strategy(env: Env) -> Result<OptimizationStrategy> {
     let s = crate::llm::strategy::detect().map_err(|e| js_error(&env, &e))?;
     Ok(OptimizationStrategy {
@@ -632,7 +646,10 @@ pub fn get_optimization_strategy(env: Env) -> Result<OptimizationStrategy> {
 
 /// The app's naming: `applyQuantization('Mistral-7B-Instruct-v0.2', 'q4')` is
 /// `'Mistral-7B-Instruct-v0.2-q4f16_1-MLC'`. `loadModel` accepts such ids.
-#[napi(ts_args_type = "modelId: string, level: QuantizationLevel")]
+#[napi(
+    ts_args_type = "modelId: string, level: QuantizationLevel",
+    catch_unwind
+)]
 pub fn apply_quantization(env: Env, model_id: Unknown, level: Unknown) -> Result<String> {
     let run = || -> R<String> {
         let id = read_key(&model_id, "modelId")?;
@@ -689,11 +706,23 @@ pub struct TokenStream {
     result: Arc<parking_lot::Mutex<Option<Generation>>>,
 }
 
+/// A stream the program dropped without finishing it (no `break`, no `return()`) stops
+/// its generation when it is garbage-collected, so the model's lease is not held for
+/// nothing until `maxTokens`.
+impl Drop for TokenStream {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
 #[napi]
 impl TokenStream {
     /// The next piece of text; `{ done: true }` at the end. Rejects with the
     /// generation's coded error (`ABORTED`, `UNKNOWN_MODEL`, ...).
-    #[napi(ts_return_type = "Promise<IteratorResult<string, undefined>>")]
+    #[napi(
+        ts_return_type = "Promise<IteratorResult<string, undefined>>",
+        catch_unwind
+    )]
     pub fn next<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, StreamStep>> {
         let (events, result) = (self.events.clone(), self.result.clone());
         let fut = async move {
@@ -722,7 +751,8 @@ impl TokenStream {
     /// Stop early (what `break` in `for await` calls).
     #[napi(
         js_name = "return",
-        ts_return_type = "Promise<IteratorResult<string, undefined>>"
+        ts_return_type = "Promise<IteratorResult<string, undefined>>",
+        catch_unwind
     )]
     pub fn finish<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, StreamStep>> {
         self.cancel.store(true, Ordering::Relaxed);
@@ -739,7 +769,7 @@ impl TokenStream {
     }
 
     /// The whole result, once the stream has ended.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn result(&self) -> Option<GenerateResult> {
         self.result.lock().clone().map(to_result)
     }
@@ -750,7 +780,8 @@ impl ModelLoader {
     /// `generate` as an async iterator of text pieces (`for await`). Same options,
     /// except `onToken`.
     #[napi(
-        ts_args_type = "modelKey: string, prompt: string | ChatMessage[], options?: Omit<GenerateOptions, 'onToken'>"
+        ts_args_type = "modelKey: string, prompt: string | ChatMessage[], options?: Omit<GenerateOptions, 'onToken'>",
+        catch_unwind
     )]
     pub fn generate_stream(
         &self,
@@ -784,17 +815,21 @@ impl ModelLoader {
         match prepared {
             // Reported by the first next(), like every other failure.
             Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
-            Ok((key, prompt, call)) => {
-                let svc = self.svc;
-                let registration = super::env_guard::register(&env, &call.cancel)?;
-                napi::bindgen_prelude::spawn_blocking(move || {
-                    let _registration = registration;
-                    let mut on_text = |t: &str| drop(tx.send(StreamEvent::Text(t.to_string())));
-                    let result =
-                        svc.generate(&key, &prompt, &call.params, &call.cancel, &mut on_text);
-                    let _ = tx.send(StreamEvent::Done(result));
-                });
-            }
+            Ok((key, prompt, call)) => match crate::runtime::begin_work() {
+                Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
+                Ok(work) => {
+                    let svc = self.svc;
+                    let registration = super::env_guard::register(&env, &call.cancel)?;
+                    napi::bindgen_prelude::spawn_blocking(move || {
+                        let _work = work;
+                        let _registration = registration;
+                        let mut on_text = |t: &str| drop(tx.send(StreamEvent::Text(t.to_string())));
+                        let result =
+                            svc.generate(&key, &prompt, &call.params, &call.cancel, &mut on_text);
+                        let _ = tx.send(StreamEvent::Done(result));
+                    });
+                }
+            },
         }
         Ok(stream)
     }

@@ -3,6 +3,7 @@
 
 mod embedding;
 mod env_guard;
+mod lifecycle;
 mod llm;
 mod monitor;
 mod options;

@@ -266,7 +266,7 @@ fn callback<T: ToNapiValue + 'static>(
 /// The memory monitor. Options (process-wide): `thresholds` `{ medium, high, critical }`
 /// (fractions of the budget, default 0.6/0.75/0.9), `historySize` (100), `budgetBytes`
 /// (0: none), `autoFree` (true), `freeAt` (`'critical'`), `rssGrowthAlertBytesPerSec`.
-#[napi(ts_args_type = "options?: MemoryMonitorOptions")]
+#[napi(ts_args_type = "options?: MemoryMonitorOptions", catch_unwind)]
 pub fn get_memory_monitor(env: Env, options: Option<Unknown>) -> Result<MemoryMonitor> {
     configure(options).map_err(|e| js_error(&env, &e))?;
     auto_start().map_err(|e| js_error(&env, &e))?;
@@ -348,7 +348,7 @@ fn js_heap(env: &Env) -> Option<(u64, u64, u64)> {
 impl MemoryMonitor {
     /// Measure now (off the JS thread); at high enough pressure, free idle models and
     /// the embedding cache first. Recorded in the shared history.
-    #[napi(ts_return_type = "Promise<MemorySnapshot>")]
+    #[napi(ts_return_type = "Promise<MemorySnapshot>", catch_unwind)]
     pub fn take_snapshot<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, MemorySnapshot>> {
         let heap = js_heap(env);
         promise(
@@ -365,7 +365,7 @@ impl MemoryMonitor {
     }
 
     /// The history, oldest first.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_snapshots(&self) -> Vec<MemorySnapshot> {
         memory_monitor()
             .snapshots()
@@ -374,7 +374,7 @@ impl MemoryMonitor {
             .collect()
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_stats(&self) -> MemoryMonitorStats {
         let s = memory_monitor().stats();
         MemoryMonitorStats {
@@ -393,7 +393,7 @@ impl MemoryMonitor {
         }
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn get_alerts(&self) -> Vec<MemoryAlert> {
         memory_monitor()
             .alerts()
@@ -402,24 +402,24 @@ impl MemoryMonitor {
             .collect()
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn has_alerts(&self) -> bool {
         !memory_monitor().alerts().is_empty()
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn clear_alerts(&self) {
         memory_monitor().clear_alerts();
     }
 
     /// Take a snapshot every `intervalMs` on a background thread (process-wide; calling
     /// it again while running keeps the first period). Subscribers see each one.
-    #[napi(ts_args_type = "intervalMs: number")]
+    #[napi(ts_args_type = "intervalMs: number", catch_unwind)]
     pub fn start(&self, env: Env, interval_ms: Unknown) -> Result<()> {
         let run = || -> R<()> {
             let bad = || {
                 OrionError::InvalidOption(format!(
-                    "intervalMs must be a positive number of milliseconds, got {}",
+                    "intervalMs must be a number of milliseconds from 1 to 2147483647 (24.8 days), got {}",
                     super::options::describe(&interval_ms)
                 ))
             };
@@ -427,7 +427,9 @@ impl MemoryMonitor {
                 return Err(bad());
             }
             let ms: f64 = unsafe { interval_ms.cast() }.map_err(|_| bad())?;
-            if !ms.is_finite() || ms <= 0.0 {
+            // Beyond setTimeout's own limit an interval is a mistake, and far beyond it
+            // Duration's conversion would panic.
+            if !ms.is_finite() || ms <= 0.0 || ms > i32::MAX as f64 {
                 return Err(bad());
             }
             memory_monitor().start(
@@ -439,13 +441,13 @@ impl MemoryMonitor {
         run().map_err(|e| js_error(&env, &e))
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stop(&self) {
         memory_monitor().stop();
         let _ = std::fs::remove_file(status_file());
     }
 
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn is_running(&self) -> bool {
         memory_monitor().is_running()
     }
@@ -454,7 +456,8 @@ impl MemoryMonitor {
     /// function that unsubscribes.
     #[napi(
         ts_args_type = "cb: (snapshot: MemorySnapshot) => void",
-        ts_return_type = "() => void"
+        ts_return_type = "() => void",
+        catch_unwind
     )]
     pub fn on_snapshot<'e>(&self, env: &'e Env, cb: Unknown) -> Result<Function<'e, (), ()>> {
         let f = callback::<MemorySnapshot>(env, cb, "onSnapshot").map_err(|e| js_error(env, &e))?;
@@ -464,7 +467,8 @@ impl MemoryMonitor {
     /// `cb(alert)` on this thread for every alert. Returns the function that unsubscribes.
     #[napi(
         ts_args_type = "cb: (alert: MemoryAlert) => void",
-        ts_return_type = "() => void"
+        ts_return_type = "() => void",
+        catch_unwind
     )]
     pub fn on_alert<'e>(&self, env: &'e Env, cb: Unknown) -> Result<Function<'e, (), ()>> {
         let f = callback::<MemoryAlert>(env, cb, "onAlert").map_err(|e| js_error(env, &e))?;

@@ -25,7 +25,7 @@ pub struct Configuration {
 /// sees them (a worker's `process.env` is its own copy and never reaches the addon).
 /// Each given setting wins over its environment variable; settings left out keep their
 /// value. Returns the settings in effect. Throws `INVALID_OPTION` on a bad value.
-#[napi(ts_args_type = "options?: ConfigureOptions")]
+#[napi(ts_args_type = "options?: ConfigureOptions", catch_unwind)]
 pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
     let run = || -> std::result::Result<Configuration, OrionError> {
         let o = Options::parse(options, "options", CONFIGURE_OPTIONS)?;

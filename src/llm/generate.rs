@@ -217,6 +217,38 @@ fn held_back(text: &str, stops: &[String]) -> usize {
 }
 
 /// Generate on `model` in a fresh context of at most `context_length` tokens.
+/// Why a generation stopped early: its caller cancelled it, or the process is exiting.
+fn stopped() -> OrionError {
+    if crate::runtime::is_shut_down() {
+        OrionError::ShutDown
+    } else {
+        OrionError::Aborted
+    }
+}
+
+/// No vocabulary piece is longer than this many bytes (the longest are runs of spaces
+/// or punctuation in code vocabularies, well under it), so a prompt of more bytes than
+/// this per context token cannot fit, and is rejected before it is templated and
+/// tokenized: a 50 MB prompt costs nothing instead of a minute of a thread and a lease.
+pub const MAX_BYTES_PER_TOKEN: usize = 256;
+
+/// `PROMPT_TOO_LONG` for a prompt that cannot fit in `context_length` tokens, from its
+/// size alone.
+pub fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<()> {
+    let bytes = match prompt {
+        Prompt::Text(t) => t.len(),
+        Prompt::Messages(messages) => messages.iter().map(|(r, c)| r.len() + c.len()).sum(),
+    };
+    if bytes > context_length as usize * MAX_BYTES_PER_TOKEN {
+        return Err(OrionError::PromptTooLong {
+            tokens: (bytes / MAX_BYTES_PER_TOKEN).min(u32::MAX as usize) as u32,
+            context: context_length,
+            at_least: true,
+        });
+    }
+    Ok(())
+}
+
 /// `on_text` receives the text as it is produced; `cancel` stops within a token.
 pub fn generate(
     model: &LlamaModel,
@@ -226,6 +258,7 @@ pub fn generate(
     cancel: &AtomicBool,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation> {
+    check_prompt_size(prompt, context_length)?;
     let rendered = render_prompt(model, prompt, params.raw)?;
     let vocab = model.vocab();
     let tokens = vocab.tokenize(rendered.as_bytes(), true, true);
@@ -237,6 +270,7 @@ pub fn generate(
         return Err(OrionError::PromptTooLong {
             tokens: prompt_tokens,
             context: context_length,
+            at_least: false,
         });
     }
     // A context just big enough for this request: less memory and a faster start.
@@ -250,8 +284,8 @@ pub fn generate(
     let started = Instant::now();
     let mut batch = LlamaBatch::new(n_batch.max(1), 1);
     for (chunk_i, chunk) in tokens.chunks(n_batch).enumerate() {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(OrionError::Aborted);
+        if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
+            return Err(stopped());
         }
         batch.clear();
         let base = chunk_i * n_batch;
@@ -280,8 +314,8 @@ pub fn generate(
     let mut finish = "length";
     let max_new = params.max_tokens.min(n_ctx - prompt_tokens);
     while generated < max_new {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(OrionError::Aborted);
+        if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
+            return Err(stopped());
         }
         let token = picker.pick(&ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
@@ -353,6 +387,18 @@ pub fn generate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prompts_too_big_for_any_tokenization_are_rejected_by_size() {
+        let fits = Prompt::Text("x".repeat(2048 * MAX_BYTES_PER_TOKEN));
+        assert!(check_prompt_size(&fits, 2048).is_ok());
+        let huge = Prompt::Text("x".repeat(50_000_000));
+        let e = check_prompt_size(&huge, 2048).unwrap_err();
+        assert_eq!(e.code(), "PROMPT_TOO_LONG");
+        assert!(e.to_string().contains("at least 195312 tokens"), "{e}");
+        let chat = Prompt::Messages(vec![("user".into(), "y".repeat(600_000))]);
+        assert!(check_prompt_size(&chat, 2048).is_err());
+    }
 
     #[test]
     fn text_that_may_start_a_stop_string_is_held_back() {
