@@ -14,9 +14,9 @@ const native = require('./lib/binding').load()
 
 // Native threads must be out of ONNX Runtime and llama.cpp before exit() runs their
 // static destructors: on the main thread's `exit` event (process.exit, a natural end,
-// an uncaught exception) the addon stops them, within 2 s. Registered by the addon on
-// this thread's real `process`, once, whichever realm evaluates this file.
-if (isMainThread) native.__installExitHook()
+// an uncaught exception) the addon stops them, within 2 s. The addon registers that on
+// this thread's real `process`, once, whichever realm evaluates this file (src/js/lifecycle.rs).
+native.__attach(isMainThread)
 
 const foreign = Object.getPrototypeOf(native.getModelLoader) !== Function.prototype
 const INTERNAL = Symbol('orion-native internal')
@@ -71,15 +71,19 @@ const CODES = new Set([
 
 /**
  * Every error a caller sees carries one of the codes above: napi-rs's own argument
- * errors (`StringExpected`, ...) become INVALID_INPUT, and an exception thrown by the
- * caller's own option getter or Proxy trap becomes INVALID_OPTION; the original is the
- * `cause`.
+ * errors (`StringExpected`, ...) become INVALID_INPUT, and an exception of the caller's
+ * own code (an option getter or a Proxy trap that throws while the addon reads the
+ * options) becomes INVALID_OPTION; the original is the `cause`.
  */
-function coded(e, fallback = 'INVALID_INPUT') {
+function coded(e, fallback) {
   e = adoptError(e)
   if (e instanceof Error && CODES.has(e.code)) return e
-  const err = new Error(e instanceof Error ? e.message : String(e))
-  err.code = fallback
+  const code = fallback || (e && typeof e.code === 'string' ? 'INVALID_INPUT' : 'INVALID_OPTION')
+  const message = e instanceof Error ? e.message : String(e)
+  const err = new Error(
+    code === 'INVALID_OPTION' ? `the options could not be read: your code threw "${message}"` : message,
+  )
+  err.code = code
   err.cause = e
   return err
 }
@@ -167,14 +171,37 @@ function callOptions(options) {
   if (relay) {
     const inner = new AbortController()
     if (signal.aborted) inner.abort(signal.reason)
-    else {
-      const forward = () => inner.abort(signal.reason)
-      signal.addEventListener('abort', forward, { once: true })
-      settled = () => signal.removeEventListener('abort', forward)
-    }
+    else settled = follow(signal, inner)
     copy.signal = inner.signal
   }
   return [copy, settled]
+}
+
+// Per caller signal, the calls following it: one listener on that signal for all of
+// them (so many concurrent calls sharing it raise no MaxListenersExceededWarning),
+// removed when the last call settles.
+const followers = new WeakMap()
+
+function follow(signal, inner) {
+  let set = followers.get(signal)
+  if (!set) {
+    set = new Set()
+    const forward = () => {
+      for (const c of set) c.abort(signal.reason)
+      set.clear()
+    }
+    set.forward = forward
+    followers.set(signal, set)
+    signal.addEventListener('abort', forward, { once: true })
+  }
+  set.add(inner)
+  return () => {
+    set.delete(inner)
+    if (set.size === 0 && followers.get(signal) === set) {
+      followers.delete(signal)
+      signal.removeEventListener('abort', set.forward)
+    }
+  }
 }
 
 /** callAsync for methods whose last argument is per-call options. */

@@ -198,6 +198,22 @@ pub fn shutdown_before_later_destructors() {
     }
 }
 
+/// For the moment the last JS environment using the addon goes away (a process whose
+/// main thread never loaded it, whose last worker ends): wait, until `deadline`, for the
+/// native threads to be outside ONNX Runtime and llama.cpp, since the process may now
+/// exit at once. Nothing is shut down: a later worker finds everything working.
+pub fn quiesce(deadline: std::time::Instant) -> bool {
+    let mut all = embedding_services().iter().all(|s| s.wait_idle(deadline));
+    let mut n = WORK.lock();
+    while *n > 0 {
+        if WORK_DONE.wait_until(&mut n, deadline).timed_out() {
+            all = false;
+            break;
+        }
+    }
+    all
+}
+
 /// Every embedding service started in this process.
 pub fn embedding_services() -> Vec<Arc<EmbeddingService>> {
     EMBEDDING.lock().values().cloned().collect()

@@ -48,6 +48,8 @@ pub struct EmbeddingService {
     dimension: Arc<AtomicUsize>,
     /// The inference thread, joined by [`EmbeddingService::join`].
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Whether that thread is inside the model (loading it or running a batch).
+    busy: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EmbeddingService {
@@ -66,17 +68,19 @@ impl EmbeddingService {
             counters: Arc::new(Counters::default()),
             dimension: Arc::new(AtomicUsize::new(dimension_hint.unwrap_or(0))),
             thread: parking_lot::Mutex::new(None),
+            busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         });
-        let (queue, counters, dimension) = (
+        let (queue, counters, dimension, busy) = (
             svc.queue.clone(),
             svc.counters.clone(),
             svc.dimension.clone(),
+            svc.busy.clone(),
         );
         // Thread names cannot hold NUL bytes (spawning would panic): show them escaped.
         let name = format!("orion-embed-{}", svc.model).replace('\0', "\\0");
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(queue, counters, dimension, factory))
+            .spawn(move || run(queue, counters, dimension, busy, factory))
             .map_err(|e| {
                 OrionError::Internal(format!("could not start the inference thread: {e}"))
             })?;
@@ -88,6 +92,18 @@ impl EmbeddingService {
     /// inference thread ends after the batch (or the model load) it is in.
     pub fn close(&self) {
         self.queue.close();
+    }
+
+    /// Wait until the inference thread is outside the model (waiting for work) or
+    /// `deadline` passes (then `false`).
+    pub fn wait_idle(&self, deadline: std::time::Instant) -> bool {
+        while self.busy.load(std::sync::atomic::Ordering::SeqCst) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 
     /// Wait until the inference thread has ended, model dropped, or `deadline` passes
@@ -171,10 +187,19 @@ fn run(
     queue: Arc<Queue>,
     counters: Arc<Counters>,
     dimension: Arc<AtomicUsize>,
+    busy: Arc<std::sync::atomic::AtomicBool>,
     factory: Box<dyn EmbedderFactory>,
 ) {
+    struct Busy<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Busy<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
     let mut model: Option<Box<dyn Embedder>> = None;
     while let Some(batch) = queue.next_batch() {
+        busy.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _busy = Busy(&busy);
         if model.is_none() {
             // A failed load is retried on the next batch, so that fetching the model
             // after a MODEL_NOT_FOUND fixes a running process.

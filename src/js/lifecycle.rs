@@ -1,24 +1,44 @@
-//! The process's exit: native threads are stopped from a JS `exit` listener, which runs
-//! before `exit()` calls the C++ static destructors of ONNX Runtime and llama.cpp.
-//! (Node runs no environment cleanup hook on `process.exit`, and an `atexit` handler
-//! registered when the addon loads runs after those destructors.)
+//! The process's exit. Native threads must be out of ONNX Runtime and llama.cpp before
+//! `exit()` runs their C++ static destructors, which crash under a thread still inside
+//! them. Node runs no environment cleanup hook on `process.exit`, and an `atexit`
+//! handler registered when the addon loads runs after those destructors; so:
+//! - on the main thread, a listener for `process`'s `exit` event (which fires on
+//!   `process.exit()`, a natural end and an uncaught exception) shuts everything down;
+//! - on every thread, an environment cleanup hook: when the last environment using the
+//!   addon goes (an app whose main thread never loaded it), it waits for the native
+//!   threads to be idle, since the process may exit right after.
 
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
+static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
-/// Called by the package's entry on the main thread: adds, once per process, a listener
-/// for `process`'s `exit` event (the real `process` of this thread, whatever realm the
-/// caller runs in) that shuts the native runtime down. `exit` fires on `process.exit()`,
-/// on a natural end and after an uncaught exception.
-#[napi(js_name = "__installExitHook", skip_typescript, catch_unwind)]
-pub fn install_exit_hook(env: Env) -> Result<()> {
-    if HOOKED.swap(true, Ordering::SeqCst) {
+thread_local! {
+    // Each JS environment runs on a thread of its own (the main thread, or a worker's).
+    static ATTACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by the package's entry each time it is evaluated on a thread (jest evaluates
+/// it once per test file); only the first call per thread does anything.
+#[napi(js_name = "__attach", skip_typescript, catch_unwind)]
+pub fn attach(env: Env, is_main_thread: bool) -> Result<()> {
+    if ATTACHED.with(|a| a.replace(true)) {
         return Ok(());
     }
+    LIVE_ENVS.fetch_add(1, Ordering::SeqCst);
+    env.add_env_cleanup_hook((), |()| {
+        if LIVE_ENVS.fetch_sub(1, Ordering::SeqCst) == 1 {
+            crate::runtime::quiesce(std::time::Instant::now() + crate::runtime::SHUTDOWN_TIMEOUT);
+        }
+    })?;
+    if !is_main_thread || HOOKED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    // This thread's real `process`, whatever realm the caller runs in (jest's sandbox
+    // has its own `process` object).
     let process: Object = env.get_global()?.get_named_property("process")?;
     let on: Function<FnArgs<(&str, Function<(), ()>)>, Unknown> =
         process.get_named_property("on")?;
@@ -30,10 +50,8 @@ pub fn install_exit_hook(env: Env) -> Result<()> {
     Ok(())
 }
 
-/// Stops every native thread now: requests in flight reject with `SHUT_DOWN`, and so
-/// does every later call. `true` when everything stopped within `timeoutMs` (default
-/// 2000). The package does this by itself when the process exits; call it to shut down
-/// earlier, e.g. before handing a worker pool's memory back.
+/// Shut down now, as the exit listener does: for tests, and for hosts that tear the
+/// runtime down before exiting. Returns whether everything stopped within `timeoutMs`.
 #[napi(js_name = "__shutdown", skip_typescript, catch_unwind)]
 pub fn shutdown(timeout_ms: Option<u32>) -> bool {
     let timeout = timeout_ms.map_or(crate::runtime::SHUTDOWN_TIMEOUT, |ms| {
