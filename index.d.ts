@@ -112,6 +112,7 @@ export type OrionErrorCode =
   | 'MODEL_BUSY'
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
+  | 'SHUT_DOWN'
   | 'INTERNAL'
   | 'BINDING_NOT_FOUND'
 

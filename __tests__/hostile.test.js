@@ -8,7 +8,7 @@ const path = require('node:path')
 const { Worker } = require('node:worker_threads')
 const { getEventListeners } = require('node:events')
 const { spawnSync } = require('node:child_process')
-const { root, expectCode, expectThrowCode, embeddingModelDir } = require('./helpers')
+const { root, expectCode, expectThrowCode, embeddingModelDir, llmModelDir } = require('./helpers')
 const orion = require(root)
 
 function child(args, opts = {}) {
@@ -117,6 +117,70 @@ test('bad arguments get codes, never a crash or an uncoded throw', async () => {
   await expectCode(loader.generate('demo', 'hi', trap), 'INVALID_OPTION')
   await expectCode(loader.loadModel(42), 'INVALID_INPUT')
   await expectCode(loader.generate('demo', 42), 'INVALID_INPUT')
+})
+
+test('a 100-byte GGUF with 0 layers is MODEL_LOAD_FAILED, not an abort', async () => {
+  const str = (t) => {
+    const b = Buffer.alloc(8 + t.length)
+    b.writeBigUInt64LE(BigInt(t.length))
+    b.write(t, 8)
+    return b
+  }
+  const u32 = (n) => {
+    const b = Buffer.alloc(4)
+    b.writeUInt32LE(n)
+    return b
+  }
+  const u64 = (n) => {
+    const b = Buffer.alloc(8)
+    b.writeBigUInt64LE(BigInt(n))
+    return b
+  }
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'orion-gguf-')), 'hostile.gguf')
+  fs.writeFileSync(
+    file,
+    Buffer.concat([
+      Buffer.from('GGUF'),
+      u32(3),
+      u64(0), // tensors
+      u64(2), // key-value pairs
+      str('general.architecture'),
+      u32(8), // string
+      str('llama'),
+      str('llama.block_count'),
+      u32(4), // uint32
+      u32(0),
+    ]),
+  )
+  const err = await expectCode(orion.getModelLoader().loadModel(file), 'MODEL_LOAD_FAILED')
+  expect(err.message).toMatch(/block_count/)
+})
+
+test('concurrent loads of different keys under maxConcurrentModels 1 both succeed, in turn', async () => {
+  const loader = orion.getModelLoader()
+  const file = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+  loader.registerModel('demo-twin', { files: { q4: { path: file } } })
+  const limits = orion.getModelLoader({ maxConcurrentModels: 1 })
+  try {
+    for (let i = 0; i < 10; i++) {
+      const [a, b] = await Promise.all([limits.loadModel('demo'), limits.loadModel('demo-twin')])
+      expect([a.key, b.key]).toEqual(['demo', 'demo-twin'])
+      expect(limits.getStats().loadedModels).toBe(1)
+    }
+  } finally {
+    orion.getModelLoader({ maxConcurrentModels: 2 })
+  }
+})
+
+test('a registry file whose sha256 does not match is MODEL_LOAD_FAILED naming both digests', async () => {
+  const loader = orion.getModelLoader()
+  const file = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+  const wrong = 'ab'.repeat(32)
+  loader.registerModel('demo-bad-digest', { files: { q4: { path: file, sha256: wrong } } })
+  const err = await expectCode(loader.loadModel('demo-bad-digest'), 'MODEL_LOAD_FAILED')
+  expect(err.message).toContain(wrong)
+  expect(err.message).toContain('b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53')
+  expect(err.message).toContain(file)
 })
 
 test('throwing callbacks are contained and reported once each', () => {

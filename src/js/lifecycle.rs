@@ -14,6 +14,9 @@ use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static HOOKED: AtomicBool = AtomicBool::new(false);
+
+/// `process.on(event, listener)`'s arguments.
+type OnArgs<'a> = FnArgs<(&'a str, Function<'a, (), ()>)>;
 static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
@@ -40,8 +43,7 @@ pub fn attach(env: Env, is_main_thread: bool) -> Result<()> {
     // This thread's real `process`, whatever realm the caller runs in (jest's sandbox
     // has its own `process` object).
     let process: Object = env.get_global()?.get_named_property("process")?;
-    let on: Function<FnArgs<(&str, Function<(), ()>)>, Unknown> =
-        process.get_named_property("on")?;
+    let on: Function<OnArgs, Unknown> = process.get_named_property("on")?;
     let listener = env.create_function_from_closure("orionNativeShutdown", |_ctx| {
         crate::runtime::shutdown(crate::runtime::SHUTDOWN_TIMEOUT);
         Ok(())

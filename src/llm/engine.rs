@@ -2,6 +2,7 @@
 //! header probing, model loading with progress, and creating contexts one at a time
 //! (llama.cpp's context creation mutates the model, so concurrent creation is unsound).
 
+use super::gguf_check;
 use super::loader::{Engine, ModelMeta, Progress};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -40,19 +41,6 @@ pub struct LlamaEngine {
     pub gpu_layers: u32,
 }
 
-fn gguf_u64(g: &GgufContext, key: &str) -> Option<u64> {
-    let idx = g.find_key(key);
-    if idx < 0 {
-        return None;
-    }
-    Some(match g.kv_type(idx) {
-        llama_cpp_sys_2::GGUF_TYPE_UINT32 => g.val_u32(idx) as u64,
-        llama_cpp_sys_2::GGUF_TYPE_INT32 => g.val_i32(idx).max(0) as u64,
-        llama_cpp_sys_2::GGUF_TYPE_UINT64 => g.val_u64(idx),
-        _ => return None,
-    })
-}
-
 impl Engine for LlamaEngine {
     type Model = LlamaModel;
 
@@ -78,29 +66,27 @@ impl Engine for LlamaEngine {
                 })
             }
         };
+        // llama.cpp asserts on header values it cannot use, and an assert aborts the
+        // whole process: every such value is checked here, in Rust, first.
+        let hparams = gguf_check::check_file(path).map_err(|e| {
+            OrionError::ModelLoadFailed(format!("{} has a bad GGUF header: {e}", path.display()))
+        })?;
         backend()?;
-        let g = GgufContext::from_file(path).ok_or_else(|| {
+        // gguf.cpp's own checks (tensor types, offsets, sizes) fail without aborting.
+        GgufContext::from_file(path).ok_or_else(|| {
             OrionError::ModelLoadFailed(format!(
                 "{} is not a readable GGUF file (bad or truncated header)",
                 path.display()
             ))
         })?;
-        let arch = {
-            // Reading a value as the wrong type aborts inside llama.cpp: check the type.
-            let idx = g.find_key("general.architecture");
-            (idx >= 0 && g.kv_type(idx) == llama_cpp_sys_2::GGUF_TYPE_STRING)
-                .then(|| g.val_str(idx).map(str::to_string))
-                .flatten()
-                .unwrap_or_default()
-        };
-        let n_layer = gguf_u64(&g, &format!("{arch}.block_count")).unwrap_or(0);
-        let n_embd = gguf_u64(&g, &format!("{arch}.embedding_length")).unwrap_or(0);
-        let n_head = gguf_u64(&g, &format!("{arch}.attention.head_count"))
-            .unwrap_or(1)
-            .max(1);
-        let n_head_kv = gguf_u64(&g, &format!("{arch}.attention.head_count_kv")).unwrap_or(n_head);
         // K and V, f16, for every layer and position of one context.
-        let kv = 2 * 2 * context_length as u64 * n_layer * (n_embd / n_head) * n_head_kv;
+        let kv = hparams.kv_cache_bytes(context_length).ok_or_else(|| {
+            OrionError::ModelLoadFailed(format!(
+                "{}: a KV cache of {context_length} tokens for {} layers overflows 64 bits",
+                path.display(),
+                hparams.n_layer
+            ))
+        })?;
         Ok(ModelMeta {
             file_bytes,
             kv_bytes_per_context: kv,
@@ -114,11 +100,17 @@ impl Engine for LlamaEngine {
             .with_n_gpu_layers(self.gpu_layers)
             .with_progress_callback(move |f| {
                 progress(f);
-                true
+                // false makes llama.cpp abandon the load: the process is exiting.
+                !crate::runtime::is_shut_down()
             });
-        LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+            if crate::runtime::is_shut_down() {
+                return OrionError::ShutDown;
+            }
             OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
-        })
+        })?;
+        crate::runtime::shutdown_before_later_destructors();
+        Ok(model)
     }
 }
 
@@ -154,4 +146,487 @@ pub fn devices() -> Vec<(String, String, u64)> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::gguf_check::tests::{gguf_str, kv, str_array, u32_array};
+    use crate::llm::gguf_check::{self, Header, Ty, Value};
+    use std::collections::BTreeMap;
+    use std::fs::File;
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    const DEMO: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+    const MAX_CASES: usize = 300;
+    const TIME_LIMIT: Duration = Duration::from_secs(60);
+    /// Tensor data copied after the header; the rest of each file is a hole.
+    const DATA_PREFIX: u64 = 2 << 20;
+
+    /// Marsaglia's xorshift64: fixed seed, so every run tries the same files.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    // The case being run, for the SIGABRT handler: an abort kills the test binary
+    // before any captured output is shown.
+    static CASE: [AtomicU8; 512] = [const { AtomicU8::new(0) }; 512];
+    static CASE_LEN: AtomicUsize = AtomicUsize::new(0);
+
+    fn set_case(s: &str) {
+        let b = &s.as_bytes()[..s.len().min(CASE.len())];
+        for (slot, &c) in CASE.iter().zip(b) {
+            slot.store(c, Ordering::Relaxed);
+        }
+        CASE_LEN.store(b.len(), Ordering::SeqCst);
+    }
+
+    extern "C" fn report_abort(_: libc::c_int) {
+        let prefix = b"\nSIGABRT while GGUF fuzz case ";
+        let mut buf = [0u8; 600];
+        buf[..prefix.len()].copy_from_slice(prefix);
+        let n = CASE_LEN.load(Ordering::SeqCst).min(CASE.len());
+        for (i, c) in CASE[..n].iter().enumerate() {
+            buf[prefix.len() + i] = c.load(Ordering::Relaxed);
+        }
+        let suffix = b" was running\n";
+        buf[prefix.len() + n..][..suffix.len()].copy_from_slice(suffix);
+        // SAFETY: write(2) is async-signal-safe and `buf` is a live local; the handler
+        // then returns and abort() ends the process as it would have.
+        unsafe {
+            libc::write(2, buf.as_ptr().cast(), prefix.len() + n + suffix.len());
+        }
+    }
+
+    /// The demo model's first bytes: header, tensor infos and some tensor data.
+    struct Source {
+        bytes: Vec<u8>,
+        h: Header,
+    }
+
+    impl Source {
+        fn entries(&self) -> Vec<Vec<u8>> {
+            self.h
+                .kvs
+                .iter()
+                .map(|kv| self.bytes[kv.span.start as usize..kv.span.end as usize].to_vec())
+                .collect()
+        }
+
+        fn position(&self, key: &str) -> usize {
+            self.h
+                .kvs
+                .iter()
+                .position(|kv| kv.key == key.as_bytes())
+                .unwrap_or_else(|| panic!("{key} is not in the demo model"))
+        }
+
+        /// A file with `entries` as its key-values and the demo's tensors: its bytes and
+        /// the length to extend it to, so that every tensor lies inside the file.
+        fn rebuild(&self, entries: &[Vec<u8>]) -> (Vec<u8>, u64) {
+            let mut b = self.bytes[..8].to_vec();
+            b.extend_from_slice(&(self.h.tensors.len() as u64).to_le_bytes());
+            b.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+            for e in entries {
+                b.extend_from_slice(e);
+            }
+            let infos = &self.h.tensor_span;
+            b.extend_from_slice(&self.bytes[infos.start as usize..infos.end as usize]);
+            b.resize(
+                (b.len() as u64).div_ceil(self.h.alignment) as usize * self.h.alignment as usize,
+                0,
+            );
+            let data = self.h.data_start();
+            let len = b.len() as u64 + (self.h.file_len - data);
+            b.extend_from_slice(&self.bytes[data as usize..]);
+            (b, len)
+        }
+
+        fn edited(&self, edit: impl FnOnce(&Self, &mut Vec<Vec<u8>>)) -> (Vec<u8>, u64) {
+            let mut e = self.entries();
+            edit(self, &mut e);
+            self.rebuild(&e)
+        }
+
+        fn u32_of(&self, key: &str) -> u32 {
+            match self.h.get(key).map(|kv| &kv.value) {
+                Some(Value::Int(v)) => *v as u32,
+                _ => panic!("{key} is not an integer in the demo model"),
+            }
+        }
+    }
+
+    /// What a case writes: bytes, and the length to extend them to with a hole.
+    type Build = Box<dyn Fn(&Source) -> (Vec<u8>, u64)>;
+
+    fn truncations(src: &Source, rng: &mut XorShift) -> Vec<(String, Build)> {
+        let header_end = src.h.data_start();
+        let mut lens: Vec<u64> = vec![0, 1, 3, 4, 5, 7, 8, 12, 16, 20, 23, 24, 25, 31, 32];
+        // Inside and at the edges of the first entries, where every field is read.
+        for kv in src.h.kvs.iter().take(26) {
+            lens.extend([kv.span.start + 1, kv.value_at, kv.span.end - 1]);
+        }
+        lens.extend((0..20).map(|_| rng.below(header_end)));
+        lens.extend(
+            (0..6)
+                .map(|_| src.h.tensor_span.start + rng.below(header_end - src.h.tensor_span.start)),
+        );
+        lens.extend([header_end - 1, header_end, src.bytes.len() as u64]);
+        lens.into_iter()
+            .map(|len| {
+                let build: Build = Box::new(move |s| (s.bytes[..len as usize].to_vec(), len));
+                (format!("header truncated to {len} bytes"), build)
+            })
+            .collect()
+    }
+
+    fn flips(rng: &mut XorShift, n: usize) -> Vec<(String, Build)> {
+        (0..n)
+            .map(|_| {
+                let flips: Vec<(usize, u8)> = (0..1 + rng.below(4))
+                    .map(|_| (rng.below(4096) as usize, 1 + rng.below(255) as u8))
+                    .collect();
+                let name = format!("bytes flipped (offset, xor): {flips:?}");
+                let build: Build = Box::new(move |s| {
+                    let mut b = s.bytes.clone();
+                    for &(at, x) in &flips {
+                        b[at] ^= x;
+                    }
+                    (b, s.h.file_len)
+                });
+                (name, build)
+            })
+            .collect()
+    }
+
+    fn entry_case(
+        name: String,
+        edit: impl Fn(&Source, &mut Vec<Vec<u8>>) + 'static,
+    ) -> (String, Build) {
+        (name, Box::new(move |s| s.edited(&edit)))
+    }
+
+    fn set(key: &'static str, entry: Vec<u8>) -> impl Fn(&Source, &mut Vec<Vec<u8>>) {
+        move |s, e| {
+            let i = s.position(key);
+            e[i] = entry.clone();
+        }
+    }
+
+    fn targeted(src: &Source) -> Vec<(String, Build)> {
+        let mut cases = Vec::new();
+        let n_layer = src.u32_of("llama.block_count");
+        for key in [
+            "llama.block_count",
+            "llama.embedding_length",
+            "llama.attention.head_count",
+            "llama.attention.head_count_kv",
+            "llama.context_length",
+        ] {
+            let orig = src.u32_of(key);
+            for v in [0, 1, 2, 7, 513, u32::MAX] {
+                cases.push(entry_case(
+                    format!("{key} = {v} (u32)"),
+                    set(key, kv(key, Ty::U32, &v.to_le_bytes())),
+                ));
+            }
+            for v in [u64::MAX, u64::from(orig)] {
+                cases.push(entry_case(
+                    format!("{key} = {v} (u64)"),
+                    set(key, kv(key, Ty::U64, &v.to_le_bytes())),
+                ));
+            }
+            cases.push(entry_case(
+                format!("{key} = -1 (i32)"),
+                set(key, kv(key, Ty::I32, &(-1i32).to_le_bytes())),
+            ));
+            cases.push(entry_case(
+                format!("{key} = \"9\" (string)"),
+                set(key, kv(key, Ty::Str, &gguf_str(b"9"))),
+            ));
+            let per_layer = vec![orig; n_layer as usize];
+            cases.push(entry_case(
+                format!("{key} = [{orig}; {n_layer}] (u32 array)"),
+                set(key, kv(key, Ty::Array, &u32_array(Ty::U32, &per_layer))),
+            ));
+            let mut with_zero = per_layer.clone();
+            with_zero[3] = 0;
+            cases.push(entry_case(
+                format!("{key} = per-layer i32 array with layer 3 = 0"),
+                set(key, kv(key, Ty::Array, &u32_array(Ty::I32, &with_zero))),
+            ));
+            cases.push(entry_case(
+                format!("{key} = [{orig}; {}] (array one short)", n_layer - 1),
+                set(
+                    key,
+                    kv(key, Ty::Array, &u32_array(Ty::U32, &per_layer[1..])),
+                ),
+            ));
+            cases.push(entry_case(format!("{key} removed"), move |s, e| {
+                e.remove(s.position(key));
+            }));
+        }
+        let u = |v: u32| v.to_le_bytes().to_vec();
+        let arch = "general.architecture";
+        for a in [&b"clip"[..], b"llama4", b"bogus", b""] {
+            cases.push(entry_case(
+                format!("{arch} = {:?}", String::from_utf8_lossy(a)),
+                set(arch, kv(arch, Ty::Str, &gguf_str(a))),
+            ));
+        }
+        cases.push(entry_case(
+            format!("{arch} = 1 (u32)"),
+            set(arch, kv(arch, Ty::U32, &u(1))),
+        ));
+        cases.push(entry_case(format!("{arch} removed"), move |s, e| {
+            e.remove(s.position(arch));
+        }));
+        let added: Vec<(&str, Vec<Vec<u8>>)> = vec![
+            (
+                "rope.scaling.type = \"bogus\"",
+                vec![kv("llama.rope.scaling.type", Ty::Str, &gguf_str(b"bogus"))],
+            ),
+            (
+                "rope.scaling.type = \"yarn\"",
+                vec![kv("llama.rope.scaling.type", Ty::Str, &gguf_str(b"yarn"))],
+            ),
+            (
+                "rope.scaling.type = 1 (u32)",
+                vec![kv("llama.rope.scaling.type", Ty::U32, &u(1))],
+            ),
+            (
+                "nextn_predict_layers = 31",
+                vec![kv("llama.nextn_predict_layers", Ty::U32, &u(31))],
+            ),
+            (
+                "nextn_predict_layers = 30",
+                vec![kv("llama.nextn_predict_layers", Ty::U32, &u(30))],
+            ),
+            (
+                "expert_count = 2000",
+                vec![kv("llama.expert_count", Ty::U32, &u(2000))],
+            ),
+            (
+                "expert_count = 8 alone",
+                vec![kv("llama.expert_count", Ty::U32, &u(8))],
+            ),
+            (
+                "expert_used_count = 2 alone",
+                vec![kv("llama.expert_used_count", Ty::U32, &u(2))],
+            ),
+            (
+                "expert_count = 8, expert_used_count = 2",
+                vec![
+                    kv("llama.expert_count", Ty::U32, &u(8)),
+                    kv("llama.expert_used_count", Ty::U32, &u(2)),
+                ],
+            ),
+            (
+                "expert_count = 8, expert_used_count = 2, expert_group_count = 3",
+                vec![
+                    kv("llama.expert_count", Ty::U32, &u(8)),
+                    kv("llama.expert_used_count", Ty::U32, &u(2)),
+                    kv("llama.expert_group_count", Ty::U32, &u(3)),
+                ],
+            ),
+            (
+                "attention.key_length = 0",
+                vec![kv("llama.attention.key_length", Ty::U32, &u(0))],
+            ),
+            (
+                "attention.key_length = 65",
+                vec![kv("llama.attention.key_length", Ty::U32, &u(65))],
+            ),
+            (
+                "attention.value_length = 0",
+                vec![kv("llama.attention.value_length", Ty::U32, &u(0))],
+            ),
+            (
+                "general.alignment = 3",
+                vec![kv("general.alignment", Ty::U32, &u(3))],
+            ),
+        ];
+        for (name, extra) in added {
+            cases.push(entry_case(format!("added {name}"), move |_, e| {
+                e.extend(extra.iter().cloned())
+            }));
+        }
+        let tok = "tokenizer.ggml.tokens";
+        let tokens = |s: &Source| -> Vec<Vec<u8>> {
+            match s.h.get(tok).map(|kv| &kv.value) {
+                Some(Value::Array {
+                    items: Some(items), ..
+                }) => items
+                    .iter()
+                    .map(|v| match v {
+                        Value::Str(b) => b.clone(),
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+                _ => panic!("the demo model has no token list"),
+            }
+        };
+        for (name, edit) in [
+            ("token 300 duplicates token 301", (300usize, None)),
+            ("token 5 emptied", (5, Some(Vec::new()))),
+            (
+                "token 7 renamed [EMPTY_5] after emptying token 5",
+                (7, Some(b"[EMPTY_5]".to_vec())),
+            ),
+        ] {
+            cases.push(entry_case(name.to_string(), move |s, e| {
+                let mut t = tokens(s);
+                let (i, text) = edit.clone();
+                t[i] = text.unwrap_or_else(|| t[i + 1].clone());
+                if i == 7 {
+                    t[5] = Vec::new();
+                }
+                let refs: Vec<&[u8]> = t.iter().map(Vec::as_slice).collect();
+                e[s.position(tok)] = kv(tok, Ty::Array, &str_array(&refs));
+            }));
+        }
+        cases.push(entry_case(
+            format!("{tok} = [1] (u32 array)"),
+            set(tok, kv(tok, Ty::Array, &u32_array(Ty::U32, &[1]))),
+        ));
+        cases.push(entry_case(format!("{tok} removed"), move |s, e| {
+            e.remove(s.position(tok));
+        }));
+        let model = "tokenizer.ggml.model";
+        for m in [&b"none"[..], b"bogus", b"llama"] {
+            cases.push(entry_case(
+                format!("{model} = {:?}", String::from_utf8_lossy(m)),
+                set(model, kv(model, Ty::Str, &gguf_str(m))),
+            ));
+        }
+        cases
+    }
+
+    /// Hundreds of broken copies of the demo model's header, each probed and (when the
+    /// probe passes) loaded: every one must be a `MODEL_LOAD_FAILED` error or a model,
+    /// never a llama.cpp abort, which would kill this test binary.
+    #[test]
+    fn fuzzed_gguf_headers_never_abort() {
+        let started = Instant::now();
+        let demo = crate::paths::models_dir().join(DEMO);
+        assert!(
+            demo.is_file(),
+            "this test needs the demo model at {}: run `node scripts/models.js` to fetch it",
+            demo.display()
+        );
+        let h = gguf_check::read_header(&demo).expect("the demo model's header");
+        let keep = (h.data_start() + DATA_PREFIX).min(h.file_len);
+        let mut bytes = vec![0; keep as usize];
+        File::open(&demo)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .expect("read the demo model");
+        let src = Source { bytes, h };
+
+        let mut rng = XorShift(SEED);
+        let baseline: Vec<(String, Build)> = vec![(
+            "unmodified, tensor data a hole".into(),
+            Box::new(|s: &Source| (s.bytes.clone(), s.h.file_len)),
+        )];
+        let groups = [
+            truncations(&src, &mut rng),
+            flips(&mut rng, 120),
+            targeted(&src),
+        ];
+        // Round-robin, so that a time limit still leaves every kind tried.
+        let mut iters: Vec<_> = groups.into_iter().map(Vec::into_iter).collect();
+        let mut cases = baseline;
+        while cases.len() < MAX_CASES {
+            let before = cases.len();
+            for it in &mut iters {
+                cases.extend(it.next());
+            }
+            if cases.len() == before {
+                break;
+            }
+        }
+        cases.truncate(MAX_CASES);
+
+        let dir = std::env::temp_dir().join(format!("orion-gguf-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: `report_abort` only loads atomics and calls write(2), both
+        // async-signal-safe, and returns; it is a plain extern "C" fn that lives as long
+        // as the process.
+        unsafe {
+            libc::signal(
+                libc::SIGABRT,
+                report_abort as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
+        }
+
+        let engine = LlamaEngine::default();
+        let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+        let mut run = 0;
+        for (i, (name, build)) in cases.iter().enumerate() {
+            if started.elapsed() > TIME_LIMIT {
+                break;
+            }
+            let path: PathBuf = dir.join(format!("case-{i}.gguf"));
+            let (data, len) = build(&src);
+            let f = File::create(&path).unwrap();
+            std::io::Write::write_all(&mut &f, &data).unwrap();
+            // Extending makes a hole, not written zeros: llama.cpp then finds every
+            // tensor inside the file and goes on to the hyperparameters and vocabulary.
+            f.set_len(len).unwrap();
+            drop(f);
+            set_case(&format!("#{i}: {name} (file kept: {})", path.display()));
+            let result = engine
+                .probe(&path, 2048)
+                .map_err(|e| ("probe", e))
+                .and_then(|_| {
+                    engine
+                        .load(&path, Box::new(|_| {}))
+                        .map_err(|e| ("load", e))
+                });
+            let outcome = match &result {
+                Ok(_) => "loaded".to_string(),
+                Err((stage, e)) => {
+                    assert_eq!(e.code(), "MODEL_LOAD_FAILED", "case #{i} {name}: {e}");
+                    let msg = e.to_string();
+                    assert!(
+                        msg.contains(&path.display().to_string()),
+                        "case #{i} {name}: {msg}"
+                    );
+                    format!("{stage}: {}", e.code())
+                }
+            };
+            if i == 0 {
+                assert_eq!(outcome, "loaded", "the unmodified header must load");
+            }
+            drop(result);
+            *codes.entry(outcome).or_default() += 1;
+            run += 1;
+            std::fs::remove_file(&path).unwrap();
+        }
+        CASE_LEN.store(0, Ordering::SeqCst);
+        // SAFETY: restores the default action, which needs no handler to stay alive.
+        unsafe {
+            libc::signal(libc::SIGABRT, libc::SIG_DFL);
+        }
+        std::fs::remove_dir(&dir).ok();
+        println!(
+            "GGUF fuzz: {run} of {} cases in {:.1?} (seed {SEED:#x}): {codes:?}",
+            cases.len(),
+            started.elapsed()
+        );
+        assert!(run >= 100, "only {run} cases ran within {TIME_LIMIT:?}");
+    }
 }

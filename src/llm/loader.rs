@@ -6,7 +6,7 @@
 use super::registry::Resolved;
 use crate::error::{OrionError, Result};
 use parking_lot::{Condvar, Mutex};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -49,6 +49,9 @@ pub struct LoaderConfig {
 }
 
 pub struct LoadedModel<M> {
+    /// Which load produced it: loads waiting for a slot recognise the ones they queued
+    /// behind by it.
+    id: u64,
     pub key: String,
     pub path: PathBuf,
     pub quantization: Option<String>,
@@ -57,7 +60,11 @@ pub struct LoadedModel<M> {
     pub model: M,
     pub loads: u64,
     in_use: AtomicUsize,
+    /// Leases handed to the callers of the load itself (its starter and those who
+    /// joined it) and not yet released. See [`ModelLoader::make_room`].
+    handed: AtomicUsize,
     last_used: Mutex<(Instant, SystemTime)>,
+    changes: Arc<Changes>,
 }
 
 impl<M> LoadedModel<M> {
@@ -84,6 +91,8 @@ impl<M> LoadedModel<M> {
 /// when the last lease of an unloaded model drops.
 pub struct Lease<M> {
     entry: Arc<LoadedModel<M>>,
+    /// Counted in the model's `handed`.
+    handed: bool,
 }
 
 impl<M> Lease<M> {
@@ -95,11 +104,47 @@ impl<M> Lease<M> {
 impl<M> Drop for Lease<M> {
     fn drop(&mut self) {
         self.entry.touch();
+        if self.handed {
+            self.entry.handed.fetch_sub(1, Ordering::SeqCst);
+        }
         self.entry.in_use.fetch_sub(1, Ordering::SeqCst);
+        self.entry.changes.bump();
+    }
+}
+
+/// Wakes loads waiting for a slot whenever one may have come free. An event count
+/// rather than a condition variable on the loader's state: leases are released
+/// without the state lock, and a release that falls between a waiter's look at the
+/// state and its wait must still wake it.
+struct Changes {
+    epoch: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Changes {
+    fn now(&self) -> u64 {
+        *self.epoch.lock()
+    }
+
+    fn bump(&self) {
+        *self.epoch.lock() += 1;
+        self.cv.notify_all();
+    }
+
+    /// Returns once something changed after `seen` was read.
+    fn wait_past(&self, seen: u64) {
+        let mut epoch = self.epoch.lock();
+        while *epoch == seen {
+            self.cv.wait(&mut epoch);
+        }
     }
 }
 
 struct Loading<M> {
+    id: u64,
+    /// Callers of this load that want a lease at its end; changed only under the
+    /// loader's state lock, so that the count is final once the load leaves `loading`.
+    leases: AtomicUsize,
     state: Mutex<LoadingState<M>>,
     done: Condvar,
 }
@@ -126,7 +171,11 @@ impl<M> Loading<M> {
 struct State<M> {
     loaded: HashMap<String, Arc<LoadedModel<M>>>,
     loading: HashMap<String, Arc<Loading<M>>>,
+    /// Loads past `make_room`, by load id: each holds a model slot and the bytes it
+    /// was admitted with, until it is in `loaded` or has failed.
+    reserved: HashMap<u64, u64>,
     loads: HashMap<String, u64>,
+    next_id: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -155,6 +204,7 @@ pub struct ModelLoader<E: Engine> {
     memory: Box<dyn MemoryProbe>,
     config: Mutex<LoaderConfig>,
     state: Mutex<State<E::Model>>,
+    changes: Arc<Changes>,
 }
 
 impl<E: Engine> ModelLoader<E> {
@@ -166,7 +216,13 @@ impl<E: Engine> ModelLoader<E> {
             state: Mutex::new(State {
                 loaded: HashMap::new(),
                 loading: HashMap::new(),
+                reserved: HashMap::new(),
                 loads: HashMap::new(),
+                next_id: 0,
+            }),
+            changes: Arc::new(Changes {
+                epoch: Mutex::new(0),
+                cv: Condvar::new(),
             }),
         }
     }
@@ -181,6 +237,7 @@ impl<E: Engine> ModelLoader<E> {
 
     pub fn set_config(&self, config: LoaderConfig) {
         *self.config.lock() = config;
+        self.changes.bump();
     }
 
     /// Load `model` (or join a load in progress) and lease it. Blocks: call it from a
@@ -190,65 +247,105 @@ impl<E: Engine> ModelLoader<E> {
         model: &Resolved,
         progress: Option<ProgressFn>,
     ) -> Result<Lease<E::Model>> {
-        let slot = {
+        self.obtain(model, progress, true)
+            .map(|(entry, handed)| Lease { entry, handed })
+    }
+
+    /// Load `model` (or join a load in progress) without leasing it: for callers that
+    /// only report on the load. A lease, however briefly held, makes the model look
+    /// busy to a concurrent load of another key, which is then refused. The returned
+    /// `Arc` keeps the model's memory alive even once evicted: drop it soon.
+    pub fn load(
+        &self,
+        model: &Resolved,
+        progress: Option<ProgressFn>,
+    ) -> Result<Arc<LoadedModel<E::Model>>> {
+        self.obtain(model, progress, false).map(|(entry, _)| entry)
+    }
+
+    /// The model, and with `lease` one count of `in_use` taken for the caller (and
+    /// whether it is also counted in `handed`).
+    fn obtain(
+        &self,
+        model: &Resolved,
+        progress: Option<ProgressFn>,
+        lease: bool,
+    ) -> Result<(Arc<LoadedModel<E::Model>>, bool)> {
+        let (slot, queued_behind) = {
             let mut st = self.state.lock();
             if let Some(entry) = st.loaded.get(&model.key) {
-                return Ok(self.lease(entry.clone(), progress));
-            }
-            match st.loading.get(&model.key) {
-                Some(slot) => {
-                    let slot = slot.clone();
-                    drop(st);
-                    return self.wait_for(&slot, progress);
+                if lease {
+                    entry.in_use.fetch_add(1, Ordering::SeqCst);
                 }
-                None => {
-                    let slot = Arc::new(Loading {
-                        state: Mutex::new(LoadingState {
-                            percent: 0,
-                            listeners: progress.iter().cloned().collect(),
-                            result: None,
-                        }),
-                        done: Condvar::new(),
-                    });
-                    st.loading.insert(model.key.clone(), slot.clone());
-                    slot
-                }
+                let entry = entry.clone();
+                drop(st);
+                return Ok((self.handed_over(entry, progress), false));
             }
+            if let Some(slot) = st.loading.get(&model.key) {
+                let slot = slot.clone();
+                if lease {
+                    slot.leases.fetch_add(1, Ordering::SeqCst);
+                }
+                drop(st);
+                return self.wait_for(&slot, progress).map(|e| (e, lease));
+            }
+            let queued_behind: HashSet<u64> = st.loading.values().map(|l| l.id).collect();
+            st.next_id += 1;
+            let slot = Arc::new(Loading {
+                id: st.next_id,
+                leases: AtomicUsize::new(usize::from(lease)),
+                state: Mutex::new(LoadingState {
+                    percent: 0,
+                    listeners: progress.iter().cloned().collect(),
+                    result: None,
+                }),
+                done: Condvar::new(),
+            });
+            st.loading.insert(model.key.clone(), slot.clone());
+            (slot, queued_behind)
         };
-        let result = self.load_now(model, &slot);
+        let result = self.load_now(model, &slot, queued_behind);
         let mut st = self.state.lock();
         st.loading.remove(&model.key);
+        st.reserved.remove(&slot.id);
         if let Ok(entry) = &result {
+            // Leased before anyone else can see it loaded, so that no waiting load
+            // evicts it before its callers have it.
+            let n = slot.leases.load(Ordering::SeqCst);
+            entry.in_use.fetch_add(n, Ordering::SeqCst);
+            entry.handed.store(n, Ordering::SeqCst);
             st.loaded.insert(model.key.clone(), entry.clone());
         }
         drop(st);
+        self.changes.bump();
         {
             let mut ls = slot.state.lock();
             ls.result = Some(result.clone());
             ls.listeners.clear();
         }
         slot.done.notify_all();
-        result.map(|entry| self.lease(entry, progress))
+        result.map(|entry| (self.handed_over(entry, progress), lease))
     }
 
-    fn lease(
+    fn handed_over(
         &self,
         entry: Arc<LoadedModel<E::Model>>,
         progress: Option<ProgressFn>,
-    ) -> Lease<E::Model> {
-        entry.in_use.fetch_add(1, Ordering::SeqCst);
+    ) -> Arc<LoadedModel<E::Model>> {
         entry.touch();
         if let Some(p) = progress {
             p(100);
         }
-        Lease { entry }
+        entry
     }
 
+    /// Wait for a load started by another caller; its lease, if one was asked for, was
+    /// counted when the load finished.
     fn wait_for(
         &self,
         slot: &Arc<Loading<E::Model>>,
         progress: Option<ProgressFn>,
-    ) -> Result<Lease<E::Model>> {
+    ) -> Result<Arc<LoadedModel<E::Model>>> {
         let mut ls = slot.state.lock();
         if let (Some(p), None) = (&progress, &ls.result) {
             if ls.percent > 0 {
@@ -261,13 +358,14 @@ impl<E: Engine> ModelLoader<E> {
         }
         let result = ls.result.clone().expect("set before notify");
         drop(ls);
-        result.map(|entry| self.lease(entry, progress))
+        result.map(|entry| self.handed_over(entry, progress))
     }
 
     fn load_now(
         &self,
         model: &Resolved,
         slot: &Arc<Loading<E::Model>>,
+        queued_behind: HashSet<u64>,
     ) -> Result<Arc<LoadedModel<E::Model>>> {
         let meta = match (
             self.engine.probe(&model.path, model.context_length),
@@ -288,8 +386,12 @@ impl<E: Engine> ModelLoader<E> {
                 meta.file_bytes
             )));
         }
+        // Before make_room: a bad file must not cost another model its place.
+        if let Some(sha256) = &model.sha256 {
+            super::integrity::verify(&model.path, sha256)?;
+        }
         let need = meta.file_bytes + meta.kv_bytes_per_context;
-        self.make_room(&model.key, need)?;
+        self.make_room(slot.id, &model.key, need, queued_behind)?;
         let reporter = slot.clone();
         let loaded = self
             .engine
@@ -298,6 +400,7 @@ impl<E: Engine> ModelLoader<E> {
         let loads = st.loads.entry(model.key.clone()).or_insert(0);
         *loads += 1;
         Ok(Arc::new(LoadedModel {
+            id: slot.id,
             key: model.key.clone(),
             path: model.path.clone(),
             quantization: model.quantization.clone(),
@@ -306,53 +409,119 @@ impl<E: Engine> ModelLoader<E> {
             model: loaded,
             loads: *loads,
             in_use: AtomicUsize::new(0),
+            handed: AtomicUsize::new(0),
             last_used: Mutex::new((Instant::now(), SystemTime::now())),
+            changes: self.changes.clone(),
         }))
     }
 
     /// Evict idle models (least recently used first) until one more model fits the
-    /// count limit and `need` bytes fit in memory.
-    fn make_room(&self, key: &str, need: u64) -> Result<()> {
-        let config = self.config();
-        let mut st = self.state.lock();
-        let others_loading = st.loading.len().saturating_sub(1);
+    /// count limit and `need` bytes fit in memory, then hold that room for load `id`
+    /// until it is loaded or has failed, so that concurrent loads never together go
+    /// past the limits.
+    ///
+    /// Where only models in use stand in the way, the answer depends on why they are
+    /// in use. Loads in progress (holding room) finish by themselves, and the callers
+    /// of a load this one queued behind (in `queued_behind`, or seen holding room
+    /// here) let go of the model once they have it, or once their generation with it
+    /// ends: wait for those, then look again. Refusing instead is what made two
+    /// `loadModel`s of different keys under `maxConcurrentModels: 1` refuse each other
+    /// (each counted the other's load as a model in use). Every lease waited for was
+    /// handed out by a load that ended after this one began, and its holder's next
+    /// load begins later still, so waits run forward in time and cannot form a cycle.
+    /// Otherwise every loaded model was in use before this load asked: MODEL_BUSY (or
+    /// INSUFFICIENT_MEMORY) right away.
+    fn make_room(
+        &self,
+        id: u64,
+        key: &str,
+        need: u64,
+        mut queued_behind: HashSet<u64>,
+    ) -> Result<()> {
         loop {
-            let over_count = st.loaded.len() + others_loading >= config.max_concurrent_models;
-            let held: u64 = st.loaded.values().map(|e| e.bytes).sum();
-            let mut available = self.memory.available();
-            if let Some(budget) = config.budget_bytes {
-                available = available.min(budget.saturating_sub(held));
-            }
-            if !over_count && need <= available {
-                return Ok(());
-            }
-            let victim = st
+            // Read before looking at the state: a change after this wakes the wait.
+            let seen = self.changes.now();
+            let config = self.config();
+            // Every setter refuses 0; were it set, one model is the least that works.
+            let max = config.max_concurrent_models.max(1);
+            let mut st = self.state.lock();
+            let mut evicted = false;
+            let (over_count, available, in_use) = loop {
+                let over_count = st.loaded.len() + st.reserved.len() >= max;
+                let held: u64 = st.loaded.values().map(|e| e.bytes).sum();
+                let promised: u64 = st.reserved.values().sum();
+                // Loads in progress may not show in free memory yet: count them in
+                // full. At worst this waits for them rather than failing.
+                let mut available = self.memory.available().saturating_sub(promised);
+                if let Some(budget) = config.budget_bytes {
+                    available = available.min(budget.saturating_sub(held + promised));
+                }
+                if !over_count && need <= available {
+                    st.reserved.insert(id, need);
+                    drop(st);
+                    if evicted {
+                        self.changes.bump();
+                    }
+                    return Ok(());
+                }
+                // Leases come and go without the state lock: read each count once, so
+                // that the choice and any message agree.
+                let in_use: Vec<(String, usize, Duration)> = st
+                    .loaded
+                    .values()
+                    .map(|e| (e.key.clone(), e.in_use(), e.idle_for()))
+                    .collect();
+                let victim = in_use
+                    .iter()
+                    .filter(|(_, n, _)| *n == 0)
+                    .max_by_key(|(_, _, idle)| *idle);
+                match victim {
+                    Some((v, _, _)) => {
+                        st.loaded.remove(v);
+                        evicted = true;
+                    }
+                    None => break (over_count, available, in_use),
+                }
+            };
+            queued_behind.extend(st.reserved.keys().copied());
+            let handing_over = st
                 .loaded
                 .values()
-                .filter(|e| e.in_use() == 0)
-                .max_by_key(|e| e.idle_for())
-                .map(|e| e.key.clone());
-            match victim {
-                Some(v) => {
-                    st.loaded.remove(&v);
-                }
-                None if over_count => {
-                    return Err(OrionError::ModelBusy(format!(
-                        "cannot load {key:?}: {} models are loaded (maxConcurrentModels {}) and all are \
-                         generating; wait for a generation to finish, unload one, or raise maxConcurrentModels",
-                        st.loaded.len(),
-                        config.max_concurrent_models
-                    )))
-                }
-                None => return Err(OrionError::InsufficientMemory { what: key.to_string(), need, available }),
+                .any(|e| queued_behind.contains(&e.id) && e.handed.load(Ordering::SeqCst) > 0);
+            if !st.reserved.is_empty() || handing_over {
+                drop(st);
+                self.changes.wait_past(seen);
+                continue;
             }
+            drop(st);
+            // A lease released while this looked: look again rather than refuse.
+            let moved = self.changes.now() != seen;
+            if evicted {
+                self.changes.bump();
+            }
+            if moved {
+                continue;
+            }
+            return Err(if over_count {
+                busy(key, max, &in_use)
+            } else {
+                OrionError::InsufficientMemory {
+                    what: key.to_string(),
+                    need,
+                    available,
+                }
+            });
         }
     }
 
     /// Forget `key`: it is no longer loaded for new requests; generations holding a
     /// lease finish, and the memory is freed when the last of them ends.
     pub fn unload(&self, key: &str) -> bool {
-        self.state.lock().loaded.remove(key).is_some()
+        let removed = self.state.lock().loaded.remove(key).is_some();
+        if removed {
+            self.changes.bump();
+        }
+        removed
     }
 
     pub fn mark_used(&self, key: &str) -> bool {
@@ -384,6 +553,10 @@ impl<E: Engine> ModelLoader<E> {
         for k in &expired {
             st.loaded.remove(k);
         }
+        drop(st);
+        if !expired.is_empty() {
+            self.changes.bump();
+        }
         expired
     }
 
@@ -397,6 +570,8 @@ impl<E: Engine> ModelLoader<E> {
             .max_by_key(|e| e.idle_for())
             .cloned()?;
         st.loaded.remove(&victim.key);
+        drop(st);
+        self.changes.bump();
         Some((victim.key.clone(), victim.bytes))
     }
 
@@ -427,6 +602,24 @@ impl<E: Engine> ModelLoader<E> {
     }
 }
 
+/// MODEL_BUSY for `key`, when every loaded model is in use: `in_use` has each one's
+/// key and lease count.
+fn busy(key: &str, max: usize, in_use: &[(String, usize, Duration)]) -> OrionError {
+    let mut keys: Vec<String> = in_use.iter().map(|(k, _, _)| format!("{k:?}")).collect();
+    keys.sort();
+    let leases: usize = in_use.iter().map(|(_, n, _)| n).sum();
+    let models = match keys.len() {
+        1 => format!("the one loaded model, {}, is", keys[0]),
+        n => format!("all {n} loaded models ({}) are", keys.join(", ")),
+    };
+    OrionError::ModelBusy(format!(
+        "cannot load {key:?}: maxConcurrentModels is {max} and {models} in use ({leases} \
+         generation{} running); wait for a generation to finish, unload a model, or raise \
+         maxConcurrentModels",
+        if leases == 1 { "" } else { "s" }
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +628,9 @@ mod tests {
     struct FakeEngine {
         loads: AtomicU64,
         load_ms: u64,
+        /// Loads running in the engine now, and the most there ever were at once.
+        active: AtomicUsize,
+        peak: AtomicUsize,
     }
     impl Engine for FakeEngine {
         type Model = String;
@@ -451,11 +647,14 @@ mod tests {
             })
         }
         fn load(&self, path: &Path, mut progress: Progress) -> Result<String> {
+            let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
             for i in 1..=4 {
                 std::thread::sleep(Duration::from_millis(self.load_ms / 4));
                 progress(i as f32 / 4.0);
             }
             self.loads.fetch_add(1, Ordering::SeqCst);
+            self.active.fetch_sub(1, Ordering::SeqCst);
             Ok(path.display().to_string())
         }
     }
@@ -467,10 +666,21 @@ mod tests {
     }
 
     fn loader(max: usize, mem: u64, budget: Option<u64>) -> Arc<ModelLoader<FakeEngine>> {
+        loader_with(max, mem, budget, 40)
+    }
+
+    fn loader_with(
+        max: usize,
+        mem: u64,
+        budget: Option<u64>,
+        load_ms: u64,
+    ) -> Arc<ModelLoader<FakeEngine>> {
         Arc::new(ModelLoader::new(
             FakeEngine {
                 loads: AtomicU64::new(0),
-                load_ms: 40,
+                load_ms,
+                active: AtomicUsize::new(0),
+                peak: AtomicUsize::new(0),
             },
             Box::new(Mem(mem)),
             LoaderConfig {
@@ -617,5 +827,151 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(l.unload_expired(), vec!["a".to_string()]);
         drop(busy);
+    }
+
+    #[test]
+    fn concurrent_loads_of_different_keys_take_turns_for_one_slot() {
+        for round in 0..50 {
+            let l = loader_with(1, 1 << 30, None, 8);
+            let threads: Vec<_> = ["a", "b"]
+                .into_iter()
+                .map(|k| {
+                    let l = l.clone();
+                    std::thread::spawn(move || l.acquire(&model(k), None).map(drop))
+                })
+                .collect();
+            for t in threads {
+                if let Err(e) = t.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+            let stats = l.stats();
+            assert_eq!(
+                (stats.loaded_models, stats.loading),
+                (1, 0),
+                "round {round}"
+            );
+            assert_eq!(l.engine().loads.load(Ordering::SeqCst), 2);
+            assert_eq!(l.engine().peak.load(Ordering::SeqCst), 1, "round {round}");
+        }
+    }
+
+    #[test]
+    fn many_threads_loading_several_keys_never_fail_or_pass_the_limit() {
+        for (max, keys) in [(1, 3), (2, 3), (2, 5)] {
+            for round in 0..50 {
+                let l = loader_with(max, 1 << 30, None, 4);
+                let threads: Vec<_> = (0..8)
+                    .map(|i| {
+                        let l = l.clone();
+                        std::thread::spawn(move || {
+                            l.load(&model(&format!("k{}", i % keys)), None).map(drop)
+                        })
+                    })
+                    .collect();
+                for t in threads {
+                    if let Err(e) = t.join().unwrap() {
+                        panic!("max {max}, {keys} keys, round {round}: {e}");
+                    }
+                }
+                let stats = l.stats();
+                assert!(stats.loaded_models <= max, "{stats:?}");
+                assert_eq!(stats.loading, 0);
+                assert!(l.engine().peak.load(Ordering::SeqCst) <= max);
+                assert!(l.engine().loads.load(Ordering::SeqCst) >= keys as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn a_load_queued_behind_another_waits_for_that_loads_callers_to_let_go() {
+        for round in 0..50 {
+            let l = loader_with(1, 1 << 30, None, 20);
+            let first = {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let lease = l.acquire(&model("a"), None)?;
+                    std::thread::sleep(Duration::from_millis(5)); // generating
+                    drop(lease);
+                    Ok::<_, OrionError>(())
+                })
+            };
+            // Until "a" holds the slot and is loading (for 20 ms).
+            while l.engine().peak.load(Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            let second = l.acquire(&model("b"), None).map(drop);
+            first.join().unwrap().unwrap();
+            if let Err(e) = second {
+                panic!("round {round}: {e}");
+            }
+            assert!(l.is_loaded("b") && !l.is_loaded("a"));
+        }
+    }
+
+    #[test]
+    fn a_model_generating_before_a_load_asks_is_reported_busy_at_once() {
+        let l = loader_with(1, 1 << 30, None, 8);
+        let generating = l.acquire(&model("a"), None).unwrap();
+        for _ in 0..50 {
+            let t = Instant::now();
+            let e = l.acquire(&model("b"), None).err().unwrap();
+            assert!(
+                t.elapsed() < Duration::from_millis(100),
+                "{:?}",
+                t.elapsed()
+            );
+            assert_eq!(e.code(), "MODEL_BUSY");
+            assert_eq!(
+                e.to_string(),
+                "cannot load \"b\": maxConcurrentModels is 1 and the one loaded model, \"a\", is \
+                 in use (1 generation running); wait for a generation to finish, unload a model, \
+                 or raise maxConcurrentModels"
+            );
+        }
+        assert_eq!(l.stats().loading, 0);
+        assert_eq!(l.engine().loads.load(Ordering::SeqCst), 1);
+
+        let l = loader_with(2, 1 << 30, None, 8);
+        let a = [
+            l.acquire(&model("a"), None).unwrap(),
+            l.acquire(&model("a"), None).unwrap(),
+        ];
+        let b = l.acquire(&model("b"), None).unwrap();
+        let e = l.acquire(&model("c"), None).err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("all 2 loaded models (\"a\", \"b\") are in use (3 generations running)"),
+            "{e}"
+        );
+        drop((a, b, generating));
+        assert!(l.acquire(&model("c"), None).is_ok());
+    }
+
+    #[test]
+    fn the_registry_sha256_is_checked_at_load() {
+        let path = std::env::temp_dir().join(format!("orion-loader-{}.gguf", std::process::id()));
+        std::fs::write(&path, b"hello\n").unwrap();
+        let right = "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03";
+        let wrong = "e258d248fda94c63753607f7c4494ee0fcbe92f1a76bfdac795c9d84101eb317";
+        let with = |key: &str, sha: &str| Resolved {
+            path: path.clone(),
+            sha256: Some(sha.into()),
+            ..model(key)
+        };
+        let l = loader(1, 1 << 30, None);
+        drop(l.acquire(&model("other"), None).unwrap());
+        let e = l.acquire(&with("bad", wrong), None).err().unwrap();
+        assert_eq!(e.code(), "MODEL_LOAD_FAILED");
+        assert!(
+            e.to_string().contains(right) && e.to_string().contains(wrong),
+            "{e}"
+        );
+        assert!(
+            l.is_loaded("other"),
+            "a bad file must not evict a good model"
+        );
+        assert!(l.acquire(&with("good", right), None).is_ok());
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod engine;
 pub mod generate;
+pub mod gguf_check;
+pub mod integrity;
 pub mod loader;
 pub mod quant;
 pub mod registry;
@@ -82,6 +84,10 @@ impl LlmService {
             .name("orion-llm-keepalive".into())
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(500));
+                // Unloading frees llama.cpp memory: never while the process exits.
+                let Ok(_work) = crate::runtime::begin_work() else {
+                    return;
+                };
                 match weak.upgrade() {
                     Some(l) => drop(l.unload_expired()),
                     None => return,
@@ -127,8 +133,9 @@ impl LlmService {
     /// Load (or join the load of) `spec`. Blocking.
     pub fn load(&self, spec: &str, progress: Option<ProgressFn>) -> Result<LoadInfo> {
         let r = self.resolve(spec)?;
-        let lease = self.loader.acquire(&r, progress)?;
-        let m = lease.model();
+        // No lease: holding one, however briefly, makes the model look busy to a
+        // concurrent load of another key.
+        let m = self.loader.load(&r, progress)?;
         Ok(LoadInfo {
             key: m.key.clone(),
             path: m.path.display().to_string(),

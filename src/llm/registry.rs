@@ -392,4 +392,18 @@ mod tests {
         .unwrap();
         assert_eq!(r.path, PathBuf::from("/m/m.q8.gguf"));
     }
+
+    #[test]
+    fn registry_files_carry_their_digest_to_the_loader_and_paths_do_not() {
+        let r = resolve("demo", None, Path::new("/m")).unwrap();
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
+        );
+        assert_eq!(r.size, Some(98_362_432));
+        let q = resolve("demo-q4f16_1-MLC", None, Path::new("/m")).unwrap();
+        assert_eq!(q.sha256, r.sha256);
+        let p = resolve("/tmp/x.Q8_0.gguf", None, Path::new("/m")).unwrap();
+        assert_eq!((p.sha256, p.size), (None, None));
+    }
 }

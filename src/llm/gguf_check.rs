@@ -1,0 +1,1404 @@
+//! A GGUF header reader in plain Rust, and the header checks that keep llama.cpp from
+//! aborting the process.
+//!
+//! llama.cpp checks many header values with `GGML_ASSERT`, which calls `abort()`: a bad
+//! file would kill the whole Node process instead of failing one load. So every header
+//! value that llama.cpp asserts on while loading is checked here first, against the same
+//! rule, and a file that breaks one is an error. The rules follow the llama.cpp that
+//! `llama-cpp-sys-2` pins in Cargo.toml: `ggml/src/gguf.cpp` (the container),
+//! `src/llama-model.cpp` (`llama_model_base::load_hparams`), `src/llama-vocab.cpp`
+//! (`llama_vocab::impl::load`) and `src/llama-arch.cpp` (the architectures). Re-read them
+//! when that pin moves; the `known_architectures_match_llama_cpp` test notices when the
+//! list of architectures changes.
+//!
+//! Nothing here calls into llama.cpp: the file is read with Rust I/O, and every length in
+//! it is checked against the bytes left in the file before anything is allocated.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::ops::Range;
+use std::path::Path;
+
+/// `LLAMA_MAX_LAYERS` (src/llama-hparams.h).
+pub const LLAMA_MAX_LAYERS: u32 = 512;
+/// `LLAMA_MAX_EXPERTS` (src/llama-hparams.h).
+pub const LLAMA_MAX_EXPERTS: u32 = 1024;
+/// Well above any released model (the largest are near 25,000); a bigger value is
+/// corruption, and bounding it keeps the size arithmetic far from overflowing.
+pub const MAX_EMBEDDING_LENGTH: u32 = 1 << 20;
+/// Training context: above every released model (10M tokens is the largest).
+pub const MAX_CONTEXT_LENGTH: u32 = 1 << 24;
+/// Attention heads per layer: released models use at most a few hundred.
+pub const MAX_HEADS: u32 = 1 << 16;
+/// `GGML_MAX_NAME`: gguf.cpp rejects longer tensor names.
+const GGML_MAX_NAME: usize = 64;
+/// `GGML_MAX_DIMS`.
+const GGML_MAX_DIMS: u32 = 4;
+/// `GGUF_DEFAULT_ALIGNMENT`.
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// Smallest possible key-value entry: key length, a 1-byte key, type, a 1-byte value.
+const MIN_KV_BYTES: u64 = 8 + 1 + 4 + 1;
+/// Smallest possible tensor info: name length, dimension count, type, offset.
+const MIN_TENSOR_INFO_BYTES: u64 = 8 + 4 + 4 + 8;
+/// Numeric arrays up to this length are kept: per-layer values (at most 512) fit.
+const KEEP_ARRAY_ITEMS: u64 = 4096;
+/// The one string array whose items the checks need.
+const TOKENS_KEY: &str = "tokenizer.ggml.tokens";
+
+/// Every architecture name in `LLM_ARCH_NAMES` (src/llama-arch.cpp), less "clip" (a
+/// vision encoder that llama.cpp only quantizes) and "(unknown)".
+pub const KNOWN_ARCHITECTURES: &[&str] = &[
+    "llama",
+    "llama4",
+    "deci",
+    "falcon",
+    "grok",
+    "gpt2",
+    "gptj",
+    "gptneox",
+    "mpt",
+    "baichuan",
+    "starcoder",
+    "refact",
+    "bert",
+    "modern-bert",
+    "nomic-bert",
+    "nomic-bert-moe",
+    "neo-bert",
+    "jina-bert-v2",
+    "jina-bert-v3",
+    "eurobert",
+    "bloom",
+    "stablelm",
+    "qwen",
+    "qwen2",
+    "qwen2moe",
+    "qwen2vl",
+    "qwen3",
+    "qwen3moe",
+    "qwen3next",
+    "qwen3vl",
+    "qwen3vlmoe",
+    "qwen35",
+    "qwen35moe",
+    "clef",
+    "qwen4exp",
+    "phi2",
+    "phi3",
+    "phimoe",
+    "plamo",
+    "plamo2",
+    "plamo3",
+    "codeshell",
+    "orion",
+    "internlm2",
+    "minicpm",
+    "minicpm3",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3n",
+    "gemma4",
+    "gemma4-assistant",
+    "gemma-embedding",
+    "starcoder2",
+    "mamba",
+    "mamba2",
+    "maple",
+    "jamba",
+    "falcon-h1",
+    "xverse",
+    "command-r",
+    "cohere2",
+    "cohere2moe",
+    "dbrx",
+    "olmo",
+    "olmo2",
+    "olmoe",
+    "muse-glimmer",
+    "openelm",
+    "arctic",
+    "deepseek",
+    "deepseek2",
+    "deepseek2-ocr",
+    "deepseek32",
+    "deepseek4",
+    "chatglm",
+    "glm4",
+    "glm4moe",
+    "glm-dsa",
+    "bitnet",
+    "t5",
+    "t5encoder",
+    "jais",
+    "jais2",
+    "nemotron",
+    "nemotron_h",
+    "nemotron_h_moe",
+    "exaone",
+    "exaone4",
+    "exaone-moe",
+    "rwkv6",
+    "rwkv6qwen2",
+    "rwkv7",
+    "arwkv7",
+    "granite",
+    "granitemoe",
+    "granitehybrid",
+    "graniteswitch",
+    "granite_swa",
+    "chameleon",
+    "wavtokenizer-dec",
+    "plm",
+    "bailingmoe",
+    "bailingmoe2",
+    "bailingmoe3",
+    "dots1",
+    "dots3note",
+    "arcee",
+    "afmoe",
+    "laguna",
+    "ernie4_5",
+    "ernie4_5-moe",
+    "hunyuan-moe",
+    "hunyuan-dense",
+    "hunyuan_vl",
+    "hy_v3",
+    "hy_v4",
+    "smollm3",
+    "gpt-oss",
+    "lfm2",
+    "lfm2moe",
+    "dream",
+    "smallthinker",
+    "llada",
+    "llada-moe",
+    "seed_oss",
+    "grovemoe",
+    "apertus",
+    "minimax-01",
+    "hrm_text",
+    "minimax-m2",
+    "minimax-m3",
+    "cogvlm",
+    "rnd1",
+    "pangu-embedded",
+    "mistral3",
+    "eagle3",
+    "dflash",
+    "mistral4",
+    "paddleocr",
+    "mimo2",
+    "step35",
+    "spark2_5",
+    "llama-embed",
+    "maincoder",
+    "kimi-linear",
+    "kimi-k3",
+    "glm5-next",
+    "talkie",
+    "mellum",
+    "nanbeige",
+    "qwen3tts",
+    "pockettts",
+];
+
+/// Architectures without attention heads (`llm_arch_is_recurrent`), and an audio decoder
+/// that need not declare them.
+const WITHOUT_HEADS: &[&str] = &[
+    "mamba",
+    "mamba2",
+    "rwkv6",
+    "rwkv6qwen2",
+    "rwkv7",
+    "arwkv7",
+    "wavtokenizer-dec",
+];
+
+/// The rope scaling names llama.cpp parses (`LLAMA_ROPE_SCALING_TYPES`).
+const ROPE_SCALING_TYPES: &[&str] = &["none", "linear", "yarn", "longrope"];
+
+/// A GGUF value type, numbered as in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    Bool,
+    Str,
+    Array,
+    U64,
+    I64,
+    F64,
+}
+
+impl Ty {
+    pub fn from_raw(v: u32) -> Option<Self> {
+        Some(match v {
+            0 => Self::U8,
+            1 => Self::I8,
+            2 => Self::U16,
+            3 => Self::I16,
+            4 => Self::U32,
+            5 => Self::I32,
+            6 => Self::F32,
+            7 => Self::Bool,
+            8 => Self::Str,
+            9 => Self::Array,
+            10 => Self::U64,
+            11 => Self::I64,
+            12 => Self::F64,
+            _ => return None,
+        })
+    }
+
+    pub fn raw(self) -> u32 {
+        self as u32
+    }
+
+    /// Bytes of one value; strings and arrays are length-prefixed instead.
+    fn fixed_size(self) -> Option<u64> {
+        match self {
+            Self::U8 | Self::I8 | Self::Bool => Some(1),
+            Self::U16 | Self::I16 => Some(2),
+            Self::U32 | Self::I32 | Self::F32 => Some(4),
+            Self::U64 | Self::I64 | Self::F64 => Some(8),
+            Self::Str | Self::Array => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::U8 => "u8",
+            Self::I8 => "i8",
+            Self::U16 => "u16",
+            Self::I16 => "i16",
+            Self::U32 => "u32",
+            Self::I32 => "i32",
+            Self::F32 => "f32",
+            Self::Bool => "bool",
+            Self::Str => "string",
+            Self::Array => "array",
+            Self::U64 => "u64",
+            Self::I64 => "i64",
+            Self::F64 => "f64",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Every integer type, and bool as 0 or 1.
+    Int(i128),
+    Float(f64),
+    Str(Vec<u8>),
+    /// `items` is kept for short numeric arrays and for the token list only.
+    Array {
+        elem: Ty,
+        len: u64,
+        items: Option<Vec<Value>>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Kv {
+    pub key: Vec<u8>,
+    pub ty: Ty,
+    pub value: Value,
+    /// The whole entry, key length to value end, as a byte range of the file.
+    pub span: Range<u64>,
+    /// Where the value (after the type) starts.
+    pub value_at: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct TensorInfo {
+    pub name: Vec<u8>,
+    pub dims: Vec<i64>,
+    pub ggml_type: u32,
+    pub offset: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub version: u32,
+    pub file_len: u64,
+    pub kvs: Vec<Kv>,
+    index: HashMap<Vec<u8>, usize>,
+    pub tensors: Vec<TensorInfo>,
+    /// The tensor infos, as a byte range of the file.
+    pub tensor_span: Range<u64>,
+    pub alignment: u64,
+}
+
+impl Header {
+    pub fn get(&self, key: &str) -> Option<&Kv> {
+        self.index.get(key.as_bytes()).map(|&i| &self.kvs[i])
+    }
+
+    /// Where the tensor data starts: after the infos, aligned.
+    pub fn data_start(&self) -> u64 {
+        self.tensor_span.end.div_ceil(self.alignment) * self.alignment
+    }
+}
+
+/// Bytes of a GGUF string for a message: lossy, and cut short.
+fn shown(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b);
+    if s.chars().count() > 64 {
+        format!("{:?}…", s.chars().take(64).collect::<String>())
+    } else {
+        format!("{s:?}")
+    }
+}
+
+struct Reader<R> {
+    r: BufReader<R>,
+    pos: u64,
+    len: u64,
+}
+
+impl<R: Read + Seek> Reader<R> {
+    fn remaining(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    fn need(&self, n: u64, what: &dyn Fn() -> String) -> Result<(), String> {
+        if n > self.remaining() {
+            return Err(format!(
+                "{} at byte {} needs {n} bytes but the file ends {} bytes later (truncated?)",
+                what(),
+                self.pos,
+                self.remaining()
+            ));
+        }
+        Ok(())
+    }
+
+    fn bytes(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<Vec<u8>, String> {
+        self.need(n, what)?;
+        // `need` bounded n by the file's length, so this allocation is no bigger than it.
+        let mut b = vec![0; n as usize];
+        self.r
+            .read_exact(&mut b)
+            .map_err(|e| format!("{}: read failed at byte {}: {e}", what(), self.pos))?;
+        self.pos += n;
+        Ok(b)
+    }
+
+    fn skip(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<(), String> {
+        self.need(n, what)?;
+        let step = i64::try_from(n).map_err(|_| format!("{}: {n} bytes", what()))?;
+        self.r
+            .seek_relative(step)
+            .map_err(|e| format!("{}: seek failed at byte {}: {e}", what(), self.pos))?;
+        self.pos += n;
+        Ok(())
+    }
+
+    fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N], String> {
+        let b = self.bytes(N as u64, what)?;
+        let mut a = [0; N];
+        a.copy_from_slice(&b);
+        Ok(a)
+    }
+
+    fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32, String> {
+        self.array(what).map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self, what: &dyn Fn() -> String) -> Result<u64, String> {
+        self.array(what).map(u64::from_le_bytes)
+    }
+
+    fn string(&mut self, what: &dyn Fn() -> String) -> Result<Vec<u8>, String> {
+        let n = self.u64(what)?;
+        self.bytes(n, what)
+    }
+
+    fn scalar(&mut self, ty: Ty, what: &dyn Fn() -> String) -> Result<Value, String> {
+        Ok(match ty {
+            Ty::U8 => Value::Int(self.array::<1>(what)?[0].into()),
+            Ty::I8 => Value::Int((self.array::<1>(what)?[0] as i8).into()),
+            // gguf.cpp reads a byte: any non-zero one is true.
+            Ty::Bool => Value::Int((self.array::<1>(what)?[0] != 0).into()),
+            Ty::U16 => Value::Int(u16::from_le_bytes(self.array(what)?).into()),
+            Ty::I16 => Value::Int(i16::from_le_bytes(self.array(what)?).into()),
+            Ty::U32 => Value::Int(u32::from_le_bytes(self.array(what)?).into()),
+            Ty::I32 => Value::Int(i32::from_le_bytes(self.array(what)?).into()),
+            Ty::U64 => Value::Int(u64::from_le_bytes(self.array(what)?).into()),
+            Ty::I64 => Value::Int(i64::from_le_bytes(self.array(what)?).into()),
+            Ty::F32 => Value::Float(f32::from_le_bytes(self.array(what)?).into()),
+            Ty::F64 => Value::Float(f64::from_le_bytes(self.array(what)?)),
+            Ty::Str => Value::Str(self.string(what)?),
+            Ty::Array => return Err(format!("{}: nested arrays are not GGUF", what())),
+        })
+    }
+}
+
+/// Read a GGUF file's header: key-values and tensor infos, not the tensor data.
+pub fn read_header(path: &Path) -> Result<Header, String> {
+    let f = File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    let len = f
+        .metadata()
+        .map_err(|e| format!("cannot be read: {e}"))?
+        .len();
+    parse(f, len)
+}
+
+fn parse<R: Read + Seek>(r: R, len: u64) -> Result<Header, String> {
+    let mut r = Reader {
+        r: BufReader::with_capacity(1 << 16, r),
+        pos: 0,
+        len,
+    };
+    let magic = r.bytes(4, &|| "the GGUF magic number".into())?;
+    if magic != b"GGUF" {
+        return Err(format!(
+            "starts with {}, not the GGUF magic number",
+            shown(&magic)
+        ));
+    }
+    let version = r.u32(&|| "the GGUF version".into())?;
+    if !(2..=3).contains(&version) {
+        return Err(format!(
+            "GGUF version = {version}: llama.cpp reads versions 2 and 3"
+        ));
+    }
+    let n_tensors = r.u64(&|| "the tensor count".into())?;
+    let n_kv = r.u64(&|| "the key-value count".into())?;
+    // Counts the file cannot hold are corruption; refusing them also bounds every loop
+    // and allocation below by the file's size.
+    if n_tensors > len / MIN_TENSOR_INFO_BYTES {
+        return Err(format!(
+            "tensor_count = {n_tensors}, more than a {len}-byte file can describe"
+        ));
+    }
+    if n_kv > len / MIN_KV_BYTES {
+        return Err(format!(
+            "kv_count = {n_kv}, more than a {len}-byte file can hold"
+        ));
+    }
+
+    let mut kvs = Vec::with_capacity(n_kv as usize);
+    let mut index = HashMap::with_capacity(n_kv as usize);
+    for i in 0..n_kv {
+        let kv = read_kv(&mut r, i)?;
+        if index.insert(kv.key.clone(), kvs.len()).is_some() {
+            return Err(format!("key {} appears twice", shown(&kv.key)));
+        }
+        kvs.push(kv);
+    }
+
+    let alignment = match index.get(b"general.alignment".as_slice()).map(|&i| &kvs[i]) {
+        None => DEFAULT_ALIGNMENT,
+        Some(Kv {
+            ty: Ty::U32,
+            value: Value::Int(a),
+            ..
+        }) if *a > 0 && (*a as u64).is_power_of_two() => *a as u64,
+        Some(kv) => {
+            return Err(match kv.value {
+                Value::Int(a) if kv.ty == Ty::U32 => {
+                    format!("general.alignment = {a}: it must be a power of two")
+                }
+                _ => format!("general.alignment has type {}, not u32", kv.ty.name()),
+            })
+        }
+    };
+
+    let tensor_start = r.pos;
+    let mut tensors = Vec::with_capacity(n_tensors as usize);
+    let mut names = HashSet::with_capacity(n_tensors as usize);
+    for i in 0..n_tensors {
+        let t = read_tensor_info(&mut r, i)?;
+        if !names.insert(t.name.clone()) {
+            return Err(format!("tensor {} appears twice", shown(&t.name)));
+        }
+        tensors.push(t);
+    }
+    Ok(Header {
+        version,
+        file_len: len,
+        kvs,
+        index,
+        tensors,
+        tensor_span: tensor_start..r.pos,
+        alignment,
+    })
+}
+
+fn read_kv<R: Read + Seek>(r: &mut Reader<R>, i: u64) -> Result<Kv, String> {
+    let start = r.pos;
+    let key = r.string(&|| format!("key #{i}"))?;
+    if key.is_empty() {
+        return Err(format!("key #{i} is empty"));
+    }
+    let name = || shown(&key);
+    let raw = r.u32(&|| format!("the type of {}", name()))?;
+    let ty = Ty::from_raw(raw)
+        .ok_or_else(|| format!("{} has value type {raw}, not a GGUF type", name()))?;
+    let value_at = r.pos;
+    let what = || format!("the value of {}", name());
+    let value = if ty == Ty::Array {
+        let raw = r.u32(&what)?;
+        let elem = Ty::from_raw(raw)
+            .filter(|t| *t != Ty::Array)
+            .ok_or_else(|| format!("{} is an array of type {raw}, not a GGUF type", name()))?;
+        let n = r.u64(&what)?;
+        // Strings take at least their 8-byte length.
+        let least = elem.fixed_size().unwrap_or(8);
+        if n.checked_mul(least).is_none_or(|b| b > r.remaining()) {
+            return Err(format!(
+                "{} claims {n} {} values, more than the {} bytes left in the file hold",
+                name(),
+                elem.name(),
+                r.remaining()
+            ));
+        }
+        let keep = match elem {
+            Ty::Str => key == TOKENS_KEY.as_bytes(),
+            _ => n <= KEEP_ARRAY_ITEMS,
+        };
+        let items = if keep {
+            let mut items = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                items.push(r.scalar(elem, &what)?);
+            }
+            Some(items)
+        } else {
+            match elem.fixed_size() {
+                Some(size) => r.skip(n * size, &what)?,
+                None => {
+                    for _ in 0..n {
+                        let l = r.u64(&what)?;
+                        r.skip(l, &what)?;
+                    }
+                }
+            }
+            None
+        };
+        Value::Array {
+            elem,
+            len: n,
+            items,
+        }
+    } else {
+        r.scalar(ty, &what)?
+    };
+    Ok(Kv {
+        key,
+        ty,
+        value,
+        span: start..r.pos,
+        value_at,
+    })
+}
+
+fn read_tensor_info<R: Read + Seek>(r: &mut Reader<R>, i: u64) -> Result<TensorInfo, String> {
+    let name = r.string(&|| format!("the name of tensor #{i}"))?;
+    if name.len() >= GGML_MAX_NAME {
+        return Err(format!(
+            "tensor #{i} is named {}, longer than llama.cpp's {} bytes",
+            shown(&name),
+            GGML_MAX_NAME - 1
+        ));
+    }
+    let what = || format!("tensor {}", shown(&name));
+    let n_dims = r.u32(&what)?;
+    if n_dims > GGML_MAX_DIMS {
+        return Err(format!(
+            "{} has {n_dims} dimensions, more than {GGML_MAX_DIMS}",
+            what()
+        ));
+    }
+    let mut dims = Vec::with_capacity(n_dims as usize);
+    let mut elements: i64 = 1;
+    for d in 0..n_dims {
+        let n = i64::from_le_bytes(r.array(&what)?);
+        // gguf.cpp allows 0, but llama.cpp's tensor code assumes every dimension is
+        // at least 1, and no real model has an empty tensor.
+        if n < 1 {
+            return Err(format!(
+                "{} has dimension {d} = {n}; it must be at least 1",
+                what()
+            ));
+        }
+        elements = elements
+            .checked_mul(n)
+            .ok_or_else(|| format!("{} has more elements than fit in 64 bits", what()))?;
+        dims.push(n);
+    }
+    let ggml_type = r.u32(&what)?;
+    let offset = r.u64(&what)?;
+    Ok(TensorInfo {
+        name,
+        dims,
+        ggml_type,
+        offset,
+    })
+}
+
+/// What the checks found, for the memory estimate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hparams {
+    pub arch: String,
+    pub n_layer: u32,
+    pub n_embd: u32,
+    pub n_ctx_train: u32,
+    /// K plus V values one token keeps in each layer's cache.
+    pub kv_per_layer: Vec<u64>,
+}
+
+impl Hparams {
+    /// Bytes of an f16 KV cache of `n_ctx` tokens; `None` if that overflows a u64.
+    pub fn kv_cache_bytes(&self, n_ctx: u32) -> Option<u64> {
+        self.kv_per_layer
+            .iter()
+            .try_fold(0u64, |sum, &n| sum.checked_add(n))?
+            .checked_mul(2)?
+            .checked_mul(n_ctx.into())
+    }
+}
+
+/// An optional u32 key. llama.cpp reads these with `get_key<uint32_t>`, which accepts
+/// only GGUF_TYPE_UINT32.
+fn opt_u32(h: &Header, key: &str) -> Result<Option<u32>, String> {
+    match h.get(key) {
+        None => Ok(None),
+        Some(Kv {
+            ty: Ty::U32,
+            value: Value::Int(v),
+            ..
+        }) => Ok(Some(*v as u32)),
+        Some(kv) => Err(format!(
+            "{key} has type {}; llama.cpp reads a u32",
+            kv.ty.name()
+        )),
+    }
+}
+
+fn req_u32(h: &Header, key: &str) -> Result<u32, String> {
+    opt_u32(h, key)?.ok_or_else(|| format!("{key} is missing"))
+}
+
+/// A per-layer u32 value (`get_key_or_arr`): one u32 for every layer, or an array with
+/// one value per layer whose elements llama.cpp copies as u32 (u32, i32 or bool).
+fn per_layer(h: &Header, key: &str, n_layer: u32) -> Result<Option<Vec<u32>>, String> {
+    let Some(kv) = h.get(key) else {
+        return Ok(None);
+    };
+    match &kv.value {
+        Value::Int(v) if kv.ty == Ty::U32 => Ok(Some(vec![*v as u32; n_layer as usize])),
+        Value::Array { elem, len, items } => {
+            if *len != u64::from(n_layer) {
+                return Err(format!(
+                    "{key} has {len} values but the model has {n_layer} layers"
+                ));
+            }
+            if !matches!(elem, Ty::U32 | Ty::I32 | Ty::Bool) {
+                return Err(format!(
+                    "{key} is an array of {}; llama.cpp reads u32 values",
+                    elem.name()
+                ));
+            }
+            let items = items
+                .as_ref()
+                .ok_or_else(|| format!("{key}: {len} values were not kept"))?;
+            Ok(Some(
+                items
+                    .iter()
+                    .map(|v| match v {
+                        // i32 elements are copied bit for bit, as llama.cpp does.
+                        Value::Int(i) => *i as i32 as u32,
+                        _ => 0,
+                    })
+                    .collect(),
+            ))
+        }
+        _ => Err(format!(
+            "{key} has type {}; llama.cpp reads a u32, or an array with one per layer",
+            kv.ty.name()
+        )),
+    }
+}
+
+/// Check what llama.cpp asserts on while loading a model from this header.
+pub fn check(h: &Header) -> Result<Hparams, String> {
+    let arch = match h.get("general.architecture") {
+        None => return Err("general.architecture is missing".into()),
+        Some(Kv {
+            value: Value::Str(s),
+            ..
+        }) => s,
+        Some(kv) => {
+            return Err(format!(
+                "general.architecture has type {}, not string",
+                kv.ty.name()
+            ))
+        }
+    };
+    let arch = match std::str::from_utf8(arch) {
+        Ok(a) if KNOWN_ARCHITECTURES.contains(&a) => a,
+        Ok("clip") => return Err(
+            "general.architecture = \"clip\": a vision projector (mmproj), not a language model"
+                .into(),
+        ),
+        _ => {
+            return Err(format!(
+                "general.architecture = {}: not an architecture this llama.cpp knows",
+                shown(arch)
+            ))
+        }
+    };
+    let k = |name: &str| format!("{arch}.{name}");
+
+    // GGML_ASSERT(hparams.n_layer_all > 0 && hparams.n_layer_all <= LLAMA_MAX_LAYERS)
+    let n_layer = req_u32(h, &k("block_count"))?;
+    if !(1..=LLAMA_MAX_LAYERS).contains(&n_layer) {
+        return Err(format!(
+            "{} = {n_layer}: llama.cpp supports 1 to {LLAMA_MAX_LAYERS} layers",
+            k("block_count")
+        ));
+    }
+    let n_ctx_train = req_u32(h, &k("context_length"))?;
+    if !(1..=MAX_CONTEXT_LENGTH).contains(&n_ctx_train) {
+        return Err(format!(
+            "{} = {n_ctx_train}: expected 1 to {MAX_CONTEXT_LENGTH} tokens",
+            k("context_length")
+        ));
+    }
+    // Zero makes every weight shape empty, which llama.cpp's tensor code asserts against.
+    let n_embd = req_u32(h, &k("embedding_length"))?;
+    if !(1..=MAX_EMBEDDING_LENGTH).contains(&n_embd) {
+        return Err(format!(
+            "{} = {n_embd}: expected 1 to {MAX_EMBEDDING_LENGTH}",
+            k("embedding_length")
+        ));
+    }
+    // GGML_ASSERT(hparams.n_layer_nextn <= hparams.n_layer_all)
+    if let Some(n) = opt_u32(h, &k("nextn_predict_layers"))? {
+        if n > n_layer {
+            return Err(format!(
+                "{} = {n}: more than the {n_layer} layers",
+                k("nextn_predict_layers")
+            ));
+        }
+    }
+    check_experts(h, arch, n_layer, &k)?;
+    if arch == "wavtokenizer-dec" {
+        // GGML_ASSERT(hparams.posnet.n_layer <= hparams.n_layer_all), and convnext's.
+        for name in ["posnet.block_count", "convnext.block_count"] {
+            if let Some(n) = opt_u32(h, &k(name))? {
+                if n > n_layer {
+                    return Err(format!("{} = {n}: more than the {n_layer} layers", k(name)));
+                }
+            }
+        }
+    }
+    // GGML_ASSERT(hparams.rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED)
+    if let Some(kv) = h.get(&k("rope.scaling.type")) {
+        match &kv.value {
+            Value::Str(s) if ROPE_SCALING_TYPES.iter().any(|t| t.as_bytes() == s) => {}
+            Value::Str(s) => {
+                return Err(format!(
+                    "{} = {}: llama.cpp knows {}",
+                    k("rope.scaling.type"),
+                    shown(s),
+                    ROPE_SCALING_TYPES.join(", ")
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{} has type {}, not string",
+                    k("rope.scaling.type"),
+                    kv.ty.name()
+                ))
+            }
+        }
+    }
+    let kv_per_layer = check_heads(h, arch, n_layer, n_embd, &k)?;
+    check_vocab(h)?;
+    Ok(Hparams {
+        arch: arch.to_string(),
+        n_layer,
+        n_embd,
+        n_ctx_train,
+        kv_per_layer,
+    })
+}
+
+/// The expert asserts at the end of the first half of `load_hparams`.
+fn check_experts(
+    h: &Header,
+    arch: &str,
+    n_layer: u32,
+    k: &dyn Fn(&str) -> String,
+) -> Result<(), String> {
+    let mut n_expert = opt_u32(h, &k("expert_count"))?.unwrap_or(0);
+    let mut used_max = per_layer(h, &k("expert_used_count"), n_layer)?
+        .map_or(0, |v| v.into_iter().max().unwrap_or(0));
+    let groups = opt_u32(h, &k("expert_group_count"))?.unwrap_or(0);
+    let group_used = opt_u32(h, &k("expert_group_used_count"))?.unwrap_or(0);
+    // llama.cpp turns these two into dense models before its asserts.
+    if matches!(arch, "hunyuan_vl" | "hunyuan-dense") && n_expert <= 1 {
+        n_expert = 0;
+        used_max = 0;
+    }
+    if n_expert > LLAMA_MAX_EXPERTS {
+        return Err(format!(
+            "{} = {n_expert}: llama.cpp supports at most {LLAMA_MAX_EXPERTS} experts",
+            k("expert_count")
+        ));
+    }
+    if used_max > n_expert {
+        return Err(format!(
+            "{} = {used_max}: more than {} = {n_expert}",
+            k("expert_used_count"),
+            k("expert_count")
+        ));
+    }
+    if n_expert == 0 {
+        if groups != 0 {
+            return Err(format!(
+                "{} = {groups} in a model without experts",
+                k("expert_group_count")
+            ));
+        }
+        return Ok(());
+    }
+    if used_max == 0 {
+        return Err(format!(
+            "{} is 0 (or missing) but {} = {n_expert}",
+            k("expert_used_count"),
+            k("expert_count")
+        ));
+    }
+    if groups >= n_expert {
+        return Err(format!(
+            "{} = {groups}: not fewer than the {n_expert} experts",
+            k("expert_group_count")
+        ));
+    }
+    if groups > 1 && (!n_expert.is_multiple_of(groups) || group_used == 0 || group_used >= groups) {
+        return Err(format!(
+            "{} = {groups} with {} = {group_used}: the groups must divide the {n_expert} experts \
+             and between 1 and {} of them be used",
+            k("expert_group_count"),
+            k("expert_group_used_count"),
+            groups - 1
+        ));
+    }
+    Ok(())
+}
+
+/// Attention heads, per layer, and the K plus V width each layer caches per token.
+fn check_heads(
+    h: &Header,
+    arch: &str,
+    n_layer: u32,
+    n_embd: u32,
+    k: &dyn Fn(&str) -> String,
+) -> Result<Vec<u64>, String> {
+    let without_heads = WITHOUT_HEADS.contains(&arch);
+    let head_key = k("attention.head_count");
+    let kv_key = k("attention.head_count_kv");
+    let n_head = match per_layer(h, &head_key, n_layer)? {
+        Some(v) => v,
+        None if without_heads => vec![0; n_layer as usize],
+        None => return Err(format!("{head_key} is missing")),
+    };
+    let scalar = |key: &str| h.get(key).is_some_and(|kv| kv.ty != Ty::Array);
+    // Defaults to head_count, as in llama.cpp.
+    let n_head_kv = per_layer(h, &kv_key, n_layer)?.unwrap_or_else(|| n_head.clone());
+    for (il, (&heads, &kv_heads)) in n_head.iter().zip(&n_head_kv).enumerate() {
+        if heads > MAX_HEADS {
+            return Err(format!(
+                "{head_key} = {heads} (layer {il}): expected at most {MAX_HEADS}"
+            ));
+        }
+        // One head count for every layer: 0 only where the architecture has no attention.
+        if heads == 0 && scalar(&head_key) && !without_heads {
+            return Err(format!(
+                "{head_key} = 0: a {arch} model needs attention heads"
+            ));
+        }
+        if kv_heads == 0 && heads > 0 && scalar(&kv_key) {
+            return Err(format!(
+                "{kv_key} = 0 with {head_key} = {heads}: at least one KV head is needed"
+            ));
+        }
+        if kv_heads > heads {
+            return Err(format!(
+                "{kv_key} = {kv_heads} (layer {il}): more than {head_key} = {heads}"
+            ));
+        }
+        // Grouped-query attention broadcasts each KV head over a whole number of query
+        // heads; ggml asserts on a remainder when it builds the graph.
+        if kv_heads > 0 && !heads.is_multiple_of(kv_heads) {
+            return Err(format!(
+                "{head_key} = {heads} is not a multiple of {kv_key} = {kv_heads} (layer {il})"
+            ));
+        }
+    }
+    let key_len = opt_u32(h, &k("attention.key_length"))?;
+    let value_len = opt_u32(h, &k("attention.value_length"))?;
+    for (name, len) in [
+        ("attention.key_length", key_len),
+        ("attention.value_length", value_len),
+    ] {
+        if let Some(n) = len.filter(|n| !(1..=MAX_EMBEDDING_LENGTH).contains(n)) {
+            return Err(format!(
+                "{} = {n}: expected 1 to {MAX_EMBEDDING_LENGTH}",
+                k(name)
+            ));
+        }
+    }
+    // llama.cpp sizes a head as embedding_length / head_count of the first layer unless
+    // the lengths are given; a remainder would give weight shapes no file can match.
+    let heads0 = n_head[0];
+    if heads0 > 0 && (key_len.is_none() || value_len.is_none()) && !n_embd.is_multiple_of(heads0) {
+        return Err(format!(
+            "{} = {n_embd} is not a multiple of {head_key} = {heads0}",
+            k("embedding_length")
+        ));
+    }
+    let derived = n_embd.checked_div(heads0).unwrap_or(0);
+    let width = u64::from(key_len.unwrap_or(derived)) + u64::from(value_len.unwrap_or(derived));
+    n_head_kv
+        .iter()
+        .map(|&kv_heads| {
+            width
+                .checked_mul(kv_heads.into())
+                .ok_or_else(|| format!("{kv_key} = {kv_heads}: the KV cache size overflows"))
+        })
+        .collect()
+}
+
+/// `llama_vocab::impl::load` asserts that no token text appears twice (after it renames
+/// empty tokens).
+fn check_vocab(h: &Header) -> Result<(), String> {
+    let model = match h.get("tokenizer.ggml.model") {
+        None => return Err("tokenizer.ggml.model is missing".into()),
+        Some(Kv {
+            value: Value::Str(s),
+            ..
+        }) => s,
+        Some(kv) => {
+            return Err(format!(
+                "tokenizer.ggml.model has type {}, not string",
+                kv.ty.name()
+            ))
+        }
+    };
+    // These models have no token list: llama.cpp stops reading the vocabulary here.
+    if model == b"no_vocab" || model == b"none" {
+        return Ok(());
+    }
+    let items = match h.get(TOKENS_KEY) {
+        None => return Err(format!("{TOKENS_KEY} is missing")),
+        Some(Kv {
+            value:
+                Value::Array {
+                    elem: Ty::Str,
+                    items: Some(items),
+                    ..
+                },
+            ..
+        }) => items,
+        Some(kv) => {
+            return Err(format!(
+                "{TOKENS_KEY} has type {}, not an array of strings",
+                match &kv.value {
+                    Value::Array { elem, .. } => format!("array of {}", elem.name()),
+                    _ => kv.ty.name().to_string(),
+                }
+            ))
+        }
+    };
+    if items.is_empty() || items.len() > i32::MAX as usize {
+        return Err(format!("{TOKENS_KEY} has {} tokens", items.len()));
+    }
+    let mut seen: HashMap<std::borrow::Cow<[u8]>, usize> = HashMap::with_capacity(items.len());
+    for (i, v) in items.iter().enumerate() {
+        let Value::Str(s) = v else { continue };
+        let text: std::borrow::Cow<[u8]> = if s.is_empty() {
+            format!("[EMPTY_{i}]").into_bytes().into()
+        } else {
+            s.as_slice().into()
+        };
+        if let Some(first) = seen.insert(text, i) {
+            return Err(format!(
+                "{TOKENS_KEY} has {} twice (tokens {first} and {i})",
+                shown(s)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Read and check `path`'s header.
+pub fn check_file(path: &Path) -> Result<Hparams, String> {
+    check(&read_header(path)?)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A GGUF key-value entry.
+    pub fn kv(key: &str, ty: Ty, payload: &[u8]) -> Vec<u8> {
+        let mut b = (key.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(key.as_bytes());
+        b.extend_from_slice(&ty.raw().to_le_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    pub fn gguf_str(s: &[u8]) -> Vec<u8> {
+        let mut b = (s.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(s);
+        b
+    }
+
+    pub fn str_array(items: &[&[u8]]) -> Vec<u8> {
+        let mut b = Ty::Str.raw().to_le_bytes().to_vec();
+        b.extend_from_slice(&(items.len() as u64).to_le_bytes());
+        for s in items {
+            b.extend(gguf_str(s));
+        }
+        b
+    }
+
+    pub fn u32_array(elem: Ty, items: &[u32]) -> Vec<u8> {
+        let mut b = elem.raw().to_le_bytes().to_vec();
+        b.extend_from_slice(&(items.len() as u64).to_le_bytes());
+        for v in items {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    pub fn file(kvs: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+        for kv in kvs {
+            b.extend_from_slice(kv);
+        }
+        b
+    }
+
+    /// A small, well-formed llama header, with `edit` applied to its entries.
+    fn llama(edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
+        let u32v = |v: u32| v.to_le_bytes().to_vec();
+        let mut kvs = vec![
+            kv("general.architecture", Ty::Str, &gguf_str(b"llama")),
+            kv("llama.block_count", Ty::U32, &u32v(4)),
+            kv("llama.context_length", Ty::U32, &u32v(2048)),
+            kv("llama.embedding_length", Ty::U32, &u32v(64)),
+            kv("llama.attention.head_count", Ty::U32, &u32v(8)),
+            kv("llama.attention.head_count_kv", Ty::U32, &u32v(2)),
+            kv("tokenizer.ggml.model", Ty::Str, &gguf_str(b"gpt2")),
+            kv(TOKENS_KEY, Ty::Array, &str_array(&[b"a", b"b", b"", b"c"])),
+        ];
+        edit(&mut kvs);
+        file(&kvs)
+    }
+
+    fn checked(bytes: &[u8]) -> Result<Hparams, String> {
+        check(&parse(Cursor::new(bytes), bytes.len() as u64)?)
+    }
+
+    fn set(kvs: &mut [Vec<u8>], key: &str, entry: Vec<u8>) {
+        let prefix = kv(key, Ty::U8, &[]);
+        let at = kvs
+            .iter()
+            .position(|e| e.starts_with(&prefix[..prefix.len() - 4]))
+            .unwrap();
+        kvs[at] = entry;
+    }
+
+    #[test]
+    fn a_good_header_gives_the_kv_cache_size() {
+        let h = checked(&llama(|_| {})).unwrap();
+        assert_eq!((h.arch.as_str(), h.n_layer, h.n_embd), ("llama", 4, 64));
+        // 4 layers × 2 KV heads × (8 + 8) dims × 2 bytes × 1000 tokens
+        assert_eq!(h.kv_cache_bytes(1000), Some(4 * 2 * 16 * 2 * 1000));
+    }
+
+    #[test]
+    fn a_kv_cache_too_big_for_64_bits_is_none() {
+        let h = Hparams {
+            arch: "llama".into(),
+            n_layer: 2,
+            n_embd: 64,
+            n_ctx_train: 2048,
+            kv_per_layer: vec![1 << 40, 1 << 40],
+        };
+        assert_eq!(h.kv_cache_bytes(1 << 21), Some(1 << 63));
+        assert_eq!(h.kv_cache_bytes(1 << 22), None);
+        let sum_overflows = Hparams {
+            kv_per_layer: vec![u64::MAX, 1],
+            ..h
+        };
+        assert_eq!(sum_overflows.kv_cache_bytes(1), None);
+    }
+
+    #[test]
+    fn the_crafted_abort_is_an_error() {
+        // The shape of the 240-byte file that aborted llama.cpp: no tensors, no layers.
+        let bytes = llama(|kvs| {
+            set(
+                kvs,
+                "llama.block_count",
+                kv("llama.block_count", Ty::U32, &0u32.to_le_bytes()),
+            )
+        });
+        let e = checked(&bytes).unwrap_err();
+        assert!(e.contains("llama.block_count = 0"), "{e}");
+        let bytes = llama(|kvs| {
+            set(
+                kvs,
+                "llama.block_count",
+                kv("llama.block_count", Ty::U32, &513u32.to_le_bytes()),
+            )
+        });
+        assert!(checked(&bytes).unwrap_err().contains("= 513"));
+    }
+
+    #[test]
+    fn each_asserted_value_is_checked() {
+        let u = |v: u32| v.to_le_bytes().to_vec();
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "llama.embedding_length",
+                kv("llama.embedding_length", Ty::U32, &u(0)),
+                "embedding_length = 0",
+            ),
+            (
+                "llama.embedding_length",
+                kv("llama.embedding_length", Ty::U64, &1u64.to_le_bytes()),
+                "has type u64",
+            ),
+            (
+                "llama.context_length",
+                kv("llama.context_length", Ty::U32, &u(u32::MAX)),
+                "context_length = 4294967295",
+            ),
+            (
+                "llama.attention.head_count",
+                kv("llama.attention.head_count", Ty::U32, &u(0)),
+                "head_count = 0",
+            ),
+            (
+                "llama.attention.head_count",
+                kv("llama.attention.head_count", Ty::U32, &u(6)),
+                "not a multiple of llama.attention.head_count = 6",
+            ),
+            (
+                "llama.attention.head_count_kv",
+                kv("llama.attention.head_count_kv", Ty::U32, &u(0)),
+                "head_count_kv = 0",
+            ),
+            (
+                "llama.attention.head_count_kv",
+                kv("llama.attention.head_count_kv", Ty::U32, &u(16)),
+                "more than",
+            ),
+            (
+                "llama.attention.head_count_kv",
+                kv("llama.attention.head_count_kv", Ty::U32, &u(3)),
+                "not a multiple of llama.attention.head_count_kv = 3",
+            ),
+            (
+                "llama.attention.head_count",
+                kv(
+                    "llama.attention.head_count",
+                    Ty::Array,
+                    &u32_array(Ty::U32, &[8, 8, 8]),
+                ),
+                "has 3 values",
+            ),
+            (
+                "llama.attention.head_count",
+                kv(
+                    "llama.attention.head_count",
+                    Ty::Array,
+                    &u32_array(Ty::F32, &[8, 8, 8, 8]),
+                ),
+                "array of f32",
+            ),
+            (
+                "llama.attention.head_count",
+                kv(
+                    "llama.attention.head_count",
+                    Ty::Array,
+                    &u32_array(Ty::I32, &[8, 8, u32::MAX, 8]),
+                ),
+                "4294967295 (layer 2)",
+            ),
+            (
+                "general.architecture",
+                kv("general.architecture", Ty::Str, &gguf_str(b"llama9")),
+                "\"llama9\"",
+            ),
+            (
+                "general.architecture",
+                kv("general.architecture", Ty::U32, &u(1)),
+                "not string",
+            ),
+            (
+                "general.architecture",
+                kv("general.architecture", Ty::Str, &gguf_str(b"clip")),
+                "mmproj",
+            ),
+            (
+                TOKENS_KEY,
+                kv(TOKENS_KEY, Ty::Array, &str_array(&[b"a", b"b", b"a"])),
+                "\"a\" twice (tokens 0 and 2)",
+            ),
+            (
+                TOKENS_KEY,
+                kv(
+                    TOKENS_KEY,
+                    Ty::Array,
+                    &str_array(&[b"a", b"", b"[EMPTY_1]"]),
+                ),
+                "twice",
+            ),
+            (
+                TOKENS_KEY,
+                kv(TOKENS_KEY, Ty::Array, &u32_array(Ty::U32, &[1])),
+                "array of u32",
+            ),
+        ];
+        for (key, entry, want) in cases {
+            let bytes = llama(|kvs| set(kvs, key, entry));
+            let e = checked(&bytes).expect_err(want);
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        let added: Vec<(Vec<u8>, &str)> = vec![
+            (
+                kv("llama.nextn_predict_layers", Ty::U32, &u(5)),
+                "nextn_predict_layers = 5",
+            ),
+            (kv("llama.expert_count", Ty::U32, &u(2000)), "at most 1024"),
+            (
+                kv("llama.expert_count", Ty::U32, &u(8)),
+                "expert_used_count is 0",
+            ),
+            (
+                kv("llama.expert_used_count", Ty::U32, &u(2)),
+                "more than llama.expert_count = 0",
+            ),
+            (
+                kv("llama.rope.scaling.type", Ty::Str, &gguf_str(b"bogus")),
+                "\"bogus\"",
+            ),
+            (
+                kv("llama.attention.key_length", Ty::U32, &u(0)),
+                "key_length = 0",
+            ),
+        ];
+        for (entry, want) in added {
+            let bytes = llama(|kvs| kvs.push(entry));
+            let e = checked(&bytes).expect_err(want);
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        // Per-layer arrays llama.cpp accepts are accepted.
+        let bytes = llama(|kvs| {
+            let e = kv(
+                "llama.attention.head_count_kv",
+                Ty::Array,
+                &u32_array(Ty::I32, &[2, 0, 4, 8]),
+            );
+            set(kvs, "llama.attention.head_count_kv", e);
+            kvs.push(kv("llama.attention.key_length", Ty::U32, &u(16)));
+            kvs.push(kv("llama.attention.value_length", Ty::U32, &u(16)));
+        });
+        let h = checked(&bytes).unwrap();
+        assert_eq!(h.kv_per_layer, vec![64, 0, 128, 256]);
+    }
+
+    #[test]
+    fn broken_containers_are_errors_not_allocations() {
+        let good = llama(|_| {});
+        for len in 0..good.len() {
+            assert!(checked(&good[..len]).is_err(), "truncated at {len}");
+        }
+        let mut huge_count = good.clone();
+        huge_count[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(checked(&huge_count)
+            .unwrap_err()
+            .contains("kv_count = 18446744073709551615"));
+        let mut huge_array = file(&[kv("x", Ty::Array, &u32_array(Ty::U64, &[]))]);
+        let at = huge_array.len() - 8;
+        huge_array[at..].copy_from_slice(&(u64::MAX / 4).to_le_bytes());
+        assert!(checked(&huge_array).unwrap_err().contains("claims"));
+        let mut version = good.clone();
+        version[4] = 1;
+        assert!(checked(&version).unwrap_err().contains("version = 1"));
+        assert!(checked(b"GGML\x03\0\0\0").unwrap_err().contains("magic"));
+    }
+
+    /// `KNOWN_ARCHITECTURES` is `LLM_ARCH_NAMES` of the llama.cpp that Cargo.lock pins,
+    /// read from cargo's registry copy of llama-cpp-sys-2.
+    #[test]
+    fn known_architectures_match_llama_cpp() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock"))
+            .expect("Cargo.lock");
+        let version = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"llama-cpp-sys-2\""))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+            .and_then(|v| v.strip_suffix('"'))
+            .expect("llama-cpp-sys-2 in Cargo.lock");
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+            .expect("CARGO_HOME or HOME");
+        let registry = cargo_home.join("registry/src");
+        let source = std::fs::read_dir(&registry)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| {
+                d.path().join(format!(
+                    "llama-cpp-sys-2-{version}/llama.cpp/src/llama-arch.cpp"
+                ))
+            })
+            .find(|p| p.exists())
+            .unwrap_or_else(|| {
+                panic!(
+                    "llama-arch.cpp of llama-cpp-sys-2 {version} is not under {}",
+                    registry.display()
+                )
+            });
+        let text = std::fs::read_to_string(&source).unwrap();
+        let table = text
+            .split("LLM_ARCH_NAMES = {")
+            .nth(1)
+            .and_then(|t| t.split("\n};").next())
+            .expect("LLM_ARCH_NAMES");
+        let names: Vec<&str> = table
+            .lines()
+            .filter_map(|l| l.split('"').nth(1))
+            .filter(|n| *n != "clip" && *n != "(unknown)")
+            .collect();
+        assert_eq!(
+            names,
+            KNOWN_ARCHITECTURES,
+            "llama.cpp's architectures changed: update KNOWN_ARCHITECTURES and re-read \
+             load_hparams for new asserts ({})",
+            source.display()
+        );
+    }
+}
