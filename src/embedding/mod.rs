@@ -258,6 +258,22 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Whether every answer was already known (cache hits) at submit time.
+    pub fn is_ready(&self) -> bool {
+        self.slots.iter().all(|s| matches!(s, Slot::Ready(_)))
+    }
+
+    /// The answers of a ready `Pending`, in order (empty slots where one was not ready).
+    pub fn into_ready(self) -> Vec<Vector> {
+        self.slots
+            .into_iter()
+            .filter_map(|s| match s {
+                Slot::Ready(v) => Some(v),
+                Slot::Waiting(_) => None,
+            })
+            .collect()
+    }
+
     /// Wait for every vector, giving up after `timeout` or when `cancel` resolves.
     /// Giving up drops the receivers, which tells the queue not to compute texts
     /// nobody else waits for.

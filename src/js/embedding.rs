@@ -1,5 +1,5 @@
 use super::options::{describe, on_abort, Options};
-use super::{js_error, promise, rejected};
+use super::{js_error, promise, rejected, resolved};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::EmbeddingService;
 use crate::error::OrionError;
@@ -156,6 +156,9 @@ impl SharedEmbeddingClient {
             Ok((pending, call, gone))
         });
         match prepared {
+            Ok((pending, _, _)) if pending.is_ready() => {
+                resolved(env, pending.into_ready(), convert)
+            }
             Ok((pending, call, gone)) => {
                 // A terminated worker's requests are given up at once: dropping the wait
                 // drops its receivers, and the queue then skips texts nobody waits for.

@@ -53,6 +53,36 @@ where
     )
 }
 
+/// A Promise resolved now, on this thread, with what `convert` builds from `value`:
+/// for answers that are already known (cache hits), without a trip through the async
+/// runtime's threads and back, which costs more than the answer itself.
+pub fn resolved<'env, T, V, C>(
+    env: &'env Env,
+    value: T,
+    convert: C,
+) -> napi::Result<PromiseRaw<'env, V>>
+where
+    V: ToNapiValue,
+    C: FnOnce(&Env, T) -> napi::Result<V>,
+{
+    let mut deferred = std::ptr::null_mut();
+    let mut promise = std::ptr::null_mut();
+    // SAFETY: called on the JS thread that owns `env`, with valid out-pointers.
+    check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
+    // SAFETY: `to_napi_value` builds a value in `env` on its own thread.
+    match convert(env, value).and_then(|v| unsafe { V::to_napi_value(env.raw(), v) }) {
+        // SAFETY: `deferred` came from napi_create_promise above and is settled once.
+        Ok(v) => check_status!(unsafe { sys::napi_resolve_deferred(env.raw(), deferred, v) })?,
+        Err(e) => {
+            let reason = js_error(env, &OrionError::Internal(e.reason.clone()));
+            // SAFETY: as above; the error value belongs to `env`.
+            let raw = unsafe { napi::JsError::from(reason).into_value(env.raw()) };
+            check_status!(unsafe { sys::napi_reject_deferred(env.raw(), deferred, raw) })?
+        }
+    }
+    Ok(PromiseRaw::new(env.raw(), promise))
+}
+
 /// A Promise already rejected with `e`: bad input to a Promise-returning call rejects
 /// rather than throws, so callers handle every failure in one place.
 pub fn rejected<'env, V: ToNapiValue + 'static>(
