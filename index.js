@@ -71,14 +71,18 @@ const CODES = new Set([
 
 /**
  * Every error a caller sees carries one of the codes above: napi-rs's own argument
- * errors (`StringExpected`, ...) become INVALID_INPUT, and an exception of the caller's
- * own code (an option getter or a Proxy trap that throws while the addon reads the
- * options) becomes INVALID_OPTION; the original is the `cause`.
+ * errors (`StringExpected`, `InvalidArg`, ...) become INVALID_INPUT, its other failures
+ * (a panic caught in the addon is a `GenericFailure`) INTERNAL, and an exception of the
+ * caller's own code (an option getter or a Proxy trap that throws while the addon reads
+ * the options) INVALID_OPTION; the original is the `cause`.
  */
 function coded(e, fallback) {
   e = adoptError(e)
   if (e instanceof Error && CODES.has(e.code)) return e
-  const code = fallback || (e && typeof e.code === 'string' ? 'INVALID_INPUT' : 'INVALID_OPTION')
+  const napiCode = e && typeof e.code === 'string' ? e.code : null
+  const code =
+    fallback ||
+    (napiCode === null ? 'INVALID_OPTION' : /Expected$|^InvalidArg$/.test(napiCode) ? 'INVALID_INPUT' : 'INTERNAL')
   const message = e instanceof Error ? e.message : String(e)
   const err = new Error(
     code === 'INVALID_OPTION' ? `the options could not be read: your code threw "${message}"` : message,
@@ -126,17 +130,22 @@ function callAsync(fn, self, args, settled) {
 function guarded(cb, what) {
   if (typeof cb !== 'function') return cb
   let reported = false
+  const report = (e) => {
+    if (reported) return
+    reported = true
+    const detail = e instanceof Error ? e.stack || e.message : String(e)
+    process.emitWarning(`orion-native: the ${what} callback threw; the call goes on. ${detail}`, {
+      code: 'ORION_CALLBACK_ERROR',
+    })
+  }
   return function (...args) {
     try {
-      return cb.apply(this, args)
+      const r = cb.apply(this, args)
+      // An async callback's rejection is reported the same way, not left unhandled.
+      if (r && typeof r.then === 'function') r.then(undefined, report)
+      return r
     } catch (e) {
-      if (!reported) {
-        reported = true
-        const detail = e instanceof Error ? e.stack || e.message : String(e)
-        process.emitWarning(`orion-native: the ${what} callback threw; the call goes on. ${detail}`, {
-          code: 'ORION_CALLBACK_ERROR',
-        })
-      }
+      report(e)
     }
   }
 }
@@ -247,6 +256,10 @@ class SharedEmbeddingClient {
   }
 }
 
+// A stream dropped unfinished (no end, no return()) stops its generation when the addon's
+// object is collected; this releases its signal relay when the wrapper is.
+const unfinishedStreams = new FinalizationRegistry((settled) => settled())
+
 class TokenStream {
   #native
   #settled
@@ -255,6 +268,7 @@ class TokenStream {
     internalOnly(token, 'TokenStream', 'loader.generateStream')
     this.#native = n
     this.#settled = settled || noop
+    if (settled && settled !== noop) unfinishedStreams.register(this, settled, this)
   }
   next() {
     if (this.#finished) return Promise.resolve({ done: true, value: undefined })
@@ -275,6 +289,7 @@ class TokenStream {
   }
   #finish() {
     this.#finished = true
+    unfinishedStreams.unregister(this)
     this.#settled()
     this.#settled = noop
   }

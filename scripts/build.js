@@ -84,7 +84,10 @@ async function main(argv) {
         : process.platform === 'darwin'
           ? 'liborion_native.dylib'
           : 'liborion_native.so'
-    fs.copyFileSync(path.join(root, 'target', 'release', lib), out)
+    const targetDir = process.env.CARGO_TARGET_DIR
+      ? path.resolve(root, process.env.CARGO_TARGET_DIR)
+      : path.join(root, 'target')
+    fs.copyFileSync(path.join(targetDir, 'release', lib), out)
   }
   process.stderr.write(
     `Built ${path.relative(process.cwd(), out) || out} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,

@@ -82,6 +82,11 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
     };
     let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
     let mut services = EMBEDDING.lock();
+    // Under the lock that `begin_shutdown` takes to close every service: none starts
+    // (and loads ONNX Runtime) while the process exits.
+    if is_shut_down() {
+        return Err(OrionError::ShutDown);
+    }
     if let Some(s) = services.get(&key) {
         return Ok(s.clone());
     }
@@ -149,7 +154,7 @@ pub fn begin_shutdown() {
         SHUT_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
     }
     MONITOR.stop();
-    for s in embedding_services() {
+    for s in EMBEDDING.lock().values() {
         s.close();
     }
 }
@@ -186,16 +191,27 @@ extern "C" fn shutdown_at_exit() {
     shutdown(SHUTDOWN_TIMEOUT);
 }
 
-/// A fallback for processes whose main thread never loaded the package (only workers
-/// did), so that no JS exit hook runs: `exit()` calls its handlers in reverse order of
-/// registration, so one registered after a library has loaded runs before the
-/// destructors that library registered while loading. Called after each model load.
-pub fn shutdown_before_later_destructors() {
-    // SAFETY: `shutdown_at_exit` is a plain `extern "C" fn()` that lives as long as the
-    // addon, which is never unloaded before exit; atexit only stores the pointer.
-    unsafe {
-        libc::atexit(shutdown_at_exit);
-    }
+/// The native libraries whose static destructors must not run under our threads.
+#[derive(Clone, Copy)]
+pub enum Library {
+    OnnxRuntime = 0,
+    LlamaCpp = 1,
+}
+
+static EXIT_HANDLERS: [std::sync::Once; 2] = [std::sync::Once::new(), std::sync::Once::new()];
+
+/// A fallback for processes that exit without the JS exit listener having run: `exit()`
+/// calls its handlers in reverse order of registration, so one registered after a
+/// library's first model load runs before the destructors that library registered
+/// while loading. Called after each model load; registers once per library.
+pub fn shutdown_before_later_destructors(library: Library) {
+    EXIT_HANDLERS[library as usize].call_once(|| {
+        // SAFETY: `shutdown_at_exit` is a plain `extern "C" fn()` that lives as long as
+        // the addon, which is never unloaded before exit; atexit only stores the pointer.
+        unsafe {
+            libc::atexit(shutdown_at_exit);
+        }
+    });
 }
 
 /// For the moment the last JS environment using the addon goes away (a process whose

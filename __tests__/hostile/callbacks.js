@@ -18,6 +18,13 @@ async function main() {
       throw new Error('onToken bug')
     },
   })
+  // An async callback's rejection is contained the same way (not an unhandled rejection).
+  await loader.generate('demo', 'Say hi.', {
+    maxTokens: 4,
+    onToken: async () => {
+      throw new Error('async onToken bug')
+    },
+  })
   const monitor = orion.getMemoryMonitor()
   const off = monitor.onSnapshot(() => {
     throw new Error('onSnapshot bug')

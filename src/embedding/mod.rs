@@ -207,7 +207,9 @@ fn run(
                 Ok(Ok(m)) => {
                     counters.model_loads.fetch_add(1, Relaxed);
                     model = Some(m);
-                    crate::runtime::shutdown_before_later_destructors();
+                    crate::runtime::shutdown_before_later_destructors(
+                        crate::runtime::Library::OnnxRuntime,
+                    );
                 }
                 Ok(Err(e)) => {
                     queue.complete(&batch, Err(e));
@@ -223,6 +225,11 @@ fn run(
                     continue;
                 }
             }
+        }
+        // Closed while the model loaded (a second, for ONNX Runtime's session): its
+        // waiters have their answer, and the process may be exiting.
+        if queue.is_closed() {
+            break;
         }
         let Some(m) = model.as_mut() else { continue };
         let texts: Vec<&str> = batch.iter().map(|t| &**t).collect();

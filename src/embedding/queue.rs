@@ -235,6 +235,10 @@ impl Queue {
         self.ready.notify_all();
     }
 
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
     pub fn depth(&self) -> usize {
         self.state.lock().pending.len()
     }

@@ -285,7 +285,11 @@ impl TokenSink {
 
     fn flush(&self) {
         let deadline = Instant::now() + Duration::from_secs(5);
+        // A cancelled generation's thread may be the one that would run the callbacks
+        // (a worker being torn down), and an exiting process will not run them at all.
         while !self.closed.load(Ordering::Relaxed)
+            && !self.cancel.load(Ordering::Relaxed)
+            && !crate::runtime::is_shut_down()
             && self.seen.load(Ordering::SeqCst) < self.sent.load(Ordering::SeqCst)
             && Instant::now() < deadline
         {

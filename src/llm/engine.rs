@@ -109,7 +109,7 @@ impl Engine for LlamaEngine {
             }
             OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
         })?;
-        crate::runtime::shutdown_before_later_destructors();
+        crate::runtime::shutdown_before_later_destructors(crate::runtime::Library::LlamaCpp);
         Ok(model)
     }
 }

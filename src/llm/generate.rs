@@ -217,6 +217,9 @@ fn held_back(text: &str, stops: &[String]) -> usize {
 }
 
 /// Generate on `model` in a fresh context of at most `context_length` tokens.
+/// Most prompt tokens evaluated between two checks of the cancel flag (see `generate`).
+pub const PROMPT_STEP: usize = 64;
+
 /// Why a generation stopped early: its caller cancelled it, or the process is exiting.
 fn stopped() -> OrionError {
     if crate::runtime::is_shut_down() {
@@ -281,14 +284,18 @@ pub fn generate(
     let mut ctx = engine::new_context(model, n_ctx, params.threads.max(1))?;
     let n_batch = ctx.n_batch() as usize;
 
+    // The prompt goes in steps of at most PROMPT_STEP tokens, with a check for
+    // cancellation and shutdown between steps: one decode cannot be interrupted, and
+    // 512 tokens take seconds on a CPU.
+    let step = n_batch.clamp(1, PROMPT_STEP);
     let started = Instant::now();
-    let mut batch = LlamaBatch::new(n_batch.max(1), 1);
-    for (chunk_i, chunk) in tokens.chunks(n_batch).enumerate() {
+    let mut batch = LlamaBatch::new(step, 1);
+    for (chunk_i, chunk) in tokens.chunks(step).enumerate() {
         if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
             return Err(stopped());
         }
         batch.clear();
-        let base = chunk_i * n_batch;
+        let base = chunk_i * step;
         for (i, t) in chunk.iter().enumerate() {
             let pos = (base + i) as i32;
             let last = base + i == tokens.len() - 1;

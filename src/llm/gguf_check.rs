@@ -14,6 +14,10 @@
 //! Nothing here calls into llama.cpp: the file is read with Rust I/O, and every length in
 //! it is checked against the bytes left in the file before anything is allocated.
 
+/// Counts come from the file: reserve no more than this up front (the vectors grow),
+/// so that a forged count in a huge file cannot make an allocation fail (an abort).
+const PREALLOCATE_AT_MOST: u64 = 65_536;
+
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
@@ -485,8 +489,8 @@ fn parse<R: Read + Seek>(r: R, len: u64) -> Result<Header, String> {
         ));
     }
 
-    let mut kvs = Vec::with_capacity(n_kv as usize);
-    let mut index = HashMap::with_capacity(n_kv as usize);
+    let mut kvs = Vec::with_capacity(n_kv.min(PREALLOCATE_AT_MOST) as usize);
+    let mut index = HashMap::with_capacity(n_kv.min(PREALLOCATE_AT_MOST) as usize);
     for i in 0..n_kv {
         let kv = read_kv(&mut r, i)?;
         if index.insert(kv.key.clone(), kvs.len()).is_some() {
@@ -513,8 +517,8 @@ fn parse<R: Read + Seek>(r: R, len: u64) -> Result<Header, String> {
     };
 
     let tensor_start = r.pos;
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
-    let mut names = HashSet::with_capacity(n_tensors as usize);
+    let mut tensors = Vec::with_capacity(n_tensors.min(PREALLOCATE_AT_MOST) as usize);
+    let mut names = HashSet::with_capacity(n_tensors.min(PREALLOCATE_AT_MOST) as usize);
     for i in 0..n_tensors {
         let t = read_tensor_info(&mut r, i)?;
         if !names.insert(t.name.clone()) {
@@ -566,7 +570,7 @@ fn read_kv<R: Read + Seek>(r: &mut Reader<R>, i: u64) -> Result<Kv, String> {
             _ => n <= KEEP_ARRAY_ITEMS,
         };
         let items = if keep {
-            let mut items = Vec::with_capacity(n as usize);
+            let mut items = Vec::with_capacity(n.min(PREALLOCATE_AT_MOST) as usize);
             for _ in 0..n {
                 items.push(r.scalar(elem, &what)?);
             }

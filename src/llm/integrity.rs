@@ -64,6 +64,9 @@ pub enum Checked {
 /// (hex, any case). Blocking: reads the whole file the first time it sees it.
 pub fn verify(path: &Path, expected: &str) -> Result<Checked> {
     let unreadable = |e: std::io::Error| {
+        if crate::runtime::is_shut_down() {
+            return OrionError::ShutDown;
+        }
         OrionError::ModelLoadFailed(format!(
             "cannot read {} to check its sha256: {e}",
             path.display()

@@ -304,7 +304,17 @@ impl<E: Engine> ModelLoader<E> {
             st.loading.insert(model.key.clone(), slot.clone());
             (slot, queued_behind)
         };
-        let result = self.load_now(model, &slot, queued_behind);
+        // A panic inside must still settle the slot, or every caller joined to this load
+        // (and every later load of the key) would wait forever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.load_now(model, &slot, queued_behind)
+        }))
+        .unwrap_or_else(|_| {
+            Err(OrionError::Internal(format!(
+                "loading {:?} panicked",
+                model.key
+            )))
+        });
         let mut st = self.state.lock();
         st.loading.remove(&model.key);
         st.reserved.remove(&slot.id);
