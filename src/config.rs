@@ -4,7 +4,7 @@
 use crate::error::{OrionError, Result};
 
 /// Parse `name` as a non-negative integer, `None` when unset or empty.
-pub fn env_u64(name: &str) -> Result<Option<u64>> {
+pub(crate) fn env_u64(name: &str) -> Result<Option<u64>> {
     parse_u64(name, std::env::var(name).ok().as_deref())
 }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum OrionError {
+pub(crate) enum OrionError {
     /// The text or batch handed to a call is not something we can embed.
     InvalidInput(String),
     /// An option has the wrong type, an impossible value, or an unknown name.
@@ -19,7 +19,7 @@ pub enum OrionError {
     EmbeddingTimeout { timeout_ms: u64 },
     /// The shared queue is full.
     Overloaded { queued: usize, limit: usize },
-    /// The caller's AbortSignal fired.
+    /// The caller's `AbortSignal` fired.
     Aborted,
     /// Inference itself failed.
     InferenceFailed(String),
@@ -48,7 +48,7 @@ pub enum OrionError {
 
 impl OrionError {
     /// The stable code, exposed to JS as `err.code`.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::InvalidInput(_) => "INVALID_INPUT",
             Self::InvalidOption(_) => "INVALID_OPTION",
@@ -72,8 +72,11 @@ impl OrionError {
 impl fmt::Display for OrionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidInput(m) => write!(f, "{m}"),
-            Self::InvalidOption(m) => write!(f, "{m}"),
+            // These messages are complete as they are made.
+            Self::InvalidInput(m)
+            | Self::InvalidOption(m)
+            | Self::UnknownModel(m)
+            | Self::ModelBusy(m) => write!(f, "{m}"),
             Self::ModelNotFound { what, searched } => write!(
                 f,
                 "{what} not found (searched {searched}). Run `npx orion-native models` \
@@ -103,8 +106,6 @@ impl fmt::Display for OrionError {
             ),
             Self::Aborted => write!(f, "the operation was aborted by its AbortSignal"),
             Self::InferenceFailed(m) => write!(f, "inference failed: {m}"),
-            Self::UnknownModel(m) => write!(f, "{m}"),
-            Self::ModelBusy(m) => write!(f, "{m}"),
             Self::InsufficientMemory { what, need, available } => write!(
                 f,
                 "not enough memory to load {what:?}: it needs about {} (file plus KV cache), {} is \
@@ -134,7 +135,7 @@ impl fmt::Display for OrionError {
 impl std::error::Error for OrionError {}
 
 /// `97.3 MB`, `1.2 GB`, `512 B`: sizes as people read them.
-pub fn human_bytes(b: u64) -> String {
+pub(crate) fn human_bytes(b: u64) -> String {
     match b {
         b if b >= 1_000_000_000 => format!("{:.1} GB", b as f64 / 1e9),
         b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
@@ -143,7 +144,7 @@ pub fn human_bytes(b: u64) -> String {
     }
 }
 
-pub type Result<T> = std::result::Result<T, OrionError>;
+pub(crate) type Result<T> = std::result::Result<T, OrionError>;
 
 #[cfg(test)]
 mod tests {
@@ -182,7 +183,7 @@ mod tests {
             OrionError::ShutDown,
             OrionError::Internal(String::new()),
         ];
-        let codes: std::collections::HashSet<_> = all.iter().map(|e| e.code()).collect();
+        let codes: std::collections::HashSet<_> = all.iter().map(OrionError::code).collect();
         assert_eq!(codes.len(), all.len());
         assert!(codes
             .iter()

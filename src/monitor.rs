@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Pressure {
+pub(crate) enum Pressure {
     Low,
     Medium,
     High,
@@ -18,14 +18,14 @@ pub enum Pressure {
 }
 
 impl Pressure {
-    pub const ALL: [Pressure; 4] = [
+    pub(crate) const ALL: [Pressure; 4] = [
         Pressure::Low,
         Pressure::Medium,
         Pressure::High,
         Pressure::Critical,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Pressure::Low => "low",
             Pressure::Medium => "medium",
@@ -34,7 +34,7 @@ impl Pressure {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         Pressure::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
@@ -48,10 +48,10 @@ impl Pressure {
 
 /// Fractions of the budget in use at which pressure becomes medium, high, critical.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Thresholds {
-    pub medium: f64,
-    pub high: f64,
-    pub critical: f64,
+pub(crate) struct Thresholds {
+    pub(crate) medium: f64,
+    pub(crate) high: f64,
+    pub(crate) critical: f64,
 }
 
 impl Default for Thresholds {
@@ -65,7 +65,7 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
-    pub fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         let ok = 0.0 < self.medium
             && self.medium < self.high
             && self.high < self.critical
@@ -80,7 +80,7 @@ impl Thresholds {
         }
     }
 
-    pub fn classify(&self, used_fraction: f64) -> Pressure {
+    pub(crate) fn classify(&self, used_fraction: f64) -> Pressure {
         match used_fraction {
             f if f >= self.critical => Pressure::Critical,
             f if f >= self.high => Pressure::High,
@@ -91,16 +91,16 @@ impl Thresholds {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct MonitorConfig {
-    pub thresholds: Thresholds,
-    pub history: usize,
+pub(crate) struct MonitorConfig {
+    pub(crate) thresholds: Thresholds,
+    pub(crate) history: usize,
     /// This process's memory budget; without one, the system's memory is the budget.
-    pub budget_bytes: Option<u64>,
+    pub(crate) budget_bytes: Option<u64>,
     /// Free memory (idle models, the embedding cache) at `free_at` pressure or above.
-    pub auto_free: bool,
-    pub free_at: Pressure,
+    pub(crate) auto_free: bool,
+    pub(crate) free_at: Pressure,
     /// RSS growth per second that raises an alert.
-    pub rss_growth_alert_bytes_per_sec: u64,
+    pub(crate) rss_growth_alert_bytes_per_sec: u64,
 }
 
 impl Default for MonitorConfig {
@@ -118,16 +118,16 @@ impl Default for MonitorConfig {
 
 /// A loaded model as the monitor sees it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct HeldModel {
-    pub key: String,
-    pub bytes: u64,
-    pub quantization: Option<String>,
-    pub idle_for: Duration,
-    pub in_use: bool,
+pub(crate) struct HeldModel {
+    pub(crate) key: String,
+    pub(crate) bytes: u64,
+    pub(crate) quantization: Option<String>,
+    pub(crate) idle_for: Duration,
+    pub(crate) in_use: bool,
 }
 
 /// What orion-native holds, and how to give it back.
-pub trait Holder: Send + Sync {
+pub(crate) trait Holder: Send + Sync {
     fn models(&self) -> Vec<HeldModel>;
     fn embedding_cache_bytes(&self) -> u64;
     /// Unload the least recently used idle model: its key and bytes.
@@ -138,47 +138,46 @@ pub trait Holder: Send + Sync {
 
 /// One measurement.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Reading {
-    pub system: SystemMemory,
-    pub rss: u64,
-    pub virtual_bytes: u64,
+pub(crate) struct Reading {
+    pub(crate) system: SystemMemory,
+    pub(crate) rss: u64,
+    pub(crate) virtual_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Snapshot {
-    pub timestamp_ms: f64,
-    pub reading: Reading,
-    pub budget_bytes: u64,
-    pub used_bytes: u64,
-    pub used_fraction: f64,
-    pub pressure: Pressure,
-    pub models: Vec<HeldModel>,
-    pub embedding_cache_bytes: u64,
-    pub recommendations: Vec<String>,
+pub(crate) struct Snapshot {
+    pub(crate) timestamp_ms: f64,
+    pub(crate) reading: Reading,
+    pub(crate) budget_bytes: u64,
+    pub(crate) used_bytes: u64,
+    pub(crate) used_fraction: f64,
+    pub(crate) pressure: Pressure,
+    pub(crate) models: Vec<HeldModel>,
+    pub(crate) embedding_cache_bytes: u64,
+    pub(crate) recommendations: Vec<String>,
     /// What the monitor freed before this snapshot was taken.
-    pub actions: Vec<String>,
+    pub(crate) actions: Vec<String>,
     /// The calling thread's JS heap (used, total, external), when taken from JS.
-    pub js_heap: Option<(u64, u64, u64)>,
+    pub(crate) js_heap: Option<(u64, u64, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Alert {
-    pub timestamp_ms: f64,
-    pub kind: &'static str,
-    pub pressure: Pressure,
-    pub message: String,
+pub(crate) struct Alert {
+    pub(crate) timestamp_ms: f64,
+    pub(crate) kind: &'static str,
+    pub(crate) pressure: Pressure,
+    pub(crate) message: String,
 }
 
 /// With a budget, the process's RSS against it (the budget stands for the device the
 /// app would run on); without one, the memory in use on the system (or in its cgroup)
 /// against what the process may use.
-pub fn assess(r: &Reading, config: &MonitorConfig) -> (u64, u64, f64, Pressure) {
-    let (budget, used) = match config.budget_bytes {
-        Some(b) => (b.min(r.system.effective_total()).max(1), r.rss),
-        None => {
-            let total = r.system.effective_total().max(1);
-            (total, total.saturating_sub(r.system.effective_available()))
-        }
+pub(crate) fn assess(r: &Reading, config: &MonitorConfig) -> (u64, u64, f64, Pressure) {
+    let (budget, used) = if let Some(b) = config.budget_bytes {
+        (b.min(r.system.effective_total()).max(1), r.rss)
+    } else {
+        let total = r.system.effective_total().max(1);
+        (total, total.saturating_sub(r.system.effective_available()))
     };
     let fraction = used as f64 / budget as f64;
     (budget, used, fraction, config.thresholds.classify(fraction))
@@ -192,7 +191,7 @@ fn minutes(d: Duration) -> String {
 }
 
 /// Concrete things to do, with numbers; empty when pressure is low.
-pub fn recommend(pressure: Pressure, models: &[HeldModel], cache_bytes: u64) -> Vec<String> {
+pub(crate) fn recommend(pressure: Pressure, models: &[HeldModel], cache_bytes: u64) -> Vec<String> {
     let mut out = Vec::new();
     if pressure == Pressure::Low {
         return out;
@@ -229,7 +228,7 @@ pub fn recommend(pressure: Pressure, models: &[HeldModel], cache_bytes: u64) -> 
 
 impl Snapshot {
     /// The snapshot as the status file and `orion-native status --json` show it.
-    pub fn to_json(&self, alerts: &[Alert]) -> serde_json::Value {
+    pub(crate) fn to_json(&self, alerts: &[Alert]) -> serde_json::Value {
         let sys = &self.reading.system;
         serde_json::json!({
             "pid": std::process::id(),
@@ -254,15 +253,15 @@ impl Snapshot {
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct MonitorStats {
-    pub count: u64,
-    pub current: Option<Snapshot>,
-    pub peak_rss: u64,
-    pub min_fraction: f64,
-    pub mean_fraction: f64,
-    pub max_fraction: f64,
+pub(crate) struct MonitorStats {
+    pub(crate) count: u64,
+    pub(crate) current: Option<Snapshot>,
+    pub(crate) peak_rss: u64,
+    pub(crate) min_fraction: f64,
+    pub(crate) mean_fraction: f64,
+    pub(crate) max_fraction: f64,
     /// Milliseconds spent at each level, in `Pressure::ALL` order.
-    pub time_at: [f64; 4],
+    pub(crate) time_at: [f64; 4],
 }
 
 struct State {
@@ -274,9 +273,9 @@ struct State {
 }
 
 /// Told about every snapshot recorded, with the alerts it raised.
-pub type Observer = Box<dyn Fn(&Snapshot, &[Alert]) + Send + Sync>;
+pub(crate) type Observer = Box<dyn Fn(&Snapshot, &[Alert]) + Send + Sync>;
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     config: Mutex<MonitorConfig>,
     state: Mutex<State>,
     holder: Box<dyn Holder>,
@@ -294,7 +293,7 @@ fn now_ms() -> f64 {
 }
 
 impl Monitor {
-    pub fn new(config: MonitorConfig, holder: Box<dyn Holder>) -> Self {
+    pub(crate) fn new(config: MonitorConfig, holder: Box<dyn Holder>) -> Self {
         Self {
             config: Mutex::new(config),
             state: Mutex::new(State {
@@ -311,14 +310,14 @@ impl Monitor {
         }
     }
 
-    pub fn set_observer(&self, observer: Observer) {
+    pub(crate) fn set_observer(&self, observer: Observer) {
         *self.observer.lock() = Some(observer);
     }
 
     /// Take a snapshot every `interval` on a background thread (one per process; a
     /// second call changes the period).
-    pub fn start(&'static self, interval: Duration, read: fn() -> Reading) {
-        let ms = interval.as_millis().clamp(1, u64::MAX as u128) as u64;
+    pub(crate) fn start(&'static self, interval: Duration, read: fn() -> Reading) {
+        let ms = interval.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
         if self.interval_ms.swap(ms, Ordering::SeqCst) != 0 {
             return;
         }
@@ -341,19 +340,19 @@ impl Monitor {
         }
     }
 
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.interval_ms.store(0, Ordering::SeqCst);
     }
 
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         self.interval_ms.load(Ordering::SeqCst) != 0
     }
 
-    pub fn config(&self) -> MonitorConfig {
+    pub(crate) fn config(&self) -> MonitorConfig {
         self.config.lock().clone()
     }
 
-    pub fn set_config(&self, c: MonitorConfig) {
+    pub(crate) fn set_config(&self, c: MonitorConfig) {
         let history = c.history;
         *self.config.lock() = c;
         let mut st = self.state.lock();
@@ -364,7 +363,11 @@ impl Monitor {
 
     /// Measure with `read`, free memory when pressure calls for it (measuring again
     /// after each step), record the snapshot and any alerts.
-    pub fn take(&self, read: impl Fn() -> Reading, js_heap: Option<(u64, u64, u64)>) -> Snapshot {
+    pub(crate) fn take(
+        &self,
+        read: impl Fn() -> Reading,
+        js_heap: Option<(u64, u64, u64)>,
+    ) -> Snapshot {
         let config = self.config();
         let mut reading = read();
         let mut assessed = assess(&reading, &config);
@@ -438,7 +441,7 @@ impl Monitor {
             let dt = (snap.timestamp_ms - t) / 1000.0;
             let grew = snap.reading.rss.saturating_sub(rss) as f64;
             // A few megabytes between two snapshots a millisecond apart is noise, not a leak.
-            if grew >= (16 << 20) as f64
+            if grew >= f64::from(16 << 20)
                 && dt > 0.0
                 && grew / dt > config.rss_growth_alert_bytes_per_sec as f64
             {
@@ -474,19 +477,19 @@ impl Monitor {
         }
     }
 
-    pub fn snapshots(&self) -> Vec<Snapshot> {
+    pub(crate) fn snapshots(&self) -> Vec<Snapshot> {
         self.state.lock().history.iter().cloned().collect()
     }
 
-    pub fn stats(&self) -> MonitorStats {
+    pub(crate) fn stats(&self) -> MonitorStats {
         self.state.lock().stats.clone()
     }
 
-    pub fn alerts(&self) -> Vec<Alert> {
+    pub(crate) fn alerts(&self) -> Vec<Alert> {
         self.state.lock().alerts.clone()
     }
 
-    pub fn clear_alerts(&self) {
+    pub(crate) fn clear_alerts(&self) {
         self.state.lock().alerts.clear();
     }
 }
@@ -649,6 +652,9 @@ mod tests {
 
     #[test]
     fn observers_see_every_snapshot_and_background_monitoring_runs_until_stopped() {
+        fn read() -> Reading {
+            reading(8 * GB, 6 * GB, GB)
+        }
         let holder = FakeHolder {
             models: Mutex::new(vec![]),
             cache: AtomicU64::new(0),
@@ -663,9 +669,6 @@ mod tests {
         m.set_observer(Box::new(move |_, _| {
             s.fetch_add(1, Ordering::SeqCst);
         }));
-        fn read() -> Reading {
-            reading(8 * GB, 6 * GB, GB)
-        }
         m.start(Duration::from_millis(5), read);
         std::thread::sleep(Duration::from_millis(100));
         m.stop();

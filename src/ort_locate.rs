@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 /// The library's file names on this platform, most specific first.
-pub fn library_names() -> &'static [&'static str] {
+pub(crate) fn library_names() -> &'static [&'static str] {
     if cfg!(windows) {
         &["onnxruntime.dll"]
     } else if cfg!(target_os = "macos") {
@@ -23,7 +23,7 @@ pub fn library_names() -> &'static [&'static str] {
 /// Every place to try, in order. `explicit` (from `configure()`) wins over
 /// `ORT_DYLIB_PATH`; either one is then the only candidate, since quietly loading some
 /// other library than the one asked for would hide a configuration mistake.
-pub fn candidates(explicit: Option<PathBuf>) -> Vec<PathBuf> {
+pub(crate) fn candidates(explicit: Option<PathBuf>) -> Vec<PathBuf> {
     let explicit = explicit.or_else(|| {
         std::env::var_os("ORT_DYLIB_PATH")
             .filter(|p| !p.is_empty())
@@ -43,7 +43,7 @@ pub fn candidates(explicit: Option<PathBuf>) -> Vec<PathBuf> {
 
 /// The CPU library inside an `onnxruntime-node` package found the way Node would find
 /// the package from `dir`: `node_modules/onnxruntime-node` in `dir` or any parent.
-pub fn in_onnxruntime_node_above(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn in_onnxruntime_node_above(dir: &Path) -> Vec<PathBuf> {
     let (platform, arch) = (
         match std::env::consts::OS {
             "macos" => "darwin",
@@ -75,13 +75,14 @@ pub fn in_onnxruntime_node_above(dir: &Path) -> Vec<PathBuf> {
 
 /// This addon's own file, as the dynamic loader opened it.
 #[cfg(unix)]
-pub fn addon_path() -> Option<PathBuf> {
+pub(crate) fn addon_path() -> Option<PathBuf> {
     // SAFETY: `Dl_info` is plain C data for which all-zero is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     let here = addon_path as *const libc::c_void;
     // SAFETY: `here` is an address inside this library's code and `info` is a valid,
     // writable `Dl_info`; dladdr only writes to it.
-    if unsafe { libc::dladdr(here, &mut info) } == 0 || info.dli_fname.is_null() {
+    if unsafe { libc::dladdr(here, std::ptr::addr_of_mut!(info)) } == 0 || info.dli_fname.is_null()
+    {
         return None;
     }
     // SAFETY: dladdr succeeded and `dli_fname` is non-null: it points to a NUL-terminated
@@ -93,7 +94,7 @@ pub fn addon_path() -> Option<PathBuf> {
 }
 
 #[cfg(windows)]
-pub fn addon_path() -> Option<PathBuf> {
+pub(crate) fn addon_path() -> Option<PathBuf> {
     // The Windows build is produced by the release workflow only; GetModuleFileNameW on
     // this module's handle would go here. Until then the system search path applies.
     None

@@ -1,6 +1,35 @@
-//! The process-wide services. Every thread (the main thread and each worker_thread)
+//! The process-wide services. Every thread (the main thread and each `worker_thread`)
 //! loads the same addon instance, so these statics are shared by all of them: this is
 //! the one place where "one per process" is decided.
+//!
+//! # Locks
+//!
+//! Each lock here is held for a few lines, never across a model load, a batch or a
+//! generation. Where two are held at once, the one named first is taken first:
+//!
+//! - `WORK` (with `WORK_DONE`) is a leaf: nothing else is taken under it. `SHUT_DOWN` is
+//!   set under it ([`begin_shutdown`]) and checked under it ([`begin_work`]), which is
+//!   what makes "no work starts once shutdown has begun" hold. [`wait_for_shutdown`]
+//!   and [`quiesce`] hold it only inside `WORK_DONE.wait_until`.
+//! - `EMBEDDING` before `SETTINGS` (read) and before an embedding queue's state lock.
+//!   [`embedding_service`] reads the settings and the model's `config.json` and spawns
+//!   the service's thread under `EMBEDDING`, but loads nothing there (the model loads
+//!   on that thread, later); [`begin_shutdown`] closes every queue under it. It checks
+//!   `SHUT_DOWN` under `EMBEDDING`, and [`begin_shutdown`] sets `SHUT_DOWN` before
+//!   taking `EMBEDDING`: a service either exists before the close (and is closed) or is
+//!   refused. Joining the services' threads and waiting for them to be idle happen on a
+//!   copy of the list ([`embedding_services`]), outside the lock.
+//! - `SETTINGS` is a leaf: only cloned or updated under it.
+//! - `LLM_INIT`, then what building the LLM service takes: `SETTINGS` (read), `sysmem`'s
+//!   reader and llama.cpp's backend initialisation (through `strategy::detect`). No
+//!   caller of [`llm_service`] holds another lock. `LLM` is read without a lock.
+//! - `WORK` and `EMBEDDING` are never held together: [`begin_shutdown`] lets go of
+//!   `WORK` before it takes `EMBEDDING`.
+//!
+//! The memory monitor calls back into this module ([`Services`]) on its own thread or
+//! a JS thread with none of its locks held; those callbacks take `WORK` (briefly),
+//! `EMBEDDING` (to copy the list), the loader's state lock and the queues' state locks,
+//! one at a time.
 
 use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
@@ -13,28 +42,29 @@ use std::sync::{Arc, LazyLock};
 
 /// What a caller asks of the shared embedding service.
 #[derive(Clone, Debug, Default)]
-pub struct EmbeddingRequest {
+pub(crate) struct EmbeddingRequest {
     /// Model name: a directory under the models directory.
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// A directory holding the model files; wins over the name.
-    pub model_path: Option<PathBuf>,
-    pub config: BatchConfig,
-    pub threads: Option<usize>,
+    pub(crate) model_path: Option<PathBuf>,
+    pub(crate) config: BatchConfig,
+    pub(crate) threads: Option<usize>,
 }
 
 /// Settings a program gives from code (`configure()`), for the whole process: a worker's
 /// `process.env` is its own copy, so environment variables set there never reach the
 /// addon, while these do. Each one, when set, wins over its environment variable.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Where models live (`ORION_MODELS_DIR`).
-    pub models_dir: Option<PathBuf>,
+    pub(crate) models_dir: Option<PathBuf>,
     /// The ONNX Runtime library to load (`ORT_DYLIB_PATH`).
-    pub ort_library_path: Option<PathBuf>,
+    pub(crate) ort_library_path: Option<PathBuf>,
     /// The quantization level chosen for every model (`ORION_DEFAULT_QUANTIZATION`).
-    pub default_quantization: Option<String>,
+    pub(crate) default_quantization: Option<String>,
 }
 
+/// A leaf lock: nothing is taken while it is held.
 static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settings {
     models_dir: None,
     ort_library_path: None,
@@ -42,12 +72,12 @@ static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settin
 });
 
 /// The settings given from code so far.
-pub fn settings() -> Settings {
+pub(crate) fn settings() -> Settings {
     SETTINGS.read().clone()
 }
 
 /// Replace the settings given in `update` (a `None` leaves that one as it was).
-pub fn configure(update: Settings) -> Settings {
+pub(crate) fn configure(update: Settings) -> Settings {
     let mut s = SETTINGS.write();
     if update.models_dir.is_some() {
         s.models_dir = update.models_dir;
@@ -61,12 +91,14 @@ pub fn configure(update: Settings) -> Settings {
     s.clone()
 }
 
+/// The embedding services, by canonical model directory. Taken before `SETTINGS` and a
+/// queue's state lock; never held while waiting for a service's thread.
 static EMBEDDING: LazyLock<Mutex<HashMap<PathBuf, Arc<EmbeddingService>>>> =
     LazyLock::new(Default::default);
 
 /// The embedding service for the requested model, started on first request. Callers
 /// naming the same model directory share one service, hence one loaded model.
-pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>> {
+pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>> {
     let name = req
         .model
         .clone()
@@ -112,16 +144,17 @@ pub fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>>
 /// Set once the process is exiting: no new work is taken.
 static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 /// Native work in flight outside the embedding threads: model loads, generations,
-/// unloads by the keep-alive sweeper or the memory monitor.
+/// unloads by the keep-alive sweeper or the memory monitor. A leaf lock, under which
+/// `SHUT_DOWN` is set and checked.
 static WORK: Mutex<usize> = Mutex::new(0);
 static WORK_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
 
-pub fn is_shut_down() -> bool {
+pub(crate) fn is_shut_down() -> bool {
     SHUT_DOWN.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// Counts one piece of native work until dropped; see [`begin_work`].
-pub struct WorkGuard(());
+pub(crate) struct WorkGuard(());
 
 impl Drop for WorkGuard {
     fn drop(&mut self) {
@@ -135,7 +168,7 @@ impl Drop for WorkGuard {
 
 /// Register work that calls into llama.cpp or ONNX Runtime, so that shutdown waits for
 /// it. `SHUT_DOWN` once the process is exiting.
-pub fn begin_work() -> Result<WorkGuard> {
+pub(crate) fn begin_work() -> Result<WorkGuard> {
     let mut n = WORK.lock();
     // Checked under the lock that `begin_shutdown` takes: no work starts after it.
     if is_shut_down() {
@@ -148,7 +181,7 @@ pub fn begin_work() -> Result<WorkGuard> {
 /// First half of shutdown: refuse new work, stop the background monitor, and close
 /// every embedding queue (waiters get `SHUT_DOWN`). Generations in flight are cancelled
 /// by the binding layer, which knows their flags; then [`wait_for_shutdown`].
-pub fn begin_shutdown() {
+pub(crate) fn begin_shutdown() {
     {
         let _n = WORK.lock();
         SHUT_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -161,7 +194,7 @@ pub fn begin_shutdown() {
 
 /// Second half: wait, until `deadline`, for every embedding thread to end (its model
 /// dropped) and every load, generation and unload to return. `true` when all did.
-pub fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
+pub(crate) fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
     let mut all = embedding_services().iter().all(|s| s.join(deadline));
     let mut n = WORK.lock();
     while *n > 0 {
@@ -177,12 +210,12 @@ pub fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
 /// normally ends in milliseconds (a llama.cpp load is abandoned at its next progress
 /// step); ONNX Runtime's session creation, which cannot be interrupted, takes up to
 /// about a second for the default model on a slow machine.
-pub const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+pub(crate) const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Stop every native thread before the process's static destructors run (ONNX Runtime's
 /// and llama.cpp's own, which crash under a thread still inside them). Idempotent;
 /// `true` when everything ended within `timeout`.
-pub fn shutdown(timeout: std::time::Duration) -> bool {
+pub(crate) fn shutdown(timeout: std::time::Duration) -> bool {
     begin_shutdown();
     wait_for_shutdown(std::time::Instant::now() + timeout)
 }
@@ -193,7 +226,7 @@ extern "C" fn shutdown_at_exit() {
 
 /// The native libraries whose static destructors must not run under our threads.
 #[derive(Clone, Copy)]
-pub enum Library {
+pub(crate) enum Library {
     OnnxRuntime = 0,
     LlamaCpp = 1,
 }
@@ -204,7 +237,7 @@ static EXIT_HANDLERS: [std::sync::Once; 2] = [std::sync::Once::new(), std::sync:
 /// calls its handlers in reverse order of registration, so one registered after a
 /// library's first model load runs before the destructors that library registered
 /// while loading. Called after each model load; registers once per library.
-pub fn shutdown_before_later_destructors(library: Library) {
+pub(crate) fn shutdown_before_later_destructors(library: Library) {
     EXIT_HANDLERS[library as usize].call_once(|| {
         // SAFETY: `shutdown_at_exit` is a plain `extern "C" fn()` that lives as long as
         // the addon, which is never unloaded before exit; atexit only stores the pointer.
@@ -218,7 +251,7 @@ pub fn shutdown_before_later_destructors(library: Library) {
 /// main thread never loaded it, whose last worker ends): wait, until `deadline`, for the
 /// native threads to be outside ONNX Runtime and llama.cpp, since the process may now
 /// exit at once. Nothing is shut down: a later worker finds everything working.
-pub fn quiesce(deadline: std::time::Instant) -> bool {
+pub(crate) fn quiesce(deadline: std::time::Instant) -> bool {
     let mut all = embedding_services().iter().all(|s| s.wait_idle(deadline));
     let mut n = WORK.lock();
     while *n > 0 {
@@ -231,30 +264,32 @@ pub fn quiesce(deadline: std::time::Instant) -> bool {
 }
 
 /// Every embedding service started in this process.
-pub fn embedding_services() -> Vec<Arc<EmbeddingService>> {
+pub(crate) fn embedding_services() -> Vec<Arc<EmbeddingService>> {
     EMBEDDING.lock().values().cloned().collect()
 }
 
+/// The process's LLM service, once built. Read without a lock ([`llm_service`], the
+/// monitor's [`Services`]); written once, under `LLM_INIT`.
 static LLM: std::sync::OnceLock<crate::llm::LlmService> = std::sync::OnceLock::new();
+/// Held while the LLM service is built, so that exactly one is (each starts its own
+/// keep-alive thread). `OnceLock::get_or_try_init` would do this but is unstable.
+static LLM_INIT: Mutex<()> = Mutex::new(());
 
-/// The process's LLM service. `config`, when given, replaces the loader's limits
-/// (they are process-wide: the last caller to set them wins).
-pub fn llm_service(
-    config: Option<crate::llm::loader::LoaderConfig>,
-) -> Result<&'static crate::llm::LlmService> {
-    let svc = match LLM.get() {
-        Some(s) => s,
-        None => {
-            let created = crate::llm::LlmService::new(crate::llm::LlmService::default_config()?)?;
-            // Two threads may race to create it; the loser's service is simply dropped.
-            let _ = LLM.set(created);
-            LLM.get().expect("set above")
-        }
-    };
-    if let Some(c) = config {
-        svc.loader().set_config(c);
+/// The process's LLM service, built by the first caller; racing callers wait for that
+/// one build. A failed build (a bad `ORION_MAX_CONCURRENT_MODELS`) is retried by the
+/// next call.
+pub(crate) fn llm_service() -> Result<&'static crate::llm::LlmService> {
+    if let Some(svc) = LLM.get() {
+        return Ok(svc);
     }
-    Ok(svc)
+    let _building = LLM_INIT.lock();
+    // Built by the caller this one waited for.
+    if let Some(svc) = LLM.get() {
+        return Ok(svc);
+    }
+    let created = crate::llm::LlmService::new(crate::llm::LlmService::default_config()?)?;
+    // Only ever set here, under `LLM_INIT`: this is the one build.
+    Ok(LLM.get_or_init(|| created))
 }
 
 /// What the monitor can see and free: the loader's models and the embedding caches.
@@ -298,16 +333,17 @@ impl crate::monitor::Holder for Services {
     }
 }
 
-static MONITOR: LazyLock<crate::monitor::Monitor> =
-    LazyLock::new(|| crate::monitor::Monitor::new(Default::default(), Box::new(Services)));
+static MONITOR: LazyLock<crate::monitor::Monitor> = LazyLock::new(|| {
+    crate::monitor::Monitor::new(crate::monitor::MonitorConfig::default(), Box::new(Services))
+});
 
 /// The process's memory monitor: one history for every thread.
-pub fn memory_monitor() -> &'static crate::monitor::Monitor {
+pub(crate) fn memory_monitor() -> &'static crate::monitor::Monitor {
     &MONITOR
 }
 
 /// A fresh reading of system and process memory.
-pub fn memory_reading() -> crate::monitor::Reading {
+pub(crate) fn memory_reading() -> crate::monitor::Reading {
     let (rss, virtual_bytes) = crate::sysmem::process();
     crate::monitor::Reading {
         system: crate::sysmem::memory(),

@@ -5,26 +5,26 @@ use std::sync::LazyLock;
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct SystemMemory {
-    pub total: u64,
-    pub available: u64,
-    pub used: u64,
-    pub swap_total: u64,
-    pub swap_used: u64,
+pub(crate) struct SystemMemory {
+    pub(crate) total: u64,
+    pub(crate) available: u64,
+    pub(crate) used: u64,
+    pub(crate) swap_total: u64,
+    pub(crate) swap_used: u64,
     /// The cgroup's memory limit, when the process runs in one that sets it.
-    pub cgroup_limit: Option<u64>,
+    pub(crate) cgroup_limit: Option<u64>,
     /// What the cgroup still allows.
-    pub cgroup_free: Option<u64>,
+    pub(crate) cgroup_free: Option<u64>,
 }
 
 impl SystemMemory {
     /// Total memory this process may use: the cgroup limit when lower than RAM.
-    pub fn effective_total(&self) -> u64 {
+    pub(crate) fn effective_total(&self) -> u64 {
         self.cgroup_limit.map_or(self.total, |l| l.min(self.total))
     }
 
     /// Memory available now: the cgroup's headroom when lower than free RAM.
-    pub fn effective_available(&self) -> u64 {
+    pub(crate) fn effective_available(&self) -> u64 {
         self.cgroup_free
             .map_or(self.available, |f| f.min(self.available))
     }
@@ -33,7 +33,7 @@ impl SystemMemory {
 static SYSTEM: LazyLock<Mutex<System>> = LazyLock::new(|| Mutex::new(System::new()));
 
 /// A fresh reading of memory only (cheap: no process or CPU scan).
-pub fn memory() -> SystemMemory {
+pub(crate) fn memory() -> SystemMemory {
     let mut sys = SYSTEM.lock();
     sys.refresh_memory();
     let cg = sys.cgroup_limits();
@@ -55,7 +55,7 @@ pub fn memory() -> SystemMemory {
 }
 
 /// This process's resident and virtual size, in bytes.
-pub fn process() -> (u64, u64) {
+pub(crate) fn process() -> (u64, u64) {
     let Ok(pid) = sysinfo::get_current_pid() else {
         return (0, 0);
     };
@@ -69,13 +69,13 @@ pub fn process() -> (u64, u64) {
         .map_or((0, 0), |p| (p.memory(), p.virtual_memory()))
 }
 
-pub fn physical_cores() -> usize {
+pub(crate) fn physical_cores() -> usize {
     System::physical_core_count()
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
-pub fn cpu_features() -> Vec<&'static str> {
+pub(crate) fn cpu_features() -> Vec<&'static str> {
     #[allow(unused_mut)]
     let mut f = Vec::new();
     #[cfg(target_arch = "x86_64")]

@@ -5,19 +5,19 @@ use lru::LruCache;
 use std::sync::Arc;
 
 /// What one entry costs: the vector, the key text, and bookkeeping.
-pub fn entry_bytes(text: &str, dim: usize) -> usize {
+pub(crate) fn entry_bytes(text: &str, dim: usize) -> usize {
     const OVERHEAD: usize = 64;
     text.len() + dim * std::mem::size_of::<f32>() + OVERHEAD
 }
 
-pub struct EmbeddingCache {
+pub(crate) struct EmbeddingCache {
     entries: LruCache<Arc<str>, Arc<[f32]>>,
     bytes: usize,
     capacity_bytes: usize,
 }
 
 impl EmbeddingCache {
-    pub fn new(capacity_bytes: usize) -> Self {
+    pub(crate) fn new(capacity_bytes: usize) -> Self {
         Self {
             entries: LruCache::unbounded(),
             bytes: 0,
@@ -25,24 +25,29 @@ impl EmbeddingCache {
         }
     }
 
-    pub fn get(&mut self, text: &str) -> Option<Arc<[f32]>> {
+    pub(crate) fn get(&mut self, text: &str) -> Option<Arc<[f32]>> {
         self.entries.get(text).cloned()
     }
 
-    pub fn insert(&mut self, text: Arc<str>, vector: Arc<[f32]>) {
+    pub(crate) fn insert(&mut self, text: Arc<str>, vector: Arc<[f32]>) {
         let cost = entry_bytes(&text, vector.len());
         if cost > self.capacity_bytes {
             return;
         }
-        if let Some(old) = self.entries.put(text.clone(), vector) {
-            self.bytes -= entry_bytes(&text, old.len());
+        let replaced = self
+            .entries
+            .peek(&*text)
+            .map(|old| entry_bytes(&text, old.len()));
+        self.entries.put(text, vector);
+        if let Some(old_cost) = replaced {
+            self.bytes -= old_cost;
         }
         self.bytes += cost;
         self.evict_to(self.capacity_bytes);
     }
 
     /// Drop least recently used entries until at most `limit` bytes remain.
-    pub fn evict_to(&mut self, limit: usize) -> usize {
+    pub(crate) fn evict_to(&mut self, limit: usize) -> usize {
         let before = self.bytes;
         while self.bytes > limit {
             match self.entries.pop_lru() {
@@ -53,34 +58,28 @@ impl EmbeddingCache {
         before - self.bytes
     }
 
-    pub fn set_capacity(&mut self, capacity_bytes: usize) {
-        self.capacity_bytes = capacity_bytes;
-        self.evict_to(capacity_bytes);
-    }
-
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
     }
 
-    pub fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
-    pub fn capacity_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity_bytes(&self) -> usize {
         self.capacity_bytes
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
 #[cfg(test)]
+// Vectors are stored and handed back, never computed: equal means identical.
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
 

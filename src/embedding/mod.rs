@@ -1,8 +1,8 @@
 //! The shared embedding service: one model per process, one queue, one inference thread.
 
-pub mod cache;
-pub mod model;
-pub mod queue;
+pub(crate) mod cache;
+pub(crate) mod model;
+pub(crate) mod queue;
 
 use crate::error::{OrionError, Result};
 use model::{clip_text, Embedder, EmbedderFactory};
@@ -23,25 +23,25 @@ struct Counters {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct EmbeddingStats {
-    pub model: String,
-    pub dimension: usize,
-    pub model_loads: u64,
+pub(crate) struct EmbeddingStats {
+    pub(crate) model: String,
+    pub(crate) dimension: usize,
+    pub(crate) model_loads: u64,
     /// Texts asked for, over all calls and threads.
-    pub requests: u64,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-    pub cache_bytes: usize,
-    pub cache_entries: usize,
-    pub cache_capacity_bytes: usize,
+    pub(crate) requests: u64,
+    pub(crate) cache_hits: u64,
+    pub(crate) cache_misses: u64,
+    pub(crate) cache_bytes: usize,
+    pub(crate) cache_entries: usize,
+    pub(crate) cache_capacity_bytes: usize,
     /// Model calls made.
-    pub batches: u64,
+    pub(crate) batches: u64,
     /// Texts the model embedded per call, on average.
-    pub mean_batch_size: f64,
-    pub queue_depth: usize,
+    pub(crate) mean_batch_size: f64,
+    pub(crate) queue_depth: usize,
 }
 
-pub struct EmbeddingService {
+pub(crate) struct EmbeddingService {
     model: String,
     queue: Arc<Queue>,
     counters: Arc<Counters>,
@@ -56,7 +56,7 @@ impl EmbeddingService {
     /// Start the service's inference thread. The model itself loads lazily, on that
     /// thread, when the first batch arrives; being the only thread that loads it is what
     /// makes "exactly once" hold however many callers race.
-    pub fn start(
+    pub(crate) fn start(
         model: String,
         dimension_hint: Option<usize>,
         factory: Box<dyn EmbedderFactory>,
@@ -80,7 +80,7 @@ impl EmbeddingService {
         let name = format!("orion-embed-{}", svc.model).replace('\0', "\\0");
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(queue, counters, dimension, busy, factory))
+            .spawn(move || run(&queue, &counters, &dimension, &busy, &*factory))
             .map_err(|e| {
                 OrionError::Internal(format!("could not start the inference thread: {e}"))
             })?;
@@ -90,13 +90,13 @@ impl EmbeddingService {
 
     /// Stop for good: every waiting request gets `SHUT_DOWN`, new ones too, and the
     /// inference thread ends after the batch (or the model load) it is in.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.queue.close();
     }
 
     /// Wait until the inference thread is outside the model (waiting for work) or
     /// `deadline` passes (then `false`).
-    pub fn wait_idle(&self, deadline: std::time::Instant) -> bool {
+    pub(crate) fn wait_idle(&self, deadline: std::time::Instant) -> bool {
         while self.busy.load(std::sync::atomic::Ordering::SeqCst) {
             if std::time::Instant::now() >= deadline {
                 return false;
@@ -108,7 +108,7 @@ impl EmbeddingService {
 
     /// Wait until the inference thread has ended, model dropped, or `deadline` passes
     /// (then `false`). Call [`EmbeddingService::close`] first.
-    pub fn join(&self, deadline: std::time::Instant) -> bool {
+    pub(crate) fn join(&self, deadline: std::time::Instant) -> bool {
         let mut slot = self.thread.lock();
         let Some(handle) = slot.as_ref() else {
             return true;
@@ -125,13 +125,13 @@ impl EmbeddingService {
         true
     }
 
-    pub fn model(&self) -> &str {
+    pub(crate) fn model(&self) -> &str {
         &self.model
     }
 
     /// Queue `texts` (or answer them from the cache). Cheap and non-blocking, so it is
     /// fine to call on a JS thread; the returned [`Pending`] is awaited elsewhere.
-    pub fn submit<S: AsRef<str>>(&self, texts: &[S]) -> Result<Pending> {
+    pub(crate) fn submit<S: AsRef<str>>(&self, texts: &[S]) -> Result<Pending> {
         let keys: Vec<Arc<str>> = texts
             .iter()
             .map(|t| Arc::from(clip_text(t.as_ref())))
@@ -145,7 +145,7 @@ impl EmbeddingService {
         Ok(Pending { slots })
     }
 
-    pub fn stats(&self) -> EmbeddingStats {
+    pub(crate) fn stats(&self) -> EmbeddingStats {
         let c = &self.counters;
         let batches = c.batches.load(Relaxed);
         let embedded = c.embedded.load(Relaxed);
@@ -169,26 +169,22 @@ impl EmbeddingService {
         }
     }
 
-    pub fn config(&self) -> &BatchConfig {
-        self.queue.config()
-    }
-
-    pub fn clear_cache(&self) {
+    pub(crate) fn clear_cache(&self) {
         self.queue.clear_cache();
     }
 
     /// Shrink the cache to at most `bytes`; returns the bytes freed.
-    pub fn shrink_cache(&self, bytes: usize) -> usize {
+    pub(crate) fn shrink_cache(&self, bytes: usize) -> usize {
         self.queue.shrink_cache(bytes)
     }
 }
 
 fn run(
-    queue: Arc<Queue>,
-    counters: Arc<Counters>,
-    dimension: Arc<AtomicUsize>,
-    busy: Arc<std::sync::atomic::AtomicBool>,
-    factory: Box<dyn EmbedderFactory>,
+    queue: &Queue,
+    counters: &Counters,
+    dimension: &AtomicUsize,
+    busy: &std::sync::atomic::AtomicBool,
+    factory: &dyn EmbedderFactory,
 ) {
     struct Busy<'a>(&'a std::sync::atomic::AtomicBool);
     impl Drop for Busy<'_> {
@@ -199,7 +195,7 @@ fn run(
     let mut model: Option<Box<dyn Embedder>> = None;
     while let Some(batch) = queue.next_batch() {
         busy.store(true, std::sync::atomic::Ordering::SeqCst);
-        let _busy = Busy(&busy);
+        let _busy = Busy(busy);
         if model.is_none() {
             // A failed load is retried on the next batch, so that fetching the model
             // after a MODEL_NOT_FOUND fixes a running process.
@@ -260,18 +256,18 @@ fn run(
 }
 
 /// The answers to one `submit`, in order.
-pub struct Pending {
+pub(crate) struct Pending {
     slots: Vec<Slot>,
 }
 
 impl Pending {
     /// Whether every answer was already known (cache hits) at submit time.
-    pub fn is_ready(&self) -> bool {
+    pub(crate) fn is_ready(&self) -> bool {
         self.slots.iter().all(|s| matches!(s, Slot::Ready(_)))
     }
 
     /// The answers of a ready `Pending`, in order (empty slots where one was not ready).
-    pub fn into_ready(self) -> Vec<Vector> {
+    pub(crate) fn into_ready(self) -> Vec<Vector> {
         self.slots
             .into_iter()
             .filter_map(|s| match s {
@@ -284,7 +280,7 @@ impl Pending {
     /// Wait for every vector, giving up after `timeout` or when `cancel` resolves.
     /// Giving up drops the receivers, which tells the queue not to compute texts
     /// nobody else waits for.
-    pub async fn wait(
+    pub(crate) async fn wait(
         self,
         timeout: Duration,
         cancel: Option<tokio::sync::oneshot::Receiver<()>>,
@@ -319,6 +315,8 @@ impl Pending {
 }
 
 #[cfg(test)]
+// The fakes' vectors are small integers, exact in `f32`: equal means identical.
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicU64;
@@ -335,7 +333,12 @@ mod tests {
             self.batches.lock().unwrap().push(texts.len());
             Ok(texts
                 .iter()
-                .map(|t| vec![t.len() as f32, *t.as_bytes().first().unwrap_or(&0) as f32])
+                .map(|t| {
+                    vec![
+                        t.len() as f32,
+                        f32::from(*t.as_bytes().first().unwrap_or(&0)),
+                    ]
+                })
                 .collect())
         }
     }

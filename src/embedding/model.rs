@@ -10,36 +10,28 @@ use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 
 /// Name of the default model and of its directory under the models directory.
-pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
+pub(crate) const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
 /// Tokens per text, as sentence-transformers uses for all-MiniLM-L6-v2; longer input is
 /// truncated.
-pub const MAX_TOKENS: usize = 256;
+pub(crate) const MAX_TOKENS: usize = 256;
 /// Bytes of a text considered at all. 256 tokens never need more in practice (English
 /// averages about 4 bytes a token); cutting here keeps a megabyte of input from costing
 /// a megabyte of tokenizer work and of cache key.
-pub const MAX_TEXT_BYTES: usize = 32 * 1024;
-
-pub const MODEL_FILES: [&str; 5] = [
-    "model.onnx",
-    "tokenizer.json",
-    "config.json",
-    "special_tokens_map.json",
-    "tokenizer_config.json",
-];
+pub(crate) const MAX_TEXT_BYTES: usize = 32 * 1024;
 
 /// Something that turns texts into vectors; the real one is [`FastEmbedder`], tests use
 /// fakes.
-pub trait Embedder: Send {
+pub(crate) trait Embedder: Send {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 }
 
 /// Loads an [`Embedder`] on the inference thread, the first time it is needed.
-pub trait EmbedderFactory: Send + Sync {
+pub(crate) trait EmbedderFactory: Send + Sync {
     fn load(&self) -> Result<Box<dyn Embedder>>;
 }
 
 /// Cut `text` to at most [`MAX_TEXT_BYTES`] on a character boundary.
-pub fn clip_text(text: &str) -> &str {
+pub(crate) fn clip_text(text: &str) -> &str {
     if text.len() <= MAX_TEXT_BYTES {
         return text;
     }
@@ -52,7 +44,7 @@ pub fn clip_text(text: &str) -> &str {
 
 /// The model's output width, read from its `config.json` so that it is known before
 /// the model loads.
-pub fn read_dimension(dir: &Path) -> Option<usize> {
+pub(crate) fn read_dimension(dir: &Path) -> Option<usize> {
     let raw = std::fs::read(dir.join("config.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
     v.get("hidden_size")?.as_u64().map(|d| d as usize)
@@ -88,14 +80,16 @@ fn environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> 
 }
 
 #[derive(Clone, Debug)]
-pub struct FastEmbedFactory {
-    pub dir: PathBuf,
-    pub runtime_candidates: Vec<PathBuf>,
+pub(crate) struct FastEmbedFactory {
+    pub(crate) dir: PathBuf,
+    pub(crate) runtime_candidates: Vec<PathBuf>,
     /// ONNX Runtime intra-op threads; `None` uses every core.
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// With the `hub` feature: download the model when it is missing (the default
     /// model only, from fastembed's hub repository).
-    pub hub_fallback: bool,
+    // Set by the runtime in every build, read only by the `hub` feature's code.
+    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    pub(crate) hub_fallback: bool,
 }
 
 impl FastEmbedFactory {
@@ -170,7 +164,7 @@ impl FastEmbedFactory {
     }
 }
 
-pub struct FastEmbedder {
+pub(crate) struct FastEmbedder {
     inner: TextEmbedding,
 }
 

@@ -6,6 +6,17 @@
 //! flight, or unknown, and a second request for a queued or in-flight text joins the
 //! first instead of computing it again. That keeps vectors identical for identical
 //! texts no matter which thread asked or how requests were batched.
+//!
+//! # The lock
+//!
+//! `Queue::state` is the only lock here, with `Queue::ready` the condition the
+//! inference thread waits on. It is taken on JS threads (`submit`, the stats, cache
+//! clearing), so nothing slow happens under it: the model runs between `next_batch` and
+//! `complete`, with the lock released. Under it, replies go to the waiters through
+//! oneshot senders, which only wake the receiving task (never run it), so no caller's
+//! code runs under the lock. It is a leaf: nothing else is taken while it is held. The
+//! runtime's `EMBEDDING` lock may be held when it is taken (`close` at shutdown), never
+//! the other way round.
 
 use super::cache::EmbeddingCache;
 use crate::error::{OrionError, Result};
@@ -16,18 +27,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-pub type Vector = Arc<[f32]>;
-pub type Reply = Result<Vector>;
+pub(crate) type Vector = Arc<[f32]>;
+pub(crate) type Reply = Result<Vector>;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct BatchConfig {
+pub(crate) struct BatchConfig {
     /// Most texts one model call embeds.
-    pub max_batch: usize,
+    pub(crate) max_batch: usize,
     /// How long the inference thread waits for company once a first text is queued.
-    pub max_wait: Duration,
+    pub(crate) max_wait: Duration,
     /// Most distinct texts waiting; beyond it submissions fail with OVERLOADED.
-    pub max_queue: usize,
-    pub cache_bytes: usize,
+    pub(crate) max_queue: usize,
+    pub(crate) cache_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -42,7 +53,7 @@ impl Default for BatchConfig {
 }
 
 /// What a submitted text turned into: a cached answer or a place to wait for one.
-pub enum Slot {
+pub(crate) enum Slot {
     Ready(Vector),
     Waiting(oneshot::Receiver<Reply>),
 }
@@ -58,7 +69,7 @@ struct State {
     last_batch: usize,
 }
 
-pub struct Queue {
+pub(crate) struct Queue {
     state: Mutex<State>,
     ready: Condvar,
     config: BatchConfig,
@@ -66,13 +77,13 @@ pub struct Queue {
 
 /// Cache outcome of one `submit`, for the service's counters.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct SubmitCounts {
-    pub hits: u64,
-    pub misses: u64,
+pub(crate) struct SubmitCounts {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
 }
 
 impl Queue {
-    pub fn new(config: BatchConfig) -> Self {
+    pub(crate) fn new(config: BatchConfig) -> Self {
         Self {
             state: Mutex::new(State {
                 pending: VecDeque::new(),
@@ -86,13 +97,13 @@ impl Queue {
         }
     }
 
-    pub fn config(&self) -> &BatchConfig {
+    pub(crate) fn config(&self) -> &BatchConfig {
         &self.config
     }
 
     /// Answer each text from the cache or enqueue it. All or nothing: when the queue
     /// has no room for the texts that need computing, nothing is enqueued.
-    pub fn submit(&self, texts: &[Arc<str>]) -> Result<(Vec<Slot>, SubmitCounts)> {
+    pub(crate) fn submit(&self, texts: &[Arc<str>]) -> Result<(Vec<Slot>, SubmitCounts)> {
         let mut st = self.state.lock();
         if st.closed {
             return Err(OrionError::ShutDown);
@@ -153,7 +164,7 @@ impl Queue {
     /// the last batch had company, i.e. several callers are active), and take up to
     /// `max_batch` of them. Texts nobody waits for any more (timed out,
     /// aborted, worker gone) are dropped here rather than computed. `None` once closed.
-    pub fn next_batch(&self) -> Option<Vec<Arc<str>>> {
+    pub(crate) fn next_batch(&self) -> Option<Vec<Arc<str>>> {
         let mut st = self.state.lock();
         loop {
             while st.pending.is_empty() {
@@ -199,7 +210,7 @@ impl Queue {
     }
 
     /// Hand a batch's results to everyone waiting and remember them in the cache.
-    pub fn complete(&self, batch: &[Arc<str>], result: Result<Vec<Vector>>) {
+    pub(crate) fn complete(&self, batch: &[Arc<str>], result: Result<Vec<Vector>>) {
         let mut st = self.state.lock();
         match result {
             Ok(vectors) => {
@@ -222,7 +233,7 @@ impl Queue {
 
     /// Stop taking work: every waiter, queued or in flight, gets `SHUT_DOWN` now, and
     /// `next_batch` returns `None` from here on.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let mut st = self.state.lock();
         st.closed = true;
         st.pending.clear();
@@ -235,33 +246,35 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
 
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.state.lock().pending.len()
     }
 
-    pub fn cache_bytes(&self) -> usize {
+    pub(crate) fn cache_bytes(&self) -> usize {
         self.state.lock().cache.bytes()
     }
 
-    pub fn cache_entries(&self) -> usize {
+    pub(crate) fn cache_entries(&self) -> usize {
         self.state.lock().cache.len()
     }
 
-    pub fn clear_cache(&self) {
+    pub(crate) fn clear_cache(&self) {
         self.state.lock().cache.clear();
     }
 
     /// Shrink the cache to at most `bytes`; returns the bytes freed.
-    pub fn shrink_cache(&self, bytes: usize) -> usize {
+    pub(crate) fn shrink_cache(&self, bytes: usize) -> usize {
         self.state.lock().cache.evict_to(bytes)
     }
 }
 
 #[cfg(test)]
+// Vectors are stored and handed back, never computed: equal means identical.
+#[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
 

@@ -1,4 +1,4 @@
-use super::options::{describe, on_abort, Options};
+use super::options::{cast_checked, describe, on_abort, Options};
 use super::{js_error, promise, rejected, resolved};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::EmbeddingService;
@@ -72,7 +72,7 @@ pub fn get_shared_embedding_client(
 
 fn client(options: Option<Unknown>) -> std::result::Result<SharedEmbeddingClient, OrionError> {
     let o = Options::parse(options, "options", CLIENT_OPTIONS)?;
-    let timeout_ms = match o.integer("timeoutMs", 1, u32::MAX as u64)? {
+    let timeout_ms = match o.integer("timeoutMs", 1, u64::from(u32::MAX))? {
         Some(t) => t,
         None => crate::config::env_u64("ORION_EMBEDDING_TIMEOUT_MS")?
             .filter(|t| *t > 0)
@@ -82,8 +82,7 @@ fn client(options: Option<Unknown>) -> std::result::Result<SharedEmbeddingClient
     let cache_bytes = match o.integer("cacheBytes", 0, 1 << 40)? {
         Some(b) => b as usize,
         None => crate::config::env_u64("ORION_EMBEDDING_CACHE_BYTES")?
-            .map(|b| b as usize)
-            .unwrap_or(defaults.cache_bytes),
+            .map_or(defaults.cache_bytes, |b| b as usize),
     };
     let config = BatchConfig {
         max_batch: o
@@ -122,7 +121,7 @@ impl SharedEmbeddingClient {
     ) -> std::result::Result<CallOptions, OrionError> {
         let o = Options::parse(options, "options", CALL_OPTIONS)?;
         let timeout = o
-            .integer("timeoutMs", 1, u32::MAX as u64)?
+            .integer("timeoutMs", 1, u64::from(u32::MAX))?
             .map_or(self.timeout, Duration::from_millis);
         let cancel = match o.raw("signal")? {
             None => None,
@@ -275,7 +274,7 @@ fn read_text(v: &Unknown) -> std::result::Result<String, OrionError> {
         )));
     }
     // napi hands strings over as UTF-8, turning lone surrogates into U+FFFD.
-    unsafe { v.cast::<String>() }.map_err(|e| OrionError::InvalidInput(e.reason.clone()))
+    cast_checked::<String>(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))
 }
 
 fn read_texts(v: &Unknown) -> std::result::Result<Vec<String>, OrionError> {
@@ -285,8 +284,7 @@ fn read_texts(v: &Unknown) -> std::result::Result<Vec<String>, OrionError> {
             describe(v)
         )));
     }
-    let arr: Object =
-        unsafe { v.cast() }.map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+    let arr: Object = cast_checked(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
     let len = arr
         .get_array_length()
         .map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;

@@ -3,6 +3,20 @@
 //! stopped and waited for, so that none keeps calling into a JS environment that no
 //! longer exists, and its embedding requests are given up, so that the shared queue
 //! drops their texts instead of computing them for nobody.
+//!
+//! # Locks
+//!
+//! `ENVS` and an environment's `EnvWork::running` (with `idle`) are never held together:
+//! `work_of` and `stop_all` let go of `ENVS` before taking `running`. Both are leaves
+//! otherwise; under `ENVS`, `work_of` only registers the cleanup hook (a napi call on the
+//! calling JS thread, which returns at once).
+//!
+//! `stop_all` runs on the JS thread being torn down and waits there (at most 5 s) for
+//! that environment's generations to end. Those generations must never wait for that
+//! thread in turn: their calls back into JS are `NonBlocking` threadsafe-function calls,
+//! and `TokenSink::flush` stops waiting for `onToken` once the cancel flag that
+//! `stop_all` sets is up. `Registration::drop` (on a generation's blocking thread) takes
+//! only `running`.
 
 use napi::Env;
 use parking_lot::{Condvar, Mutex};
@@ -26,14 +40,14 @@ struct EnvWork {
 
 /// Set, and its waiters woken, when the environment is torn down.
 #[derive(Default)]
-pub struct Gone {
+pub(crate) struct Gone {
     flag: AtomicBool,
     notify: tokio::sync::Notify,
 }
 
 impl Gone {
     /// Resolves once the environment is gone (never, while it lives).
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         let notified = self.notify.notified();
         tokio::pin!(notified);
         // Registered before the flag is read, so a teardown in between still wakes us.
@@ -41,14 +55,14 @@ impl Gone {
         if self.flag.load(Ordering::SeqCst) {
             return;
         }
-        notified.await
+        notified.await;
     }
 }
 
 static ENVS: LazyLock<Mutex<HashMap<usize, Arc<EnvWork>>>> = LazyLock::new(Default::default);
 
 /// Keeps its generation registered with its environment until dropped.
-pub struct Registration {
+pub(crate) struct Registration {
     work: Arc<EnvWork>,
 }
 
@@ -66,24 +80,22 @@ impl Drop for Registration {
 fn work_of(env: &Env) -> napi::Result<Arc<EnvWork>> {
     let key = env.raw() as usize;
     let mut envs = ENVS.lock();
-    Ok(match envs.get(&key) {
-        Some(w) => w.clone(),
-        None => {
-            let w = Arc::new(EnvWork::default());
-            envs.insert(key, w.clone());
-            env.add_env_cleanup_hook(key, stop_all)?;
-            w
-        }
-    })
+    if let Some(w) = envs.get(&key) {
+        return Ok(w.clone());
+    }
+    let w = Arc::new(EnvWork::default());
+    envs.insert(key, w.clone());
+    env.add_env_cleanup_hook(key, stop_all)?;
+    Ok(w)
 }
 
 /// What tells the work of `env` that the environment has gone.
-pub fn gone(env: &Env) -> napi::Result<Arc<Gone>> {
+pub(crate) fn gone(env: &Env) -> napi::Result<Arc<Gone>> {
     Ok(work_of(env)?.gone.clone())
 }
 
 /// Register a generation started on `env`; `cancel` is set if the environment goes.
-pub fn register(env: &Env, cancel: &Arc<AtomicBool>) -> napi::Result<Registration> {
+pub(crate) fn register(env: &Env, cancel: &Arc<AtomicBool>) -> napi::Result<Registration> {
     let work = work_of(env)?;
     {
         let mut r = work.running.lock();

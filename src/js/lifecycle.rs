@@ -57,7 +57,7 @@ pub fn attach(env: Env, is_main_thread: bool) -> Result<()> {
 #[napi(js_name = "__shutdown", skip_typescript, catch_unwind)]
 pub fn shutdown(timeout_ms: Option<u32>) -> bool {
     let timeout = timeout_ms.map_or(crate::runtime::SHUTDOWN_TIMEOUT, |ms| {
-        std::time::Duration::from_millis(ms as u64)
+        std::time::Duration::from_millis(u64::from(ms))
     });
     crate::runtime::shutdown(timeout)
 }

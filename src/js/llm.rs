@@ -1,4 +1,4 @@
-use super::options::{describe, on_abort, Options};
+use super::options::{cast_checked, describe, on_abort, to_json, Options};
 use super::{js_error, promise, rejected};
 use crate::error::OrionError;
 use crate::llm::generate::{GenerateParams, Generation, Prompt};
@@ -145,8 +145,8 @@ fn loader(options: Option<Unknown>) -> R<ModelLoader> {
     let o = Options::parse(options, "options", LOADER_OPTIONS)?;
     let max = o.integer("maxConcurrentModels", 1, 64)?;
     let budget = o.integer("budgetBytes", 0, u64::MAX >> 11)?;
-    let idle = o.integer("idleTimeoutMs", 0, u32::MAX as u64)?;
-    let svc = llm_service(None)?;
+    let idle = o.integer("idleTimeoutMs", 0, u64::from(u32::MAX))?;
+    let svc = llm_service()?;
     if max.is_some() || budget.is_some() || idle.is_some() {
         let current = svc.loader().config();
         svc.loader().set_config(LoaderConfig {
@@ -167,7 +167,7 @@ fn read_key(v: &Unknown, what: &str) -> R<String> {
             describe(v)
         )));
     }
-    let s: String = unsafe { v.cast() }.map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+    let s: String = cast_checked(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
     if s.trim().is_empty() {
         return Err(OrionError::InvalidInput(format!(
             "{what} must not be empty"
@@ -198,7 +198,7 @@ impl ProgressSink {
 
 fn progress_sink(env: &Env, cb: Unknown) -> R<(Rc<ProgressSink>, ProgressFn)> {
     let internal = |e: napi::Error| OrionError::Internal(e.reason.clone());
-    let user: Function<u32, Unknown<'static>> = unsafe { cb.cast() }.map_err(internal)?;
+    let user: Function<u32, Unknown<'static>> = cast_checked(&cb).map_err(internal)?;
     let sink = Rc::new(ProgressSink {
         user: user.create_ref().map_err(internal)?,
         delivered: Cell::new(0),
@@ -307,14 +307,14 @@ fn read_prompt(v: &Unknown) -> R<Prompt> {
     };
     match v.get_type().map_err(|_| bad())? {
         ValueType::String => {
-            let s: String = unsafe { v.cast() }.map_err(|_| bad())?;
+            let s: String = cast_checked(v).map_err(|_| bad())?;
             if s.is_empty() {
                 return Err(OrionError::InvalidInput("prompt must not be empty".into()));
             }
             Ok(Prompt::Text(s))
         }
         ValueType::Object if v.is_array().unwrap_or(false) => {
-            let arr: Object = unsafe { v.cast() }.map_err(|_| bad())?;
+            let arr: Object = cast_checked(v).map_err(|_| bad())?;
             let n = arr.get_array_length().map_err(|_| bad())?;
             if n == 0 {
                 return Err(OrionError::InvalidInput(
@@ -368,7 +368,7 @@ fn generate_options(env: &Env, options: Option<Unknown>) -> R<GenerateCall> {
             .ranged("repeatPenalty", 0.01, 10.0)?
             .map_or(d.repeat_penalty, |v| v as f32),
         seed: o
-            .integer("seed", 0, u32::MAX as u64)?
+            .integer("seed", 0, u64::from(u32::MAX))?
             .map_or(d.seed, |v| v as u32),
         stop: o
             .strings("stop")?
@@ -388,7 +388,7 @@ fn generate_options(env: &Env, options: Option<Unknown>) -> R<GenerateCall> {
         None => None,
         Some(f) => {
             let internal = |e: napi::Error| OrionError::Internal(e.reason.clone());
-            let f: Function<String, Unknown<'static>> = unsafe { f.cast() }.map_err(internal)?;
+            let f: Function<String, Unknown<'static>> = cast_checked(&f).map_err(internal)?;
             let tsfn = f
                 .build_threadsafe_function()
                 .callee_handled::<false>()
@@ -513,6 +513,8 @@ impl ModelLoader {
 
     /// Refresh a model's recency for LRU eviction. `false` when it is not loaded.
     #[napi(catch_unwind)]
+    // napi hands JS arguments over as owned values.
+    #[allow(clippy::needless_pass_by_value)]
     pub fn mark_model_used(&self, model_key: String) -> bool {
         self.svc.loader().mark_used(&model_key)
     }
@@ -591,10 +593,12 @@ impl ModelLoader {
         ts_args_type = "key: string, descriptor: ModelDescriptor",
         catch_unwind
     )]
+    // A method of the JS `ModelLoader`, though the registry is process-wide.
+    #[allow(clippy::unused_self)]
     pub fn register_model(&self, env: Env, key: Unknown, descriptor: Unknown) -> Result<()> {
         let run = || -> R<()> {
             let key = read_key(&key, "key")?;
-            let value: serde_json::Value = unsafe { descriptor.cast() }
+            let value: serde_json::Value = to_json(&descriptor)
                 .map_err(|e| OrionError::InvalidOption(format!("descriptor: {}", e.reason)))?;
             let d: ModelDescriptor = serde_json::from_value(value)
                 .map_err(|e| OrionError::InvalidOption(format!("descriptor for {key:?}: {e}")))?;
@@ -664,7 +668,7 @@ pub fn apply_quantization(env: Env, model_id: Unknown, level: Unknown) -> Result
             )));
         }
         let level: String =
-            unsafe { level.cast() }.map_err(|e| OrionError::InvalidOption(e.reason.clone()))?;
+            cast_checked(&level).map_err(|e| OrionError::InvalidOption(e.reason.clone()))?;
         quant::apply_quantization(&id, &level)
     };
     run().map_err(|e| js_error(&env, &e))
@@ -679,7 +683,7 @@ pub fn module_exports(mut exports: Object, env: Env) -> Result<()> {
         o.set("name", l.name)?;
         o.set("mlc", l.mlc)?;
         o.set("gguf", l.gguf.to_vec())?;
-        o.set("bitsPerWeight", l.bits as f64)?;
+        o.set("bitsPerWeight", f64::from(l.bits))?;
         o.freeze()?;
         levels.set(l.name, o)?;
     }

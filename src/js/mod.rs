@@ -15,14 +15,22 @@ use napi::{sys, Env};
 use std::future::Future;
 
 /// A JS `Error` whose `code` is the variant's stable code.
-pub fn js_error(env: &Env, e: &OrionError) -> napi::Error {
+pub(crate) fn js_error(env: &Env, e: &OrionError) -> napi::Error {
     let make = || -> napi::Result<Unknown<'_>> {
         let code = env.create_string(e.code())?;
         let msg = env.create_string(e.to_string())?;
         let mut raw = std::ptr::null_mut();
+        // SAFETY: called on the JS thread that owns `env`; `code` and `msg` are strings
+        // just created in it, and `raw` is a valid out-pointer.
         check_status!(unsafe {
-            sys::napi_create_error(env.raw(), code.raw(), msg.raw(), &mut raw)
+            sys::napi_create_error(
+                env.raw(),
+                code.raw(),
+                msg.raw(),
+                std::ptr::addr_of_mut!(raw),
+            )
         })?;
+        // SAFETY: napi_create_error succeeded, so `raw` is a live value of `env`.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
     };
     match make() {
@@ -33,11 +41,7 @@ pub fn js_error(env: &Env, e: &OrionError) -> napi::Error {
 
 /// Run `fut` off the JS thread and settle a Promise with its outcome; `convert` builds
 /// the JS value on the calling thread. Errors reject with coded JS errors.
-pub fn promise<'env, T, V, F, C>(
-    env: &'env Env,
-    fut: F,
-    convert: C,
-) -> napi::Result<PromiseRaw<'env, V>>
+pub(crate) fn promise<T, V, F, C>(env: &Env, fut: F, convert: C) -> napi::Result<PromiseRaw<'_, V>>
 where
     T: Send + 'static,
     V: ToNapiValue,
@@ -56,11 +60,7 @@ where
 /// A Promise resolved now, on this thread, with what `convert` builds from `value`:
 /// for answers that are already known (cache hits), without a trip through the async
 /// runtime's threads and back, which costs more than the answer itself.
-pub fn resolved<'env, T, V, C>(
-    env: &'env Env,
-    value: T,
-    convert: C,
-) -> napi::Result<PromiseRaw<'env, V>>
+pub(crate) fn resolved<T, V, C>(env: &Env, value: T, convert: C) -> napi::Result<PromiseRaw<'_, V>>
 where
     V: ToNapiValue,
     C: FnOnce(&Env, T) -> napi::Result<V>,
@@ -68,16 +68,24 @@ where
     let mut deferred = std::ptr::null_mut();
     let mut promise = std::ptr::null_mut();
     // SAFETY: called on the JS thread that owns `env`, with valid out-pointers.
-    check_status!(unsafe { sys::napi_create_promise(env.raw(), &mut deferred, &mut promise) })?;
+    check_status!(unsafe {
+        sys::napi_create_promise(
+            env.raw(),
+            std::ptr::addr_of_mut!(deferred),
+            std::ptr::addr_of_mut!(promise),
+        )
+    })?;
     // SAFETY: `to_napi_value` builds a value in `env` on its own thread.
     match convert(env, value).and_then(|v| unsafe { V::to_napi_value(env.raw(), v) }) {
         // SAFETY: `deferred` came from napi_create_promise above and is settled once.
         Ok(v) => check_status!(unsafe { sys::napi_resolve_deferred(env.raw(), deferred, v) })?,
         Err(e) => {
             let reason = js_error(env, &OrionError::Internal(e.reason.clone()));
-            // SAFETY: as above; the error value belongs to `env`.
+            // SAFETY: builds the error value in `env`, on its own thread.
             let raw = unsafe { napi::JsError::from(reason).into_value(env.raw()) };
-            check_status!(unsafe { sys::napi_reject_deferred(env.raw(), deferred, raw) })?
+            // SAFETY: `deferred` came from napi_create_promise above and is settled once
+            // (here, not in the branch above); `raw` belongs to `env`.
+            check_status!(unsafe { sys::napi_reject_deferred(env.raw(), deferred, raw) })?;
         }
     }
     Ok(PromiseRaw::new(env.raw(), promise))
@@ -85,10 +93,10 @@ where
 
 /// A Promise already rejected with `e`: bad input to a Promise-returning call rejects
 /// rather than throws, so callers handle every failure in one place.
-pub fn rejected<'env, V: ToNapiValue + 'static>(
-    env: &'env Env,
+pub(crate) fn rejected<V: ToNapiValue + 'static>(
+    env: &Env,
     e: OrionError,
-) -> napi::Result<PromiseRaw<'env, V>> {
+) -> napi::Result<PromiseRaw<'_, V>> {
     promise(
         env,
         async move { Err::<(), _>(e) },

@@ -202,8 +202,8 @@ fn publish(snap: &Snapshot) {
     let json = snap.to_json(&memory_monitor().alerts());
     let tmp = file.with_extension("tmp");
     let written = std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::write(&tmp, json.to_string()))
-        .and_then(|_| std::fs::rename(&tmp, &file));
+        .and_then(|()| std::fs::write(&tmp, json.to_string()))
+        .and_then(|()| std::fs::rename(&tmp, &file));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -255,7 +255,7 @@ fn callback<T: ToNapiValue + 'static>(
     }
     let _ = env;
     let f: Function<T, Unknown<'static>> =
-        unsafe { cb.cast() }.map_err(|e| OrionError::Internal(e.reason.clone()))?;
+        super::options::cast_checked(&cb).map_err(|e| OrionError::Internal(e.reason.clone()))?;
     f.build_threadsafe_function()
         .callee_handled::<false>()
         .weak::<true>()
@@ -344,6 +344,9 @@ fn js_heap(env: &Env) -> Option<(u64, u64, u64)> {
     Some((n("heapUsed")?, n("heapTotal")?, n("external")?))
 }
 
+// The JS `MemoryMonitor`'s methods work on the process's one monitor, not on the
+// (empty) object they are called on.
+#[allow(clippy::unused_self)]
 #[napi]
 impl MemoryMonitor {
     /// Measure now (off the JS thread); at high enough pressure, free idle models and
@@ -426,10 +429,10 @@ impl MemoryMonitor {
             if interval_ms.get_type().ok() != Some(napi::ValueType::Number) {
                 return Err(bad());
             }
-            let ms: f64 = unsafe { interval_ms.cast() }.map_err(|_| bad())?;
+            let ms: f64 = super::options::cast_checked(&interval_ms).map_err(|_| bad())?;
             // Beyond setTimeout's own limit an interval is a mistake, and far beyond it
             // Duration's conversion would panic.
-            if !ms.is_finite() || ms <= 0.0 || ms > i32::MAX as f64 {
+            if !ms.is_finite() || ms <= 0.0 || ms > f64::from(i32::MAX) {
                 return Err(bad());
             }
             memory_monitor().start(

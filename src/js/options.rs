@@ -1,4 +1,4 @@
-//! Reading option objects from JS with a clear INVALID_OPTION for every kind of
+//! Reading option objects from JS with a clear `INVALID_OPTION` for every kind of
 //! mistake: not an object, an unknown key (usually a typo), a wrong type, an
 //! out-of-range number.
 
@@ -8,18 +8,53 @@ use napi::{Env, JsValue, ValueType};
 
 type R<T> = std::result::Result<T, OrionError>;
 
-fn napi_err(e: napi::Error) -> OrionError {
-    OrionError::InvalidOption(e.reason.clone())
+/// `v` as a `T`, once its JS type is checked to be the one `T` converts from; an
+/// `InvalidArg` error otherwise. Every conversion of a JS value by type goes through
+/// here (callers check the type first anyway, to word their own error).
+pub(crate) fn cast_checked<T>(v: &Unknown) -> napi::Result<T>
+where
+    T: FromNapiValue + TypeName,
+{
+    let actual = v.get_type()?;
+    if actual != T::value_type() {
+        return Err(napi::Error::new(
+            Status::InvalidArg,
+            format!("expected a {}, got a {actual:?}", T::type_name()),
+        ));
+    }
+    // SAFETY: `Unknown::cast` requires that the value can be converted into `T`. Its JS
+    // type was just read from the engine and is the type `T`'s conversion expects
+    // (`TypeName::value_type`: number for the numeric types, string, boolean, object
+    // (arrays included), function); `v` is a live handle of the environment on whose
+    // thread this runs, as napi hands it to the call.
+    unsafe { v.cast() }
 }
 
-pub struct Options<'e> {
+/// `v` as JSON data, whatever its JS type.
+pub(crate) fn to_json(v: &Unknown) -> napi::Result<serde_json::Value> {
+    // SAFETY: `Unknown::cast` requires that the value can be converted into the target.
+    // `serde_json::Value`'s conversion accepts every JS type: it reads the value's type
+    // itself and converts (or reports an error) accordingly. `v` is a live handle of the
+    // environment on whose thread this runs.
+    unsafe { v.cast() }
+}
+
+fn napi_err(e: napi::Error) -> OrionError {
+    OrionError::InvalidOption(e.reason)
+}
+
+pub(crate) struct Options<'e> {
     obj: Option<Object<'e>>,
     what: &'static str,
 }
 
 impl<'e> Options<'e> {
     /// `value` must be undefined, null, or a plain object with only `allowed` keys.
-    pub fn parse(value: Option<Unknown<'e>>, what: &'static str, allowed: &[&str]) -> R<Self> {
+    pub(crate) fn parse(
+        value: Option<Unknown<'e>>,
+        what: &'static str,
+        allowed: &[&str],
+    ) -> R<Self> {
         let Some(v) = value else {
             return Ok(Self { obj: None, what });
         };
@@ -33,7 +68,7 @@ impl<'e> Options<'e> {
                 )))
             }
         }
-        let obj: Object<'e> = unsafe { v.cast() }.map_err(napi_err)?;
+        let obj: Object<'e> = cast_checked(&v).map_err(napi_err)?;
         for key in Object::keys(&obj).map_err(napi_err)? {
             if !allowed.contains(&key.as_str()) {
                 return Err(OrionError::InvalidOption(format!(
@@ -49,7 +84,7 @@ impl<'e> Options<'e> {
     }
 
     /// The value under `key`, `None` when absent or undefined.
-    pub fn raw(&self, key: &str) -> R<Option<Unknown<'e>>> {
+    pub(crate) fn raw(&self, key: &str) -> R<Option<Unknown<'e>>> {
         let Some(obj) = &self.obj else {
             return Ok(None);
         };
@@ -65,14 +100,14 @@ impl<'e> Options<'e> {
         ))
     }
 
-    pub fn number(&self, key: &str) -> R<Option<f64>> {
+    pub(crate) fn number(&self, key: &str) -> R<Option<f64>> {
         let Some(v) = self.raw(key)? else {
             return Ok(None);
         };
         if v.get_type().map_err(napi_err)? != ValueType::Number {
             return Err(self.bad(key, "a number", &v));
         }
-        let n: f64 = unsafe { v.cast() }.map_err(napi_err)?;
+        let n: f64 = cast_checked(&v).map_err(napi_err)?;
         if !n.is_finite() {
             return Err(self.bad(key, "a finite number", &v));
         }
@@ -80,7 +115,7 @@ impl<'e> Options<'e> {
     }
 
     /// An integer in `min..=max`.
-    pub fn integer(&self, key: &str, min: u64, max: u64) -> R<Option<u64>> {
+    pub(crate) fn integer(&self, key: &str, min: u64, max: u64) -> R<Option<u64>> {
         let Some(n) = self.number(key)? else {
             return Ok(None);
         };
@@ -93,18 +128,18 @@ impl<'e> Options<'e> {
         Ok(Some(n as u64))
     }
 
-    pub fn boolean(&self, key: &str) -> R<Option<bool>> {
+    pub(crate) fn boolean(&self, key: &str) -> R<Option<bool>> {
         let Some(v) = self.raw(key)? else {
             return Ok(None);
         };
         if v.get_type().map_err(napi_err)? != ValueType::Boolean {
             return Err(self.bad(key, "a boolean", &v));
         }
-        Ok(Some(unsafe { v.cast::<bool>() }.map_err(napi_err)?))
+        Ok(Some(cast_checked::<bool>(&v).map_err(napi_err)?))
     }
 
     /// A number in `min..=max` (not necessarily an integer).
-    pub fn ranged(&self, key: &str, min: f64, max: f64) -> R<Option<f64>> {
+    pub(crate) fn ranged(&self, key: &str, min: f64, max: f64) -> R<Option<f64>> {
         let Some(n) = self.number(key)? else {
             return Ok(None);
         };
@@ -118,7 +153,7 @@ impl<'e> Options<'e> {
     }
 
     /// A function value.
-    pub fn function(&self, key: &str) -> R<Option<Unknown<'e>>> {
+    pub(crate) fn function(&self, key: &str) -> R<Option<Unknown<'e>>> {
         let Some(v) = self.raw(key)? else {
             return Ok(None);
         };
@@ -129,17 +164,17 @@ impl<'e> Options<'e> {
     }
 
     /// A string or an array of strings.
-    pub fn strings(&self, key: &str) -> R<Option<Vec<String>>> {
+    pub(crate) fn strings(&self, key: &str) -> R<Option<Vec<String>>> {
         let Some(v) = self.raw(key)? else {
             return Ok(None);
         };
         if v.get_type().map_err(napi_err)? == ValueType::String {
-            return Ok(Some(vec![unsafe { v.cast::<String>() }.map_err(napi_err)?]));
+            return Ok(Some(vec![cast_checked::<String>(&v).map_err(napi_err)?]));
         }
         if !v.is_array().map_err(napi_err)? {
             return Err(self.bad(key, "a string or an array of strings", &v));
         }
-        let arr: Object = unsafe { v.cast() }.map_err(napi_err)?;
+        let arr: Object = cast_checked(&v).map_err(napi_err)?;
         let n = arr.get_array_length().map_err(napi_err)?;
         (0..n)
             .map(|i| {
@@ -147,28 +182,28 @@ impl<'e> Options<'e> {
                 if item.get_type().map_err(napi_err)? != ValueType::String {
                     return Err(self.bad(&format!("{key}[{i}]"), "a string", &item));
                 }
-                unsafe { item.cast::<String>() }.map_err(napi_err)
+                cast_checked::<String>(&item).map_err(napi_err)
             })
             .collect::<R<Vec<_>>>()
             .map(Some)
     }
 
-    pub fn string(&self, key: &str) -> R<Option<String>> {
+    pub(crate) fn string(&self, key: &str) -> R<Option<String>> {
         let Some(v) = self.raw(key)? else {
             return Ok(None);
         };
         if v.get_type().map_err(napi_err)? != ValueType::String {
             return Err(self.bad(key, "a string", &v));
         }
-        Ok(Some(unsafe { v.cast::<String>() }.map_err(napi_err)?))
+        Ok(Some(cast_checked::<String>(&v).map_err(napi_err)?))
     }
 }
 
 /// A short description of a JS value for error messages.
-pub fn describe(v: &Unknown) -> String {
+pub(crate) fn describe(v: &Unknown) -> String {
     match v.get_type() {
         Ok(ValueType::Object) if v.is_array().unwrap_or(false) => "an array".into(),
-        Ok(ValueType::Number) => match unsafe { v.cast::<f64>() } {
+        Ok(ValueType::Number) => match cast_checked::<f64>(v) {
             Ok(n) => format!("the number {n}"),
             Err(_) => "a number".into(),
         },
@@ -179,14 +214,14 @@ pub fn describe(v: &Unknown) -> String {
 
 type AddEventListener<'a> = Function<'a, FnArgs<(&'a str, Function<'a, (), ()>)>, Unknown<'a>>;
 
-/// Run `fire` (on this JS thread) when the AbortSignal `signal` fires. An already
+/// Run `fire` (on this JS thread) when the `AbortSignal` `signal` fires. An already
 /// aborted signal is an ABORTED error right away.
-pub fn on_abort(env: &Env, signal: Unknown, fire: impl Fn() + 'static) -> R<()> {
+pub(crate) fn on_abort(env: &Env, signal: Unknown, fire: impl Fn() + 'static) -> R<()> {
     let not_signal = || OrionError::InvalidOption("options.signal must be an AbortSignal".into());
     if signal.get_type().ok() != Some(ValueType::Object) {
         return Err(not_signal());
     }
-    let obj: Object = unsafe { signal.cast() }.map_err(|_| not_signal())?;
+    let obj: Object = cast_checked(&signal).map_err(|_| not_signal())?;
     let aborted: Option<bool> = obj.get("aborted").ok().flatten();
     let add: Option<AddEventListener> = obj.get("addEventListener").ok().flatten();
     let (Some(aborted), Some(add)) = (aborted, add) else {

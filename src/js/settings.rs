@@ -26,6 +26,8 @@ pub struct Configuration {
 /// Each given setting wins over its environment variable; settings left out keep their
 /// value. Returns the settings in effect. Throws `INVALID_OPTION` on a bad value.
 #[napi(ts_args_type = "options?: ConfigureOptions", catch_unwind)]
+// The doc comment is copied into index.d.ts as it is written.
+#[allow(clippy::doc_markdown)]
 pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
     let run = || -> std::result::Result<Configuration, OrionError> {
         let o = Options::parse(options, "options", CONFIGURE_OPTIONS)?;

@@ -16,13 +16,13 @@ use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::OnceLock;
 
-pub const LOG_ENV: &str = "ORION_LLAMA_LOG";
+pub(crate) const LOG_ENV: &str = "ORION_LLAMA_LOG";
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
 
 /// The process's llama.cpp backend, quiet unless `ORION_LLAMA_LOG=1`.
-pub fn backend() -> Result<&'static LlamaBackend> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend> {
     BACKEND
         .get_or_init(|| {
             let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
@@ -36,9 +36,9 @@ pub fn backend() -> Result<&'static LlamaBackend> {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct LlamaEngine {
+pub(crate) struct LlamaEngine {
     /// Layers to offload to a GPU backend, when one is compiled in.
-    pub gpu_layers: u32,
+    pub(crate) gpu_layers: u32,
 }
 
 impl Engine for LlamaEngine {
@@ -115,7 +115,11 @@ impl Engine for LlamaEngine {
 }
 
 /// A context for one generation. Created under a process-wide lock.
-pub fn new_context(model: &LlamaModel, n_ctx: u32, threads: i32) -> Result<LlamaContext<'_>> {
+pub(crate) fn new_context(
+    model: &LlamaModel,
+    n_ctx: u32,
+    threads: i32,
+) -> Result<LlamaContext<'_>> {
     let backend = backend()?;
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(n_ctx))
@@ -131,7 +135,7 @@ pub fn new_context(model: &LlamaModel, n_ctx: u32, threads: i32) -> Result<Llama
 }
 
 /// GPU (and other non-CPU) devices llama.cpp was built with: (name, backend, free bytes).
-pub fn devices() -> Vec<(String, String, u64)> {
+pub(crate) fn devices() -> Vec<(String, String, u64)> {
     if backend().is_err() {
         return Vec::new();
     }
@@ -297,7 +301,7 @@ mod tests {
     fn flips(rng: &mut XorShift, n: usize) -> Vec<(String, Build)> {
         (0..n)
             .map(|_| {
-                let flips: Vec<(usize, u8)> = (0..1 + rng.below(4))
+                let flips: Vec<(usize, u8)> = (0..=rng.below(4))
                     .map(|_| (rng.below(4096) as usize, 1 + rng.below(255) as u8))
                     .collect();
                 let name = format!("bytes flipped (offset, xor): {flips:?}");
@@ -327,6 +331,8 @@ mod tests {
         }
     }
 
+    // A table of cases, one after another.
+    #[allow(clippy::too_many_lines)]
     fn targeted(src: &Source) -> Vec<(String, Build)> {
         let mut cases = Vec::new();
         let n_layer = src.u32_of("llama.block_count");
@@ -462,7 +468,7 @@ mod tests {
         ];
         for (name, extra) in added {
             cases.push(entry_case(format!("added {name}"), move |_, e| {
-                e.extend(extra.iter().cloned())
+                e.extend(extra.iter().cloned());
             }));
         }
         let tok = "tokenizer.ggml.tokens";

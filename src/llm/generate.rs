@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Prompt {
+pub(crate) enum Prompt {
     /// Sent as one user message through the chat template (unless `raw`).
     Text(String),
     /// `(role, content)` pairs.
@@ -20,21 +20,21 @@ pub enum Prompt {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct GenerateParams {
-    pub max_tokens: u32,
+pub(crate) struct GenerateParams {
+    pub(crate) max_tokens: u32,
     /// 0 means greedy.
-    pub temperature: f32,
-    pub top_k: i32,
-    pub top_p: f32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub seed: u32,
-    pub stop: Vec<String>,
+    pub(crate) temperature: f32,
+    pub(crate) top_k: i32,
+    pub(crate) top_p: f32,
+    pub(crate) min_p: f32,
+    pub(crate) repeat_penalty: f32,
+    pub(crate) seed: u32,
+    pub(crate) stop: Vec<String>,
     /// Use a text prompt as is, without the chat template.
-    pub raw: bool,
-    pub threads: i32,
+    pub(crate) raw: bool,
+    pub(crate) threads: i32,
     /// Always use llama.cpp's sampler chain (tests compare the fast greedy path to it).
-    pub reference_sampler: bool,
+    pub(crate) reference_sampler: bool,
 }
 
 impl Default for GenerateParams {
@@ -46,7 +46,7 @@ impl Default for GenerateParams {
             top_p: 0.95,
             min_p: 0.05,
             repeat_penalty: 1.1,
-            seed: 0xC0FFEE,
+            seed: 0x00C0_FFEE,
             stop: Vec::new(),
             raw: false,
             threads: super::strategy::physical_cores() as i32,
@@ -56,29 +56,29 @@ impl Default for GenerateParams {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Timings {
-    pub prompt_tokens: u32,
-    pub prompt_ms: f64,
-    pub prompt_tokens_per_second: f64,
-    pub generated_tokens: u32,
-    pub generation_ms: f64,
-    pub tokens_per_second: f64,
+pub(crate) struct Timings {
+    pub(crate) prompt_tokens: u32,
+    pub(crate) prompt_ms: f64,
+    pub(crate) prompt_tokens_per_second: f64,
+    pub(crate) generated_tokens: u32,
+    pub(crate) generation_ms: f64,
+    pub(crate) tokens_per_second: f64,
     /// llama.cpp's own measurement of the same run.
-    pub llama_prompt_tokens_per_second: f64,
-    pub llama_tokens_per_second: f64,
+    pub(crate) llama_prompt_tokens_per_second: f64,
+    pub(crate) llama_tokens_per_second: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Generation {
-    pub text: String,
-    pub tokens: u32,
+pub(crate) struct Generation {
+    pub(crate) text: String,
+    pub(crate) tokens: u32,
     /// `stop` (end of turn or a stop string) or `length` (maxTokens reached).
-    pub finish_reason: &'static str,
-    pub timings: Timings,
+    pub(crate) finish_reason: &'static str,
+    pub(crate) timings: Timings,
 }
 
 /// The prompt text the model sees.
-pub fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<String> {
+pub(crate) fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<String> {
     let messages = match prompt {
         Prompt::Text(t) if raw => return Ok(t.clone()),
         Prompt::Text(t) => vec![("user".to_string(), t.clone())],
@@ -128,7 +128,7 @@ impl Picker {
         if p.temperature <= 0.0 {
             return Picker::Greedy {
                 penalty: p.repeat_penalty,
-                recent: Default::default(),
+                recent: std::collections::VecDeque::default(),
                 penalized: vec![false; model.n_vocab().max(0) as usize],
             };
         }
@@ -147,6 +147,9 @@ impl Picker {
                 for t in recent.iter() {
                     penalized[t.0 as usize] = true;
                 }
+                // Exactly 1.0 (as given) means no penalty: llama.cpp's penalty sampler
+                // makes the same exact comparison.
+                #[allow(clippy::float_cmp)]
                 let adjusted = |i: usize, l: f32| {
                     if !penalized[i] || *penalty == 1.0 {
                         l
@@ -216,9 +219,8 @@ fn held_back(text: &str, stops: &[String]) -> usize {
         .unwrap_or(0)
 }
 
-/// Generate on `model` in a fresh context of at most `context_length` tokens.
 /// Most prompt tokens evaluated between two checks of the cancel flag (see `generate`).
-pub const PROMPT_STEP: usize = 64;
+pub(crate) const PROMPT_STEP: usize = 64;
 
 /// Why a generation stopped early: its caller cancelled it, or the process is exiting.
 fn stopped() -> OrionError {
@@ -233,11 +235,11 @@ fn stopped() -> OrionError {
 /// or punctuation in code vocabularies, well under it), so a prompt of more bytes than
 /// this per context token cannot fit, and is rejected before it is templated and
 /// tokenized: a 50 MB prompt costs nothing instead of a minute of a thread and a lease.
-pub const MAX_BYTES_PER_TOKEN: usize = 256;
+pub(crate) const MAX_BYTES_PER_TOKEN: usize = 256;
 
 /// `PROMPT_TOO_LONG` for a prompt that cannot fit in `context_length` tokens, from its
 /// size alone.
-pub fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<()> {
+pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<()> {
     let bytes = match prompt {
         Prompt::Text(t) => t.len(),
         Prompt::Messages(messages) => messages.iter().map(|(r, c)| r.len() + c.len()).sum(),
@@ -252,8 +254,12 @@ pub fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<()> {
     Ok(())
 }
 
+/// Generate on `model` in a fresh context of at most `context_length` tokens.
 /// `on_text` receives the text as it is produced; `cancel` stops within a token.
-pub fn generate(
+// One generation from prompt to timings reads best in one piece; the parts that stand
+// alone (templating, picking, stop strings) are functions already.
+#[allow(clippy::too_many_lines)]
+pub(crate) fn generate(
     model: &LlamaModel,
     context_length: u32,
     prompt: &Prompt,
@@ -381,12 +387,12 @@ pub fn generate(
         timings: Timings {
             prompt_tokens,
             prompt_ms,
-            prompt_tokens_per_second: per_s(prompt_tokens as f64, prompt_ms),
+            prompt_tokens_per_second: per_s(f64::from(prompt_tokens), prompt_ms),
             generated_tokens: generated,
             generation_ms,
-            tokens_per_second: per_s(generated as f64, generation_ms),
-            llama_prompt_tokens_per_second: per_s(t.n_p_eval() as f64, t.t_p_eval_ms()),
-            llama_tokens_per_second: per_s(t.n_eval() as f64, t.t_eval_ms()),
+            tokens_per_second: per_s(f64::from(generated), generation_ms),
+            llama_prompt_tokens_per_second: per_s(f64::from(t.n_p_eval()), t.t_p_eval_ms()),
+            llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
         },
     })
 }
@@ -416,21 +422,23 @@ mod tests {
         assert_eq!(held_back("anything", &[]), 0);
     }
 
-    /// The demo model, when `npm run models` has fetched it.
-    fn demo_model() -> Option<LlamaModel> {
+    /// The demo model. The test command fetches it before `cargo test`; a missing model
+    /// fails the test rather than letting it pass without having run.
+    fn demo_model() -> LlamaModel {
         let path = crate::paths::models_dir()
             .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-        if !path.exists() {
-            eprintln!("skipping: {} is not fetched", path.display());
-            return None;
-        }
+        assert!(
+            path.exists(),
+            "this test needs the demo model at {}: run `node scripts/models.js` to fetch it",
+            path.display()
+        );
         let params = llama_cpp_2::model::params::LlamaModelParams::default();
-        Some(LlamaModel::load_from_file(engine::backend().unwrap(), path, &params).unwrap())
+        LlamaModel::load_from_file(engine::backend().unwrap(), path, &params).unwrap()
     }
 
     #[test]
     fn fast_greedy_picks_exactly_what_llama_cpp_would() {
-        let Some(model) = demo_model() else { return };
+        let model = demo_model();
         let prompt = Prompt::Text("Write a short story about a robot learning to paint.".into());
         let never = AtomicBool::new(false);
         for penalty in [1.0, 1.1, 1.5] {

@@ -25,16 +25,16 @@ use std::ops::Range;
 use std::path::Path;
 
 /// `LLAMA_MAX_LAYERS` (src/llama-hparams.h).
-pub const LLAMA_MAX_LAYERS: u32 = 512;
+pub(crate) const LLAMA_MAX_LAYERS: u32 = 512;
 /// `LLAMA_MAX_EXPERTS` (src/llama-hparams.h).
-pub const LLAMA_MAX_EXPERTS: u32 = 1024;
+pub(crate) const LLAMA_MAX_EXPERTS: u32 = 1024;
 /// Well above any released model (the largest are near 25,000); a bigger value is
 /// corruption, and bounding it keeps the size arithmetic far from overflowing.
-pub const MAX_EMBEDDING_LENGTH: u32 = 1 << 20;
+pub(crate) const MAX_EMBEDDING_LENGTH: u32 = 1 << 20;
 /// Training context: above every released model (10M tokens is the largest).
-pub const MAX_CONTEXT_LENGTH: u32 = 1 << 24;
+pub(crate) const MAX_CONTEXT_LENGTH: u32 = 1 << 24;
 /// Attention heads per layer: released models use at most a few hundred.
-pub const MAX_HEADS: u32 = 1 << 16;
+pub(crate) const MAX_HEADS: u32 = 1 << 16;
 /// `GGML_MAX_NAME`: gguf.cpp rejects longer tensor names.
 const GGML_MAX_NAME: usize = 64;
 /// `GGML_MAX_DIMS`.
@@ -52,7 +52,7 @@ const TOKENS_KEY: &str = "tokenizer.ggml.tokens";
 
 /// Every architecture name in `LLM_ARCH_NAMES` (src/llama-arch.cpp), less "clip" (a
 /// vision encoder that llama.cpp only quantizes) and "(unknown)".
-pub const KNOWN_ARCHITECTURES: &[&str] = &[
+pub(crate) const KNOWN_ARCHITECTURES: &[&str] = &[
     "llama",
     "llama4",
     "deci",
@@ -225,7 +225,7 @@ const ROPE_SCALING_TYPES: &[&str] = &["none", "linear", "yarn", "longrope"];
 
 /// A GGUF value type, numbered as in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ty {
+pub(crate) enum Ty {
     U8,
     I8,
     U16,
@@ -242,7 +242,7 @@ pub enum Ty {
 }
 
 impl Ty {
-    pub fn from_raw(v: u32) -> Option<Self> {
+    pub(crate) fn from_raw(v: u32) -> Option<Self> {
         Some(match v {
             0 => Self::U8,
             1 => Self::I8,
@@ -261,7 +261,8 @@ impl Ty {
         })
     }
 
-    pub fn raw(self) -> u32 {
+    #[cfg(test)]
+    pub(crate) fn raw(self) -> u32 {
         self as u32
     }
 
@@ -276,7 +277,7 @@ impl Ty {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::U8 => "u8",
             Self::I8 => "i8",
@@ -296,7 +297,7 @@ impl Ty {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Value {
+pub(crate) enum Value {
     /// Every integer type, and bool as 0 or 1.
     Int(i128),
     Float(f64),
@@ -309,44 +310,59 @@ pub enum Value {
     },
 }
 
+// The reader records the file's layout (byte spans, offsets, the tensor infos) along with
+// the values. The checks read only keys, types and values; the layout is what the GGUF
+// fuzz test (in `engine.rs`) edits files by, hence the `dead_code` allowances outside
+// tests below.
 #[derive(Clone, Debug)]
-pub struct Kv {
-    pub key: Vec<u8>,
-    pub ty: Ty,
-    pub value: Value,
+pub(crate) struct Kv {
+    pub(crate) key: Vec<u8>,
+    pub(crate) ty: Ty,
+    pub(crate) value: Value,
     /// The whole entry, key length to value end, as a byte range of the file.
-    pub span: Range<u64>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) span: Range<u64>,
     /// Where the value (after the type) starts.
-    pub value_at: u64,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) value_at: u64,
 }
 
 #[derive(Clone, Debug)]
-pub struct TensorInfo {
-    pub name: Vec<u8>,
-    pub dims: Vec<i64>,
-    pub ggml_type: u32,
-    pub offset: u64,
+pub(crate) struct TensorInfo {
+    pub(crate) name: Vec<u8>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) dims: Vec<i64>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) ggml_type: u32,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) offset: u64,
 }
 
 #[derive(Clone, Debug)]
-pub struct Header {
-    pub version: u32,
-    pub file_len: u64,
-    pub kvs: Vec<Kv>,
+pub(crate) struct Header {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) version: u32,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) file_len: u64,
+    pub(crate) kvs: Vec<Kv>,
     index: HashMap<Vec<u8>, usize>,
-    pub tensors: Vec<TensorInfo>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) tensors: Vec<TensorInfo>,
     /// The tensor infos, as a byte range of the file.
-    pub tensor_span: Range<u64>,
-    pub alignment: u64,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) tensor_span: Range<u64>,
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) alignment: u64,
 }
 
 impl Header {
-    pub fn get(&self, key: &str) -> Option<&Kv> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Kv> {
         self.index.get(key.as_bytes()).map(|&i| &self.kvs[i])
     }
 
     /// Where the tensor data starts: after the infos, aligned.
-    pub fn data_start(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn data_start(&self) -> u64 {
         self.tensor_span.end.div_ceil(self.alignment) * self.alignment
     }
 }
@@ -446,7 +462,7 @@ impl<R: Read + Seek> Reader<R> {
 }
 
 /// Read a GGUF file's header: key-values and tensor infos, not the tensor data.
-pub fn read_header(path: &Path) -> Result<Header, String> {
+pub(crate) fn read_header(path: &Path) -> Result<Header, String> {
     let f = File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
     let len = f
         .metadata()
@@ -650,18 +666,18 @@ fn read_tensor_info<R: Read + Seek>(r: &mut Reader<R>, i: u64) -> Result<TensorI
 
 /// What the checks found, for the memory estimate.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Hparams {
-    pub arch: String,
-    pub n_layer: u32,
-    pub n_embd: u32,
-    pub n_ctx_train: u32,
+pub(crate) struct Hparams {
+    pub(crate) arch: String,
+    pub(crate) n_layer: u32,
+    pub(crate) n_embd: u32,
+    pub(crate) n_ctx_train: u32,
     /// K plus V values one token keeps in each layer's cache.
-    pub kv_per_layer: Vec<u64>,
+    pub(crate) kv_per_layer: Vec<u64>,
 }
 
 impl Hparams {
     /// Bytes of an f16 KV cache of `n_ctx` tokens; `None` if that overflows a u64.
-    pub fn kv_cache_bytes(&self, n_ctx: u32) -> Option<u64> {
+    pub(crate) fn kv_cache_bytes(&self, n_ctx: u32) -> Option<u64> {
         self.kv_per_layer
             .iter()
             .try_fold(0u64, |sum, &n| sum.checked_add(n))?
@@ -671,7 +687,7 @@ impl Hparams {
 }
 
 /// An optional u32 key. llama.cpp reads these with `get_key<uint32_t>`, which accepts
-/// only GGUF_TYPE_UINT32.
+/// only `GGUF_TYPE_UINT32`.
 fn opt_u32(h: &Header, key: &str) -> Result<Option<u32>, String> {
     match h.get(key) {
         None => Ok(None),
@@ -733,7 +749,7 @@ fn per_layer(h: &Header, key: &str, n_layer: u32) -> Result<Option<Vec<u32>>, St
 }
 
 /// Check what llama.cpp asserts on while loading a model from this header.
-pub fn check(h: &Header) -> Result<Hparams, String> {
+pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
     let arch = match h.get("general.architecture") {
         None => return Err("general.architecture is missing".into()),
         Some(Kv {
@@ -1047,7 +1063,7 @@ fn check_vocab(h: &Header) -> Result<(), String> {
 }
 
 /// Read and check `path`'s header.
-pub fn check_file(path: &Path) -> Result<Hparams, String> {
+pub(crate) fn check_file(path: &Path) -> Result<Hparams, String> {
     check(&read_header(path)?)
 }
 
@@ -1057,7 +1073,7 @@ pub(crate) mod tests {
     use std::io::Cursor;
 
     /// A GGUF key-value entry.
-    pub fn kv(key: &str, ty: Ty, payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn kv(key: &str, ty: Ty, payload: &[u8]) -> Vec<u8> {
         let mut b = (key.len() as u64).to_le_bytes().to_vec();
         b.extend_from_slice(key.as_bytes());
         b.extend_from_slice(&ty.raw().to_le_bytes());
@@ -1065,13 +1081,13 @@ pub(crate) mod tests {
         b
     }
 
-    pub fn gguf_str(s: &[u8]) -> Vec<u8> {
+    pub(crate) fn gguf_str(s: &[u8]) -> Vec<u8> {
         let mut b = (s.len() as u64).to_le_bytes().to_vec();
         b.extend_from_slice(s);
         b
     }
 
-    pub fn str_array(items: &[&[u8]]) -> Vec<u8> {
+    pub(crate) fn str_array(items: &[&[u8]]) -> Vec<u8> {
         let mut b = Ty::Str.raw().to_le_bytes().to_vec();
         b.extend_from_slice(&(items.len() as u64).to_le_bytes());
         for s in items {
@@ -1080,7 +1096,7 @@ pub(crate) mod tests {
         b
     }
 
-    pub fn u32_array(elem: Ty, items: &[u32]) -> Vec<u8> {
+    pub(crate) fn u32_array(elem: Ty, items: &[u32]) -> Vec<u8> {
         let mut b = elem.raw().to_le_bytes().to_vec();
         b.extend_from_slice(&(items.len() as u64).to_le_bytes());
         for v in items {
@@ -1089,7 +1105,7 @@ pub(crate) mod tests {
         b
     }
 
-    pub fn file(kvs: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn file(kvs: &[Vec<u8>]) -> Vec<u8> {
         let mut b = b"GGUF".to_vec();
         b.extend_from_slice(&3u32.to_le_bytes());
         b.extend_from_slice(&0u64.to_le_bytes());
@@ -1164,7 +1180,7 @@ pub(crate) mod tests {
                 kvs,
                 "llama.block_count",
                 kv("llama.block_count", Ty::U32, &0u32.to_le_bytes()),
-            )
+            );
         });
         let e = checked(&bytes).unwrap_err();
         assert!(e.contains("llama.block_count = 0"), "{e}");
@@ -1173,12 +1189,14 @@ pub(crate) mod tests {
                 kvs,
                 "llama.block_count",
                 kv("llama.block_count", Ty::U32, &513u32.to_le_bytes()),
-            )
+            );
         });
         assert!(checked(&bytes).unwrap_err().contains("= 513"));
     }
 
     #[test]
+    // A table of cases, one after another.
+    #[allow(clippy::too_many_lines)]
     fn each_asserted_value_is_checked() {
         let u = |v: u32| v.to_le_bytes().to_vec();
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![

@@ -6,6 +6,7 @@ use crate::error::{OrionError, Result};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
@@ -53,16 +54,16 @@ static VERIFIED: LazyLock<Mutex<HashMap<PathBuf, Arc<Mutex<Memo>>>>> =
 
 /// How [`verify`] knew the digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Checked {
+pub(crate) enum Checked {
     /// The file was read and hashed now.
     Hashed,
     /// This version of the file was hashed before in this process.
     Remembered,
 }
 
-/// Fail with MODEL_LOAD_FAILED unless the file at `path` has the sha256 `expected`
+/// Fail with `MODEL_LOAD_FAILED` unless the file at `path` has the sha256 `expected`
 /// (hex, any case). Blocking: reads the whole file the first time it sees it.
-pub fn verify(path: &Path, expected: &str) -> Result<Checked> {
+pub(crate) fn verify(path: &Path, expected: &str) -> Result<Checked> {
     let unreadable = |e: std::io::Error| {
         if crate::runtime::is_shut_down() {
             return OrionError::ShutDown;
@@ -116,11 +117,12 @@ fn sha256_of(file: &mut std::fs::File) -> std::io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    let mut hex = String::with_capacity(64);
+    for b in hasher.finalize() {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{b:02x}");
+    }
+    Ok(hex)
 }
 
 #[cfg(test)]

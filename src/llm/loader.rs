@@ -2,6 +2,31 @@
 //! ask, and keeping within the model count and memory limits by evicting the least
 //! recently used idle model. Generic over [`Engine`] so that the policy is tested
 //! without llama.cpp.
+//!
+//! # Locks
+//!
+//! The engine's `probe` and `load`, and the sha256 check, run with no loader lock held:
+//! a load in progress holds its room in `State::reserved` instead. Where two locks are
+//! held at once, the one named first is taken first:
+//!
+//! - `ModelLoader::state`, then `ModelLoader::config` (`stats`) or a model's `last_used`
+//!   (recency reads and `mark_used`). `make_room` calls [`MemoryProbe::available`] under
+//!   `state`: a probe must not block or take a loader lock (the real one reads system
+//!   memory under `sysmem`'s own lock). An evicted model that no lease holds is freed
+//!   where it is removed, under `state`: unmapping its file, milliseconds at most.
+//! - `ModelLoader::config` and a model's `last_used` are leaves.
+//! - `Changes::epoch` (with its condition variable) is a leaf, and never taken with
+//!   `state` held: `bump` comes after `state` is released, and `wait_past` waits holding
+//!   nothing else. Leases are released (`Lease::drop`) without `state`, so handing a
+//!   model back never waits for a load or an eviction.
+//! - A load's `Loading::state` (with `done`) is never held together with the loader's
+//!   `state`. Progress listeners ([`ProgressFn`]) are called under it, from the loading
+//!   thread (`report`) and from a caller joining the load (`wait_for`): a listener must
+//!   return at once and take no loader lock. The binding layer's only queues a
+//!   threadsafe-function call, `NonBlocking`. The final 100 is delivered with no lock
+//!   held.
+//! - A load's `leases` count changes only under the loader's `state`, so that it is
+//!   final once the load has left `State::loading`.
 
 use super::registry::Resolved;
 use crate::error::{OrionError, Result};
@@ -14,51 +39,51 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the loader needs to know about a model file before loading it.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ModelMeta {
-    pub file_bytes: u64,
+pub(crate) struct ModelMeta {
+    pub(crate) file_bytes: u64,
     /// Bytes of KV cache one context of the configured size needs.
-    pub kv_bytes_per_context: u64,
+    pub(crate) kv_bytes_per_context: u64,
 }
 
-pub type Progress = Box<dyn FnMut(f32) + Send>;
+pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;
 /// A caller's progress callback: integer percents.
-pub type ProgressFn = Arc<dyn Fn(u32) + Send + Sync>;
+pub(crate) type ProgressFn = Arc<dyn Fn(u32) + Send + Sync>;
 
-pub trait Engine: Send + Sync + 'static {
+pub(crate) trait Engine: Send + Sync + 'static {
     type Model: Send + Sync + 'static;
-    /// Read the file's header: fails with MODEL_NOT_FOUND or MODEL_LOAD_FAILED.
+    /// Read the file's header: fails with `MODEL_NOT_FOUND` or `MODEL_LOAD_FAILED`.
     fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta>;
     /// Load the model, reporting progress in 0..=1.
     fn load(&self, path: &Path, progress: Progress) -> Result<Self::Model>;
 }
 
 /// Where memory for a new model must come from.
-pub trait MemoryProbe: Send + Sync + 'static {
+pub(crate) trait MemoryProbe: Send + Sync + 'static {
     /// Bytes available to this process now (the smallest of free memory, the cgroup
     /// headroom and the configured budget).
     fn available(&self) -> u64;
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoaderConfig {
-    pub max_concurrent_models: usize,
+pub(crate) struct LoaderConfig {
+    pub(crate) max_concurrent_models: usize,
     /// Optional cap on the bytes orion-native's models may use.
-    pub budget_bytes: Option<u64>,
+    pub(crate) budget_bytes: Option<u64>,
     /// Unload a model unused for this long.
-    pub idle_timeout: Option<Duration>,
+    pub(crate) idle_timeout: Option<Duration>,
 }
 
-pub struct LoadedModel<M> {
+pub(crate) struct LoadedModel<M> {
     /// Which load produced it: loads waiting for a slot recognise the ones they queued
     /// behind by it.
     id: u64,
-    pub key: String,
-    pub path: PathBuf,
-    pub quantization: Option<String>,
-    pub context_length: u32,
-    pub bytes: u64,
-    pub model: M,
-    pub loads: u64,
+    pub(crate) key: String,
+    pub(crate) path: PathBuf,
+    pub(crate) quantization: Option<String>,
+    pub(crate) context_length: u32,
+    pub(crate) bytes: u64,
+    pub(crate) model: M,
+    pub(crate) loads: u64,
     in_use: AtomicUsize,
     /// Leases handed to the callers of the load itself (its starter and those who
     /// joined it) and not yet released. See [`ModelLoader::make_room`].
@@ -68,7 +93,7 @@ pub struct LoadedModel<M> {
 }
 
 impl<M> LoadedModel<M> {
-    pub fn in_use(&self) -> usize {
+    pub(crate) fn in_use(&self) -> usize {
         self.in_use.load(Ordering::SeqCst)
     }
 
@@ -76,11 +101,11 @@ impl<M> LoadedModel<M> {
         *self.last_used.lock() = (Instant::now(), SystemTime::now());
     }
 
-    pub fn idle_for(&self) -> Duration {
+    pub(crate) fn idle_for(&self) -> Duration {
         self.last_used.lock().0.elapsed()
     }
 
-    pub fn last_used_ms(&self) -> f64 {
+    pub(crate) fn last_used_ms(&self) -> f64 {
         let t = self.last_used.lock().1;
         t.duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
@@ -89,14 +114,14 @@ impl<M> LoadedModel<M> {
 
 /// A model in use: it is not evicted while a lease is alive, and its memory is freed
 /// when the last lease of an unloaded model drops.
-pub struct Lease<M> {
+pub(crate) struct Lease<M> {
     entry: Arc<LoadedModel<M>>,
     /// Counted in the model's `handed`.
     handed: bool,
 }
 
 impl<M> Lease<M> {
-    pub fn model(&self) -> &LoadedModel<M> {
+    pub(crate) fn model(&self) -> &LoadedModel<M> {
         &self.entry
     }
 }
@@ -179,27 +204,27 @@ struct State<M> {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ModelStats {
-    pub key: String,
-    pub idle_for: Duration,
-    pub path: String,
-    pub quantization: Option<String>,
-    pub bytes: u64,
-    pub last_used_ms: f64,
-    pub in_use: usize,
-    pub loads: u64,
+pub(crate) struct ModelStats {
+    pub(crate) key: String,
+    pub(crate) idle_for: Duration,
+    pub(crate) path: String,
+    pub(crate) quantization: Option<String>,
+    pub(crate) bytes: u64,
+    pub(crate) last_used_ms: f64,
+    pub(crate) in_use: usize,
+    pub(crate) loads: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoaderStats {
-    pub loaded_models: usize,
-    pub max_concurrent_models: usize,
-    pub loading: usize,
-    pub total_bytes: u64,
-    pub models: Vec<ModelStats>,
+pub(crate) struct LoaderStats {
+    pub(crate) loaded_models: usize,
+    pub(crate) max_concurrent_models: usize,
+    pub(crate) loading: usize,
+    pub(crate) total_bytes: u64,
+    pub(crate) models: Vec<ModelStats>,
 }
 
-pub struct ModelLoader<E: Engine> {
+pub(crate) struct ModelLoader<E: Engine> {
     engine: E,
     memory: Box<dyn MemoryProbe>,
     config: Mutex<LoaderConfig>,
@@ -208,7 +233,7 @@ pub struct ModelLoader<E: Engine> {
 }
 
 impl<E: Engine> ModelLoader<E> {
-    pub fn new(engine: E, memory: Box<dyn MemoryProbe>, config: LoaderConfig) -> Self {
+    pub(crate) fn new(engine: E, memory: Box<dyn MemoryProbe>, config: LoaderConfig) -> Self {
         Self {
             engine,
             memory,
@@ -227,22 +252,23 @@ impl<E: Engine> ModelLoader<E> {
         }
     }
 
-    pub fn engine(&self) -> &E {
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &E {
         &self.engine
     }
 
-    pub fn config(&self) -> LoaderConfig {
+    pub(crate) fn config(&self) -> LoaderConfig {
         self.config.lock().clone()
     }
 
-    pub fn set_config(&self, config: LoaderConfig) {
+    pub(crate) fn set_config(&self, config: LoaderConfig) {
         *self.config.lock() = config;
         self.changes.bump();
     }
 
     /// Load `model` (or join a load in progress) and lease it. Blocks: call it from a
     /// worker thread. `progress` gets integers that never decrease and end at 100.
-    pub fn acquire(
+    pub(crate) fn acquire(
         &self,
         model: &Resolved,
         progress: Option<ProgressFn>,
@@ -255,7 +281,7 @@ impl<E: Engine> ModelLoader<E> {
     /// only report on the load. A lease, however briefly held, makes the model look
     /// busy to a concurrent load of another key, which is then refused. The returned
     /// `Arc` keeps the model's memory alive even once evicted: drop it soon.
-    pub fn load(
+    pub(crate) fn load(
         &self,
         model: &Resolved,
         progress: Option<ProgressFn>,
@@ -279,7 +305,7 @@ impl<E: Engine> ModelLoader<E> {
                 }
                 let entry = entry.clone();
                 drop(st);
-                return Ok((self.handed_over(entry, progress), false));
+                return Ok((Self::handed_over(entry, progress), false));
             }
             if let Some(slot) = st.loading.get(&model.key) {
                 let slot = slot.clone();
@@ -287,7 +313,7 @@ impl<E: Engine> ModelLoader<E> {
                     slot.leases.fetch_add(1, Ordering::SeqCst);
                 }
                 drop(st);
-                return self.wait_for(&slot, progress).map(|e| (e, lease));
+                return Self::wait_for(&slot, progress).map(|e| (e, lease));
             }
             let queued_behind: HashSet<u64> = st.loading.values().map(|l| l.id).collect();
             st.next_id += 1;
@@ -334,11 +360,10 @@ impl<E: Engine> ModelLoader<E> {
             ls.listeners.clear();
         }
         slot.done.notify_all();
-        result.map(|entry| (self.handed_over(entry, progress), lease))
+        result.map(|entry| (Self::handed_over(entry, progress), lease))
     }
 
     fn handed_over(
-        &self,
         entry: Arc<LoadedModel<E::Model>>,
         progress: Option<ProgressFn>,
     ) -> Arc<LoadedModel<E::Model>> {
@@ -352,7 +377,6 @@ impl<E: Engine> ModelLoader<E> {
     /// Wait for a load started by another caller; its lease, if one was asked for, was
     /// counted when the load finished.
     fn wait_for(
-        &self,
         slot: &Arc<Loading<E::Model>>,
         progress: Option<ProgressFn>,
     ) -> Result<Arc<LoadedModel<E::Model>>> {
@@ -368,7 +392,7 @@ impl<E: Engine> ModelLoader<E> {
         }
         let result = ls.result.clone().expect("set before notify");
         drop(ls);
-        result.map(|entry| self.handed_over(entry, progress))
+        result.map(|entry| Self::handed_over(entry, progress))
     }
 
     fn load_now(
@@ -439,8 +463,8 @@ impl<E: Engine> ModelLoader<E> {
     /// (each counted the other's load as a model in use). Every lease waited for was
     /// handed out by a load that ended after this one began, and its holder's next
     /// load begins later still, so waits run forward in time and cannot form a cycle.
-    /// Otherwise every loaded model was in use before this load asked: MODEL_BUSY (or
-    /// INSUFFICIENT_MEMORY) right away.
+    /// Otherwise every loaded model was in use before this load asked: `MODEL_BUSY` (or
+    /// `INSUFFICIENT_MEMORY`) right away.
     fn make_room(
         &self,
         id: u64,
@@ -526,7 +550,7 @@ impl<E: Engine> ModelLoader<E> {
 
     /// Forget `key`: it is no longer loaded for new requests; generations holding a
     /// lease finish, and the memory is freed when the last of them ends.
-    pub fn unload(&self, key: &str) -> bool {
+    pub(crate) fn unload(&self, key: &str) -> bool {
         let removed = self.state.lock().loaded.remove(key).is_some();
         if removed {
             self.changes.bump();
@@ -534,7 +558,7 @@ impl<E: Engine> ModelLoader<E> {
         removed
     }
 
-    pub fn mark_used(&self, key: &str) -> bool {
+    pub(crate) fn mark_used(&self, key: &str) -> bool {
         match self.state.lock().loaded.get(key) {
             Some(e) => {
                 e.touch();
@@ -544,12 +568,12 @@ impl<E: Engine> ModelLoader<E> {
         }
     }
 
-    pub fn is_loaded(&self, key: &str) -> bool {
+    pub(crate) fn is_loaded(&self, key: &str) -> bool {
         self.state.lock().loaded.contains_key(key)
     }
 
     /// Unload idle models unused for longer than the idle timeout; returns their keys.
-    pub fn unload_expired(&self) -> Vec<String> {
+    pub(crate) fn unload_expired(&self) -> Vec<String> {
         let Some(timeout) = self.config().idle_timeout else {
             return Vec::new();
         };
@@ -571,7 +595,7 @@ impl<E: Engine> ModelLoader<E> {
     }
 
     /// Unload the least recently used idle model; returns its key and bytes.
-    pub fn unload_lru_idle(&self) -> Option<(String, u64)> {
+    pub(crate) fn unload_lru_idle(&self) -> Option<(String, u64)> {
         let mut st = self.state.lock();
         let victim = st
             .loaded
@@ -585,7 +609,7 @@ impl<E: Engine> ModelLoader<E> {
         Some((victim.key.clone(), victim.bytes))
     }
 
-    pub fn stats(&self) -> LoaderStats {
+    pub(crate) fn stats(&self) -> LoaderStats {
         let st = self.state.lock();
         let mut models: Vec<ModelStats> = st
             .loaded
@@ -612,7 +636,7 @@ impl<E: Engine> ModelLoader<E> {
     }
 }
 
-/// MODEL_BUSY for `key`, when every loaded model is in use: `in_use` has each one's
+/// `MODEL_BUSY` for `key`, when every loaded model is in use: `in_use` has each one's
 /// key and lease count.
 fn busy(key: &str, max: usize, in_use: &[(String, usize, Duration)]) -> OrionError {
     let mut keys: Vec<String> = in_use.iter().map(|(k, _, _)| format!("{k:?}")).collect();

@@ -1,14 +1,14 @@
 //! The LLM service: a model registry, the loader (limits, LRU eviction, shared loads)
 //! and generation, over llama.cpp.
 
-pub mod engine;
-pub mod generate;
-pub mod gguf_check;
-pub mod integrity;
-pub mod loader;
-pub mod quant;
-pub mod registry;
-pub mod strategy;
+pub(crate) mod engine;
+pub(crate) mod generate;
+pub(crate) mod gguf_check;
+pub(crate) mod integrity;
+pub(crate) mod loader;
+pub(crate) mod quant;
+pub(crate) mod registry;
+pub(crate) mod strategy;
 
 use crate::error::{OrionError, Result};
 use engine::LlamaEngine;
@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use strategy::Strategy;
 
-pub const MAX_MODELS_ENV: &str = "ORION_MAX_CONCURRENT_MODELS";
-pub const DEFAULT_MAX_MODELS: usize = 2;
+pub(crate) const MAX_MODELS_ENV: &str = "ORION_MAX_CONCURRENT_MODELS";
+pub(crate) const DEFAULT_MAX_MODELS: usize = 2;
 
 struct SystemProbe;
 
@@ -57,22 +57,22 @@ fn fetch_from_hub(r: &mut Resolved) -> Result<()> {
 
 /// What a successful `loadModel` reports.
 #[derive(Clone, Debug, PartialEq)]
-pub struct LoadInfo {
-    pub key: String,
-    pub path: String,
-    pub quantization: Option<String>,
-    pub bytes: u64,
-    pub context_length: u32,
-    pub loads: u64,
+pub(crate) struct LoadInfo {
+    pub(crate) key: String,
+    pub(crate) path: String,
+    pub(crate) quantization: Option<String>,
+    pub(crate) bytes: u64,
+    pub(crate) context_length: u32,
+    pub(crate) loads: u64,
 }
 
-pub struct LlmService {
+pub(crate) struct LlmService {
     loader: Arc<ModelLoader<LlamaEngine>>,
     strategy: Strategy,
 }
 
 impl LlmService {
-    pub fn new(config: LoaderConfig) -> Result<Self> {
+    pub(crate) fn new(config: LoaderConfig) -> Result<Self> {
         let strategy = strategy::detect()?;
         let engine = LlamaEngine {
             gpu_layers: strategy.gpu_layers,
@@ -98,7 +98,7 @@ impl LlmService {
     }
 
     /// `maxConcurrentModels` from `ORION_MAX_CONCURRENT_MODELS`, else the default.
-    pub fn default_config() -> Result<LoaderConfig> {
+    pub(crate) fn default_config() -> Result<LoaderConfig> {
         let max =
             crate::config::env_u64(MAX_MODELS_ENV)?.map_or(DEFAULT_MAX_MODELS, |v| v as usize);
         if max == 0 {
@@ -113,15 +113,11 @@ impl LlmService {
         })
     }
 
-    pub fn loader(&self) -> &ModelLoader<LlamaEngine> {
+    pub(crate) fn loader(&self) -> &ModelLoader<LlamaEngine> {
         &self.loader
     }
 
-    pub fn strategy(&self) -> &Strategy {
-        &self.strategy
-    }
-
-    pub fn resolve(&self, spec: &str) -> Result<Resolved> {
+    pub(crate) fn resolve(&self, spec: &str) -> Result<Resolved> {
         let preferred = quant::level(self.strategy.quantization).ok();
         let mut r = registry::resolve(spec, preferred, &crate::paths::models_dir())?;
         r.context_length = r.context_length.min(self.strategy.context_size);
@@ -131,7 +127,7 @@ impl LlmService {
     }
 
     /// Load (or join the load of) `spec`. Blocking.
-    pub fn load(&self, spec: &str, progress: Option<ProgressFn>) -> Result<LoadInfo> {
+    pub(crate) fn load(&self, spec: &str, progress: Option<ProgressFn>) -> Result<LoadInfo> {
         let r = self.resolve(spec)?;
         // No lease: holding one, however briefly, makes the model look busy to a
         // concurrent load of another key.
@@ -147,7 +143,7 @@ impl LlmService {
     }
 
     /// Generate with `spec`, loading it first when needed. Blocking.
-    pub fn generate(
+    pub(crate) fn generate(
         &self,
         spec: &str,
         prompt: &Prompt,

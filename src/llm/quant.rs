@@ -4,19 +4,19 @@
 use crate::error::{OrionError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QuantLevel {
+pub(crate) struct QuantLevel {
     /// The app's name for the level.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The suffix the app's `applyQuantization` appends (MLC naming).
-    pub mlc: &'static str,
+    pub(crate) mlc: &'static str,
     /// GGUF file types that implement this level, preferred first.
-    pub gguf: &'static [&'static str],
+    pub(crate) gguf: &'static [&'static str],
     /// Average bits per weight, for memory estimates.
-    pub bits: f32,
+    pub(crate) bits: f32,
 }
 
 /// Ordered from smallest to largest.
-pub const LEVELS: &[QuantLevel] = &[
+pub(crate) const LEVELS: &[QuantLevel] = &[
     QuantLevel {
         name: "q3",
         mlc: "q3f16_1",
@@ -67,7 +67,7 @@ pub const LEVELS: &[QuantLevel] = &[
     },
 ];
 
-pub fn level(name: &str) -> Result<&'static QuantLevel> {
+pub(crate) fn level(name: &str) -> Result<&'static QuantLevel> {
     LEVELS
         .iter()
         .find(|l| l.name.eq_ignore_ascii_case(name))
@@ -82,7 +82,7 @@ pub fn level(name: &str) -> Result<&'static QuantLevel> {
 /// The app's naming, kept exactly: `applyQuantization('Mistral-7B-Instruct-v0.2', 'q4')`
 /// is `'Mistral-7B-Instruct-v0.2-q4f16_1-MLC'`. An id that already carries a level is
 /// re-quantized rather than suffixed twice.
-pub fn apply_quantization(model_id: &str, level_name: &str) -> Result<String> {
+pub(crate) fn apply_quantization(model_id: &str, level_name: &str) -> Result<String> {
     let l = level(level_name)?;
     let base = split_quantized_id(model_id).map_or(model_id, |(base, _)| base);
     if base.trim().is_empty() {
@@ -94,7 +94,7 @@ pub fn apply_quantization(model_id: &str, level_name: &str) -> Result<String> {
 }
 
 /// `Mistral-7B-Instruct-v0.2-q4f16_1-MLC` → (`Mistral-7B-Instruct-v0.2`, q4).
-pub fn split_quantized_id(id: &str) -> Option<(&str, &'static QuantLevel)> {
+pub(crate) fn split_quantized_id(id: &str) -> Option<(&str, &'static QuantLevel)> {
     let rest = id.strip_suffix("-MLC")?;
     let (base, suffix) = rest.rsplit_once('-')?;
     let l = LEVELS.iter().find(|l| l.mlc == suffix)?;
@@ -102,13 +102,14 @@ pub fn split_quantized_id(id: &str) -> Option<(&str, &'static QuantLevel)> {
 }
 
 /// The level a GGUF file type (as in file names: `Q4_K_M`, `Q8_0`, ...) belongs to.
-pub fn level_of_gguf_type(file_type: &str) -> Option<&'static QuantLevel> {
+#[cfg(test)]
+pub(crate) fn level_of_gguf_type(file_type: &str) -> Option<&'static QuantLevel> {
     let t = file_type.to_ascii_uppercase();
     LEVELS.iter().find(|l| l.gguf.iter().any(|g| *g == t))
 }
 
 /// The GGUF file type named in a file name such as `SmolLM2-135M-Instruct.Q4_1.gguf`.
-pub fn gguf_type_in_file_name(name: &str) -> Option<String> {
+pub(crate) fn gguf_type_in_file_name(name: &str) -> Option<String> {
     let stem = name
         .strip_suffix(".gguf")
         .unwrap_or(name)
@@ -122,7 +123,7 @@ pub fn gguf_type_in_file_name(name: &str) -> Option<String> {
                 || stem.ends_with(&format!("_{g}"))
         })
         .max_by_key(|g| g.len())
-        .map(|g| g.to_string())
+        .map(ToString::to_string)
 }
 
 #[cfg(test)]

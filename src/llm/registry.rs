@@ -10,37 +10,37 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
-pub const REGISTRY_ENV: &str = "ORION_MODEL_REGISTRY";
+pub(crate) const REGISTRY_ENV: &str = "ORION_MODEL_REGISTRY";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ModelFile {
+pub(crate) struct ModelFile {
     /// A local GGUF file; relative paths are under the models directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
+    pub(crate) path: Option<String>,
     /// For online users: the Hugging Face repository and file that hold it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hub_repo: Option<String>,
+    pub(crate) hub_repo: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hub_file: Option<String>,
+    pub(crate) hub_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
+    pub(crate) size: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ModelDescriptor {
+pub(crate) struct ModelDescriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default = "default_kind")]
-    pub kind: String,
+    pub(crate) kind: String,
     /// Files by quantization level (`q4`, `q8`, `f16`, ...).
-    pub files: BTreeMap<String, ModelFile>,
+    pub(crate) files: BTreeMap<String, ModelFile>,
     /// Context size to run the model with (tokens); defaults to 2048.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context_length: Option<u32>,
+    pub(crate) context_length: Option<u32>,
 }
 
 fn default_kind() -> String {
@@ -48,7 +48,7 @@ fn default_kind() -> String {
 }
 
 impl ModelDescriptor {
-    pub fn validate(&self, key: &str) -> Result<()> {
+    pub(crate) fn validate(&self, key: &str) -> Result<()> {
         let bad = |m: String| Err(OrionError::InvalidOption(format!("model {key:?}: {m}")));
         if key.trim().is_empty() {
             return bad("the key must not be empty".into());
@@ -82,7 +82,7 @@ impl ModelDescriptor {
     }
 }
 
-pub const DEMO_KEY: &str = "demo";
+pub(crate) const DEMO_KEY: &str = "demo";
 
 fn builtin() -> BTreeMap<String, ModelDescriptor> {
     let demo = ModelDescriptor {
@@ -123,7 +123,7 @@ fn with_registry<T>(
     f(guard.as_mut().expect("initialised above"))
 }
 
-pub fn read_registry_file(path: &Path) -> Result<BTreeMap<String, ModelDescriptor>> {
+pub(crate) fn read_registry_file(path: &Path) -> Result<BTreeMap<String, ModelDescriptor>> {
     let raw = std::fs::read(path).map_err(|e| {
         OrionError::InvalidOption(format!(
             "{REGISTRY_ENV}={}: cannot read it: {e}",
@@ -142,7 +142,7 @@ pub fn read_registry_file(path: &Path) -> Result<BTreeMap<String, ModelDescripto
     Ok(models)
 }
 
-pub fn register(key: &str, descriptor: ModelDescriptor) -> Result<()> {
+pub(crate) fn register(key: &str, descriptor: ModelDescriptor) -> Result<()> {
     descriptor.validate(key)?;
     with_registry(|m| {
         m.insert(key.to_string(), descriptor);
@@ -150,33 +150,40 @@ pub fn register(key: &str, descriptor: ModelDescriptor) -> Result<()> {
     })
 }
 
-pub fn list() -> Result<Vec<(String, ModelDescriptor)>> {
+pub(crate) fn list() -> Result<Vec<(String, ModelDescriptor)>> {
     with_registry(|m| Ok(m.iter().map(|(k, d)| (k.clone(), d.clone())).collect()))
 }
 
 /// What `loadModel(spec)` means: a file to load under a key.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Resolved {
-    pub key: String,
-    pub path: PathBuf,
+pub(crate) struct Resolved {
+    pub(crate) key: String,
+    pub(crate) path: PathBuf,
     /// The GGUF file type (`Q4_1`, ...) when known.
-    pub quantization: Option<String>,
-    pub context_length: u32,
-    pub sha256: Option<String>,
+    pub(crate) quantization: Option<String>,
+    pub(crate) context_length: u32,
+    pub(crate) sha256: Option<String>,
     /// Expected file size, when the registry knows it.
-    pub size: Option<u64>,
-    pub hub: Option<(String, String)>,
+    pub(crate) size: Option<u64>,
+    pub(crate) hub: Option<(String, String)>,
 }
 
-pub const DEFAULT_CONTEXT: u32 = 2048;
+pub(crate) const DEFAULT_CONTEXT: u32 = 2048;
 
+// A spec names a file when it ends in `.gguf` exactly as written; `MODEL.GGUF` is looked
+// up as a key, as it always was.
+#[allow(clippy::case_sensitive_file_extension_comparisons)]
 fn is_path(spec: &str) -> bool {
     spec.ends_with(".gguf") || spec.contains('/') || spec.contains('\\')
 }
 
 /// Resolve a key, an MLC-style quantized id (`<key>-q4f16_1-MLC`) or a GGUF path.
 /// `preferred` is the level to use when the spec does not name one.
-pub fn resolve(spec: &str, preferred: Option<&QuantLevel>, models_dir: &Path) -> Result<Resolved> {
+pub(crate) fn resolve(
+    spec: &str,
+    preferred: Option<&QuantLevel>,
+    models_dir: &Path,
+) -> Result<Resolved> {
     if spec.trim().is_empty() {
         return Err(OrionError::InvalidInput(
             "model key must not be empty".into(),

@@ -17,30 +17,30 @@ use super::quant::{self, QuantLevel};
 use crate::error::Result;
 use crate::sysmem;
 
-pub use crate::sysmem::physical_cores;
+pub(crate) use crate::sysmem::physical_cores;
 
 const GIB: u64 = 1 << 30;
-pub const DEFAULT_QUANTIZATION_ENV: &str = "ORION_DEFAULT_QUANTIZATION";
+pub(crate) const DEFAULT_QUANTIZATION_ENV: &str = "ORION_DEFAULT_QUANTIZATION";
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Gpu {
-    pub name: String,
-    pub backend: String,
-    pub free_bytes: u64,
+pub(crate) struct Gpu {
+    pub(crate) name: String,
+    pub(crate) backend: String,
+    pub(crate) free_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct Strategy {
-    pub quantization: &'static str,
-    pub max_concurrent_models: usize,
-    pub gpu_layers: u32,
-    pub context_size: u32,
-    pub threads: usize,
-    pub total_memory: u64,
-    pub available_memory: u64,
-    pub cpu_features: Vec<&'static str>,
-    pub gpus: Vec<Gpu>,
-    pub reasons: Vec<String>,
+pub(crate) struct Strategy {
+    pub(crate) quantization: &'static str,
+    pub(crate) max_concurrent_models: usize,
+    pub(crate) gpu_layers: u32,
+    pub(crate) context_size: u32,
+    pub(crate) threads: usize,
+    pub(crate) total_memory: u64,
+    pub(crate) available_memory: u64,
+    pub(crate) cpu_features: Vec<&'static str>,
+    pub(crate) gpus: Vec<Gpu>,
+    pub(crate) reasons: Vec<String>,
 }
 
 fn gib(b: u64) -> String {
@@ -48,7 +48,7 @@ fn gib(b: u64) -> String {
 }
 
 /// The pure decision, from measurements.
-pub fn choose(
+pub(crate) fn choose(
     total: u64,
     available: u64,
     cores: usize,
@@ -87,24 +87,21 @@ pub fn choose(
         ));
         level = f.name;
     }
-    let gpu_layers = match gpus.iter().find(|g| g.free_bytes >= 2 * GIB) {
-        Some(g) => {
-            reasons.push(format!(
-                "GPU {} ({}) has {} free: offload every layer",
-                g.name,
-                g.backend,
-                gib(g.free_bytes)
-            ));
-            999
-        }
-        None => {
-            reasons.push(if gpus.is_empty() {
-                "no GPU backend compiled in: CPU only".to_string()
-            } else {
-                "no GPU with 2 GiB free: CPU only".to_string()
-            });
-            0
-        }
+    let gpu_layers = if let Some(g) = gpus.iter().find(|g| g.free_bytes >= 2 * GIB) {
+        reasons.push(format!(
+            "GPU {} ({}) has {} free: offload every layer",
+            g.name,
+            g.backend,
+            gib(g.free_bytes)
+        ));
+        999
+    } else {
+        reasons.push(if gpus.is_empty() {
+            "no GPU backend compiled in: CPU only".to_string()
+        } else {
+            "no GPU with 2 GiB free: CPU only".to_string()
+        });
+        0
     };
     reasons.push(format!("{cores} physical core(s): {cores} thread(s)"));
     Strategy {
@@ -122,7 +119,7 @@ pub fn choose(
 }
 
 /// The strategy for this machine now.
-pub fn detect() -> Result<Strategy> {
+pub(crate) fn detect() -> Result<Strategy> {
     let mem = sysmem::memory();
     let configured = crate::runtime::settings().default_quantization;
     let forced = match configured.or_else(|| std::env::var(DEFAULT_QUANTIZATION_ENV).ok()) {
