@@ -59,6 +59,12 @@ test('npm installs the two packages and nothing else; the platform package carri
   const published = JSON.parse(fs.readFileSync(path.join(main, 'package.json'), 'utf8'))
   expect(published.optionalDependencies[platformPkg]).toBe(published.version)
   expect(published.devDependencies).toBeUndefined()
+  // The model fetch's zip and progress-bar libraries travel inside the package.
+  const script = `for (const m of ['adm-zip', 'cli-progress']) console.log(require.resolve(m, { paths: [${JSON.stringify(
+    path.join(main, 'scripts'),
+  )}] }))`
+  const resolved = spawnSync('node', ['-e', script], { cwd: app, env, encoding: 'utf8' }).stdout.trim().split('\n')
+  for (const r of resolved) expect(r.startsWith(path.join(main, 'node_modules'))).toBe(true)
   for (const f of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'scripts/build.js', 'index.d.ts']) {
     expect(fs.existsSync(path.join(main, f))).toBe(true)
   }

