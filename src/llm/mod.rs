@@ -1,6 +1,7 @@
 //! The LLM service: a model registry, the loader (limits, LRU eviction, shared loads)
 //! and generation, over llama.cpp.
 
+pub(crate) mod download;
 pub(crate) mod engine;
 pub(crate) mod generate;
 pub(crate) mod gguf_check;
@@ -29,30 +30,6 @@ impl MemoryProbe for SystemProbe {
     fn available(&self) -> u64 {
         crate::sysmem::memory().effective_available()
     }
-}
-
-/// With the `hub` feature, a registry file that is not on disk but names a hub
-/// repository is downloaded (into the Hugging Face cache) and loaded from there.
-#[cfg(feature = "hub")]
-fn fetch_from_hub(r: &mut Resolved) -> Result<()> {
-    let Some((repo, file)) = r.hub.clone().filter(|_| !r.path.exists()) else {
-        return Ok(());
-    };
-    let api = hf_hub::api::sync::ApiBuilder::new()
-        .with_progress(false)
-        .build()
-        .map_err(|e| OrionError::Internal(format!("Hugging Face client: {e}")))?;
-    r.path = api
-        .model(repo.clone())
-        .get(&file)
-        .map_err(|e| OrionError::ModelNotFound {
-            what: format!("{file} (download from {repo} failed: {e})"),
-            searched: r
-                .path
-                .parent()
-                .map_or_else(String::new, |p| p.display().to_string()),
-        })?;
-    Ok(())
 }
 
 /// What a successful `loadModel` reports.
@@ -121,14 +98,62 @@ impl LlmService {
         let preferred = quant::level(self.strategy.quantization).ok();
         let mut r = registry::resolve(spec, preferred, &crate::paths::models_dir())?;
         r.context_length = r.context_length.min(self.strategy.context_size);
-        #[cfg(feature = "hub")]
-        fetch_from_hub(&mut r)?;
         Ok(r)
+    }
+
+    /// Download `r`'s file when it is not on disk and the registry says where it is
+    /// online (`hubRepo`, `hubFile`). With a download, `progress` reports it as 0 to 90
+    /// and the load as 90 to 100; the function returned is the load's part.
+    fn ensure_file(
+        &self,
+        r: &Resolved,
+        progress: Option<ProgressFn>,
+    ) -> Result<Option<ProgressFn>> {
+        let Some((repo, file)) = r.hub.as_ref().filter(|_| !r.path.exists()) else {
+            return Ok(progress);
+        };
+        // No 4 GB download on a device that cannot hold the model.
+        if let Some(size) = r.size {
+            let mut available = SystemProbe.available();
+            if let Some(budget) = self.loader.config().budget_bytes {
+                available = available.min(budget);
+            }
+            if size > available {
+                return Err(OrionError::InsufficientMemory {
+                    what: r.key.clone(),
+                    need: size,
+                    available,
+                });
+            }
+        }
+        let url = download::hub_url(repo, file);
+        let mut last = None;
+        let mut report = |done: u64, total: Option<u64>| {
+            if let (Some(p), Some(total)) = (&progress, total) {
+                let pct = (done.min(total) * 90 / total.max(1)) as u32;
+                if last != Some(pct) {
+                    last = Some(pct);
+                    p(pct);
+                }
+            }
+        };
+        download::fetch(
+            &download::Source {
+                url: &url,
+                sha256: r.sha256.as_deref(),
+                size: r.size,
+            },
+            &r.path,
+            &mut report,
+            &crate::runtime::is_shut_down,
+        )?;
+        Ok(progress.map(|p| Arc::new(move |x: u32| p(90 + x.min(100) / 10)) as ProgressFn))
     }
 
     /// Load (or join the load of) `spec`. Blocking.
     pub(crate) fn load(&self, spec: &str, progress: Option<ProgressFn>) -> Result<LoadInfo> {
         let r = self.resolve(spec)?;
+        let progress = self.ensure_file(&r, progress)?;
         // No lease: holding one, however briefly, makes the model look busy to a
         // concurrent load of another key.
         let m = self.loader.load(&r, progress)?;
@@ -152,6 +177,7 @@ impl LlmService {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let r = self.resolve(spec)?;
+        self.ensure_file(&r, None)?;
         let lease = self.loader.acquire(&r, None)?;
         let m = lease.model();
         let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));

@@ -25,8 +25,32 @@ pub(crate) struct ModelFile {
     pub(crate) hub_file: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "whole_number"
+    )]
     pub(crate) size: Option<u64>,
+}
+
+/// A size in bytes. JS numbers reach serde as floats once they pass 2^32 (any model
+/// over 4 GB): accept those when they are whole numbers.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<u64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(f))
+                .map(|f| f as u64)
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("expected a whole number of bytes, got {n}"))
+        })
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -102,7 +126,72 @@ fn builtin() -> BTreeMap<String, ModelDescriptor> {
         )]),
         context_length: Some(2048),
     };
-    BTreeMap::from([(DEMO_KEY.to_string(), demo)])
+    let mut all = catalog();
+    all.insert(DEMO_KEY.to_string(), demo);
+    all
+}
+
+/// The catalog of popular chat models (`catalog.json`): WebLLM's names for them mapped
+/// to GGUF files on the Hugging Face hub, checked against public sources (each file
+/// entry says where, or why it could not be). Data, not code: entries are added there.
+const CATALOG: &str = include_str!("catalog.json");
+
+#[derive(Deserialize)]
+struct Catalog {
+    models: BTreeMap<String, CatalogModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CatalogModel {
+    name: Option<String>,
+    context_length: Option<u32>,
+    files: BTreeMap<String, CatalogFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CatalogFile {
+    hub_repo: String,
+    hub_file: String,
+    size: Option<u64>,
+    sha256: Option<String>,
+}
+
+/// The catalog's models, each file downloaded to `<models dir>/<model>/<file>`.
+fn catalog() -> BTreeMap<String, ModelDescriptor> {
+    let parsed: Catalog = match serde_json::from_str(CATALOG) {
+        Ok(c) => c,
+        // A test parses it; a broken catalog must not take the built-in demo down too.
+        Err(_) => return BTreeMap::new(),
+    };
+    parsed
+        .models
+        .into_iter()
+        .map(|(key, m)| {
+            let files = m
+                .files
+                .into_iter()
+                .map(|(level, f)| {
+                    let file = ModelFile {
+                        path: Some(format!("{key}/{}", f.hub_file)),
+                        hub_repo: Some(f.hub_repo),
+                        hub_file: Some(f.hub_file),
+                        sha256: f.sha256,
+                        size: f.size,
+                    };
+                    (level, file)
+                })
+                .collect();
+            let d = ModelDescriptor {
+                name: m.name,
+                kind: "llm".into(),
+                files,
+                context_length: m.context_length,
+            };
+            (key, d)
+        })
+        .collect()
 }
 
 static REGISTRY: LazyLock<RwLock<Option<BTreeMap<String, ModelDescriptor>>>> =
@@ -290,6 +379,33 @@ fn pick_file(d: &ModelDescriptor, want: Option<&QuantLevel>) -> Option<(String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_catalog_parses_and_every_entry_is_valid() {
+        let c: Catalog = serde_json::from_str(CATALOG).expect("catalog.json parses");
+        assert!(c.models.len() >= 10);
+        for (key, d) in catalog() {
+            d.validate(&key).unwrap();
+        }
+        let r = resolve(
+            "Mistral-7B-Instruct-v0.2-q4f16_1-MLC",
+            None,
+            Path::new("/models"),
+        )
+        .unwrap();
+        assert_eq!(
+            r.path,
+            Path::new("/models/Mistral-7B-Instruct-v0.2/mistral-7b-instruct-v0.2.Q4_K_M.gguf")
+        );
+        assert_eq!(r.size, Some(4_368_439_584));
+        assert_eq!(
+            r.hub,
+            Some((
+                "TheBloke/Mistral-7B-Instruct-v0.2-GGUF".into(),
+                "mistral-7b-instruct-v0.2.Q4_K_M.gguf".into()
+            ))
+        );
+    }
 
     fn desc(levels: &[&str]) -> ModelDescriptor {
         ModelDescriptor {

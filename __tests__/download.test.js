@@ -1,0 +1,234 @@
+'use strict'
+// Model downloads, end to end through loadModel, against a local server on 127.0.0.1
+// that serves the Hugging Face hub's file layout: `/<repo>/resolve/main/<file>`
+// redirecting to a CDN path that answers with an ETag and honours Range requests. The
+// file is the demo GGUF. Each case runs in its own process with ORION_HF_ENDPOINT set.
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const http = require('node:http')
+const { spawn } = require('node:child_process')
+const { root, llmModelDir } = require('./helpers')
+
+const GGUF = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+const SHA = 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53'
+const SIZE = fs.statSync(GGUF).size
+let server, port, tmp
+let mode = 'normal'
+let log = []
+
+beforeAll(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-dl-'))
+  server = http.createServer((req, res) => {
+    log.push({ url: req.url, range: req.headers.range })
+    const hub = /^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(req.url)
+    if (hub) {
+      if (hub[2] !== 'SmolLM2.Q4_1.gguf') return res.writeHead(404).end('Entry not found')
+      return res.writeHead(302, { location: `/cdn/${hub[1]}/${hub[2]}` }).end()
+    }
+    if (!req.url.startsWith('/cdn/')) return res.writeHead(404).end()
+    const range = /^bytes=(\d+)-$/.exec(req.headers.range || '')
+    const start = range ? Number(range[1]) : 0
+    const headers = { etag: `"${SHA}"`, 'accept-ranges': 'bytes', 'content-length': SIZE - start }
+    if (range) headers['content-range'] = `bytes ${start}-${SIZE - 1}/${SIZE}`
+    res.writeHead(range ? 206 : 200, headers)
+    const stream = fs.createReadStream(GGUF, { start })
+    if (mode === 'drop' || mode === 'stall') {
+      // Send 40 % of the file, then drop the connection (or stop sending).
+      let sent = 0
+      stream.on('data', (chunk) => {
+        sent += chunk.length
+        if (sent > SIZE * 0.4) {
+          stream.destroy()
+          if (mode === 'drop') res.socket.destroy()
+          return
+        }
+        res.write(chunk)
+      })
+      return
+    }
+    stream.pipe(res)
+  })
+  await new Promise((r) => server.listen(0, '127.0.0.1', r))
+  port = server.address().port
+})
+
+afterAll(() => {
+  server.closeAllConnections?.()
+  server.close()
+  fs.rmSync(tmp, { recursive: true, force: true })
+})
+
+function load(models, file, extra = {}, generate = false, endpoint = `http://127.0.0.1:${port}`) {
+  const descriptor = {
+    files: {
+      q4: {
+        path: `dl/${file}`,
+        hubRepo: 'test-org/SmolLM2-GGUF',
+        hubFile: 'SmolLM2.Q4_1.gguf',
+        sha256: SHA,
+        size: SIZE,
+        ...extra,
+      },
+    },
+  }
+  const env = {
+    ...process.env,
+    ORION_MODELS_DIR: models,
+    ORION_HF_ENDPOINT: endpoint,
+    ORION_DOWNLOAD_TIMEOUT_MS: '1000',
+  }
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [path.join(__dirname, 'download', 'load.js'), root, JSON.stringify(descriptor), generate ? '1' : ''],
+      { env },
+    )
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code}: ${err}`))))
+  })
+}
+
+const fresh = (name) => {
+  const dir = path.join(tmp, name)
+  fs.mkdirSync(dir)
+  log = []
+  mode = 'normal'
+  return dir
+}
+
+test('a model that is not on disk downloads with progress, verifies, loads and answers', async () => {
+  const models = fresh('fresh')
+  const out = await load(models, 'model.gguf', {}, true)
+  expect(out.ok).toBe(true)
+  expect(out.path).toBe(path.join(models, 'dl', 'model.gguf'))
+  expect(out.text).toMatch(/Paris/)
+  // Download 0-90, load 90-100: integers, never decreasing, ending at 100.
+  expect(out.progress.some((p) => p > 0 && p < 90)).toBe(true)
+  expect(out.progress.at(-1)).toBe(100)
+  out.progress.forEach((p, i) => i && expect(p).toBeGreaterThanOrEqual(out.progress[i - 1]))
+  expect(log.map((r) => r.url)).toEqual([
+    '/test-org/SmolLM2-GGUF/resolve/main/SmolLM2.Q4_1.gguf',
+    '/cdn/test-org/SmolLM2-GGUF/SmolLM2.Q4_1.gguf',
+  ])
+  expect(fs.readdirSync(path.join(models, 'dl'))).toEqual(['model.gguf'])
+  // On disk now: the next load downloads nothing.
+  log = []
+  expect((await load(models, 'model.gguf')).ok).toBe(true)
+  expect(log).toEqual([])
+})
+
+test('a download cut off half-way resumes with a Range request', async () => {
+  const models = fresh('resume')
+  mode = 'drop'
+  const first = await load(models, 'model.gguf')
+  expect(first.ok).toBe(false)
+  expect(first.code).toBe('MODEL_NOT_FOUND')
+  expect(first.message).toMatch(/interrupted|got \d+ of/)
+  const part = fs.statSync(path.join(models, 'dl', 'model.gguf.part')).size
+  expect(part).toBeGreaterThan(SIZE * 0.3)
+  mode = 'normal'
+  log = []
+  const second = await load(models, 'model.gguf')
+  expect(second.ok).toBe(true)
+  expect(log.find((r) => r.url.startsWith('/cdn/')).range).toBe(`bytes=${part}-`)
+  expect(fs.readdirSync(path.join(models, 'dl'))).toEqual(['model.gguf'])
+})
+
+test('a checksum mismatch is MODEL_LOAD_FAILED naming both digests, and the part is removed', async () => {
+  const models = fresh('mismatch')
+  const wrong = 'cd'.repeat(32)
+  const out = await load(models, 'model.gguf', { sha256: wrong })
+  expect(out.code).toBe('MODEL_LOAD_FAILED')
+  expect(out.message).toContain(wrong)
+  expect(out.message).toContain(SHA)
+  expect(fs.readdirSync(path.join(models, 'dl'))).toEqual([])
+})
+
+test('a file the hub does not have is MODEL_NOT_FOUND with the 404', async () => {
+  const models = fresh('missing')
+  const out = await load(models, 'model.gguf', { hubFile: 'nope.gguf' })
+  expect(out.code).toBe('MODEL_NOT_FOUND')
+  expect(out.message).toMatch(/HTTP 404/)
+  expect(out.message).toContain(path.join(models, 'dl'))
+})
+
+test('a server that stalls fails the download after the timeout, keeping the part to resume', async () => {
+  const models = fresh('stall')
+  mode = 'stall'
+  const t = Date.now()
+  const out = await load(models, 'model.gguf')
+  expect(out.code).toBe('MODEL_NOT_FOUND')
+  expect(Date.now() - t).toBeLessThan(15_000)
+  expect(fs.existsSync(path.join(models, 'dl', 'model.gguf.part'))).toBe(true)
+})
+
+test('offline, a model neither on disk nor downloadable is MODEL_NOT_FOUND naming the file and where to put it', async () => {
+  const models = fresh('offline')
+  // A port nothing listens on.
+  const probe = http.createServer()
+  await new Promise((r) => probe.listen(0, '127.0.0.1', r))
+  const closed = probe.address().port
+  await new Promise((r) => probe.close(r))
+  const out = await load(models, 'model.gguf', {}, false, `http://127.0.0.1:${closed}`)
+  expect(out.code).toBe('MODEL_NOT_FOUND')
+  expect(out.message).toContain('model.gguf')
+  expect(out.message).toContain(path.join(models, 'dl'))
+})
+
+test('a model too big for this machine is INSUFFICIENT_MEMORY before any byte is downloaded', async () => {
+  const models = fresh('too-big')
+  const out = await load(models, 'model.gguf', { size: 1e15 })
+  expect(out.code).toBe('INSUFFICIENT_MEMORY')
+  expect(log).toEqual([])
+})
+
+test('two processes loading the same missing model download it once', async () => {
+  const models = fresh('dedup')
+  const [a, b] = await Promise.all([load(models, 'model.gguf'), load(models, 'model.gguf')])
+  expect(a.ok).toBe(true)
+  expect(b.ok).toBe(true)
+  expect(log.filter((r) => r.url.startsWith('/cdn/'))).toHaveLength(1)
+})
+
+test("the app's WebLLM ids resolve through the catalog: offline, a clear MODEL_NOT_FOUND", async () => {
+  const models = fresh('catalog')
+  const script = `
+    const { getModelLoader, applyQuantization } = require(${JSON.stringify(root)})
+    const id = applyQuantization('Mistral-7B-Instruct-v0.2', 'q4')
+    const loader = getModelLoader()
+    const listed = loader.listModels().map((m) => m.key)
+    loader.loadModel(id).then(
+      () => console.log(JSON.stringify({ ok: true })),
+      (e) => console.log(JSON.stringify({ id, listed, code: e.code, message: e.message })),
+    )`
+  const out = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], {
+      env: { ...process.env, ORION_MODELS_DIR: models, ORION_HF_ENDPOINT: `http://127.0.0.1:${port}` },
+    })
+    let text = ''
+    child.stdout.on('data', (d) => (text += d))
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(text))
+      } catch (e) {
+        reject(e)
+      }
+    })
+  })
+  expect(out.id).toBe('Mistral-7B-Instruct-v0.2-q4f16_1-MLC')
+  expect(out.listed).toEqual(
+    expect.arrayContaining(['demo', 'Mistral-7B-Instruct-v0.2', 'Llama-3.2-1B-Instruct', 'Qwen2.5-0.5B-Instruct']),
+  )
+  expect(out.code).toBe('MODEL_NOT_FOUND')
+  expect(out.message).toContain('mistral-7b-instruct-v0.2.Q4_K_M.gguf')
+  expect(out.message).toContain(path.join(models, 'Mistral-7B-Instruct-v0.2'))
+  expect(out.message).toMatch(/HTTP 404/)
+  // The hub's layout was asked for the catalog's repository and file.
+  expect(log.map((r) => r.url)).toContain(
+    '/TheBloke/Mistral-7B-Instruct-v0.2-GGUF/resolve/main/mistral-7b-instruct-v0.2.Q4_K_M.gguf',
+  )
+})

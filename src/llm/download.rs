@@ -1,0 +1,293 @@
+//! Model files downloaded for users who are online: from the Hugging Face hub's file
+//! layout (`<endpoint>/<repo>/resolve/main/<file>`, which redirects to a CDN), into the
+//! models directory, before the model loads.
+//!
+//! - **Resumable**: bytes arrive in `<file>.part`; a later attempt asks for the rest
+//!   with a `Range` request (and starts over when the server answers with the whole file).
+//! - **Verified**: the sha256 is computed as the bytes arrive (the part already on disk
+//!   first) and checked before the file is moved into place; a mismatch removes the part.
+//! - **Deduplicated across processes**: `<file>.lock`, created exclusively and holding the
+//!   owner's pid. Another process waits for it (or takes it over when its owner died).
+//!   Within a process, the loader already shares one load per key.
+//! - **Cancellable**: `cancel` is checked between reads; the part stays for a later resume.
+//! - **Bounded**: a server that sends nothing for the read timeout fails the download.
+
+use crate::error::{OrionError, Result};
+use sha2::{Digest, Sha256};
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the hub is: `ORION_HF_ENDPOINT`, else `HF_ENDPOINT` (the hub's own variable),
+/// else huggingface.co.
+pub(crate) const ENDPOINT_ENV: &str = "ORION_HF_ENDPOINT";
+/// Seconds without data after which a download fails (default 30).
+pub(crate) const TIMEOUT_ENV: &str = "ORION_DOWNLOAD_TIMEOUT_MS";
+
+/// The hub's download address of `file` in `repo`.
+pub(crate) fn hub_url(repo: &str, file: &str) -> String {
+    let endpoint = std::env::var(ENDPOINT_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "https://huggingface.co".into());
+    format!(
+        "{}/{repo}/resolve/main/{file}",
+        endpoint.trim_end_matches('/')
+    )
+}
+
+fn timeout() -> Duration {
+    crate::config::env_u64(TIMEOUT_ENV)
+        .ok()
+        .flatten()
+        .filter(|ms| *ms > 0)
+        .map_or(Duration::from_secs(30), Duration::from_millis)
+}
+
+/// What to fetch.
+pub(crate) struct Source<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) sha256: Option<&'a str>,
+    pub(crate) size: Option<u64>,
+}
+
+/// Holds `<file>.lock` until dropped.
+struct Lock(PathBuf);
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks whether the process exists; no signal is sent.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Take `<dest>.lock`, waiting while a live process holds it. `None` when `dest` appeared
+/// meanwhile (that process downloaded it).
+fn lock(dest: &Path, cancel: &dyn Fn() -> bool) -> Result<Option<Lock>> {
+    let path = with_suffix(dest, ".lock");
+    loop {
+        match OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                let _ = write!(f, "{}", std::process::id());
+                return Ok(Some(Lock(path)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok());
+                // A lock whose owner died (or that is still empty a moment after its
+                // creation) is stale: take it over.
+                if owner.is_some_and(|p| !pid_alive(p)) {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                if owner.is_none() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if std::fs::read_to_string(&path).is_ok_and(|s| s.trim().is_empty()) {
+                        let _ = std::fs::remove_file(&path);
+                    }
+                    continue;
+                }
+                if cancel() {
+                    return Err(stopped());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                if dest.exists() && !path.exists() {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                return Err(OrionError::ModelLoadFailed(format!(
+                    "cannot create {}: {e}",
+                    path.display()
+                )))
+            }
+        }
+    }
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn stopped() -> OrionError {
+    if crate::runtime::is_shut_down() {
+        OrionError::ShutDown
+    } else {
+        OrionError::Aborted
+    }
+}
+
+fn offline(dest: &Path, url: &str, why: &str) -> OrionError {
+    OrionError::ModelNotFound {
+        what: format!(
+            "model file `{}` (not on disk, and downloading it from {url} failed: {why}; put the \
+             file there by hand, or retry online: a partial download resumes)",
+            dest.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ),
+        searched: dest
+            .parent()
+            .map_or_else(String::new, |p| p.display().to_string()),
+    }
+}
+
+/// Download `src` to `dest` unless it is there. `progress(done, total)` is called as
+/// bytes arrive. Blocking: call it off the JS thread.
+pub(crate) fn fetch(
+    src: &Source<'_>,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+    cancel: &dyn Fn() -> bool,
+) -> Result<()> {
+    if dest.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            OrionError::ModelLoadFailed(format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    let Some(_lock) = lock(dest, cancel)? else {
+        return Ok(());
+    };
+    if dest.exists() {
+        return Ok(());
+    }
+    let part = with_suffix(dest, ".part");
+    let io = |what: &str, e: std::io::Error| {
+        OrionError::ModelLoadFailed(format!("{what} {}: {e}", part.display()))
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(&part)
+        .map_err(|e| io("cannot open", e))?;
+    // The part already on disk counts toward the digest.
+    let mut hasher = Sha256::new();
+    let mut have = 0u64;
+    {
+        let mut buf = vec![0u8; 1 << 20];
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| io("cannot read", e))?;
+        loop {
+            let n = file.read(&mut buf).map_err(|e| io("cannot read", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            have += n as u64;
+        }
+    }
+    let t = timeout();
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(t))
+            .timeout_recv_response(Some(t))
+            .timeout_per_read(Some(t))
+            .build(),
+    );
+    let mut request = agent.get(src.url);
+    if have > 0 {
+        request = request.header("Range", format!("bytes={have}-"));
+    }
+    let response = request
+        .call()
+        .map_err(|e| offline(dest, src.url, &e.to_string()))?;
+    let status = response.status().as_u16();
+    match status {
+        206 => {}
+        200 => {
+            // The whole file again (no range support, or the file changed): start over.
+            file.set_len(0).map_err(|e| io("cannot truncate", e))?;
+            hasher = Sha256::new();
+            have = 0;
+        }
+        416 if src.size == Some(have) => {}
+        404 => {
+            return Err(offline(
+                dest,
+                src.url,
+                "HTTP 404, the server has no such file",
+            ));
+        }
+        s => return Err(offline(dest, src.url, &format!("HTTP {s}"))),
+    }
+    let total = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|n| n + have)
+        .or(src.size);
+    let mut reader = response
+        .into_body()
+        .into_with_config()
+        .limit(u64::MAX)
+        .reader();
+    let mut buf = vec![0u8; 1 << 20];
+    progress(have, total);
+    if status != 416 {
+        loop {
+            if cancel() {
+                return Err(stopped());
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(offline(
+                        dest,
+                        src.url,
+                        &format!("interrupted after {have} bytes ({e})"),
+                    ))
+                }
+            };
+            file.write_all(&buf[..n])
+                .map_err(|e| io("cannot write", e))?;
+            hasher.update(&buf[..n]);
+            have += n as u64;
+            progress(have, total);
+        }
+    }
+    file.sync_all().map_err(|e| io("cannot write", e))?;
+    drop(file);
+    if let Some(size) = src.size.or(total) {
+        if have != size {
+            return Err(offline(
+                dest,
+                src.url,
+                &format!("got {have} of {size} bytes"),
+            ));
+        }
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if let Some(want) = src.sha256 {
+        if !digest.eq_ignore_ascii_case(want) {
+            let _ = std::fs::remove_file(&part);
+            return Err(OrionError::ModelLoadFailed(format!(
+                "the download of {} from {} has sha256 {digest} but the registry expects {want}; \
+                 the partial file was removed",
+                dest.display(),
+                src.url
+            )));
+        }
+    }
+    std::fs::rename(&part, dest).map_err(|e| io("cannot move", e))?;
+    Ok(())
+}
