@@ -14,7 +14,7 @@
 //!   model directory): the only thread that loads and runs that ONNX model. Callers
 //!   queue texts without blocking (`EmbeddingService::submit`) and await the answers.
 //!   New embedding work goes through the queue, never onto another thread.
-//! - **tokio's blocking pool**, through `blocking()` in `src/js/llm.rs` (and
+//! - **tokio's blocking pool**, through `blocking()` in `src/js/llm/loader.rs` (and
 //!   `spawn_blocking` for streamed generations): for calls that block for long inside
 //!   llama.cpp, i.e. model loads, unloads and generations. Such a call registers with
 //!   `runtime::begin_work` so that the process's exit waits for it.

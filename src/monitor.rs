@@ -5,11 +5,14 @@
 use crate::error::{human_bytes, OrionError, Result};
 use crate::sysmem::SystemMemory;
 use parking_lot::Mutex;
+use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Serialised as its name (`"low"`, ...), as [`Pressure::as_str`] gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Pressure {
     Low,
     Medium,
@@ -117,11 +120,13 @@ impl Default for MonitorConfig {
 }
 
 /// A loaded model as the monitor sees it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub(crate) struct HeldModel {
     pub(crate) key: String,
     pub(crate) bytes: u64,
     pub(crate) quantization: Option<String>,
+    #[serde(rename = "idleMs", serialize_with = "whole_millis")]
     pub(crate) idle_for: Duration,
     pub(crate) in_use: bool,
 }
@@ -161,8 +166,9 @@ pub(crate) struct Snapshot {
     pub(crate) js_heap: Option<(u64, u64, u64)>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub(crate) struct Alert {
+    #[serde(rename = "timestamp")]
     pub(crate) timestamp_ms: f64,
     pub(crate) kind: &'static str,
     pub(crate) pressure: Pressure,
@@ -226,29 +232,76 @@ pub(crate) fn recommend(pressure: Pressure, models: &[HeldModel], cache_bytes: u
     out
 }
 
+/// A duration as whole milliseconds (serde's `serialize_with` passes a reference).
+fn whole_millis<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+/// A snapshot as a monitoring process publishes it (`status/<pid>.json` under the cache
+/// directory) for `orion-native status`, which reads and prints this shape.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Status<'a> {
+    pid: u32,
+    timestamp: f64,
+    pressure: Pressure,
+    used_fraction: f64,
+    used_bytes: u64,
+    budget_bytes: u64,
+    system: StatusSystem,
+    process: StatusProcess,
+    models: &'a [HeldModel],
+    embedding_cache_bytes: u64,
+    recommendations: &'a [String],
+    /// The five latest alerts, newest first.
+    alerts: Vec<&'a Alert>,
+}
+
+/// The system's memory in a [`Status`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusSystem {
+    total: u64,
+    available: u64,
+    used: u64,
+    cgroup_limit: Option<u64>,
+}
+
+/// The process's memory in a [`Status`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusProcess {
+    rss: u64,
+    virtual_bytes: u64,
+}
+
 impl Snapshot {
-    /// The snapshot as the status file and `orion-native status --json` show it.
-    pub(crate) fn to_json(&self, alerts: &[Alert]) -> serde_json::Value {
+    /// The snapshot as the status file and `orion-native status --json` show it, with
+    /// the latest of `alerts` (the monitor's, oldest first).
+    pub(crate) fn status<'a>(&'a self, alerts: &'a [Alert]) -> Status<'a> {
         let sys = &self.reading.system;
-        serde_json::json!({
-            "pid": std::process::id(),
-            "timestamp": self.timestamp_ms,
-            "pressure": self.pressure.as_str(),
-            "usedFraction": self.used_fraction,
-            "usedBytes": self.used_bytes,
-            "budgetBytes": self.budget_bytes,
-            "system": { "total": sys.total, "available": sys.available, "used": sys.used, "cgroupLimit": sys.cgroup_limit },
-            "process": { "rss": self.reading.rss, "virtualBytes": self.reading.virtual_bytes },
-            "models": self.models.iter().map(|m| serde_json::json!({
-                "key": m.key, "bytes": m.bytes, "quantization": m.quantization, "inUse": m.in_use,
-                "idleMs": m.idle_for.as_millis() as u64,
-            })).collect::<Vec<_>>(),
-            "embeddingCacheBytes": self.embedding_cache_bytes,
-            "recommendations": self.recommendations,
-            "alerts": alerts.iter().rev().take(5).map(|a| serde_json::json!({
-                "timestamp": a.timestamp_ms, "kind": a.kind, "pressure": a.pressure.as_str(), "message": a.message,
-            })).collect::<Vec<_>>(),
-        })
+        Status {
+            pid: std::process::id(),
+            timestamp: self.timestamp_ms,
+            pressure: self.pressure,
+            used_fraction: self.used_fraction,
+            used_bytes: self.used_bytes,
+            budget_bytes: self.budget_bytes,
+            system: StatusSystem {
+                total: sys.total,
+                available: sys.available,
+                used: sys.used,
+                cgroup_limit: sys.cgroup_limit,
+            },
+            process: StatusProcess {
+                rss: self.reading.rss,
+                virtual_bytes: self.reading.virtual_bytes,
+            },
+            models: &self.models,
+            embedding_cache_bytes: self.embedding_cache_bytes,
+            recommendations: &self.recommendations,
+            alerts: alerts.iter().rev().take(5).collect(),
+        }
     }
 }
 
@@ -710,5 +763,49 @@ mod tests {
             .collect();
         assert_eq!(rises.len(), 2, "{rises:?}"); // into high, then into critical; staying is no new alert
         assert!(rises[0].message.contains("high"));
+    }
+
+    #[test]
+    fn the_status_file_has_the_shape_the_cli_reads() {
+        let holder = FakeHolder {
+            models: Mutex::new(vec![model("demo", 98_000_000, false, "Q4_1")]),
+            cache: AtomicU64::new(0),
+            rss: Arc::new(AtomicU64::new(0)),
+        };
+        let m = Monitor::new(
+            MonitorConfig {
+                auto_free: false,
+                ..Default::default()
+            },
+            Box::new(holder),
+        );
+        let snap = m.take(|| reading(8 * GB, GB / 2, GB), None);
+        let alerts = m.alerts();
+        let v = serde_json::to_value(snap.status(&alerts)).unwrap();
+        let keys = |v: &serde_json::Value| {
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k.join(",")
+        };
+        assert_eq!(
+            keys(&v),
+            "alerts,budgetBytes,embeddingCacheBytes,models,pid,pressure,process,\
+             recommendations,system,timestamp,usedBytes,usedFraction"
+        );
+        assert_eq!(keys(&v["system"]), "available,cgroupLimit,total,used");
+        assert_eq!(keys(&v["process"]), "rss,virtualBytes");
+        assert_eq!(
+            v["models"],
+            serde_json::json!([{ "key": "demo", "bytes": 98_000_000, "quantization": "Q4_1",
+                                  "inUse": false, "idleMs": 360_000 }])
+        );
+        assert_eq!(v["pressure"], "critical");
+        assert_eq!(v["system"]["cgroupLimit"], serde_json::Value::Null);
+        assert_eq!(v["pid"], std::process::id());
+        let alert = &v["alerts"][0];
+        assert_eq!(keys(alert), "kind,message,pressure,timestamp");
+        assert_eq!(alert["kind"], "pressure");
+        assert_eq!(alert["pressure"], "critical");
+        assert!(alert["timestamp"].is_f64());
     }
 }

@@ -30,6 +30,10 @@
 //! a JS thread with none of its locks held; those callbacks take `WORK` (briefly),
 //! `EMBEDDING` (to copy the list), the loader's state lock and the queues' state locks,
 //! one at a time.
+//!
+//! Its observer ([`observe_memory`]) is also called with none of the monitor's locks
+//! held: it takes the monitor's state lock (to copy the alerts for the status file),
+//! then the binding layer's subscriber list, one at a time.
 
 use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
@@ -350,4 +354,92 @@ pub(crate) fn memory_reading() -> crate::monitor::Reading {
         rss,
         virtual_bytes,
     }
+}
+
+/// Where this process leaves its latest snapshot for `orion-native status`, which runs
+/// in another process.
+fn status_file() -> PathBuf {
+    crate::paths::default_cache_dir()
+        .join("status")
+        .join(format!("{}.json", std::process::id()))
+}
+
+/// Publish `snap` for `orion-native status`, written through a temporary file so that
+/// readers never see half of it.
+fn publish_status(snap: &crate::monitor::Snapshot) {
+    let file = status_file();
+    let Some(dir) = file.parent() else { return };
+    let alerts = MONITOR.alerts();
+    let Ok(json) = serde_json::to_string(&snap.status(&alerts)) else {
+        return;
+    };
+    let tmp = file.with_extension("tmp");
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&tmp, json))
+        .and_then(|()| std::fs::rename(&tmp, &file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
+/// Told of every snapshot the monitor records, with the alerts it raised.
+pub(crate) type MemoryListener = fn(&crate::monitor::Snapshot, &[crate::monitor::Alert]);
+
+/// The binding layer's subscribers (JS functions, hence kept there), once the first
+/// subscription is made.
+static MEMORY_LISTENER: std::sync::OnceLock<MemoryListener> = std::sync::OnceLock::new();
+
+/// From the first call on, each snapshot recorded while background monitoring runs is
+/// published for `orion-native status`, and every snapshot goes to the listener.
+fn observe_memory() {
+    static OBSERVING: std::sync::Once = std::sync::Once::new();
+    OBSERVING.call_once(|| {
+        MONITOR.set_observer(Box::new(|snap, alerts| {
+            if MONITOR.is_running() {
+                publish_status(snap);
+            }
+            if let Some(listener) = MEMORY_LISTENER.get() {
+                listener(snap, alerts);
+            }
+        }));
+    });
+}
+
+/// Send every snapshot recorded from now on, with its alerts, to `listener` (the first
+/// one given stays), and start publishing snapshots for `orion-native status`.
+pub(crate) fn listen_to_memory(listener: MemoryListener) {
+    let _ = MEMORY_LISTENER.set(listener);
+    observe_memory();
+}
+
+/// `ORION_ENABLE_MEMORY_MONITOR=1` starts background monitoring, publishing each
+/// snapshot, on the first call (every `ORION_MEMORY_MONITOR_INTERVAL_MS`, default 5000);
+/// later calls do nothing.
+pub(crate) fn auto_start_memory_monitor() -> Result<()> {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    DONE.call_once(|| {
+        let on = std::env::var("ORION_ENABLE_MEMORY_MONITOR")
+            .is_ok_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+        if on {
+            result = crate::config::env_u64("ORION_MEMORY_MONITOR_INTERVAL_MS").map(|ms| {
+                let ms = ms.filter(|&ms| ms > 0).unwrap_or(5000);
+                observe_memory();
+                start_memory_monitor(std::time::Duration::from_millis(ms));
+            });
+        }
+    });
+    result
+}
+
+/// Take a snapshot every `interval` on the monitor's own thread (a second call while
+/// running keeps the first period).
+pub(crate) fn start_memory_monitor(interval: std::time::Duration) {
+    MONITOR.start(interval, memory_reading);
+}
+
+/// Stop background monitoring and withdraw this process's status file.
+pub(crate) fn stop_memory_monitor() {
+    MONITOR.stop();
+    let _ = std::fs::remove_file(status_file());
 }

@@ -1,5 +1,34 @@
 //! The thin `#[napi]` face of the services: argument checking, conversion, and turning
-//! [`OrionError`]s into JS `Error`s with a `code`. No service logic lives here.
+//! [`OrionError`]s into JS `Error`s with a `code`. No service logic lives here: that is
+//! in the core modules and [`crate::runtime`]. One concern per file, after
+//! huggingface/tokenizers' `bindings/node`:
+//!
+//! - `llm/`: the LLM calls.
+//!   - `loader.rs`: the `ModelLoader` class (one `#[napi] impl`) and `getModelLoader`.
+//!   - `stream.rs`: `TokenStream` (`generateStream`'s async iterator) and `StreamStep`.
+//!   - `sinks.rs`: `ProgressSink` and `TokenSink`, calls back into JS from other threads.
+//!   - `args.rs`: reading model keys, prompts, descriptors and options.
+//!   - `types.rs`: the output objects, each with `impl From<core type>` beside it.
+//!   - `quantization.rs`: `applyQuantization`, `getOptimizationStrategy` and the
+//!     `QUANTIZATION_LEVELS` export.
+//! - `monitor/`: the memory monitor.
+//!   - `memory_monitor.rs`: the `MemoryMonitor` class (one `#[napi] impl`) and
+//!     `getMemoryMonitor`.
+//!   - `subscribers.rs`: the process-wide `onSnapshot`/`onAlert` subscriptions, the one
+//!     piece of service state on this side (they hold JS functions; see there).
+//!   - `args.rs`: reading the monitor's options and `start`'s interval.
+//!   - `types.rs`: the output objects, each with `impl From<core type>` beside it.
+//! - `embedding/`: the shared embedding client.
+//!   - `client.rs`: the `SharedEmbeddingClient` class (one `#[napi] impl`) and
+//!     `getSharedEmbeddingClient`.
+//!   - `args.rs`: reading texts, the client's options and each call's options.
+//!   - `types.rs`: `EmbeddingStats`, with `impl From<core type>` beside it.
+//! - `settings.rs`: `configure()` and its `Configuration`.
+//! - `lifecycle.rs`: the process's exit (`__attach`, `__shutdown`).
+//! - `options.rs`: reading option objects and JS values, for every file above.
+//! - `env_guard.rs`: work tied to the JS environment that started it, stopped when that
+//!   environment goes (a worker's exit).
+//! - this file: coded JS errors and settling Promises from native work.
 
 mod embedding;
 mod env_guard;

@@ -173,21 +173,7 @@ pub(crate) fn fetch(
         .open(&part)
         .map_err(|e| io("cannot open", e))?;
     // The part already on disk counts toward the digest.
-    let mut hasher = Sha256::new();
-    let mut have = 0u64;
-    {
-        let mut buf = vec![0u8; 1 << 20];
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| io("cannot read", e))?;
-        loop {
-            let n = file.read(&mut buf).map_err(|e| io("cannot read", e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            have += n as u64;
-        }
-    }
+    let (mut hasher, mut have) = hash_existing(&mut file).map_err(|e| io("cannot read", e))?;
     let t = timeout();
     let agent = ureq::Agent::new_with_config(
         ureq::Agent::config_builder()
@@ -230,36 +216,24 @@ pub(crate) fn fetch(
         .and_then(|v| v.parse::<u64>().ok())
         .map(|n| n + have)
         .or(src.size);
-    let mut reader = response
-        .into_body()
-        .into_with_config()
-        .limit(u64::MAX)
-        .reader();
-    let mut buf = vec![0u8; 1 << 20];
     progress(have, total);
     if status != 416 {
-        loop {
-            if cancel() {
-                return Err(stopped());
-            }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(offline(
-                        dest,
-                        src.url,
-                        &format!("interrupted after {have} bytes ({e})"),
-                    ))
-                }
-            };
-            file.write_all(&buf[..n])
-                .map_err(|e| io("cannot write", e))?;
-            hasher.update(&buf[..n]);
-            have += n as u64;
-            progress(have, total);
-        }
+        let reader = response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader();
+        let mut sink = Sink {
+            file: &mut file,
+            hasher: &mut hasher,
+            have: &mut have,
+        };
+        sink.copy(reader, &mut |done| progress(done, total), cancel)
+            .map_err(|e| match e {
+                Copy::Stopped => stopped(),
+                Copy::Read(e) => offline(dest, src.url, &format!("interrupted ({e})")),
+                Copy::Write(e) => io("cannot write", e),
+            })?;
     }
     file.sync_all().map_err(|e| io("cannot write", e))?;
     drop(file);
@@ -272,14 +246,14 @@ pub(crate) fn fetch(
             ));
         }
     }
-    let digest: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    verify_and_move(&part, dest, src, &hex(&hasher.finalize()))
+}
+
+/// Check the digest of the finished part, then move it into place.
+fn verify_and_move(part: &Path, dest: &Path, src: &Source<'_>, digest: &str) -> Result<()> {
     if let Some(want) = src.sha256 {
         if !digest.eq_ignore_ascii_case(want) {
-            let _ = std::fs::remove_file(&part);
+            let _ = std::fs::remove_file(part);
             return Err(OrionError::ModelLoadFailed(format!(
                 "the download of {} from {} has sha256 {digest} but the registry expects {want}; \
                  the partial file was removed",
@@ -288,6 +262,72 @@ pub(crate) fn fetch(
             )));
         }
     }
-    std::fs::rename(&part, dest).map_err(|e| io("cannot move", e))?;
-    Ok(())
+    std::fs::rename(part, dest)
+        .map_err(|e| OrionError::ModelLoadFailed(format!("cannot move {}: {e}", part.display())))
+}
+
+/// The digest of what `file` already holds, and its length.
+fn hash_existing(file: &mut std::fs::File) -> std::io::Result<(Sha256, u64)> {
+    let mut hasher = Sha256::new();
+    let mut have = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    file.seek(SeekFrom::Start(0))?;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hasher, have));
+        }
+        hasher.update(&buf[..n]);
+        have += n as u64;
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// Why copying the body stopped early.
+enum Copy {
+    Stopped,
+    Read(std::io::Error),
+    Write(std::io::Error),
+}
+
+/// Where the body goes: appended to the part, hashed, counted.
+struct Sink<'a> {
+    file: &'a mut std::fs::File,
+    hasher: &'a mut Sha256,
+    have: &'a mut u64,
+}
+
+impl Sink<'_> {
+    fn copy(
+        &mut self,
+        mut reader: impl Read,
+        progress: &mut dyn FnMut(u64),
+        cancel: &dyn Fn() -> bool,
+    ) -> std::result::Result<(), Copy> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            if cancel() {
+                return Err(Copy::Stopped);
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Copy::Read(e)),
+            };
+            self.file.write_all(&buf[..n]).map_err(Copy::Write)?;
+            self.hasher.update(&buf[..n]);
+            *self.have += n as u64;
+            progress(*self.have);
+        }
+    }
 }

@@ -131,7 +131,7 @@ fn builtin() -> BTreeMap<String, ModelDescriptor> {
     all
 }
 
-/// The catalog of popular chat models (`catalog.json`): WebLLM's names for them mapped
+/// The catalog of popular chat models (`catalog.json`): the names the `WebLLM` project gives them, mapped
 /// to GGUF files on the Hugging Face hub, checked against public sources (each file
 /// entry says where, or why it could not be). Data, not code: entries are added there.
 const CATALOG: &str = include_str!("catalog.json");

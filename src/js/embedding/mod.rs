@@ -1,0 +1,9 @@
+//! The embedding side of the addon, one concern per file:
+//! - `client`: the `SharedEmbeddingClient` class (every method in one `#[napi] impl`)
+//!   and `getSharedEmbeddingClient`.
+//! - `args`: reading texts, the client's options and each call's options.
+//! - `types`: `EmbeddingStats`, with its `From` conversion from the core.
+
+mod args;
+mod client;
+mod types;

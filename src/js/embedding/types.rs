@@ -1,0 +1,47 @@
+//! What the embedding client returns to JS besides vectors, with its conversion from
+//! the core type beside it.
+
+use napi_derive::napi;
+
+/// Statistics of the shared embedding service (process-wide, the same from every thread).
+#[napi(object)]
+pub struct EmbeddingStats {
+    /// Model name.
+    pub model: String,
+    /// Vector length (0 until known).
+    pub dimension: u32,
+    /// Times the model was loaded in this process: 1 once it is in use.
+    pub model_loads: i64,
+    /// Texts asked for, over every call from every thread.
+    pub requests: i64,
+    pub cache_hits: i64,
+    pub cache_misses: i64,
+    pub cache_bytes: i64,
+    pub cache_entries: i64,
+    pub cache_capacity_bytes: i64,
+    /// Model calls made.
+    pub batches: i64,
+    /// Texts per model call, on average.
+    pub mean_batch_size: f64,
+    /// Texts waiting for the model now.
+    pub queue_depth: u32,
+}
+
+impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
+    fn from(s: crate::embedding::EmbeddingStats) -> Self {
+        Self {
+            model: s.model,
+            dimension: s.dimension as u32,
+            model_loads: s.model_loads as i64,
+            requests: s.requests as i64,
+            cache_hits: s.cache_hits as i64,
+            cache_misses: s.cache_misses as i64,
+            cache_bytes: s.cache_bytes as i64,
+            cache_entries: s.cache_entries as i64,
+            cache_capacity_bytes: s.cache_capacity_bytes as i64,
+            batches: s.batches as i64,
+            mean_batch_size: s.mean_batch_size,
+            queue_depth: s.queue_depth as u32,
+        }
+    }
+}

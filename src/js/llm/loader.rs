@@ -1,0 +1,237 @@
+//! The `ModelLoader` class, all of its methods in one `#[napi] impl`, and
+//! `getModelLoader`.
+
+use super::args::{
+    generate_options, read_descriptor, read_key, read_on_progress, read_prompt, LoaderOptions,
+};
+use super::stream::TokenStream;
+use super::types::{GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
+use super::R;
+use crate::error::OrionError;
+use crate::js::{js_error, promise, rejected};
+use crate::llm::registry;
+use crate::llm::LlmService;
+use crate::runtime::llm_service;
+use napi::bindgen_prelude::*;
+use napi::Env;
+use napi_derive::napi;
+
+/// The process-wide model loader: the same from every thread.
+#[napi]
+pub struct ModelLoader {
+    svc: &'static LlmService,
+}
+
+/// The process-wide model loader. Options (`maxConcurrentModels`, `budgetBytes`,
+/// `idleTimeoutMs`) are process-wide too: passing them changes the limits for every
+/// thread. Throws `INVALID_OPTION` on bad options.
+#[napi(ts_args_type = "options?: ModelLoaderOptions", catch_unwind)]
+pub fn get_model_loader(env: Env, options: Option<Unknown>) -> Result<ModelLoader> {
+    loader(options).map_err(|e| js_error(&env, &e))
+}
+
+fn loader(options: Option<Unknown>) -> R<ModelLoader> {
+    let options = LoaderOptions::read(options)?;
+    let svc = llm_service()?;
+    if let Some(config) = options.applied_to(|| svc.loader().config()) {
+        svc.loader().set_config(config);
+    }
+    Ok(ModelLoader { svc })
+}
+
+/// Run `f` on tokio's blocking pool: for calls that block inside llama.cpp (loads,
+/// unloads, generations).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> R<T> + Send + 'static) -> R<T> {
+    // Counted until it returns, so that the process's exit waits for it.
+    let work = crate::runtime::begin_work()?;
+    tokio::task::spawn_blocking(move || {
+        let _work = work;
+        f()
+    })
+    .await
+    .map_err(|e| OrionError::Internal(format!("worker thread failed: {e}")))?
+}
+
+#[napi]
+impl ModelLoader {
+    /// Load a model by registry key, MLC-style quantized id or GGUF path, off the JS
+    /// thread. `onProgress(percent)` runs on this thread with integers that never
+    /// decrease and end at exactly 100 (at once when already loaded). Concurrent loads
+    /// of one key from any thread share one load.
+    #[napi(
+        ts_args_type = "modelKey: string, onProgress?: (percent: number) => void",
+        ts_return_type = "Promise<ModelInfo>",
+        catch_unwind
+    )]
+    pub fn load_model<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+        on_progress: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, ModelInfo>> {
+        let prepared = (|| -> R<_> {
+            Ok((
+                read_key(&model_key, "modelKey")?,
+                read_on_progress(env, on_progress)?,
+            ))
+        })();
+        let (key, sink) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let (js_sink, progress) = match sink {
+            Some((s, p)) => (Some(s), Some(p)),
+            None => (None, None),
+        };
+        let svc = self.svc;
+        promise(
+            env,
+            blocking(move || svc.load(&key, progress)),
+            move |env, info| {
+                if let Some(s) = js_sink {
+                    s.deliver(env, 100);
+                }
+                Ok(ModelInfo::from(info))
+            },
+        )
+    }
+
+    /// Unload a model. Generations already running on it finish first; its memory is
+    /// freed when the last of them ends. Resolves `false` when it was not loaded.
+    #[napi(
+        ts_args_type = "modelKey: string",
+        ts_return_type = "Promise<boolean>",
+        catch_unwind
+    )]
+    pub fn unload_model<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+    ) -> Result<PromiseRaw<'e, bool>> {
+        match read_key(&model_key, "modelKey") {
+            Ok(key) => {
+                let svc = self.svc;
+                promise(
+                    env,
+                    blocking(move || Ok(svc.loader().unload(&key))),
+                    |_, b| Ok(b),
+                )
+            }
+            Err(e) => rejected(env, e),
+        }
+    }
+
+    /// Refresh a model's recency for LRU eviction. `false` when it is not loaded.
+    #[napi(catch_unwind)]
+    // napi hands JS arguments over as owned values.
+    #[allow(clippy::needless_pass_by_value)]
+    pub fn mark_model_used(&self, model_key: String) -> bool {
+        self.svc.loader().mark_used(&model_key)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn get_stats(&self) -> ModelLoaderStats {
+        self.svc.loader().stats().into()
+    }
+
+    /// Generate text. `prompt` is a string (sent as one user message through the
+    /// model's chat template unless `raw`) or an array of `{ role, content }`
+    /// messages. The model is loaded first when needed.
+    #[napi(
+        ts_args_type = "modelKey: string, prompt: string | ChatMessage[], options?: GenerateOptions",
+        ts_return_type = "Promise<GenerateResult>",
+        catch_unwind
+    )]
+    pub fn generate<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+        prompt: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, GenerateResult>> {
+        let prepared = (|| -> R<_> {
+            Ok((
+                read_key(&model_key, "modelKey")?,
+                read_prompt(&prompt)?,
+                generate_options(env, options)?,
+            ))
+        })();
+        let (key, prompt, call) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let registration = crate::js::env_guard::register(env, &call.cancel)?;
+        let svc = self.svc;
+        let fut = blocking(move || {
+            let _registration = registration;
+            let sink = call.tokens.clone();
+            let mut on_text = |t: &str| {
+                if let Some(s) = &sink {
+                    s.send(t);
+                }
+            };
+            let result = svc.generate(&key, &prompt, &call.params, &call.cancel, &mut on_text);
+            if let Some(s) = &call.tokens {
+                s.flush();
+            }
+            result
+        });
+        promise(env, fut, |_, g| Ok(GenerateResult::from(g)))
+    }
+
+    /// Add or replace a model in the registry (process-wide).
+    #[napi(
+        ts_args_type = "key: string, descriptor: ModelDescriptor",
+        catch_unwind
+    )]
+    // A method of the JS `ModelLoader`, though the registry is process-wide.
+    #[allow(clippy::unused_self)]
+    pub fn register_model(&self, env: Env, key: Unknown, descriptor: Unknown) -> Result<()> {
+        let run = || -> R<()> {
+            let key = read_key(&key, "key")?;
+            let d = read_descriptor(&key, &descriptor)?;
+            registry::register(&key, d)
+        };
+        run().map_err(|e| js_error(&env, &e))
+    }
+
+    /// Every model in the registry.
+    #[napi(catch_unwind)]
+    pub fn list_models(&self, env: Env) -> Result<Vec<ModelListing>> {
+        let models = registry::list().map_err(|e| js_error(&env, &e))?;
+        Ok(models
+            .into_iter()
+            .map(|(key, d)| {
+                let loaded = self.svc.loader().is_loaded(&key);
+                ModelListing::new(key, d, loaded)
+            })
+            .collect())
+    }
+
+    /// `generate` as an async iterator of text pieces (`for await`). Same options,
+    /// except `onToken`.
+    #[napi(
+        ts_args_type = "modelKey: string, prompt: string | ChatMessage[], options?: Omit<GenerateOptions, 'onToken'>",
+        catch_unwind
+    )]
+    pub fn generate_stream(
+        &self,
+        env: Env,
+        model_key: Unknown,
+        prompt: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<TokenStream> {
+        let prepared = (|| -> R<_> {
+            let key = read_key(&model_key, "modelKey")?;
+            let prompt = read_prompt(&prompt)?;
+            let call = generate_options(&env, options)?;
+            if call.tokens.is_some() {
+                return Err(OrionError::InvalidOption(
+                    "generateStream yields the text itself: drop the onToken option".into(),
+                ));
+            }
+            Ok((key, prompt, call))
+        })();
+        TokenStream::start(&env, self.svc, prepared)
+    }
+}

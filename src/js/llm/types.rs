@@ -1,0 +1,210 @@
+//! What the LLM calls return to JS: one `#[napi(object)]` per shape, each with its one
+//! conversion from the core type beside it.
+
+use crate::llm::generate::{Generation, Timings};
+use crate::llm::loader::{LoaderStats, ModelStats};
+use crate::llm::registry::ModelDescriptor;
+use crate::llm::strategy::{Gpu, Strategy};
+use crate::llm::LoadInfo;
+use napi_derive::napi;
+
+/// A loaded model, as `loadModel` reports it.
+#[napi(object)]
+pub struct ModelInfo {
+    pub key: String,
+    pub path: String,
+    /// GGUF file type, e.g. `Q4_1`.
+    pub quantization: Option<String>,
+    /// Size of the model file (mapped, not copied).
+    pub bytes: i64,
+    pub context_length: u32,
+    /// Times this key was loaded in this process.
+    pub loads: i64,
+}
+
+impl From<LoadInfo> for ModelInfo {
+    fn from(i: LoadInfo) -> Self {
+        Self {
+            key: i.key,
+            path: i.path,
+            quantization: i.quantization,
+            bytes: i.bytes as i64,
+            context_length: i.context_length,
+            loads: i.loads as i64,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct LoadedModelStats {
+    pub key: String,
+    pub path: String,
+    pub quantization: Option<String>,
+    pub bytes: i64,
+    /// Milliseconds since the epoch.
+    pub last_used: f64,
+    /// Generations using it now.
+    pub in_use: u32,
+    pub loads: i64,
+}
+
+impl From<ModelStats> for LoadedModelStats {
+    fn from(m: ModelStats) -> Self {
+        Self {
+            key: m.key,
+            path: m.path,
+            quantization: m.quantization,
+            bytes: m.bytes as i64,
+            last_used: m.last_used_ms,
+            in_use: m.in_use as u32,
+            loads: m.loads as i64,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct ModelLoaderStats {
+    pub loaded_models: u32,
+    pub max_concurrent_models: u32,
+    /// Loads in progress.
+    pub loading: u32,
+    pub total_bytes: i64,
+    pub models: Vec<LoadedModelStats>,
+}
+
+impl From<LoaderStats> for ModelLoaderStats {
+    fn from(s: LoaderStats) -> Self {
+        Self {
+            loaded_models: s.loaded_models as u32,
+            max_concurrent_models: s.max_concurrent_models as u32,
+            loading: s.loading as u32,
+            total_bytes: s.total_bytes as i64,
+            models: s.models.into_iter().map(LoadedModelStats::from).collect(),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct GenerateTimings {
+    pub prompt_tokens: u32,
+    pub prompt_ms: f64,
+    pub prompt_tokens_per_second: f64,
+    pub generated_tokens: u32,
+    pub generation_ms: f64,
+    pub tokens_per_second: f64,
+    /// llama.cpp's own measurement of the same run.
+    pub llama_prompt_tokens_per_second: f64,
+    pub llama_tokens_per_second: f64,
+}
+
+impl From<Timings> for GenerateTimings {
+    fn from(t: Timings) -> Self {
+        Self {
+            prompt_tokens: t.prompt_tokens,
+            prompt_ms: t.prompt_ms,
+            prompt_tokens_per_second: t.prompt_tokens_per_second,
+            generated_tokens: t.generated_tokens,
+            generation_ms: t.generation_ms,
+            tokens_per_second: t.tokens_per_second,
+            llama_prompt_tokens_per_second: t.llama_prompt_tokens_per_second,
+            llama_tokens_per_second: t.llama_tokens_per_second,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct GenerateResult {
+    pub text: String,
+    /// Tokens generated.
+    pub tokens: u32,
+    /// `'stop'` (end of turn or a stop string) or `'length'` (maxTokens reached).
+    pub finish_reason: String,
+    pub timings: GenerateTimings,
+}
+
+impl From<Generation> for GenerateResult {
+    fn from(g: Generation) -> Self {
+        Self {
+            text: g.text,
+            tokens: g.tokens,
+            finish_reason: g.finish_reason.to_string(),
+            timings: g.timings.into(),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct ModelListing {
+    pub key: String,
+    pub name: Option<String>,
+    pub kind: String,
+    /// Quantization levels it has files for.
+    pub quantizations: Vec<String>,
+    pub context_length: Option<u32>,
+    pub loaded: bool,
+}
+
+impl ModelListing {
+    /// A registry entry, and whether the loader holds it now: the registry itself does
+    /// not know, so this one conversion takes both.
+    pub(super) fn new(key: String, d: ModelDescriptor, loaded: bool) -> Self {
+        Self {
+            loaded,
+            key,
+            name: d.name,
+            kind: d.kind,
+            quantizations: d.files.keys().cloned().collect(),
+            context_length: d.context_length,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: String,
+    pub free_bytes: i64,
+}
+
+impl From<Gpu> for GpuInfo {
+    fn from(g: Gpu) -> Self {
+        Self {
+            name: g.name,
+            backend: g.backend,
+            free_bytes: g.free_bytes as i64,
+        }
+    }
+}
+
+#[napi(object)]
+pub struct OptimizationStrategy {
+    /// The level `loadModel` picks by default (`q3`, `q4`, `q8`, ...).
+    pub quantization: String,
+    pub max_concurrent_models: u32,
+    pub gpu_layers: u32,
+    pub context_size: u32,
+    pub threads: u32,
+    pub total_memory: i64,
+    pub available_memory: i64,
+    pub cpu_features: Vec<String>,
+    pub gpus: Vec<GpuInfo>,
+    /// Why each choice was made.
+    pub reasons: Vec<String>,
+}
+
+impl From<Strategy> for OptimizationStrategy {
+    fn from(s: Strategy) -> Self {
+        Self {
+            quantization: s.quantization.to_string(),
+            max_concurrent_models: s.max_concurrent_models as u32,
+            gpu_layers: s.gpu_layers,
+            context_size: s.context_size,
+            threads: s.threads as u32,
+            total_memory: s.total_memory as i64,
+            available_memory: s.available_memory as i64,
+            cpu_features: s.cpu_features.into_iter().map(String::from).collect(),
+            gpus: s.gpus.into_iter().map(GpuInfo::from).collect(),
+            reasons: s.reasons,
+        }
+    }
+}
