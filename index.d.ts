@@ -29,6 +29,12 @@ export interface ConfigureOptions {
   ortLibraryPath?: string
   /** The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else chosen from the machine). */
   defaultQuantization?: QuantizationLevel
+  /**
+   * Read-only model directories searched before `modelsDir`, in order: models an app ships in
+   * its resources, used in place (never copied or downloaded again). Else ORION_BUNDLED_MODELS_DIRS
+   * (separated like PATH).
+   */
+  bundledModelsDirs?: string[]
 }
 
 /** Per-call options of the embedding methods. */
@@ -258,6 +264,7 @@ export interface Configuration {
   modelsDir: string
   ortLibraryPath?: string
   defaultQuantization?: string
+  bundledModelsDirs: Array<string>
 }
 
 /**
@@ -411,6 +418,17 @@ export interface MemorySnapshot {
   actions: Array<string>
 }
 
+/** One quantization level's file of a registry entry. */
+export interface ModelFileListing {
+  level: string
+  path: string
+  onDisk: boolean
+  /** Bytes: the file's own size when on disk, else what the registry expects. */
+  bytes?: number
+  hubRepo?: string
+  hubFile?: string
+}
+
 /** A loaded model, as `loadModel` reports it. */
 export interface ModelInfo {
   key: string
@@ -432,6 +450,13 @@ export interface ModelListing {
   quantizations: Array<string>
   contextLength?: number
   loaded: boolean
+  /** Whether the file of at least one level is on disk (else loading downloads it). */
+  onDisk: boolean
+  /**
+   * Each level's file: where it is (or would be downloaded to), whether it is there,
+   * its size, and where it comes from online.
+   */
+  files: Array<ModelFileListing>
 }
 
 export interface ModelLoaderStats {

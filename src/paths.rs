@@ -1,9 +1,44 @@
 //! Where models live. The same rules are implemented in JS by `lib/paths.js` (used by
 //! the CLI and the model fetch); keep the two in step: `__tests__/cli.test.js` compares them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub(crate) const MODELS_DIR_ENV: &str = "ORION_MODELS_DIR";
+/// Read-only model directories searched first, separated like `PATH`.
+pub(crate) const BUNDLED_DIRS_ENV: &str = "ORION_BUNDLED_MODELS_DIRS";
+
+/// The read-only directories given to `configure({ bundledModelsDirs })`, else
+/// `ORION_BUNDLED_MODELS_DIRS`: models shipped with an app, used in place (never copied
+/// or downloaded again).
+pub(crate) fn bundled_dirs() -> Vec<PathBuf> {
+    if let Some(d) = crate::runtime::settings().bundled_models_dirs {
+        return d;
+    }
+    std::env::var_os(BUNDLED_DIRS_ENV)
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where `rel` (a path relative to a models directory) is: in the first bundled
+/// directory that has it, else in the models directory (where a download puts it).
+pub(crate) fn locate(rel: &Path) -> PathBuf {
+    locate_in(rel, &bundled_dirs(), &models_dir())
+}
+
+pub(crate) fn locate_in(rel: &Path, bundled: &[PathBuf], models_dir: &Path) -> PathBuf {
+    if rel.is_absolute() {
+        return rel.to_path_buf();
+    }
+    bundled
+        .iter()
+        .map(|d| d.join(rel))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| models_dir.join(rel))
+}
 
 /// The directory given to `configure()`, else `ORION_MODELS_DIR`, else a per-user cache
 /// directory.
@@ -36,4 +71,32 @@ pub(crate) fn default_cache_dir() -> PathBuf {
         env("XDG_CACHE_HOME").unwrap_or_else(|| home.join(".cache"))
     };
     base.join("orion-native")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_directories_come_first_and_the_models_directory_is_the_fallback() {
+        let root = std::env::temp_dir().join(format!("orion-locate-{}", std::process::id()));
+        let (a, b, m) = (root.join("a"), root.join("b"), root.join("m"));
+        std::fs::create_dir_all(b.join("x")).unwrap();
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(b.join("x/model.gguf"), b"").unwrap();
+        let bundled = vec![a.clone(), b.clone()];
+        assert_eq!(
+            locate_in(Path::new("x/model.gguf"), &bundled, &m),
+            b.join("x/model.gguf")
+        );
+        assert_eq!(
+            locate_in(Path::new("y/model.gguf"), &bundled, &m),
+            m.join("y/model.gguf")
+        );
+        assert_eq!(
+            locate_in(Path::new("/abs/f.gguf"), &bundled, &m),
+            PathBuf::from("/abs/f.gguf")
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -66,6 +66,9 @@ pub(crate) struct Settings {
     pub(crate) ort_library_path: Option<PathBuf>,
     /// The quantization level chosen for every model (`ORION_DEFAULT_QUANTIZATION`).
     pub(crate) default_quantization: Option<String>,
+    /// Read-only model directories searched before the models directory
+    /// (`ORION_BUNDLED_MODELS_DIRS`): models an app ships in its resources.
+    pub(crate) bundled_models_dirs: Option<Vec<PathBuf>>,
 }
 
 /// A leaf lock: nothing is taken while it is held.
@@ -73,6 +76,7 @@ static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settin
     models_dir: None,
     ort_library_path: None,
     default_quantization: None,
+    bundled_models_dirs: None,
 });
 
 /// The settings given from code so far.
@@ -91,6 +95,9 @@ pub(crate) fn configure(update: Settings) -> Settings {
     }
     if update.default_quantization.is_some() {
         s.default_quantization = update.default_quantization;
+    }
+    if update.bundled_models_dirs.is_some() {
+        s.bundled_models_dirs = update.bundled_models_dirs;
     }
     s.clone()
 }
@@ -114,7 +121,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
     }
     let dir = match &req.model_path {
         Some(p) => p.clone(),
-        None => crate::paths::models_dir().join(&name),
+        None => crate::paths::locate(std::path::Path::new(&name)),
     };
     let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
     let mut services = EMBEDDING.lock();

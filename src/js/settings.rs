@@ -10,7 +10,12 @@ use napi::Env;
 use napi_derive::napi;
 use std::path::PathBuf;
 
-const CONFIGURE_OPTIONS: &[&str] = &["modelsDir", "ortLibraryPath", "defaultQuantization"];
+const CONFIGURE_OPTIONS: &[&str] = &[
+    "modelsDir",
+    "ortLibraryPath",
+    "defaultQuantization",
+    "bundledModelsDirs",
+];
 
 /// The process's settings, as `configure()` returns them: what is in effect now, from
 /// code or else from the environment.
@@ -19,6 +24,7 @@ pub struct Configuration {
     pub models_dir: String,
     pub ort_library_path: Option<String>,
     pub default_quantization: Option<String>,
+    pub bundled_models_dirs: Vec<String>,
 }
 
 /// Set process-wide settings from code, once for the whole process: every worker_thread
@@ -44,10 +50,27 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
             Some(l) => Some(quant::level(&l)?.name.to_string()),
             None => None,
         };
+        let bundled_models_dirs = match o.strings("bundledModelsDirs")? {
+            Some(dirs) => Some(
+                dirs.into_iter()
+                    .map(|d| {
+                        if d.is_empty() || d.contains('\0') {
+                            Err(OrionError::InvalidOption(format!(
+                                "bundledModelsDirs must hold non-empty paths, got {d:?}"
+                            )))
+                        } else {
+                            Ok(PathBuf::from(d))
+                        }
+                    })
+                    .collect::<std::result::Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
         let update = Settings {
             models_dir: path("modelsDir")?,
             ort_library_path: path("ortLibraryPath")?,
             default_quantization,
+            bundled_models_dirs,
         };
         let s = runtime::configure(update);
         Ok(Configuration {
@@ -56,6 +79,10 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
                 .ort_library_path
                 .or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
                 .map(|p| p.to_string_lossy().into_owned()),
+            bundled_models_dirs: crate::paths::bundled_dirs()
+                .into_iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect(),
             default_quantization: s.default_quantization.or_else(|| {
                 std::env::var(crate::llm::strategy::DEFAULT_QUANTIZATION_ENV)
                     .ok()

@@ -29,6 +29,12 @@ export interface ConfigureOptions {
   ortLibraryPath?: string
   /** The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else chosen from the machine). */
   defaultQuantization?: QuantizationLevel
+  /**
+   * Read-only model directories searched before `modelsDir`, in order: models an app ships in
+   * its resources, used in place (never copied or downloaded again). Else ORION_BUNDLED_MODELS_DIRS
+   * (separated like PATH).
+   */
+  bundledModelsDirs?: string[]
 }
 
 /** Per-call options of the embedding methods. */

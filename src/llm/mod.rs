@@ -96,7 +96,12 @@ impl LlmService {
 
     pub(crate) fn resolve(&self, spec: &str) -> Result<Resolved> {
         let preferred = quant::level(self.strategy.quantization).ok();
-        let mut r = registry::resolve(spec, preferred, &crate::paths::models_dir())?;
+        let mut r = registry::resolve_in(
+            spec,
+            preferred,
+            &crate::paths::models_dir(),
+            &crate::paths::bundled_dirs(),
+        )?;
         r.context_length = r.context_length.min(self.strategy.context_size);
         Ok(r)
     }

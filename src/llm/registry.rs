@@ -268,10 +268,22 @@ fn is_path(spec: &str) -> bool {
 
 /// Resolve a key, an MLC-style quantized id (`<key>-q4f16_1-MLC`) or a GGUF path.
 /// `preferred` is the level to use when the spec does not name one.
+#[cfg(test)]
 pub(crate) fn resolve(
     spec: &str,
     preferred: Option<&QuantLevel>,
     models_dir: &Path,
+) -> Result<Resolved> {
+    resolve_in(spec, preferred, models_dir, &[])
+}
+
+/// [`resolve`], with registry files found first in `bundled` (read-only directories an
+/// app ships), else in `models_dir`.
+pub(crate) fn resolve_in(
+    spec: &str,
+    preferred: Option<&QuantLevel>,
+    models_dir: &Path,
+    bundled: &[PathBuf],
 ) -> Result<Resolved> {
     if spec.trim().is_empty() {
         return Err(OrionError::InvalidInput(
@@ -332,11 +344,7 @@ pub(crate) fn resolve(
         .clone()
         .or_else(|| file.hub_file.clone())
         .unwrap_or_default();
-    let path = if Path::new(&rel).is_absolute() {
-        PathBuf::from(&rel)
-    } else {
-        models_dir.join(&rel)
-    };
+    let path = crate::paths::locate_in(Path::new(&rel), bundled, models_dir);
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -142,12 +142,52 @@ pub struct ModelListing {
     pub quantizations: Vec<String>,
     pub context_length: Option<u32>,
     pub loaded: bool,
+    /// Whether the file of at least one level is on disk (else loading downloads it).
+    pub on_disk: bool,
+    /// Each level's file: where it is (or would be downloaded to), whether it is there,
+    /// its size, and where it comes from online.
+    pub files: Vec<ModelFileListing>,
+}
+
+/// One quantization level's file of a registry entry.
+#[napi(object)]
+pub struct ModelFileListing {
+    pub level: String,
+    pub path: String,
+    pub on_disk: bool,
+    /// Bytes: the file's own size when on disk, else what the registry expects.
+    pub bytes: Option<f64>,
+    pub hub_repo: Option<String>,
+    pub hub_file: Option<String>,
 }
 
 impl ModelListing {
     /// A registry entry, and whether the loader holds it now: the registry itself does
     /// not know, so this one conversion takes both.
     pub(super) fn new(key: String, d: ModelDescriptor, loaded: bool) -> Self {
+        let files: Vec<ModelFileListing> = d
+            .files
+            .iter()
+            .map(|(level, f)| {
+                let rel = f
+                    .path
+                    .clone()
+                    .or_else(|| f.hub_file.clone())
+                    .unwrap_or_default();
+                let path = crate::paths::locate(std::path::Path::new(&rel));
+                let on_disk = std::fs::metadata(&path)
+                    .ok()
+                    .filter(std::fs::Metadata::is_file);
+                ModelFileListing {
+                    level: level.clone(),
+                    path: path.to_string_lossy().into_owned(),
+                    on_disk: on_disk.is_some(),
+                    bytes: on_disk.map(|m| m.len()).or(f.size).map(|b| b as f64),
+                    hub_repo: f.hub_repo.clone(),
+                    hub_file: f.hub_file.clone(),
+                }
+            })
+            .collect();
         Self {
             loaded,
             key,
@@ -155,6 +195,8 @@ impl ModelListing {
             kind: d.kind,
             quantizations: d.files.keys().cloned().collect(),
             context_length: d.context_length,
+            on_disk: files.iter().any(|f| f.on_disk),
+            files,
         }
     }
 }
