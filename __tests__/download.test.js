@@ -232,3 +232,62 @@ test("the app's WebLLM ids resolve through the catalog: offline, a clear MODEL_N
     '/TheBloke/Mistral-7B-Instruct-v0.2-GGUF/resolve/main/mistral-7b-instruct-v0.2.Q4_K_M.gguf',
   )
 })
+
+test('npx orion-native models pull downloads a registry model the way loadModel does', () => {
+  const models = fresh('pull')
+  const registry = path.join(models, 'registry.json')
+  fs.writeFileSync(
+    registry,
+    JSON.stringify({
+      'pulled-model': {
+        files: {
+          q4: {
+            path: 'pulled/model.gguf',
+            hubRepo: 'test-org/SmolLM2-GGUF',
+            hubFile: 'SmolLM2.Q4_1.gguf',
+            sha256: SHA,
+            size: SIZE,
+          },
+        },
+      },
+    }),
+  )
+  const env = {
+    ...process.env,
+    ORION_MODELS_DIR: models,
+    ORION_MODEL_REGISTRY: registry,
+    ORION_HF_ENDPOINT: `http://127.0.0.1:${port}`,
+  }
+  const cli = path.join(root, 'bin', 'orion-native.js')
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, 'models', 'pull', 'pulled-model'], { env })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.on('close', (code) => {
+      try {
+        expect(code).toBe(0)
+        expect(out).toContain(`ready in ${path.join(models, 'pulled', 'model.gguf')}`)
+        expect(fs.statSync(path.join(models, 'pulled', 'model.gguf')).size).toBe(SIZE)
+        resolve()
+      } catch (e) {
+        reject(e)
+      }
+    })
+  }).then(
+    () =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [cli, 'models', 'pull', 'no-such-model'], { env })
+        let err = ''
+        child.stderr.on('data', (d) => (err += d))
+        child.on('close', (code) => {
+          try {
+            expect(code).toBe(1)
+            expect(err).toMatch(/UNKNOWN_MODEL/)
+            resolve()
+          } catch (e) {
+            reject(e)
+          }
+        })
+      }),
+  )
+})

@@ -15,6 +15,9 @@ commands:
   models [--only <model>] [--dir DIR] [--force]
                       fetch the default models into ORION_MODELS_DIR (default: the per-user
                       cache directory)
+  models pull <id> [<id> ...]
+                      download catalog or registry models the way loadModel does (e.g.
+                      Mistral-7B-Instruct-v0.2-q4f16_1-MLC), with a progress bar
   build               build the native addon from source, for a platform with no prebuilt
                       package (needs Rust, cmake, a C++ compiler and libclang; about 10 minutes)
   status [--json] [--watch]
@@ -34,6 +37,56 @@ options:
   --json      print the snapshots as JSON
   --watch     redraw every 2 seconds until interrupted
   -h, --help  print this help and do nothing else`
+
+const pullUsage = `usage: orion-native models pull <id> [<id> ...]
+
+Downloads models of the catalog or the registry into the models directory exactly as
+loadModel() would (resumable, sha256-checked, one download across processes), then checks
+that llama.cpp loads them. An id is a model name (the level is chosen for this machine),
+an id with a WebLLM suffix (Mistral-7B-Instruct-v0.2-q4f16_1-MLC) or a registry key.
+
+options:
+  -h, --help  print this help and do nothing else`
+
+/** `models pull`: loadModel with a progress bar, then unload. */
+async function pull(argv) {
+  const opts = parseArgs({
+    args: argv,
+    options: { help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: true,
+  })
+  if (opts.values.help) return console.log(pullUsage)
+  if (!opts.positionals.length) return usageError('orion-native models pull', 'name at least one model', pullUsage)
+  const { getModelLoader } = require(path.join(__dirname, '..'))
+  const loader = getModelLoader()
+  for (const id of opts.positionals) {
+    let bar = null
+    const onProgress = (p) => {
+      if (!process.stderr.isTTY) return
+      if (!bar) {
+        const cliProgress = require('cli-progress')
+        bar = new cliProgress.SingleBar(
+          { format: `  ${id} [{bar}] {percentage}% (download to 90 %, then load)`, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        )
+        bar.start(100, 0)
+      }
+      bar.update(p)
+    }
+    try {
+      const info = await loader.loadModel(id, onProgress)
+      if (bar) bar.stop()
+      console.log(`${id}: ready in ${info.path} (${(info.bytes / 1e6).toFixed(1)} MB, ${info.quantization || '?'})`)
+      await loader.unloadModel(info.key)
+    } catch (e) {
+      if (bar) bar.stop()
+      console.error(`orion-native models pull: ${id}: ${e.code || ''} ${e.message}`)
+      process.exitCode = 1
+      return
+    }
+  }
+}
 
 const buildUsage = `usage: orion-native build
 
@@ -176,6 +229,15 @@ const commands = {
     })
   },
   models(argv) {
+    if (argv[0] === 'pull') {
+      pull(argv.slice(1)).catch((e) => {
+        if (String(e.code).startsWith('ERR_PARSE_ARGS_'))
+          return usageError('orion-native models pull', e.message, pullUsage)
+        console.error(`orion-native models pull: ${e.message}`)
+        process.exitCode = 1
+      })
+      return
+    }
     require(path.join(__dirname, '..', 'scripts', 'models.js'))
       .main(argv, 'orion-native models')
       .then((code) => (process.exitCode = code))
