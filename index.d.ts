@@ -1,26 +1,5 @@
 /* The hand-written head of index.d.ts (src/js/types.d.ts); napi build prepends it to the generated declarations. */
 
-/** Options of `getSharedEmbeddingClient`. The first client of a model decides its
- * batching, queue and thread settings; later clients share them. */
-export interface EmbeddingClientOptions {
-  /** A model name: a directory under ORION_MODELS_DIR (default `all-MiniLM-L6-v2`). */
-  model?: string
-  /** A directory holding model.onnx and the tokenizer files; wins over `model`. */
-  modelPath?: string
-  /** Default per-request timeout (default 30000, or ORION_EMBEDDING_TIMEOUT_MS). */
-  timeoutMs?: number
-  /** Size of the shared cache in bytes (default 32 MiB, or ORION_EMBEDDING_CACHE_BYTES). */
-  cacheBytes?: number
-  /** Most texts per model call (default 32). */
-  maxBatchSize?: number
-  /** How long a first queued text waits for company, in ms (default 2). */
-  maxWaitMs?: number
-  /** Most texts waiting before requests are rejected with OVERLOADED (default 10000). */
-  maxQueue?: number
-  /** ONNX Runtime intra-op threads (default: every core). */
-  threads?: number
-}
-
 /** Options of `configure`: process-wide settings from code, seen by every worker_thread. */
 export interface ConfigureOptions {
   /** Where models live (else ORION_MODELS_DIR, else the per-user cache directory). */
@@ -37,48 +16,9 @@ export interface ConfigureOptions {
   bundledModelsDirs?: string[]
 }
 
-/** Per-call options of the embedding methods. */
-export interface EmbedOptions {
-  /** Overrides the client's timeout for this call. */
-  timeoutMs?: number
-  /** Rejects the call with code ABORTED when it fires. */
-  signal?: AbortSignal
-}
-
-/** Options of `getModelLoader`. They are process-wide: every thread shares the loader. */
-export interface ModelLoaderOptions {
-  /** Most models loaded at once (default 2, or ORION_MAX_CONCURRENT_MODELS). */
-  maxConcurrentModels?: number
-  /** Most bytes the loaded models may use; 0 removes the budget. */
-  budgetBytes?: number
-  /** Unload a model unused for this long; 0 turns it off. */
-  idleTimeoutMs?: number
-}
-
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant'
   content: string
-}
-
-/** Options of `ModelLoader.generate`. */
-export interface GenerateOptions {
-  /** Most tokens to generate (default 256). */
-  maxTokens?: number
-  /** 0 is greedy (default 0.8). */
-  temperature?: number
-  topK?: number
-  topP?: number
-  minP?: number
-  repeatPenalty?: number
-  seed?: number
-  /** Generation stops before any of these strings; they are not part of the text. */
-  stop?: string | string[]
-  /** Rejects with code ABORTED within a token of firing. */
-  signal?: AbortSignal
-  /** Receives the text as it is generated, on the calling thread. */
-  onToken?: (text: string) => void
-  /** Send a string prompt as is, without the model's chat template. */
-  raw?: boolean
 }
 
 export type QuantizationLevel = 'q3' | 'q4' | 'q4f32' | 'q5' | 'q6' | 'q8' | 'f16' | 'f32'
@@ -127,21 +67,6 @@ export interface TokenStream {
   [Symbol.asyncIterator](): AsyncIterator<string, undefined>
 }
 
-/** Options of `getMemoryMonitor` (process-wide). */
-export interface MemoryMonitorOptions {
-  /** Fractions of the budget in use where pressure becomes medium, high, critical (0.6, 0.75, 0.9). */
-  thresholds?: { medium?: number; high?: number; critical?: number }
-  /** Snapshots kept (default 100). */
-  historySize?: number
-  /** This process's memory budget; pressure is its RSS against it. 0 removes it. */
-  budgetBytes?: number
-  /** Free idle models and the embedding cache at `freeAt` pressure (default true). */
-  autoFree?: boolean
-  freeAt?: 'high' | 'critical'
-  /** RSS growth per second that raises an alert (default 100 MiB/s). */
-  rssGrowthAlertBytesPerSec?: number
-}
-
 /** The process-wide memory monitor, the same history from every thread. */
 export declare class MemoryMonitor {
   /**
@@ -157,7 +82,7 @@ export declare class MemoryMonitor {
   clearAlerts(): void
   /**
    * Take a snapshot every `intervalMs` on a background thread (process-wide; calling
-   * it again while running keeps the first period). Subscribers see each one.
+   * it again while running changes the period). Subscribers see each one.
    */
   start(intervalMs: number): void
   stop(): void
@@ -275,6 +200,41 @@ export interface Configuration {
  */
 export declare function configure(options?: ConfigureOptions): Configuration
 
+/**
+ * Options of `getSharedEmbeddingClient`. The first client of a model decides its
+ * batching, queue and thread settings; later clients share them.
+ */
+export interface EmbeddingClientOptions {
+  /** A model name: a directory under `ORION_MODELS_DIR` (default `all-MiniLM-L6-v2`). */
+  model?: string
+  /** A directory holding model.onnx and the tokenizer files; wins over `model`. */
+  modelPath?: string
+  /**
+   * Size of the shared cache in bytes, an integer from 0 to 2^40 (default 32 MiB,
+   * or `ORION_EMBEDDING_CACHE_BYTES`).
+   */
+  cacheBytes?: number
+  /**
+   * Default per-request timeout in milliseconds, an integer from 1 to 4294967295
+   * (default 30000, or `ORION_EMBEDDING_TIMEOUT_MS`).
+   */
+  timeoutMs?: number
+  /** Most texts per model call, an integer from 1 to 1024 (default 32). */
+  maxBatchSize?: number
+  /**
+   * How long a first queued text waits for company, in milliseconds: an integer
+   * from 0 to 1000 (default 2).
+   */
+  maxWaitMs?: number
+  /**
+   * Most texts waiting before requests are rejected with `OVERLOADED`, an integer
+   * from 1 to 10000000 (default 10000).
+   */
+  maxQueue?: number
+  /** ONNX Runtime intra-op threads, an integer from 1 to 1024 (default: every core). */
+  threads?: number
+}
+
 /** Statistics of the shared embedding service (process-wide, the same from every thread). */
 export interface EmbeddingStats {
   /** Model name. */
@@ -296,6 +256,52 @@ export interface EmbeddingStats {
   meanBatchSize: number
   /** Texts waiting for the model now. */
   queueDepth: number
+}
+
+/** Per-call options of the embedding methods. */
+export interface EmbedOptions {
+  /**
+   * Overrides the client's timeout for this call: milliseconds, an integer from 1
+   * to 4294967295.
+   */
+  timeoutMs?: number
+  /** Rejects the call with code `ABORTED` when it fires. */
+  signal?: AbortSignal
+}
+
+/** Options of `ModelLoader.generate` (and of `generateStream`, without `onToken`). */
+export interface GenerateOptions {
+  /** Most tokens to generate: an integer from 1 to 1048576 (default 256). */
+  maxTokens?: number
+  /** Sampling temperature, from 0 to 100; 0 is greedy (default 0.8). */
+  temperature?: number
+  /**
+   * Sample from the k most likely tokens: an integer from 0 to 1048576; 0 keeps
+   * them all (default 40).
+   */
+  topK?: number
+  /**
+   * Sample from the most likely tokens whose probabilities add up to this, from 0
+   * to 1 (default 0.95).
+   */
+  topP?: number
+  /**
+   * Drop tokens less likely than this fraction of the most likely one's probability,
+   * from 0 to 1 (default 0.05).
+   */
+  minP?: number
+  /** Penalty on repeating recent tokens, from 0.01 to 10; 1 is none (default 1.1). */
+  repeatPenalty?: number
+  /** The sampler's seed: an integer from 0 to 4294967295 (default 12648430). */
+  seed?: number
+  /** Generation stops before any of these strings; they are not part of the text. */
+  stop?: string | string[]
+  /** Rejects with code `ABORTED` within a token of firing. */
+  signal?: AbortSignal
+  /** Receives the text as it is generated, on the calling thread. */
+  onToken?: (text: string) => void
+  /** Send a string prompt as is, without the model's chat template (default false). */
+  raw?: boolean
 }
 
 export interface GenerateResult {
@@ -387,6 +393,35 @@ export interface MemoryAlert {
   message: string
 }
 
+/**
+ * Options of `getMemoryMonitor` (process-wide): each option left out keeps the
+ * monitor's current setting.
+ */
+export interface MemoryMonitorOptions {
+  /**
+   * Fractions of the budget in use where pressure becomes medium, high, critical
+   * (default 0.6, 0.75, 0.9).
+   */
+  thresholds?: MemoryThresholds
+  /** Snapshots kept, an integer from 1 to 1000000 (default 100). */
+  historySize?: number
+  /**
+   * This process's memory budget in bytes, an integer from 0 to 2^53 - 1; pressure
+   * is its RSS against it. 0 removes it (default: none, the memory the process may
+   * use).
+   */
+  budgetBytes?: number
+  /** Free idle models and the embedding cache at `freeAt` pressure (default true). */
+  autoFree?: boolean
+  /** The pressure at which `autoFree` frees memory (default `'critical'`). */
+  freeAt?: 'high' | 'critical'
+  /**
+   * RSS growth per second that raises an alert, in bytes: an integer from 1 to
+   * 2^53 - 1 (default 100 MiB/s).
+   */
+  rssGrowthAlertBytesPerSec?: number
+}
+
 export interface MemoryMonitorStats {
   count: number
   current?: MemorySnapshot
@@ -416,6 +451,19 @@ export interface MemorySnapshot {
   recommendations: Array<string>
   /** What the monitor freed before taking this snapshot. */
   actions: Array<string>
+}
+
+/**
+ * `MemoryMonitorOptions.thresholds`: fractions of the budget in use, strictly
+ * increasing within (0, 1]; each one left out keeps its current value.
+ */
+export interface MemoryThresholds {
+  /** Where pressure becomes medium (default 0.6). */
+  medium?: number
+  /** Where pressure becomes high (default 0.75). */
+  high?: number
+  /** Where pressure becomes critical (default 0.9). */
+  critical?: number
 }
 
 /** One quantization level's file of a registry entry. */
@@ -457,6 +505,28 @@ export interface ModelListing {
    * its size, and where it comes from online.
    */
   files: Array<ModelFileListing>
+}
+
+/**
+ * Options of `getModelLoader`. They are process-wide: every thread shares the loader,
+ * and each option left out keeps the loader's current setting.
+ */
+export interface ModelLoaderOptions {
+  /**
+   * Most models loaded at once: an integer from 1 to 64 (default 2, or
+   * `ORION_MAX_CONCURRENT_MODELS`).
+   */
+  maxConcurrentModels?: number
+  /**
+   * Most bytes the loaded models may use: an integer from 0 to 2^53 - 1; 0 removes
+   * the budget (default: no budget).
+   */
+  budgetBytes?: number
+  /**
+   * Unload a model unused for this many milliseconds: an integer from 0 to
+   * 4294967295; 0 turns it off (default: off).
+   */
+  idleTimeoutMs?: number
 }
 
 export interface ModelLoaderStats {

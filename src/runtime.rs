@@ -440,7 +440,7 @@ pub(crate) fn auto_start_memory_monitor() -> Result<()> {
 }
 
 /// Take a snapshot every `interval` on the monitor's own thread (a second call while
-/// running keeps the first period).
+/// running changes the period: the thread reads it before each sleep).
 pub(crate) fn start_memory_monitor(interval: std::time::Duration) {
     MONITOR.start(interval, memory_reading);
 }

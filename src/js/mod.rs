@@ -8,6 +8,7 @@
 //!   - `stream.rs`: `TokenStream` (`generateStream`'s async iterator) and `StreamStep`.
 //!   - `sinks.rs`: `ProgressSink` and `TokenSink`, calls back into JS from other threads.
 //!   - `args.rs`: reading model keys, prompts, descriptors and options.
+//!   - `options.rs`: `ModelLoaderOptions` and `GenerateOptions`, each declared once.
 //!   - `types.rs`: the output objects, each with `impl From<core type>` beside it.
 //!   - `quantization.rs`: `applyQuantization`, `getOptimizationStrategy` and the
 //!     `QUANTIZATION_LEVELS` export.
@@ -17,15 +18,18 @@
 //!   - `subscribers.rs`: the process-wide `onSnapshot`/`onAlert` subscriptions, the one
 //!     piece of service state on this side (they hold JS functions; see there).
 //!   - `args.rs`: reading the monitor's options and `start`'s interval.
+//!   - `options.rs`: `MemoryMonitorOptions`, declared once.
 //!   - `types.rs`: the output objects, each with `impl From<core type>` beside it.
 //! - `embedding/`: the shared embedding client.
 //!   - `client.rs`: the `SharedEmbeddingClient` class (one `#[napi] impl`) and
 //!     `getSharedEmbeddingClient`.
 //!   - `args.rs`: reading texts, the client's options and each call's options.
+//!   - `options.rs`: `EmbeddingClientOptions` and `EmbedOptions`, each declared once.
 //!   - `types.rs`: `EmbeddingStats`, with `impl From<core type>` beside it.
 //! - `settings.rs`: `configure()` and its `Configuration`.
 //! - `lifecycle.rs`: the process's exit (`__attach`, `__shutdown`).
-//! - `options.rs`: reading option objects and JS values, for every file above.
+//! - `options.rs`: reading option objects (into the options structs: `read`) and JS
+//!   values, for every file above.
 //! - `env_guard.rs`: work tied to the JS environment that started it, stopped when that
 //!   environment goes (a worker's exit).
 //! - this file: coded JS errors and settling Promises from native work.

@@ -1,9 +1,9 @@
 //! Reading what JS passes to the embedding client: texts, the client's options and
 //! each call's options.
 
-use crate::embedding::queue::BatchConfig;
+use super::options::{EmbedOptions, EmbeddingClientOptions};
 use crate::error::OrionError;
-use crate::js::options::{cast_checked, describe, on_abort, Options};
+use crate::js::options::{cast_checked, describe, on_abort, read};
 use crate::runtime::EmbeddingRequest;
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
@@ -14,54 +14,19 @@ use tokio::sync::oneshot;
 
 type R<T> = std::result::Result<T, OrionError>;
 
-const DEFAULT_TIMEOUT_MS: u64 = 30_000;
-const CLIENT_OPTIONS: &[&str] = &[
-    "model",
-    "modelPath",
-    "cacheBytes",
-    "timeoutMs",
-    "maxBatchSize",
-    "maxWaitMs",
-    "maxQueue",
-    "threads",
-];
-const CALL_OPTIONS: &[&str] = &["timeoutMs", "signal"];
-
 /// `getSharedEmbeddingClient`'s options: the service to ask for, and the client's
 /// default timeout (from `timeoutMs`, `ORION_EMBEDDING_TIMEOUT_MS` or 30 s).
 pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, Duration)> {
-    let o = Options::parse(options, "options", CLIENT_OPTIONS)?;
-    let timeout_ms = match o.integer("timeoutMs", 1, u64::from(u32::MAX))? {
-        Some(t) => t,
-        None => crate::config::env_u64("ORION_EMBEDDING_TIMEOUT_MS")?
-            .filter(|t| *t > 0)
-            .unwrap_or(DEFAULT_TIMEOUT_MS),
-    };
-    let defaults = BatchConfig::default();
-    let cache_bytes = match o.integer("cacheBytes", 0, 1 << 40)? {
-        Some(b) => b as usize,
-        None => crate::config::env_u64("ORION_EMBEDDING_CACHE_BYTES")?
-            .map_or(defaults.cache_bytes, |b| b as usize),
-    };
-    let config = BatchConfig {
-        max_batch: o
-            .integer("maxBatchSize", 1, 1024)?
-            .map_or(defaults.max_batch, |v| v as usize),
-        max_wait: o
-            .integer("maxWaitMs", 0, 1000)?
-            .map_or(defaults.max_wait, Duration::from_millis),
-        max_queue: o
-            .integer("maxQueue", 1, 10_000_000)?
-            .map_or(defaults.max_queue, |v| v as usize),
-        cache_bytes,
-    };
+    let (o, _): (EmbeddingClientOptions, _) = read(options, "options")?;
+    o.validate()?;
+    let timeout = o.timeout()?;
     let request = EmbeddingRequest {
-        model: o.string("model")?,
-        model_path: o.string("modelPath")?.map(PathBuf::from),
-        config,
-        threads: o.integer("threads", 1, 1024)?.map(|t| t as usize),
+        config: o.batch_config()?,
+        threads: o.threads.map(|t| t as usize),
+        model_path: o.model_path.map(PathBuf::from),
+        model: o.model,
     };
-    Ok((request, Duration::from_millis(timeout_ms)))
+    Ok((request, timeout))
 }
 
 /// One embedding call's options.
@@ -74,11 +39,16 @@ pub(super) struct CallOptions {
 impl CallOptions {
     /// `timeoutMs` (else `default_timeout`, the client's) and `signal`.
     pub(super) fn read(env: &Env, options: Option<Unknown>, default_timeout: Duration) -> R<Self> {
-        let o = Options::parse(options, "options", CALL_OPTIONS)?;
-        let timeout = o
-            .integer("timeoutMs", 1, u64::from(u32::MAX))?
-            .map_or(default_timeout, Duration::from_millis);
-        let cancel = match o.raw("signal")? {
+        let (options, o): (EmbedOptions, _) = read(options, "options")?;
+        options.validate()?;
+        let timeout = options
+            .timeout_ms
+            .map_or(default_timeout, |ms| Duration::from_millis(ms as u64));
+        let signal = match options.signal {
+            Some(_) => o.raw("signal")?,
+            None => None,
+        };
+        let cancel = match signal {
             None => None,
             Some(s) => {
                 let (tx, rx) = oneshot::channel();

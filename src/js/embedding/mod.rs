@@ -2,8 +2,11 @@
 //! - `client`: the `SharedEmbeddingClient` class (every method in one `#[napi] impl`)
 //!   and `getSharedEmbeddingClient`.
 //! - `args`: reading texts, the client's options and each call's options.
+//! - `options`: the options objects (`EmbeddingClientOptions`, `EmbedOptions`), each
+//!   declared once with its ranges and defaults.
 //! - `types`: `EmbeddingStats`, with its `From` conversion from the core.
 
 mod args;
 mod client;
+mod options;
 mod types;

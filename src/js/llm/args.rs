@@ -2,34 +2,19 @@
 //! the loader's options and `generate`'s options. Bad input is `INVALID_INPUT` (the
 //! thing to work on) or `INVALID_OPTION` (how to work on it).
 
+use super::options::{GenerateOptions, ModelLoaderOptions};
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
 use crate::error::OrionError;
-use crate::js::options::{cast_checked, describe, on_abort, to_json, Options};
+use crate::js::options::{cast_checked, describe, on_abort, read, to_json, Options};
 use crate::llm::generate::{GenerateParams, Prompt};
-use crate::llm::loader::{LoaderConfig, ProgressFn};
+use crate::llm::loader::ProgressFn;
 use crate::llm::registry::ModelDescriptor;
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-
-const LOADER_OPTIONS: &[&str] = &["maxConcurrentModels", "budgetBytes", "idleTimeoutMs"];
-const GENERATE_OPTIONS: &[&str] = &[
-    "maxTokens",
-    "temperature",
-    "topK",
-    "topP",
-    "minP",
-    "repeatPenalty",
-    "seed",
-    "stop",
-    "signal",
-    "onToken",
-    "raw",
-];
 
 /// A non-empty string: a model key or id.
 pub(super) fn read_key(v: &Unknown, what: &str) -> R<String> {
@@ -134,48 +119,11 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
     }
 }
 
-/// `getModelLoader`'s options; each one left out keeps the loader's current setting.
-pub(super) struct LoaderOptions {
-    max_concurrent_models: Option<u64>,
-    budget_bytes: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-}
-
-impl LoaderOptions {
-    pub(super) fn read(options: Option<Unknown>) -> R<Self> {
-        let o = Options::parse(options, "options", LOADER_OPTIONS)?;
-        Ok(Self {
-            max_concurrent_models: o.integer("maxConcurrentModels", 1, 64)?,
-            budget_bytes: o.integer("budgetBytes", 0, u64::MAX >> 11)?,
-            idle_timeout_ms: o.integer("idleTimeoutMs", 0, u64::from(u32::MAX))?,
-        })
-    }
-
-    /// `current` with the given options applied (0 turns the budget or the idle
-    /// timeout off); `None` when no option was given.
-    pub(super) fn applied_to(
-        &self,
-        current: impl FnOnce() -> LoaderConfig,
-    ) -> Option<LoaderConfig> {
-        if self.max_concurrent_models.is_none()
-            && self.budget_bytes.is_none()
-            && self.idle_timeout_ms.is_none()
-        {
-            return None;
-        }
-        let current = current();
-        Some(LoaderConfig {
-            max_concurrent_models: self
-                .max_concurrent_models
-                .map_or(current.max_concurrent_models, |m| m as usize),
-            budget_bytes: self
-                .budget_bytes
-                .map_or(current.budget_bytes, |b| (b > 0).then_some(b)),
-            idle_timeout: self.idle_timeout_ms.map_or(current.idle_timeout, |ms| {
-                (ms > 0).then(|| Duration::from_millis(ms))
-            }),
-        })
-    }
+/// `getModelLoader`'s options, checked.
+pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> {
+    let (o, _): (ModelLoaderOptions, _) = read(options, "options")?;
+    o.validate()?;
+    Ok(o)
 }
 
 /// A generation's settings, its stop flag and where its text goes.
@@ -189,39 +137,19 @@ pub(super) struct GenerateCall {
 
 /// `generate`'s options (and `generateStream`'s, which refuses `onToken`).
 pub(super) fn generate_options(env: &Env, options: Option<Unknown>) -> R<GenerateCall> {
-    let o = Options::parse(options, "options", GENERATE_OPTIONS)?;
-    let d = GenerateParams::default();
-    let params = GenerateParams {
-        max_tokens: o
-            .integer("maxTokens", 1, 1 << 20)?
-            .map_or(d.max_tokens, |v| v as u32),
-        temperature: o
-            .ranged("temperature", 0.0, 100.0)?
-            .map_or(d.temperature, |v| v as f32),
-        top_k: o.integer("topK", 0, 1 << 20)?.map_or(d.top_k, |v| v as i32),
-        top_p: o.ranged("topP", 0.0, 1.0)?.map_or(d.top_p, |v| v as f32),
-        min_p: o.ranged("minP", 0.0, 1.0)?.map_or(d.min_p, |v| v as f32),
-        repeat_penalty: o
-            .ranged("repeatPenalty", 0.01, 10.0)?
-            .map_or(d.repeat_penalty, |v| v as f32),
-        seed: o
-            .integer("seed", 0, u64::from(u32::MAX))?
-            .map_or(d.seed, |v| v as u32),
-        stop: o
-            .strings("stop")?
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| !s.is_empty())
-            .collect(),
-        raw: o.boolean("raw")?.unwrap_or(false),
-        ..d
-    };
+    let (options, o): (GenerateOptions, _) = read(options, "options")?;
+    options.validate()?;
+    let params = options.params();
     let cancel = Arc::new(AtomicBool::new(false));
-    if let Some(signal) = o.raw("signal")? {
+    if let Some(signal) = options.signal.and(o.raw("signal")?) {
         let flag = cancel.clone();
         on_abort(env, signal, move || flag.store(true, Ordering::Relaxed))?;
     }
-    let tokens = match o.function("onToken")? {
+    let on_token = match options.on_token {
+        Some(_) => o.function("onToken")?,
+        None => None,
+    };
+    let tokens = match on_token {
         None => None,
         Some(f) => Some(Arc::new(TokenSink::new(&f, cancel.clone())?)),
     };

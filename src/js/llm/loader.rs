@@ -2,7 +2,7 @@
 //! `getModelLoader`.
 
 use super::args::{
-    generate_options, read_descriptor, read_key, read_on_progress, read_prompt, LoaderOptions,
+    generate_options, loader_options, read_descriptor, read_key, read_on_progress, read_prompt,
 };
 use super::stream::TokenStream;
 use super::types::{GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
@@ -31,7 +31,7 @@ pub fn get_model_loader(env: Env, options: Option<Unknown>) -> Result<ModelLoade
 }
 
 fn loader(options: Option<Unknown>) -> R<ModelLoader> {
-    let options = LoaderOptions::read(options)?;
+    let options = loader_options(options)?;
     let svc = llm_service()?;
     if let Some(config) = options.applied_to(|| svc.loader().config()) {
         svc.loader().set_config(config);

@@ -5,12 +5,15 @@
 //! - `sinks`: `ProgressSink` and `TokenSink`, which call back into JS (`onProgress`,
 //!   `onToken`) from the loading and generating threads.
 //! - `args`: reading model keys, prompts, registry descriptors and options.
+//! - `options`: the options objects (`ModelLoaderOptions`, `GenerateOptions`), each
+//!   declared once with its ranges and defaults.
 //! - `types`: the objects returned to JS, each with its `From` conversion from the core.
 //! - `quantization`: `applyQuantization`, `getOptimizationStrategy` and the
 //!   `QUANTIZATION_LEVELS` export.
 
 mod args;
 mod loader;
+mod options;
 mod quantization;
 mod sinks;
 mod stream;

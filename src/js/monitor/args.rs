@@ -1,62 +1,18 @@
 //! Reading what JS passes to the memory monitor: its options and `start`'s interval.
 
+use super::options::MemoryMonitorOptions;
 use crate::error::OrionError;
-use crate::js::options::{cast_checked, describe, Options};
-use crate::monitor::{MonitorConfig, Pressure, Thresholds};
+use crate::js::options::{cast_checked, describe, read};
+use crate::monitor::MonitorConfig;
 use napi::bindgen_prelude::*;
 use std::time::Duration;
 
 type R<T> = std::result::Result<T, OrionError>;
 
-const MONITOR_OPTIONS: &[&str] = &[
-    "thresholds",
-    "historySize",
-    "budgetBytes",
-    "autoFree",
-    "freeAt",
-    "rssGrowthAlertBytesPerSec",
-];
-
 /// `current` with `getMemoryMonitor`'s options applied.
 pub(super) fn read_config(options: Option<Unknown>, current: MonitorConfig) -> R<MonitorConfig> {
-    let o = Options::parse(options, "options", MONITOR_OPTIONS)?;
-    let mut c = current;
-    if let Some(t) = o.raw("thresholds")? {
-        let t = Options::parse(
-            Some(t),
-            "options.thresholds",
-            &["medium", "high", "critical"],
-        )?;
-        let th = Thresholds {
-            medium: t.number("medium")?.unwrap_or(c.thresholds.medium),
-            high: t.number("high")?.unwrap_or(c.thresholds.high),
-            critical: t.number("critical")?.unwrap_or(c.thresholds.critical),
-        };
-        th.validate()?;
-        c.thresholds = th;
-    }
-    if let Some(h) = o.integer("historySize", 1, 1_000_000)? {
-        c.history = h as usize;
-    }
-    if let Some(b) = o.integer("budgetBytes", 0, u64::MAX >> 11)? {
-        c.budget_bytes = (b > 0).then_some(b);
-    }
-    if let Some(a) = o.boolean("autoFree")? {
-        c.auto_free = a;
-    }
-    if let Some(f) = o.string("freeAt")? {
-        let p = Pressure::parse(&f)?;
-        if p < Pressure::High {
-            return Err(OrionError::InvalidOption(format!(
-                "options.freeAt must be 'high' or 'critical', got {f:?}"
-            )));
-        }
-        c.free_at = p;
-    }
-    if let Some(g) = o.integer("rssGrowthAlertBytesPerSec", 1, u64::MAX >> 11)? {
-        c.rss_growth_alert_bytes_per_sec = g;
-    }
-    Ok(c)
+    let (o, _): (MemoryMonitorOptions, _) = read(options, "options")?;
+    o.applied_to(current)
 }
 
 /// `start`'s `intervalMs`: a number of milliseconds from 1 to 2147483647.

@@ -102,7 +102,7 @@ impl MemoryMonitor {
     }
 
     /// Take a snapshot every `intervalMs` on a background thread (process-wide; calling
-    /// it again while running keeps the first period). Subscribers see each one.
+    /// it again while running changes the period). Subscribers see each one.
     #[napi(ts_args_type = "intervalMs: number", catch_unwind)]
     pub fn start(&self, env: Env, interval_ms: Unknown) -> Result<()> {
         let interval = read_interval(&interval_ms).map_err(|e| js_error(&env, &e))?;

@@ -4,6 +4,7 @@
 //! - `subscribers`: the process-wide `onSnapshot`/`onAlert` subscriptions, binding-side
 //!   because they hold JS functions (see there).
 //! - `args`: reading the monitor's options and `start`'s interval.
+//! - `options`: `MemoryMonitorOptions`, declared once with its ranges and defaults.
 //! - `types`: the objects returned to JS, each with its `From` conversion from the core.
 //!
 //! Status-file publishing and the start from `ORION_ENABLE_MEMORY_MONITOR` are service
@@ -11,5 +12,6 @@
 
 mod args;
 mod memory_monitor;
+mod options;
 mod subscribers;
 mod types;
