@@ -66,4 +66,3 @@ export type OrionErrorCode =
 export interface TokenStream {
   [Symbol.asyncIterator](): AsyncIterator<string, undefined>
 }
-
