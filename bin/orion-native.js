@@ -166,12 +166,35 @@ function render(statuses, own) {
         `system available ${mb(s.system.available)} of ${mb(s.system.total)}` +
         (s.system.cgroupLimit ? `  cgroup limit ${mb(s.system.cgroupLimit)}` : ''),
     )
-    const rows = [['model', 'size', 'quantization', 'state']]
-    for (const m of s.models)
-      rows.push([m.key, mb(m.bytes), m.quantization || '?', m.inUse ? 'generating' : `idle ${ago(m.idleMs)}`])
     if (s.models.length) {
-      const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
-      for (const r of rows) lines.push('  ' + r.map((c, i) => c.padEnd(widths[i])).join('  '))
+      const Table = require('cli-table3')
+      // Compact columns, no box: it sits under a process's summary line.
+      const none = { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '' }
+      const chars = {
+        ...none,
+        'bottom-left': '',
+        'bottom-right': '',
+        left: '',
+        'left-mid': '',
+        mid: '',
+        'mid-mid': '',
+        right: '',
+        'right-mid': '',
+        middle: ' ',
+      }
+      const table = new Table({
+        head: ['model', 'size', 'quantization', 'state'],
+        chars,
+        style: { head: [], border: [], 'padding-left': 0, 'padding-right': 1 },
+      })
+      for (const m of s.models)
+        table.push([m.key, mb(m.bytes), m.quantization || '?', m.inUse ? 'generating' : `idle ${ago(m.idleMs)}`])
+      lines.push(
+        ...table
+          .toString()
+          .split('\n')
+          .map((l) => '  ' + l),
+      )
     } else {
       lines.push('  no models loaded')
     }

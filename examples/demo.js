@@ -150,10 +150,15 @@ function memoryStatus(s) {
   return `memory: ${s.pressure} pressure, RSS ${mb(s.process.rss)}, models loaded: ${models}, embedding cache ${mb(s.orion.embeddingCacheBytes)}`
 }
 
-function progressBar(p) {
-  const width = 30
-  const done = Math.round((p / 100) * width)
-  return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${String(p).padStart(3)}%`
+// The load progress the worker posts, on a terminal as a progress bar (cli-progress).
+function progressBar() {
+  const cliProgress = require('cli-progress')
+  const bar = new cliProgress.SingleBar(
+    { format: '  loading [{bar}] {percentage}%' },
+    cliProgress.Presets.shades_classic,
+  )
+  bar.start(100, 0)
+  return bar
 }
 
 function runLlmWorker(question, context) {
@@ -164,15 +169,18 @@ function runLlmWorker(question, context) {
     const progress = []
     const pieces = []
     const tty = !json && process.stdout.isTTY
+    let bar = null
     worker.on('message', (m) => {
       if (m.type === 'load_progress') {
         progress.push(m.payload.progress)
-        if (tty) process.stdout.write(`\r  ${progressBar(m.payload.progress)}`)
-        else if (!json && m.payload.progress === 100) log(`  ${progressBar(100)}`)
+        if (tty) {
+          bar = bar || progressBar()
+          bar.update(m.payload.progress)
+        } else if (!json && m.payload.progress === 100) log('  model loaded (100 %)')
       } else if (m.type === 'token') {
         if (!json && progress.length && progress.at(-1) === 100 && !runLlmWorker.started) {
           runLlmWorker.started = true
-          if (tty) process.stdout.write('\n')
+          if (bar) bar.stop()
           process.stdout.write(`  ? ${question}\n  > `)
         }
         pieces.push(m.payload.text)
