@@ -69,3 +69,13 @@ test('the checks can fail: a missing variable or code is reported', () => {
   expect(section('Configuration').includes('`ORION_NOT_A_VARIABLE`')).toBe(false)
   expect(section('Error codes').includes('| `NOT_A_CODE`')).toBe(false)
 })
+
+test('index.js knows every error code of the addon (a code it does not know would be recoded)', () => {
+  const rust = fs.readFileSync(path.join(root, 'src', 'error.rs'), 'utf8')
+  const codes = [...rust.matchAll(/=> "([A-Z_]+)",/g)].map((m) => m[1]).sort()
+  const js = fs.readFileSync(path.join(root, 'index.js'), 'utf8')
+  const set = /const CODES = new Set\(\[([\s\S]*?)\]\)/.exec(js)
+  expect(set).not.toBeNull()
+  const known = [...set[1].matchAll(/'([A-Z_]+)'/g)].map((m) => m[1]).sort()
+  expect(known).toEqual(codes)
+})
