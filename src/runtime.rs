@@ -1,6 +1,38 @@
 //! The process-wide services. Every thread (the main thread and each `worker_thread`)
 //! loads the same addon instance, so these statics are shared by all of them: this is
-//! the one place where "one per process" is decided.
+//! the one place where "one per process" is decided. Services are built here, once, and
+//! given what they use (the LLM service its model registry, its loader its sha256
+//! memo), so that unit tests build their own instead of sharing the process's.
+//!
+//! # Process-wide state
+//!
+//! Here:
+//!
+//! - `SETTINGS`: what `configure()` set.
+//! - `EMBEDDING`: the embedding services, one per model directory.
+//! - `LLM` (built under `LLM_INIT`): the LLM service, which owns the model registry
+//!   (`llm::registry::Registry`: built-ins, catalog, `ORION_MODEL_REGISTRY`, models
+//!   registered since) and, through its loader, the sha256 memo
+//!   (`llm::integrity::Integrity`).
+//! - `LLAMA_BACKEND`, `LLAMA_CONTEXT_CREATION`: llama.cpp's backend and the lock
+//!   context creation takes; llama.cpp's own state is process-global.
+//! - `ORT_ENVIRONMENT`: ONNX Runtime's environment; ort allows one per process.
+//! - `MONITOR`, `MEMORY_LISTENER` and the `Once`s `OBSERVING` (in [`observe_memory`])
+//!   and `DONE` (in [`auto_start_memory_monitor`]): the memory monitor and who hears it.
+//! - `SHUT_DOWN`, `WORK`, `WORK_DONE`, `EXIT_HANDLERS`: the process's exit.
+//!
+//! Elsewhere, each with a comment saying why:
+//!
+//! - `sysmem::SYSTEM`: sysinfo's reader, a cache of the last reading (no state of
+//!   ours), kept next to the only code that reads it.
+//! - `js::env_guard::ENVS`: work in flight per JS environment, keyed by environments
+//!   that only the binding layer knows.
+//! - `js::monitor::subscribers::{SUBSCRIBERS, NEXT_ID}`: JS functions (napi thread-safe
+//!   functions) subscribed to the monitor.
+//! - `js::lifecycle::{HOOKED, LIVE_ENVS, ATTACHED}`: which JS environments attached the
+//!   addon's exit hooks (`ATTACHED` is per thread).
+//! - Test code only: the GGUF fuzz test's `CASE` and `CASE_LEN` (`llm::engine`'s tests),
+//!   read by its SIGABRT handler.
 //!
 //! # Locks
 //!
@@ -21,8 +53,14 @@
 //!   copy of the list ([`embedding_services`]), outside the lock.
 //! - `SETTINGS` is a leaf: only cloned or updated under it.
 //! - `LLM_INIT`, then what building the LLM service takes: `SETTINGS` (read), `sysmem`'s
-//!   reader and llama.cpp's backend initialisation (through `strategy::detect`). No
-//!   caller of [`llm_service`] holds another lock. `LLM` is read without a lock.
+//!   reader and llama.cpp's backend initialisation (`LLAMA_BACKEND`, through
+//!   `strategy::detect`). No caller of [`llm_service`] holds another lock. `LLM` is read
+//!   without a lock.
+//! - `LLAMA_CONTEXT_CREATION` is a leaf, held while llama.cpp creates one context.
+//! - `ORT_ENVIRONMENT` is a leaf, held while ONNX Runtime's library loads (on an
+//!   embedding service's thread, which holds no other lock).
+//! - The registry's and the sha256 memo's locks are leaves (the memo's per-file lock is
+//!   held while that file is hashed, by a model load holding no other lock).
 //! - `WORK` and `EMBEDDING` are never held together: [`begin_shutdown`] lets go of
 //!   `WORK` before it takes `EMBEDDING`.
 //!
@@ -39,6 +77,7 @@ use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::EmbeddingService;
 use crate::error::{OrionError, Result};
+use llama_cpp_2::llama_backend::LlamaBackend;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -298,9 +337,53 @@ pub(crate) fn llm_service() -> Result<&'static crate::llm::LlmService> {
     if let Some(svc) = LLM.get() {
         return Ok(svc);
     }
-    let created = crate::llm::LlmService::new(crate::llm::LlmService::default_config()?)?;
+    let created = crate::llm::LlmService::new(
+        crate::llm::LlmService::default_config()?,
+        crate::llm::registry::Registry::from_env(),
+    )?;
     // Only ever set here, under `LLM_INIT`: this is the one build.
     Ok(LLM.get_or_init(|| created))
+}
+
+/// llama.cpp's backend (`llama_backend_init`). llama.cpp's own state is process-global,
+/// so there is one per process, whatever builds models or contexts. A failed
+/// initialisation is kept (its message) and reported to every caller.
+static LLAMA_BACKEND: std::sync::OnceLock<std::result::Result<LlamaBackend, String>> =
+    std::sync::OnceLock::new();
+
+/// The process's llama.cpp backend, initialised by the first caller.
+pub(crate) fn llama_backend() -> Result<&'static LlamaBackend> {
+    LLAMA_BACKEND
+        .get_or_init(crate::llm::engine::init_backend)
+        .as_ref()
+        .map_err(|e| OrionError::Internal(format!("llama.cpp backend: {e}")))
+}
+
+/// Held while llama.cpp creates a context: creation mutates the model, so concurrent
+/// creation is unsound, and one lock for the process covers every model. A leaf lock.
+static LLAMA_CONTEXT_CREATION: Mutex<()> = Mutex::new(());
+
+/// Creating a llama.cpp context is allowed while the guard returned lives.
+pub(crate) fn llama_context_creation() -> parking_lot::MutexGuard<'static, ()> {
+    LLAMA_CONTEXT_CREATION.lock()
+}
+
+/// ONNX Runtime's environment: ort allows one per process. Built by the first model
+/// load that finds the library; a failed build leaves it empty, so the next load tries
+/// again. Held while the library loads, on an embedding service's thread, with no
+/// other lock held.
+static ORT_ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+
+/// The process's ONNX Runtime environment, loading the library from the first of
+/// `candidates` that loads when there is none yet.
+pub(crate) fn ort_environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
+    let mut env = ORT_ENVIRONMENT.lock();
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let built = crate::embedding::model::build_environment(candidates)?;
+    *env = Some(built.clone());
+    Ok(built)
 }
 
 /// What the monitor can see and free: the loader's models and the embedding caches.

@@ -30,6 +30,8 @@ impl SystemMemory {
     }
 }
 
+/// sysinfo's reader, process-wide (listed in `crate::runtime`'s doc): a cache of the
+/// last reading rather than state of ours, kept next to the only code that reads it.
 static SYSTEM: LazyLock<Mutex<System>> = LazyLock::new(|| Mutex::new(System::new()));
 
 /// A fresh reading of memory only (cheap: no process or CPU scan).

@@ -6,7 +6,6 @@ use crate::error::{OrionError, Result};
 use fastembed::{
     InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
 };
-use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 
 /// Name of the default model and of its directory under the models directory.
@@ -50,14 +49,10 @@ pub(crate) fn read_dimension(dir: &Path) -> Option<usize> {
     v.get("hidden_size")?.as_u64().map(|d| d as usize)
 }
 
-/// The process's one ONNX Runtime environment (ort allows only one).
-static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
-
-fn environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
-    let mut env = ENVIRONMENT.lock();
-    if let Some(e) = env.as_ref() {
-        return Ok(e.clone());
-    }
+/// Load ONNX Runtime from the first of `candidates` that loads and build its
+/// environment. Called once per process, by `crate::runtime::ort_environment`, which
+/// keeps the one built (ort allows only one).
+pub(crate) fn build_environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
     let mut tried = Vec::new();
     for path in candidates {
         if path.is_absolute() && !path.exists() {
@@ -66,12 +61,10 @@ fn environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> 
         }
         match ort::init_from(path) {
             Ok(builder) => {
-                let built = builder
+                return builder
                     .with_name("orion-native")
                     .build()
-                    .map_err(|e| OrionError::RuntimeNotFound(format!("{}: {e}", path.display())))?;
-                *env = Some(built.clone());
-                return Ok(built);
+                    .map_err(|e| OrionError::RuntimeNotFound(format!("{}: {e}", path.display())));
             }
             Err(e) => tried.push(format!("{} ({e})", path.display())),
         }
@@ -121,7 +114,7 @@ impl EmbedderFactory for FastEmbedFactory {
             special_tokens_map_file: self.read("special_tokens_map.json")?,
             tokenizer_config_file: self.read("tokenizer_config.json")?,
         };
-        let env = environment(&self.runtime_candidates)?;
+        let env = crate::runtime::ort_environment(&self.runtime_candidates)?;
         let model =
             UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
         let mut options = InitOptionsUserDefined::new()
@@ -144,7 +137,7 @@ impl EmbedderFactory for FastEmbedFactory {
 impl FastEmbedFactory {
     /// fastembed's own download of all-MiniLM-L6-v2, cached under the models directory.
     fn load_from_hub(&self) -> Result<Box<dyn Embedder>> {
-        let env = environment(&self.runtime_candidates)?;
+        let env = crate::runtime::ort_environment(&self.runtime_candidates)?;
         let cache = self
             .dir
             .parent()

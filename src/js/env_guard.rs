@@ -59,6 +59,8 @@ impl Gone {
     }
 }
 
+/// Binding-side (listed in `crate::runtime`'s doc): keyed by JS environments, which
+/// only this layer knows.
 static ENVS: LazyLock<Mutex<HashMap<usize, Arc<EnvWork>>>> = LazyLock::new(Default::default);
 
 /// Keeps its generation registered with its environment until dropped.

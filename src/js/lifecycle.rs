@@ -13,14 +13,19 @@ use napi::Env;
 use napi_derive::napi;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+/// Whether the main thread's `exit` listener is installed. Binding-side (listed in
+/// `crate::runtime`'s doc): it is about a JS environment's `process`.
 static HOOKED: AtomicBool = AtomicBool::new(false);
 
 /// `process.on(event, listener)`'s arguments.
 type OnArgs<'a> = FnArgs<(&'a str, Function<'a, (), ()>)>;
+/// JS environments that attached the addon and have not been torn down. Binding-side
+/// (listed in `crate::runtime`'s doc): counted by their cleanup hooks.
 static LIVE_ENVS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // Each JS environment runs on a thread of its own (the main thread, or a worker's).
+    // Binding-side (listed in `crate::runtime`'s doc): whether this one attached.
     static ATTACHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 

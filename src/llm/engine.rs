@@ -11,28 +11,25 @@ use llama_cpp_2::gguf::GgufContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
-use parking_lot::Mutex;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
 
 pub(crate) const LOG_ENV: &str = "ORION_LLAMA_LOG";
 
-static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
-static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
-
-/// The process's llama.cpp backend, quiet unless `ORION_LLAMA_LOG=1`.
+/// The process's llama.cpp backend (kept by `crate::runtime`, since llama.cpp's own
+/// state is process-global), initialised by the first caller.
 pub(crate) fn backend() -> Result<&'static LlamaBackend> {
-    BACKEND
-        .get_or_init(|| {
-            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
-            if std::env::var(LOG_ENV).map_or(true, |v| v.is_empty() || v == "0") {
-                b.void_logs();
-            }
-            Ok(b)
-        })
-        .as_ref()
-        .map_err(|e| OrionError::Internal(format!("llama.cpp backend: {e}")))
+    crate::runtime::llama_backend()
+}
+
+/// Initialise llama.cpp's backend, quiet unless `ORION_LLAMA_LOG=1`. Called once per
+/// process, by `crate::runtime::llama_backend`.
+pub(crate) fn init_backend() -> std::result::Result<LlamaBackend, String> {
+    let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+    if std::env::var(LOG_ENV).map_or(true, |v| v.is_empty() || v == "0") {
+        b.void_logs();
+    }
+    Ok(b)
 }
 
 #[derive(Clone, Debug, Default)]
@@ -128,7 +125,7 @@ pub(crate) fn new_context(
         .with_n_threads_batch(threads)
         // llama.cpp keeps no timings by default; ours are reported next to its own.
         .with_no_perf(false);
-    let _one_at_a_time = CONTEXT_CREATION.lock();
+    let _one_at_a_time = crate::runtime::llama_context_creation();
     model.new_context(backend, params).map_err(|e| {
         OrionError::InferenceFailed(format!("could not create a context of {n_ctx} tokens: {e}"))
     })

@@ -28,6 +28,7 @@
 //! - A load's `leases` count changes only under the loader's `state`, so that it is
 //!   final once the load has left `State::loading`.
 
+use super::integrity::Integrity;
 use super::registry::Resolved;
 use crate::error::{OrionError, Result};
 use parking_lot::{Condvar, Mutex};
@@ -230,6 +231,9 @@ pub(crate) struct ModelLoader<E: Engine> {
     config: Mutex<LoaderConfig>,
     state: Mutex<State<E::Model>>,
     changes: Arc<Changes>,
+    /// The sha256s of the files it loaded (the process's one memo, since the runtime
+    /// builds one loader).
+    integrity: Integrity,
 }
 
 impl<E: Engine> ModelLoader<E> {
@@ -249,6 +253,7 @@ impl<E: Engine> ModelLoader<E> {
                 epoch: Mutex::new(0),
                 cv: Condvar::new(),
             }),
+            integrity: Integrity::default(),
         }
     }
 
@@ -422,7 +427,7 @@ impl<E: Engine> ModelLoader<E> {
         }
         // Before make_room: a bad file must not cost another model its place.
         if let Some(sha256) = &model.sha256 {
-            super::integrity::verify(&model.path, sha256)?;
+            self.integrity.verify(&model.path, sha256)?;
         }
         let need = meta.file_bytes + meta.kv_bytes_per_context;
         self.make_room(slot.id, &model.key, need, queued_behind)?;

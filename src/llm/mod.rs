@@ -15,7 +15,7 @@ use crate::error::{OrionError, Result};
 use engine::LlamaEngine;
 use generate::{GenerateParams, Generation, Prompt};
 use loader::{LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
-use registry::Resolved;
+use registry::{Registry, Resolved};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,10 +46,13 @@ pub(crate) struct LoadInfo {
 pub(crate) struct LlmService {
     loader: Arc<ModelLoader<LlamaEngine>>,
     strategy: Strategy,
+    /// The models it resolves keys against (the process's one: see `runtime`).
+    registry: Registry,
 }
 
 impl LlmService {
-    pub(crate) fn new(config: LoaderConfig) -> Result<Self> {
+    /// A service resolving keys against `registry`, and starting its keep-alive thread.
+    pub(crate) fn new(config: LoaderConfig, registry: Registry) -> Result<Self> {
         let strategy = strategy::detect()?;
         let engine = LlamaEngine {
             gpu_layers: strategy.gpu_layers,
@@ -71,7 +74,11 @@ impl LlmService {
                 }
             })
             .map_err(|e| OrionError::Internal(format!("keep-alive thread: {e}")))?;
-        Ok(Self { loader, strategy })
+        Ok(Self {
+            loader,
+            strategy,
+            registry,
+        })
     }
 
     /// `maxConcurrentModels` from `ORION_MAX_CONCURRENT_MODELS`, else the default.
@@ -94,9 +101,14 @@ impl LlmService {
         &self.loader
     }
 
+    /// The registry `registerModel` adds to and `listModels` lists.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub(crate) fn resolve(&self, spec: &str) -> Result<Resolved> {
         let preferred = quant::level(self.strategy.quantization).ok();
-        let mut r = registry::resolve_in(
+        let mut r = self.registry.resolve_in(
             spec,
             preferred,
             &crate::paths::models_dir(),

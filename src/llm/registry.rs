@@ -8,7 +8,6 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 pub(crate) const REGISTRY_ENV: &str = "ORION_MODEL_REGISTRY";
 
@@ -194,22 +193,77 @@ fn catalog() -> BTreeMap<String, ModelDescriptor> {
         .collect()
 }
 
-static REGISTRY: LazyLock<RwLock<Option<BTreeMap<String, ModelDescriptor>>>> =
-    LazyLock::new(|| RwLock::new(None));
+/// Where a [`Registry`] reads its file from, on first use.
+#[derive(Clone, Debug)]
+enum RegistryFile {
+    /// The file named by `ORION_MODEL_REGISTRY`, read when the registry is first used.
+    FromEnv,
+    /// This file, or none.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Fixed(Option<PathBuf>),
+}
 
-/// Built-ins plus the `ORION_MODEL_REGISTRY` file, read on first use.
-fn with_registry<T>(
-    f: impl FnOnce(&mut BTreeMap<String, ModelDescriptor>) -> Result<T>,
-) -> Result<T> {
-    let mut guard = REGISTRY.write();
-    if guard.is_none() {
-        let mut models = builtin();
-        if let Some(file) = std::env::var_os(REGISTRY_ENV).filter(|v| !v.is_empty()) {
-            models.extend(read_registry_file(Path::new(&file))?);
+/// The models one can load by key: the built-ins, the catalog, the registry file and
+/// the models registered since. The process's one lives in its `LlmService`
+/// (`crate::runtime::llm_service`); tests build their own.
+pub(crate) struct Registry {
+    file: RegistryFile,
+    /// Filled on first use; left empty while the file cannot be read, so that the next
+    /// call reports the same error (or succeeds once the file is fixed).
+    models: RwLock<Option<BTreeMap<String, ModelDescriptor>>>,
+}
+
+impl Registry {
+    /// Built-ins plus the file named by `ORION_MODEL_REGISTRY` (read on first use).
+    pub(crate) fn from_env() -> Self {
+        Self {
+            file: RegistryFile::FromEnv,
+            models: RwLock::new(None),
         }
-        *guard = Some(models);
     }
-    f(guard.as_mut().expect("initialised above"))
+
+    /// Built-ins plus `file`, whatever the environment says.
+    #[cfg(test)]
+    pub(crate) fn with_file(file: Option<PathBuf>) -> Self {
+        Self {
+            file: RegistryFile::Fixed(file),
+            models: RwLock::new(None),
+        }
+    }
+
+    /// Built-ins plus the registry file, read on first use.
+    fn with_models<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, ModelDescriptor>) -> Result<T>,
+    ) -> Result<T> {
+        let mut guard = self.models.write();
+        if guard.is_none() {
+            let mut models = builtin();
+            let file = match &self.file {
+                RegistryFile::FromEnv => std::env::var_os(REGISTRY_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from),
+                RegistryFile::Fixed(file) => file.clone(),
+            };
+            if let Some(file) = file {
+                models.extend(read_registry_file(&file)?);
+            }
+            *guard = Some(models);
+        }
+        f(guard.as_mut().expect("initialised above"))
+    }
+
+    pub(crate) fn register(&self, key: &str, descriptor: ModelDescriptor) -> Result<()> {
+        descriptor.validate(key)?;
+        self.with_models(|m| {
+            m.insert(key.to_string(), descriptor);
+            Ok(())
+        })
+    }
+
+    pub(crate) fn list(&self) -> Result<Vec<(String, ModelDescriptor)>> {
+        self.with_models(|m| Ok(m.iter().map(|(k, d)| (k.clone(), d.clone())).collect()))
+    }
 }
 
 pub(crate) fn read_registry_file(path: &Path) -> Result<BTreeMap<String, ModelDescriptor>> {
@@ -229,18 +283,6 @@ pub(crate) fn read_registry_file(path: &Path) -> Result<BTreeMap<String, ModelDe
         d.validate(k)?;
     }
     Ok(models)
-}
-
-pub(crate) fn register(key: &str, descriptor: ModelDescriptor) -> Result<()> {
-    descriptor.validate(key)?;
-    with_registry(|m| {
-        m.insert(key.to_string(), descriptor);
-        Ok(())
-    })
-}
-
-pub(crate) fn list() -> Result<Vec<(String, ModelDescriptor)>> {
-    with_registry(|m| Ok(m.iter().map(|(k, d)| (k.clone(), d.clone())).collect()))
 }
 
 /// What `loadModel(spec)` means: a file to load under a key.
@@ -266,99 +308,104 @@ fn is_path(spec: &str) -> bool {
     spec.ends_with(".gguf") || spec.contains('/') || spec.contains('\\')
 }
 
-/// Resolve a key, an MLC-style quantized id (`<key>-q4f16_1-MLC`) or a GGUF path.
-/// `preferred` is the level to use when the spec does not name one.
-#[cfg(test)]
-pub(crate) fn resolve(
-    spec: &str,
-    preferred: Option<&QuantLevel>,
-    models_dir: &Path,
-) -> Result<Resolved> {
-    resolve_in(spec, preferred, models_dir, &[])
-}
+impl Registry {
+    /// [`Registry::resolve_in`] with no bundled directories.
+    #[cfg(test)]
+    pub(crate) fn resolve(
+        &self,
+        spec: &str,
+        preferred: Option<&QuantLevel>,
+        models_dir: &Path,
+    ) -> Result<Resolved> {
+        self.resolve_in(spec, preferred, models_dir, &[])
+    }
 
-/// [`resolve`], with registry files found first in `bundled` (read-only directories an
-/// app ships), else in `models_dir`.
-pub(crate) fn resolve_in(
-    spec: &str,
-    preferred: Option<&QuantLevel>,
-    models_dir: &Path,
-    bundled: &[PathBuf],
-) -> Result<Resolved> {
-    if spec.trim().is_empty() {
-        return Err(OrionError::InvalidInput(
-            "model key must not be empty".into(),
-        ));
-    }
-    if is_path(spec) {
-        let path = PathBuf::from(spec);
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        return Ok(Resolved {
-            key: spec.to_string(),
-            quantization: quant::gguf_type_in_file_name(&file_name),
-            path,
-            context_length: DEFAULT_CONTEXT,
-            sha256: None,
-            size: None,
-            hub: None,
-        });
-    }
-    let (base, forced) = match quant::split_quantized_id(spec) {
-        Some((base, l)) => (base, Some(l)),
-        None => (spec, None),
-    };
-    let found = with_registry(|m| {
-        Ok(m.get(base)
-            .or_else(|| {
-                m.iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(base))
-                    .map(|(_, d)| d)
-            })
-            .cloned()
-            .ok_or_else(|| m.keys().cloned().collect::<Vec<_>>()))
-    })?;
-    let d = found.map_err(|known| {
+    /// Resolve a key, an MLC-style quantized id (`<key>-q4f16_1-MLC`) or a GGUF path.
+    /// `preferred` is the level to use when the spec does not name one. Registry files
+    /// are found first in `bundled` (read-only directories an app ships), else in
+    /// `models_dir`.
+    pub(crate) fn resolve_in(
+        &self,
+        spec: &str,
+        preferred: Option<&QuantLevel>,
+        models_dir: &Path,
+        bundled: &[PathBuf],
+    ) -> Result<Resolved> {
+        if spec.trim().is_empty() {
+            return Err(OrionError::InvalidInput(
+                "model key must not be empty".into(),
+            ));
+        }
+        if is_path(spec) {
+            let path = PathBuf::from(spec);
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Ok(Resolved {
+                key: spec.to_string(),
+                quantization: quant::gguf_type_in_file_name(&file_name),
+                path,
+                context_length: DEFAULT_CONTEXT,
+                sha256: None,
+                size: None,
+                hub: None,
+            });
+        }
+        let (base, forced) = match quant::split_quantized_id(spec) {
+            Some((base, l)) => (base, Some(l)),
+            None => (spec, None),
+        };
+        let found = self.with_models(|m| {
+            Ok(m.get(base)
+                .or_else(|| {
+                    m.iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(base))
+                        .map(|(_, d)| d)
+                })
+                .cloned()
+                .ok_or_else(|| m.keys().cloned().collect::<Vec<_>>()))
+        })?;
+        let d = found.map_err(|known| {
         OrionError::UnknownModel(format!(
             "no model {spec:?} in the registry (known: {}). Register it with registerModel(), list it in \
              {REGISTRY_ENV}, or pass a path to a .gguf file",
             known.join(", ")
         ))
     })?;
-    let want = forced.or(preferred);
-    let (level, file) = pick_file(&d, want)
-        .ok_or_else(|| OrionError::UnknownModel(format!("model {base:?} has no files")))?;
-    if let Some(f) = forced {
-        if level != f.name {
-            return Err(OrionError::UnknownModel(format!(
-                "model {base:?} has no {} file (it has: {})",
-                f.name,
-                d.files.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+        let want = forced.or(preferred);
+        let (level, file) = pick_file(&d, want)
+            .ok_or_else(|| OrionError::UnknownModel(format!("model {base:?} has no files")))?;
+        if let Some(f) = forced {
+            if level != f.name {
+                return Err(OrionError::UnknownModel(format!(
+                    "model {base:?} has no {} file (it has: {})",
+                    f.name,
+                    d.files.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
         }
+        let rel = file
+            .path
+            .clone()
+            .or_else(|| file.hub_file.clone())
+            .unwrap_or_default();
+        let path = crate::paths::locate_in(Path::new(&rel), bundled, models_dir);
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Resolved {
+            key: spec.to_string(),
+            quantization: quant::gguf_type_in_file_name(&file_name)
+                .or_else(|| quant::level(&level).ok().map(|l| l.gguf[0].to_string())),
+            path,
+            context_length: d.context_length.unwrap_or(DEFAULT_CONTEXT),
+            sha256: file.sha256.clone(),
+            size: file.size,
+            hub: file.hub_repo.clone().zip(file.hub_file.clone()),
+        })
     }
-    let rel = file
-        .path
-        .clone()
-        .or_else(|| file.hub_file.clone())
-        .unwrap_or_default();
-    let path = crate::paths::locate_in(Path::new(&rel), bundled, models_dir);
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(Resolved {
-        key: spec.to_string(),
-        quantization: quant::gguf_type_in_file_name(&file_name)
-            .or_else(|| quant::level(&level).ok().map(|l| l.gguf[0].to_string())),
-        path,
-        context_length: d.context_length.unwrap_or(DEFAULT_CONTEXT),
-        sha256: file.sha256.clone(),
-        size: file.size,
-        hub: file.hub_repo.clone().zip(file.hub_file.clone()),
-    })
 }
 
 /// The file for `want`, else the closest level the descriptor has (the next smaller
@@ -388,6 +435,11 @@ fn pick_file(d: &ModelDescriptor, want: Option<&QuantLevel>) -> Option<(String, 
 mod tests {
     use super::*;
 
+    /// A registry of this test's own: the built-ins, no file.
+    fn reg() -> Registry {
+        Registry::with_file(None)
+    }
+
     #[test]
     fn the_catalog_parses_and_every_entry_is_valid() {
         let c: Catalog = serde_json::from_str(CATALOG).expect("catalog.json parses");
@@ -395,12 +447,13 @@ mod tests {
         for (key, d) in catalog() {
             d.validate(&key).unwrap();
         }
-        let r = resolve(
-            "Mistral-7B-Instruct-v0.2-q4f16_1-MLC",
-            None,
-            Path::new("/models"),
-        )
-        .unwrap();
+        let r = Registry::with_file(None)
+            .resolve(
+                "Mistral-7B-Instruct-v0.2-q4f16_1-MLC",
+                None,
+                Path::new("/models"),
+            )
+            .unwrap();
         assert_eq!(
             r.path,
             Path::new("/models/Mistral-7B-Instruct-v0.2/mistral-7b-instruct-v0.2.Q4_K_M.gguf")
@@ -440,7 +493,7 @@ mod tests {
 
     #[test]
     fn demo_is_built_in_and_resolves_under_the_models_dir() {
-        let r = resolve("demo", None, Path::new("/models")).unwrap();
+        let r = reg().resolve("demo", None, Path::new("/models")).unwrap();
         assert_eq!(
             r.path,
             PathBuf::from("/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -451,16 +504,21 @@ mod tests {
 
     #[test]
     fn quantized_ids_and_paths_resolve() {
-        let r = resolve("demo-q4f16_1-MLC", None, Path::new("/m")).unwrap();
+        let r = reg()
+            .resolve("demo-q4f16_1-MLC", None, Path::new("/m"))
+            .unwrap();
         assert_eq!(r.key, "demo-q4f16_1-MLC");
         assert!(r.path.ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"));
         assert_eq!(
-            resolve("demo-q8f16_1-MLC", None, Path::new("/m"))
+            reg()
+                .resolve("demo-q8f16_1-MLC", None, Path::new("/m"))
                 .unwrap_err()
                 .code(),
             "UNKNOWN_MODEL"
         );
-        let p = resolve("/tmp/x.Q8_0.gguf", None, Path::new("/m")).unwrap();
+        let p = reg()
+            .resolve("/tmp/x.Q8_0.gguf", None, Path::new("/m"))
+            .unwrap();
         assert_eq!(
             (p.key.as_str(), p.quantization.as_deref()),
             ("/tmp/x.Q8_0.gguf", Some("Q8_0"))
@@ -469,7 +527,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_list_what_is_known() {
-        let e = resolve("gpt-17", None, Path::new("/m")).unwrap_err();
+        let e = reg().resolve("gpt-17", None, Path::new("/m")).unwrap_err();
         assert_eq!(e.code(), "UNKNOWN_MODEL");
         assert!(e.to_string().contains("demo"));
     }
@@ -513,28 +571,67 @@ mod tests {
 
     #[test]
     fn registered_models_are_listed_and_resolvable() {
-        register("unit-test-model", desc(&["q4", "q8"])).unwrap();
-        assert!(list().unwrap().iter().any(|(k, _)| k == "unit-test-model"));
-        let r = resolve(
-            "unit-test-model",
-            Some(quant::level("q8").unwrap()),
-            Path::new("/m"),
+        let registry = reg();
+        registry
+            .register("unit-test-model", desc(&["q4", "q8"]))
+            .unwrap();
+        assert!(registry
+            .list()
+            .unwrap()
+            .iter()
+            .any(|(k, _)| k == "unit-test-model"));
+        let r = registry
+            .resolve(
+                "unit-test-model",
+                Some(quant::level("q8").unwrap()),
+                Path::new("/m"),
+            )
+            .unwrap();
+        assert_eq!(r.path, PathBuf::from("/m/m.q8.gguf"));
+        // Another registry (another test's) does not see it.
+        assert_eq!(
+            reg()
+                .resolve("unit-test-model", None, Path::new("/m"))
+                .unwrap_err()
+                .code(),
+            "UNKNOWN_MODEL"
+        );
+    }
+
+    #[test]
+    fn the_registry_file_is_read_on_first_use_and_a_bad_one_fails_every_use() {
+        let path = std::env::temp_dir().join(format!("orion-registry-{}.json", std::process::id()));
+        let registry = Registry::with_file(Some(path.clone()));
+        assert_eq!(registry.list().unwrap_err().code(), "INVALID_OPTION");
+        assert!(registry.list().is_err());
+        std::fs::write(
+            &path,
+            r#"{"from-file": {"files": {"q4": {"path": "f.gguf"}}}}"#,
         )
         .unwrap();
-        assert_eq!(r.path, PathBuf::from("/m/m.q8.gguf"));
+        let r = registry
+            .resolve("from-file", None, Path::new("/m"))
+            .unwrap();
+        assert_eq!(r.path, PathBuf::from("/m/f.gguf"));
+        assert!(registry.list().unwrap().iter().any(|(k, _)| k == DEMO_KEY));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
     fn registry_files_carry_their_digest_to_the_loader_and_paths_do_not() {
-        let r = resolve("demo", None, Path::new("/m")).unwrap();
+        let r = reg().resolve("demo", None, Path::new("/m")).unwrap();
         assert_eq!(
             r.sha256.as_deref(),
             Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")
         );
         assert_eq!(r.size, Some(98_362_432));
-        let q = resolve("demo-q4f16_1-MLC", None, Path::new("/m")).unwrap();
+        let q = reg()
+            .resolve("demo-q4f16_1-MLC", None, Path::new("/m"))
+            .unwrap();
         assert_eq!(q.sha256, r.sha256);
-        let p = resolve("/tmp/x.Q8_0.gguf", None, Path::new("/m")).unwrap();
+        let p = reg()
+            .resolve("/tmp/x.Q8_0.gguf", None, Path::new("/m"))
+            .unwrap();
         assert_eq!((p.sha256, p.size), (None, None));
     }
 }

@@ -9,7 +9,6 @@ use super::types::{GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
 use super::R;
 use crate::error::OrionError;
 use crate::js::{js_error, promise, rejected};
-use crate::llm::registry;
 use crate::llm::LlmService;
 use crate::runtime::llm_service;
 use napi::bindgen_prelude::*;
@@ -184,13 +183,11 @@ impl ModelLoader {
         ts_args_type = "key: string, descriptor: ModelDescriptor",
         catch_unwind
     )]
-    // A method of the JS `ModelLoader`, though the registry is process-wide.
-    #[allow(clippy::unused_self)]
     pub fn register_model(&self, env: Env, key: Unknown, descriptor: Unknown) -> Result<()> {
         let run = || -> R<()> {
             let key = read_key(&key, "key")?;
             let d = read_descriptor(&key, &descriptor)?;
-            registry::register(&key, d)
+            self.svc.registry().register(&key, d)
         };
         run().map_err(|e| js_error(&env, &e))
     }
@@ -198,7 +195,7 @@ impl ModelLoader {
     /// Every model in the registry.
     #[napi(catch_unwind)]
     pub fn list_models(&self, env: Env) -> Result<Vec<ModelListing>> {
-        let models = registry::list().map_err(|e| js_error(&env, &e))?;
+        let models = self.svc.registry().list().map_err(|e| js_error(&env, &e))?;
         Ok(models
             .into_iter()
             .map(|(key, d)| {

@@ -25,8 +25,10 @@ pub(super) enum Subscriber {
 }
 
 /// Every thread's subscriptions. A subscriber whose thread has gone (its worker
-/// exited) is dropped the first time a call to it fails.
+/// exited) is dropped the first time a call to it fails. Binding-side (listed in
+/// `crate::runtime`'s doc): it holds napi thread-safe functions.
 static SUBSCRIBERS: LazyLock<Mutex<Vec<(u64, Subscriber)>>> = LazyLock::new(Default::default);
+/// The next subscription's id; binding-side with the list it numbers.
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Hand a recorded snapshot, and the alerts it raised, to every subscriber.
