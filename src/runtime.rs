@@ -245,15 +245,19 @@ pub(crate) fn begin_shutdown() {
 /// Second half: wait, until `deadline`, for every embedding thread to end (its model
 /// dropped) and every load, generation and unload to return. `true` when all did.
 pub(crate) fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
-    let mut all = embedding_services().iter().all(|s| s.join(deadline));
+    let threads = embedding_services().iter().all(|s| s.join(deadline));
+    wait_for_work(deadline) && threads
+}
+
+/// Wait, until `deadline`, for every load, generation and unload to return.
+fn wait_for_work(deadline: std::time::Instant) -> bool {
     let mut n = WORK.lock();
     while *n > 0 {
         if WORK_DONE.wait_until(&mut n, deadline).timed_out() {
-            all = false;
-            break;
+            return false;
         }
     }
-    all
+    true
 }
 
 /// How long shutdown waits for native work to end. A model load or a batch in flight
@@ -302,15 +306,8 @@ pub(crate) fn shutdown_before_later_destructors(library: Library) {
 /// native threads to be outside ONNX Runtime and llama.cpp, since the process may now
 /// exit at once. Nothing is shut down: a later worker finds everything working.
 pub(crate) fn quiesce(deadline: std::time::Instant) -> bool {
-    let mut all = embedding_services().iter().all(|s| s.wait_idle(deadline));
-    let mut n = WORK.lock();
-    while *n > 0 {
-        if WORK_DONE.wait_until(&mut n, deadline).timed_out() {
-            all = false;
-            break;
-        }
-    }
-    all
+    let idle = embedding_services().iter().all(|s| s.wait_idle(deadline));
+    wait_for_work(deadline) && idle
 }
 
 /// Every embedding service started in this process.

@@ -97,13 +97,9 @@ impl EmbeddingService {
     /// Wait until the inference thread is outside the model (waiting for work) or
     /// `deadline` passes (then `false`).
     pub(crate) fn wait_idle(&self, deadline: std::time::Instant) -> bool {
-        while self.busy.load(std::sync::atomic::Ordering::SeqCst) {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        true
+        poll_until(deadline, || {
+            !self.busy.load(std::sync::atomic::Ordering::SeqCst)
+        })
     }
 
     /// Wait until the inference thread has ended, model dropped, or `deadline` passes
@@ -113,11 +109,8 @@ impl EmbeddingService {
         let Some(handle) = slot.as_ref() else {
             return true;
         };
-        while !handle.is_finished() {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        if !poll_until(deadline, || handle.is_finished()) {
+            return false;
         }
         if let Some(h) = slot.take() {
             let _ = h.join();
@@ -177,6 +170,18 @@ impl EmbeddingService {
     pub(crate) fn shrink_cache(&self, bytes: usize) -> usize {
         self.queue.shrink_cache(bytes)
     }
+}
+
+/// Whether `done` became true before `deadline`, checked every 2 ms: the inference
+/// thread signals nothing a caller could wait on, and shutdown waits are rare and short.
+fn poll_until(deadline: std::time::Instant, done: impl Fn() -> bool) -> bool {
+    while !done() {
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    true
 }
 
 fn run(
