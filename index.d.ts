@@ -102,9 +102,10 @@ export declare class ModelLoader {
    * Load a model by registry key, MLC-style quantized id or GGUF path, off the JS
    * thread. `onProgress(percent)` runs on this thread with integers that never
    * decrease and end at exactly 100 (at once when already loaded). Concurrent loads
-   * of one key from any thread share one load.
+   * of one key from any thread share one load. A model not on disk whose registry entry
+   * says where it is online is downloaded first (progress 0 to 90, the load 90 to 100).
    */
-  loadModel(modelKey: string, onProgress?: (percent: number) => void): Promise<ModelInfo>
+  loadModel(modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions): Promise<ModelInfo>
   /**
    * Unload a model. Generations already running on it finish first; its memory is
    * freed when the last of them ends. Resolves `false` when it was not loaded.
@@ -383,6 +384,16 @@ export interface LoadedModelStats {
   /** Generations using it now. */
   inUse: number
   loads: number
+}
+
+/** Per-call options of `loadModel`. */
+export interface LoadOptions {
+  /**
+   * Rejects with code `ABORTED` when it fires, and stops this call's download (the
+   * partial file stays, and the next load resumes it). A llama.cpp load shared with
+   * other callers goes on for them.
+   */
+  signal?: AbortSignal
 }
 
 export interface MemoryAlert {

@@ -307,10 +307,10 @@ class ModelLoader {
     internalOnly(token, 'ModelLoader', 'getModelLoader')
     this.#native = n
   }
-  loadModel(modelKey, onProgress) {
+  loadModel(modelKey, onProgress, options) {
     const a = Array.prototype.slice.call(arguments)
     if (a.length > 1) a[1] = guarded(onProgress, 'onProgress')
-    return callAsync(this.#native.loadModel, this.#native, a)
+    return callWithOptions(this.#native.loadModel, this.#native, a, 2)
   }
   unloadModel(modelKey) {
     return callAsync(this.#native.unloadModel, this.#native, arguments)

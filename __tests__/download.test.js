@@ -33,6 +33,21 @@ beforeAll(async () => {
     if (range) headers['content-range'] = `bytes ${start}-${SIZE - 1}/${SIZE}`
     res.writeHead(range ? 206 : 200, headers)
     const stream = fs.createReadStream(GGUF, { start })
+    if (mode === 'slow') {
+      // 64 KiB every 20 ms: a download that takes a while.
+      stream.pause()
+      const timer = setInterval(() => {
+        const chunk = stream.read(65536)
+        if (chunk) res.write(chunk)
+        else if (stream.readableEnded) {
+          clearInterval(timer)
+          res.end()
+        }
+      }, 20)
+      res.on('close', () => clearInterval(timer))
+      stream.on('end', () => {})
+      return
+    }
     if (mode === 'drop' || mode === 'stall') {
       // Send 40 % of the file, then drop the connection (or stop sending).
       let sent = 0
@@ -59,7 +74,7 @@ afterAll(() => {
   fs.rmSync(tmp, { recursive: true, force: true })
 })
 
-function load(models, file, extra = {}, generate = false, endpoint = `http://127.0.0.1:${port}`) {
+function load(models, file, extra = {}, generate = false, endpoint = `http://127.0.0.1:${port}`, abortAt = '') {
   const descriptor = {
     files: {
       q4: {
@@ -81,7 +96,13 @@ function load(models, file, extra = {}, generate = false, endpoint = `http://127
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      [path.join(__dirname, 'download', 'load.js'), root, JSON.stringify(descriptor), generate ? '1' : ''],
+      [
+        path.join(__dirname, 'download', 'load.js'),
+        root,
+        JSON.stringify(descriptor),
+        generate ? '1' : '',
+        String(abortAt),
+      ],
       { env },
     )
     let out = ''
@@ -290,4 +311,22 @@ test('npx orion-native models pull downloads a registry model the way loadModel 
         })
       }),
   )
+})
+
+test("the load's AbortSignal stops its download, which the next load resumes", async () => {
+  const models = fresh('abort')
+  mode = 'slow'
+  const t = Date.now()
+  const first = await load(models, 'model.gguf', {}, false, undefined, 5)
+  expect(first.ok).toBe(false)
+  expect(first.code).toBe('ABORTED')
+  expect(Date.now() - t).toBeLessThan(10_000)
+  const part = fs.statSync(path.join(models, 'dl', 'model.gguf.part')).size
+  expect(part).toBeGreaterThan(0)
+  expect(part).toBeLessThan(SIZE)
+  mode = 'normal'
+  log = []
+  const second = await load(models, 'model.gguf')
+  expect(second.ok).toBe(true)
+  expect(log.find((r) => r.url.startsWith('/cdn/')).range).toMatch(/^bytes=\d+-$/)
 })

@@ -231,6 +231,8 @@ pub(crate) fn fetch(
         sink.copy(reader, &mut |done| progress(done, total), cancel)
             .map_err(|e| match e {
                 Copy::Stopped => stopped(),
+                // A read cut short because the caller gave up is the caller's doing.
+                Copy::Read(_) if cancel() => stopped(),
                 Copy::Read(e) => offline(dest, src.url, &format!("interrupted ({e})")),
                 Copy::Write(e) => io("cannot write", e),
             })?;

@@ -125,6 +125,7 @@ impl LlmService {
         &self,
         r: &Resolved,
         progress: Option<ProgressFn>,
+        cancel: &dyn Fn() -> bool,
     ) -> Result<Option<ProgressFn>> {
         let Some((repo, file)) = r.hub.as_ref().filter(|_| !r.path.exists()) else {
             return Ok(progress);
@@ -162,18 +163,27 @@ impl LlmService {
             },
             &r.path,
             &mut report,
-            &crate::runtime::is_shut_down,
+            &|| cancel() || crate::runtime::is_shut_down(),
         )?;
         Ok(progress.map(|p| Arc::new(move |x: u32| p(90 + x.min(100) / 10)) as ProgressFn))
     }
 
     /// Load (or join the load of) `spec`. Blocking.
-    pub(crate) fn load(&self, spec: &str, progress: Option<ProgressFn>) -> Result<LoadInfo> {
+    pub(crate) fn load(
+        &self,
+        spec: &str,
+        progress: Option<ProgressFn>,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<LoadInfo> {
         let r = self.resolve(spec)?;
-        let progress = self.ensure_file(&r, progress)?;
+        let progress = self.ensure_file(&r, progress, cancel)?;
         // No lease: holding one, however briefly, makes the model look busy to a
         // concurrent load of another key.
         let m = self.loader.load(&r, progress)?;
+        // A load shared with other callers is not cut short; this caller gave up on it.
+        if cancel() {
+            return Err(OrionError::Aborted);
+        }
         Ok(LoadInfo {
             key: m.key.clone(),
             path: m.path.display().to_string(),
@@ -194,7 +204,9 @@ impl LlmService {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let r = self.resolve(spec)?;
-        self.ensure_file(&r, None)?;
+        self.ensure_file(&r, None, &|| {
+            cancel.load(std::sync::atomic::Ordering::Relaxed)
+        })?;
         let lease = self.loader.acquire(&r, None)?;
         let m = lease.model();
         let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));

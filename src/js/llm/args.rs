@@ -2,7 +2,7 @@
 //! the loader's options and `generate`'s options. Bad input is `INVALID_INPUT` (the
 //! thing to work on) or `INVALID_OPTION` (how to work on it).
 
-use super::options::{GenerateOptions, ModelLoaderOptions};
+use super::options::{GenerateOptions, LoadOptions, ModelLoaderOptions};
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
 use crate::error::OrionError;
@@ -124,6 +124,17 @@ pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> 
     let (o, _): (ModelLoaderOptions, _) = read(options, "options")?;
     o.validate()?;
     Ok(o)
+}
+
+/// `loadModel`'s options: the stop flag its signal sets.
+pub(super) fn load_options(env: &Env, options: Option<Unknown>) -> R<Arc<AtomicBool>> {
+    let (options, o): (LoadOptions, _) = read(options, "options")?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    if let Some(signal) = options.signal.and(o.raw("signal")?) {
+        let flag = cancel.clone();
+        on_abort(env, signal, move || flag.store(true, Ordering::Relaxed))?;
+    }
+    Ok(cancel)
 }
 
 /// A generation's settings, its stop flag and where its text goes.

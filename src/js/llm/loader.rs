@@ -2,7 +2,8 @@
 //! `getModelLoader`.
 
 use super::args::{
-    generate_options, loader_options, read_descriptor, read_key, read_on_progress, read_prompt,
+    generate_options, load_options, loader_options, read_descriptor, read_key, read_on_progress,
+    read_prompt,
 };
 use super::stream::TokenStream;
 use super::types::{GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
@@ -56,9 +57,10 @@ impl ModelLoader {
     /// Load a model by registry key, MLC-style quantized id or GGUF path, off the JS
     /// thread. `onProgress(percent)` runs on this thread with integers that never
     /// decrease and end at exactly 100 (at once when already loaded). Concurrent loads
-    /// of one key from any thread share one load.
+    /// of one key from any thread share one load. A model not on disk whose registry entry
+    /// says where it is online is downloaded first (progress 0 to 90, the load 90 to 100).
     #[napi(
-        ts_args_type = "modelKey: string, onProgress?: (percent: number) => void",
+        ts_args_type = "modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions",
         ts_return_type = "Promise<ModelInfo>",
         catch_unwind
     )]
@@ -67,14 +69,16 @@ impl ModelLoader {
         env: &'e Env,
         model_key: Unknown,
         on_progress: Option<Unknown>,
+        options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, ModelInfo>> {
         let prepared = (|| -> R<_> {
             Ok((
                 read_key(&model_key, "modelKey")?,
                 read_on_progress(env, on_progress)?,
+                load_options(env, options)?,
             ))
         })();
-        let (key, sink) = match prepared {
+        let (key, sink, cancel) = match prepared {
             Ok(p) => p,
             Err(e) => return rejected(env, e),
         };
@@ -85,7 +89,11 @@ impl ModelLoader {
         let svc = self.svc;
         promise(
             env,
-            blocking(move || svc.load(&key, progress)),
+            blocking(move || {
+                svc.load(&key, progress, &|| {
+                    cancel.load(std::sync::atomic::Ordering::Relaxed)
+                })
+            }),
             move |env, info| {
                 if let Some(s) = js_sink {
                     s.deliver(env, 100);

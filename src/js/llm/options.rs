@@ -13,6 +13,18 @@ use std::time::Duration;
 /// Where the messages of range errors point.
 const WHAT: &str = "options";
 
+/// Per-call options of `loadModel`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadOptions {
+    /// Rejects with code `ABORTED` when it fires, and stops this call's download (the
+    /// partial file stays, and the next load resumes it). A llama.cpp load shared with
+    /// other callers goes on for them.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Given>,
+}
+
 /// Options of `getModelLoader`. They are process-wide: every thread shares the loader,
 /// and each option left out keeps the loader's current setting.
 #[napi(object, object_from_js = false, object_to_js = false)]
