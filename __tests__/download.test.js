@@ -8,7 +8,7 @@ const os = require('node:os')
 const path = require('node:path')
 const http = require('node:http')
 const { spawn } = require('node:child_process')
-const { root, llmModelDir } = require('./helpers')
+const { root, llmModelDir, embeddingModelDir, cosine } = require('./helpers')
 
 const GGUF = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
 const SHA = 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53'
@@ -22,6 +22,14 @@ beforeAll(async () => {
   server = http.createServer((req, res) => {
     log.push({ url: req.url, range: req.headers.range })
     const hub = /^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(req.url)
+    // The embedding catalog's repository, served with the default model's files.
+    if (hub && hub[1] === 'Xenova/bge-small-en-v1.5') {
+      const local = { 'onnx/model_quantized.onnx': 'model.onnx' }[hub[2]] || hub[2]
+      const file = path.join(embeddingModelDir, local)
+      if (!fs.existsSync(file)) return res.writeHead(404).end()
+      res.writeHead(200, { 'content-length': fs.statSync(file).size })
+      return fs.createReadStream(file).pipe(res)
+    }
     if (hub) {
       if (hub[2] !== 'SmolLM2.Q4_1.gguf') return res.writeHead(404).end('Entry not found')
       return res.writeHead(302, { location: `/cdn/${hub[1]}/${hub[2]}` }).end()
@@ -329,4 +337,40 @@ test("the load's AbortSignal stops its download, which the next load resumes", a
   const second = await load(models, 'model.gguf')
   expect(second.ok).toBe(true)
   expect(log.find((r) => r.url.startsWith('/cdn/')).range).toMatch(/^bytes=\d+-$/)
+})
+
+test('an embedding model of the catalog downloads its ONNX and tokenizer files and pools as the catalog says', async () => {
+  const models = fresh('embedding')
+  const script = `
+    const { getSharedEmbeddingClient } = require(${JSON.stringify(root)})
+    Promise.all([
+      getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('Paris is the capital of France.'),
+      getSharedEmbeddingClient({ modelPath: ${JSON.stringify(embeddingModelDir)} }).createEmbedding('Paris is the capital of France.'),
+    ]).then(([cls, mean]) => console.log(JSON.stringify({ cls, mean })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`
+  const out = await new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], {
+      env: { ...process.env, ORION_MODELS_DIR: models, ORION_HF_ENDPOINT: `http://127.0.0.1:${port}` },
+    })
+    let text = ''
+    child.stdout.on('data', (d) => (text += d))
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(text))
+      } catch (e) {
+        reject(e)
+      }
+    })
+  })
+  expect(out.code).toBeUndefined()
+  expect(out.cls).toHaveLength(384)
+  // The same weights pooled over [CLS] instead of the mean: a different vector.
+  expect(cosine(out.cls, out.mean)).toBeLessThan(0.99)
+  expect(fs.readdirSync(path.join(models, 'bge-small-en-v1.5')).sort()).toEqual([
+    'config.json',
+    'model.onnx',
+    'special_tokens_map.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+  ])
+  expect(log.map((r) => r.url)).toContain('/Xenova/bge-small-en-v1.5/resolve/main/onnx/model_quantized.onnx')
 })

@@ -184,6 +184,13 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         runtime_candidates: crate::ort_locate::candidates(settings().ort_library_path),
         threads: req.threads,
         hub_fallback: req.model_path.is_none() && display == DEFAULT_MODEL,
+        // A model named by the catalog: its files are fetched when missing (a bundled
+        // or fetched copy is used as it is), and it pools as the catalog says.
+        catalog: req
+            .model_path
+            .is_none()
+            .then(|| crate::embedding::model::catalog_entry(&display))
+            .flatten(),
     };
     let svc =
         EmbeddingService::start(display, read_dimension(&dir), Box::new(factory), req.config)?;

@@ -72,6 +72,55 @@ pub(crate) fn build_environment(candidates: &[PathBuf]) -> Result<ort::environme
     Err(OrionError::RuntimeNotFound(tried.join("; ")))
 }
 
+/// An embedding model of the catalog (`src/llm/catalog.json`, section `embedding`):
+/// where its files are on the hub and how it pools token vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CatalogEmbedding {
+    pub(crate) hub_repo: String,
+    /// (file in the repository, file name in the model's directory).
+    pub(crate) files: Vec<(String, String)>,
+    pub(crate) cls_pooling: bool,
+}
+
+/// The catalog's entry for the embedding model `name`, if it has one.
+pub(crate) fn catalog_entry(name: &str) -> Option<CatalogEmbedding> {
+    #[derive(serde::Deserialize)]
+    struct Catalog {
+        embedding: std::collections::BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entry {
+        hub_repo: String,
+        pooling: String,
+        files: std::collections::BTreeMap<String, File>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct File {
+        hub_file: String,
+    }
+    let catalog: Catalog = serde_json::from_str(include_str!("../llm/catalog.json")).ok()?;
+    let e = catalog.embedding.get(name)?;
+    // The int8 export: a quarter of the download, as the default model is.
+    let local = [
+        ("modelQuantized", "model.onnx"),
+        ("tokenizer", "tokenizer.json"),
+        ("config", "config.json"),
+        ("specialTokensMap", "special_tokens_map.json"),
+        ("tokenizerConfig", "tokenizer_config.json"),
+    ];
+    let files = local
+        .iter()
+        .map(|(key, to)| Some((e.files.get(*key)?.hub_file.clone(), (*to).to_string())))
+        .collect::<Option<Vec<_>>>()?;
+    Some(CatalogEmbedding {
+        hub_repo: e.hub_repo.clone(),
+        files,
+        cls_pooling: e.pooling == "cls",
+    })
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct FastEmbedFactory {
     pub(crate) dir: PathBuf,
@@ -83,6 +132,9 @@ pub(crate) struct FastEmbedFactory {
     // Set by the runtime in every build, read only by the `hub` feature's code.
     #[cfg_attr(not(feature = "hub"), allow(dead_code))]
     pub(crate) hub_fallback: bool,
+    /// The catalog's entry when the model is one of its: missing files are downloaded
+    /// into `dir`, and its pooling is used.
+    pub(crate) catalog: Option<CatalogEmbedding>,
 }
 
 impl FastEmbedFactory {
@@ -100,6 +152,22 @@ impl FastEmbedFactory {
 
 impl EmbedderFactory for FastEmbedFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
+        if let Some(c) = &self.catalog {
+            for (remote, local) in &c.files {
+                let url = crate::llm::download::hub_url(&c.hub_repo, remote);
+                let source = crate::llm::download::Source {
+                    url: &url,
+                    sha256: None,
+                    size: None,
+                };
+                crate::llm::download::fetch(
+                    &source,
+                    &self.dir.join(local),
+                    &mut |_, _| {},
+                    &crate::runtime::is_shut_down,
+                )?;
+            }
+        }
         // Files first: a missing model is the likelier problem and its message more useful.
         let onnx = match self.read("model.onnx") {
             #[cfg(feature = "hub")]
@@ -115,8 +183,12 @@ impl EmbedderFactory for FastEmbedFactory {
             tokenizer_config_file: self.read("tokenizer_config.json")?,
         };
         let env = crate::runtime::ort_environment(&self.runtime_candidates)?;
-        let model =
-            UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(Pooling::Mean);
+        let pooling = if self.catalog.as_ref().is_some_and(|c| c.cls_pooling) {
+            Pooling::Cls
+        } else {
+            Pooling::Mean
+        };
+        let model = UserDefinedEmbeddingModel::new(onnx, tokenizer_files).with_pooling(pooling);
         let mut options = InitOptionsUserDefined::new()
             .with_environment(env)
             .with_max_length(MAX_TOKENS);
@@ -233,6 +305,7 @@ mod tests {
             runtime_candidates: vec![],
             threads: None,
             hub_fallback: false,
+            catalog: None,
         };
         let err = f.load().err().unwrap();
         assert_eq!(err.code(), "MODEL_NOT_FOUND");

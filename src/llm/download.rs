@@ -141,8 +141,31 @@ fn offline(dest: &Path, url: &str, why: &str) -> OrionError {
 }
 
 /// Download `src` to `dest` unless it is there. `progress(done, total)` is called as
-/// bytes arrive. Blocking: call it off the JS thread.
+/// bytes arrive. Blocking: call it off the JS thread. A directory it had to create is
+/// removed again when the download fails with nothing to resume.
 pub(crate) fn fetch(
+    src: &Source<'_>,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+    cancel: &dyn Fn() -> bool,
+) -> Result<()> {
+    let dir = dest.parent().filter(|d| !d.exists()).map(Path::to_path_buf);
+    let result = fetch_into(src, dest, progress, cancel);
+    if result.is_err() {
+        // An empty part is nothing to resume.
+        let part = with_suffix(dest, ".part");
+        if std::fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&part);
+        }
+        if let Some(dir) = dir {
+            // Only if empty: a partial file to resume keeps it.
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+    result
+}
+
+fn fetch_into(
     src: &Source<'_>,
     dest: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
