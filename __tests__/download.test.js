@@ -257,6 +257,7 @@ test("the app's WebLLM ids resolve through the catalog: offline, a clear MODEL_N
   expect(out.message).toContain('mistral-7b-instruct-v0.2.Q4_K_M.gguf')
   expect(out.message).toContain(path.join(models, 'Mistral-7B-Instruct-v0.2'))
   expect(out.message).toMatch(/HTTP 404/)
+  expect(out.message).toContain('npx orion-native models pull Mistral-7B-Instruct-v0.2-q4f16_1-MLC')
   // The hub's layout was asked for the catalog's repository and file.
   expect(log.map((r) => r.url)).toContain(
     '/TheBloke/Mistral-7B-Instruct-v0.2-GGUF/resolve/main/mistral-7b-instruct-v0.2.Q4_K_M.gguf',

@@ -159,6 +159,7 @@ impl EmbedderFactory for FastEmbedFactory {
                     url: &url,
                     sha256: None,
                     size: None,
+                    pull: None,
                 };
                 crate::llm::download::fetch(
                     &source,

@@ -51,6 +51,8 @@ pub(crate) struct Source<'a> {
     pub(crate) url: &'a str,
     pub(crate) sha256: Option<&'a str>,
     pub(crate) size: Option<u64>,
+    /// The id that `npx orion-native models pull` takes for it, when it has one.
+    pub(crate) pull: Option<&'a str>,
 }
 
 /// Holds `<file>.lock` until dropped.
@@ -126,13 +128,17 @@ fn stopped() -> OrionError {
     }
 }
 
-fn offline(dest: &Path, url: &str, why: &str) -> OrionError {
+fn offline(dest: &Path, src: &Source<'_>, why: &str) -> OrionError {
+    let pull = src.pull.map_or_else(String::new, |id| {
+        format!(", fetch it ahead of time with `npx orion-native models pull {id}`")
+    });
     OrionError::ModelNotFound {
         what: format!(
-            "model file `{}` (not on disk, and downloading it from {url} failed: {why}; put the \
-             file there by hand, or retry online: a partial download resumes)",
+            "model file `{}` (not on disk, and downloading it from {} failed: {why}; retry \
+             online (a partial download resumes){pull}, or put the file there by hand)",
             dest.file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            src.url
         ),
         searched: dest
             .parent()
@@ -212,7 +218,7 @@ fn fetch_into(
     }
     let response = request
         .call()
-        .map_err(|e| offline(dest, src.url, &e.to_string()))?;
+        .map_err(|e| offline(dest, src, &e.to_string()))?;
     let status = response.status().as_u16();
     match status {
         206 => {}
@@ -224,13 +230,9 @@ fn fetch_into(
         }
         416 if src.size == Some(have) => {}
         404 => {
-            return Err(offline(
-                dest,
-                src.url,
-                "HTTP 404, the server has no such file",
-            ));
+            return Err(offline(dest, src, "HTTP 404, the server has no such file"));
         }
-        s => return Err(offline(dest, src.url, &format!("HTTP {s}"))),
+        s => return Err(offline(dest, src, &format!("HTTP {s}"))),
     }
     let total = response
         .headers()
@@ -256,7 +258,7 @@ fn fetch_into(
                 Copy::Stopped => stopped(),
                 // A read cut short because the caller gave up is the caller's doing.
                 Copy::Read(_) if cancel() => stopped(),
-                Copy::Read(e) => offline(dest, src.url, &format!("interrupted ({e})")),
+                Copy::Read(e) => offline(dest, src, &format!("interrupted ({e})")),
                 Copy::Write(e) => io("cannot write", e),
             })?;
     }
@@ -264,11 +266,7 @@ fn fetch_into(
     drop(file);
     if let Some(size) = src.size.or(total) {
         if have != size {
-            return Err(offline(
-                dest,
-                src.url,
-                &format!("got {have} of {size} bytes"),
-            ));
+            return Err(offline(dest, src, &format!("got {have} of {size} bytes")));
         }
     }
     verify_and_move(&part, dest, src, &hex(&hasher.finalize()))

@@ -160,6 +160,7 @@ impl LlmService {
                 url: &url,
                 sha256: r.sha256.as_deref(),
                 size: r.size,
+                pull: Some(&r.key),
             },
             &r.path,
             &mut report,
