@@ -121,6 +121,24 @@ function load(models, file, extra = {}, generate = false, endpoint = `http://127
   })
 }
 
+/** Run `script` with the models directory and the local hub; its stdout is JSON. */
+function runScript(script, models) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], {
+      env: { ...process.env, ORION_MODELS_DIR: models, ORION_HF_ENDPOINT: `http://127.0.0.1:${port}` },
+    })
+    let text = ''
+    child.stdout.on('data', (d) => (text += d))
+    child.on('close', () => {
+      try {
+        resolve(JSON.parse(text))
+      } catch (e) {
+        reject(e)
+      }
+    })
+  })
+}
+
 const fresh = (name) => {
   const dir = path.join(tmp, name)
   fs.mkdirSync(dir)
@@ -235,20 +253,7 @@ test("the app's WebLLM ids resolve through the catalog: offline, a clear MODEL_N
       () => console.log(JSON.stringify({ ok: true })),
       (e) => console.log(JSON.stringify({ id, listed, code: e.code, message: e.message })),
     )`
-  const out = await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], {
-      env: { ...process.env, ORION_MODELS_DIR: models, ORION_HF_ENDPOINT: `http://127.0.0.1:${port}` },
-    })
-    let text = ''
-    child.stdout.on('data', (d) => (text += d))
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(text))
-      } catch (e) {
-        reject(e)
-      }
-    })
-  })
+  const out = await runScript(script, models)
   expect(out.id).toBe('Mistral-7B-Instruct-v0.2-q4f16_1-MLC')
   expect(out.listed).toEqual(
     expect.arrayContaining(['demo', 'Mistral-7B-Instruct-v0.2', 'Llama-3.2-1B-Instruct', 'Qwen2.5-0.5B-Instruct']),
@@ -349,20 +354,7 @@ test('an embedding model of the catalog downloads its ONNX and tokenizer files a
       getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('Paris is the capital of France.'),
       getSharedEmbeddingClient({ modelPath: ${JSON.stringify(embeddingModelDir)} }).createEmbedding('Paris is the capital of France.'),
     ]).then(([cls, mean]) => console.log(JSON.stringify({ cls, mean })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`
-  const out = await new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', script], {
-      env: { ...process.env, ORION_MODELS_DIR: models, ORION_HF_ENDPOINT: `http://127.0.0.1:${port}` },
-    })
-    let text = ''
-    child.stdout.on('data', (d) => (text += d))
-    child.on('close', () => {
-      try {
-        resolve(JSON.parse(text))
-      } catch (e) {
-        reject(e)
-      }
-    })
-  })
+  const out = await runScript(script, models)
   expect(out.code).toBeUndefined()
   expect(out.cls).toHaveLength(384)
   // The same weights pooled over [CLS] instead of the mean: a different vector.
