@@ -9,15 +9,14 @@
 // The default set covers `engines` (>= 18.17): its floor, a Node 20 from before 20.16
 // (no process.getBuiltinModule), and the newest 22 and 24.
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 
 const VERSIONS = ['18.17.0', '20.11.1', '22', '24']
 
+// The package's cache directory (lib/paths.js, the same rule as the addon's).
 function cacheDir() {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir() || os.tmpdir(), '.cache')
-  return path.join(base, 'orion-native', 'node')
+  return path.join(require('../lib/paths').cacheDir(), 'node')
 }
 
 /** The path of a `node` binary of `version` (an exact version or a major). */

@@ -10,7 +10,6 @@
 // ONNX Runtime comes from the PyPI `onnxruntime` wheel of the version below (its CPU
 // library, LICENSE and ThirdPartyNotices), downloaded once with pip and cached.
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { platformName } = require('../lib/binding')
@@ -41,9 +40,9 @@ const ORT_WHEELS = {
 const root = path.join(__dirname, '..')
 const pkg = require('../package.json')
 
+// The package's cache directory (lib/paths.js, the same rule as the addon's).
 function cacheDir() {
-  const base = process.env.XDG_CACHE_HOME || path.join(os.homedir() || os.tmpdir(), '.cache')
-  return path.join(base, 'orion-native', 'packaging')
+  return path.join(require('../lib/paths').cacheDir(), 'packaging')
 }
 
 /** The onnxruntime wheel for `platform`, from the cache or PyPI. */
