@@ -36,11 +36,16 @@ export interface ModelDescriptor {
   name?: string
   kind?: 'llm' | 'embedding'
   /** Files by quantization level: a local path (relative to ORION_MODELS_DIR), or a hub repo and file. */
-  files: Partial<
+  files?: Partial<
     Record<QuantizationLevel, { path?: string; hubRepo?: string; hubFile?: string; sha256?: string; size?: number }>
   >
   /** Context size to run the model with (default 2048). */
   contextLength?: number
+  /**
+   * Served by OpenAI-compatible servers (llama-server, vLLM, Ollama, ...) instead of a file:
+   * `loadModel` checks them, `generate` streams from `/v1/chat/completions`. Give `files` or `remote`.
+   */
+  remote?: RemoteOptions
 }
 
 /** The stable codes of orion-native errors (`err.code`). */
@@ -59,6 +64,9 @@ export type OrionErrorCode =
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
   | 'SHUT_DOWN'
+  | 'REMOTE_UNAVAILABLE'
+  | 'REMOTE_ERROR'
+  | 'REMOTE_PROTOCOL'
   | 'INTERNAL'
   | 'BINDING_NOT_FOUND'
 
@@ -234,6 +242,14 @@ export interface EmbeddingClientOptions {
   maxQueue?: number
   /** ONNX Runtime intra-op threads, an integer from 1 to 1024 (default: every core). */
   threads?: number
+  /**
+   * Embed on remote servers instead (`/v1/embeddings`), with the same cache,
+   * batching, timeouts and stats; wins over `model` and `modelPath`. Else
+   * `ORION_REMOTE_EMBEDDINGS_URL` (comma-separated) and
+   * `ORION_REMOTE_EMBEDDINGS_MODEL` (and `ORION_REMOTE_EMBEDDINGS_API_KEY`) give one,
+   * when neither `model` nor `modelPath` is given.
+   */
+  remote?: RemoteOptions
 }
 
 /** Statistics of the shared embedding service (process-wide, the same from every thread). */
@@ -257,6 +273,8 @@ export interface EmbeddingStats {
   meanBatchSize: number
   /** Texts waiting for the model now. */
   queueDepth: number
+  /** A remote client's servers, with their requests, bytes and errors. */
+  endpoints?: Array<RemoteEndpointStats>
 }
 
 /** Per-call options of the embedding methods. */
@@ -547,6 +565,8 @@ export interface ModelLoaderStats {
   loading: number
   totalBytes: number
   models: Array<LoadedModelStats>
+  /** Models served by remote servers (registered with `remote`), once loaded. */
+  remoteModels: Array<RemoteModelStats>
 }
 
 export interface OptimizationStrategy {
@@ -579,6 +599,59 @@ export interface PressureTimes {
 export interface ProcessMemoryInfo {
   rss: number
   virtualBytes: number
+}
+
+/** One server of a remote target. */
+export interface RemoteEndpointStats {
+  /** Its base URL (without credentials). */
+  url: string
+  /** `false` while it is taken out after a failure (it is probed in the background). */
+  healthy: boolean
+  /** Requests in flight on it now, from this process. */
+  outstanding: number
+  /** Requests sent to it, retries included. */
+  requests: number
+  /** Requests it failed or refused. */
+  errors: number
+  bytesSent: number
+  bytesReceived: number
+  /** Its last error, if any. */
+  lastError?: string
+}
+
+/** A loaded remote model. */
+export interface RemoteModelStats {
+  key: string
+  /** The model's name on the servers. */
+  model: string
+  endpoints: Array<RemoteEndpointStats>
+  loads: number
+  /** Generations using it now. */
+  inUse: number
+  /** Milliseconds since it was last used. */
+  idleMs: number
+}
+
+/**
+ * A remote target: OpenAI-compatible servers (llama.cpp's `llama-server`, vLLM, TEI,
+ * Ollama, LM Studio) and the model they serve.
+ */
+export interface RemoteOptions {
+  /**
+   * The server's base URL (`http://host:8080` or `http://host:8080/v1`), or several:
+   * each request goes to the one with the fewest requests outstanding, and one that
+   * fails is taken out and probed back in.
+   */
+  url: string | string[]
+  /** The model's name on the servers, as `/v1/models` lists it. */
+  model: string
+  /** Sent as `Authorization: Bearer <apiKey>`; never shown in errors or stats. */
+  apiKey?: string
+  /**
+   * Most milliseconds to wait for a reply to start, or between two streamed pieces,
+   * an integer from 1 to 4294967295 (default 60000).
+   */
+  timeoutMs?: number
 }
 
 /** One step of a `TokenStream`, as async iterators return them. */

@@ -391,6 +391,6 @@ async function main(argv, prog = 'node scripts/models.js') {
   return 0
 }
 
-module.exports = { ensureModels, fetchModels, modelsDir, main, MODELS }
+module.exports = { ensureModels, fetchModels, modelsDir, main, MODELS, locate, download, progressBars }
 
 if (require.main === module) main(process.argv.slice(2)).then((code) => (process.exitCode = code))

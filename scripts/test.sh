@@ -20,4 +20,7 @@ fi
 # same target lets the Rust tests reuse that one release build instead of making another.
 cargo test --release --target "$(rustc -vV | sed -n 's/^host: //p')"
 npx tsc --noEmit -p __tests__/types
+# The remote suites run against llama.cpp's llama-server, built from source once per machine
+# (a few minutes, with cmake's progress shown) and cached under ~/.cache/orion-native.
+node scripts/llama-server.js >/dev/null
 npx jest --runInBand "$@"

@@ -42,6 +42,16 @@ pub(crate) enum OrionError {
     },
     /// The process is exiting: orion-native has stopped its threads and takes no work.
     ShutDown,
+    /// No remote server could be reached. Carries each endpoint's last error.
+    RemoteUnavailable { endpoints: Vec<(String, String)> },
+    /// A remote server answered with an error status.
+    RemoteError {
+        endpoint: String,
+        status: u16,
+        message: String,
+    },
+    /// A remote server's reply was malformed or not what the API promises.
+    RemoteProtocol { endpoint: String, detail: String },
     /// A bug or an impossible state; never expected.
     Internal(String),
 }
@@ -64,6 +74,9 @@ impl OrionError {
             Self::InsufficientMemory { .. } => "INSUFFICIENT_MEMORY",
             Self::PromptTooLong { .. } => "PROMPT_TOO_LONG",
             Self::ShutDown => "SHUT_DOWN",
+            Self::RemoteUnavailable { .. } => "REMOTE_UNAVAILABLE",
+            Self::RemoteError { .. } => "REMOTE_ERROR",
+            Self::RemoteProtocol { .. } => "REMOTE_PROTOCOL",
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -127,6 +140,35 @@ impl fmt::Display for OrionError {
                 f,
                 "orion-native has shut down because the process is exiting; it takes no new work"
             ),
+            Self::RemoteUnavailable { endpoints } => write!(
+                f,
+                "no remote server could be reached ({}). Check that the servers are running and the \
+                 URLs are right; unreachable servers are probed again in the background.",
+                endpoints
+                    .iter()
+                    .map(|(url, e)| format!("{url}: {e}"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Self::RemoteError {
+                endpoint,
+                status,
+                message,
+            } => {
+                let hint = match status {
+                    401 | 403 => "check the `apiKey`",
+                    404 => "check the `model` name and the URL",
+                    400 | 413 | 422 => "the server refused the request: check the options and input size",
+                    _ => "see the server's log",
+                };
+                write!(f, "the server at {endpoint} answered {status}: {message} ({hint})")
+            }
+            Self::RemoteProtocol { endpoint, detail } => write!(
+                f,
+                "the server at {endpoint} sent a reply that is not the OpenAI-compatible API's: \
+                 {detail}. Check that the URL points at an OpenAI-compatible server (llama.cpp's \
+                 llama-server, vLLM, TEI, Ollama)."
+            ),
             Self::Internal(m) => write!(f, "internal error: {m}. Please report this as a bug."),
         }
     }
@@ -181,6 +223,16 @@ mod tests {
                 at_least: false,
             },
             OrionError::ShutDown,
+            OrionError::RemoteUnavailable { endpoints: vec![] },
+            OrionError::RemoteError {
+                endpoint: String::new(),
+                status: 500,
+                message: String::new(),
+            },
+            OrionError::RemoteProtocol {
+                endpoint: String::new(),
+                detail: String::new(),
+            },
             OrionError::Internal(String::new()),
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(OrionError::code).collect();

@@ -42,6 +42,7 @@ pub(crate) mod llm;
 pub(crate) mod monitor;
 pub(crate) mod ort_locate;
 pub(crate) mod paths;
+pub(crate) mod remote;
 pub(crate) mod runtime;
 pub(crate) mod sysmem;
 

@@ -75,7 +75,7 @@
 
 use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
-use crate::embedding::EmbeddingService;
+use crate::embedding::{Backend, EmbeddingService};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use parking_lot::Mutex;
@@ -92,6 +92,18 @@ pub(crate) struct EmbeddingRequest {
     pub(crate) model_path: Option<PathBuf>,
     pub(crate) config: BatchConfig,
     pub(crate) threads: Option<usize>,
+    /// A remote server to use instead of a model in this process; wins over the rest.
+    pub(crate) remote: Option<crate::remote::RemoteSpec>,
+}
+
+/// What one embedding service is for: callers asking for the same share it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum ServiceKey {
+    /// A model directory, canonicalised.
+    Local(PathBuf),
+    /// Remote servers and the model they serve (and the key: another key is another
+    /// client of the servers).
+    Remote(crate::remote::RemoteSpec),
 }
 
 /// Settings a program gives from code (`configure()`), for the whole process: a worker's
@@ -143,12 +155,15 @@ pub(crate) fn configure(update: Settings) -> Settings {
 
 /// The embedding services, by canonical model directory. Taken before `SETTINGS` and a
 /// queue's state lock; never held while waiting for a service's thread.
-static EMBEDDING: LazyLock<Mutex<HashMap<PathBuf, Arc<EmbeddingService>>>> =
+static EMBEDDING: LazyLock<Mutex<HashMap<ServiceKey, Arc<EmbeddingService>>>> =
     LazyLock::new(Default::default);
 
 /// The embedding service for the requested model, started on first request. Callers
 /// naming the same model directory share one service, hence one loaded model.
 pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>> {
+    if let Some(spec) = &req.remote {
+        return remote_embedding_service(spec, req.config);
+    }
     let name = req
         .model
         .clone()
@@ -162,7 +177,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         Some(p) => p.clone(),
         None => crate::paths::locate(std::path::Path::new(&name)),
     };
-    let key = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+    let key = ServiceKey::Local(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()));
     let mut services = EMBEDDING.lock();
     // Under the lock that `begin_shutdown` takes to close every service: none starts
     // (and loads ONNX Runtime) while the process exits.
@@ -192,10 +207,118 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             .then(|| crate::embedding::model::catalog_entry(&display))
             .flatten(),
     };
-    let svc =
-        EmbeddingService::start(display, read_dimension(&dir), Box::new(factory), req.config)?;
+    let svc = EmbeddingService::start(
+        display,
+        read_dimension(&dir),
+        Backend::Local(Box::new(factory)),
+        req.config,
+    )?;
     services.insert(key, svc.clone());
     Ok(svc)
+}
+
+/// The embedding service for a remote target, started on first request; one per
+/// target (servers, model and key) for the whole process, like a local model.
+fn remote_embedding_service(
+    spec: &crate::remote::RemoteSpec,
+    config: BatchConfig,
+) -> Result<Arc<EmbeddingService>> {
+    spec.validate("remote")?;
+    let key = ServiceKey::Remote(spec.clone());
+    let mut services = EMBEDDING.lock();
+    if is_shut_down() {
+        return Err(OrionError::ShutDown);
+    }
+    if let Some(s) = services.get(&key) {
+        return Ok(s.clone());
+    }
+    let (runtime, client) = http()?;
+    let pool = Arc::new(remote_pool(spec, client));
+    let engine =
+        crate::remote::embeddings::RemoteEmbeddings::new(pool, spec.model.clone(), spec.timeout());
+    let svc = EmbeddingService::start(
+        spec.model.clone(),
+        None,
+        Backend::Remote {
+            engine: Arc::new(engine),
+            runtime,
+        },
+        config,
+    )?;
+    services.insert(key, svc.clone());
+    Ok(svc)
+}
+
+/// The process's HTTP client (one connection pool) and the small async runtime its
+/// requests run on. Taken out and shut down by [`wait_for_shutdown`], once nothing
+/// uses it any more.
+struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+/// A leaf lock, held to build or take the runtime.
+static HTTP: Mutex<Option<Http>> = Mutex::new(None);
+
+/// The remote servers' endpoints by base URL: their health and load are the same for
+/// every target that uses them. A leaf lock.
+static ENDPOINTS: LazyLock<Mutex<HashMap<String, Arc<crate::remote::pool::Endpoint>>>> =
+    LazyLock::new(Default::default);
+
+/// The HTTP runtime's handle and the client, built on first use.
+pub(crate) fn http() -> Result<(tokio::runtime::Handle, reqwest::Client)> {
+    let mut h = HTTP.lock();
+    if is_shut_down() {
+        return Err(OrionError::ShutDown);
+    }
+    if let Some(h) = &*h {
+        return Ok((h.runtime.handle().clone(), h.client.clone()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("orion-http")
+        .enable_all()
+        .build()
+        .map_err(|e| OrionError::Internal(format!("could not start the HTTP runtime: {e}")))?;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("orion-native/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| OrionError::Internal(format!("could not build the HTTP client: {e}")))?;
+    let out = (runtime.handle().clone(), client.clone());
+    *h = Some(Http { runtime, client });
+    Ok(out)
+}
+
+/// A pool over `spec`'s servers, sharing their endpoints with every other pool.
+pub(crate) fn remote_pool(
+    spec: &crate::remote::RemoteSpec,
+    client: reqwest::Client,
+) -> crate::remote::pool::Pool {
+    let mut all = ENDPOINTS.lock();
+    let endpoints = spec
+        .bases()
+        .into_iter()
+        .map(|b| {
+            all.entry(b.clone())
+                .or_insert_with(|| Arc::new(crate::remote::pool::Endpoint::new(&b)))
+                .clone()
+        })
+        .collect();
+    crate::remote::pool::Pool::new(endpoints, client, spec.api_key.clone())
+}
+
+/// Stop the HTTP runtime: its tasks (batches whose callers were answered `SHUT_DOWN`,
+/// health probes) are dropped, closing their connections, and its threads joined.
+fn stop_http(deadline: std::time::Instant) {
+    let taken = HTTP.lock().take();
+    if let Some(h) = taken {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        h.runtime
+            .shutdown_timeout(left.max(std::time::Duration::from_millis(100)));
+    }
 }
 
 /// Set once the process is exiting: no new work is taken.
@@ -253,7 +376,10 @@ pub(crate) fn begin_shutdown() {
 /// dropped) and every load, generation and unload to return. `true` when all did.
 pub(crate) fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
     let threads = embedding_services().iter().all(|s| s.join(deadline));
-    wait_for_work(deadline) && threads
+    let work = wait_for_work(deadline);
+    // Last: a generation streaming from a server runs on it until it sees the shutdown.
+    stop_http(deadline);
+    work && threads
 }
 
 /// Wait, until `deadline`, for every load, generation and unload to return.

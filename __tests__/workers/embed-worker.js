@@ -3,7 +3,8 @@
 const { parentPort, workerData } = require('node:worker_threads')
 const { getSharedEmbeddingClient } = require(workerData.root)
 
-const client = getSharedEmbeddingClient()
+// `options` picks the backend (a remote server in the parameterised suites).
+const client = getSharedEmbeddingClient(workerData.options)
 
 async function main() {
   if (workerData.mode === 'hang') {

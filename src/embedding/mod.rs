@@ -12,6 +12,35 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// One batch's vectors, computed on the async runtime.
+pub(crate) type BatchFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Vec<f32>>>> + Send>>;
+
+/// An engine that embeds batches elsewhere (a remote server), several at a time, as
+/// futures on the process's async runtime; the real one is
+/// `crate::remote::embeddings::RemoteEmbeddings`, tests use fakes.
+pub(crate) trait RemoteEngine: Send + Sync + 'static {
+    fn embed(self: Arc<Self>, texts: Vec<Arc<str>>) -> BatchFuture;
+    /// Most batches in flight at once.
+    fn max_in_flight(&self) -> usize;
+    /// The servers, for the stats.
+    fn endpoints(&self) -> Vec<crate::remote::pool::EndpointStats>;
+}
+
+/// What computes a service's embeddings.
+pub(crate) enum Backend {
+    /// A model in this process, loaded on the service's thread.
+    Local(Box<dyn EmbedderFactory>),
+    /// A remote engine, whose batches run on `runtime`.
+    Remote {
+        engine: Arc<dyn RemoteEngine>,
+        runtime: tokio::runtime::Handle,
+    },
+}
+
+/// How often a remote batch in flight checks that someone still waits for it.
+const ABANDON_POLL: Duration = Duration::from_millis(20);
+
 #[derive(Default)]
 struct Counters {
     model_loads: AtomicU64,
@@ -39,6 +68,8 @@ pub(crate) struct EmbeddingStats {
     /// Texts the model embedded per call, on average.
     pub(crate) mean_batch_size: f64,
     pub(crate) queue_depth: usize,
+    /// The servers of a remote service.
+    pub(crate) endpoints: Option<Vec<crate::remote::pool::EndpointStats>>,
 }
 
 pub(crate) struct EmbeddingService {
@@ -50,16 +81,20 @@ pub(crate) struct EmbeddingService {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Whether that thread is inside the model (loading it or running a batch).
     busy: Arc<std::sync::atomic::AtomicBool>,
+    remote: Option<Arc<dyn RemoteEngine>>,
 }
 
 impl EmbeddingService {
     /// Start the service's inference thread. The model itself loads lazily, on that
     /// thread, when the first batch arrives; being the only thread that loads it is what
     /// makes "exactly once" hold however many callers race.
+    ///
+    /// A remote service's thread only forms batches; each runs as a future on the given
+    /// runtime, up to the engine's `max_in_flight` at once.
     pub(crate) fn start(
         model: String,
         dimension_hint: Option<usize>,
-        factory: Box<dyn EmbedderFactory>,
+        backend: Backend,
         config: BatchConfig,
     ) -> Result<Arc<Self>> {
         let svc = Arc::new(Self {
@@ -69,6 +104,10 @@ impl EmbeddingService {
             dimension: Arc::new(AtomicUsize::new(dimension_hint.unwrap_or(0))),
             thread: parking_lot::Mutex::new(None),
             busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            remote: match &backend {
+                Backend::Remote { engine, .. } => Some(engine.clone()),
+                Backend::Local(_) => None,
+            },
         });
         let (queue, counters, dimension, busy) = (
             svc.queue.clone(),
@@ -80,7 +119,12 @@ impl EmbeddingService {
         let name = format!("orion-embed-{}", svc.model).replace('\0', "\\0");
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run(&queue, &counters, &dimension, &busy, &*factory))
+            .spawn(move || match backend {
+                Backend::Local(factory) => run(&queue, &counters, &dimension, &busy, &*factory),
+                Backend::Remote { engine, runtime } => {
+                    run_remote(&queue, &counters, &dimension, &engine, &runtime);
+                }
+            })
             .map_err(|e| {
                 OrionError::Internal(format!("could not start the inference thread: {e}"))
             })?;
@@ -159,6 +203,7 @@ impl EmbeddingService {
                 embedded as f64 / batches as f64
             },
             queue_depth: self.queue.depth(),
+            endpoints: self.remote.as_ref().map(|r| r.endpoints()),
         }
     }
 
@@ -257,6 +302,91 @@ fn run(
             }
         };
         queue.complete(&batch, result);
+    }
+}
+
+/// The remote service's loop: wait for a free slot, take a batch, run it on `runtime`.
+/// Waiting for the slot first lets texts gather into bigger batches while every slot
+/// is busy. A batch nobody waits for any more (timed out, aborted, worker gone) is
+/// dropped mid-flight, which closes its connection.
+fn run_remote(
+    queue: &Arc<Queue>,
+    counters: &Arc<Counters>,
+    dimension: &Arc<AtomicUsize>,
+    engine: &Arc<dyn RemoteEngine>,
+    runtime: &tokio::runtime::Handle,
+) {
+    struct Slot(Arc<(parking_lot::Mutex<usize>, parking_lot::Condvar)>);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            *self.0 .0.lock() -= 1;
+            self.0 .1.notify_one();
+        }
+    }
+    let slots = Arc::new((parking_lot::Mutex::new(0usize), parking_lot::Condvar::new()));
+    let max = engine.max_in_flight().max(1);
+    let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    loop {
+        {
+            let mut n = slots.0.lock();
+            while *n >= max {
+                // Bounded waits: a closed queue ends the loop even if a slot never frees.
+                slots.1.wait_for(&mut n, Duration::from_millis(50));
+                if queue.is_closed() {
+                    return;
+                }
+            }
+            *n += 1;
+        }
+        let slot = Slot(slots.clone());
+        let Some(batch) = queue.next_batch() else {
+            return;
+        };
+        let (queue, counters, dimension, engine, connected) = (
+            queue.clone(),
+            counters.clone(),
+            dimension.clone(),
+            engine.clone(),
+            connected.clone(),
+        );
+        runtime.spawn(async move {
+            let _slot = slot;
+            let watch = async {
+                loop {
+                    tokio::time::sleep(ABANDON_POLL).await;
+                    if !queue.has_waiters(&batch) {
+                        break;
+                    }
+                }
+            };
+            let result = tokio::select! {
+                r = engine.embed(batch.clone()) => r,
+                () = watch => {
+                    queue.give_up(&batch);
+                    return;
+                }
+            };
+            let result = match result {
+                Ok(vectors) if vectors.len() == batch.len() => {
+                    if let Some(v) = vectors.first() {
+                        dimension.store(v.len(), Relaxed);
+                    }
+                    if !connected.swap(true, Relaxed) {
+                        counters.model_loads.fetch_add(1, Relaxed);
+                    }
+                    counters.batches.fetch_add(1, Relaxed);
+                    counters.embedded.fetch_add(batch.len() as u64, Relaxed);
+                    Ok(vectors.into_iter().map(Vector::from).collect())
+                }
+                Ok(vectors) => Err(OrionError::Internal(format!(
+                    "the engine returned {} vectors for {} texts",
+                    vectors.len(),
+                    batch.len()
+                ))),
+                Err(e) => Err(e),
+            };
+            queue.complete(&batch, result);
+        });
     }
 }
 
@@ -388,7 +518,8 @@ mod tests {
             delay: Duration::from_millis(delay_ms),
         };
         (
-            EmbeddingService::start("fake".into(), Some(2), Box::new(f), config).unwrap(),
+            EmbeddingService::start("fake".into(), Some(2), Backend::Local(Box::new(f)), config)
+                .unwrap(),
             loads,
             batches,
         )
@@ -515,5 +646,119 @@ mod tests {
             .block_on(svc.submit(&[huge]).unwrap().wait(LONG, None))
             .unwrap();
         assert_eq!(v[0][0], model::MAX_TEXT_BYTES as f32);
+    }
+
+    /// A remote engine that answers after `delay`, counting batches in flight and the
+    /// batch futures dropped before they finished.
+    struct FakeRemote {
+        delay: Duration,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+        dropped: Arc<AtomicU64>,
+        max: usize,
+    }
+    impl RemoteEngine for FakeRemote {
+        fn embed(self: Arc<Self>, texts: Vec<Arc<str>>) -> BatchFuture {
+            struct Unfinished(Arc<AtomicU64>, bool);
+            impl Drop for Unfinished {
+                fn drop(&mut self) {
+                    if !self.1 {
+                        self.0.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            Box::pin(async move {
+                let mut guard = Unfinished(self.dropped.clone(), false);
+                let n = self.in_flight.fetch_add(1, Relaxed) + 1;
+                self.most_in_flight.fetch_max(n, Relaxed);
+                tokio::time::sleep(self.delay).await;
+                self.in_flight.fetch_sub(1, Relaxed);
+                guard.1 = true;
+                Ok(texts.iter().map(|t| vec![t.len() as f32]).collect())
+            })
+        }
+        fn max_in_flight(&self) -> usize {
+            self.max
+        }
+        fn endpoints(&self) -> Vec<crate::remote::pool::EndpointStats> {
+            Vec::new()
+        }
+    }
+
+    fn remote_service(
+        delay_ms: u64,
+        config: BatchConfig,
+    ) -> (
+        Arc<EmbeddingService>,
+        Arc<FakeRemote>,
+        tokio::runtime::Runtime,
+    ) {
+        let http = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        let engine = Arc::new(FakeRemote {
+            delay: Duration::from_millis(delay_ms),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+            dropped: Arc::new(AtomicU64::new(0)),
+            max: 2,
+        });
+        let svc = EmbeddingService::start(
+            "remote".into(),
+            None,
+            Backend::Remote {
+                engine: engine.clone(),
+                runtime: http.handle().clone(),
+            },
+            config,
+        )
+        .unwrap();
+        (svc, engine, http)
+    }
+
+    #[test]
+    fn remote_batches_run_concurrently_up_to_the_engines_limit_and_gather_while_busy() {
+        let config = BatchConfig {
+            max_wait: Duration::ZERO,
+            ..BatchConfig::default()
+        };
+        let (svc, engine, _http) = remote_service(40, config);
+        let pendings: Vec<_> = (0..200)
+            .map(|i| svc.submit(&[format!("text {i}")]).unwrap())
+            .collect();
+        let rt = rt();
+        for (i, p) in pendings.into_iter().enumerate() {
+            let v = rt.block_on(p.wait(Duration::from_secs(10), None)).unwrap();
+            assert_eq!(v[0][0], format!("text {i}").len() as f32);
+        }
+        assert_eq!(engine.most_in_flight.load(Relaxed), 2);
+        let s = svc.stats();
+        assert_eq!(s.model_loads, 1);
+        assert_eq!(s.dimension, 1);
+        // Texts queued while both slots were busy went out together.
+        assert!(s.batches < 200 / 4, "{} batches", s.batches);
+        svc.close();
+        assert!(svc.join(std::time::Instant::now() + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_remote_batch_nobody_waits_for_is_dropped_mid_flight() {
+        let (svc, engine, _http) = remote_service(60_000, BatchConfig::default());
+        let pending = svc.submit(&["abandoned"]).unwrap();
+        let rt = rt();
+        let e = rt
+            .block_on(pending.wait(Duration::from_millis(50), None))
+            .unwrap_err();
+        assert_eq!(e.code(), "EMBEDDING_TIMEOUT");
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while engine.dropped.load(Relaxed) == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(engine.dropped.load(Relaxed), 1);
+        assert_eq!(svc.stats().batches, 0);
+        svc.close();
+        assert!(svc.join(std::time::Instant::now() + Duration::from_secs(2)));
     }
 }

@@ -246,6 +246,45 @@ impl Queue {
         self.ready.notify_all();
     }
 
+    /// Whether anyone still waits for a text of `batch` (one in flight elsewhere, whose
+    /// computation can be given up when nobody does).
+    pub(crate) fn has_waiters(&self, batch: &[Arc<str>]) -> bool {
+        let mut st = self.state.lock();
+        batch.iter().any(|t| match st.waiters.get_mut(t) {
+            Some(ws) => {
+                ws.retain(|w| !w.is_closed());
+                !ws.is_empty()
+            }
+            None => false,
+        })
+    }
+
+    /// Give up computing `batch` because nobody waited for it: texts someone asked for
+    /// since go back to the front of the queue, the rest are forgotten.
+    pub(crate) fn give_up(&self, batch: &[Arc<str>]) {
+        let mut st = self.state.lock();
+        if st.closed {
+            return;
+        }
+        let mut requeued = false;
+        for t in batch.iter().rev() {
+            let live = st.waiters.get_mut(t).is_some_and(|ws| {
+                ws.retain(|w| !w.is_closed());
+                !ws.is_empty()
+            });
+            if live {
+                st.pending.push_front(t.clone());
+                requeued = true;
+            } else {
+                st.waiters.remove(t);
+            }
+        }
+        drop(st);
+        if requeued {
+            self.ready.notify_one();
+        }
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         self.state.lock().closed
     }
@@ -408,6 +447,22 @@ mod tests {
         let t = Instant::now();
         assert_eq!(q.next_batch().unwrap().len(), 1); // the last batch was alone: no wait
         assert!(t.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_given_up_batch_requeues_only_the_texts_someone_still_waits_for() {
+        let q = Queue::new(cfg(8, 0, 100));
+        let (slots, _) = q.submit(&texts(&["gone", "kept"])).unwrap();
+        let batch = q.next_batch().unwrap();
+        assert!(q.has_waiters(&batch));
+        let mut it = slots.into_iter();
+        drop(it.next());
+        let kept = it.next();
+        assert!(q.has_waiters(&batch));
+        q.give_up(&batch);
+        assert_eq!(q.next_batch().unwrap(), texts(&["kept"]));
+        drop(kept);
+        assert!(!q.has_waiters(&texts(&["kept"])));
     }
 
     #[test]

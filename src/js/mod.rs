@@ -26,6 +26,8 @@
 //!   - `args.rs`: reading texts, the client's options and each call's options.
 //!   - `options.rs`: `EmbeddingClientOptions` and `EmbedOptions`, each declared once.
 //!   - `types.rs`: `EmbeddingStats`, with `impl From<core type>` beside it.
+//! - `remote.rs`: `RemoteOptions` (remote servers, for embeddings and registered chat
+//!   models) and `RemoteEndpointStats`.
 //! - `settings.rs`: `configure()` and its `Configuration`.
 //! - `lifecycle.rs`: the process's exit (`__attach`, `__shutdown`).
 //! - `options.rs`: reading option objects (into the options structs: `read`) and JS
@@ -40,6 +42,7 @@ mod lifecycle;
 mod llm;
 mod monitor;
 mod options;
+mod remote;
 mod settings;
 
 use crate::error::OrionError;

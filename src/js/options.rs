@@ -413,6 +413,18 @@ impl<'de> Deserializer<'de> for ValueDe<'_, '_> {
         v.visit_seq(de::value::SeqDeserializer::new(strings.into_iter()))
     }
 
+    /// A newtype field takes a string or an array of strings (`url: string | string[]`).
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        if self.value.get_type().ok() == Some(ValueType::String) {
+            return self.deserialize_string(v);
+        }
+        self.deserialize_seq(v)
+    }
+
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -443,7 +455,7 @@ impl<'de> Deserializer<'de> for ValueDe<'_, '_> {
 
     serde::forward_to_deserialize_any! {
         i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 char bytes byte_buf
-        unit unit_struct newtype_struct tuple tuple_struct map enum identifier
+        unit unit_struct tuple tuple_struct map enum identifier
     }
 }
 

@@ -36,11 +36,16 @@ export interface ModelDescriptor {
   name?: string
   kind?: 'llm' | 'embedding'
   /** Files by quantization level: a local path (relative to ORION_MODELS_DIR), or a hub repo and file. */
-  files: Partial<
+  files?: Partial<
     Record<QuantizationLevel, { path?: string; hubRepo?: string; hubFile?: string; sha256?: string; size?: number }>
   >
   /** Context size to run the model with (default 2048). */
   contextLength?: number
+  /**
+   * Served by OpenAI-compatible servers (llama-server, vLLM, Ollama, ...) instead of a file:
+   * `loadModel` checks them, `generate` streams from `/v1/chat/completions`. Give `files` or `remote`.
+   */
+  remote?: RemoteOptions
 }
 
 /** The stable codes of orion-native errors (`err.code`). */
@@ -59,6 +64,9 @@ export type OrionErrorCode =
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
   | 'SHUT_DOWN'
+  | 'REMOTE_UNAVAILABLE'
+  | 'REMOTE_ERROR'
+  | 'REMOTE_PROTOCOL'
   | 'INTERNAL'
   | 'BINDING_NOT_FOUND'
 

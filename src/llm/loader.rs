@@ -739,6 +739,7 @@ mod tests {
             sha256: None,
             size: None,
             hub: None,
+            remote: None,
         }
     }
 

@@ -48,6 +48,29 @@ pub(crate) struct LlmService {
     strategy: Strategy,
     /// The models it resolves keys against (the process's one: see `runtime`).
     registry: Registry,
+    /// Remote models whose servers were checked, by key. A leaf lock.
+    remote: parking_lot::Mutex<std::collections::HashMap<String, Arc<RemoteModel>>>,
+}
+
+/// A model served by remote servers, "loaded" once they were found to serve it.
+pub(crate) struct RemoteModel {
+    spec: crate::remote::RemoteSpec,
+    chat: crate::remote::chat::RemoteChat,
+    context_length: u32,
+    loads: u64,
+    last_used: parking_lot::Mutex<std::time::Instant>,
+    in_use: std::sync::atomic::AtomicUsize,
+}
+
+/// What `getStats()` shows of a remote model.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RemoteModelStats {
+    pub(crate) key: String,
+    pub(crate) model: String,
+    pub(crate) endpoints: Vec<crate::remote::pool::EndpointStats>,
+    pub(crate) loads: u64,
+    pub(crate) in_use: usize,
+    pub(crate) idle_ms: f64,
 }
 
 impl LlmService {
@@ -78,6 +101,7 @@ impl LlmService {
             loader,
             strategy,
             registry,
+            remote: parking_lot::Mutex::default(),
         })
     }
 
@@ -177,6 +201,17 @@ impl LlmService {
         cancel: &dyn Fn() -> bool,
     ) -> Result<LoadInfo> {
         let r = self.resolve(spec)?;
+        if let Some(remote) = r.remote.clone() {
+            let m = self.load_remote(&r, remote, progress.as_ref(), cancel)?;
+            return Ok(LoadInfo {
+                key: r.key.clone(),
+                path: r.path.display().to_string(),
+                quantization: None,
+                bytes: 0,
+                context_length: m.context_length,
+                loads: m.loads,
+            });
+        }
         let progress = self.ensure_file(&r, progress, cancel)?;
         // No lease: holding one, however briefly, makes the model look busy to a
         // concurrent load of another key.
@@ -195,6 +230,83 @@ impl LlmService {
         })
     }
 
+    /// The remote model `r`, its servers checked first unless that was done for the
+    /// same target. Blocking: it waits on the HTTP runtime.
+    fn load_remote(
+        &self,
+        r: &Resolved,
+        spec: crate::remote::RemoteSpec,
+        progress: Option<&ProgressFn>,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Arc<RemoteModel>> {
+        let previous = self.remote.lock().get(&r.key).cloned();
+        if let Some(m) = &previous {
+            if m.spec == spec {
+                return Ok(m.clone());
+            }
+        }
+        let (rt, client) = crate::runtime::http()?;
+        let pool = Arc::new(crate::runtime::remote_pool(&spec, client));
+        let chat = crate::remote::chat::RemoteChat::new(pool, spec.model.clone(), spec.timeout());
+        let report = |p: u32| {
+            if let Some(f) = progress {
+                f(p);
+            }
+        };
+        let trained = rt.block_on(crate::remote::chat::until_cancelled(
+            chat.check(&report),
+            &|| cancel() || crate::runtime::is_shut_down(),
+        ))??;
+        let m = Arc::new(RemoteModel {
+            context_length: trained.map_or(r.context_length, |t| t.min(r.context_length)),
+            loads: previous.map_or(0, |p| p.loads) + 1,
+            spec,
+            chat,
+            last_used: parking_lot::Mutex::new(std::time::Instant::now()),
+            in_use: std::sync::atomic::AtomicUsize::new(0),
+        });
+        // Two first loads racing both check; the later one's entry stays, either is right.
+        self.remote.lock().insert(r.key.clone(), m.clone());
+        Ok(m)
+    }
+
+    /// Unload a model (forget a remote one); `false` when it was not loaded.
+    pub(crate) fn unload(&self, key: &str) -> bool {
+        let remote = self.remote.lock().remove(key).is_some();
+        self.loader.unload(key) || remote
+    }
+
+    pub(crate) fn is_loaded(&self, key: &str) -> bool {
+        self.loader.is_loaded(key) || self.remote.lock().contains_key(key)
+    }
+
+    pub(crate) fn mark_used(&self, key: &str) -> bool {
+        if let Some(m) = self.remote.lock().get(key) {
+            *m.last_used.lock() = std::time::Instant::now();
+            return true;
+        }
+        self.loader.mark_used(key)
+    }
+
+    /// The remote models loaded, with their servers.
+    pub(crate) fn remote_stats(&self) -> Vec<RemoteModelStats> {
+        let mut out: Vec<RemoteModelStats> = self
+            .remote
+            .lock()
+            .iter()
+            .map(|(key, m)| RemoteModelStats {
+                key: key.clone(),
+                model: m.chat.model().to_string(),
+                endpoints: m.chat.endpoints(),
+                loads: m.loads,
+                in_use: m.in_use.load(std::sync::atomic::Ordering::Relaxed),
+                idle_ms: m.last_used.lock().elapsed().as_secs_f64() * 1000.0,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
     /// Generate with `spec`, loading it first when needed. Blocking.
     pub(crate) fn generate(
         &self,
@@ -205,6 +317,17 @@ impl LlmService {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let r = self.resolve(spec)?;
+        if let Some(remote) = r.remote.clone() {
+            let stopped = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+            let m = self.load_remote(&r, remote, None, &stopped)?;
+            *m.last_used.lock() = std::time::Instant::now();
+            m.in_use.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let (rt, _) = crate::runtime::http()?;
+            let result = rt.block_on(m.chat.generate(prompt, params, cancel, on_text));
+            m.in_use.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            *m.last_used.lock() = std::time::Instant::now();
+            return result;
+        }
         self.ensure_file(&r, None, &|| {
             cancel.load(std::sync::atomic::Ordering::Relaxed)
         })?;

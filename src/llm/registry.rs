@@ -60,7 +60,11 @@ pub(crate) struct ModelDescriptor {
     #[serde(default = "default_kind")]
     pub(crate) kind: String,
     /// Files by quantization level (`q4`, `q8`, `f16`, ...).
+    #[serde(default)]
     pub(crate) files: BTreeMap<String, ModelFile>,
+    /// Served by remote servers instead of loaded from a file (then `files` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) remote: Option<crate::remote::RemoteSpec>,
     /// Context size to run the model with (tokens); defaults to 2048.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) context_length: Option<u32>,
@@ -82,8 +86,22 @@ impl ModelDescriptor {
                 self.kind
             ));
         }
-        if self.files.is_empty() {
-            return bad("`files` must name at least one quantization level".into());
+        if let Some(r) = &self.remote {
+            if self.kind != "llm" {
+                return bad(
+                    "`remote` serves chat models (kind \"llm\"); remote embeddings are \
+                     getSharedEmbeddingClient({ remote })"
+                        .into(),
+                );
+            }
+            if !self.files.is_empty() {
+                return bad("give `files` or `remote`, not both".into());
+            }
+            r.validate(&format!("model {key:?}: remote"))?;
+        } else if self.files.is_empty() {
+            return bad(
+                "`files` must name at least one quantization level (or give `remote`)".into(),
+            );
         }
         for (level, f) in &self.files {
             quant::level(level)?;
@@ -124,6 +142,7 @@ fn builtin() -> BTreeMap<String, ModelDescriptor> {
             },
         )]),
         context_length: Some(2048),
+        remote: None,
     };
     let mut all = catalog();
     all.insert(DEMO_KEY.to_string(), demo);
@@ -187,6 +206,7 @@ fn catalog() -> BTreeMap<String, ModelDescriptor> {
                 kind: "llm".into(),
                 files,
                 context_length: m.context_length,
+                remote: None,
             };
             (key, d)
         })
@@ -297,6 +317,8 @@ pub(crate) struct Resolved {
     /// Expected file size, when the registry knows it.
     pub(crate) size: Option<u64>,
     pub(crate) hub: Option<(String, String)>,
+    /// Served by these remote servers: there is no file.
+    pub(crate) remote: Option<crate::remote::RemoteSpec>,
 }
 
 pub(crate) const DEFAULT_CONTEXT: u32 = 2048;
@@ -350,6 +372,7 @@ impl Registry {
                 sha256: None,
                 size: None,
                 hub: None,
+                remote: None,
             });
         }
         let (base, forced) = match quant::split_quantized_id(spec) {
@@ -373,6 +396,18 @@ impl Registry {
             known.join(", ")
         ))
     })?;
+        if let Some(remote) = d.remote {
+            return Ok(Resolved {
+                key: spec.to_string(),
+                path: PathBuf::from(remote.bases().join(", ")),
+                quantization: None,
+                context_length: d.context_length.unwrap_or(DEFAULT_CONTEXT),
+                sha256: None,
+                size: None,
+                hub: None,
+                remote: Some(remote),
+            });
+        }
         let want = forced.or(preferred);
         let (level, file) = pick_file(&d, want)
             .ok_or_else(|| OrionError::UnknownModel(format!("model {base:?} has no files")))?;
@@ -404,6 +439,7 @@ impl Registry {
             sha256: file.sha256.clone(),
             size: file.size,
             hub: file.hub_repo.clone().zip(file.hub_file.clone()),
+            remote: None,
         })
     }
 }
@@ -488,7 +524,38 @@ mod tests {
                 })
                 .collect(),
             context_length: None,
+            remote: None,
         }
+    }
+
+    #[test]
+    fn remote_models_resolve_to_their_servers_and_are_checked() {
+        let r = reg();
+        let d: ModelDescriptor = serde_json::from_str(
+            r#"{"remote":{"url":["http://a:1/v1","http://b:2"],"model":"m","apiKey":"k"}}"#,
+        )
+        .unwrap();
+        r.register("far", d).unwrap();
+        let got = r.resolve("far", None, Path::new("/m")).unwrap();
+        assert_eq!(
+            got.remote.unwrap().bases(),
+            vec!["http://a:1", "http://b:2"]
+        );
+        // Listing never shows the key.
+        let listed = serde_json::to_string(&r.list().unwrap()).unwrap();
+        assert!(listed.contains("http://a:1") && !listed.contains("\"k\""));
+        let both: ModelDescriptor = serde_json::from_str(
+            r#"{"files":{"q4":{"path":"x.gguf"}},"remote":{"url":"http://a:1","model":"m"}}"#,
+        )
+        .unwrap();
+        assert!(both
+            .validate("x")
+            .unwrap_err()
+            .to_string()
+            .contains("not both"));
+        let bad: ModelDescriptor =
+            serde_json::from_str(r#"{"remote":{"url":"ftp://a","model":"m"}}"#).unwrap();
+        assert_eq!(bad.validate("x").unwrap_err().code(), "INVALID_OPTION");
     }
 
     #[test]

@@ -20,11 +20,18 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
     let (o, _): (EmbeddingClientOptions, _) = read(options, "options")?;
     o.validate()?;
     let timeout = o.timeout()?;
+    let config = o.batch_config()?;
+    let remote = match o.remote {
+        Some(r) => Some(r.into_spec("options.remote")?),
+        None if o.model.is_none() && o.model_path.is_none() => crate::remote::from_env()?,
+        None => None,
+    };
     let request = EmbeddingRequest {
-        config: o.batch_config()?,
+        config,
         threads: o.threads.map(|t| t as usize),
         model_path: o.model_path.map(PathBuf::from),
         model: o.model,
+        remote,
     };
     Ok((request, timeout))
 }

@@ -42,6 +42,12 @@ pub struct EmbeddingClientOptions {
     pub max_queue: Option<f64>,
     /// ONNX Runtime intra-op threads, an integer from 1 to 1024 (default: every core).
     pub threads: Option<f64>,
+    /// Embed on remote servers instead (`/v1/embeddings`), with the same cache,
+    /// batching, timeouts and stats; wins over `model` and `modelPath`. Else
+    /// `ORION_REMOTE_EMBEDDINGS_URL` (comma-separated) and
+    /// `ORION_REMOTE_EMBEDDINGS_MODEL` (and `ORION_REMOTE_EMBEDDINGS_API_KEY`) give one,
+    /// when neither `model` nor `modelPath` is given.
+    pub remote: Option<crate::js::remote::RemoteOptions>,
 }
 
 impl EmbeddingClientOptions {

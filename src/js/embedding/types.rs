@@ -25,6 +25,8 @@ pub struct EmbeddingStats {
     pub mean_batch_size: f64,
     /// Texts waiting for the model now.
     pub queue_depth: u32,
+    /// A remote client's servers, with their requests, bytes and errors.
+    pub endpoints: Option<Vec<crate::js::remote::RemoteEndpointStats>>,
 }
 
 impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
@@ -42,6 +44,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             batches: s.batches as i64,
             mean_batch_size: s.mean_batch_size,
             queue_depth: s.queue_depth as u32,
+            endpoints: s.endpoints.map(|e| e.into_iter().map(Into::into).collect()),
         }
     }
 }

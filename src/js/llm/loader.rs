@@ -118,11 +118,7 @@ impl ModelLoader {
         match read_key(&model_key, "modelKey") {
             Ok(key) => {
                 let svc = self.svc;
-                promise(
-                    env,
-                    blocking(move || Ok(svc.loader().unload(&key))),
-                    |_, b| Ok(b),
-                )
+                promise(env, blocking(move || Ok(svc.unload(&key))), |_, b| Ok(b))
             }
             Err(e) => rejected(env, e),
         }
@@ -133,12 +129,12 @@ impl ModelLoader {
     // napi hands JS arguments over as owned values.
     #[allow(clippy::needless_pass_by_value)]
     pub fn mark_model_used(&self, model_key: String) -> bool {
-        self.svc.loader().mark_used(&model_key)
+        self.svc.mark_used(&model_key)
     }
 
     #[napi(catch_unwind)]
     pub fn get_stats(&self) -> ModelLoaderStats {
-        self.svc.loader().stats().into()
+        (self.svc.loader().stats(), self.svc.remote_stats()).into()
     }
 
     /// Generate text. `prompt` is a string (sent as one user message through the
@@ -207,7 +203,7 @@ impl ModelLoader {
         Ok(models
             .into_iter()
             .map(|(key, d)| {
-                let loaded = self.svc.loader().is_loaded(&key);
+                let loaded = self.svc.is_loaded(&key);
                 ModelListing::new(key, d, loaded)
             })
             .collect())

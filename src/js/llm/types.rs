@@ -70,16 +70,46 @@ pub struct ModelLoaderStats {
     pub loading: u32,
     pub total_bytes: i64,
     pub models: Vec<LoadedModelStats>,
+    /// Models served by remote servers (registered with `remote`), once loaded.
+    pub remote_models: Vec<RemoteModelStats>,
 }
 
-impl From<LoaderStats> for ModelLoaderStats {
-    fn from(s: LoaderStats) -> Self {
+impl From<(LoaderStats, Vec<crate::llm::RemoteModelStats>)> for ModelLoaderStats {
+    fn from((s, remote): (LoaderStats, Vec<crate::llm::RemoteModelStats>)) -> Self {
         Self {
             loaded_models: s.loaded_models as u32,
             max_concurrent_models: s.max_concurrent_models as u32,
             loading: s.loading as u32,
             total_bytes: s.total_bytes as i64,
             models: s.models.into_iter().map(LoadedModelStats::from).collect(),
+            remote_models: remote.into_iter().map(RemoteModelStats::from).collect(),
+        }
+    }
+}
+
+/// A loaded remote model.
+#[napi(object)]
+pub struct RemoteModelStats {
+    pub key: String,
+    /// The model's name on the servers.
+    pub model: String,
+    pub endpoints: Vec<crate::js::remote::RemoteEndpointStats>,
+    pub loads: i64,
+    /// Generations using it now.
+    pub in_use: u32,
+    /// Milliseconds since it was last used.
+    pub idle_ms: f64,
+}
+
+impl From<crate::llm::RemoteModelStats> for RemoteModelStats {
+    fn from(m: crate::llm::RemoteModelStats) -> Self {
+        Self {
+            key: m.key,
+            model: m.model,
+            endpoints: m.endpoints.into_iter().map(Into::into).collect(),
+            loads: m.loads as i64,
+            in_use: m.in_use as u32,
+            idle_ms: m.idle_ms,
         }
     }
 }

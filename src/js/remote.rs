@@ -1,0 +1,84 @@
+//! What the remote targets look like from JS: `RemoteOptions` (the `remote` option of
+//! `getSharedEmbeddingClient` and of a registry descriptor) and `RemoteEndpointStats`,
+//! with their conversions from and to the core types.
+
+use crate::error::OrionError;
+use crate::remote::pool::EndpointStats;
+use crate::remote::{RemoteSpec, Urls};
+use napi_derive::napi;
+use serde::Deserialize;
+
+/// A remote target: OpenAI-compatible servers (llama.cpp's `llama-server`, vLLM, TEI,
+/// Ollama, LM Studio) and the model they serve.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteOptions {
+    /// The server's base URL (`http://host:8080` or `http://host:8080/v1`), or several:
+    /// each request goes to the one with the fewest requests outstanding, and one that
+    /// fails is taken out and probed back in.
+    #[napi(ts_type = "string | string[]")]
+    pub url: Urls,
+    /// The model's name on the servers, as `/v1/models` lists it.
+    pub model: String,
+    /// Sent as `Authorization: Bearer <apiKey>`; never shown in errors or stats.
+    pub api_key: Option<String>,
+    /// Most milliseconds to wait for a reply to start, or between two streamed pieces,
+    /// an integer from 1 to 4294967295 (default 60000).
+    pub timeout_ms: Option<f64>,
+}
+
+impl RemoteOptions {
+    /// The core's target, checked (`what` names the option in messages).
+    pub(crate) fn into_spec(self, what: &str) -> Result<RemoteSpec, OrionError> {
+        let timeout_ms = crate::js::options::integer(
+            what,
+            "timeoutMs",
+            self.timeout_ms,
+            1,
+            u64::from(u32::MAX),
+        )?;
+        let spec = RemoteSpec {
+            url: self.url,
+            model: self.model,
+            api_key: self.api_key,
+            timeout_ms,
+        };
+        spec.validate(what)?;
+        Ok(spec)
+    }
+}
+
+/// One server of a remote target.
+#[napi(object)]
+pub struct RemoteEndpointStats {
+    /// Its base URL (without credentials).
+    pub url: String,
+    /// `false` while it is taken out after a failure (it is probed in the background).
+    pub healthy: bool,
+    /// Requests in flight on it now, from this process.
+    pub outstanding: u32,
+    /// Requests sent to it, retries included.
+    pub requests: i64,
+    /// Requests it failed or refused.
+    pub errors: i64,
+    pub bytes_sent: i64,
+    pub bytes_received: i64,
+    /// Its last error, if any.
+    pub last_error: Option<String>,
+}
+
+impl From<EndpointStats> for RemoteEndpointStats {
+    fn from(s: EndpointStats) -> Self {
+        Self {
+            url: s.url,
+            healthy: s.healthy,
+            outstanding: s.outstanding as u32,
+            requests: s.requests as i64,
+            errors: s.errors as i64,
+            bytes_sent: s.bytes_sent as i64,
+            bytes_received: s.bytes_received as i64,
+            last_error: s.last_error,
+        }
+    }
+}

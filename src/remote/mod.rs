@@ -1,0 +1,261 @@
+//! Remote inference servers that speak the OpenAI-compatible HTTP API (llama.cpp's
+//! `llama-server`, vLLM, Hugging Face TEI, Ollama, LM Studio): the same embedding and
+//! chat services, computed elsewhere.
+//!
+//! - [`pool`]: the endpoints of one target, chosen by fewest outstanding requests,
+//!   taken out when they fail and probed back in with backoff; retries.
+//! - [`embeddings`]: `/v1/embeddings`, as the embedding service's batch engine.
+//! - [`chat`]: `/v1/chat/completions` (and `/v1/completions` for raw prompts), streamed.
+//!
+//! One HTTP client (one connection pool) and one small async runtime serve the whole
+//! process; both live in `crate::runtime`.
+
+pub(crate) mod chat;
+pub(crate) mod embeddings;
+pub(crate) mod pool;
+
+use crate::error::{OrionError, Result};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long a request may wait for the server's first byte (or a streamed reply for
+/// its next piece) when the target sets no `timeoutMs`.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One URL or several, as JSON and JS options give them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Urls(pub(crate) Vec<String>);
+
+impl<'de> Deserialize<'de> for Urls {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Urls;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL or an array of URLs")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Urls, E> {
+                Ok(Urls(vec![s.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> std::result::Result<Urls, A::Error> {
+                let mut v = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    v.push(s);
+                }
+                Ok(Urls(v))
+            }
+            fn visit_newtype_struct<D: serde::Deserializer<'de>>(
+                self,
+                d: D,
+            ) -> std::result::Result<Urls, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        // A newtype, so that the JS options reader (which reads no `any`) can offer a
+        // string or an array; JSON forwards it to `deserialize_any`.
+        d.deserialize_newtype_struct("Urls", V)
+    }
+}
+
+/// A remote target: the servers, the model they serve, and how to talk to them.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct RemoteSpec {
+    /// Base URLs (`http://host:8080` or `http://host:8080/v1`).
+    pub(crate) url: Urls,
+    /// The model name the servers know (`/v1/models`).
+    pub(crate) model: String,
+    /// Sent as `Authorization: Bearer`; never shown, logged or serialized.
+    #[serde(default, skip_serializing)]
+    pub(crate) api_key: Option<String>,
+    /// Most milliseconds to wait for a reply to start, or between two streamed pieces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for RemoteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSpec")
+            .field("url", &self.bases())
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
+}
+
+impl RemoteSpec {
+    /// Every URL parses as http(s), the model is named, the timeout is in range.
+    pub(crate) fn validate(&self, what: &str) -> Result<()> {
+        let bad = |m: String| Err(OrionError::InvalidOption(format!("{what}: {m}")));
+        if self.url.0.is_empty() {
+            return bad("`url` must name at least one server".into());
+        }
+        for u in &self.url.0 {
+            match reqwest::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {}
+                Ok(_) => return bad(format!("`url` {u:?} is not an http:// or https:// URL")),
+                Err(e) => return bad(format!("`url` {u:?} is not a URL: {e}")),
+            }
+        }
+        if self.model.trim().is_empty() {
+            return bad("`model` must name the model the server serves".into());
+        }
+        if let Some(t) = self.timeout_ms {
+            if t == 0 || t > u64::from(u32::MAX) {
+                return bad(format!(
+                    "`timeoutMs` must be an integer from 1 to {}, got {t}",
+                    u32::MAX
+                ));
+            }
+        }
+        if self
+            .api_key
+            .as_deref()
+            .is_some_and(|k| k.is_empty() || k.chars().any(|c| c.is_control() || !c.is_ascii()))
+        {
+            return bad("`apiKey` must be printable ASCII".into());
+        }
+        Ok(())
+    }
+
+    /// The base URLs without a trailing `/` or `/v1`, deduplicated, in order.
+    pub(crate) fn bases(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for u in &self.url.0 {
+            let mut b = u.trim().trim_end_matches('/').to_string();
+            if let Some(s) = b.strip_suffix("/v1") {
+                b = s.to_string();
+            }
+            if !out.contains(&b) {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout_ms
+            .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
+    }
+}
+
+pub(crate) const URL_ENV: &str = "ORION_REMOTE_EMBEDDINGS_URL";
+pub(crate) const MODEL_ENV: &str = "ORION_REMOTE_EMBEDDINGS_MODEL";
+pub(crate) const API_KEY_ENV: &str = "ORION_REMOTE_EMBEDDINGS_API_KEY";
+
+/// The remote embedding target the environment names, if any: `ORION_REMOTE_EMBEDDINGS_URL`
+/// (comma-separated URLs), `ORION_REMOTE_EMBEDDINGS_MODEL` (required with it) and
+/// `ORION_REMOTE_EMBEDDINGS_API_KEY`.
+pub(crate) fn from_env() -> Result<Option<RemoteSpec>> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let Some(urls) = var(URL_ENV) else {
+        return Ok(None);
+    };
+    let Some(model) = var(MODEL_ENV) else {
+        return Err(OrionError::InvalidOption(format!(
+            "{URL_ENV} is set but {MODEL_ENV} is not: name the model the server serves"
+        )));
+    };
+    let spec = RemoteSpec {
+        url: Urls(
+            urls.split(',')
+                .map(|u| u.trim().to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+        ),
+        model,
+        api_key: var(API_KEY_ENV),
+        timeout_ms: None,
+    };
+    spec.validate(URL_ENV)?;
+    Ok(Some(spec))
+}
+
+/// `url` as it may be shown: without a user name or password.
+pub(crate) fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// A transport error with its causes ("connection refused"), without its URL (the
+/// caller names the endpoint).
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke off during the reply".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    let mut last = String::new();
+    while let Some(s) = source {
+        let m = s.to_string();
+        if m != last && !m.contains("://") {
+            out.push_str(": ");
+            out.push_str(&m);
+            last = m;
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(urls: &[&str]) -> RemoteSpec {
+        RemoteSpec {
+            url: Urls(urls.iter().map(|s| (*s).to_string()).collect()),
+            model: "m".into(),
+            api_key: Some("sk-secret".into()),
+            timeout_ms: None,
+        }
+    }
+
+    #[test]
+    fn one_url_or_several_and_v1_suffixes_are_accepted() {
+        let one: RemoteSpec =
+            serde_json::from_str(r#"{"url":"http://a:1/v1/","model":"m"}"#).unwrap();
+        assert_eq!(one.bases(), vec!["http://a:1"]);
+        let many: RemoteSpec = serde_json::from_str(
+            r#"{"url":["http://a:1","http://b:2/v1","http://a:1/"],"model":"m"}"#,
+        )
+        .unwrap();
+        assert_eq!(many.bases(), vec!["http://a:1", "http://b:2"]);
+        assert!(serde_json::from_str::<RemoteSpec>(r#"{"url":1,"model":"m"}"#).is_err());
+    }
+
+    #[test]
+    fn bad_targets_are_refused_with_the_reason() {
+        let e = spec(&[]).validate("remote").unwrap_err();
+        assert!(e.to_string().contains("at least one"), "{e}");
+        let e = spec(&["ftp://x"]).validate("remote").unwrap_err();
+        assert!(e.to_string().contains("http://"), "{e}");
+        let e = spec(&["not a url"]).validate("remote").unwrap_err();
+        assert_eq!(e.code(), "INVALID_OPTION");
+        assert!(spec(&["https://h.example/v1"]).validate("remote").is_ok());
+    }
+
+    #[test]
+    fn the_api_key_is_never_shown() {
+        let s = spec(&["http://a:1"]);
+        assert!(!format!("{s:?}").contains("sk-secret"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("sk-secret"));
+        assert_eq!(shown("http://user:pw@h:1/"), "http://h:1");
+    }
+}

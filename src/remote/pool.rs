@@ -1,0 +1,650 @@
+//! The servers of one remote target and the policy for using them: each request goes to
+//! the endpoint with the fewest outstanding requests; an endpoint that fails (refused
+//! connection, broken reply, gateway error) is taken out and probed back in, in the
+//! background, with growing backoff; 429 and 503 answers are retried after the server's
+//! `Retry-After` (or a jittered backoff), on another endpoint first when there is one.
+//!
+//! Endpoints are shared process-wide by base URL (`crate::runtime::remote_pool`), so
+//! embeddings and chat on the same server count against the same outstanding requests
+//! and see the same health.
+
+use super::describe;
+use crate::error::{OrionError, Result};
+use parking_lot::Mutex;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Backoff after the first failure; doubled per further failure, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Rounds of 429/503 answers from every endpoint before the last one is reported.
+const MAX_BUSY_ROUNDS: u32 = 5;
+/// The longest `Retry-After` honoured; beyond it the error is reported instead.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How long a background health probe waits for its answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most bytes of an error reply read for its message.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Health {
+    /// Failures in a row; 0 while the endpoint is up.
+    failures: u32,
+    /// Out of use until then (probed then).
+    down_until: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// One server.
+pub(crate) struct Endpoint {
+    base: String,
+    shown: String,
+    outstanding: AtomicUsize,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    health: Mutex<Health>,
+    /// Whether a background probe is running for it.
+    probing: AtomicBool,
+}
+
+/// What `getStats()` shows of an endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct EndpointStats {
+    pub(crate) url: String,
+    pub(crate) healthy: bool,
+    pub(crate) outstanding: usize,
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) last_error: Option<String>,
+}
+
+/// Backoff after `failures` failures in a row, with ±20 % jitter so that clients that
+/// failed together do not come back together.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    let base = FIRST_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    base.min(MAX_BACKOFF).mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+impl Endpoint {
+    pub(crate) fn new(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            shown: super::shown(base),
+            outstanding: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            health: Mutex::new(Health::default()),
+            probing: AtomicBool::new(false),
+        }
+    }
+
+    /// `path` (starting with `/`) on this server.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The base URL without credentials, for messages and stats.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    fn is_up(&self) -> bool {
+        self.health.lock().down_until.is_none()
+    }
+
+    /// Down, but its backoff has run out: worth a try when nothing is up.
+    fn is_due(&self, now: Instant) -> bool {
+        self.health.lock().down_until.is_some_and(|t| t <= now)
+    }
+
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Relaxed)
+    }
+
+    /// Take it out of use after a failure; returns how long for.
+    pub(crate) fn failed(&self, error: String) -> Duration {
+        let mut h = self.health.lock();
+        h.failures = h.failures.saturating_add(1);
+        let wait = backoff(h.failures);
+        h.down_until = Some(Instant::now() + wait);
+        h.last_error = Some(error);
+        wait
+    }
+
+    pub(crate) fn succeeded(&self) {
+        let mut h = self.health.lock();
+        h.failures = 0;
+        h.down_until = None;
+    }
+
+    /// Note a failed request without taking the endpoint out (the server answered).
+    pub(crate) fn error(&self, error: String) {
+        self.errors.fetch_add(1, Relaxed);
+        self.health.lock().last_error = Some(error);
+    }
+
+    pub(crate) fn record(&self, sent: u64, received: u64) {
+        self.bytes_sent.fetch_add(sent, Relaxed);
+        self.bytes_received.fetch_add(received, Relaxed);
+    }
+
+    pub(crate) fn last_error(&self) -> String {
+        self.health
+            .lock()
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "not tried".into())
+    }
+
+    pub(crate) fn stats(&self) -> EndpointStats {
+        let h = self.health.lock();
+        EndpointStats {
+            url: self.shown.clone(),
+            healthy: h.down_until.is_none(),
+            outstanding: self.outstanding(),
+            requests: self.requests.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            bytes_sent: self.bytes_sent.load(Relaxed),
+            bytes_received: self.bytes_received.load(Relaxed),
+            last_error: h.last_error.clone(),
+        }
+    }
+}
+
+/// An endpoint in use by one request: counted as outstanding until dropped.
+pub(crate) struct Lease {
+    endpoint: Arc<Endpoint>,
+}
+
+impl Lease {
+    fn new(endpoint: Arc<Endpoint>) -> Self {
+        endpoint.outstanding.fetch_add(1, Relaxed);
+        endpoint.requests.fetch_add(1, Relaxed);
+        Self { endpoint }
+    }
+
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.endpoint.outstanding.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How one attempt on one endpoint went.
+pub(crate) enum Outcome<T> {
+    Done(T),
+    /// The endpoint failed before anything was delivered: take it out, try another.
+    Failed(String),
+    /// The server is busy (429, 503): try again later, after `retry_after` if it said.
+    Busy {
+        retry_after: Option<Duration>,
+        error: OrionError,
+    },
+    /// An answer that another try would not change (400, 401, 404, a malformed reply).
+    Fatal(OrionError),
+}
+
+/// The endpoints of one remote target, with the client and key to reach them.
+pub(crate) struct Pool {
+    endpoints: Vec<Arc<Endpoint>>,
+    client: reqwest::Client,
+    api_key: Option<String>,
+    /// Where the search for the least busy endpoint starts, so ties rotate.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub(crate) fn new(
+        endpoints: Vec<Arc<Endpoint>>,
+        client: reqwest::Client,
+        api_key: Option<String>,
+    ) -> Self {
+        Self {
+            endpoints,
+            client,
+            api_key,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    pub(crate) fn stats(&self) -> Vec<EndpointStats> {
+        self.endpoints.iter().map(|e| e.stats()).collect()
+    }
+
+    /// A request to `path` on `ep`, with the API key.
+    pub(crate) fn request(
+        &self,
+        method: reqwest::Method,
+        ep: &Endpoint,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        let r = self.client.request(method, ep.url(path));
+        match &self.api_key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    /// The endpoint for the next request: the up one with the fewest outstanding
+    /// requests (ties rotate), else a down one whose backoff has run out, never one in
+    /// `skip`.
+    pub(crate) fn pick(&self, skip: &[usize]) -> Option<usize> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Relaxed) % n;
+        let now = Instant::now();
+        for up in [true, false] {
+            let mut best: Option<(usize, usize)> = None;
+            for k in 0..n {
+                let i = (start + k) % n;
+                let ep = &self.endpoints[i];
+                if skip.contains(&i) || !(if up { ep.is_up() } else { ep.is_due(now) }) {
+                    continue;
+                }
+                let o = ep.outstanding();
+                if best.is_none_or(|(_, b)| o < b) {
+                    best = Some((i, o));
+                }
+            }
+            if let Some((i, _)) = best {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// `REMOTE_UNAVAILABLE` with each endpoint's last error.
+    pub(crate) fn unavailable(&self) -> OrionError {
+        OrionError::RemoteUnavailable {
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|e| (e.shown().to_string(), e.last_error()))
+                .collect(),
+        }
+    }
+
+    /// Take `ep` out after a failure and probe it back in, in the background.
+    fn fail(&self, ep: &Arc<Endpoint>, error: String) {
+        ep.errors.fetch_add(1, Relaxed);
+        ep.failed(error);
+        self.probe(ep);
+    }
+
+    /// Probe a down endpoint until it answers: `GET /health` once its backoff has run
+    /// out, any answer below 500 (404 included: a server without that route is up)
+    /// brings it back. One probe per endpoint at a time; it ends when the endpoint is
+    /// up, or with the async runtime at exit.
+    fn probe(&self, ep: &Arc<Endpoint>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if ep.probing.swap(true, Relaxed) {
+            return;
+        }
+        let (ep, client) = (ep.clone(), self.client.clone());
+        rt.spawn(async move {
+            loop {
+                let due = ep.health.lock().down_until;
+                let Some(due) = due else { break };
+                tokio::time::sleep_until(due.into()).await;
+                if crate::runtime::is_shut_down() {
+                    break;
+                }
+                let answer = client
+                    .get(ep.url("/health"))
+                    .timeout(PROBE_TIMEOUT)
+                    .send()
+                    .await;
+                match answer {
+                    Ok(r) if r.status().as_u16() < 500 => {
+                        ep.succeeded();
+                        break;
+                    }
+                    Ok(r) => {
+                        ep.failed(format!("health check answered {}", r.status().as_u16()));
+                    }
+                    Err(e) => {
+                        ep.failed(describe(&e));
+                    }
+                }
+            }
+            ep.probing.store(false, Relaxed);
+        });
+    }
+
+    /// Run `attempt` on the best endpoint, and again on others (or later) as its
+    /// outcomes call for, until one is done or nothing is left to try. The lease keeps
+    /// the endpoint counted as busy for as long as the caller uses the result (a stream).
+    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Lease)>
+    where
+        F: FnMut(Arc<Endpoint>) -> Fut,
+        Fut: Future<Output = Outcome<T>>,
+    {
+        let mut failed: Vec<usize> = Vec::new();
+        let mut busy: Vec<usize> = Vec::new();
+        let mut busy_rounds = 0u32;
+        let mut last_busy: Option<(Option<Duration>, OrionError)> = None;
+        loop {
+            let skip: Vec<usize> = failed.iter().chain(&busy).copied().collect();
+            let Some(i) = self.pick(&skip) else {
+                let Some((retry_after, error)) = last_busy.take() else {
+                    return Err(self.unavailable());
+                };
+                busy_rounds += 1;
+                let wait = retry_after.unwrap_or_else(|| backoff(busy_rounds));
+                if busy_rounds > MAX_BUSY_ROUNDS || wait > MAX_RETRY_AFTER {
+                    return Err(error);
+                }
+                tokio::time::sleep(wait).await;
+                busy.clear();
+                continue;
+            };
+            let ep = self.endpoints[i].clone();
+            let lease = Lease::new(ep.clone());
+            match attempt(ep.clone()).await {
+                Outcome::Done(t) => {
+                    ep.succeeded();
+                    return Ok((t, lease));
+                }
+                Outcome::Failed(e) => {
+                    self.fail(&ep, e);
+                    failed.push(i);
+                }
+                Outcome::Busy { retry_after, error } => {
+                    ep.error(error.to_string());
+                    busy.push(i);
+                    last_busy = Some((retry_after, error));
+                }
+                Outcome::Fatal(e) => {
+                    ep.error(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Send `req`, waiting at most `timeout` for the reply's head, and sort the answer: a
+/// success is handed back; busy, gateway and other errors become the matching outcome.
+pub(crate) async fn send(
+    ep: &Endpoint,
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> std::result::Result<reqwest::Response, Outcome<std::convert::Infallible>> {
+    let resp = match tokio::time::timeout(timeout, req.send()).await {
+        Err(_) => {
+            return Err(Outcome::Failed(format!(
+                "no reply within {} ms",
+                timeout.as_millis()
+            )))
+        }
+        Ok(Err(e)) => return Err(Outcome::Failed(describe(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let code = status.as_u16();
+    if matches!(code, 502 | 504) {
+        return Err(Outcome::Failed(format!("answered {code} (gateway error)")));
+    }
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let message = error_message(resp).await;
+    let error = OrionError::RemoteError {
+        endpoint: ep.shown().to_string(),
+        status: code,
+        message,
+    };
+    Err(if matches!(code, 429 | 503) {
+        Outcome::Busy { retry_after, error }
+    } else {
+        Outcome::Fatal(error)
+    })
+}
+
+/// The message of an error reply: `error.message`, `error`, `message` or `detail` of a
+/// JSON body (the servers differ), else the start of the text.
+async fn error_message(resp: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    let mut resp = resp;
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    message_of(&body)
+}
+
+pub(crate) fn message_of(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let found = [
+            v.pointer("/error/message"),
+            v.get("error"),
+            v.get("message"),
+            v.get("detail"),
+        ]
+        .into_iter()
+        .flatten()
+        .find_map(|m| match m {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null | serde_json::Value::Object(_) => None,
+            other => Some(other.to_string()),
+        });
+        if let Some(m) = found {
+            return m;
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(no message)".into();
+    }
+    text.chars().take(300).collect()
+}
+
+/// Whether a `/v1/models` listing names `model`: exactly, as Ollama's `name:latest`,
+/// or as a file name (llama-server lists the GGUF's path unless given an alias).
+pub(crate) fn serves(ids: &[String], model: &str) -> bool {
+    ids.iter().any(|id| {
+        let file = id.rsplit(['/', '\\']).next().unwrap_or(id);
+        id == model
+            || id.strip_suffix(":latest") == Some(model)
+            || file == model
+            || file.strip_suffix(".gguf") == Some(model)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        let eps = (0..n)
+            .map(|i| Arc::new(Endpoint::new(&format!("http://127.0.0.1:{}", 1000 + i))))
+            .collect();
+        Pool::new(eps, reqwest::Client::new(), None)
+    }
+
+    #[test]
+    fn the_least_busy_endpoint_is_picked_and_ties_rotate() {
+        let p = pool(3);
+        let first = [
+            Lease::new(p.endpoints[0].clone()),
+            Lease::new(p.endpoints[0].clone()),
+        ];
+        let second = Lease::new(p.endpoints[1].clone());
+        assert_eq!(p.pick(&[]), Some(2));
+        let third = Lease::new(p.endpoints[2].clone());
+        // 1 and 2 have one each: both get turns.
+        let picks: std::collections::HashSet<_> = (0..6).map(|_| p.pick(&[]).unwrap()).collect();
+        assert_eq!(picks, [1, 2].into_iter().collect());
+        drop(second);
+        assert_eq!(p.pick(&[]), Some(1));
+        drop((first, third));
+    }
+
+    #[test]
+    fn a_failed_endpoint_is_out_until_its_backoff_runs_out() {
+        let p = pool(2);
+        p.endpoints[0].failed("refused".into());
+        for _ in 0..4 {
+            assert_eq!(p.pick(&[]), Some(1));
+        }
+        // Nothing else left: none until the backoff is over, then the down one is tried.
+        assert_eq!(p.pick(&[1]), None);
+        p.endpoints[0].health.lock().down_until = Some(Instant::now());
+        assert_eq!(p.pick(&[1]), Some(0));
+        p.endpoints[0].succeeded();
+        assert!(p.endpoints[0].stats().healthy);
+        let e = p.unavailable().to_string();
+        assert!(e.contains("http://127.0.0.1:1000: refused"), "{e}");
+        assert!(e.contains("http://127.0.0.1:1001: not tried"), "{e}");
+    }
+
+    #[test]
+    fn backoff_grows_to_a_cap_with_jitter() {
+        for _ in 0..50 {
+            let b1 = backoff(1);
+            assert!(b1 >= Duration::from_millis(160) && b1 <= Duration::from_millis(240));
+            let b3 = backoff(3);
+            assert!(b3 >= Duration::from_millis(640) && b3 <= Duration::from_millis(960));
+            assert!(backoff(40) <= MAX_BACKOFF.mul_f64(1.2));
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn failures_move_on_to_the_next_endpoint_and_all_failing_is_unavailable() {
+        let p = pool(3);
+        let tried = Mutex::new(Vec::new());
+        let r: Result<(u32, Lease)> = block_on(p.run(|ep| {
+            tried.lock().push(ep.shown().to_string());
+            let ok = ep.shown().ends_with("1002");
+            async move {
+                if ok {
+                    Outcome::Done(7)
+                } else {
+                    Outcome::Failed("refused".into())
+                }
+            }
+        }));
+        assert_eq!(r.unwrap().0, 7);
+        assert_eq!(tried.lock().len(), 3);
+        assert!(!p.endpoints[0].stats().healthy && !p.endpoints[1].stats().healthy);
+        let r: Result<(u32, Lease)> =
+            block_on(p.run(|_| async { Outcome::Failed("refused".into()) }));
+        assert_eq!(r.err().unwrap().code(), "REMOTE_UNAVAILABLE");
+        assert!(p.endpoints.iter().all(|e| e.outstanding() == 0));
+    }
+
+    #[test]
+    fn busy_answers_are_retried_after_retry_after_then_reported() {
+        let p = pool(1);
+        let calls = AtomicUsize::new(0);
+        let started = Instant::now();
+        let r: Result<(u32, Lease)> = block_on(p.run(|ep| {
+            let n = calls.fetch_add(1, Relaxed);
+            let shown = ep.shown().to_string();
+            async move {
+                if n < 2 {
+                    Outcome::Busy {
+                        retry_after: Some(Duration::from_millis(100)),
+                        error: OrionError::RemoteError {
+                            endpoint: shown,
+                            status: 429,
+                            message: "slow down".into(),
+                        },
+                    }
+                } else {
+                    Outcome::Done(1)
+                }
+            }
+        }));
+        assert_eq!(r.unwrap().0, 1);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Busy for ever: the server's own error after the last round.
+        let r: Result<(u32, Lease)> = block_on(p.run(|ep| {
+            let shown = ep.shown().to_string();
+            async move {
+                Outcome::Busy {
+                    retry_after: Some(Duration::from_millis(1)),
+                    error: OrionError::RemoteError {
+                        endpoint: shown,
+                        status: 503,
+                        message: "loading model".into(),
+                    },
+                }
+            }
+        }));
+        let e = r.err().unwrap();
+        assert_eq!(e.code(), "REMOTE_ERROR");
+        assert!(e.to_string().contains("loading model"));
+        // A busy server is not taken out.
+        assert!(p.endpoints[0].stats().healthy);
+    }
+
+    #[test]
+    fn error_messages_are_found_in_each_servers_format() {
+        assert_eq!(
+            message_of(br#"{"error":{"code":401,"message":"Invalid API Key"}}"#),
+            "Invalid API Key"
+        );
+        assert_eq!(
+            message_of(br#"{"error":"bad input","error_type":"Validation"}"#),
+            "bad input"
+        );
+        assert_eq!(
+            message_of(br#"{"object":"error","message":"no model"}"#),
+            "no model"
+        );
+        assert_eq!(message_of(b"Not Found"), "Not Found");
+        assert_eq!(message_of(b""), "(no message)");
+    }
+
+    #[test]
+    fn model_names_match_ids_paths_and_tags() {
+        let ids = vec![
+            "/models/SmolLM2-135M-Instruct.Q4_1.gguf".to_string(),
+            "llama3:latest".to_string(),
+            "bge-small".to_string(),
+        ];
+        assert!(serves(&ids, "SmolLM2-135M-Instruct.Q4_1"));
+        assert!(serves(&ids, "SmolLM2-135M-Instruct.Q4_1.gguf"));
+        assert!(serves(&ids, "llama3"));
+        assert!(serves(&ids, "bge-small"));
+        assert!(!serves(&ids, "bge"));
+    }
+}
