@@ -9,7 +9,10 @@
 //! - **Deduplicated across processes**: `<file>.lock`, created exclusively and holding the
 //!   owner's pid. Another process waits for it (or takes it over when its owner died).
 //!   Within a process, the loader already shares one load per key.
-//! - **Cancellable**: `cancel` is checked between reads; the part stays for a later resume.
+//! - **Cancellable**: `cancel` is checked while waiting for data; the part stays for a
+//!   later resume.
+//! - **One HTTP stack**: the process's client (`crate::runtime::http`, reqwest), the one
+//!   remote servers use too; this thread waits on its runtime.
 //! - **Bounded**: a server that sends nothing for the read timeout fails the download.
 
 use crate::error::{OrionError, Result};
@@ -204,64 +207,66 @@ fn fetch_into(
     // The part already on disk counts toward the digest.
     let (mut hasher, mut have) = hash_existing(&mut file).map_err(|e| io("cannot read", e))?;
     let t = timeout();
-    let agent = ureq::Agent::new_with_config(
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(t))
-            .timeout_recv_response(Some(t))
-            .timeout_per_read(Some(t))
-            .build(),
-    );
-    let mut request = agent.get(src.url);
+    // The process's one HTTP client; this thread waits on its runtime.
+    let (rt, client) = crate::runtime::http()?;
+    let mut request = client.get(src.url);
     if have > 0 {
-        request = request.header("Range", format!("bytes={have}-"));
+        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }
-    let response = request
-        .call()
-        .map_err(|e| offline(dest, src, &e.to_string()))?;
-    let status = response.status().as_u16();
-    match status {
-        206 => {}
-        200 => {
-            // The whole file again (no range support, or the file changed): start over.
-            file.set_len(0).map_err(|e| io("cannot truncate", e))?;
-            hasher = Sha256::new();
-            have = 0;
-        }
-        416 if src.size == Some(have) => {}
-        404 => {
-            return Err(offline(dest, src, "HTTP 404, the server has no such file"));
-        }
-        s => return Err(offline(dest, src, &format!("HTTP {s}"))),
-    }
-    let total = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|n| n + have)
-        .or(src.size);
-    progress(have, total);
-    if status != 416 {
-        let reader = response
-            .into_body()
-            .into_with_config()
-            .limit(u64::MAX)
-            .reader();
-        let mut sink = Sink {
-            file: &mut file,
-            hasher: &mut hasher,
-            have: &mut have,
+    let copied = rt.block_on(async {
+        let response = match wait(t, cancel, request.send()).await? {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(offline(dest, src, &crate::remote::describe(&e))),
+            None => {
+                return Err(offline(
+                    dest,
+                    src,
+                    &format!("no answer in {} ms", t.as_millis()),
+                ))
+            }
         };
-        sink.copy(reader, &mut |done| progress(done, total), cancel)
-            .map_err(|e| match e {
-                Copy::Stopped => stopped(),
-                // A read cut short because the caller gave up is the caller's doing.
-                Copy::Read(_) if cancel() => stopped(),
-                Copy::Read(e) => offline(dest, src, &format!("interrupted ({e})")),
-                Copy::Write(e) => io("cannot write", e),
-            })?;
-    }
+        let status = response.status().as_u16();
+        match status {
+            206 => {}
+            200 => {
+                // The whole file again (no range support, or the file changed): start over.
+                file.set_len(0).map_err(|e| io("cannot truncate", e))?;
+                hasher = Sha256::new();
+                have = 0;
+            }
+            416 if src.size == Some(have) => {}
+            404 => {
+                return Err(offline(dest, src, "HTTP 404, the server has no such file"));
+            }
+            s => return Err(offline(dest, src, &format!("HTTP {s}"))),
+        }
+        let total = response
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|n| n + have)
+            .or(src.size);
+        progress(have, total);
+        if status == 416 {
+            return Ok(total);
+        }
+        let mut response = response;
+        loop {
+            let chunk = match wait(t, cancel, response.chunk()).await? {
+                Some(Ok(Some(c))) => Ok(c),
+                Some(Ok(None)) => return Ok(total),
+                Some(Err(e)) => Err(crate::remote::describe(&e)),
+                None => Err(format!("no data for {} ms", t.as_millis())),
+            }
+            .map_err(|why| offline(dest, src, &format!("interrupted ({why})")))?;
+            file.write_all(&chunk).map_err(|e| io("cannot write", e))?;
+            hasher.update(&chunk);
+            have += chunk.len() as u64;
+            progress(have, total);
+        }
+    });
+    let total = copied?;
     file.sync_all().map_err(|e| io("cannot write", e))?;
     drop(file);
     if let Some(size) = src.size.or(total) {
@@ -315,42 +320,23 @@ fn hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Why copying the body stopped early.
-enum Copy {
-    Stopped,
-    Read(std::io::Error),
-    Write(std::io::Error),
-}
-
-/// Where the body goes: appended to the part, hashed, counted.
-struct Sink<'a> {
-    file: &'a mut std::fs::File,
-    hasher: &'a mut Sha256,
-    have: &'a mut u64,
-}
-
-impl Sink<'_> {
-    fn copy(
-        &mut self,
-        mut reader: impl Read,
-        progress: &mut dyn FnMut(u64),
-        cancel: &dyn Fn() -> bool,
-    ) -> std::result::Result<(), Copy> {
-        let mut buf = vec![0u8; 1 << 20];
+/// `fut`, or `None` once `limit` passes; `ABORTED` (or `SHUT_DOWN`) as soon as `cancel()`
+/// says so, checked every 50 ms: a stalled server never holds a cancelled download.
+async fn wait<F: std::future::Future>(
+    limit: Duration,
+    cancel: &dyn Fn() -> bool,
+    fut: F,
+) -> Result<Option<F::Output>> {
+    let watch = async {
         loop {
             if cancel() {
-                return Err(Copy::Stopped);
+                return;
             }
-            let n = match reader.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Copy::Read(e)),
-            };
-            self.file.write_all(&buf[..n]).map_err(Copy::Write)?;
-            self.hasher.update(&buf[..n]);
-            *self.have += n as u64;
-            progress(*self.have);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    };
+    tokio::select! {
+        out = tokio::time::timeout(limit, fut) => Ok(out.ok()),
+        () = watch => Err(stopped()),
     }
 }
