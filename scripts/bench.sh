@@ -9,8 +9,9 @@ export ONNXRUNTIME_NODE_INSTALL=skip
 [ -x node_modules/.bin/napi ] || npm ci --no-audit --no-fund
 [ -d bench/node_modules/node-llama-cpp ] || (cd bench && npm install --ignore-scripts --no-audit --no-fund)
 node scripts/models.js
+node scripts/llama-server.js >/dev/null # for bench/remote.js: built once per machine, then cached
 npx napi build --platform --release >/dev/null
-for kind in workers embedding llm monitor; do
+for kind in workers embedding llm monitor remote; do
   node "bench/$kind.js" "$@"
 done
 node bench/report.js "$@"

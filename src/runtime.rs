@@ -17,6 +17,9 @@
 //! - `LLAMA_BACKEND`, `LLAMA_CONTEXT_CREATION`: llama.cpp's backend and the lock
 //!   context creation takes; llama.cpp's own state is process-global.
 //! - `ORT_ENVIRONMENT`: ONNX Runtime's environment; ort allows one per process.
+//! - `HTTP`: the one HTTP client (connection pool) and the async runtime its requests run
+//!   on, for remote servers and downloads; `ENDPOINTS`: remote servers by base URL, with
+//!   their health and load, shared by every target that names them.
 //! - `MONITOR`, `MEMORY_LISTENER` and the `Once`s `OBSERVING` (in [`observe_memory`])
 //!   and `DONE` (in [`auto_start_memory_monitor`]): the memory monitor and who hears it.
 //! - `SHUT_DOWN`, `WORK`, `WORK_DONE`, `EXIT_HANDLERS`: the process's exit.
@@ -51,6 +54,10 @@
 //!   taking `EMBEDDING`: a service either exists before the close (and is closed) or is
 //!   refused. Joining the services' threads and waiting for them to be idle happen on a
 //!   copy of the list ([`embedding_services`]), outside the lock.
+//! - `EMBEDDING` before `HTTP` and `ENDPOINTS` (a remote service is built under
+//!   `EMBEDDING`); both are leaves, taken one at a time. `HTTP` is taken out (and its
+//!   runtime stopped) by [`wait_for_shutdown`] after every load and generation returned,
+//!   with no lock held while the runtime's threads are joined.
 //! - `SETTINGS` is a leaf: only cloned or updated under it.
 //! - `LLM_INIT`, then what building the LLM service takes: `SETTINGS` (read), `sysmem`'s
 //!   reader and llama.cpp's backend initialisation (`LLAMA_BACKEND`, through
