@@ -321,6 +321,12 @@ export interface GenerateOptions {
   onToken?: (text: string) => void
   /** Send a string prompt as is, without the model's chat template (default false). */
   raw?: boolean
+  /**
+   * Start from a context kept from an earlier generation on this model when the two
+   * prompts share a beginning, evaluating only the rest (a chat's next turn), and
+   * keep this one's context for the next (default true; in-process models only).
+   */
+  prefixCache?: boolean
 }
 
 export interface GenerateResult {
@@ -342,6 +348,11 @@ export interface GenerateTimings {
   /** llama.cpp's own measurement of the same run. */
   llamaPromptTokensPerSecond: number
   llamaTokensPerSecond: number
+  /**
+   * Prompt tokens not evaluated again: found in a context kept from an earlier
+   * generation sharing the prompt's beginning (or, remote, the server's cache).
+   */
+  reusedPromptTokens: number
 }
 
 /**

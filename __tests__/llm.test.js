@@ -214,6 +214,25 @@ describe('generation', () => {
     expect(stopped.finishReason).toBe('stop')
   })
 
+  test('a chat continued turn by turn evaluates only its new tokens and answers as without the kept context', async () => {
+    const loader = getModelLoader()
+    const history = [{ role: 'system', content: 'You are a helpful assistant.' }]
+    for (const [turn, q] of ['What is the capital of France?', 'And of Italy?', 'Which one is older?'].entries()) {
+      history.push({ role: 'user', content: q })
+      const fresh = await loader.generate('demo', history, { temperature: 0, maxTokens: 32, prefixCache: false })
+      const kept = await loader.generate('demo', history, { temperature: 0, maxTokens: 32 })
+      expect(kept.text).toBe(fresh.text)
+      expect(fresh.timings.reusedPromptTokens).toBe(0)
+      if (turn > 0) {
+        // Only the new message (and its template tokens) is evaluated.
+        expect(kept.timings.reusedPromptTokens).toBeGreaterThan(0)
+        expect(kept.timings.promptTokens - kept.timings.reusedPromptTokens).toBeLessThan(30)
+      }
+      history.push({ role: 'assistant', content: kept.text })
+    }
+    await expectCode(loader.generate('demo', 'x', { prefixCache: 'yes' }), 'INVALID_OPTION')
+  })
+
   test('sampling with a seed is reproducible', async () => {
     const opts = { temperature: 0.9, topK: 40, topP: 0.9, minP: 0.05, repeatPenalty: 1.1, seed: 42, maxTokens: 24 }
     const a = await loader.generate('demo', 'Write a line about the sea.', opts)

@@ -554,7 +554,10 @@ impl crate::monitor::Holder for Services {
 
     fn unload_lru_idle(&self) -> Option<(String, u64)> {
         let _work = begin_work().ok()?;
-        LLM.get()?.loader().unload_lru_idle()
+        let llm = LLM.get()?;
+        // Kept contexts go first: they cost only the next turn's prompt evaluation.
+        llm.free_kept_contexts();
+        llm.loader().unload_lru_idle()
     }
 
     fn shrink_embedding_cache(&self, bytes: u64) -> u64 {

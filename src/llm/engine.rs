@@ -39,7 +39,7 @@ pub(crate) struct LlamaEngine {
 }
 
 impl Engine for LlamaEngine {
-    type Model = LlamaModel;
+    type Model = super::prefix::ChatModel;
 
     fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta> {
         let file_bytes = match std::fs::metadata(path) {
@@ -90,7 +90,7 @@ impl Engine for LlamaEngine {
         })
     }
 
-    fn load(&self, path: &Path, mut progress: Progress) -> Result<LlamaModel> {
+    fn load(&self, path: &Path, mut progress: Progress) -> Result<super::prefix::ChatModel> {
         let backend = backend()?;
         let params = LlamaModelParams::default()
             .with_use_mmap(true)
@@ -107,7 +107,7 @@ impl Engine for LlamaEngine {
             OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
         })?;
         crate::runtime::shutdown_before_later_destructors(crate::runtime::Library::LlamaCpp);
-        Ok(model)
+        Ok(super::prefix::ChatModel::new(model))
     }
 }
 

@@ -2,6 +2,7 @@
 //! sampling, stop strings and streaming, one fresh context per request.
 
 use super::engine;
+use super::prefix::{keepable, Cached, ChatModel};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -35,6 +36,9 @@ pub(crate) struct GenerateParams {
     pub(crate) threads: i32,
     /// Always use llama.cpp's sampler chain (tests compare the fast greedy path to it).
     pub(crate) reference_sampler: bool,
+    /// Start from a kept context sharing a prefix with the prompt, and keep this one
+    /// (see `prefix`).
+    pub(crate) prefix_cache: bool,
 }
 
 impl Default for GenerateParams {
@@ -51,6 +55,7 @@ impl Default for GenerateParams {
             raw: false,
             threads: super::strategy::physical_cores() as i32,
             reference_sampler: false,
+            prefix_cache: true,
         }
     }
 }
@@ -66,6 +71,8 @@ pub(crate) struct Timings {
     /// llama.cpp's own measurement of the same run.
     pub(crate) llama_prompt_tokens_per_second: f64,
     pub(crate) llama_tokens_per_second: f64,
+    /// Prompt tokens found in a kept context and not evaluated again.
+    pub(crate) reused_prompt_tokens: u32,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -254,13 +261,58 @@ pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<
     Ok(())
 }
 
+/// The context to generate `tokens` in, and how many of them its KV cache already holds:
+/// a kept one sharing a prefix with them (its cache past that prefix dropped), else a
+/// new one.
+fn context_for(
+    model: &ChatModel,
+    tokens: &[LlamaToken],
+    needed: u32,
+    context_length: u32,
+    params: &GenerateParams,
+) -> Result<(LlamaContext<'static>, usize)> {
+    let kept = if params.prefix_cache {
+        model.contexts.take(tokens, needed.min(context_length))
+    } else {
+        None
+    };
+    if let Some((c, common)) = kept {
+        // At least the last prompt token is evaluated again: its logits pick the first
+        // new token.
+        let from = common.min(tokens.len() - 1);
+        let mut ctx = c.ctx;
+        if from < c.tokens.len()
+            && !ctx
+                .clear_kv_cache_seq(Some(0), Some(from as u32), None)
+                .unwrap_or(false)
+        {
+            return Err(OrionError::Internal(
+                "could not drop a kept context's cache past the shared prefix".into(),
+            ));
+        }
+        return Ok((ctx, from));
+    }
+    // Just big enough for this request (less memory, a faster start), or, when the
+    // context is to be kept, the model's whole context: the conversation can grow in it
+    // without starting over in a bigger one.
+    let n_ctx = if params.prefix_cache {
+        context_length
+    } else {
+        needed.div_ceil(256).saturating_mul(256).min(context_length)
+    };
+    let ctx = engine::new_context(model, n_ctx, params.threads.max(1))?;
+    // SAFETY: `ctx` is a context of `model`; it is used here and then either dropped or
+    // kept in `model`'s own cache, nowhere else.
+    Ok((unsafe { keepable(ctx) }, 0))
+}
+
 /// Generate on `model` in a fresh context of at most `context_length` tokens.
 /// `on_text` receives the text as it is produced; `cancel` stops within a token.
 // One generation from prompt to timings reads best in one piece; the parts that stand
 // alone (templating, picking, stop strings) are functions already.
 #[allow(clippy::too_many_lines)]
 pub(crate) fn generate(
-    model: &LlamaModel,
+    model: &ChatModel,
     context_length: u32,
     prompt: &Prompt,
     params: &GenerateParams,
@@ -282,35 +334,37 @@ pub(crate) fn generate(
             at_least: false,
         });
     }
-    // A context just big enough for this request: less memory and a faster start.
-    let n_ctx = (prompt_tokens + params.max_tokens.max(1))
-        .div_ceil(256)
-        .saturating_mul(256)
-        .min(context_length);
-    let mut ctx = engine::new_context(model, n_ctx, params.threads.max(1))?;
+    let needed = prompt_tokens + params.max_tokens.max(1);
+    let (mut ctx, reused) = context_for(model, &tokens, needed, context_length, params)?;
+    let n_ctx = ctx.n_ctx();
     let n_batch = ctx.n_batch() as usize;
+    // The tokens in the context's KV cache, kept with it afterwards.
+    let mut in_cache: Vec<LlamaToken> = tokens[..reused].to_vec();
 
     // The prompt goes in steps of at most PROMPT_STEP tokens, with a check for
     // cancellation and shutdown between steps: one decode cannot be interrupted, and
-    // 512 tokens take seconds on a CPU.
+    // 512 tokens take seconds on a CPU. Steps end at the same positions with or without
+    // a kept prefix (multiples of the step), so the same tokens are evaluated together.
     let step = n_batch.clamp(1, PROMPT_STEP);
     let started = Instant::now();
     let mut batch = LlamaBatch::new(step, 1);
-    for (chunk_i, chunk) in tokens.chunks(step).enumerate() {
+    let mut pos = reused;
+    while pos < tokens.len() {
         if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
             return Err(stopped());
         }
+        let end = ((pos / step + 1) * step).min(tokens.len());
         batch.clear();
-        let base = chunk_i * step;
-        for (i, t) in chunk.iter().enumerate() {
-            let pos = (base + i) as i32;
-            let last = base + i == tokens.len() - 1;
+        for (i, t) in tokens[pos..end].iter().enumerate() {
+            let at = pos + i;
             batch
-                .add(*t, pos, &[0], last)
+                .add(*t, at as i32, &[0], at == tokens.len() - 1)
                 .map_err(|e| OrionError::Internal(format!("batch: {e}")))?;
         }
         ctx.decode(&mut batch)
             .map_err(|e| OrionError::InferenceFailed(format!("prompt evaluation: {e}")))?;
+        in_cache.extend_from_slice(&tokens[pos..end]);
+        pos = end;
     }
     let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -372,6 +426,7 @@ pub(crate) fn generate(
         n_past += 1;
         ctx.decode(&mut batch)
             .map_err(|e| OrionError::InferenceFailed(format!("generation: {e}")))?;
+        in_cache.push(token);
     }
     let text = String::from_utf8_lossy(&bytes).into_owned();
     if text.len() > emitted {
@@ -380,6 +435,9 @@ pub(crate) fn generate(
     let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
     let t = ctx.timings();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
+    if params.prefix_cache {
+        model.contexts.put(Cached::new(ctx, in_cache));
+    }
     Ok(Generation {
         text,
         tokens: generated,
@@ -393,6 +451,7 @@ pub(crate) fn generate(
             tokens_per_second: per_s(f64::from(generated), generation_ms),
             llama_prompt_tokens_per_second: per_s(f64::from(t.n_p_eval()), t.t_p_eval_ms()),
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
+            reused_prompt_tokens: reused as u32,
         },
     })
 }
@@ -424,7 +483,11 @@ mod tests {
 
     /// The demo model. The test command fetches it before `cargo test`; a missing model
     /// fails the test rather than letting it pass without having run.
-    fn demo_model() -> LlamaModel {
+    fn demo_model() -> ChatModel {
+        ChatModel::new(demo_llama_model())
+    }
+
+    fn demo_llama_model() -> LlamaModel {
         let path = crate::paths::models_dir()
             .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
         assert!(
@@ -434,6 +497,53 @@ mod tests {
         );
         let params = llama_cpp_2::model::params::LlamaModelParams::default();
         LlamaModel::load_from_file(engine::backend().unwrap(), path, &params).unwrap()
+    }
+
+    #[test]
+    fn a_chat_continued_from_a_kept_context_answers_the_same_and_evaluates_only_new_tokens() {
+        let model = demo_model();
+        let never = AtomicBool::new(false);
+        let questions = [
+            "What is the capital of France?",
+            "And of Germany?",
+            "Which of the two cities is bigger?",
+            "Name a famous museum there.",
+            "What can I see in it?",
+            "How do I get there from the airport?",
+            "What should I eat nearby?",
+            "Is it expensive?",
+            "What is the best season to visit?",
+            "Thank you. Summarise our conversation in one sentence.",
+        ];
+        let mut history = vec![(
+            "system".to_string(),
+            "You are a helpful assistant.".to_string(),
+        )];
+        let base = GenerateParams {
+            temperature: 0.0,
+            max_tokens: 48,
+            ..Default::default()
+        };
+        for (turn, q) in questions.iter().enumerate() {
+            history.push(("user".into(), (*q).into()));
+            let prompt = Prompt::Messages(history.clone());
+            let fresh = GenerateParams {
+                prefix_cache: false,
+                ..base.clone()
+            };
+            let without = generate(&model, 2048, &prompt, &fresh, &never, &mut |_| {}).unwrap();
+            let with = generate(&model, 2048, &prompt, &base, &never, &mut |_| {}).unwrap();
+            assert_eq!(with.text, without.text, "turn {}", turn + 1);
+            assert_eq!(without.timings.reused_prompt_tokens, 0);
+            if turn > 0 {
+                // Everything up to the new message was in the kept context.
+                let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
+                assert!(new < 40, "turn {}: {new} new tokens evaluated", turn + 1);
+            }
+            history.push(("assistant".into(), with.text.clone()));
+        }
+        assert_eq!(model.contexts.len(), 1);
+        assert_eq!(model.contexts.clear(None), 1);
     }
 
     #[test]

@@ -577,6 +577,12 @@ impl<E: Engine> ModelLoader<E> {
         self.state.lock().loaded.contains_key(key)
     }
 
+    /// The models loaded now (a copy of the list: nothing is held while the caller uses
+    /// them, and a model unloaded meanwhile stays alive until the copy is dropped).
+    pub(crate) fn loaded_models(&self) -> Vec<Arc<LoadedModel<E::Model>>> {
+        self.state.lock().loaded.values().cloned().collect()
+    }
+
     /// Unload idle models unused for longer than the idle timeout; returns their keys.
     pub(crate) fn unload_expired(&self) -> Vec<String> {
         let Some(timeout) = self.config().idle_timeout else {

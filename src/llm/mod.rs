@@ -7,6 +7,7 @@ pub(crate) mod generate;
 pub(crate) mod gguf_check;
 pub(crate) mod integrity;
 pub(crate) mod loader;
+pub(crate) mod prefix;
 pub(crate) mod quant;
 pub(crate) mod registry;
 pub(crate) mod strategy;
@@ -92,7 +93,12 @@ impl LlmService {
                     return;
                 };
                 match weak.upgrade() {
-                    Some(l) => drop(l.unload_expired()),
+                    Some(l) => {
+                        drop(l.unload_expired());
+                        for m in l.loaded_models() {
+                            m.model.contexts.clear(Some(prefix::IDLE));
+                        }
+                    }
                     None => return,
                 }
             })
@@ -268,6 +274,16 @@ impl LlmService {
         // Two first loads racing both check; the later one's entry stays, either is right.
         self.remote.lock().insert(r.key.clone(), m.clone());
         Ok(m)
+    }
+
+    /// Free the contexts kept for prefix reuse by every model (memory pressure); returns
+    /// how many were freed.
+    pub(crate) fn free_kept_contexts(&self) -> usize {
+        self.loader
+            .loaded_models()
+            .iter()
+            .map(|m| m.model.contexts.clear(None))
+            .sum()
     }
 
     /// Unload a model (forget a remote one); `false` when it was not loaded.

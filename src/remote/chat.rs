@@ -331,6 +331,7 @@ fn timings(
         tokens_per_second: rate(generated.saturating_sub(1), ms(now - first)),
         llama_prompt_tokens_per_second: 0.0,
         llama_tokens_per_second: 0.0,
+        reused_prompt_tokens: 0,
     };
     if let Some(s) = server {
         let f = |k: &str| s.get(k).and_then(serde_json::Value::as_f64);
@@ -347,6 +348,12 @@ fn timings(
     }
     t.llama_prompt_tokens_per_second = t.prompt_tokens_per_second;
     t.llama_tokens_per_second = t.tokens_per_second;
+    if let Some(cached) = server
+        .and_then(|s| s.get("cache_n"))
+        .and_then(serde_json::Value::as_u64)
+    {
+        t.reused_prompt_tokens = cached.min(u64::from(u32::MAX)) as u32;
+    }
     t
 }
 

@@ -122,6 +122,10 @@ pub struct GenerateOptions {
     pub on_token: Option<Given>,
     /// Send a string prompt as is, without the model's chat template (default false).
     pub raw: Option<bool>,
+    /// Start from a context kept from an earlier generation on this model when the two
+    /// prompts share a beginning, evaluating only the rest (a chat's next turn), and
+    /// keep this one's context for the next (default true; in-process models only).
+    pub prefix_cache: Option<bool>,
 }
 
 impl GenerateOptions {
@@ -168,6 +172,7 @@ impl GenerateOptions {
                 .cloned()
                 .collect(),
             raw: self.raw.unwrap_or(d.raw),
+            prefix_cache: self.prefix_cache.unwrap_or(d.prefix_cache),
             ..d
         }
     }

@@ -125,6 +125,9 @@ pub struct GenerateTimings {
     /// llama.cpp's own measurement of the same run.
     pub llama_prompt_tokens_per_second: f64,
     pub llama_tokens_per_second: f64,
+    /// Prompt tokens not evaluated again: found in a context kept from an earlier
+    /// generation sharing the prompt's beginning (or, remote, the server's cache).
+    pub reused_prompt_tokens: u32,
 }
 
 impl From<Timings> for GenerateTimings {
@@ -138,6 +141,7 @@ impl From<Timings> for GenerateTimings {
             tokens_per_second: t.tokens_per_second,
             llama_prompt_tokens_per_second: t.llama_prompt_tokens_per_second,
             llama_tokens_per_second: t.llama_tokens_per_second,
+            reused_prompt_tokens: t.reused_prompt_tokens,
         }
     }
 }

@@ -1,0 +1,158 @@
+//! Contexts kept after a generation, with the tokens their KV cache holds, so that the
+//! next request sharing a prefix with one of them (the next turn of a chat: the same
+//! history plus a new message) evaluates only the tokens after the shared prefix.
+//!
+//! Each loaded model ([`ChatModel`]) has its own cache of at most [`CAPACITY`] contexts.
+//! A generation takes the context whose tokens share the longest prefix with its prompt
+//! out of the cache (so no two generations ever use one context), drops the KV cache past
+//! that prefix, evaluates the rest, and puts the context back afterwards with the tokens
+//! it now holds. The contexts are freed with their model, by the memory monitor under
+//! pressure, and when idle for [`IDLE`].
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use parking_lot::Mutex;
+use std::time::{Duration, Instant};
+
+/// Contexts kept per model: two conversations alternating keep their prefixes.
+pub(crate) const CAPACITY: usize = 2;
+/// A context unused this long is freed by the keep-alive sweep.
+pub(crate) const IDLE: Duration = Duration::from_secs(300);
+
+/// A context and the tokens in its KV cache (positions `0..tokens.len()` of sequence 0).
+pub(crate) struct Cached {
+    pub(crate) ctx: LlamaContext<'static>,
+    pub(crate) tokens: Vec<LlamaToken>,
+    used: Instant,
+}
+
+impl Cached {
+    pub(crate) fn new(ctx: LlamaContext<'static>, tokens: Vec<LlamaToken>) -> Self {
+        Self {
+            ctx,
+            tokens,
+            used: Instant::now(),
+        }
+    }
+}
+
+/// `ctx` with the lifetime a kept context has.
+///
+/// # Safety
+///
+/// `ctx` must be a context of the model boxed in a [`ChatModel`], and may only be dropped
+/// or put in that [`ChatModel`]'s own cache, while the caller keeps the [`ChatModel`]
+/// alive: that cache is dropped before the model, so the context never outlives what it
+/// borrows.
+pub(crate) unsafe fn keepable(ctx: LlamaContext<'_>) -> LlamaContext<'static> {
+    // SAFETY: only the lifetime changes; the caller guarantees the model outlives the
+    // context (see above).
+    unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) }
+}
+
+/// A model's kept contexts.
+#[derive(Default)]
+pub(crate) struct PrefixCache {
+    slots: Mutex<Vec<Cached>>,
+}
+
+/// How many leading tokens `a` and `b` share.
+pub(crate) fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl PrefixCache {
+    /// The kept context sharing the longest prefix with `tokens` among those of at least
+    /// `n_ctx` tokens, taken out of the cache, with that prefix's length; `None` when no
+    /// context is big enough or none shares a token.
+    pub(crate) fn take(&self, tokens: &[LlamaToken], n_ctx: u32) -> Option<(Cached, usize)> {
+        let mut slots = self.slots.lock();
+        let (i, common) = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.ctx.n_ctx() >= n_ctx)
+            .map(|(i, c)| (i, common_prefix(&c.tokens, tokens)))
+            .max_by_key(|&(_, n)| n)
+            .filter(|&(_, n)| n > 0)?;
+        Some((slots.swap_remove(i), common))
+    }
+
+    /// Keep `c` for later, freeing the least recently used context beyond [`CAPACITY`].
+    pub(crate) fn put(&self, mut c: Cached) {
+        c.used = Instant::now();
+        let mut slots = self.slots.lock();
+        slots.push(c);
+        if slots.len() > CAPACITY {
+            if let Some(oldest) = (0..slots.len()).min_by_key(|&i| slots[i].used) {
+                let gone = slots.swap_remove(oldest);
+                drop(slots);
+                drop(gone);
+            }
+        }
+    }
+
+    /// Free every kept context (or those idle for at least `idle`); returns how many.
+    pub(crate) fn clear(&self, idle: Option<Duration>) -> usize {
+        let mut slots = self.slots.lock();
+        let before = slots.len();
+        let gone: Vec<Cached> = match idle {
+            None => slots.drain(..).collect(),
+            Some(d) => {
+                let (old, keep): (Vec<_>, Vec<_>) =
+                    slots.drain(..).partition(|c| c.used.elapsed() >= d);
+                *slots = keep;
+                old
+            }
+        };
+        drop(slots);
+        let n = gone.len();
+        drop(gone);
+        debug_assert!(n <= before);
+        n
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.slots.lock().len()
+    }
+}
+
+/// A loaded model with its kept contexts.
+pub(crate) struct ChatModel {
+    // Declared before `model`: fields are dropped in declaration order, so every kept
+    // context (each borrows the model) is freed before the model is.
+    pub(crate) contexts: PrefixCache,
+    /// Boxed so that its address, which the contexts hold, never changes.
+    model: Box<LlamaModel>,
+}
+
+impl ChatModel {
+    pub(crate) fn new(model: LlamaModel) -> Self {
+        Self {
+            contexts: PrefixCache::default(),
+            model: Box::new(model),
+        }
+    }
+}
+
+impl std::ops::Deref for ChatModel {
+    type Target = LlamaModel;
+    fn deref(&self) -> &LlamaModel {
+        &self.model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_prefixes_are_counted_token_by_token() {
+        let t = |v: &[i32]| v.iter().map(|&x| LlamaToken::new(x)).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&t(&[1, 2, 3]), &t(&[1, 2, 4])), 2);
+        assert_eq!(common_prefix(&t(&[1, 2]), &t(&[1, 2, 3])), 2);
+        assert_eq!(common_prefix(&t(&[5]), &t(&[1])), 0);
+        assert_eq!(common_prefix(&t(&[]), &t(&[1])), 0);
+    }
+}
