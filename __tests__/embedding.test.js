@@ -1,6 +1,6 @@
 'use strict'
 const { getSharedEmbeddingClient } = require('..')
-const { cosine } = require('./helpers')
+const { cosine, expectThrowCode } = require('./helpers')
 const reference = require('./fixtures/reference-embeddings.json')
 
 describe('SharedEmbeddingClient: the app contract', () => {
@@ -48,6 +48,25 @@ describe('correctness', () => {
       expect(cosine(v, item.vector)).toBeGreaterThanOrEqual(0.999)
     },
   )
+
+  // Every precision the package ships is checked against the reference: exact is the
+  // model's own arithmetic (the int8 tables only gathered before dequantizing, which
+  // changes no bit), int8 computes the products in integers and gives a little away.
+  test.each([
+    ['exact', 0.99999],
+    ['int8', 0.998],
+  ])('precision %s stays within its documented accuracy of the reference', async (precision, floor) => {
+    const c = getSharedEmbeddingClient({ precision })
+    const vectors = await c.createEmbeddings(reference.items.map((it) => it.text))
+    const worst = Math.min(...vectors.map((v, i) => cosine(v, reference.items[i].vector)))
+    expect(worst).toBeGreaterThanOrEqual(floor)
+    expect(c.getStats().precision).toBe(precision)
+    expect(c.getStats().modelLoads).toBe(1)
+  })
+
+  test('an unknown precision is INVALID_OPTION', () => {
+    expectThrowCode(() => getSharedEmbeddingClient({ precision: 'int4' }), 'INVALID_OPTION')
+  })
 
   test('vectors are L2-normalised', async () => {
     const v = await client.createEmbedding('normalised?')

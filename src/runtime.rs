@@ -101,13 +101,15 @@ pub(crate) struct EmbeddingRequest {
     pub(crate) threads: Option<usize>,
     /// A remote server to use instead of a model in this process; wins over the rest.
     pub(crate) remote: Option<crate::remote::RemoteSpec>,
+    /// How a local model computes.
+    pub(crate) precision: crate::embedding::graph::Precision,
 }
 
 /// What one embedding service is for: callers asking for the same share it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ServiceKey {
-    /// A model directory, canonicalised.
-    Local(PathBuf),
+    /// A model directory, canonicalised, and how it computes.
+    Local(PathBuf, crate::embedding::graph::Precision),
     /// Remote servers and the model they serve (and the key: another key is another
     /// client of the servers).
     Remote(crate::remote::RemoteSpec),
@@ -184,7 +186,10 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         Some(p) => p.clone(),
         None => crate::paths::locate(std::path::Path::new(&name)),
     };
-    let key = ServiceKey::Local(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()));
+    let key = ServiceKey::Local(
+        std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()),
+        req.precision,
+    );
     let mut services = EMBEDDING.lock();
     // Under the lock that `begin_shutdown` takes to close every service: none starts
     // (and loads ONNX Runtime) while the process exits.
@@ -213,11 +218,15 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             .is_none()
             .then(|| crate::embedding::model::catalog_entry(&display))
             .flatten(),
+        precision: req.precision,
     };
     let svc = EmbeddingService::start(
         display,
         read_dimension(&dir),
-        Backend::Local(Box::new(factory)),
+        Backend::Local {
+            factory: Box::new(factory),
+            precision: req.precision,
+        },
         req.config,
     )?;
     services.insert(key, svc.clone());

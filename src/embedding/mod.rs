@@ -1,6 +1,7 @@
 //! The shared embedding service: one model per process, one queue, one inference thread.
 
 pub(crate) mod cache;
+pub(crate) mod graph;
 pub(crate) mod model;
 pub(crate) mod queue;
 
@@ -30,7 +31,10 @@ pub(crate) trait RemoteEngine: Send + Sync + 'static {
 /// What computes a service's embeddings.
 pub(crate) enum Backend {
     /// A model in this process, loaded on the service's thread.
-    Local(Box<dyn EmbedderFactory>),
+    Local {
+        factory: Box<dyn EmbedderFactory>,
+        precision: graph::Precision,
+    },
     /// A remote engine, whose batches run on `runtime`.
     Remote {
         engine: Arc<dyn RemoteEngine>,
@@ -70,6 +74,8 @@ pub(crate) struct EmbeddingStats {
     pub(crate) queue_depth: usize,
     /// The servers of a remote service.
     pub(crate) endpoints: Option<Vec<crate::remote::pool::EndpointStats>>,
+    /// A local model's precision.
+    pub(crate) precision: Option<graph::Precision>,
 }
 
 pub(crate) struct EmbeddingService {
@@ -82,6 +88,8 @@ pub(crate) struct EmbeddingService {
     /// Whether that thread is inside the model (loading it or running a batch).
     busy: Arc<std::sync::atomic::AtomicBool>,
     remote: Option<Arc<dyn RemoteEngine>>,
+    /// A local model's precision.
+    precision: Option<graph::Precision>,
 }
 
 impl EmbeddingService {
@@ -106,7 +114,11 @@ impl EmbeddingService {
             busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             remote: match &backend {
                 Backend::Remote { engine, .. } => Some(engine.clone()),
-                Backend::Local(_) => None,
+                Backend::Local { .. } => None,
+            },
+            precision: match &backend {
+                Backend::Local { precision, .. } => Some(*precision),
+                Backend::Remote { .. } => None,
             },
         });
         let (queue, counters, dimension, busy) = (
@@ -120,7 +132,9 @@ impl EmbeddingService {
         let handle = std::thread::Builder::new()
             .name(name)
             .spawn(move || match backend {
-                Backend::Local(factory) => run(&queue, &counters, &dimension, &busy, &*factory),
+                Backend::Local { factory, .. } => {
+                    run(&queue, &counters, &dimension, &busy, &*factory);
+                }
                 Backend::Remote { engine, runtime } => {
                     run_remote(&queue, &counters, &dimension, &engine, &runtime);
                 }
@@ -204,6 +218,7 @@ impl EmbeddingService {
             },
             queue_depth: self.queue.depth(),
             endpoints: self.remote.as_ref().map(|r| r.endpoints()),
+            precision: self.precision,
         }
     }
 
@@ -518,8 +533,16 @@ mod tests {
             delay: Duration::from_millis(delay_ms),
         };
         (
-            EmbeddingService::start("fake".into(), Some(2), Backend::Local(Box::new(f)), config)
-                .unwrap(),
+            EmbeddingService::start(
+                "fake".into(),
+                Some(2),
+                Backend::Local {
+                    factory: Box::new(f),
+                    precision: graph::Precision::Exact,
+                },
+                config,
+            )
+            .unwrap(),
             loads,
             batches,
         )

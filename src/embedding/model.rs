@@ -135,6 +135,8 @@ pub(crate) struct FastEmbedFactory {
     /// The catalog's entry when the model is one of its: missing files are downloaded
     /// into `dir`, and its pooling is used.
     pub(crate) catalog: Option<CatalogEmbedding>,
+    /// How its int8 weights are computed with (see `graph`).
+    pub(crate) precision: super::graph::Precision,
 }
 
 impl FastEmbedFactory {
@@ -176,6 +178,11 @@ impl EmbedderFactory for FastEmbedFactory {
                 return self.load_from_hub()
             }
             read => read?,
+        };
+        // Int8 weights stay int8 in memory (and, for `int8`, in the products).
+        let onnx = match super::graph::rewrite(&onnx, self.precision) {
+            Some((rewritten, _)) => rewritten,
+            None => onnx,
         };
         let tokenizer_files = TokenizerFiles {
             tokenizer_file: self.read("tokenizer.json")?,
@@ -307,6 +314,7 @@ mod tests {
             threads: None,
             hub_fallback: false,
             catalog: None,
+            precision: super::super::graph::Precision::Int8,
         };
         let err = f.load().err().unwrap();
         assert_eq!(err.code(), "MODEL_NOT_FOUND");

@@ -21,6 +21,7 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
     o.validate()?;
     let timeout = o.timeout()?;
     let config = o.batch_config()?;
+    let precision = o.precision()?;
     let remote = match o.remote {
         Some(r) => Some(r.into_spec("options.remote")?),
         None if o.model.is_none() && o.model_path.is_none() => crate::remote::from_env()?,
@@ -32,6 +33,7 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
         model_path: o.model_path.map(PathBuf::from),
         model: o.model,
         remote,
+        precision,
     };
     Ok((request, timeout))
 }

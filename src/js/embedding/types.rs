@@ -27,6 +27,9 @@ pub struct EmbeddingStats {
     pub queue_depth: u32,
     /// A remote client's servers, with their requests, bytes and errors.
     pub endpoints: Option<Vec<crate::js::remote::RemoteEndpointStats>>,
+    /// A local model's precision: `'exact'` or `'int8'`.
+    #[napi(ts_type = "'exact' | 'int8'")]
+    pub precision: Option<String>,
 }
 
 impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
@@ -45,6 +48,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             mean_batch_size: s.mean_batch_size,
             queue_depth: s.queue_depth as u32,
             endpoints: s.endpoints.map(|e| e.into_iter().map(Into::into).collect()),
+            precision: s.precision.map(|p| p.name().to_string()),
         }
     }
 }
