@@ -216,7 +216,13 @@ describe('generation', () => {
 
   test('a chat continued turn by turn evaluates only its new tokens and answers as without the kept context', async () => {
     const loader = getModelLoader()
-    const history = [{ role: 'system', content: 'You are a helpful assistant.' }]
+    // A system message of more than one 64-token step, so that the second turn has a whole
+    // step to reuse.
+    const system =
+      'You are a helpful assistant. You answer questions about geography, history and travel ' +
+      'in Europe briefly and accurately, in plain English, without lists, and you say so when ' +
+      'you do not know something instead of guessing. Keep every answer to one or two sentences.'
+    const history = [{ role: 'system', content: system }]
     for (const [turn, q] of ['What is the capital of France?', 'And of Italy?', 'Which one is older?'].entries()) {
       history.push({ role: 'user', content: q })
       const fresh = await loader.generate('demo', history, { temperature: 0, maxTokens: 32, prefixCache: false })
@@ -224,9 +230,11 @@ describe('generation', () => {
       expect(kept.text).toBe(fresh.text)
       expect(fresh.timings.reusedPromptTokens).toBe(0)
       if (turn > 0) {
-        // Only the new message (and its template tokens) is evaluated.
+        // Only the new message (with its template tokens) is evaluated, from the start of
+        // the 64-token step it begins in.
         expect(kept.timings.reusedPromptTokens).toBeGreaterThan(0)
-        expect(kept.timings.promptTokens - kept.timings.reusedPromptTokens).toBeLessThan(30)
+        expect(kept.timings.reusedPromptTokens % 64).toBe(0)
+        expect(kept.timings.promptTokens - kept.timings.reusedPromptTokens).toBeLessThan(30 + 64)
       }
       history.push({ role: 'assistant', content: kept.text })
     }

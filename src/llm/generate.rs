@@ -261,6 +261,71 @@ pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<
     Ok(())
 }
 
+/// Evaluate `tokens[from..]` (at their positions), logits for the last one only, in
+/// steps of at most `step` tokens with a check for cancellation and shutdown between
+/// them: one decode cannot be interrupted, and 512 tokens take seconds on a CPU. Steps
+/// end at multiples of `step` whatever `from` is, so that a prompt continued from a kept
+/// prefix is evaluated in the same groups as from scratch.
+fn evaluate(
+    ctx: &mut LlamaContext<'static>,
+    batch: &mut LlamaBatch,
+    tokens: &[LlamaToken],
+    from: usize,
+    step: usize,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let mut pos = from;
+    while pos < tokens.len() {
+        if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
+            return Err(stopped());
+        }
+        let end = ((pos / step + 1) * step).min(tokens.len());
+        batch.clear();
+        for (i, t) in tokens[pos..end].iter().enumerate() {
+            let at = pos + i;
+            batch
+                .add(*t, at as i32, &[0], at == tokens.len() - 1)
+                .map_err(|e| OrionError::Internal(format!("batch: {e}")))?;
+        }
+        ctx.decode(batch)
+            .map_err(|e| OrionError::InferenceFailed(format!("prompt evaluation: {e}")))?;
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Make a context fit to keep after a generation. llama.cpp's results for a token depend
+/// (in their last bits) on the tokens evaluated with it: the generated tokens' KV,
+/// computed one token at a time, and the prompt's last step, evaluated without what
+/// follows it, differ from what a prompt from scratch computes for the same positions,
+/// and greedy answers then differ with and without the kept context (the tests caught
+/// it on the fourth turn of a chat). So everything from the start of the prompt's last
+/// step is evaluated again in the steps a prompt from scratch uses; the next turn starts
+/// at a step boundary too. This runs once this turn's text is all delivered, off the next
+/// turn's critical path. `false` when it failed: the context is then not kept.
+fn settle(
+    ctx: &mut LlamaContext<'static>,
+    batch: &mut LlamaBatch,
+    in_cache: &[LlamaToken],
+    prompt_len: usize,
+    step: usize,
+) -> bool {
+    if in_cache.len() <= prompt_len {
+        return true;
+    }
+    // From the start of the step the prompt ended in: every step is then evaluated with
+    // the tokens a prompt from scratch would have in it.
+    let from = prompt_len / step * step;
+    if !ctx
+        .clear_kv_cache_seq(Some(0), Some(from as u32), None)
+        .unwrap_or(false)
+    {
+        return false;
+    }
+    let never = AtomicBool::new(false);
+    evaluate(ctx, batch, in_cache, from, step, &never).is_ok()
+}
+
 /// The context to generate `tokens` in, and how many of them its KV cache already holds:
 /// a kept one sharing a prefix with them (its cache past that prefix dropped), else a
 /// new one.
@@ -277,9 +342,10 @@ fn context_for(
         None
     };
     if let Some((c, common)) = kept {
-        // At least the last prompt token is evaluated again: its logits pick the first
-        // new token.
-        let from = common.min(tokens.len() - 1);
+        // Back to the start of a step (at least the last prompt token is evaluated again:
+        // its logits pick the first new token), so that the rest is evaluated in the same
+        // groups of tokens as from scratch (see `settle`).
+        let from = common.min(tokens.len() - 1) / PROMPT_STEP * PROMPT_STEP;
         let mut ctx = c.ctx;
         if from < c.tokens.len()
             && !ctx
@@ -341,31 +407,11 @@ pub(crate) fn generate(
     // The tokens in the context's KV cache, kept with it afterwards.
     let mut in_cache: Vec<LlamaToken> = tokens[..reused].to_vec();
 
-    // The prompt goes in steps of at most PROMPT_STEP tokens, with a check for
-    // cancellation and shutdown between steps: one decode cannot be interrupted, and
-    // 512 tokens take seconds on a CPU. Steps end at the same positions with or without
-    // a kept prefix (multiples of the step), so the same tokens are evaluated together.
     let step = n_batch.clamp(1, PROMPT_STEP);
     let started = Instant::now();
     let mut batch = LlamaBatch::new(step, 1);
-    let mut pos = reused;
-    while pos < tokens.len() {
-        if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
-            return Err(stopped());
-        }
-        let end = ((pos / step + 1) * step).min(tokens.len());
-        batch.clear();
-        for (i, t) in tokens[pos..end].iter().enumerate() {
-            let at = pos + i;
-            batch
-                .add(*t, at as i32, &[0], at == tokens.len() - 1)
-                .map_err(|e| OrionError::Internal(format!("batch: {e}")))?;
-        }
-        ctx.decode(&mut batch)
-            .map_err(|e| OrionError::InferenceFailed(format!("prompt evaluation: {e}")))?;
-        in_cache.extend_from_slice(&tokens[pos..end]);
-        pos = end;
-    }
+    evaluate(&mut ctx, &mut batch, &tokens, reused, step, cancel)?;
+    in_cache.extend_from_slice(&tokens[reused..]);
     let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
     let mut picker = if params.reference_sampler {
@@ -435,7 +481,7 @@ pub(crate) fn generate(
     let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
     let t = ctx.timings();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
-    if params.prefix_cache {
+    if params.prefix_cache && settle(&mut ctx, &mut batch, &in_cache, tokens.len(), step) {
         model.contexts.put(Cached::new(ctx, in_cache));
     }
     Ok(Generation {
@@ -503,17 +549,18 @@ mod tests {
     fn a_chat_continued_from_a_kept_context_answers_the_same_and_evaluates_only_new_tokens() {
         let model = demo_model();
         let never = AtomicBool::new(false);
+        // The conversation of `bench/chat.js`, whose fourth answer once differed.
         let questions = [
             "What is the capital of France?",
-            "And of Germany?",
-            "Which of the two cities is bigger?",
-            "Name a famous museum there.",
-            "What can I see in it?",
-            "How do I get there from the airport?",
-            "What should I eat nearby?",
-            "Is it expensive?",
-            "What is the best season to visit?",
-            "Thank you. Summarise our conversation in one sentence.",
+            "How many legs does a spider have?",
+            "Can you name three primary colors?",
+            "Why is the sky blue?",
+            "What is the boiling point of water at sea level?",
+            "Give me a short tip for learning a new language.",
+            "Who wrote the play Romeo and Juliet?",
+            "What is 12 multiplied by 7?",
+            "Suggest a name for a small black cat.",
+            "Summarize our conversation in one sentence.",
         ];
         let mut history = vec![(
             "system".to_string(),
@@ -538,7 +585,11 @@ mod tests {
             if turn > 0 {
                 // Everything up to the new message was in the kept context.
                 let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
-                assert!(new < 40, "turn {}: {new} new tokens evaluated", turn + 1);
+                assert!(
+                    new < 40 + PROMPT_STEP as u32,
+                    "turn {}: {new} new tokens evaluated",
+                    turn + 1
+                );
             }
             history.push(("assistant".into(), with.text.clone()));
         }
