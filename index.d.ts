@@ -279,6 +279,11 @@ export interface EmbeddingStats {
   batches: number
   /** Texts per model call, on average. */
   meanBatchSize: number
+  /**
+   * Milliseconds a text waited in the queue before its batch went to the model, on
+   * average.
+   */
+  meanQueueWaitMs: number
   /** Texts waiting for the model now. */
   queueDepth: number
   /** A remote client's servers, with their requests, bytes and errors. */

@@ -11,7 +11,7 @@ export ONNXRUNTIME_NODE_INSTALL=skip
 node scripts/models.js
 node scripts/llama-server.js >/dev/null # for bench/remote.js: built once per machine, then cached
 npx napi build --platform --release >/dev/null
-for kind in workers embedding llm monitor remote; do
+for kind in workers embedding llm monitor remote chat; do
   node "bench/$kind.js" "$@"
 done
 node bench/report.js "$@"

@@ -76,6 +76,8 @@ pub(crate) struct EmbeddingStats {
     pub(crate) endpoints: Option<Vec<crate::remote::pool::EndpointStats>>,
     /// A local model's precision.
     pub(crate) precision: Option<graph::Precision>,
+    /// How long texts waited in the queue for their batch, on average.
+    pub(crate) mean_queue_wait: Duration,
 }
 
 pub(crate) struct EmbeddingService {
@@ -219,6 +221,7 @@ impl EmbeddingService {
             queue_depth: self.queue.depth(),
             endpoints: self.remote.as_ref().map(|r| r.endpoints()),
             precision: self.precision,
+            mean_queue_wait: self.queue.mean_wait(),
         }
     }
 

@@ -59,7 +59,11 @@ pub(crate) enum Slot {
 }
 
 struct State {
-    pending: VecDeque<Arc<str>>,
+    /// Texts to compute, with when each was queued.
+    pending: VecDeque<(Arc<str>, Instant)>,
+    /// Texts taken into batches, and the time they waited in the queue in all.
+    taken: u64,
+    waited: Duration,
     /// Everyone waiting for a text that is queued or in flight.
     waiters: HashMap<Arc<str>, Vec<oneshot::Sender<Reply>>>,
     cache: EmbeddingCache,
@@ -87,6 +91,8 @@ impl Queue {
         Self {
             state: Mutex::new(State {
                 pending: VecDeque::new(),
+                taken: 0,
+                waited: Duration::ZERO,
                 waiters: HashMap::new(),
                 cache: EmbeddingCache::new(config.cache_bytes),
                 closed: false,
@@ -149,7 +155,7 @@ impl Queue {
                 Entry::Occupied(mut e) => e.get_mut().push(tx),
                 Entry::Vacant(e) => {
                     e.insert(vec![tx]);
-                    st.pending.push_back(t.clone());
+                    st.pending.push_back((t.clone(), Instant::now()));
                 }
             }
             slots.push(Slot::Waiting(rx));
@@ -186,7 +192,7 @@ impl Queue {
             }
             let mut batch = Vec::new();
             while batch.len() < self.config.max_batch {
-                let Some(t) = st.pending.pop_front() else {
+                let Some((t, queued)) = st.pending.pop_front() else {
                     break;
                 };
                 let live = match st.waiters.get_mut(&t) {
@@ -197,6 +203,8 @@ impl Queue {
                     None => false,
                 };
                 if live {
+                    st.taken += 1;
+                    st.waited += queued.elapsed();
                     batch.push(t);
                 } else {
                     st.waiters.remove(&t);
@@ -273,7 +281,8 @@ impl Queue {
                 !ws.is_empty()
             });
             if live {
-                st.pending.push_front(t.clone());
+                // Counted as waiting from now: its earlier wait is in the stats already.
+                st.pending.push_front((t.clone(), Instant::now()));
                 requeued = true;
             } else {
                 st.waiters.remove(t);
@@ -283,6 +292,15 @@ impl Queue {
         if requeued {
             self.ready.notify_one();
         }
+    }
+
+    /// How long texts waited in the queue before their batch was taken, on average.
+    pub(crate) fn mean_wait(&self) -> Duration {
+        let st = self.state.lock();
+        if st.taken == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(st.waited.as_secs_f64() / st.taken as f64)
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -447,6 +465,20 @@ mod tests {
         let t = Instant::now();
         assert_eq!(q.next_batch().unwrap().len(), 1); // the last batch was alone: no wait
         assert!(t.elapsed() < Duration::from_millis(100));
+    }
+
+    #[test]
+    fn the_time_texts_wait_for_their_batch_is_averaged() {
+        let q = Queue::new(cfg(8, 0, 100));
+        assert_eq!(q.mean_wait(), Duration::ZERO);
+        let _s = q.submit(&texts(&["a", "b"])).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(q.next_batch().unwrap().len(), 2);
+        let w = q.mean_wait();
+        assert!(
+            w >= Duration::from_millis(30) && w < Duration::from_secs(5),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct EmbeddingStats {
     pub batches: i64,
     /// Texts per model call, on average.
     pub mean_batch_size: f64,
+    /// Milliseconds a text waited in the queue before its batch went to the model, on
+    /// average.
+    pub mean_queue_wait_ms: f64,
     /// Texts waiting for the model now.
     pub queue_depth: u32,
     /// A remote client's servers, with their requests, bytes and errors.
@@ -46,6 +49,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             cache_capacity_bytes: s.cache_capacity_bytes as i64,
             batches: s.batches as i64,
             mean_batch_size: s.mean_batch_size,
+            mean_queue_wait_ms: s.mean_queue_wait.as_secs_f64() * 1000.0,
             queue_depth: s.queue_depth as u32,
             endpoints: s.endpoints.map(|e| e.into_iter().map(Into::into).collect()),
             precision: s.precision.map(|p| p.name().to_string()),
