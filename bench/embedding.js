@@ -10,8 +10,11 @@
 //   --json   print the results JSON on stdout instead of the report (progress goes to stderr)
 //
 // Measures
-//   1. orion-native texts/s: one text at a time, batches of 32 (createEmbeddingsFloat32),
-//      and eight worker_threads each sending single texts, all at once;
+//   1. orion-native texts/s at both precisions, exact (the default) and int8 (integer
+//      products on the model's int8 weights): one text at a time, batches of 32
+//      (createEmbeddingsFloat32), and eight worker_threads each sending single texts, all
+//      at once (with the mean batch size and queue wait the shared queue achieved, against
+//      the batch-of-32 rate from one thread); int8's vectors against exact's;
 //   2. raw onnxruntime-node on the same model with the same intra-op thread count, with JS
 //      tokenization (@xenova/transformers), mean pooling and L2 normalisation, one at a time
 //      and in batches of 32, after checking that its vectors agree with orion-native's;
@@ -19,7 +22,8 @@
 //      status quo) on the same weights, one at a time and in batches of 32 (its own
 //      onnxruntime-node 1.14 with its default thread count, see bench/transformers.js). Eight
 //      workers with a pipeline each are measured by bench/workers.js;
-//   3. the RSS growth caused by embedding with 1 and with 8 workers, each in a fresh process;
+//   3. the RSS growth caused by embedding with 1 and with 8 workers, at each precision, and by
+//      raw onnxruntime-node on the unmodified graph (today's path), each in a fresh process;
 //   4. the latency of a cached call against the first call of the same text.
 //
 // Every measurement embeds texts never seen before (the cache would otherwise flatter
@@ -68,10 +72,24 @@ const CACHE_TARGET = 0.01 // a cached call costs < 1% of a computed one
 const COSINE_TARGET = 0.999
 const BATCH_TARGET = 0.95 // batches ≥ 0.95 × raw onnxruntime
 const WORKERS_TARGET = 1.8 // 8 threads of single texts ≥ 1.8 × one at a time
+const WORKERS_BATCH_TARGET = 0.9 // 8 threads of single texts ≥ 0.9 × batches of 32 from one thread
+const INT8_SPEED_TARGET = 1.5 // int8 ≥ 1.5 × exact, one at a time and in batches
+const INT8_MEMORY_TARGET = 64 * 1024 * 1024 // int8 model memory ≤ 64 MiB per process
+const INT8_COSINE_TARGET = 0.998 // int8 vectors within this cosine of exact ones
+const PRECISIONS = ['exact', 'int8']
 
 const PLANS = {
-  quick: { runs: 2, single: 12, batches: 2, perWorker: 4, cache: 10, memoryRuns: 1, memoryPerWorker: 4 },
-  full: { runs: 5, single: 200, batches: 16, perWorker: 40, cache: 50, memoryRuns: 3, memoryPerWorker: 16 },
+  quick: { runs: 2, single: 12, batches: 2, perWorker: 4, cache: 10, memoryRuns: 1, memoryPerWorker: 4, int8Check: 4 },
+  full: {
+    runs: 5,
+    single: 200,
+    batches: 16,
+    perWorker: 40,
+    cache: 50,
+    memoryRuns: 3,
+    memoryPerWorker: 16,
+    int8Check: 29,
+  },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -128,9 +146,10 @@ function chunks(list, size) {
 
 const modelDir = () => embeddingModelDir(MODEL)
 
-// The same options for every orion-native client of the run, so that the main thread and
-// every worker share one service, with the thread count the raw session gets.
-const orionOptions = () => ({ modelPath: modelDir(), threads: THREADS })
+// The same options for every orion-native client of a precision, so that the main thread
+// and every worker share one service, with the thread count the raw session gets. The two
+// precisions are two services (two loaded models).
+const orionOptions = (precision = 'exact') => ({ modelPath: modelDir(), threads: THREADS, precision })
 
 // ---------------------------------------------------------------------------------------
 // Worker threads. Each one gets the shared client and, per message, embeds its texts one at
@@ -182,13 +201,16 @@ class WorkerPool {
 // ---------------------------------------------------------------------------------------
 // The contenders. Both expose embed(texts) → Float32Array of texts.length × dimension.
 
-async function loadOrion() {
+async function loadOrion(precision = 'exact') {
   const started = performance.now()
   const orion = require(ROOT)
-  const client = orion.getSharedEmbeddingClient(orionOptions())
+  const client = orion.getSharedEmbeddingClient(orionOptions(precision))
   await client.createEmbedding('load the model') // it loads lazily
+  const running = client.getStats().precision
+  if (running !== precision) throw new Error(`asked for precision ${precision}, getStats() says ${running}`)
   return {
     client,
+    precision,
     loadMs: performance.now() - started,
     version: require('../package.json').version,
     embed: (texts) => client.createEmbeddingsFloat32(texts),
@@ -354,6 +376,33 @@ async function checkTransformersAgreement(orion, transformers, texts) {
   return { target: TRANSFORMERS_COSINE_TARGET, min, pass: min > TRANSFORMERS_COSINE_TARGET, checks }
 }
 
+// int8's vectors against exact's (and against raw onnxruntime's, the unmodified graph in
+// fp32), one at a time and in one batch.
+async function checkInt8Agreement(orion, int8, raw, texts) {
+  const all = [...CHECK_TEXTS, ...texts]
+  const clear = () => [orion, int8].forEach((c) => c.client.clearCache())
+  const checks = []
+  clear()
+  for (const text of all) {
+    const [e, i] = [await orion.embedOne(text), await int8.embedOne(text)]
+    const check = { mode: 'single', text, cosine: cosine(i, e) }
+    if (raw) check.cosineRaw = cosine(i, await raw.embedOne(text))
+    checks.push(check)
+  }
+  clear()
+  const e = rows(await orion.embed(all), all.length)
+  const i = rows(await int8.embed(all), all.length)
+  const r = raw ? rows(await raw.embed(all), all.length) : null
+  all.forEach((text, k) => {
+    const check = { mode: 'batch', text, cosine: cosine(i[k], e[k]) }
+    if (r) check.cosineRaw = cosine(i[k], r[k])
+    checks.push(check)
+  })
+  const min = Math.min(...checks.map((c) => c.cosine))
+  const minRaw = raw ? Math.min(...checks.map((c) => c.cosineRaw)) : null
+  return { target: INT8_COSINE_TARGET, min, minRaw, pass: min >= INT8_COSINE_TARGET, checks }
+}
+
 // Texts/s of each contender, `runs` times, runs of the contenders interleaved (their order
 // rotating between runs); fresh texts each run. Ratios are orion-native's over each peer's.
 async function throughput({ runs, count, contenders, nextTexts, go }) {
@@ -362,8 +411,9 @@ async function throughput({ runs, count, contenders, nextTexts, go }) {
   for (let r = 0; r < runs; r++) {
     const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)]
     for (const name of order) {
-      contenders.orion.client.clearCache()
+      contenders[name].client?.clearCache()
       const texts = nextTexts(count)
+      await sleep(50) // lets the previous contender's intra-op threads stop spinning
       const started = performance.now()
       await go(contenders[name], texts)
       rates[name].push(texts.length / ((performance.now() - started) / 1000))
@@ -373,6 +423,12 @@ async function throughput({ runs, count, contenders, nextTexts, go }) {
   for (const name of names) result[name] = summary(rates[name])
   if (result.raw) result.ratio = result.orion.median / result.raw.median
   if (result.transformers) result.ratioTransformers = result.orion.median / result.transformers.median
+  if (result.int8) {
+    result.int8Ratio = result.int8.median / result.orion.median // int8 ÷ exact
+    result.int8Target = INT8_SPEED_TARGET
+    result.int8Pass = result.int8Ratio >= INT8_SPEED_TARGET
+    if (result.raw) result.int8RatioRaw = result.int8.median / result.raw.median
+  }
   return result
 }
 
@@ -384,31 +440,62 @@ async function batches(contender, texts) {
   for (const batch of chunks(texts, BATCH)) await contender.embed(batch)
 }
 
-async function workerThroughput({ runs, perWorker, orion, nextTexts }) {
-  const pool = await WorkerPool.start(WORKERS, orionOptions())
+// Texts the model embedded, and their summed queue wait, so far: getStats() gives means
+// over the service's life, and a scenario's means come from the difference of two.
+const embedded = (s) => s.meanBatchSize * s.batches
+const totalWaitMs = (s) => s.meanQueueWaitMs * embedded(s)
+
+// Eight workers per precision, each sending single texts, all at once; the runs of the
+// precisions interleaved like those of throughput().
+async function workerThroughput({ runs, perWorker, clients, nextTexts }) {
+  const names = Object.keys(clients)
+  const pools = {}
   try {
-    await pool.run(pool.workers.map(() => nextTexts(4))) // warm-up
-    const rates = []
-    const before = orion.client.getStats()
+    for (const name of names) pools[name] = await WorkerPool.start(WORKERS, orionOptions(clients[name].precision))
+    for (const name of names) await pools[name].run(pools[name].workers.map(() => nextTexts(4))) // warm-up
+    const rates = Object.fromEntries(names.map((name) => [name, []]))
+    const before = Object.fromEntries(names.map((name) => [name, clients[name].client.getStats()]))
     for (let r = 0; r < runs; r++) {
-      orion.client.clearCache()
-      const texts = pool.workers.map(() => nextTexts(perWorker))
-      const started = performance.now()
-      await pool.run(texts)
-      rates.push((WORKERS * perWorker) / ((performance.now() - started) / 1000))
+      const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)]
+      for (const name of order) {
+        clients[name].client.clearCache()
+        const texts = pools[name].workers.map(() => nextTexts(perWorker))
+        await sleep(50) // lets the other service's intra-op threads stop spinning
+        const started = performance.now()
+        await pools[name].run(texts)
+        rates[name].push((WORKERS * perWorker) / ((performance.now() - started) / 1000))
+      }
     }
-    const after = orion.client.getStats()
-    const batchesRun = after.batches - before.batches
-    return {
-      workers: WORKERS,
-      textsPerWorker: perWorker,
-      orion: summary(rates),
-      // How well the shared queue gathered the workers' single texts into batches.
-      meanBatchSize: batchesRun ? (after.requests - before.requests) / batchesRun : 0,
+    const measured = (name) => {
+      const after = clients[name].client.getStats()
+      const batchesRun = after.batches - before[name].batches
+      const texts = embedded(after) - embedded(before[name])
+      return {
+        orion: summary(rates[name]),
+        precision: after.precision,
+        // How well the shared queue gathered the workers' single texts into batches, and
+        // how long a text waited in it for its batch to go to the model.
+        meanBatchSize: batchesRun ? texts / batchesRun : 0,
+        meanQueueWaitMs: texts > 0 ? (totalWaitMs(after) - totalWaitMs(before[name])) / texts : 0,
+      }
     }
+    // exact's figures where they always were; int8's under int8.
+    const { exact, ...others } = Object.fromEntries(names.map((name) => [name, measured(name)]))
+    return { workers: WORKERS, textsPerWorker: perWorker, ...exact, ...others }
   } finally {
-    await pool.close()
+    await Promise.all(Object.values(pools).map((pool) => pool.close()))
   }
+}
+
+// The eight workers' rate against the batch-of-32 rate from one thread, per precision.
+function workersVsBatch(workers8, batch32) {
+  const one = (w, batchRate) => {
+    w.vsBatch = w.orion.median / batchRate
+    w.vsBatchTarget = WORKERS_BATCH_TARGET
+    w.vsBatchPass = w.vsBatch >= WORKERS_BATCH_TARGET
+  }
+  one(workers8, batch32.orion.median)
+  if (workers8.int8 && batch32.int8) one(workers8.int8, batch32.int8.median)
 }
 
 async function cacheLatency({ count, orion, nextTexts }) {
@@ -453,25 +540,30 @@ async function cacheLatency({ count, orion, nextTexts }) {
 }
 
 // One fresh process per measurement, so that neither the model nor the allocator's state
-// of an earlier run is counted.
-function memoryRun(workers, perWorker) {
-  const args = ['--expose-gc', __filename, '--memory-child', JSON.stringify({ workers, perWorker })]
+// of an earlier run is counted. spec: { workers, perWorker, precision } for orion-native,
+// { raw: true, perWorker } for raw onnxruntime-node.
+function memoryRun(spec) {
+  const what = spec.raw ? 'raw onnxruntime' : `${spec.precision}, ${spec.workers} workers`
+  const args = ['--expose-gc', __filename, '--memory-child', JSON.stringify(spec)]
   const child = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 300_000 })
   if (child.status !== 0) {
     throw new Error(
-      `memory child (${workers} workers) failed: ${child.error?.message ?? `exit ${child.status} ${child.signal ?? ''}`}\n${child.stderr}`,
+      `memory child (${what}) failed: ${child.error?.message ?? `exit ${child.status} ${child.signal ?? ''}`}\n${child.stderr}`,
     )
   }
   return JSON.parse(child.stdout.trim().split('\n').pop())
 }
 
-async function memoryChild({ workers, perWorker }) {
-  const settle = async () => {
-    globalThis.gc?.()
-    await sleep(300)
-  }
+const settle = async () => {
+  globalThis.gc?.()
+  await sleep(300)
+}
+
+async function memoryChild(spec) {
+  if (spec.raw) return rawMemoryChild(spec)
+  const { workers, perWorker, precision = 'exact' } = spec
   const nextTexts = textSource('memory', 3)
-  const pool = await WorkerPool.start(workers, orionOptions(), { gc: true })
+  const pool = await WorkerPool.start(workers, orionOptions(precision), { gc: true })
   await settle()
   const idleRss = process.memoryUsage.rss()
   const replies = await pool.run(pool.workers.map(() => nextTexts(perWorker)))
@@ -481,6 +573,7 @@ async function memoryChild({ workers, perWorker }) {
   await pool.close()
   const result = {
     workers,
+    precision: stats.precision,
     textsPerWorker: perWorker,
     idleRss,
     afterRss,
@@ -492,19 +585,159 @@ async function memoryChild({ workers, perWorker }) {
   process.stdout.write(JSON.stringify(result) + '\n')
 }
 
-function memory({ runs, perWorker }) {
-  const measure = (workers) => {
-    const samples = []
-    for (let r = 0; r < runs; r++) {
-      log(`  ${workers} worker${workers > 1 ? 's' : ''}, run ${r + 1}/${runs}`)
-      samples.push(memoryRun(workers, perWorker))
-    }
-    return { samples, growth: summary(samples.map((s) => s.growth)), idleRss: summary(samples.map((s) => s.idleRss)) }
+// Today's path: the unmodified model.onnx in an onnxruntime-node session on the main
+// thread, its texts one at a time like a worker's. Idle is after loading the modules, so
+// that the growth is the session's (and the tokenizer's, as orion-native's growth has its).
+async function rawMemoryChild({ perWorker }) {
+  const nextTexts = textSource('memory', 3)
+  require('onnxruntime-node')
+  await import('@xenova/transformers/src/tokenizers.js')
+  await settle()
+  const idleRss = process.memoryUsage.rss()
+  const raw = await loadRaw()
+  for (const text of nextTexts(perWorker)) await raw.embedOne(text)
+  await settle()
+  const afterRss = process.memoryUsage.rss()
+  const result = {
+    workers: 0,
+    textsPerWorker: perWorker,
+    idleRss,
+    afterRss,
+    growth: afterRss - idleRss,
+    peakRss: process.resourceUsage().maxRSS * 1024,
   }
-  const one = measure(1)
-  const eight = measure(WORKERS)
+  process.stdout.write(JSON.stringify(result) + '\n')
+}
+
+function memory({ runs, perWorker, withRaw }) {
+  const kinds = [
+    { key: 'exact1', spec: { workers: 1, precision: 'exact' } },
+    { key: 'exact8', spec: { workers: WORKERS, precision: 'exact' } },
+    { key: 'int81', spec: { workers: 1, precision: 'int8' } },
+    { key: 'int88', spec: { workers: WORKERS, precision: 'int8' } },
+    ...(withRaw ? [{ key: 'raw', spec: { raw: true } }] : []),
+  ]
+  const samples = Object.fromEntries(kinds.map((k) => [k.key, []]))
+  let rawError = null
+  // Runs of the kinds interleaved, like the throughput runs.
+  for (let r = 0; r < runs; r++) {
+    for (const { key, spec } of kinds) {
+      if (key === 'raw' && rawError) continue
+      const what = spec.raw
+        ? 'raw onnxruntime, main thread'
+        : `${spec.precision}, ${spec.workers} worker${spec.workers > 1 ? 's' : ''}`
+      log(`  ${what}, run ${r + 1}/${runs}`)
+      try {
+        samples[key].push(memoryRun({ ...spec, perWorker }))
+      } catch (e) {
+        if (key !== 'raw') throw e
+        rawError = e.message
+        log(`  raw onnxruntime memory unavailable: ${e.message}`)
+      }
+    }
+  }
+  const of = (key) =>
+    samples[key].length
+      ? {
+          samples: samples[key],
+          growth: summary(samples[key].map((s) => s.growth)),
+          idleRss: summary(samples[key].map((s) => s.idleRss)),
+        }
+      : null
+  const one = of('exact1')
+  const eight = of('exact8')
   const ratio = eight.growth.median / one.growth.median
-  return { oneWorker: one, eightWorkers: eight, ratio, target: MEMORY_TARGET, pass: ratio <= MEMORY_TARGET }
+  const int8One = of('int81')
+  const int8Eight = of('int88')
+  // Per process: the larger of the two worker counts (they share one model).
+  const int8Max = Math.max(int8One.growth.median, int8Eight.growth.median)
+  return {
+    oneWorker: one,
+    eightWorkers: eight,
+    ratio,
+    target: MEMORY_TARGET,
+    pass: ratio <= MEMORY_TARGET,
+    int8: {
+      oneWorker: int8One,
+      eightWorkers: int8Eight,
+      ratio: int8Eight.growth.median / int8One.growth.median,
+      vsExact: int8One.growth.median / one.growth.median,
+      maxGrowth: int8Max,
+      target: INT8_MEMORY_TARGET,
+      pass: int8Max <= INT8_MEMORY_TARGET,
+    },
+    raw: of('raw'),
+    ...(rawError ? { rawError } : {}),
+  }
+}
+
+// Every target of the run, pass or fail: [{ what, value, unit, target, pass }], unit being
+// how value reads: 'x' (a ratio), 'bytes', 'cosine' or 'share' (of the time).
+function targets(r) {
+  const t = []
+  const add = (what, value, unit, target, pass) => t.push({ what, value, unit, target, pass })
+  const { single, batch32, workers8, memory: mem } = r
+  if (batch32.ratio != null) {
+    add(
+      `exact: batches of ${BATCH} ≥ ${BATCH_TARGET}× raw onnxruntime`,
+      batch32.ratio,
+      'x',
+      BATCH_TARGET,
+      batch32.ratio >= BATCH_TARGET,
+    )
+  }
+  const w1 = workers8.orion.median / single.orion.median
+  add(`exact: ${WORKERS} workers ≥ ${WORKERS_TARGET}× one at a time`, w1, 'x', WORKERS_TARGET, w1 >= WORKERS_TARGET)
+  add(`exact: ${WORKERS}-worker model memory ≤ ${MEMORY_TARGET}× 1 worker`, mem.ratio, 'x', MEMORY_TARGET, mem.pass)
+  add(
+    `exact: a cached call < ${CACHE_TARGET * 100}% of a computed one`,
+    r.cache.ratio,
+    'share',
+    CACHE_TARGET,
+    r.cache.pass,
+  )
+  if (r.agreement)
+    add(
+      `exact: min cosine vs raw onnxruntime > ${COSINE_TARGET}`,
+      r.agreement.min,
+      'cosine',
+      COSINE_TARGET,
+      r.agreement.pass,
+    )
+  const workersOf = { exact: workers8, int8: workers8.int8 }
+  for (const name of PRECISIONS) {
+    const w = workersOf[name]
+    add(
+      `${name}: ${WORKERS} workers of single texts ≥ ${WORKERS_BATCH_TARGET}× batches of ${BATCH} from one thread`,
+      w.vsBatch,
+      'x',
+      WORKERS_BATCH_TARGET,
+      w.vsBatchPass,
+    )
+  }
+  add(`int8: one at a time ≥ ${INT8_SPEED_TARGET}× exact`, single.int8Ratio, 'x', INT8_SPEED_TARGET, single.int8Pass)
+  add(
+    `int8: batches of ${BATCH} ≥ ${INT8_SPEED_TARGET}× exact`,
+    batch32.int8Ratio,
+    'x',
+    INT8_SPEED_TARGET,
+    batch32.int8Pass,
+  )
+  add(
+    `int8: model memory ≤ ${INT8_MEMORY_TARGET / MIB} MiB per process (larger of 1 and ${WORKERS} workers)`,
+    mem.int8.maxGrowth,
+    'bytes',
+    INT8_MEMORY_TARGET,
+    mem.int8.pass,
+  )
+  add(
+    `int8: min cosine vs exact ≥ ${INT8_COSINE_TARGET}`,
+    r.int8Agreement.min,
+    'cosine',
+    INT8_COSINE_TARGET,
+    r.int8Agreement.pass,
+  )
+  return t
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,7 +754,7 @@ function report(r) {
     ...machineLines(r),
     `- model ${MODEL} (${r.config.modelFile}), ${r.config.threads} intra-op threads for orion-native and raw, batches of ${BATCH}, ${WORKERS} workers`,
     `- orion-native ${r.versions.orionNative}; raw: onnxruntime-node ${r.versions.onnxruntime?.version ?? 'n/a'} (${r.versions.onnxruntime ? path.relative(ROOT, r.versions.onnxruntime.path) : 'n/a'}), @xenova/transformers ${r.versions.transformers ?? 'n/a'} tokenizer; transformers.js: @xenova/transformers ${r.versions.transformers ?? 'n/a'} pipeline on its onnxruntime-node ${r.versions.transformersOnnxruntimeNode?.version ?? 'n/a'} (default threads)`,
-    `- ${r.config.runs} runs per scenario, medians shown; model load: orion-native ${fmt(r.load.orionMs, 0)} ms, raw ${fmt(r.load.rawMs, 0)} ms, transformers.js ${fmt(r.load.transformersMs, 0)} ms`,
+    `- ${r.config.runs} runs per scenario, medians shown; model load: orion-native ${fmt(r.load.orionMs, 0)} ms${r.load.int8Ms == null ? '' : ` (int8 ${fmt(r.load.int8Ms, 0)} ms)`}, raw ${fmt(r.load.rawMs, 0)} ms, transformers.js ${fmt(r.load.transformersMs, 0)} ms`,
     '',
   ]
   if (r.rawError) lines.push(`raw onnxruntime unavailable: ${r.rawError}`, '')
@@ -568,7 +801,7 @@ function report(r) {
     ],
     [
       `${WORKERS} workers, single texts (texts/s, all workers)`,
-      `${fmt(workers8.orion.median)} (mean batch ${fmt(workers8.meanBatchSize)}; ${ratio(workers8.orion.median / single.orion.median)} one at a time)`,
+      `${fmt(workers8.orion.median)} (mean batch ${fmt(workers8.meanBatchSize)}${workers8.meanQueueWaitMs == null ? '' : `, queue wait ${ms(workers8.meanQueueWaitMs)}`}; ${ratio(workers8.orion.median / single.orion.median)} one at a time)`,
       ...none,
       `≥ ${WORKERS_TARGET}× one at a time ${mark(workers8.orion.median / single.orion.median >= WORKERS_TARGET)}`,
     ],
@@ -596,7 +829,95 @@ function report(r) {
   }
   lines.push(...markdownTable(table))
   lines.push('', `${WORKERS} workers with a transformers.js pipeline each: bench/workers.js.`)
+  if (r.int8Agreement) lines.push('', ...precisionReport(r))
   return lines.join('\n')
+}
+
+// exact and int8 side by side, with raw onnxruntime on the unmodified graph (today's path).
+function precisionReport(r) {
+  const { single, batch32, workers8: w, memory: mem, int8Agreement: agree } = r
+  const x = (v) => (v == null || !Number.isFinite(v) ? '—' : `${fmt(v, 2)}×`)
+  const w8 = w.int8
+  const vsBatch = (v) => `${x(v.vsBatch)} ${mark(v.vsBatchPass)}`
+  const growth = (m) => (m ? mib(m.growth.median) : '—')
+  const table = [
+    ['scenario', 'exact', 'int8', 'int8 ÷ exact', 'raw onnxruntime (today’s path)', 'target'],
+    [
+      'one text at a time (texts/s)',
+      fmt(single.orion.median),
+      fmt(single.int8.median),
+      x(single.int8Ratio),
+      fmt(single.raw?.median),
+      `int8 ≥ ${INT8_SPEED_TARGET}× exact ${mark(single.int8Pass)}`,
+    ],
+    [
+      `batches of ${BATCH} (texts/s)`,
+      fmt(batch32.orion.median),
+      fmt(batch32.int8.median),
+      x(batch32.int8Ratio),
+      fmt(batch32.raw?.median),
+      `int8 ≥ ${INT8_SPEED_TARGET}× exact ${mark(batch32.int8Pass)}`,
+    ],
+    [
+      `${WORKERS} workers, single texts (texts/s, all workers)`,
+      fmt(w.orion.median),
+      fmt(w8.orion.median),
+      x(w8.orion.median / w.orion.median),
+      '—',
+      '—',
+    ],
+    [`${WORKERS} workers: mean batch size`, fmt(w.meanBatchSize), fmt(w8.meanBatchSize), '—', '—', '—'],
+    [`${WORKERS} workers: mean queue wait`, ms(w.meanQueueWaitMs), ms(w8.meanQueueWaitMs), '—', '—', '—'],
+    [
+      `${WORKERS} workers ÷ batches of ${BATCH} from one thread`,
+      vsBatch(w),
+      vsBatch(w8),
+      '—',
+      '—',
+      `≥ ${WORKERS_BATCH_TARGET}× (each precision)`,
+    ],
+    [
+      'model memory, 1 worker (RSS growth, fresh process)',
+      growth(mem.oneWorker),
+      growth(mem.int8.oneWorker),
+      x(mem.int8.vsExact),
+      mem.raw ? `${growth(mem.raw)} (main thread)` : '—',
+      `int8 ≤ ${INT8_MEMORY_TARGET / MIB} MiB ${mark(mem.int8.oneWorker.growth.median <= INT8_MEMORY_TARGET)}`,
+    ],
+    [
+      `model memory, ${WORKERS} workers (RSS growth, fresh process)`,
+      growth(mem.eightWorkers),
+      growth(mem.int8.eightWorkers),
+      x(mem.int8.eightWorkers.growth.median / mem.eightWorkers.growth.median),
+      '—',
+      `int8 ≤ ${INT8_MEMORY_TARGET / MIB} MiB ${mark(mem.int8.eightWorkers.growth.median <= INT8_MEMORY_TARGET)}`,
+    ],
+    [
+      'min cosine of int8 vectors',
+      '—',
+      `${fmt(agree.min, 6)} vs exact`,
+      '—',
+      agree.minRaw == null ? '—' : `${fmt(agree.minRaw, 6)} vs raw`,
+      `≥ ${INT8_COSINE_TARGET} vs exact ${mark(agree.pass)}`,
+    ],
+  ]
+  const lines = [
+    `Precision: exact (default) and int8 (precision: 'int8', integer products on the int8 weights), side by side; runs interleaved; int8 vectors checked on ${agree.checks.length / 2} texts, one at a time and in one batch.`,
+    '',
+    ...markdownTable(table),
+  ]
+  if (mem.rawError) lines.push('', `raw onnxruntime memory unavailable: ${mem.rawError}`)
+  if (r.targets) {
+    lines.push('', 'Targets:', '')
+    const value = {
+      x: (v) => `${fmt(v, 2)}×`,
+      bytes: mib,
+      cosine: (v) => fmt(v, 6),
+      share: (v) => `${fmt(v * 100, 2)}%`,
+    }
+    for (const t of r.targets) lines.push(`- ${mark(t.pass)} ${t.what}: ${value[t.unit](t.value)}`)
+  }
+  return lines
 }
 
 // ---------------------------------------------------------------------------------------
@@ -622,10 +943,14 @@ async function main() {
     load: {},
   }
 
-  log('loading orion-native')
-  const orion = await loadOrion()
+  log('loading orion-native, precision exact')
+  const orion = await loadOrion('exact')
   results.versions.orionNative = orion.version
   results.load.orionMs = orion.loadMs
+
+  log('loading orion-native, precision int8 (a second service)')
+  const int8 = await loadOrion('int8')
+  results.load.int8Ms = int8.loadMs
 
   log('loading a transformers.js pipeline')
   let transformers = null
@@ -652,7 +977,7 @@ async function main() {
   }
 
   log('warming up')
-  for (const contender of [orion, raw, transformers].filter(Boolean)) {
+  for (const contender of [orion, int8, raw, transformers].filter(Boolean)) {
     await batches(contender, nextTexts(BATCH))
     await oneAtATime(contender, nextTexts(8))
   }
@@ -662,7 +987,9 @@ async function main() {
     results.agreement = await checkAgreement(orion, raw, nextTexts(2))
   }
   if (transformers) results.transformersAgreement = await checkTransformersAgreement(orion, transformers, nextTexts(2))
-  const contenders = { orion, raw, transformers }
+  log('checking int8 vectors against exact ones')
+  results.int8Agreement = await checkInt8Agreement(orion, int8, raw, nextTexts(plan.int8Check))
+  const contenders = { orion, int8, raw, transformers }
 
   log(`one text at a time: ${plan.runs} × ${plan.single} texts`)
   results.single = await throughput({ runs: plan.runs, count: plan.single, contenders, nextTexts, go: oneAtATime })
@@ -677,13 +1004,20 @@ async function main() {
   })
 
   log(`${WORKERS} workers: ${plan.runs} × ${WORKERS} × ${plan.perWorker} texts`)
-  results.workers8 = await workerThroughput({ runs: plan.runs, perWorker: plan.perWorker, orion, nextTexts })
+  results.workers8 = await workerThroughput({
+    runs: plan.runs,
+    perWorker: plan.perWorker,
+    clients: { exact: orion, int8 },
+    nextTexts,
+  })
+  workersVsBatch(results.workers8, results.batch32)
 
   log(`cache: ${plan.cache} texts`)
   results.cache = await cacheLatency({ count: plan.cache, orion, nextTexts })
 
   log('memory, each in a fresh process:')
-  results.memory = memory({ runs: plan.memoryRuns, perWorker: plan.memoryPerWorker })
+  results.memory = memory({ runs: plan.memoryRuns, perWorker: plan.memoryPerWorker, withRaw: Boolean(raw) })
+  results.targets = targets(results)
 
   const file = writeResults('embedding', results)
   if (json) process.stdout.write(JSON.stringify(results, null, 2) + '\n')

@@ -6,7 +6,7 @@
 //! and then lost its server fails with `REMOTE_UNAVAILABLE` rather than starting over
 //! elsewhere and repeating itself.
 
-use super::embeddings::{check_model, list_models, widen};
+use super::embeddings::{check_model, widen};
 use super::pool::{send, EndpointStats, Outcome, Pool};
 use crate::error::{OrionError, Result};
 use crate::llm::generate::{GenerateParams, Generation, Prompt, Timings};
@@ -47,11 +47,35 @@ impl RemoteChat {
     /// endpoints are checked (the caller reports 100 once the load is recorded).
     pub(crate) async fn check(&self, progress: &dyn Fn(u32)) -> Result<Option<u32>> {
         progress(0);
-        check_model(&self.pool, &self.model, self.timeout).await?;
+        self.health().await?;
         progress(50);
-        let (listing, _) = list_models(&self.pool, self.timeout).await?;
+        let trained = check_model(&self.pool, &self.model, self.timeout).await?;
         progress(99);
-        Ok(listing.and_then(|(_, ctx)| ctx))
+        Ok(trained)
+    }
+
+    /// `GET /health` answers: any status below 500 (a server without the route, or one
+    /// that wants a key for it, is up); 503 (llama-server loading its model) is waited
+    /// out like any busy answer.
+    async fn health(&self) -> Result<()> {
+        self.pool
+            .run(|ep| {
+                let req = self.pool.request(reqwest::Method::GET, &ep, "/health");
+                let timeout = self.timeout;
+                async move {
+                    match send(&ep, req, timeout).await {
+                        Ok(_) => Outcome::Done(()),
+                        Err(Outcome::Fatal(OrionError::RemoteError { status, .. }))
+                            if status < 500 =>
+                        {
+                            Outcome::Done(())
+                        }
+                        Err(o) => widen(o),
+                    }
+                }
+            })
+            .await
+            .map(drop)
     }
 
     /// Stream a completion of `prompt`, handing each piece of text to `on_text`.

@@ -44,7 +44,11 @@ impl RemoteEmbeddings {
 
     async fn embed_batch(&self, texts: Vec<Arc<str>>) -> Result<Vec<Vec<f32>>> {
         self.checked
-            .get_or_try_init(|| check_model(&self.pool, &self.model, self.timeout))
+            .get_or_try_init(|| async {
+                check_model(&self.pool, &self.model, self.timeout)
+                    .await
+                    .map(drop)
+            })
             .await?;
         let body = serde_json::to_vec(&serde_json::json!({
             "model": self.model,
@@ -137,7 +141,7 @@ fn parse(raw: &[u8], n: usize) -> std::result::Result<Vec<Vec<f32>>, String> {
 
 /// The model the servers list (`/v1/models`), as ids; `None` for a server without
 /// that route.
-pub(crate) async fn list_models(
+async fn list_models(
     pool: &Pool,
     timeout: Duration,
 ) -> Result<(Option<(Vec<String>, Option<u32>)>, Lease)> {
@@ -189,8 +193,13 @@ pub(crate) async fn list_models(
 }
 
 /// Whether a server serves `model`: `REMOTE_ERROR` (404) naming what it serves when it
-/// does not. A server without a model list is taken at its word.
-pub(crate) async fn check_model(pool: &Pool, model: &str, timeout: Duration) -> Result<()> {
+/// does not. A server without a model list is taken at its word. Returns the model's
+/// training context when the server says (llama-server does).
+pub(crate) async fn check_model(
+    pool: &Pool,
+    model: &str,
+    timeout: Duration,
+) -> Result<Option<u32>> {
     let (listing, lease) = list_models(pool, timeout).await?;
     match listing {
         Some((ids, _)) if !serves(&ids, model) => Err(OrionError::RemoteError {
@@ -205,7 +214,8 @@ pub(crate) async fn check_model(pool: &Pool, model: &str, timeout: Duration) -> 
                 }
             ),
         }),
-        _ => Ok(()),
+        Some((_, trained)) => Ok(trained),
+        None => Ok(None),
     }
 }
 
