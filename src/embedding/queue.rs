@@ -160,7 +160,10 @@ impl Queue {
             }
             slots.push(Slot::Waiting(rx));
         }
-        if (was_empty && !st.pending.is_empty()) || st.pending.len() >= self.config.max_batch {
+        // Wake the inference thread for a first text, for a full batch, and when the
+        // company it waits for (as many texts as its last batch had) is here.
+        let n = st.pending.len();
+        if (was_empty && n > 0) || n >= self.config.max_batch || n == st.last_batch {
             self.ready.notify_one();
         }
         Ok((slots, counts))
@@ -179,12 +182,13 @@ impl Queue {
                 }
                 self.ready.wait(&mut st);
             }
-            if st.pending.len() < self.config.max_batch
-                && !self.config.max_wait.is_zero()
-                && st.last_batch > 1
-            {
+            // Several callers are active: wait (at most `max_wait`) for as many texts as the
+            // last batch had, since those callers are likely to send again together (eight
+            // workers each awaiting one text send eight), and go as soon as they are here.
+            let expected = st.last_batch.min(self.config.max_batch);
+            if st.pending.len() < expected && !self.config.max_wait.is_zero() && st.last_batch > 1 {
                 let deadline = Instant::now() + self.config.max_wait;
-                while st.pending.len() < self.config.max_batch && !st.closed {
+                while st.pending.len() < expected && !st.closed {
                     if self.ready.wait_until(&mut st, deadline).timed_out() {
                         break;
                     }
@@ -452,6 +456,29 @@ mod tests {
         }
         // The batch fills up before the 500 ms wait runs out, so all four travel together.
         assert_eq!(consumer.join().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_wait_ends_once_as_many_texts_as_the_last_batch_are_here() {
+        let q = Arc::new(Queue::new(cfg(32, 2000, 100)));
+        let _first = q.submit(&texts(&["a", "b", "c"])).unwrap();
+        // No history yet: the first batch waits for company as before.
+        assert_eq!(q.next_batch().unwrap().len(), 3);
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                (q.next_batch().unwrap().len(), t.elapsed())
+            })
+        };
+        let mut keep = Vec::new();
+        for t in ["d", "e", "f"] {
+            std::thread::sleep(Duration::from_millis(5));
+            keep.push(q.submit(&texts(&[t])).unwrap());
+        }
+        let (n, waited) = consumer.join().unwrap();
+        assert_eq!(n, 3);
+        assert!(waited < Duration::from_millis(1000), "{waited:?}");
     }
 
     #[test]
