@@ -1,23 +1,11 @@
 'use strict'
 // One definition, two backends: every test here runs against the in-process engine and
 // against llama.cpp's llama-server through the same public API (see backends.js).
-const path = require('node:path')
-const { Worker } = require('node:worker_threads')
 const { getSharedEmbeddingClient, getModelLoader } = require('..')
-const { cosine, expectCode, root } = require('./helpers')
+const { cosine, expectCode, inWorker } = require('./helpers')
 const { backends } = require('./backends')
 
-const WORKER = path.join(__dirname, 'workers', 'embed-worker.js')
-
-function inWorker(workerData) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER, { workerData: { root, ...workerData } })
-    w.once('message', (m) =>
-      m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m),
-    )
-    w.once('error', reject)
-  })
-}
+const embedWorker = (workerData) => inWorker('embed-worker.js', workerData)
 
 // The server applies the GGUF's own chat template, which without a system message gives
 // SmolLM2 another greedy answer than in-process: both get the same messages.
@@ -41,7 +29,7 @@ describe.each(backends)('$name backend', (backend) => {
       const shared = [`${backend.name}: shared sentence one`, `${backend.name}: the second shared sentence`]
       const results = await Promise.all(
         Array.from({ length: 8 }, (_, id) =>
-          inWorker({ id, options: env.embedOptions, texts: [...shared, `${backend.name} worker ${id} alone`] }),
+          embedWorker({ id, options: env.embedOptions, texts: [...shared, `${backend.name} worker ${id} alone`] }),
         ),
       )
       for (const r of results) {

@@ -3,19 +3,11 @@ const path = require('node:path')
 const { Worker } = require('node:worker_threads')
 const { spawnSync } = require('node:child_process')
 const { getSharedEmbeddingClient } = require('..')
-const { root } = require('./helpers')
+const { inWorker, root } = require('./helpers')
 
 const WORKER = path.join(__dirname, 'workers', 'embed-worker.js')
 
-function run(workerData) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER, { workerData: { root, ...workerData } })
-    w.once('message', (m) =>
-      m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m),
-    )
-    w.once('error', reject)
-  })
-}
+const run = (workerData) => inWorker('embed-worker.js', workerData)
 
 describe('eight worker_threads share one model', () => {
   test('concurrent workers get identical vectors and the model loads once', async () => {

@@ -45,8 +45,26 @@ function expectThrowCode(fn, code) {
   return err
 }
 
+/**
+ * Run `__tests__/workers/<script>` in a worker_thread with `workerData` (and the package's
+ * root); resolves with its first message, rejects with its coded error.
+ */
+function inWorker(script, workerData) {
+  const { Worker } = require('node:worker_threads')
+  return new Promise((resolve, reject) => {
+    const w = new Worker(path.join(__dirname, 'workers', script), {
+      workerData: { root: path.resolve(__dirname, '..'), ...workerData },
+    })
+    w.once('message', (m) =>
+      m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m),
+    )
+    w.once('error', reject)
+  })
+}
+
 module.exports = {
   cosine,
+  inWorker,
   expectCode,
   expectThrowCode,
   embeddingModelDir: dirs['all-MiniLM-L6-v2'],

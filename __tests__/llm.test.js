@@ -5,21 +5,13 @@ const path = require('node:path')
 const { Worker } = require('node:worker_threads')
 const { spawnSync } = require('node:child_process')
 const { getModelLoader, applyQuantization, QUANTIZATION_LEVELS, getOptimizationStrategy } = require('..')
-const { expectCode, expectThrowCode, llmModelDir, root } = require('./helpers')
+const { expectCode, expectThrowCode, inWorker, llmModelDir, root } = require('./helpers')
 
 const GGUF = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
 const WORKER = path.join(__dirname, 'workers', 'llm-worker.js')
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-llm-'))
 
-function inWorker(workerData) {
-  return new Promise((resolve, reject) => {
-    const w = new Worker(WORKER, { workerData: { root, ...workerData } })
-    w.once('message', (m) =>
-      m.type === 'error' ? reject(Object.assign(new Error(m.message), { code: m.code })) : resolve(m),
-    )
-    w.once('error', reject)
-  })
-}
+const llmWorker = (workerData) => inWorker('llm-worker.js', workerData)
 
 const QUESTION = 'What is the capital of France?'
 
@@ -79,7 +71,7 @@ describe('ModelLoader: the app contract', () => {
   test('eight workers loading the same key at once share one load', async () => {
     const loader = getModelLoader()
     loader.registerModel('eight-way', { name: 'eight workers, one load', files: { q4: { path: GGUF } } })
-    const results = await Promise.all(Array.from({ length: 8 }, () => inWorker({ mode: 'load', key: 'eight-way' })))
+    const results = await Promise.all(Array.from({ length: 8 }, () => llmWorker({ mode: 'load', key: 'eight-way' })))
     for (const r of results) {
       expect(r.info.loads).toBe(1)
       expect(r.progress[r.progress.length - 1]).toBe(100)
