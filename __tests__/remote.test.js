@@ -294,6 +294,106 @@ describe('timeouts, aborts and errors', () => {
   })
 })
 
+describe('https', () => {
+  // A certificate authority of the test's own, trusted through SSL_CERT_FILE (as a
+  // company's CA would be through the system store), and an https proxy in front of the
+  // embedding server with a certificate it signed for 127.0.0.1.
+  test('an https server is reached through rustls when its CA is trusted, and refused when not', async () => {
+    const fs = require('node:fs')
+    const os = require('node:os')
+    const path = require('node:path')
+    const https = require('node:https')
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-tls-'))
+    const openssl = (...args) => {
+      const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
+      if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`)
+    }
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=orion test CA',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+    )
+    openssl(
+      'req',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.csr',
+    )
+    fs.writeFileSync(path.join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\n')
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.pem',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-days',
+      '1',
+      '-extfile',
+      'ext.cnf',
+      '-out',
+      'server.pem',
+    )
+    const server = https.createServer(
+      { key: fs.readFileSync(path.join(dir, 'server.key')), cert: fs.readFileSync(path.join(dir, 'server.pem')) },
+      (req, res) => {
+        const up = http.request(`${embed.url}${req.url}`, { method: req.method, headers: req.headers }, (r) => {
+          res.writeHead(r.statusCode, r.headers)
+          r.pipe(res)
+        })
+        up.on('error', () => res.destroy())
+        req.pipe(up)
+      },
+    )
+    await new Promise((r) => server.listen(0, '127.0.0.1', r))
+    const url = `https://127.0.0.1:${server.address().port}`
+    try {
+      const script = `
+        const { getSharedEmbeddingClient } = require(${JSON.stringify(root)})
+        getSharedEmbeddingClient({ remote: { url: ${JSON.stringify(url)}, model: 'smollm2-embed' } })
+          .createEmbedding('over TLS')
+          .then((v) => console.log(JSON.stringify({ n: v.length })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`
+      // Asynchronous: the proxy runs on this process's event loop.
+      const run = (env) =>
+        new Promise((resolve) => {
+          const { execFile } = require('node:child_process')
+          execFile(
+            process.execPath,
+            ['-e', script],
+            { env: { ...process.env, ...env }, timeout: 60_000 },
+            (_e, stdout) => resolve(JSON.parse(stdout)),
+          )
+        })
+      expect(await run({ SSL_CERT_FILE: path.join(dir, 'ca.pem') })).toEqual({ n: 576 })
+      const refused = await run({ SSL_CERT_FILE: path.join(dir, 'server.csr') })
+      expect(refused.code).toBe('REMOTE_UNAVAILABLE')
+      expect(refused.message).toMatch(/certificate|UnknownIssuer/i)
+    } finally {
+      await new Promise((r) => server.close(r))
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('configuration', () => {
   test('bad remote options are INVALID_OPTION', () => {
     for (const remote of [
