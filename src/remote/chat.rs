@@ -6,8 +6,7 @@
 //! and then lost its server fails with `REMOTE_UNAVAILABLE` rather than starting over
 //! elsewhere and repeating itself.
 
-use super::embeddings::{check_model, widen};
-use super::pool::{send, EndpointStats, Outcome, Pool};
+use super::pool::{check_model, send, widen, EndpointStats, Outcome, Pool};
 use crate::error::{OrionError, Result};
 use crate::llm::generate::{GenerateParams, Generation, Prompt, Timings};
 use eventsource_stream::Eventsource;

@@ -1,7 +1,7 @@
 //! `/v1/embeddings` as the embedding service's engine: one request per batch (an array
 //! `input`), retried on another endpoint when one fails, since embedding is idempotent.
 
-use super::pool::{send, serves, Lease, Outcome, Pool};
+use super::pool::{check_model, send, widen, Outcome, Pool};
 use crate::embedding::{BatchFuture, RemoteEngine};
 use crate::error::{OrionError, Result};
 use serde::Deserialize;
@@ -99,16 +99,6 @@ impl RemoteEmbeddings {
     }
 }
 
-/// The outcome of a failed `send`, for an attempt of any result type.
-pub(crate) fn widen<T>(o: Outcome<std::convert::Infallible>) -> Outcome<T> {
-    match o {
-        Outcome::Done(never) => match never {},
-        Outcome::Failed(e) => Outcome::Failed(e),
-        Outcome::Busy { retry_after, error } => Outcome::Busy { retry_after, error },
-        Outcome::Fatal(e) => Outcome::Fatal(e),
-    }
-}
-
 /// `n` vectors in input order, all of one width and finite, from a reply's body.
 fn parse(raw: &[u8], n: usize) -> std::result::Result<Vec<Vec<f32>>, String> {
     let reply: Reply = serde_json::from_slice(raw).map_err(|e| {
@@ -137,86 +127,6 @@ fn parse(raw: &[u8], n: usize) -> std::result::Result<Vec<Vec<f32>>, String> {
         return Err("an embedding holds a value that is not a finite number".into());
     }
     Ok(out)
-}
-
-/// The model the servers list (`/v1/models`), as ids; `None` for a server without
-/// that route.
-async fn list_models(
-    pool: &Pool,
-    timeout: Duration,
-) -> Result<(Option<(Vec<String>, Option<u32>)>, Lease)> {
-    pool.run(|ep| {
-        let req = pool.request(reqwest::Method::GET, &ep, "/v1/models");
-        async move {
-            let resp = match send(&ep, req, timeout).await {
-                Ok(r) => r,
-                Err(Outcome::Fatal(OrionError::RemoteError {
-                    status: 404 | 405, ..
-                })) => return Outcome::Done(None),
-                Err(o) => return widen(o),
-            };
-            let raw = match tokio::time::timeout(timeout, resp.bytes()).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return Outcome::Failed(super::describe(&e)),
-                Err(_) => return Outcome::Failed("the model list stalled".into()),
-            };
-            ep.record(0, raw.len() as u64);
-            let v: serde_json::Value = match serde_json::from_slice(&raw) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Outcome::Fatal(OrionError::RemoteProtocol {
-                        endpoint: ep.shown().to_string(),
-                        detail: format!("/v1/models is not JSON: {e}"),
-                    })
-                }
-            };
-            let Some(data) = v.get("data").and_then(|d| d.as_array()) else {
-                return Outcome::Fatal(OrionError::RemoteProtocol {
-                    endpoint: ep.shown().to_string(),
-                    detail: "/v1/models has no `data` list".into(),
-                });
-            };
-            let ids = data
-                .iter()
-                .filter_map(|m| m.get("id").and_then(|i| i.as_str()).map(String::from))
-                .collect();
-            // llama-server says what context it was started with, and the model's own.
-            let ctx = data
-                .first()
-                .and_then(|m| m.pointer("/meta/n_ctx_train"))
-                .and_then(serde_json::Value::as_u64)
-                .map(|c| c.min(u64::from(u32::MAX)) as u32);
-            Outcome::Done(Some((ids, ctx)))
-        }
-    })
-    .await
-}
-
-/// Whether a server serves `model`: `REMOTE_ERROR` (404) naming what it serves when it
-/// does not. A server without a model list is taken at its word. Returns the model's
-/// training context when the server says (llama-server does).
-pub(crate) async fn check_model(
-    pool: &Pool,
-    model: &str,
-    timeout: Duration,
-) -> Result<Option<u32>> {
-    let (listing, lease) = list_models(pool, timeout).await?;
-    match listing {
-        Some((ids, _)) if !serves(&ids, model) => Err(OrionError::RemoteError {
-            endpoint: lease.endpoint().shown().to_string(),
-            status: 404,
-            message: format!(
-                "it does not serve a model {model:?} (it serves: {})",
-                if ids.is_empty() {
-                    "none".to_string()
-                } else {
-                    ids.join(", ")
-                }
-            ),
-        }),
-        Some((_, trained)) => Ok(trained),
-        None => Ok(None),
-    }
 }
 
 impl RemoteEngine for RemoteEmbeddings {
