@@ -208,26 +208,28 @@ describe('generation', () => {
 
   test('a chat continued turn by turn evaluates only its new tokens and answers as without the kept context', async () => {
     const loader = getModelLoader()
-    // A system message of more than one 64-token step, so that the second turn has a whole
-    // step to reuse.
     const system =
       'You are a helpful assistant. You answer questions about geography, history and travel ' +
       'in Europe briefly and accurately, in plain English, without lists, and you say so when ' +
       'you do not know something instead of guessing. Keep every answer to one or two sentences.'
     const history = [{ role: 'system', content: system }]
+    let previous = null
+    // maxTokens 4 cuts the second answer short: it continues as cheaply as finished ones.
     for (const [turn, q] of ['What is the capital of France?', 'And of Italy?', 'Which one is older?'].entries()) {
       history.push({ role: 'user', content: q })
-      const fresh = await loader.generate('demo', history, { temperature: 0, maxTokens: 32, prefixCache: false })
-      const kept = await loader.generate('demo', history, { temperature: 0, maxTokens: 32 })
+      const maxTokens = turn === 1 ? 4 : 32
+      const fresh = await loader.generate('demo', history, { temperature: 0, maxTokens, prefixCache: false })
+      const kept = await loader.generate('demo', history, { temperature: 0, maxTokens })
       expect(kept.text).toBe(fresh.text)
       expect(fresh.timings.reusedPromptTokens).toBe(0)
       if (turn > 0) {
-        // Only the new message (with its template tokens) is evaluated, from the start of
-        // the 64-token step it begins in.
-        expect(kept.timings.reusedPromptTokens).toBeGreaterThan(0)
-        expect(kept.timings.reusedPromptTokens % 64).toBe(0)
-        expect(kept.timings.promptTokens - kept.timings.reusedPromptTokens).toBeLessThan(30 + 64)
+        // The kept context holds the previous prompt, its answer and the end-of-turn token
+        // after it: only the new message (with its template tokens) is evaluated.
+        expect(kept.timings.reusedPromptTokens).toBe(previous.timings.promptTokens + previous.tokens + 1)
+        expect(kept.timings.promptTokens - kept.timings.reusedPromptTokens).toBeLessThan(30)
       }
+      expect(kept.finishReason).toBe(turn === 1 ? 'length' : 'stop')
+      previous = kept
       history.push({ role: 'assistant', content: kept.text })
     }
     await expectCode(loader.generate('demo', 'x', { prefixCache: 'yes' }), 'INVALID_OPTION')

@@ -9,6 +9,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::vocab::LlamaVocab;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -264,13 +265,14 @@ pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<
 /// Evaluate `tokens[from..]` (at their positions), logits for the last one only, in
 /// steps of at most `step` tokens with a check for cancellation and shutdown between
 /// them: one decode cannot be interrupted, and 512 tokens take seconds on a CPU. Steps
-/// end at multiples of `step` whatever `from` is, so that a prompt continued from a kept
-/// prefix is evaluated in the same groups as from scratch.
+/// end at multiples of `step`, and at `cut` (see [`turn_cut`]), whatever `from` is, so
+/// that a prompt continued from a kept prefix is evaluated in the same groups as from
+/// scratch.
 fn evaluate(
     ctx: &mut LlamaContext<'static>,
     batch: &mut LlamaBatch,
     tokens: &[LlamaToken],
-    from: usize,
+    (from, cut): (usize, Option<usize>),
     step: usize,
     cancel: &AtomicBool,
 ) -> Result<()> {
@@ -279,7 +281,10 @@ fn evaluate(
         if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
             return Err(stopped());
         }
-        let end = ((pos / step + 1) * step).min(tokens.len());
+        let mut end = ((pos / step + 1) * step).min(tokens.len());
+        if let Some(cut) = cut.filter(|&c| c > pos) {
+            end = end.min(cut);
+        }
         batch.clear();
         for (i, t) in tokens[pos..end].iter().enumerate() {
             let at = pos + i;
@@ -294,28 +299,47 @@ fn evaluate(
     Ok(())
 }
 
+/// Where a chat prompt's last turn starts: right after its second-to-last end-of-turn
+/// token, which closes the previous answer (the last one closes the new message).
+/// Prompt evaluation cuts a step there, so that the next turn, whose kept context ends
+/// exactly there (see [`settle`]), evaluates only its new tokens and still in the same
+/// groups as from scratch. `None` for raw prompts and single messages.
+fn turn_cut(vocab: &LlamaVocab<'_>, tokens: &[LlamaToken], raw: bool) -> Option<usize> {
+    if raw {
+        return None;
+    }
+    let mut ends = tokens
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, &t)| vocab.is_eog(t));
+    ends.next()?;
+    ends.next().map(|(i, _)| i + 1)
+}
+
 /// Make a context fit to keep after a generation. llama.cpp's results for a token depend
 /// (in their last bits) on the tokens evaluated with it: the generated tokens' KV,
-/// computed one token at a time, and the prompt's last step, evaluated without what
-/// follows it, differ from what a prompt from scratch computes for the same positions,
+/// computed one token at a time, and the prompt's last steps, evaluated without what
+/// follows them, differ from what a prompt from scratch computes for the same positions,
 /// and greedy answers then differ with and without the kept context (the tests caught
-/// it on the fourth turn of a chat). So everything from the start of the prompt's last
-/// step is evaluated again in the steps a prompt from scratch uses; the next turn starts
-/// at a step boundary too. This runs once this turn's text is all delivered, off the next
-/// turn's critical path. `false` when it failed: the context is then not kept.
+/// it on the fourth turn of a chat). So everything from the start of the step this
+/// turn's prompt was first cut in (at its `cut`, or where it ended) is evaluated again
+/// in the plain steps a next prompt from scratch uses up to the end of this answer; the
+/// next turn is cut right there and continues from it. `in_cache` ends with the
+/// end-of-turn token when the answer ended with one, as the next prompt has it. This runs
+/// once this turn's text is all delivered, off the next turn's critical path. `false`
+/// when it failed: the context is then not kept.
 fn settle(
     ctx: &mut LlamaContext<'static>,
     batch: &mut LlamaBatch,
     in_cache: &[LlamaToken],
-    prompt_len: usize,
+    first_cut: usize,
     step: usize,
 ) -> bool {
-    if in_cache.len() <= prompt_len {
+    if in_cache.len() <= first_cut {
         return true;
     }
-    // From the start of the step the prompt ended in: every step is then evaluated with
-    // the tokens a prompt from scratch would have in it.
-    let from = prompt_len / step * step;
+    let from = first_cut / step * step;
     if !ctx
         .clear_kv_cache_seq(Some(0), Some(from as u32), None)
         .unwrap_or(false)
@@ -323,7 +347,7 @@ fn settle(
         return false;
     }
     let never = AtomicBool::new(false);
-    evaluate(ctx, batch, in_cache, from, step, &never).is_ok()
+    evaluate(ctx, batch, in_cache, (from, None), step, &never).is_ok()
 }
 
 /// The context to generate `tokens` in, and how many of them its KV cache already holds:
@@ -331,7 +355,7 @@ fn settle(
 /// new one.
 fn context_for(
     model: &ChatModel,
-    tokens: &[LlamaToken],
+    (tokens, cut): (&[LlamaToken], Option<usize>),
     needed: u32,
     context_length: u32,
     params: &GenerateParams,
@@ -344,8 +368,15 @@ fn context_for(
     if let Some((c, common)) = kept {
         // Back to the start of a step (at least the last prompt token is evaluated again:
         // its logits pick the first new token), so that the rest is evaluated in the same
-        // groups of tokens as from scratch (see `settle`).
-        let from = common.min(tokens.len() - 1) / PROMPT_STEP * PROMPT_STEP;
+        // groups of tokens as from scratch (see `settle`): the turn's cut when the kept
+        // context reaches it, else a multiple of the step.
+        let shared = common.min(tokens.len() - 1);
+        let from = match cut {
+            // Kept contexts are evaluated in plain steps throughout, and from scratch
+            // the prompt is cut here: whatever else is shared is evaluated again.
+            Some(cut) if cut <= shared => cut,
+            _ => shared / PROMPT_STEP * PROMPT_STEP,
+        };
         let mut ctx = c.ctx;
         if from < c.tokens.len()
             && !ctx
@@ -401,7 +432,8 @@ pub(crate) fn generate(
         });
     }
     let needed = prompt_tokens + params.max_tokens.max(1);
-    let (mut ctx, reused) = context_for(model, &tokens, needed, context_length, params)?;
+    let cut = turn_cut(&vocab, &tokens, params.raw);
+    let (mut ctx, reused) = context_for(model, (&tokens, cut), needed, context_length, params)?;
     let n_ctx = ctx.n_ctx();
     let n_batch = ctx.n_batch() as usize;
     // The tokens in the context's KV cache, kept with it afterwards.
@@ -410,7 +442,7 @@ pub(crate) fn generate(
     let step = n_batch.clamp(1, PROMPT_STEP);
     let started = Instant::now();
     let mut batch = LlamaBatch::new(step, 1);
-    evaluate(&mut ctx, &mut batch, &tokens, reused, step, cancel)?;
+    evaluate(&mut ctx, &mut batch, &tokens, (reused, cut), step, cancel)?;
     in_cache.extend_from_slice(&tokens[reused..]);
     let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -433,6 +465,10 @@ pub(crate) fn generate(
         let token = picker.pick(&ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
             finish = "stop";
+            // Not evaluated now, but by `settle`: the next prompt has it after this answer.
+            if params.prefix_cache {
+                in_cache.push(token);
+            }
             break;
         }
         generated += 1;
@@ -463,6 +499,12 @@ pub(crate) fn generate(
             emitted = safe;
         }
         if generated == max_new {
+            // Not evaluated now, but by `settle`, with the end of turn the next prompt
+            // closes this answer with.
+            if params.prefix_cache && in_cache.len() + 2 <= n_ctx as usize {
+                in_cache.push(token);
+                in_cache.extend(tokens.iter().rev().find(|&&t| vocab.is_eog(t)));
+            }
             break;
         }
         batch.clear();
@@ -481,7 +523,8 @@ pub(crate) fn generate(
     let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
     let t = ctx.timings();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
-    if params.prefix_cache && settle(&mut ctx, &mut batch, &in_cache, tokens.len(), step) {
+    let first_cut = cut.unwrap_or(tokens.len());
+    if params.prefix_cache && settle(&mut ctx, &mut batch, &in_cache, first_cut, step) {
         model.contexts.put(Cached::new(ctx, in_cache));
     }
     Ok(Generation {
@@ -571,6 +614,8 @@ mod tests {
             max_tokens: 48,
             ..Default::default()
         };
+        // Both ends of an answer occur: the model's end of turn and maxTokens.
+        let mut ended_turns = 0;
         for (turn, q) in questions.iter().enumerate() {
             history.push(("user".into(), (*q).into()));
             let prompt = Prompt::Messages(history.clone());
@@ -582,17 +627,20 @@ mod tests {
             let with = generate(&model, 2048, &prompt, &base, &never, &mut |_| {}).unwrap();
             assert_eq!(with.text, without.text, "turn {}", turn + 1);
             assert_eq!(without.timings.reused_prompt_tokens, 0);
+            let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
             if turn > 0 {
-                // Everything up to the new message was in the kept context.
-                let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
-                assert!(
-                    new < 40 + PROMPT_STEP as u32,
-                    "turn {}: {new} new tokens evaluated",
-                    turn + 1
-                );
+                // The kept context ends right after the last answer's end-of-turn token
+                // (answers cut by maxTokens are kept with the one the next prompt closes
+                // them with): only the new message and its markup are evaluated.
+                assert!(new < 30, "turn {}: {new} new tokens evaluated", turn + 1);
             }
+            ended_turns += u32::from(with.finish_reason == "stop");
             history.push(("assistant".into(), with.text.clone()));
         }
+        assert!(
+            ended_turns >= 5,
+            "only {ended_turns} answers ended their turn"
+        );
         assert_eq!(model.contexts.len(), 1);
         assert_eq!(model.contexts.clear(None), 1);
     }
