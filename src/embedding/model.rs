@@ -259,9 +259,12 @@ impl FastEmbedFactory {
     }
 
     /// The outlier channels of each integer product of `onnx`, measured by running the
-    /// calibration model (`graph::calibration`) on [`CALIBRATION_TEXTS`], one at a time
-    /// so that no padding enters the measure. The calibration session is dropped before
-    /// the real one is built.
+    /// calibration model (`graph::calibration`) on [`CALIBRATION_TEXTS`] in one batch.
+    /// One batch on purpose: padding tokens are computed like any other (only attention
+    /// ignores them), some of their channels are among the largest, and batches of the
+    /// real model have them too. Calibrated one text at a time, the channels missed
+    /// them and batches lost accuracy (minimum cosine 0.994 instead of 0.998). The
+    /// calibration session is dropped before the real one is built.
     fn calibrate(&self, onnx: &[u8]) -> Result<Outliers> {
         let Some(calibration) = graph::calibration(onnx) else {
             return Ok(Outliers::new());
@@ -274,7 +277,7 @@ impl FastEmbedFactory {
         };
         let batches = self
             .session(calibration.onnx)?
-            .transform(CALIBRATION_TEXTS, Some(1))
+            .transform(CALIBRATION_TEXTS, Some(CALIBRATION_TEXTS.len()))
             .map_err(|e| failed(&e))?
             .into_raw();
         let mut absmax: HashMap<&str, Vec<f32>> = HashMap::new();
@@ -299,13 +302,12 @@ impl FastEmbedFactory {
                 }
             }
         }
+        // Inputs whose activations are evenly spread get no outliers: quantized whole.
         Ok(absmax
             .into_iter()
-            .map(|(input, a)| {
-                (
-                    input.to_string(),
-                    graph::outlier_channels(&a, graph::OUTLIERS),
-                )
+            .filter_map(|(input, a)| {
+                let channels = graph::outlier_channels(&a, graph::OUTLIERS)?;
+                Some((input.to_string(), channels))
             })
             .collect())
     }
