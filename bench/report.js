@@ -105,6 +105,26 @@ function headline({ workers: w, embedding: e, llm: l, monitor: m }) {
   }
   int8('embeddings, one text at a time', e.single)
   int8(`embeddings, batches of ${e.config.batch}`, e.batch32)
+  if (e.int8Agreement)
+    rows.push([
+      'embeddings, int8: min cosine of its vectors',
+      fmt(e.int8Agreement.min, 5),
+      'orion-native, exact',
+      '1',
+      e.int8Agreement.pass ? `≥ ${e.int8Agreement.target}` : `**< ${e.int8Agreement.target}**`,
+    ])
+  // Eight workers sending single texts against one thread sending batches (the shared queue's
+  // batching), per precision.
+  for (const w of [e.workers8, e.workers8?.int8].filter((w) => w?.vsBatch)) {
+    const batch = w.precision === 'int8' ? e.batch32.int8 : e.batch32.orion
+    rows.push([
+      `embeddings, ${e.workers8.workers} workers of single texts${w.precision === 'int8' ? ', int8' : ''} (texts/s)`,
+      fmt(w.orion.median),
+      `orion-native${w.precision === 'int8' ? ' int8' : ''}, batches of ${e.config.batch} from one thread`,
+      fmt(batch.median),
+      x(w.vsBatch),
+    ])
+  }
   if (e.memory.int8) {
     rows.push([
       'embedding model memory, int8, 1 worker',
