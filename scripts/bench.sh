@@ -10,7 +10,7 @@ export ONNXRUNTIME_NODE_INSTALL=skip
 [ -d bench/node_modules/node-llama-cpp ] || (cd bench && npm install --ignore-scripts --no-audit --no-fund)
 node scripts/models.js
 node scripts/llama-server.js >/dev/null # for bench/remote.js: built once per machine, then cached
-npx napi build --platform --release >/dev/null
+node scripts/build.js --napi >/dev/null # not `napi build` alone: it would overwrite index.js
 for kind in workers embedding llm monitor remote chat; do
   node "bench/$kind.js" "$@"
 done
