@@ -649,8 +649,15 @@ mod tests {
         );
         let m = parse(&int8);
         assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36);
-        // No weight is dequantized in the graph any more: no Cast of an initializer.
         let g = m.graph.as_ref().unwrap();
+        // Every product's bias went into its kernel, and its Add is gone.
+        assert!(g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "DynamicQuantizeMatMul")
+            .all(|n| n.input.len() == 5));
+        assert_eq!(count(&m, "Add") + 36, count(&parse(&exact), "Add"));
+        // No weight is dequantized in the graph any more: no Cast of an initializer.
         let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
         assert!(!g
             .node

@@ -201,7 +201,7 @@ impl EmbedderFactory for FastEmbedFactory {
 /// rewritten, and ONNX Runtime's own copies and constant folding), and glibc keeps most
 /// of it: after the first large free it serves blocks of up to that size from its heaps,
 /// which it only shrinks from the top. Trimming once here took the exact model's RSS
-/// growth from about 150 MiB to about 95 MiB (see the README's memory figures).
+/// growth from about 155 MiB to about 100 MiB (see the README's Precision figures).
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages of glibc's heaps to the system; it is
