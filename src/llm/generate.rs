@@ -2,7 +2,7 @@
 //! sampling, stop strings and streaming, one fresh context per request.
 
 use super::engine;
-use super::prefix::{keepable, Cached, ChatModel};
+use super::prefix::{common_prefix, keepable, Cached, ChatModel};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -92,6 +92,16 @@ pub(crate) fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> R
         Prompt::Text(t) => vec![("user".to_string(), t.clone())],
         Prompt::Messages(m) => m.clone(),
     };
+    render_messages(model, messages, true)
+}
+
+/// `messages` through the model's chat template, with the opening of the assistant's
+/// answer after them when `answer`.
+fn render_messages(
+    model: &LlamaModel,
+    messages: Vec<(String, String)>,
+    answer: bool,
+) -> Result<String> {
     let chat: Vec<LlamaChatMessage> = messages
         .into_iter()
         .map(|(role, content)| LlamaChatMessage::new(role, content))
@@ -107,7 +117,7 @@ pub(crate) fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> R
         .or_else(|_| LlamaChatTemplate::new("chatml"))
         .map_err(|e| OrionError::Internal(format!("chat template: {e}")))?;
     model
-        .apply_chat_template(&template, &chat, true)
+        .apply_chat_template(&template, &chat, answer)
         .map_err(|e| {
             OrionError::InvalidInput(format!(
                 "the model's chat template rejected the messages: {e}"
@@ -300,11 +310,17 @@ fn evaluate(
 }
 
 /// Where a chat prompt's last turn starts: right after its second-to-last end-of-turn
-/// token, which closes the previous answer (the last one closes the new message).
-/// Prompt evaluation cuts a step there, so that the next turn, whose kept context ends
-/// exactly there (see [`settle`]), evaluates only its new tokens and still in the same
-/// groups as from scratch. `None` for raw prompts and single messages.
-fn turn_cut(vocab: &LlamaVocab<'_>, tokens: &[LlamaToken], raw: bool) -> Option<usize> {
+/// token, which closes the previous answer (the last one closes the new message), and
+/// after the template's `opening` of a user message when it follows. Prompt evaluation
+/// cuts a step there, so that the next turn, whose kept context ends exactly there (see
+/// [`settle`]), evaluates only its new tokens and still in the same groups as from
+/// scratch. `None` for raw prompts and single messages.
+fn turn_cut(
+    vocab: &LlamaVocab<'_>,
+    tokens: &[LlamaToken],
+    raw: bool,
+    opening: &[LlamaToken],
+) -> Option<usize> {
     if raw {
         return None;
     }
@@ -314,7 +330,44 @@ fn turn_cut(vocab: &LlamaVocab<'_>, tokens: &[LlamaToken], raw: bool) -> Option<
         .rev()
         .filter(|(_, &t)| vocab.is_eog(t));
     ends.next()?;
-    ends.next().map(|(i, _)| i + 1)
+    let after = ends.next().map(|(i, _)| i + 1)?;
+    if !opening.is_empty() && tokens[after..].starts_with(opening) {
+        return Some(after + opening.len());
+    }
+    Some(after)
+}
+
+/// The tokens `model`'s chat template puts between an answer's end-of-turn token and
+/// the text of the user message after it (with `ChatML`: a newline, `<|im_start|>`,
+/// `user` and a newline). They are the same whatever the message says, so the kept
+/// context takes them in after the answer, off the critical path, and the next turn
+/// does not evaluate them. Found by rendering one conversation twice with two different
+/// last messages: the opening is what comes after the answer's end of turn and before
+/// the two differ. Empty when the template does not show one.
+pub(crate) fn user_opening(model: &LlamaModel) -> Vec<LlamaToken> {
+    let render = |last: &str| -> Option<Vec<LlamaToken>> {
+        let messages = vec![
+            ("user".to_string(), "Hello.".to_string()),
+            ("assistant".to_string(), "Hi.".to_string()),
+            ("user".to_string(), last.to_string()),
+        ];
+        let text = render_messages(model, messages, false).ok()?;
+        Some(model.vocab().tokenize(text.as_bytes(), true, true))
+    };
+    let (Some(a), Some(b)) = (render("Apples?"), render("Zebras!")) else {
+        return Vec::new();
+    };
+    let differ = common_prefix(&a, &b);
+    let vocab = model.vocab();
+    let Some(end) = a[..differ].iter().rposition(|&t| vocab.is_eog(t)) else {
+        return Vec::new();
+    };
+    // Two end-of-turn tokens in it would mean the renderings differ before the answer's.
+    let opening = a[end + 1..differ].to_vec();
+    if opening.iter().any(|&t| vocab.is_eog(t)) {
+        return Vec::new();
+    }
+    opening
 }
 
 /// Make a context fit to keep after a generation. llama.cpp's results for a token depend
@@ -432,7 +485,12 @@ pub(crate) fn generate(
         });
     }
     let needed = prompt_tokens + params.max_tokens.max(1);
-    let cut = turn_cut(&vocab, &tokens, params.raw);
+    let opening: &[LlamaToken] = if params.raw {
+        &[]
+    } else {
+        model.user_opening.get_or_init(|| user_opening(model))
+    };
+    let cut = turn_cut(&vocab, &tokens, params.raw, opening);
     let (mut ctx, reused) = context_for(model, (&tokens, cut), needed, context_length, params)?;
     let n_ctx = ctx.n_ctx();
     let n_batch = ctx.n_batch() as usize;
@@ -465,9 +523,11 @@ pub(crate) fn generate(
         let token = picker.pick(&ctx, batch.n_tokens() - 1);
         if vocab.is_eog(token) {
             finish = "stop";
-            // Not evaluated now, but by `settle`: the next prompt has it after this answer.
-            if params.prefix_cache {
+            // Not evaluated now, but by `settle`: the next prompt has it after this answer,
+            // and then the opening of the next user message.
+            if params.prefix_cache && in_cache.len() + 1 + opening.len() <= n_ctx as usize {
                 in_cache.push(token);
+                in_cache.extend_from_slice(opening);
             }
             break;
         }
@@ -501,9 +561,12 @@ pub(crate) fn generate(
         if generated == max_new {
             // Not evaluated now, but by `settle`, with the end of turn the next prompt
             // closes this answer with.
-            if params.prefix_cache && in_cache.len() + 2 <= n_ctx as usize {
+            if params.prefix_cache && in_cache.len() + 2 + opening.len() <= n_ctx as usize {
                 in_cache.push(token);
-                in_cache.extend(tokens.iter().rev().find(|&&t| vocab.is_eog(t)));
+                if let Some(&end) = tokens.iter().rev().find(|&&t| vocab.is_eog(t)) {
+                    in_cache.push(end);
+                    in_cache.extend_from_slice(opening);
+                }
             }
             break;
         }
@@ -629,10 +692,11 @@ mod tests {
             assert_eq!(without.timings.reused_prompt_tokens, 0);
             let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
             if turn > 0 {
-                // The kept context ends right after the last answer's end-of-turn token
-                // (answers cut by maxTokens are kept with the one the next prompt closes
-                // them with): only the new message and its markup are evaluated.
-                assert!(new < 30, "turn {}: {new} new tokens evaluated", turn + 1);
+                // The kept context ends after the last answer's end-of-turn token (answers
+                // cut by maxTokens are kept with the one the next prompt closes them with)
+                // and the template's opening of the next user message: only the new
+                // message and the answer's opening are evaluated.
+                assert!(new < 24, "turn {}: {new} new tokens evaluated", turn + 1);
             }
             ended_turns += u32::from(with.finish_reason == "stop");
             history.push(("assistant".into(), with.text.clone()));
@@ -643,6 +707,18 @@ mod tests {
         );
         assert_eq!(model.contexts.len(), 1);
         assert_eq!(model.contexts.clear(None), 1);
+    }
+
+    #[test]
+    fn the_user_opening_of_a_chatml_template_is_found() {
+        let model = demo_model();
+        let opening = user_opening(&model);
+        let vocab = model.vocab();
+        let text: String = opening
+            .iter()
+            .map(|&t| String::from_utf8_lossy(&vocab.token_to_piece(t, true, None)).into_owned())
+            .collect();
+        assert_eq!(text, "\n<|im_start|>user\n");
     }
 
     #[test]

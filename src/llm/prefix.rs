@@ -115,6 +115,9 @@ pub(crate) struct ChatModel {
     // Declared before `model`: fields are dropped in declaration order, so every kept
     // context (each borrows the model) is freed before the model is.
     pub(crate) contexts: PrefixCache,
+    /// The tokens its chat template opens a user message with after an answer (see
+    /// `generate::user_opening`), worked out on first use.
+    pub(crate) user_opening: std::sync::OnceLock<Vec<LlamaToken>>,
     /// Boxed so that its address, which the contexts hold, never changes.
     model: Box<LlamaModel>,
 }
@@ -123,6 +126,7 @@ impl ChatModel {
     pub(crate) fn new(model: LlamaModel) -> Self {
         Self {
             contexts: PrefixCache::default(),
+            user_opening: std::sync::OnceLock::new(),
             model: Box::new(model),
         }
     }
