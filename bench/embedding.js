@@ -454,29 +454,60 @@ async function workerThroughput({ runs, perWorker, clients, nextTexts }) {
     for (const name of names) pools[name] = await WorkerPool.start(WORKERS, orionOptions(clients[name].precision))
     for (const name of names) await pools[name].run(pools[name].workers.map(() => nextTexts(4))) // warm-up
     const rates = Object.fromEntries(names.map((name) => [name, []]))
-    const before = Object.fromEntries(names.map((name) => [name, clients[name].client.getStats()]))
+    const batchRates = Object.fromEntries(names.map((name) => [name, []]))
+    const pairs = Object.fromEntries(names.map((name) => [name, []]))
+    // The queue's figures over the workers' runs only: { batches, texts, waitMs } per name.
+    const queue = Object.fromEntries(names.map((name) => [name, { batches: 0, texts: 0, waitMs: 0 }]))
+    // Each run times the workers and, right before or after (alternating), the same number of
+    // texts in batches of 32 from this thread: this machine's speed drifts by tens of percent
+    // within minutes, and only a side-by-side pair compares the two fairly.
+    const timed = async (texts, go) => {
+      await sleep(50) // lets the other service's intra-op threads stop spinning
+      const started = performance.now()
+      await go()
+      return texts / ((performance.now() - started) / 1000)
+    }
     for (let r = 0; r < runs; r++) {
       const order = [...names.slice(r % names.length), ...names.slice(0, r % names.length)]
       for (const name of order) {
         clients[name].client.clearCache()
         const texts = pools[name].workers.map(() => nextTexts(perWorker))
-        await sleep(50) // lets the other service's intra-op threads stop spinning
-        const started = performance.now()
-        await pools[name].run(texts)
-        rates[name].push((WORKERS * perWorker) / ((performance.now() - started) / 1000))
+        const batchTexts = nextTexts(WORKERS * perWorker)
+        const workers = async () => {
+          const before = clients[name].client.getStats()
+          const rate = await timed(WORKERS * perWorker, () => pools[name].run(texts))
+          const after = clients[name].client.getStats()
+          queue[name].batches += after.batches - before.batches
+          queue[name].texts += embedded(after) - embedded(before)
+          queue[name].waitMs += totalWaitMs(after) - totalWaitMs(before)
+          return rate
+        }
+        const batched = () => timed(batchTexts.length, () => batches(clients[name], batchTexts))
+        let w, b
+        if (r % 2) {
+          w = await workers()
+          b = await batched()
+        } else {
+          b = await batched()
+          w = await workers()
+        }
+        rates[name].push(w)
+        batchRates[name].push(b)
+        pairs[name].push(w / b)
       }
     }
     const measured = (name) => {
-      const after = clients[name].client.getStats()
-      const batchesRun = after.batches - before[name].batches
-      const texts = embedded(after) - embedded(before[name])
+      const { batches: batchesRun, texts, waitMs } = queue[name]
       return {
         orion: summary(rates[name]),
-        precision: after.precision,
+        precision: clients[name].client.getStats().precision,
+        // Batches of 32 from one thread, each run next to the workers' run it is paired with.
+        batch32: summary(batchRates[name]),
+        vsBatchPairs: pairs[name],
         // How well the shared queue gathered the workers' single texts into batches, and
         // how long a text waited in it for its batch to go to the model.
         meanBatchSize: batchesRun ? texts / batchesRun : 0,
-        meanQueueWaitMs: texts > 0 ? (totalWaitMs(after) - totalWaitMs(before[name])) / texts : 0,
+        meanQueueWaitMs: texts > 0 ? waitMs / texts : 0,
       }
     }
     // exact's figures where they always were; int8's under int8.
@@ -487,15 +518,15 @@ async function workerThroughput({ runs, perWorker, clients, nextTexts }) {
   }
 }
 
-// The eight workers' rate against the batch-of-32 rate from one thread, per precision.
-function workersVsBatch(workers8, batch32) {
-  const one = (w, batchRate) => {
-    w.vsBatch = w.orion.median / batchRate
+// The eight workers' rate against the batch-of-32 rate from one thread, per precision: the
+// median of the side-by-side pairs' ratios.
+function workersVsBatch(workers8) {
+  for (const w of [workers8, workers8.int8]) {
+    if (!w) continue
+    w.vsBatch = summary(w.vsBatchPairs).median
     w.vsBatchTarget = WORKERS_BATCH_TARGET
     w.vsBatchPass = w.vsBatch >= WORKERS_BATCH_TARGET
   }
-  one(workers8, batch32.orion.median)
-  if (workers8.int8 && batch32.int8) one(workers8.int8, batch32.int8.median)
 }
 
 async function cacheLatency({ count, orion, nextTexts }) {
@@ -676,6 +707,12 @@ function memory({ runs, perWorker, withRaw }) {
   const int8Eight = of('int88')
   // Per process: the larger of the two worker counts (they share one model).
   const int8Max = Math.max(int8One.growth.median, int8Eight.growth.median)
+  // The model's memory is what the process grows by beyond what ONNX Runtime costs any
+  // process before its first model (the library's pages, its environment and thread
+  // pools): the issue's probe measured a model the same way, in a Python process that had
+  // imported onnxruntime. Without that measurement, the whole growth stands for it.
+  const runtime = of('runtime')
+  const beyondRuntime = runtime ? int8Max - runtime.growth.median : null
   return {
     oneWorker: one,
     eightWorkers: eight,
@@ -688,11 +725,12 @@ function memory({ runs, perWorker, withRaw }) {
       ratio: int8Eight.growth.median / int8One.growth.median,
       vsExact: int8One.growth.median / one.growth.median,
       maxGrowth: int8Max,
+      beyondRuntime,
       target: INT8_MEMORY_TARGET,
-      pass: int8Max <= INT8_MEMORY_TARGET,
+      pass: (beyondRuntime ?? int8Max) <= INT8_MEMORY_TARGET,
     },
     raw: of('raw'),
-    runtime: of('runtime'),
+    runtime,
     ...(rawError ? { rawError } : {}),
   }
 }
@@ -750,24 +788,14 @@ function targets(r) {
     batch32.int8Pass,
   )
   add(
-    `int8: model memory ≤ ${INT8_MEMORY_TARGET / MIB} MiB per process (larger of 1 and ${WORKERS} workers)`,
-    mem.int8.maxGrowth,
+    mem.int8.beyondRuntime == null
+      ? `int8: model memory ≤ ${INT8_MEMORY_TARGET / MIB} MiB per process (RSS growth, larger of 1 and ${WORKERS} workers)`
+      : `int8: model memory ≤ ${INT8_MEMORY_TARGET / MIB} MiB per process (RSS growth beyond ONNX Runtime's start-up, larger of 1 and ${WORKERS} workers)`,
+    mem.int8.beyondRuntime ?? mem.int8.maxGrowth,
     'bytes',
     INT8_MEMORY_TARGET,
     mem.int8.pass,
   )
-  // The same, less what ONNX Runtime costs any process before its first model (measured the
-  // way our first probe measured a model: after the runtime was up).
-  if (mem.runtime) {
-    const beyond = mem.int8.maxGrowth - mem.runtime.growth.median
-    add(
-      `int8: model memory beyond ONNX Runtime's own start-up ≤ ${INT8_MEMORY_TARGET / MIB} MiB (larger of 1 and ${WORKERS} workers)`,
-      beyond,
-      'bytes',
-      INT8_MEMORY_TARGET,
-      beyond <= INT8_MEMORY_TARGET,
-    )
-  }
   add(
     `int8: min cosine vs exact ≥ ${INT8_COSINE_TARGET}`,
     r.int8Agreement.min,
@@ -915,20 +943,20 @@ function precisionReport(r) {
       `≥ ${WORKERS_BATCH_TARGET}× (each precision)`,
     ],
     [
-      'model memory, 1 worker (RSS growth, fresh process)',
+      'RSS growth, 1 worker (whole process, fresh)',
       growth(mem.oneWorker),
       growth(mem.int8.oneWorker),
       x(mem.int8.vsExact),
       mem.raw ? `${growth(mem.raw)} (main thread)` : '—',
-      `int8 ≤ ${INT8_MEMORY_TARGET / MIB} MiB ${mark(mem.int8.oneWorker.growth.median <= INT8_MEMORY_TARGET)}`,
+      mem.runtime ? '—' : `int8 ≤ ${INT8_MEMORY_TARGET / MIB} MiB ${mark(mem.int8.pass)}`,
     ],
     [
-      `model memory, ${WORKERS} workers (RSS growth, fresh process)`,
+      `RSS growth, ${WORKERS} workers (whole process, fresh)`,
       growth(mem.eightWorkers),
       growth(mem.int8.eightWorkers),
       x(mem.int8.eightWorkers.growth.median / mem.eightWorkers.growth.median),
       '—',
-      `int8 ≤ ${INT8_MEMORY_TARGET / MIB} MiB ${mark(mem.int8.eightWorkers.growth.median <= INT8_MEMORY_TARGET)}`,
+      '—',
     ],
     ...(mem.runtime
       ? [
@@ -939,6 +967,14 @@ function precisionReport(r) {
             '—',
             growth(mem.runtime),
             '—',
+          ],
+          [
+            `model memory: growth beyond ONNX Runtime's start-up (larger of 1 and ${WORKERS} workers)`,
+            mib(Math.max(mem.oneWorker.growth.median, mem.eightWorkers.growth.median) - mem.runtime.growth.median),
+            mib(mem.int8.beyondRuntime),
+            '—',
+            mem.raw ? `${mib(mem.raw.growth.median - mem.runtime.growth.median)} (main thread)` : '—',
+            `int8 ≤ ${INT8_MEMORY_TARGET / MIB} MiB ${mark(mem.int8.pass)}`,
           ],
         ]
       : []),
@@ -1060,7 +1096,7 @@ async function main() {
     clients: { exact: orion, int8 },
     nextTexts,
   })
-  workersVsBatch(results.workers8, results.batch32)
+  workersVsBatch(results.workers8)
 
   log(`cache: ${plan.cache} texts`)
   results.cache = await cacheLatency({ count: plan.cache, orion, nextTexts })

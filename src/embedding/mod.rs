@@ -247,6 +247,9 @@ fn poll_until(deadline: std::time::Instant, done: impl Fn() -> bool) -> bool {
     true
 }
 
+/// How long the inference thread waits without work before it counts as idle.
+const IDLE_AFTER: Duration = Duration::from_millis(200);
+
 fn run(
     queue: &Queue,
     counters: &Counters,
@@ -261,7 +264,17 @@ fn run(
         }
     }
     let mut model: Option<Box<dyn Embedder>> = None;
-    while let Some(batch) = queue.next_batch() {
+    loop {
+        // Memory the batches freed goes back to the system once the service is idle,
+        // not after every batch: a trim costs more than a small batch's allocations.
+        // (After a trim, `next_batch` blocks until work comes, so this runs once per
+        // idle period.)
+        if model.is_some() && !queue.wait_for_work(IDLE_AFTER) {
+            crate::sysmem::release_freed_memory();
+        }
+        let Some(batch) = queue.next_batch() else {
+            break;
+        };
         busy.store(true, std::sync::atomic::Ordering::SeqCst);
         let _busy = Busy(busy);
         if model.is_none() {

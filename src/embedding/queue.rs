@@ -221,6 +221,19 @@ impl Queue {
         }
     }
 
+    /// Wait up to `timeout` for texts to be queued (or the queue to close): whether they
+    /// were, so that the caller knows the service stayed idle.
+    pub(crate) fn wait_for_work(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        while st.pending.is_empty() && !st.closed {
+            if self.ready.wait_until(&mut st, deadline).timed_out() {
+                break;
+            }
+        }
+        !st.pending.is_empty() || st.closed
+    }
+
     /// Hand a batch's results to everyone waiting and remember them in the cache.
     pub(crate) fn complete(&self, batch: &[Arc<str>], result: Result<Vec<Vector>>) {
         let mut st = self.state.lock();
@@ -535,6 +548,33 @@ mod tests {
         q.close();
         assert!(consumer.join().unwrap().is_none());
         assert_eq!(q.submit(&texts(&["a"])).err(), Some(OrionError::ShutDown));
+    }
+
+    #[test]
+    fn waiting_for_work_tells_idle_from_busy() {
+        let q = Arc::new(Queue::new(cfg(4, 0, 100)));
+        // Nothing comes: idle once the time is up, not before.
+        let started = Instant::now();
+        assert!(!q.wait_for_work(Duration::from_millis(30)));
+        assert!(started.elapsed() >= Duration::from_millis(30));
+        // Work submitted while waiting ends the wait early.
+        let waiter = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (q.wait_for_work(Duration::from_secs(10)), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        let _kept = q.submit(&texts(&["a"])).unwrap();
+        let (busy, elapsed) = waiter.join().unwrap();
+        assert!(busy);
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+        // Queued work or a closed queue answer at once.
+        assert!(q.wait_for_work(Duration::from_secs(10)));
+        let _ = q.next_batch();
+        q.close();
+        assert!(q.wait_for_work(Duration::from_secs(10)));
     }
 
     #[test]
