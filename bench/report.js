@@ -100,7 +100,7 @@ function headline({ workers: w, embedding: e, llm: l, monitor: m }) {
         fmt(s.int8.median),
         'orion-native, exact',
         fmt(s.orion.median),
-        x(s.int8Ratio),
+        s.int8Ratios ? `${x(s.int8Ratio)} (median of the runs' ratios)` : x(s.int8Ratio),
       ])
   }
   int8('embeddings, one text at a time', e.single)

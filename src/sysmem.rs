@@ -102,7 +102,7 @@ pub(crate) fn cpu_features() -> Vec<&'static str> {
 
 /// Hand memory the process has freed back to the system. glibc keeps freed memory in
 /// its heaps for reuse and only shrinks a heap from its top, so after loading a model
-/// (large buffers freed) or a burst of batches (activations freed), most of it would
+/// (large buffers freed) or a burst of batches (their buffers freed), most of it would
 /// stay counted in the process's RSS. No effect on other C libraries.
 pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
