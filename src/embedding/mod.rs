@@ -265,9 +265,9 @@ fn run(
     }
     let mut model: Option<Box<dyn Embedder>> = None;
     loop {
-        // Memory the batches freed outside ONNX Runtime's arena (tokens, outputs, the
-        // tokenizer's buffers) goes back to the system once the service is idle, not
-        // after every batch: a trim costs more than a small batch's allocations.
+        // Memory the batches freed (activations, tokens, outputs) goes back to the
+        // system once the service is idle, not after every batch: a trim costs more
+        // than a small batch's allocations.
         // (After a trim, `next_batch` blocks until work comes, so this runs once per
         // idle period.)
         if model.is_some() && !queue.wait_for_work(IDLE_AFTER) {
