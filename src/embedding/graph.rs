@@ -615,6 +615,15 @@ mod tests {
         ModelProto::parse_from_bytes(bytes).unwrap()
     }
 
+    /// The same outlier `channels` for every integer product's input of `raw`.
+    fn on_every_input(raw: &[u8], channels: &[i64]) -> Outliers {
+        let c = calibration(raw).unwrap();
+        c.inputs
+            .into_iter()
+            .map(|i| (i, channels.to_vec()))
+            .collect()
+    }
+
     fn count(m: &ModelProto, op: &str) -> usize {
         let g = m.graph.as_ref().unwrap();
         g.node.iter().filter(|n| n.op_type == op).count()
@@ -690,12 +699,7 @@ mod tests {
     #[test]
     fn outlier_channels_are_computed_in_fp32_from_the_shipped_rows() {
         let raw = model_bytes();
-        let c = calibration(&raw).unwrap();
-        let outliers: Outliers = c
-            .inputs
-            .iter()
-            .map(|i| (i.clone(), vec![3, 62, 99]))
-            .collect();
+        let outliers = on_every_input(&raw, &[3, 62, 99]);
         let (int8, done) = rewrite(&raw, Precision::Int8, &outliers).unwrap();
         assert_eq!(done.matmuls, 36);
         let m = parse(&int8);
@@ -769,12 +773,7 @@ mod tests {
     #[test]
     fn out_of_range_outliers_fall_back_to_a_whole_product() {
         let raw = model_bytes();
-        let c = calibration(&raw).unwrap();
-        let outliers: Outliers = c
-            .inputs
-            .iter()
-            .map(|i| (i.clone(), vec![100_000]))
-            .collect();
+        let outliers = on_every_input(&raw, &[100_000]);
         let (int8, _) = rewrite(&raw, Precision::Int8, &outliers).unwrap();
         let m = parse(&int8);
         assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36);
