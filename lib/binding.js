@@ -39,7 +39,19 @@ function bases(dir) {
   return unpacked === dir ? [dir] : [dir, unpacked]
 }
 
+// The addon's llama.cpp runs its threads with OpenMP (libgomp), which reads its settings once,
+// when the addon is loaded. By default an idle OpenMP thread spins 300,000 times before it
+// sleeps; measured here (2 cores), generation then fell from about 140 to about 100 tokens/s
+// after the first two or three calls of a process and a chat turn's first token from 65 to
+// 90 ms, while with 1,000 spins both stay at their first speed (see the README's
+// Configuration). Only where the user has not chosen, and only from the main thread: a
+// worker's process.env is its own copy, which libgomp never reads.
+function tuneOpenMp(env = process.env) {
+  if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) env.GOMP_SPINCOUNT = '1000'
+}
+
 function load() {
+  tuneOpenMp()
   const name = platformName()
   const pkgName = `orion-native-${name}`
   const root = path.join(__dirname, '..')

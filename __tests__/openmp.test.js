@@ -1,0 +1,32 @@
+'use strict'
+// lib/binding.js lowers libgomp's spin count before the addon (and with it libgomp) loads,
+// unless the user chose a setting. Checked in fresh processes: libgomp reads its settings
+// once per process, when it is loaded.
+const { spawnSync } = require('node:child_process')
+const path = require('node:path')
+
+const ROOT = path.join(__dirname, '..')
+
+function loadIn(extraEnv) {
+  const env = { ...process.env, ...extraEnv }
+  for (const [k, v] of Object.entries(extraEnv)) if (v === undefined) delete env[k]
+  const script = `
+    require(${JSON.stringify(ROOT)})
+    const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
+    console.log(JSON.stringify({ spin: process.env.GOMP_SPINCOUNT ?? null, libgomp: /libgomp/.test(maps) }))`
+  const r = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8' })
+  if (r.status !== 0) throw new Error(`node exited with ${r.status}: ${r.stderr}`)
+  return JSON.parse(r.stdout.trim().split('\n').pop())
+}
+
+test('without a user setting, OpenMP threads spin 1,000 times before they sleep', () => {
+  const r = loadIn({ GOMP_SPINCOUNT: undefined, OMP_WAIT_POLICY: undefined })
+  expect(r.spin).toBe('1000')
+  // The setting has a reader: the addon's llama.cpp is built with OpenMP.
+  expect(r.libgomp).toBe(true)
+})
+
+test("the user's own OpenMP settings are kept", () => {
+  expect(loadIn({ GOMP_SPINCOUNT: '50000', OMP_WAIT_POLICY: undefined }).spin).toBe('50000')
+  expect(loadIn({ GOMP_SPINCOUNT: undefined, OMP_WAIT_POLICY: 'ACTIVE' }).spin).toBe(null)
+})
