@@ -46,7 +46,8 @@ function bases(dir) {
 // 90 ms, while with 1,000 spins both stay at their first speed (see the README's
 // Configuration). Only where the user has not chosen, and only from the main thread: a
 // worker's process.env is its own copy, which libgomp never reads.
-function tuneOpenMp(env = process.env) {
+function tuneOpenMp() {
+  const env = process.env
   if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) env.GOMP_SPINCOUNT = '1000'
 }
 
