@@ -21,6 +21,10 @@
 //!   minimum cosine above 0.998 for about a tenth of the throughput that plain
 //!   `DynamicQuantizeMatMul` has.
 //!
+//! - **Every precision**: each layer's self-attention, thirty-odd small nodes as
+//!   `torch.onnx` exports it, becomes one `MultiHeadAttention` node (see [`attention`]); the vectors
+//!   do not change.
+//!
 //! Anything that does not match a pattern exactly is left as it is.
 
 use onnx_protobuf::attribute_proto::AttributeType;
@@ -30,6 +34,9 @@ use onnx_protobuf::{
     TypeProto, ValueInfoProto,
 };
 use std::collections::{HashMap, HashSet};
+
+mod attention;
+pub(crate) use attention::Heads;
 
 /// How an embedding model computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -64,24 +71,30 @@ impl Precision {
 pub(crate) struct Rewritten {
     pub(crate) gathers: usize,
     pub(crate) matmuls: usize,
+    pub(crate) attentions: usize,
 }
 
 /// `onnx` rewritten for `precision`, with what changed; `None` when nothing matched (or
 /// the bytes are not a model this code understands: ONNX Runtime then says why).
 ///
 /// For [`Precision::Int8`], `outliers` are the channels computed in fp32 (from
-/// [`calibration`]); an input without any is quantized whole.
+/// [`calibration`]); an input without any is quantized whole. `heads` is the model's
+/// attention size, from its config: without it, attention is left as exported.
 pub(crate) fn rewrite(
     onnx: &[u8],
     precision: Precision,
     outliers: &Outliers,
+    heads: Option<Heads>,
 ) -> Option<(Vec<u8>, Rewritten)> {
     let mut model = ModelProto::parse_from_bytes(onnx).ok()?;
     let mode = match precision {
         Precision::Exact => Mode::Exact,
         Precision::Int8 => Mode::Int8(outliers),
     };
-    let (done, _) = rewrite_model(&mut model, mode);
+    let (mut done, _) = rewrite_model(&mut model, mode);
+    if let Some(heads) = heads {
+        done.attentions = attention::fuse(&mut model, heads);
+    }
     if done == Rewritten::default() {
         return None;
     }
@@ -601,6 +614,12 @@ fn rewrite_model(model: &mut ModelProto, mode: Mode<'_>) -> (Rewritten, Vec<Stri
 mod tests {
     use super::*;
 
+    /// all-MiniLM-L6-v2's attention.
+    const HEADS: Option<Heads> = Some(Heads {
+        count: 12,
+        width: 384,
+    });
+
     fn model_bytes() -> Vec<u8> {
         let path = crate::paths::models_dir().join("all-MiniLM-L6-v2/model.onnx");
         std::fs::read(&path).unwrap_or_else(|e| {
@@ -633,12 +652,13 @@ mod tests {
     fn the_default_model_keeps_its_int8_tables_and_weights() {
         let raw = model_bytes();
         let none = Outliers::new();
-        let (exact, done) = rewrite(&raw, Precision::Exact, &none).unwrap();
+        let (exact, done) = rewrite(&raw, Precision::Exact, &none, HEADS).unwrap();
         assert_eq!(
             done,
             Rewritten {
                 gathers: 2,
-                matmuls: 0
+                matmuls: 0,
+                attentions: 6
             }
         );
         // The exact model is the same size: nothing was dequantized into the file.
@@ -648,12 +668,13 @@ mod tests {
             exact.len(),
             raw.len()
         );
-        let (int8, done) = rewrite(&raw, Precision::Int8, &none).unwrap();
+        let (int8, done) = rewrite(&raw, Precision::Int8, &none, HEADS).unwrap();
         assert_eq!(
             done,
             Rewritten {
                 gathers: 2,
-                matmuls: 36
+                matmuls: 36,
+                attentions: 6
             }
         );
         let m = parse(&int8);
@@ -700,7 +721,7 @@ mod tests {
     fn outlier_channels_are_computed_in_fp32_from_the_shipped_rows() {
         let raw = model_bytes();
         let outliers = on_every_input(&raw, &[3, 62, 99]);
-        let (int8, done) = rewrite(&raw, Precision::Int8, &outliers).unwrap();
+        let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, HEADS).unwrap();
         assert_eq!(done.matmuls, 36);
         let m = parse(&int8);
         // One split (Mul by a mask, Gather of the channels) per input, shared by its
@@ -709,7 +730,11 @@ mod tests {
         assert_eq!(
             count(&m, "Add")
                 - count(
-                    &parse(&rewrite(&raw, Precision::Int8, &Outliers::new()).unwrap().0),
+                    &parse(
+                        &rewrite(&raw, Precision::Int8, &Outliers::new(), HEADS)
+                            .unwrap()
+                            .0
+                    ),
                     "Add"
                 ),
             36
@@ -774,7 +799,7 @@ mod tests {
     fn out_of_range_outliers_fall_back_to_a_whole_product() {
         let raw = model_bytes();
         let outliers = on_every_input(&raw, &[100_000]);
-        let (int8, _) = rewrite(&raw, Precision::Int8, &outliers).unwrap();
+        let (int8, _) = rewrite(&raw, Precision::Int8, &outliers, HEADS).unwrap();
         let m = parse(&int8);
         assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36);
         assert!(!m
@@ -787,11 +812,76 @@ mod tests {
     }
 
     #[test]
+    fn attention_becomes_one_node_per_layer_when_the_config_agrees() {
+        let raw = model_bytes();
+        let none = Outliers::new();
+        let (plain, done) = rewrite(&raw, Precision::Exact, &none, None).unwrap();
+        assert_eq!(done.attentions, 0);
+        let plain = parse(&plain);
+        assert_eq!(count(&plain, "Softmax"), 6);
+        for precision in [Precision::Exact, Precision::Int8] {
+            let (fused, done) = rewrite(&raw, precision, &none, HEADS).unwrap();
+            assert_eq!(done.attentions, 6);
+            let m = parse(&fused);
+            assert_eq!(count(&m, "MultiHeadAttention"), 6);
+            for op in ["Softmax", "IsNaN", "Transpose", "Where"] {
+                assert_eq!(count(&m, op), 0, "{op} left in {precision:?}");
+            }
+            let g = m.graph.as_ref().unwrap();
+            if precision == Precision::Exact {
+                assert!(g.node.len() + 150 < plain.graph.as_ref().unwrap().node.len());
+            }
+            for n in g.node.iter().filter(|n| n.op_type == "MultiHeadAttention") {
+                assert_eq!(n.domain, "com.microsoft");
+                assert_eq!(n.input.len(), 5);
+                assert_eq!(n.input[4], "attention_mask__int32");
+                let attr = |k: &str| n.attribute.iter().find(|a| a.name == k).unwrap();
+                assert_eq!(attr("num_heads").i, 12);
+                assert!((attr("scale").f - 32f32.sqrt().recip()).abs() < 1e-6);
+            }
+            // Still in topological order, and nothing reads a tensor that is gone.
+            let mut known: HashSet<&str> = g
+                .initializer
+                .iter()
+                .map(|t| t.name.as_str())
+                .chain(g.input.iter().map(|i| i.name.as_str()))
+                .chain([""])
+                .collect();
+            for n in &g.node {
+                for i in &n.input {
+                    assert!(
+                        known.contains(i.as_str()),
+                        "{} reads {i} before it exists",
+                        n.name
+                    );
+                }
+                known.extend(n.output.iter().map(String::as_str));
+            }
+            assert!(g.output.iter().all(|o| known.contains(o.name.as_str())));
+        }
+        // A config that disagrees with the graph's head size leaves attention alone.
+        for heads in [
+            Heads {
+                count: 6,
+                width: 384,
+            },
+            Heads {
+                count: 12,
+                width: 768,
+            },
+            Heads { count: 0, width: 0 },
+        ] {
+            let (_, done) = rewrite(&raw, Precision::Exact, &none, Some(heads)).unwrap();
+            assert_eq!(done.attentions, 0, "{heads:?}");
+        }
+    }
+
+    #[test]
     fn a_model_without_the_pattern_is_left_alone() {
         let none = Outliers::new();
-        assert!(rewrite(b"not a model", Precision::Int8, &none).is_none());
+        assert!(rewrite(b"not a model", Precision::Int8, &none, HEADS).is_none());
         let empty = ModelProto::new().write_to_bytes().unwrap();
-        assert!(rewrite(&empty, Precision::Int8, &none).is_none());
+        assert!(rewrite(&empty, Precision::Int8, &none, HEADS).is_none());
         assert!(calibration(&empty).is_none());
     }
 }

@@ -46,9 +46,14 @@ pub(crate) fn clip_text(text: &str) -> &str {
 /// The model's output width, read from its `config.json` so that it is known before
 /// the model loads.
 pub(crate) fn read_dimension(dir: &Path) -> Option<usize> {
+    read_config(dir, "hidden_size").map(|d| d as usize)
+}
+
+/// A number from the model's `config.json`.
+fn read_config(dir: &Path, key: &str) -> Option<u64> {
     let raw = std::fs::read(dir.join("config.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
-    v.get("hidden_size")?.as_u64().map(|d| d as usize)
+    v.get(key)?.as_u64()
 }
 
 /// Load ONNX Runtime from the first of `candidates` that loads and build its
@@ -186,7 +191,17 @@ impl EmbedderFactory for FastEmbedFactory {
             Precision::Exact => Outliers::new(),
         };
         // Int8 weights stay int8 in memory (and, for `int8`, in the products).
-        let onnx = match graph::rewrite(&onnx, self.precision, &outliers) {
+        let heads = match (
+            read_config(&self.dir, "num_attention_heads"),
+            read_config(&self.dir, "hidden_size"),
+        ) {
+            (Some(count), Some(width)) => i64::try_from(count)
+                .ok()
+                .zip(i64::try_from(width).ok())
+                .map(|(count, width)| graph::Heads { count, width }),
+            _ => None,
+        };
+        let onnx = match graph::rewrite(&onnx, self.precision, &outliers, heads) {
             Some((rewritten, _)) => rewritten,
             None => onnx,
         };
