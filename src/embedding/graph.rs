@@ -22,8 +22,9 @@
 //!   `DynamicQuantizeMatMul` has.
 //!
 //! - **Every precision**: each layer's self-attention, thirty-odd small nodes as
-//!   `torch.onnx` exports it, becomes one `MultiHeadAttention` node (see [`attention`]); the vectors
-//!   do not change.
+//!   `torch.onnx` exports it, becomes one `MultiHeadAttention` node (see [`attention`]);
+//!   the vectors do not change. And each GELU, five elementwise nodes, becomes one `Gelu`
+//!   (see [`gelu`]); values move by about a rounding step.
 //!
 //! Anything that does not match a pattern exactly is left as it is.
 
@@ -36,6 +37,7 @@ use onnx_protobuf::{
 use std::collections::{HashMap, HashSet};
 
 mod attention;
+mod gelu;
 pub(crate) use attention::Heads;
 
 /// How an embedding model computes.
@@ -72,6 +74,7 @@ pub(crate) struct Rewritten {
     pub(crate) gathers: usize,
     pub(crate) matmuls: usize,
     pub(crate) attentions: usize,
+    pub(crate) gelus: usize,
 }
 
 /// `onnx` rewritten for `precision`, with what changed; `None` when nothing matched (or
@@ -95,6 +98,7 @@ pub(crate) fn rewrite(
     if let Some(heads) = heads {
         done.attentions = attention::fuse(&mut model, heads);
     }
+    done.gelus = gelu::fuse(&mut model);
     if done == Rewritten::default() {
         return None;
     }
@@ -537,6 +541,20 @@ fn int8_matmul(
     Some((nodes, gone))
 }
 
+/// Declare ONNX Runtime's operator domain, which the fused and integer nodes are from.
+fn ensure_microsoft_domain(model: &mut ModelProto) {
+    if !model
+        .opset_import
+        .iter()
+        .any(|o| o.domain == "com.microsoft")
+    {
+        let mut ms = OperatorSetIdProto::new();
+        ms.domain = "com.microsoft".into();
+        ms.version = 1;
+        model.opset_import.push(ms);
+    }
+}
+
 /// Rewrites `model` in place; returns what changed and the inputs of the integer
 /// products, in graph order.
 fn rewrite_model(model: &mut ModelProto, mode: Mode<'_>) -> (Rewritten, Vec<String>) {
@@ -596,16 +614,8 @@ fn rewrite_model(model: &mut ModelProto, mode: Mode<'_>) -> (Rewritten, Vec<Stri
         .chain(graph.output.iter().map(|o| o.name.clone()))
         .collect();
     graph.initializer.retain(|t| used.contains(&t.name));
-    if done.matmuls > 0
-        && !model
-            .opset_import
-            .iter()
-            .any(|o| o.domain == "com.microsoft")
-    {
-        let mut ms = OperatorSetIdProto::new();
-        ms.domain = "com.microsoft".into();
-        ms.version = 1;
-        model.opset_import.push(ms);
+    if done.matmuls > 0 {
+        ensure_microsoft_domain(model);
     }
     (done, inputs)
 }
@@ -658,7 +668,8 @@ mod tests {
             Rewritten {
                 gathers: 2,
                 matmuls: 0,
-                attentions: 6
+                attentions: 6,
+                gelus: 6
             }
         );
         // The exact model is the same size: nothing was dequantized into the file.
@@ -674,7 +685,8 @@ mod tests {
             Rewritten {
                 gathers: 2,
                 matmuls: 36,
-                attentions: 6
+                attentions: 6,
+                gelus: 6
             }
         );
         let m = parse(&int8);
@@ -873,6 +885,33 @@ mod tests {
         ] {
             let (_, done) = rewrite(&raw, Precision::Exact, &none, Some(heads)).unwrap();
             assert_eq!(done.attentions, 0, "{heads:?}");
+        }
+    }
+
+    #[test]
+    fn gelu_becomes_one_node_in_both_precisions() {
+        let raw = model_bytes();
+        let none = Outliers::new();
+        let exported = parse(&raw);
+        for precision in [Precision::Exact, Precision::Int8] {
+            let m = parse(&rewrite(&raw, precision, &none, HEADS).unwrap().0);
+            assert_eq!(count(&m, "Gelu"), 6);
+            assert_eq!(count(&m, "Erf"), 0);
+            assert_eq!(count(&m, "Div"), 0);
+            let g = m.graph.as_ref().unwrap();
+            for n in g.node.iter().filter(|n| n.op_type == "Gelu") {
+                assert_eq!(n.domain, "com.microsoft");
+                // Its input is what the exported Div divided by √2.
+                let div = exported
+                    .graph
+                    .as_ref()
+                    .unwrap()
+                    .node
+                    .iter()
+                    .filter(|d| d.op_type == "Div")
+                    .any(|d| d.input[0] == n.input[0]);
+                assert!(div || precision == Precision::Int8, "{}", n.input[0]);
+            }
         }
     }
 

@@ -16,7 +16,7 @@
 use super::{node, Graph};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
-use onnx_protobuf::{AttributeProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use onnx_protobuf::{AttributeProto, ModelProto, NodeProto, TensorProto};
 use std::collections::HashSet;
 
 /// The padding mask as `MultiHeadAttention` takes it (int32), made once for every layer.
@@ -117,16 +117,7 @@ pub(super) fn fuse(model: &mut ModelProto, heads: Heads) -> usize {
         .flat_map(|n| n.input.iter().cloned())
         .collect();
     graph.initializer.retain(|t| used.contains(&t.name));
-    if !model
-        .opset_import
-        .iter()
-        .any(|o| o.domain == "com.microsoft")
-    {
-        let mut ms = OperatorSetIdProto::new();
-        ms.domain = "com.microsoft".into();
-        ms.version = 1;
-        model.opset_import.push(ms);
-    }
+    super::ensure_microsoft_domain(model);
     found.len()
 }
 
@@ -252,13 +243,13 @@ fn int64s(t: &TensorProto) -> Option<Vec<i64>> {
 
 impl<'a> Graph<'a> {
     /// The node that makes `name`, when it is a standard `op`.
-    fn made_by(&self, name: &str, op: &str) -> Option<&'a NodeProto> {
+    pub(super) fn made_by(&self, name: &str, op: &str) -> Option<&'a NodeProto> {
         let n = &self.nodes[*self.producer.get(name)?];
         is(n, op).then_some(n)
     }
 
     /// The node that uses `name`, when it is the only use.
-    fn only_user(&self, name: &str) -> Option<&'a NodeProto> {
+    pub(super) fn only_user(&self, name: &str) -> Option<&'a NodeProto> {
         if self.uses.get(name) != Some(&1) {
             return None;
         }
@@ -268,9 +259,14 @@ impl<'a> Graph<'a> {
     /// `name` as `Mul(x, c)` of a float scalar initializer `c`: `x` and `c`.
     fn scaled(&self, name: &str) -> Option<(&'a str, f32)> {
         let mul = self.made_by(name, "Mul")?;
-        let c = self.inits.get(mul.input[1].as_str())?;
-        let c = super::floats(c).filter(|c| c.len() == 1)?[0];
+        let c = self.scalar(&mul.input[1])?;
         (c.is_finite() && c > 0.0).then_some((mul.input[0].as_str(), c))
+    }
+
+    /// The value of a float initializer of one element.
+    pub(super) fn scalar(&self, name: &str) -> Option<f32> {
+        let c = super::floats(self.inits.get(name)?)?;
+        (c.len() == 1).then(|| c[0])
     }
 
     /// `name` as `Transpose(perm)` of `Reshape(x, [B, S, H, D])`, with `H` and `D`
