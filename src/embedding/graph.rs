@@ -24,7 +24,8 @@
 //! - **Every precision**: each layer's self-attention, thirty-odd small nodes as
 //!   `torch.onnx` exports it, becomes one `MultiHeadAttention` node (see [`attention`]);
 //!   the vectors do not change. And each GELU, five elementwise nodes, becomes one `Gelu`
-//!   (see [`gelu`]); values move by about a rounding step.
+//!   (see [`gelu`]); values move by about a rounding step. With [`Precision::Int8`], a
+//!   layer's queries, keys and values come from one integer product (see [`qkv`]).
 //!
 //! Anything that does not match a pattern exactly is left as it is.
 
@@ -38,6 +39,7 @@ use std::collections::{HashMap, HashSet};
 
 mod attention;
 mod gelu;
+mod qkv;
 pub(crate) use attention::Heads;
 
 /// How an embedding model computes.
@@ -75,6 +77,8 @@ pub(crate) struct Rewritten {
     pub(crate) matmuls: usize,
     pub(crate) attentions: usize,
     pub(crate) gelus: usize,
+    /// Attentions whose queries, keys and values come from one integer product.
+    pub(crate) merged_projections: usize,
 }
 
 /// `onnx` rewritten for `precision`, with what changed; `None` when nothing matched (or
@@ -97,6 +101,9 @@ pub(crate) fn rewrite(
     let (mut done, _) = rewrite_model(&mut model, mode);
     if let Some(heads) = heads {
         done.attentions = attention::fuse(&mut model, heads);
+        if precision == Precision::Int8 {
+            done.merged_projections = qkv::merge(&mut model);
+        }
     }
     done.gelus = gelu::fuse(&mut model);
     if done == Rewritten::default() {
@@ -660,16 +667,19 @@ mod tests {
 
     #[test]
     fn the_default_model_keeps_its_int8_tables_and_weights() {
+        // Each product on its own: attention left as exported (see the tests below for
+        // what the model's heads add).
         let raw = model_bytes();
         let none = Outliers::new();
-        let (exact, done) = rewrite(&raw, Precision::Exact, &none, HEADS).unwrap();
+        let (exact, done) = rewrite(&raw, Precision::Exact, &none, None).unwrap();
         assert_eq!(
             done,
             Rewritten {
                 gathers: 2,
                 matmuls: 0,
-                attentions: 6,
-                gelus: 6
+                attentions: 0,
+                gelus: 6,
+                merged_projections: 0
             }
         );
         // The exact model is the same size: nothing was dequantized into the file.
@@ -679,14 +689,15 @@ mod tests {
             exact.len(),
             raw.len()
         );
-        let (int8, done) = rewrite(&raw, Precision::Int8, &none, HEADS).unwrap();
+        let (int8, done) = rewrite(&raw, Precision::Int8, &none, None).unwrap();
         assert_eq!(
             done,
             Rewritten {
                 gathers: 2,
                 matmuls: 36,
-                attentions: 6,
-                gelus: 6
+                attentions: 0,
+                gelus: 6,
+                merged_projections: 0
             }
         );
         let m = parse(&int8);
@@ -733,7 +744,7 @@ mod tests {
     fn outlier_channels_are_computed_in_fp32_from_the_shipped_rows() {
         let raw = model_bytes();
         let outliers = on_every_input(&raw, &[3, 62, 99]);
-        let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, HEADS).unwrap();
+        let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, None).unwrap();
         assert_eq!(done.matmuls, 36);
         let m = parse(&int8);
         // One split (Mul by a mask, Gather of the channels) per input, shared by its
@@ -743,7 +754,7 @@ mod tests {
             count(&m, "Add")
                 - count(
                     &parse(
-                        &rewrite(&raw, Precision::Int8, &Outliers::new(), HEADS)
+                        &rewrite(&raw, Precision::Int8, &Outliers::new(), None)
                             .unwrap()
                             .0
                     ),
@@ -811,7 +822,7 @@ mod tests {
     fn out_of_range_outliers_fall_back_to_a_whole_product() {
         let raw = model_bytes();
         let outliers = on_every_input(&raw, &[100_000]);
-        let (int8, _) = rewrite(&raw, Precision::Int8, &outliers, HEADS).unwrap();
+        let (int8, _) = rewrite(&raw, Precision::Int8, &outliers, None).unwrap();
         let m = parse(&int8);
         assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36);
         assert!(!m
@@ -913,6 +924,92 @@ mod tests {
                 assert!(div || precision == Precision::Int8, "{}", n.input[0]);
             }
         }
+    }
+
+    #[test]
+    fn int8_queries_keys_and_values_come_from_one_product() {
+        let raw = model_bytes();
+        let orig = parse(&raw);
+        let og = Graph::new(
+            &orig.graph.as_ref().unwrap().node,
+            &orig.graph.as_ref().unwrap().initializer,
+        );
+        // Layer 0's query, key and value weights, in the exported graph's order.
+        let weights: Vec<&TensorProto> = orig
+            .graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .filter(|n| n.op_type == "MatMul")
+            .filter_map(|n| og.dequantized(&n.input[1]))
+            .take(3)
+            .map(|d| og.inits[d.q.as_str()])
+            .collect();
+        for outliers in [Outliers::new(), on_every_input(&raw, &[3, 62, 99])] {
+            let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, HEADS).unwrap();
+            assert_eq!(done.merged_projections, 6);
+            let m = parse(&int8);
+            assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36 - 12);
+            assert_eq!(count(&m, "Split"), 6);
+            let g = m.graph.as_ref().unwrap();
+            let split_outputs: HashSet<&str> = g
+                .node
+                .iter()
+                .filter(|n| n.op_type == "Split")
+                .flat_map(|n| n.output.iter().map(String::as_str))
+                .collect();
+            for n in g.node.iter().filter(|n| n.op_type == "MultiHeadAttention") {
+                assert!(n.input[..3]
+                    .iter()
+                    .all(|i| split_outputs.contains(i.as_str())));
+            }
+            // Row r of the merged weight is row r of the query, key and value weights.
+            let merged = g
+                .initializer
+                .iter()
+                .find(|t| t.name.ends_with("__qkv_weight"))
+                .unwrap();
+            let (k, n) = (weights[0].dims[0] as usize, weights[0].dims[1] as usize);
+            assert_eq!(merged.dims, vec![k as i64, 3 * n as i64]);
+            for r in [0, k / 2, k - 1] {
+                for (i, w) in weights.iter().enumerate() {
+                    assert_eq!(
+                        merged.raw_data[r * 3 * n + i * n..r * 3 * n + (i + 1) * n],
+                        w.raw_data[r * n..(r + 1) * n]
+                    );
+                }
+            }
+            if !outliers.is_empty() {
+                let rows = g
+                    .initializer
+                    .iter()
+                    .find(|t| t.name.ends_with("__qkv_outlier_rows"))
+                    .unwrap();
+                assert_eq!(rows.dims, vec![3, 3 * n as i64]);
+            }
+            // Still in topological order, and nothing reads a tensor that is gone.
+            let mut known: HashSet<&str> = g
+                .initializer
+                .iter()
+                .map(|t| t.name.as_str())
+                .chain(g.input.iter().map(|i| i.name.as_str()))
+                .chain([""])
+                .collect();
+            for n in &g.node {
+                for i in &n.input {
+                    assert!(
+                        known.contains(i.as_str()),
+                        "{} reads {i} before it exists",
+                        n.name
+                    );
+                }
+                known.extend(n.output.iter().map(String::as_str));
+            }
+        }
+        // Exact keeps its three products.
+        let (_, done) = rewrite(&raw, Precision::Exact, &Outliers::new(), HEADS).unwrap();
+        assert_eq!(done.merged_projections, 0);
     }
 
     #[test]
