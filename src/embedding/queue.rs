@@ -71,6 +71,9 @@ struct State {
     /// Size of the last batch taken: a lone caller's next text is not kept waiting for
     /// company that never came.
     last_batch: usize,
+    /// How many texts the next batch waits for: the last batch's callers, who are likely
+    /// to send again together, and whoever sent while it was computed.
+    expected: usize,
 }
 
 pub(crate) struct Queue {
@@ -97,6 +100,7 @@ impl Queue {
                 cache: EmbeddingCache::new(config.cache_bytes),
                 closed: false,
                 last_batch: usize::MAX,
+                expected: usize::MAX,
             }),
             ready: Condvar::new(),
             config,
@@ -163,7 +167,7 @@ impl Queue {
         // Wake the inference thread for a first text, for a full batch, and when the
         // company it waits for (as many texts as its last batch had) is here.
         let n = st.pending.len();
-        if (was_empty && n > 0) || n >= self.config.max_batch || n == st.last_batch {
+        if (was_empty && n > 0) || n >= self.config.max_batch || n == st.expected {
             self.ready.notify_one();
         }
         Ok((slots, counts))
@@ -185,7 +189,7 @@ impl Queue {
             // Several callers are active: wait (at most `max_wait`) for as many texts as the
             // last batch had, since those callers are likely to send again together (eight
             // workers each awaiting one text send eight), and go as soon as they are here.
-            let expected = st.last_batch.min(self.config.max_batch);
+            let expected = st.expected.min(self.config.max_batch);
             if st.pending.len() < expected && !self.config.max_wait.is_zero() && st.last_batch > 1 {
                 let deadline = Instant::now() + self.config.max_wait;
                 while st.pending.len() < expected && !st.closed {
@@ -216,6 +220,7 @@ impl Queue {
             }
             if !batch.is_empty() {
                 st.last_batch = batch.len();
+                st.expected = batch.len();
                 return Some(batch);
             }
         }
@@ -237,6 +242,12 @@ impl Queue {
     /// Hand a batch's results to everyone waiting and remember them in the cache.
     pub(crate) fn complete(&self, batch: &[Arc<str>], result: Result<Vec<Vector>>) {
         let mut st = self.state.lock();
+        // A caller whose text came too late for this batch is queued already, and this
+        // batch's callers are about to send again: the next batch waits for all of them.
+        // Waiting only for as many as this batch had, one straggler kept every later batch
+        // one short, each time leaving someone else's text for a whole batch (eight
+        // workers: mean batch 7.2 instead of 8).
+        st.expected = st.last_batch.saturating_add(st.pending.len());
         match result {
             Ok(vectors) => {
                 for (t, v) in batch.iter().zip(vectors) {
@@ -492,6 +503,30 @@ mod tests {
         let (n, waited) = consumer.join().unwrap();
         assert_eq!(n, 3);
         assert!(waited < Duration::from_millis(1000), "{waited:?}");
+    }
+
+    #[test]
+    fn a_text_that_missed_its_batch_does_not_keep_the_next_ones_short() {
+        let q = Arc::new(Queue::new(cfg(32, 1000, 100)));
+        let seven: Vec<String> = (0..7).map(|i| format!("w{i}-1")).collect();
+        let seven: Vec<&str> = seven.iter().map(String::as_str).collect();
+        let _first = q.submit(&texts(&seven)).unwrap();
+        let batch = q.next_batch().unwrap();
+        assert_eq!(batch.len(), 7);
+        // The eighth caller's text arrives while the seven are computed.
+        let _late = q.submit(&texts(&["w7-1"])).unwrap();
+        q.complete(&batch, Ok(vec![Vector::from(vec![0.0]); 7]));
+        let consumer = {
+            let q = q.clone();
+            std::thread::spawn(move || q.next_batch().unwrap().len())
+        };
+        // The seven send again, the last one a little late.
+        let mut keep = Vec::new();
+        for i in 0..7 {
+            std::thread::sleep(Duration::from_millis(if i == 6 { 60 } else { 2 }));
+            keep.push(q.submit(&texts(&[&format!("w{i}-2")])).unwrap());
+        }
+        assert_eq!(consumer.join().unwrap(), 8);
     }
 
     #[test]
