@@ -32,8 +32,8 @@
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::tensor_proto::DataType;
 use onnx_protobuf::{
-    type_proto, AttributeProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    TypeProto, ValueInfoProto,
+    type_proto, AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TypeProto, ValueInfoProto,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -548,6 +548,17 @@ fn int8_matmul(
     Some((nodes, gone))
 }
 
+/// Drop the initializers no node reads any more (nor the graph outputs).
+fn drop_unused_initializers(graph: &mut GraphProto) {
+    let used: HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .chain(graph.output.iter().map(|o| o.name.clone()))
+        .collect();
+    graph.initializer.retain(|t| used.contains(&t.name));
+}
+
 /// Declare ONNX Runtime's operator domain, which the fused and integer nodes are from.
 fn ensure_microsoft_domain(model: &mut ModelProto) {
     if !model
@@ -614,13 +625,7 @@ fn rewrite_model(model: &mut ModelProto, mode: Mode<'_>) -> (Rewritten, Vec<Stri
         }
     }
     graph.initializer.extend(new_inits);
-    let used: HashSet<String> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .chain(graph.output.iter().map(|o| o.name.clone()))
-        .collect();
-    graph.initializer.retain(|t| used.contains(&t.name));
+    drop_unused_initializers(graph);
     if done.matmuls > 0 {
         ensure_microsoft_domain(model);
     }
@@ -658,6 +663,28 @@ mod tests {
             .into_iter()
             .map(|i| (i, channels.to_vec()))
             .collect()
+    }
+
+    /// Still in topological order, and nothing reads a tensor that is gone.
+    fn assert_topological(g: &GraphProto) {
+        let mut known: HashSet<&str> = g
+            .initializer
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(g.input.iter().map(|i| i.name.as_str()))
+            .chain([""])
+            .collect();
+        for n in &g.node {
+            for i in &n.input {
+                assert!(
+                    known.contains(i.as_str()),
+                    "{} reads {i} before it exists",
+                    n.name
+                );
+            }
+            known.extend(n.output.iter().map(String::as_str));
+        }
+        assert!(g.output.iter().all(|o| known.contains(o.name.as_str())));
     }
 
     fn count(m: &ModelProto, op: &str) -> usize {
@@ -862,25 +889,7 @@ mod tests {
                 assert_eq!(attr("num_heads").i, 12);
                 assert!((attr("scale").f - 32f32.sqrt().recip()).abs() < 1e-6);
             }
-            // Still in topological order, and nothing reads a tensor that is gone.
-            let mut known: HashSet<&str> = g
-                .initializer
-                .iter()
-                .map(|t| t.name.as_str())
-                .chain(g.input.iter().map(|i| i.name.as_str()))
-                .chain([""])
-                .collect();
-            for n in &g.node {
-                for i in &n.input {
-                    assert!(
-                        known.contains(i.as_str()),
-                        "{} reads {i} before it exists",
-                        n.name
-                    );
-                }
-                known.extend(n.output.iter().map(String::as_str));
-            }
-            assert!(g.output.iter().all(|o| known.contains(o.name.as_str())));
+            assert_topological(g);
         }
         // A config that disagrees with the graph's head size leaves attention alone.
         for heads in [
@@ -988,24 +997,7 @@ mod tests {
                     .unwrap();
                 assert_eq!(rows.dims, vec![3, 3 * n as i64]);
             }
-            // Still in topological order, and nothing reads a tensor that is gone.
-            let mut known: HashSet<&str> = g
-                .initializer
-                .iter()
-                .map(|t| t.name.as_str())
-                .chain(g.input.iter().map(|i| i.name.as_str()))
-                .chain([""])
-                .collect();
-            for n in &g.node {
-                for i in &n.input {
-                    assert!(
-                        known.contains(i.as_str()),
-                        "{} reads {i} before it exists",
-                        n.name
-                    );
-                }
-                known.extend(n.output.iter().map(String::as_str));
-            }
+            assert_topological(g);
         }
         // Exact keeps its three products.
         let (_, done) = rewrite(&raw, Precision::Exact, &Outliers::new(), HEADS).unwrap();

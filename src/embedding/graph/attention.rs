@@ -111,12 +111,7 @@ pub(super) fn fuse(model: &mut ModelProto, heads: Heads) -> usize {
             dead.binary_search(&(i - 1)).is_err()
         });
     }
-    let used: HashSet<String> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .collect();
-    graph.initializer.retain(|t| used.contains(&t.name));
+    super::drop_unused_initializers(graph);
     super::ensure_microsoft_domain(model);
     found.len()
 }

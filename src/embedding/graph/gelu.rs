@@ -52,12 +52,7 @@ pub(super) fn fuse(model: &mut ModelProto) -> usize {
             graph.node.push(n);
         }
     }
-    let used: HashSet<String> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .collect();
-    graph.initializer.retain(|t| used.contains(&t.name));
+    super::drop_unused_initializers(graph);
     super::ensure_microsoft_domain(model);
     count
 }
@@ -70,33 +65,18 @@ fn matched<'a>(g: &Graph<'a>, div: &'a NodeProto) -> Option<(usize, [usize; 4], 
         return None;
     }
     let x = div.input[0].as_str();
-    let near = |v: Option<f32>, want: f32| v.is_some_and(|v| (v - want).abs() <= want * 1e-6);
     if !near(g.scalar(&div.input[1]), std::f32::consts::SQRT_2) {
         return None;
     }
     let erf = g
         .only_user(&div.output[0])
         .filter(|n| n.op_type == "Erf" && n.domain.is_empty())?;
-    let add = g.only_user(&erf.output[0]).filter(|n| {
-        n.op_type == "Add" && n.domain.is_empty() && n.input.len() == 2 && {
-            let other = if n.input[0] == erf.output[0] {
-                &n.input[1]
-            } else {
-                &n.input[0]
-            };
-            near(g.scalar(other), 1.0)
-        }
-    })?;
-    let half = g.only_user(&add.output[0]).filter(|n| {
-        n.op_type == "Mul" && n.domain.is_empty() && n.input.len() == 2 && {
-            let other = if n.input[0] == add.output[0] {
-                &n.input[1]
-            } else {
-                &n.input[0]
-            };
-            near(g.scalar(other), 0.5)
-        }
-    })?;
+    let add = g
+        .only_user(&erf.output[0])
+        .filter(|n| with_constant(g, n, "Add", &erf.output[0], 1.0))?;
+    let half = g
+        .only_user(&add.output[0])
+        .filter(|n| with_constant(g, n, "Mul", &add.output[0], 0.5))?;
     let last = g.only_user(&half.output[0]).filter(|n| {
         n.op_type == "Mul"
             && n.domain.is_empty()
@@ -110,4 +90,22 @@ fn matched<'a>(g: &Graph<'a>, div: &'a NodeProto) -> Option<(usize, [usize; 4], 
         [index(div)?, index(erf)?, index(add)?, index(half)?],
         x,
     ))
+}
+
+fn near(v: Option<f32>, want: f32) -> bool {
+    v.is_some_and(|v| (v - want).abs() <= want * 1e-6)
+}
+
+/// Whether `n` is the standard binary `op` of `input` and a float scalar constant of
+/// about `want`, in either order.
+fn with_constant(g: &Graph<'_>, n: &NodeProto, op: &str, input: &str, want: f32) -> bool {
+    if n.op_type != op || !n.domain.is_empty() || n.input.len() != 2 {
+        return false;
+    }
+    let other = if n.input[0] == input {
+        &n.input[1]
+    } else {
+        &n.input[0]
+    };
+    near(g.scalar(other), want)
 }

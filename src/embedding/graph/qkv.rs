@@ -78,12 +78,7 @@ pub(super) fn merge(model: &mut ModelProto) -> usize {
         graph.node.push(n);
     }
     graph.initializer.extend(new_inits);
-    let used: HashSet<String> = graph
-        .node
-        .iter()
-        .flat_map(|n| n.input.iter().cloned())
-        .collect();
-    graph.initializer.retain(|t| used.contains(&t.name));
+    super::drop_unused_initializers(graph);
     count
 }
 
