@@ -290,6 +290,18 @@ export interface EmbeddingStats {
   endpoints?: Array<RemoteEndpointStats>
   /** A local model's precision: `'exact'` or `'int8'`. */
   precision?: 'exact' | 'int8'
+  /**
+   * With `precision: 'int8'`, how its integer products take their weights on this
+   * CPU: `'signed'` where the CPU adds 8-bit products in 32 bits (x86 with VNNI,
+   * ARM64), `'unsigned'` where it would saturate them (x86 with AVX2 but no VNNI).
+   * The accuracy is the same; the speed is the CPU's.
+   */
+  int8Weights?: 'signed' | 'unsigned'
+  /**
+   * The CPU features that decide `int8Weights` (and ONNX Runtime's kernels), for a
+   * local model: `avx2`, `avx512vnni`, `avxvnni`, `dotprod`...
+   */
+  cpuFeatures?: Array<string>
 }
 
 /** Per-call options of the embedding methods. */

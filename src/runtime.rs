@@ -219,6 +219,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             .then(|| crate::embedding::model::catalog_entry(&display))
             .flatten(),
         precision: req.precision,
+        int8_weights: crate::embedding::graph::Int8Weights::for_this_cpu(),
     };
     let svc = EmbeddingService::start(
         display,

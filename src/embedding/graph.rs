@@ -40,7 +40,9 @@ use std::collections::{HashMap, HashSet};
 mod attention;
 mod gelu;
 mod qkv;
+mod weights;
 pub(crate) use attention::Heads;
+pub(crate) use weights::{cpu_features, Int8Weights};
 
 /// How an embedding model computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -79,6 +81,8 @@ pub(crate) struct Rewritten {
     pub(crate) gelus: usize,
     /// Attentions whose queries, keys and values come from one integer product.
     pub(crate) merged_projections: usize,
+    /// Integer products whose weights are uint8 (see [`Int8Weights`]).
+    pub(crate) unsigned_products: usize,
 }
 
 /// `onnx` rewritten for `precision`, with what changed; `None` when nothing matched (or
@@ -87,11 +91,13 @@ pub(crate) struct Rewritten {
 /// For [`Precision::Int8`], `outliers` are the channels computed in fp32 (from
 /// [`calibration`]); an input without any is quantized whole. `heads` is the model's
 /// attention size, from its config: without it, attention is left as exported.
+/// `weights` says how the integer products take their weights on this CPU.
 pub(crate) fn rewrite(
     onnx: &[u8],
     precision: Precision,
     outliers: &Outliers,
     heads: Option<Heads>,
+    weights: Int8Weights,
 ) -> Option<(Vec<u8>, Rewritten)> {
     let mut model = ModelProto::parse_from_bytes(onnx).ok()?;
     let mode = match precision {
@@ -106,6 +112,10 @@ pub(crate) fn rewrite(
         }
     }
     done.gelus = gelu::fuse(&mut model);
+    // Last, once every product has its final weights (merged or not).
+    if weights == Int8Weights::Unsigned {
+        done.unsigned_products = weights::make_unsigned(&mut model);
+    }
     if done == Rewritten::default() {
         return None;
     }
@@ -364,12 +374,17 @@ pub(crate) struct Calibration {
     pub(crate) inputs: Vec<String>,
 }
 
-/// The calibration model for `onnx`; `None` when it has no int8 product.
-pub(crate) fn calibration(onnx: &[u8]) -> Option<Calibration> {
+/// The calibration model for `onnx`; `None` when it has no int8 product. Its products
+/// take their weights as the real model's will (`weights`): saturated products upstream
+/// would move the activations it measures.
+pub(crate) fn calibration(onnx: &[u8], weights: Int8Weights) -> Option<Calibration> {
     let mut model = ModelProto::parse_from_bytes(onnx).ok()?;
     let (done, inputs) = rewrite_model(&mut model, Mode::Calibration);
     if done.matmuls == 0 {
         return None;
+    }
+    if weights == Int8Weights::Unsigned {
+        weights::make_unsigned(&mut model);
     }
     let graph = model.graph.as_mut()?;
     for name in &inputs {
@@ -636,6 +651,9 @@ fn rewrite_model(model: &mut ModelProto, mode: Mode<'_>) -> (Rewritten, Vec<Stri
 mod tests {
     use super::*;
 
+    /// The weights as shipped: the tests below check the graphs, not the CPU's choice.
+    const S: Int8Weights = Int8Weights::Signed;
+
     /// all-MiniLM-L6-v2's attention.
     const HEADS: Option<Heads> = Some(Heads {
         count: 12,
@@ -658,7 +676,7 @@ mod tests {
 
     /// The same outlier `channels` for every integer product's input of `raw`.
     fn on_every_input(raw: &[u8], channels: &[i64]) -> Outliers {
-        let c = calibration(raw).unwrap();
+        let c = calibration(raw, S).unwrap();
         c.inputs
             .into_iter()
             .map(|i| (i, channels.to_vec()))
@@ -698,7 +716,7 @@ mod tests {
         // what the model's heads add).
         let raw = model_bytes();
         let none = Outliers::new();
-        let (exact, done) = rewrite(&raw, Precision::Exact, &none, None).unwrap();
+        let (exact, done) = rewrite(&raw, Precision::Exact, &none, None, S).unwrap();
         assert_eq!(
             done,
             Rewritten {
@@ -706,7 +724,8 @@ mod tests {
                 matmuls: 0,
                 attentions: 0,
                 gelus: 6,
-                merged_projections: 0
+                merged_projections: 0,
+                unsigned_products: 0,
             }
         );
         // The exact model is the same size: nothing was dequantized into the file.
@@ -716,7 +735,7 @@ mod tests {
             exact.len(),
             raw.len()
         );
-        let (int8, done) = rewrite(&raw, Precision::Int8, &none, None).unwrap();
+        let (int8, done) = rewrite(&raw, Precision::Int8, &none, None, S).unwrap();
         assert_eq!(
             done,
             Rewritten {
@@ -724,7 +743,8 @@ mod tests {
                 matmuls: 36,
                 attentions: 0,
                 gelus: 6,
-                merged_projections: 0
+                merged_projections: 0,
+                unsigned_products: 0,
             }
         );
         let m = parse(&int8);
@@ -748,7 +768,7 @@ mod tests {
     #[test]
     fn calibration_outputs_each_product_input_once() {
         let raw = model_bytes();
-        let c = calibration(&raw).unwrap();
+        let c = calibration(&raw, S).unwrap();
         // Per layer: the attention's input (shared by Q, K and V), the attention's
         // output, the feed-forward input and the GELU output.
         assert_eq!(c.inputs.len(), 24);
@@ -771,7 +791,7 @@ mod tests {
     fn outlier_channels_are_computed_in_fp32_from_the_shipped_rows() {
         let raw = model_bytes();
         let outliers = on_every_input(&raw, &[3, 62, 99]);
-        let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, None).unwrap();
+        let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, None, S).unwrap();
         assert_eq!(done.matmuls, 36);
         let m = parse(&int8);
         // One split (Mul by a mask, Gather of the channels) per input, shared by its
@@ -781,7 +801,7 @@ mod tests {
             count(&m, "Add")
                 - count(
                     &parse(
-                        &rewrite(&raw, Precision::Int8, &Outliers::new(), None)
+                        &rewrite(&raw, Precision::Int8, &Outliers::new(), None, S)
                             .unwrap()
                             .0
                     ),
@@ -849,7 +869,7 @@ mod tests {
     fn out_of_range_outliers_fall_back_to_a_whole_product() {
         let raw = model_bytes();
         let outliers = on_every_input(&raw, &[100_000]);
-        let (int8, _) = rewrite(&raw, Precision::Int8, &outliers, None).unwrap();
+        let (int8, _) = rewrite(&raw, Precision::Int8, &outliers, None, S).unwrap();
         let m = parse(&int8);
         assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36);
         assert!(!m
@@ -865,12 +885,12 @@ mod tests {
     fn attention_becomes_one_node_per_layer_when_the_config_agrees() {
         let raw = model_bytes();
         let none = Outliers::new();
-        let (plain, done) = rewrite(&raw, Precision::Exact, &none, None).unwrap();
+        let (plain, done) = rewrite(&raw, Precision::Exact, &none, None, S).unwrap();
         assert_eq!(done.attentions, 0);
         let plain = parse(&plain);
         assert_eq!(count(&plain, "Softmax"), 6);
         for precision in [Precision::Exact, Precision::Int8] {
-            let (fused, done) = rewrite(&raw, precision, &none, HEADS).unwrap();
+            let (fused, done) = rewrite(&raw, precision, &none, HEADS, S).unwrap();
             assert_eq!(done.attentions, 6);
             let m = parse(&fused);
             assert_eq!(count(&m, "MultiHeadAttention"), 6);
@@ -903,7 +923,7 @@ mod tests {
             },
             Heads { count: 0, width: 0 },
         ] {
-            let (_, done) = rewrite(&raw, Precision::Exact, &none, Some(heads)).unwrap();
+            let (_, done) = rewrite(&raw, Precision::Exact, &none, Some(heads), S).unwrap();
             assert_eq!(done.attentions, 0, "{heads:?}");
         }
     }
@@ -914,7 +934,7 @@ mod tests {
         let none = Outliers::new();
         let exported = parse(&raw);
         for precision in [Precision::Exact, Precision::Int8] {
-            let m = parse(&rewrite(&raw, precision, &none, HEADS).unwrap().0);
+            let m = parse(&rewrite(&raw, precision, &none, HEADS, S).unwrap().0);
             assert_eq!(count(&m, "Gelu"), 6);
             assert_eq!(count(&m, "Erf"), 0);
             assert_eq!(count(&m, "Div"), 0);
@@ -956,7 +976,7 @@ mod tests {
             .map(|d| og.inits[d.q.as_str()])
             .collect();
         for outliers in [Outliers::new(), on_every_input(&raw, &[3, 62, 99])] {
-            let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, HEADS).unwrap();
+            let (int8, done) = rewrite(&raw, Precision::Int8, &outliers, HEADS, S).unwrap();
             assert_eq!(done.merged_projections, 6);
             let m = parse(&int8);
             assert_eq!(count(&m, "DynamicQuantizeMatMul"), 36 - 12);
@@ -1000,16 +1020,90 @@ mod tests {
             assert_topological(g);
         }
         // Exact keeps its three products.
-        let (_, done) = rewrite(&raw, Precision::Exact, &Outliers::new(), HEADS).unwrap();
+        let (_, done) = rewrite(&raw, Precision::Exact, &Outliers::new(), HEADS, S).unwrap();
         assert_eq!(done.merged_projections, 0);
+    }
+
+    #[test]
+    fn unsigned_weights_are_the_signed_ones_plus_128_with_a_zero_point_of_128() {
+        let raw = model_bytes();
+        for outliers in [Outliers::new(), on_every_input(&raw, &[3, 62, 99])] {
+            let (signed, s_done) = rewrite(&raw, Precision::Int8, &outliers, HEADS, S).unwrap();
+            let (unsigned, u_done) = rewrite(
+                &raw,
+                Precision::Int8,
+                &outliers,
+                HEADS,
+                Int8Weights::Unsigned,
+            )
+            .unwrap();
+            assert_eq!(s_done.unsigned_products, 0);
+            let (s, u) = (parse(&signed), parse(&unsigned));
+            let products = count(&u, "DynamicQuantizeMatMul");
+            assert_eq!(u_done.unsigned_products, products);
+            assert_eq!(products, 24);
+            let (sg, ug) = (s.graph.as_ref().unwrap(), u.graph.as_ref().unwrap());
+            let init = |g: &GraphProto, name: &str| {
+                g.initializer
+                    .iter()
+                    .find(|t| t.name == name)
+                    .unwrap()
+                    .clone()
+            };
+            for (sn, un) in sg.node.iter().zip(&ug.node) {
+                assert_eq!(sn.input, un.input);
+                if un.op_type != "DynamicQuantizeMatMul" {
+                    continue;
+                }
+                let (sw, uw) = (init(sg, &sn.input[1]), init(ug, &un.input[1]));
+                assert_eq!(sw.data_type, DataType::INT8 as i32);
+                assert_eq!(uw.data_type, DataType::UINT8 as i32);
+                assert_eq!(sw.dims, uw.dims);
+                for (&q, &w) in sw.raw_data.iter().zip(&uw.raw_data) {
+                    assert_eq!(i32::from(w), i32::from(q as i8) + 128);
+                }
+                let z = init(ug, &un.input[3]);
+                assert_eq!(z.data_type, DataType::UINT8 as i32);
+                assert!(z.raw_data.iter().all(|&b| b == 128));
+            }
+            assert_topological(ug);
+        }
+        // The calibration model's products too; an exact model has none to change.
+        let c = parse(&calibration(&raw, Int8Weights::Unsigned).unwrap().onnx);
+        let g = c.graph.as_ref().unwrap();
+        let products: Vec<&NodeProto> = g
+            .node
+            .iter()
+            .filter(|n| n.op_type == "DynamicQuantizeMatMul")
+            .collect();
+        assert_eq!(products.len(), 36);
+        for n in products {
+            for at in [1, 3] {
+                let t = g
+                    .initializer
+                    .iter()
+                    .find(|t| t.name == n.input[at])
+                    .unwrap();
+                assert_eq!(t.data_type, DataType::UINT8 as i32);
+            }
+        }
+        let (_, done) = rewrite(
+            &raw,
+            Precision::Exact,
+            &Outliers::new(),
+            HEADS,
+            Int8Weights::Unsigned,
+        )
+        .unwrap();
+        assert_eq!(done.unsigned_products, 0);
     }
 
     #[test]
     fn a_model_without_the_pattern_is_left_alone() {
         let none = Outliers::new();
-        assert!(rewrite(b"not a model", Precision::Int8, &none, HEADS).is_none());
+        assert!(rewrite(b"not a model", Precision::Int8, &none, HEADS, S).is_none());
         let empty = ModelProto::new().write_to_bytes().unwrap();
-        assert!(rewrite(&empty, Precision::Int8, &none, HEADS).is_none());
-        assert!(calibration(&empty).is_none());
+        assert!(rewrite(&empty, Precision::Int8, &none, HEADS, S).is_none());
+        assert!(calibration(&empty, S).is_none());
     }
 }

@@ -76,6 +76,8 @@ pub(crate) struct EmbeddingStats {
     pub(crate) endpoints: Option<Vec<crate::remote::pool::EndpointStats>>,
     /// A local model's precision.
     pub(crate) precision: Option<graph::Precision>,
+    /// With [`graph::Precision::Int8`], how its products take their weights on this CPU.
+    pub(crate) int8_weights: Option<graph::Int8Weights>,
     /// How long texts waited in the queue for their batch, on average.
     pub(crate) mean_queue_wait: Duration,
 }
@@ -221,6 +223,8 @@ impl EmbeddingService {
             queue_depth: self.queue.depth(),
             endpoints: self.remote.as_ref().map(|r| r.endpoints()),
             precision: self.precision,
+            int8_weights: (self.precision == Some(graph::Precision::Int8))
+                .then(graph::Int8Weights::for_this_cpu),
             mean_queue_wait: self.queue.mean_wait(),
         }
     }

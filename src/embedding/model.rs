@@ -144,6 +144,8 @@ pub(crate) struct FastEmbedFactory {
     pub(crate) catalog: Option<CatalogEmbedding>,
     /// How its int8 weights are computed with (see `graph`).
     pub(crate) precision: Precision,
+    /// How [`Precision::Int8`]'s products take their weights on this CPU.
+    pub(crate) int8_weights: graph::Int8Weights,
 }
 
 impl FastEmbedFactory {
@@ -201,7 +203,8 @@ impl EmbedderFactory for FastEmbedFactory {
                 .map(|(count, width)| graph::Heads { count, width }),
             _ => None,
         };
-        let onnx = match graph::rewrite(&onnx, self.precision, &outliers, heads) {
+        let onnx = match graph::rewrite(&onnx, self.precision, &outliers, heads, self.int8_weights)
+        {
             Some((rewritten, _)) => rewritten,
             None => onnx,
         };
@@ -287,7 +290,7 @@ impl FastEmbedFactory {
     /// them and batches lost accuracy (minimum cosine 0.994 instead of 0.998). The
     /// calibration session is dropped before the real one is built.
     fn calibrate(&self, onnx: &[u8]) -> Result<Outliers> {
-        let Some(calibration) = graph::calibration(onnx) else {
+        let Some(calibration) = graph::calibration(onnx, self.int8_weights) else {
             return Ok(Outliers::new());
         };
         let failed = |e: &dyn std::fmt::Display| {
@@ -436,6 +439,7 @@ mod tests {
             hub_fallback: false,
             catalog: None,
             precision: super::super::graph::Precision::Int8,
+            int8_weights: super::super::graph::Int8Weights::for_this_cpu(),
         };
         let err = f.load().err().unwrap();
         assert_eq!(err.code(), "MODEL_NOT_FOUND");

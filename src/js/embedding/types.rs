@@ -33,6 +33,15 @@ pub struct EmbeddingStats {
     /// A local model's precision: `'exact'` or `'int8'`.
     #[napi(ts_type = "'exact' | 'int8'")]
     pub precision: Option<String>,
+    /// With `precision: 'int8'`, how its integer products take their weights on this
+    /// CPU: `'signed'` where the CPU adds 8-bit products in 32 bits (x86 with VNNI,
+    /// ARM64), `'unsigned'` where it would saturate them (x86 with AVX2 but no VNNI).
+    /// The accuracy is the same; the speed is the CPU's.
+    #[napi(ts_type = "'signed' | 'unsigned'")]
+    pub int8_weights: Option<String>,
+    /// The CPU features that decide `int8Weights` (and ONNX Runtime's kernels), for a
+    /// local model: `avx2`, `avx512vnni`, `avxvnni`, `dotprod`...
+    pub cpu_features: Option<Vec<String>>,
 }
 
 impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
@@ -52,6 +61,13 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             mean_queue_wait_ms: s.mean_queue_wait.as_secs_f64() * 1000.0,
             queue_depth: s.queue_depth as u32,
             endpoints: s.endpoints.map(|e| e.into_iter().map(Into::into).collect()),
+            int8_weights: s.int8_weights.map(|w| w.name().to_string()),
+            cpu_features: s.precision.map(|_| {
+                crate::embedding::graph::cpu_features()
+                    .into_iter()
+                    .map(String::from)
+                    .collect()
+            }),
             precision: s.precision.map(|p| p.name().to_string()),
         }
     }
