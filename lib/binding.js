@@ -51,8 +51,18 @@ function tuneOpenMp() {
   if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) env.GOMP_SPINCOUNT = '1000'
 }
 
+// Microsoft's ONNX Runtime builds start a telemetry system when the library loads: a device
+// id and an event queue under ~/.cache/Microsoft, a debug log in the temp directory, uploads
+// where a CA bundle is found. ONNX Runtime reads ORT_DISABLE_TELEMETRY then, before any API
+// call could turn it off, so it is set before the addon loads the library (unless the user
+// chose). The addon sets it too when a worker loads it first (see src/embedding/model.rs).
+function quietOnnxRuntime() {
+  if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1'
+}
+
 function load() {
   tuneOpenMp()
+  quietOnnxRuntime()
   const name = platformName()
   const pkgName = `orion-native-${name}`
   const root = path.join(__dirname, '..')

@@ -60,6 +60,7 @@ fn read_config(dir: &Path, key: &str) -> Option<u64> {
 /// environment. Called once per process, by `crate::runtime::ort_environment`, which
 /// keeps the one built (ort allows only one).
 pub(crate) fn build_environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
+    disable_ort_telemetry();
     let mut tried = Vec::new();
     for path in candidates {
         if path.is_absolute() && !path.exists() {
@@ -70,6 +71,10 @@ pub(crate) fn build_environment(candidates: &[PathBuf]) -> Result<ort::environme
             Ok(builder) => {
                 return builder
                     .with_name("orion-native")
+                    // Microsoft's builds of ONNX Runtime collect usage events (a device id
+                    // and an event queue under ~/.cache/Microsoft, seen on Linux too):
+                    // nothing leaves or is recorded without the user asking.
+                    .with_telemetry(false)
                     .build()
                     .map_err(|e| OrionError::RuntimeNotFound(format!("{}: {e}", path.display())));
             }
@@ -77,6 +82,22 @@ pub(crate) fn build_environment(candidates: &[PathBuf]) -> Result<ort::environme
         }
     }
     Err(OrionError::RuntimeNotFound(tried.join("; ")))
+}
+
+/// ONNX Runtime reads `ORT_DISABLE_TELEMETRY` when its library loads, and otherwise starts
+/// Microsoft's telemetry system (a device id and an event queue under ~/.cache/Microsoft, a
+/// `mat-debug-<pid>.log` in the temp directory, uploads where it finds a CA bundle): seen
+/// on Linux with ONNX Runtime 1.30, and `DisableTelemetryEvents` after the fact does not
+/// remove them. The JS loader sets the variable from the main thread (`lib/binding.js`);
+/// when a worker loads the addon first, its `process.env` is a copy, so it is set here, once,
+/// before the library is loaded, unless the user set it.
+fn disable_ort_telemetry() {
+    const VAR: &str = "ORT_DISABLE_TELEMETRY";
+    if std::env::var_os(VAR).is_none() {
+        // setenv races only with a getenv of another thread at this instant; it runs once
+        // per process, and only where the main thread did not set the variable already.
+        std::env::set_var(VAR, "1");
+    }
 }
 
 /// An embedding model of the catalog (`src/llm/catalog.json`, section `embedding`):
