@@ -2,7 +2,7 @@
 //! sampling, stop strings and streaming, one fresh context per request.
 
 use super::engine;
-use super::prefix::{common_prefix, keepable, Cached, ChatModel};
+use super::prefix::{common_prefix, keepable, Cached, ChatModel, PrefixCache, Settling};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -11,6 +11,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::vocab::LlamaVocab;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -278,33 +279,35 @@ pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<
 /// end at multiples of `step`, and at `cut` (see [`turn_cut`]), whatever `from` is, so
 /// that a prompt continued from a kept prefix is evaluated in the same groups as from
 /// scratch.
+/// `pos` is where evaluation starts and, on return, where it got to: every token before
+/// it is in the cache, whether it finished, was stopped or failed.
 fn evaluate(
     ctx: &mut LlamaContext<'static>,
     batch: &mut LlamaBatch,
     tokens: &[LlamaToken],
-    (from, cut): (usize, Option<usize>),
+    (pos, cut): (&mut usize, Option<usize>),
     step: usize,
     cancel: &AtomicBool,
 ) -> Result<()> {
-    let mut pos = from;
-    while pos < tokens.len() {
+    while *pos < tokens.len() {
+        let pos_now = *pos;
         if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
             return Err(stopped());
         }
-        let mut end = ((pos / step + 1) * step).min(tokens.len());
-        if let Some(cut) = cut.filter(|&c| c > pos) {
+        let mut end = ((pos_now / step + 1) * step).min(tokens.len());
+        if let Some(cut) = cut.filter(|&c| c > pos_now) {
             end = end.min(cut);
         }
         batch.clear();
-        for (i, t) in tokens[pos..end].iter().enumerate() {
-            let at = pos + i;
+        for (i, t) in tokens[pos_now..end].iter().enumerate() {
+            let at = pos_now + i;
             batch
                 .add(*t, at as i32, &[0], at == tokens.len() - 1)
                 .map_err(|e| OrionError::Internal(format!("batch: {e}")))?;
         }
         ctx.decode(batch)
             .map_err(|e| OrionError::InferenceFailed(format!("prompt evaluation: {e}")))?;
-        pos = end;
+        *pos = end;
     }
     Ok(())
 }
@@ -379,28 +382,113 @@ pub(crate) fn user_opening(model: &LlamaModel) -> Vec<LlamaToken> {
 /// turn's prompt was first cut in (at its `cut`, or where it ended) is evaluated again
 /// in the plain steps a next prompt from scratch uses up to the end of this answer; the
 /// next turn is cut right there and continues from it. `in_cache` ends with the
-/// end-of-turn token when the answer ended with one, as the next prompt has it. This runs
-/// once this turn's text is all delivered, off the next turn's critical path. `false`
-/// when it failed: the context is then not kept.
+/// end-of-turn token when the answer ended with one, as the next prompt has it.
+///
+/// This runs after the answer is delivered, on a thread of its own (see
+/// [`Unsettled::keep`]): the caller waits for its last token only. Returns how many tokens
+/// of `in_cache` the cache then holds: all of them, or, when `stop` was set (the next
+/// request takes the context over, or it is freed) or evaluation failed, the step
+/// boundary where it stopped, a prefix whose cache is exactly what a prompt from scratch
+/// computes.
 fn settle(
     ctx: &mut LlamaContext<'static>,
     batch: &mut LlamaBatch,
     in_cache: &[LlamaToken],
     first_cut: usize,
     step: usize,
-) -> bool {
+    stop: &AtomicBool,
+) -> usize {
     if in_cache.len() <= first_cut {
-        return true;
+        return in_cache.len();
     }
     let from = first_cut / step * step;
     if !ctx
         .clear_kv_cache_seq(Some(0), Some(from as u32), None)
         .unwrap_or(false)
     {
-        return false;
+        return 0;
     }
+    let mut pos = from;
+    // The first step whatever `stop` says, so that a context taken over at once still
+    // keeps the steps before this turn's cut and one more; then until stopped or done.
+    // Stopped or failed, what was evaluated before is whole.
+    let first = ((from / step + 1) * step).min(in_cache.len());
     let never = AtomicBool::new(false);
-    evaluate(ctx, batch, in_cache, (from, None), step, &never).is_ok()
+    if evaluate(
+        ctx,
+        batch,
+        &in_cache[..first],
+        (&mut pos, None),
+        step,
+        &never,
+    )
+    .is_ok()
+    {
+        let _ = evaluate(ctx, batch, in_cache, (&mut pos, None), step, stop);
+    }
+    if pos < in_cache.len() {
+        // A failed step may have left part of itself in the cache.
+        if !ctx
+            .clear_kv_cache_seq(Some(0), Some(pos as u32), None)
+            .unwrap_or(false)
+        {
+            return 0;
+        }
+    }
+    pos
+}
+
+/// A context whose answer is complete, to be settled (see [`settle`]) and kept for the
+/// next turn once the answer is delivered. Registered with its model's cache as settling
+/// from the moment it exists, so that a request arriving right after the answer finds
+/// it; dropped without [`Unsettled::keep`], it is freed and unregistered.
+pub(crate) struct Unsettled {
+    // Declared first: dropped before `settling` is ended.
+    ctx: Option<LlamaContext<'static>>,
+    batch: LlamaBatch<'static>,
+    in_cache: Vec<LlamaToken>,
+    first_cut: usize,
+    step: usize,
+    settling: Arc<Settling>,
+    contexts: *const PrefixCache,
+}
+
+// SAFETY: `contexts` points into the `ChatModel` that `ctx` borrows, which the holder keeps
+// alive (see `keep`); the context and batch are `Send`, the cache is `Sync`.
+unsafe impl Send for Unsettled {}
+
+impl Unsettled {
+    /// Settle the context and keep it in `model`'s cache (or as much of it as was settled
+    /// when a next request took it over). `model` must be the model it was generated on:
+    /// the caller keeps it alive until this returns.
+    pub(crate) fn keep(mut self, model: &ChatModel) {
+        debug_assert!(std::ptr::eq(self.contexts, &model.contexts));
+        let Some(mut ctx) = self.ctx.take() else {
+            return;
+        };
+        let valid = settle(
+            &mut ctx,
+            &mut self.batch,
+            &self.in_cache,
+            self.first_cut,
+            self.step,
+            &self.settling.stop,
+        );
+        let mut tokens = std::mem::take(&mut self.in_cache);
+        tokens.truncate(valid);
+        model
+            .contexts
+            .end_settling(&self.settling, Some(Cached::new(ctx, tokens)));
+    }
+}
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        // Not kept (or kept already: then `ctx` is gone and ending again changes nothing).
+        drop(self.ctx.take());
+        // SAFETY: see the `Send` impl: the model, and so its cache, outlives `self`.
+        unsafe { &*self.contexts }.end_settling(&self.settling, None);
+    }
 }
 
 /// The context to generate `tokens` in, and how many of them its KV cache already holds:
@@ -457,7 +545,9 @@ fn context_for(
 }
 
 /// Generate on `model` in a fresh context of at most `context_length` tokens.
-/// `on_text` receives the text as it is produced; `cancel` stops within a token.
+/// `on_text` receives the text as it is produced; `cancel` stops within a token. With the
+/// prefix cache on, the context comes back [`Unsettled`]: the caller delivers the answer,
+/// then keeps it (see [`Unsettled::keep`]).
 // One generation from prompt to timings reads best in one piece; the parts that stand
 // alone (templating, picking, stop strings) are functions already.
 #[allow(clippy::too_many_lines)]
@@ -468,7 +558,7 @@ pub(crate) fn generate(
     params: &GenerateParams,
     cancel: &AtomicBool,
     on_text: &mut dyn FnMut(&str),
-) -> Result<Generation> {
+) -> Result<(Generation, Option<Unsettled>)> {
     check_prompt_size(prompt, context_length)?;
     let rendered = render_prompt(model, prompt, params.raw)?;
     let vocab = model.vocab();
@@ -500,7 +590,8 @@ pub(crate) fn generate(
     let step = n_batch.clamp(1, PROMPT_STEP);
     let started = Instant::now();
     let mut batch = LlamaBatch::new(step, 1);
-    evaluate(&mut ctx, &mut batch, &tokens, (reused, cut), step, cancel)?;
+    let mut pos = reused;
+    evaluate(&mut ctx, &mut batch, &tokens, (&mut pos, cut), step, cancel)?;
     in_cache.extend_from_slice(&tokens[reused..]);
     let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -587,10 +678,16 @@ pub(crate) fn generate(
     let t = ctx.timings();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
     let first_cut = cut.unwrap_or(tokens.len());
-    if params.prefix_cache && settle(&mut ctx, &mut batch, &in_cache, first_cut, step) {
-        model.contexts.put(Cached::new(ctx, in_cache));
-    }
-    Ok(Generation {
+    let unsettled = params.prefix_cache.then(|| Unsettled {
+        settling: model.contexts.begin_settling(in_cache.clone(), ctx.n_ctx()),
+        contexts: &model.contexts,
+        ctx: Some(ctx),
+        batch,
+        in_cache,
+        first_cut,
+        step,
+    });
+    let generation = Generation {
         text,
         tokens: generated,
         finish_reason: finish,
@@ -605,7 +702,8 @@ pub(crate) fn generate(
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
             reused_prompt_tokens: reused as u32,
         },
-    })
+    };
+    Ok((generation, unsettled))
 }
 
 #[cfg(test)]
@@ -679,28 +777,56 @@ mod tests {
         };
         // Both ends of an answer occur: the model's end of turn and maxTokens.
         let mut ended_turns = 0;
-        for (turn, q) in questions.iter().enumerate() {
-            history.push(("user".into(), (*q).into()));
-            let prompt = Prompt::Messages(history.clone());
-            let fresh = GenerateParams {
-                prefix_cache: false,
-                ..base.clone()
-            };
-            let without = generate(&model, 2048, &prompt, &fresh, &never, &mut |_| {}).unwrap();
-            let with = generate(&model, 2048, &prompt, &base, &never, &mut |_| {}).unwrap();
-            assert_eq!(with.text, without.text, "turn {}", turn + 1);
-            assert_eq!(without.timings.reused_prompt_tokens, 0);
-            let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
-            if turn > 0 {
-                // The kept context ends after the last answer's end-of-turn token (answers
-                // cut by maxTokens are kept with the one the next prompt closes them with)
-                // and the template's opening of the next user message: only the new
-                // message and the answer's opening are evaluated.
-                assert!(new < 24, "turn {}: {new} new tokens evaluated", turn + 1);
+        // How the previous turn's context was kept: settled whole before this turn, stopped
+        // at once (kept up to where settling starts), or settling on another thread while
+        // this turn starts (taken over at a step boundary, or found settled).
+        let mut previous = 0;
+        std::thread::scope(|scope| {
+            let mut settling = None;
+            for (turn, q) in questions.iter().enumerate() {
+                history.push(("user".into(), (*q).into()));
+                let prompt = Prompt::Messages(history.clone());
+                let fresh = GenerateParams {
+                    prefix_cache: false,
+                    ..base.clone()
+                };
+                let (without, none) =
+                    generate(&model, 2048, &prompt, &fresh, &never, &mut |_| {}).unwrap();
+                assert!(none.is_none());
+                let (with, unsettled) =
+                    generate(&model, 2048, &prompt, &base, &never, &mut |_| {}).unwrap();
+                if let Some(h) = settling.take() {
+                    std::thread::ScopedJoinHandle::join(h).unwrap();
+                }
+                assert_eq!(with.text, without.text, "turn {}", turn + 1);
+                assert_eq!(without.timings.reused_prompt_tokens, 0);
+                let new = with.timings.prompt_tokens - with.timings.reused_prompt_tokens;
+                if turn > 0 && previous == 0 {
+                    // The kept context ends after the last answer's end-of-turn token
+                    // (answers cut by maxTokens are kept with the one the next prompt
+                    // closes them with) and the template's opening of the next user
+                    // message: only the new message and the answer's opening are evaluated.
+                    assert!(new < 24, "turn {}: {new} new tokens evaluated", turn + 1);
+                }
+                // Otherwise as much was reused as was settled (from none to all): the
+                // answers are the same either way.
+                ended_turns += u32::from(with.finish_reason == "stop");
+                history.push(("assistant".into(), with.text.clone()));
+                let unsettled = unsettled.unwrap();
+                previous = turn % 3;
+                match previous {
+                    0 => unsettled.keep(&model),
+                    1 => {
+                        unsettled.settling.stop.store(true, Ordering::SeqCst);
+                        unsettled.keep(&model);
+                    }
+                    _ => {
+                        let model = &model;
+                        settling = Some(scope.spawn(move || unsettled.keep(model)));
+                    }
+                }
             }
-            ended_turns += u32::from(with.finish_reason == "stop");
-            history.push(("assistant".into(), with.text.clone()));
-        }
+        });
         assert!(
             ended_turns >= 5,
             "only {ended_turns} answers ended their turn"
@@ -733,12 +859,16 @@ mod tests {
                 repeat_penalty: penalty,
                 ..Default::default()
             };
-            let fast = generate(&model, 2048, &prompt, &params, &never, &mut |_| {}).unwrap();
+            let fast = generate(&model, 2048, &prompt, &params, &never, &mut |_| {})
+                .unwrap()
+                .0;
             let reference = GenerateParams {
                 reference_sampler: true,
                 ..params
             };
-            let slow = generate(&model, 2048, &prompt, &reference, &never, &mut |_| {}).unwrap();
+            let slow = generate(&model, 2048, &prompt, &reference, &never, &mut |_| {})
+                .unwrap()
+                .0;
             assert_eq!(fast.text, slow.text, "repeat penalty {penalty}");
             assert!(fast.tokens > 10);
         }

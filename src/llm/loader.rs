@@ -122,8 +122,15 @@ pub(crate) struct Lease<M> {
 }
 
 impl<M> Lease<M> {
+    #[cfg(test)]
     pub(crate) fn model(&self) -> &LoadedModel<M> {
         &self.entry
+    }
+
+    /// The model itself, kept alive (not counted as in use) after the lease ends: for
+    /// work that follows a request and stops when asked (see `generate::Unsettled`).
+    pub(crate) fn shared(&self) -> Arc<LoadedModel<M>> {
+        self.entry.clone()
     }
 }
 

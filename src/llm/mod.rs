@@ -15,7 +15,8 @@ pub(crate) mod strategy;
 use crate::error::{OrionError, Result};
 use engine::LlamaEngine;
 use generate::{GenerateParams, Generation, Prompt};
-use loader::{LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
+use loader::{LoadedModel, LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
+use prefix::ChatModel;
 use registry::{Registry, Resolved};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -289,6 +290,9 @@ impl LlmService {
     /// Unload a model (forget a remote one); `false` when it was not loaded.
     pub(crate) fn unload(&self, key: &str) -> bool {
         let remote = self.remote.lock().remove(key).is_some();
+        // A context settling after a generation holds the model: stopped now, it lets the
+        // memory go within one evaluation step rather than after the whole settling.
+        self.forget_contexts(key);
         self.loader.unload(key) || remote
     }
 
@@ -348,8 +352,52 @@ impl LlmService {
             cancel.load(std::sync::atomic::Ordering::Relaxed)
         })?;
         let lease = self.loader.acquire(&r, None)?;
-        let m = lease.model();
+        let m = lease.shared();
         let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));
-        generate::generate(&m.model, n_ctx, prompt, params, cancel, on_text)
+        let (generation, unsettled) =
+            generate::generate(&m.model, n_ctx, prompt, params, cancel, on_text)?;
+        // The request ends here: the caller has its answer (and the model its lease back)
+        // while the context is settled for the next turn on a thread of its own.
+        drop(lease);
+        if let Some(u) = unsettled {
+            keep_in_background(m, u);
+        }
+        Ok(generation)
     }
+
+    /// Stop and free the contexts kept or settling for `key`'s model.
+    fn forget_contexts(&self, key: &str) {
+        for m in self.loader.loaded_models() {
+            if m.key == key {
+                m.model.contexts.clear(None);
+            }
+        }
+    }
+}
+
+/// Settle `u` and keep it in `model`'s cache, on a thread that ends when it is done, when
+/// the next request on the model takes the context over, or when the model is unloaded
+/// (each stops it within one evaluation step). Counted as work, so that the process's
+/// exit waits for that step rather than freeing the model under it.
+fn keep_in_background(model: Arc<LoadedModel<ChatModel>>, u: generate::Unsettled) {
+    /// Field order is drop order: the context (in `u`) is freed before the model it
+    /// borrows.
+    struct Settle {
+        u: generate::Unsettled,
+        model: Arc<LoadedModel<ChatModel>>,
+    }
+    let Ok(work) = crate::runtime::begin_work() else {
+        return;
+    };
+    let job = Settle { u, model };
+    let spawned = std::thread::Builder::new()
+        .name("orion-llm-keep".into())
+        .spawn(move || {
+            let _work = work;
+            let Settle { u, model } = job;
+            u.keep(&model.model);
+            drop(model);
+        });
+    // Not spawned: the job was dropped in order, the context unkept.
+    drop(spawned);
 }

@@ -12,7 +12,9 @@
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Contexts kept per model: two conversations alternating keep their prefixes.
@@ -51,10 +53,29 @@ pub(crate) unsafe fn keepable(ctx: LlamaContext<'_>) -> LlamaContext<'static> {
     unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) }
 }
 
+/// A context being settled (see `generate::settle`) after its answer was delivered, on
+/// a thread of its own: registered before the answer resolves, so that the next request
+/// sees it.
+pub(crate) struct Settling {
+    /// The tokens its cache will hold once settled.
+    tokens: Vec<LlamaToken>,
+    n_ctx: u32,
+    /// Set to stop at the next evaluation step: the next request takes the context over,
+    /// or it is being freed.
+    pub(crate) stop: AtomicBool,
+    /// Set when its context should be freed rather than kept (model unloaded, memory
+    /// pressure).
+    discard: AtomicBool,
+    /// Whether it has ended (its context kept or freed).
+    done: Mutex<bool>,
+    ended: Condvar,
+}
+
 /// A model's kept contexts.
 #[derive(Default)]
 pub(crate) struct PrefixCache {
     slots: Mutex<Vec<Cached>>,
+    settling: Mutex<Vec<Arc<Settling>>>,
 }
 
 /// How many leading tokens `a` and `b` share.
@@ -66,7 +87,39 @@ impl PrefixCache {
     /// The kept context sharing the longest prefix with `tokens` among those of at least
     /// `n_ctx` tokens, taken out of the cache, with that prefix's length; `None` when no
     /// context is big enough or none shares a token.
+    ///
+    /// A context still settling after its answer that would serve `tokens` better than any
+    /// kept one is stopped at its next evaluation step and taken over: its cache is
+    /// whole up to where it stopped (a step boundary), and this request evaluates the rest
+    /// of its prompt from there, in the same steps as settling would have. The wait is one
+    /// step at most ([`super::generate::PROMPT_STEP`] tokens), never the whole settling.
     pub(crate) fn take(&self, tokens: &[LlamaToken], n_ctx: u32) -> Option<(Cached, usize)> {
+        let kept_best = |slots: &[Cached]| {
+            slots
+                .iter()
+                .filter(|c| c.ctx.n_ctx() >= n_ctx)
+                .map(|c| common_prefix(&c.tokens, tokens))
+                .max()
+                .unwrap_or(0)
+        };
+        let better = {
+            let settling = self.settling.lock();
+            let best = kept_best(&self.slots.lock());
+            settling
+                .iter()
+                .filter(|s| s.n_ctx >= n_ctx)
+                .map(|s| (common_prefix(&s.tokens, tokens), s))
+                .filter(|&(n, _)| n > best)
+                .max_by_key(|&(n, _)| n)
+                .map(|(_, s)| s.clone())
+        };
+        if let Some(s) = better {
+            s.stop.store(true, Ordering::SeqCst);
+            let mut done = s.done.lock();
+            while !*done {
+                s.ended.wait(&mut done);
+            }
+        }
         let mut slots = self.slots.lock();
         let (i, common) = slots
             .iter()
@@ -92,8 +145,42 @@ impl PrefixCache {
         }
     }
 
+    /// Register a context about to be settled, whose cache will hold `tokens`.
+    pub(crate) fn begin_settling(&self, tokens: Vec<LlamaToken>, n_ctx: u32) -> Arc<Settling> {
+        let s = Arc::new(Settling {
+            tokens,
+            n_ctx,
+            stop: AtomicBool::new(false),
+            discard: AtomicBool::new(false),
+            done: Mutex::new(false),
+            ended: Condvar::new(),
+        });
+        self.settling.lock().push(s.clone());
+        s
+    }
+
+    /// End `s`: keep `c` (the context, with the tokens its cache holds now) unless it
+    /// failed or was to be discarded, and wake whoever waits to take it over.
+    pub(crate) fn end_settling(&self, s: &Arc<Settling>, c: Option<Cached>) {
+        let c = c.filter(|c| !s.discard.load(Ordering::SeqCst) && !c.tokens.is_empty());
+        // Kept before it leaves the settling list: a request looking at both never misses it.
+        if let Some(c) = c {
+            self.put(c);
+        }
+        self.settling.lock().retain(|x| !Arc::ptr_eq(x, s));
+        *s.done.lock() = true;
+        s.ended.notify_all();
+    }
+
     /// Free every kept context (or those idle for at least `idle`); returns how many.
+    /// Without `idle`, contexts still settling are stopped and freed too.
     pub(crate) fn clear(&self, idle: Option<Duration>) -> usize {
+        if idle.is_none() {
+            for s in self.settling.lock().iter() {
+                s.discard.store(true, Ordering::SeqCst);
+                s.stop.store(true, Ordering::SeqCst);
+            }
+        }
         let min_idle = idle.unwrap_or(Duration::ZERO);
         let mut slots = self.slots.lock();
         let (gone, keep): (Vec<Cached>, Vec<Cached>) =
