@@ -53,6 +53,7 @@ export type OrionErrorCode =
   | 'INVALID_INPUT'
   | 'INVALID_OPTION'
   | 'MODEL_NOT_FOUND'
+  | 'DOWNLOAD_REQUIRED'
   | 'MODEL_LOAD_FAILED'
   | 'RUNTIME_NOT_FOUND'
   | 'EMBEDDING_TIMEOUT'
@@ -199,6 +200,8 @@ export interface Configuration {
   ortLibraryPath?: string
   defaultQuantization?: string
   bundledModelsDirs: Array<string>
+  /** Whether models missing from disk are downloaded when first used. */
+  allowDownloads: boolean
 }
 
 /**

@@ -100,6 +100,8 @@ function load(models, file, extra = {}, generate = false, endpoint = `http://127
     ORION_MODELS_DIR: models,
     ORION_HF_ENDPOINT: endpoint,
     ORION_DOWNLOAD_TIMEOUT_MS: '1000',
+    // Downloads happen only when asked for: these tests ask.
+    ORION_ALLOW_DOWNLOADS: '1',
   }
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -121,11 +123,18 @@ function load(models, file, extra = {}, generate = false, endpoint = `http://127
   })
 }
 
-/** Run `script` with the models directory and the local hub; its stdout is JSON. */
-function runScript(script, models) {
+/** Run `script` with the models directory and the local hub (downloads allowed unless
+ * `env` says otherwise); its stdout is JSON. */
+function runScript(script, models, env = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], {
-      env: { ...process.env, ORION_MODELS_DIR: models, ORION_HF_ENDPOINT: `http://127.0.0.1:${port}` },
+      env: {
+        ...process.env,
+        ORION_MODELS_DIR: models,
+        ORION_HF_ENDPOINT: `http://127.0.0.1:${port}`,
+        ORION_ALLOW_DOWNLOADS: '1',
+        ...env,
+      },
     })
     let text = ''
     child.stdout.on('data', (d) => (text += d))
@@ -366,5 +375,48 @@ test('an embedding model of the catalog downloads its ONNX and tokenizer files a
     'tokenizer.json',
     'tokenizer_config.json',
   ])
+  expect(log.map((r) => r.url)).toContain('/Xenova/bge-small-en-v1.5/resolve/main/onnx/model_quantized.onnx')
+})
+
+test('nothing is downloaded unless asked: DOWNLOAD_REQUIRED names the command and the option, and no request leaves', async () => {
+  const models = fresh('not-asked')
+  const registry = JSON.stringify({
+    'hub-model': {
+      kind: 'llm',
+      files: { q4: { hubRepo: 'test-org/SmolLM2-GGUF', hubFile: 'SmolLM2.Q4_1.gguf', size: SIZE } },
+    },
+  })
+  const script = `
+    const o = require(${JSON.stringify(root)})
+    const settle = (p) => p.then(() => ({ ok: true }), (e) => ({ code: e.code, message: e.message }))
+    ;(async () => {
+      const before = o.configure().allowDownloads
+      o.getModelLoader().registerModel('hub-model', JSON.parse(${JSON.stringify(registry)})['hub-model'])
+      const llm = await settle(o.getModelLoader().loadModel('hub-model'))
+      const embedding = await settle(o.getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('x'))
+      console.log(JSON.stringify({ before, llm, embedding }))
+    })()`
+  const out = await runScript(script, models, { ORION_ALLOW_DOWNLOADS: '' })
+  expect(out.before).toBe(false)
+  for (const r of [out.llm, out.embedding]) {
+    expect(r.code).toBe('DOWNLOAD_REQUIRED')
+    expect(r.message).toContain('npx orion-native models pull')
+    expect(r.message).toContain('allowDownloads')
+    expect(r.message).toContain('ORION_ALLOW_DOWNLOADS=1')
+  }
+  expect(out.llm.message).toContain('hub-model')
+  expect(out.embedding.message).toContain('bge-small-en-v1.5')
+  expect(log).toEqual([])
+  expect(fs.readdirSync(models)).toEqual([])
+  // Asked for from code, the same process downloads.
+  const asked = await runScript(
+    `const o = require(${JSON.stringify(root)})
+    o.configure({ allowDownloads: true })
+    o.getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('x')
+      .then((v) => console.log(JSON.stringify({ length: v.length, allowed: o.configure().allowDownloads })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`,
+    models,
+    { ORION_ALLOW_DOWNLOADS: '' },
+  )
+  expect(asked).toEqual({ length: 384, allowed: true })
   expect(log.map((r) => r.url)).toContain('/Xenova/bge-small-en-v1.5/resolve/main/onnx/model_quantized.onnx')
 })

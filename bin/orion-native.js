@@ -48,7 +48,9 @@ an id with a WebLLM suffix (Mistral-7B-Instruct-v0.2-q4f16_1-MLC) or a registry 
 options:
   -h, --help  print this help and do nothing else`
 
-/** `models pull`: loadModel with a progress bar, then unload. */
+/** `models pull`: loadModel with a progress bar, then unload; an embedding model of the
+ * catalog is fetched by loading it in the shared embedding client. Downloads are what the
+ * user asked for here, so they are allowed for this process. */
 async function pull(argv) {
   const opts = parseArgs({
     args: argv,
@@ -58,9 +60,23 @@ async function pull(argv) {
   })
   if (opts.values.help) return console.log(pullUsage)
   if (!opts.positionals.length) return usageError('orion-native models pull', 'name at least one model', pullUsage)
-  const { getModelLoader } = require(path.join(__dirname, '..'))
+  const { getModelLoader, getSharedEmbeddingClient, configure } = require(path.join(__dirname, '..'))
+  configure({ allowDownloads: true })
+  const embeddingCatalog = require(path.join(__dirname, '..', 'src', 'llm', 'catalog.json')).embedding || {}
   const loader = getModelLoader()
   for (const id of opts.positionals) {
+    if (Object.hasOwn(embeddingCatalog, id)) {
+      try {
+        const client = getSharedEmbeddingClient({ model: id })
+        await client.createEmbedding('ready?')
+        console.log(`${id}: ready (${client.getStats().dimension} dimensions)`)
+      } catch (e) {
+        console.error(`orion-native models pull: ${id}: ${e.code || ''} ${e.message}`)
+        process.exitCode = 1
+        return
+      }
+      continue
+    }
     let bar = null
     const onProgress = (p) => {
       if (!process.stderr.isTTY) return

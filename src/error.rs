@@ -11,6 +11,16 @@ pub(crate) enum OrionError {
     InvalidOption(String),
     /// Model files are missing. Carries the directory searched.
     ModelNotFound { what: String, searched: String },
+    /// A model file is missing and could be downloaded, but downloads are off.
+    DownloadRequired {
+        /// The model (key or name).
+        model: String,
+        /// Where the file would be downloaded to.
+        path: String,
+        /// Where from.
+        url: String,
+        size: Option<u64>,
+    },
     /// Model files exist but could not be loaded (corrupt, wrong format).
     ModelLoadFailed(String),
     /// No ONNX Runtime library could be loaded. Carries every place tried.
@@ -63,6 +73,7 @@ impl OrionError {
             Self::InvalidInput(_) => "INVALID_INPUT",
             Self::InvalidOption(_) => "INVALID_OPTION",
             Self::ModelNotFound { .. } => "MODEL_NOT_FOUND",
+            Self::DownloadRequired { .. } => "DOWNLOAD_REQUIRED",
             Self::ModelLoadFailed(_) => "MODEL_LOAD_FAILED",
             Self::RuntimeNotFound(_) => "RUNTIME_NOT_FOUND",
             Self::EmbeddingTimeout { .. } => "EMBEDDING_TIMEOUT",
@@ -95,6 +106,20 @@ impl fmt::Display for OrionError {
                 "{what} not found (searched {searched}). Run `npx orion-native models` \
                  (or `npm run models` in the orion-native checkout) to fetch the default models, \
                  or point ORION_MODELS_DIR or the `modelPath` option at a directory that holds them."
+            ),
+            Self::DownloadRequired {
+                model,
+                path,
+                url,
+                size,
+            } => write!(
+                f,
+                "{model} is not on disk ({path}) and orion-native downloads only when asked. \
+                 Fetch it ahead of time with `npx orion-native models pull {model}`, or allow \
+                 downloads on first use with configure({{ allowDownloads: true }}) or \
+                 ORION_ALLOW_DOWNLOADS=1 (it would come from {url}{})",
+                size.map(|s| format!(", {}", human_bytes(s)))
+                    .unwrap_or_default()
             ),
             Self::ModelLoadFailed(m) => write!(
                 f,
@@ -200,6 +225,12 @@ mod tests {
             OrionError::ModelNotFound {
                 what: String::new(),
                 searched: String::new(),
+            },
+            OrionError::DownloadRequired {
+                model: String::new(),
+                path: String::new(),
+                url: String::new(),
+                size: None,
             },
             OrionError::ModelLoadFailed(String::new()),
             OrionError::RuntimeNotFound(String::new()),

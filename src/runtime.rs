@@ -129,6 +129,9 @@ pub(crate) struct Settings {
     /// Read-only model directories searched before the models directory
     /// (`ORION_BUNDLED_MODELS_DIRS`): models an app ships in its resources.
     pub(crate) bundled_models_dirs: Option<Vec<PathBuf>>,
+    /// Whether a model missing from disk may be downloaded when it is first used
+    /// (`ORION_ALLOW_DOWNLOADS`); see [`downloads_allowed`].
+    pub(crate) allow_downloads: Option<bool>,
 }
 
 /// A leaf lock: nothing is taken while it is held.
@@ -137,6 +140,7 @@ static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settin
     ort_library_path: None,
     default_quantization: None,
     bundled_models_dirs: None,
+    allow_downloads: None,
 });
 
 /// The settings given from code so far.
@@ -159,7 +163,23 @@ pub(crate) fn configure(update: Settings) -> Settings {
     if update.bundled_models_dirs.is_some() {
         s.bundled_models_dirs = update.bundled_models_dirs;
     }
+    if update.allow_downloads.is_some() {
+        s.allow_downloads = update.allow_downloads;
+    }
     s.clone()
+}
+
+/// Turns downloads on for the whole process when set to `1` or `true`.
+pub(crate) const ALLOW_DOWNLOADS_ENV: &str = "ORION_ALLOW_DOWNLOADS";
+
+/// Whether a model file missing from disk may be downloaded when a model is first used.
+/// Off unless asked for (`configure({ allowDownloads: true })`, `ORION_ALLOW_DOWNLOADS=1`,
+/// or `npx orion-native models pull`): nothing leaves the machine behind the user's back.
+pub(crate) fn downloads_allowed() -> bool {
+    settings().allow_downloads.unwrap_or_else(|| {
+        std::env::var(ALLOW_DOWNLOADS_ENV)
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    })
 }
 
 /// The embedding services, by canonical model directory. Taken before `SETTINGS` and a

