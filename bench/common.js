@@ -41,10 +41,24 @@ function markdownTable(rows) {
   return [line(rows[0]), line(widths.map((w) => '-'.repeat(w))), ...rows.slice(1).map(line)]
 }
 
+/** The CPU features that decide the speed of the integer and llama.cpp kernels (Linux). */
+function cpuFeatures() {
+  try {
+    const flags =
+      /^flags\s*:\s*(.*)$/m.exec(require('node:fs').readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(' ') ?? []
+    return ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'amx_int8'].filter((f) =>
+      flags.includes(f),
+    )
+  } catch {
+    return []
+  }
+}
+
 function machine() {
   const cpus = os.cpus()
   return {
     cpu: cpus[0]?.model.trim() ?? 'unknown',
+    cpuFeatures: cpuFeatures(),
     cores: cpus.length,
     availableParallelism: os.availableParallelism(),
     totalMemBytes: os.totalmem(),
@@ -59,7 +73,7 @@ function machineLines(r) {
   const m = r.machine
   return [
     `- date: ${r.date}`,
-    `- CPU: ${m.cpu}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
+    `- CPU: ${m.cpu}${m.cpuFeatures?.length ? ` (${m.cpuFeatures.join(' ')})` : ''}, ${m.cores} cores (availableParallelism ${m.availableParallelism}), ${fmt(m.totalMemBytes / 1024 ** 3)} GiB memory, load average ${m.loadAverage.map((x) => fmt(x, 2)).join(' ')}`,
     `- node ${m.node}, ${m.platform}`,
   ]
 }

@@ -162,6 +162,13 @@ function headline({ workers: w, embedding: e, llm: l, monitor: m }) {
         x(g.vsPeer.generation),
       ],
       [
+        'LLM whole call, call → result (prompt + generated tokens/s)',
+        fmt(g.orion.callTokensPerSecond.median),
+        'node-llama-cpp',
+        fmt(g.nlc.callTokensPerSecond.median),
+        x(g.vsPeer.call),
+      ],
+      [
         'LLM prompt (tokens/s)',
         fmt(g.orion.promptTokensPerSecond.median),
         'node-llama-cpp',
@@ -368,7 +375,7 @@ function throughputChart({ workers: w, embedding: e, llm: l }) {
 function readmeBlock(run, files) {
   const m = run.embedding.machine
   return [
-    `Measured by \`npm run bench\` on ${run.date}: ${m.cpu}, ${m.cores} cores, ${fmt(m.totalMemBytes / 1024 ** 3)} GiB, Node.js ${m.node}, ${m.platform}; release build; medians of several runs (each script says how many). Every table of that run: [${files.md}](${files.md}); raw numbers: [${files.json}](${files.json}).`,
+    `Measured by \`npm run bench\` on ${run.date}: ${m.cpu}${m.cpuFeatures?.length ? ` (${m.cpuFeatures.join(' ')})` : ''}, ${m.cores} cores, ${fmt(m.totalMemBytes / 1024 ** 3)} GiB, Node.js ${m.node}, ${m.platform}; release build; medians of several runs (each script says how many). Every table of that run: [${files.md}](${files.md}); raw numbers: [${files.json}](${files.json}).`,
     '',
     ...markdownTable(headline(run)),
     '',
