@@ -7,6 +7,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const http = require('node:http')
+const crypto = require('node:crypto')
 const { spawn } = require('node:child_process')
 const { root, llmModelDir, embeddingModelDir, cosine } = require('./helpers')
 
@@ -16,11 +17,14 @@ const SIZE = fs.statSync(GGUF).size
 let server, port, tmp
 let mode = 'normal'
 let log = []
+// Hostile servers: `/hostile/...` is answered by this function, set by each test.
+let hostile = null
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-dl-'))
   server = http.createServer((req, res) => {
     log.push({ url: req.url, range: req.headers.range })
+    if (req.url.startsWith('/hostile/')) return hostile(req, res)
     const hub = /^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(req.url)
     // The embedding catalog's repository, served with the default model's files.
     if (hub && hub[1] === 'Xenova/bge-small-en-v1.5') {
@@ -419,4 +423,267 @@ test('nothing is downloaded unless asked: DOWNLOAD_REQUIRED names the command an
   )
   expect(asked).toEqual({ length: 384, allowed: true })
   expect(log.map((r) => r.url)).toContain('/Xenova/bge-small-en-v1.5/resolve/main/onnx/model_quantized.onnx')
+})
+
+// The hostile cases serve a small file of their own: the GGUF magic and 3 MB of random
+// bytes. It downloads like a model; loading it then fails on its header
+// (MODEL_LOAD_FAILED), so these tests judge the download by the file it left on disk.
+const SMALL = Buffer.concat([Buffer.from('GGUF'), crypto.randomBytes(3 << 20)])
+const SMALL_SHA = crypto.createHash('sha256').update(SMALL).digest('hex')
+const sha = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex')
+const HUB = { hubRepo: 'hostile/any', hubFile: 'small.gguf' }
+
+/** Answer as an honest server would: the file, or the range asked for. */
+function honest(req, res, body = SMALL) {
+  const range = /^bytes=(\d+)-$/.exec(req.headers.range || '')
+  const start = range ? Number(range[1]) : 0
+  if (start >= body.length) return res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end()
+  const headers = { 'content-length': body.length - start, 'content-type': 'application/octet-stream' }
+  if (range) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`
+  res.writeHead(range ? 206 : 200, headers)
+  res.end(body.subarray(start))
+}
+
+/** Load a model registered as `file` in a process of its own; a hung one is killed. */
+function loadFile(models, file, env = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [path.join(__dirname, 'download', 'load.js'), root, JSON.stringify({ files: { q4: file } })],
+      {
+        env: {
+          ...process.env,
+          ORION_MODELS_DIR: models,
+          ORION_HF_ENDPOINT: `http://127.0.0.1:${port}`,
+          ORION_DOWNLOAD_TIMEOUT_MS: '1000',
+          // Most of these files have no digest: the other checks are what is tested.
+          ORION_ALLOW_UNVERIFIED_DOWNLOADS: '1',
+          ORION_ALLOW_DOWNLOADS: '1',
+          ...env,
+        },
+      },
+    )
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (err += d))
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      if (signal === 'SIGKILL') return resolve({ ok: false, code: 'HUNG' })
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code}: ${err}`))
+    })
+  })
+}
+
+/** The models directory of a hostile case, with a part already there when given. */
+function withPart(name, part) {
+  const models = fresh(name)
+  if (part) {
+    fs.mkdirSync(path.join(models, 'dl'))
+    fs.writeFileSync(path.join(models, 'dl', 'small.gguf.part'), part)
+  }
+  return models
+}
+const inPlace = (models) => path.join(models, 'dl', 'small.gguf')
+
+describe('a hostile or broken server cannot corrupt the download', () => {
+  let rangeCase = 0
+  test.each([
+    ['no digest, a 206 that starts at 0', {}, (start) => `bytes 0-${SMALL.length - 1}/${SMALL.length}`],
+    [
+      'size and digest, a 206 with another total',
+      { size: SMALL.length, sha256: SMALL_SHA },
+      (start) => `bytes ${start}-${SMALL.length - 1}/${SMALL.length * 2}`,
+    ],
+    ['no digest, a 206 without Content-Range', {}, () => null],
+  ])('%s: the part is discarded and the file fetched again from 0', async (_, known, contentRange) => {
+    const models = withPart(`range-${rangeCase++}`, SMALL.subarray(0, 1 << 20))
+    hostile = (req, res) => {
+      if (!req.headers.range) return honest(req, res)
+      // Sends the whole file whatever was asked for.
+      const cr = contentRange(Number(/\d+/.exec(req.headers.range)[0]))
+      res.writeHead(206, { 'content-length': SMALL.length, ...(cr && { 'content-range': cr }) })
+      res.end(SMALL)
+    }
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB, ...known })
+    // Downloaded right; only its header is not a model's.
+    expect(out.code).toBe('MODEL_LOAD_FAILED')
+    expect(sha(inPlace(models))).toBe(SMALL_SHA)
+    expect(fs.readdirSync(path.join(models, 'dl'))).toEqual(['small.gguf'])
+    expect(log.map((r) => r.range)).toEqual([`bytes=${1 << 20}-`, undefined])
+  })
+
+  test('a 416 discards the part and the file is fetched', async () => {
+    const models = withPart('416', SMALL.subarray(0, 1 << 20))
+    hostile = (req, res) => (req.headers.range ? res.writeHead(416).end() : honest(req, res))
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB, size: SMALL.length, sha256: SMALL_SHA })
+    expect(out.code).toBe('MODEL_LOAD_FAILED')
+    expect(sha(inPlace(models))).toBe(SMALL_SHA)
+    expect(log.map((r) => r.range)).toEqual([`bytes=${1 << 20}-`, undefined])
+  })
+
+  test('a part larger than the known size is discarded before anything is asked', async () => {
+    const models = withPart('big-part', Buffer.concat([SMALL, SMALL.subarray(0, 1000)]))
+    hostile = honest
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB, size: SMALL.length })
+    expect(out.code).toBe('MODEL_LOAD_FAILED')
+    expect(sha(inPlace(models))).toBe(SMALL_SHA)
+    expect(log.map((r) => r.range)).toEqual([undefined])
+  })
+
+  test('an HTML page is refused, nothing is moved into place, and the next load fetches the file', async () => {
+    const models = withPart('html')
+    hostile = (req, res) =>
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end('<html>Sign in to the Wi-Fi</html>')
+    const first = await loadFile(models, { path: 'dl/small.gguf', ...HUB })
+    expect(first.code).toBe('MODEL_NOT_FOUND')
+    expect(first.message).toMatch(/HTML page/)
+    expect(first.message).not.toMatch(/Sign in/)
+    expect(fs.existsSync(inPlace(models))).toBe(false)
+    expect(fs.readdirSync(models)).toEqual([])
+    hostile = honest
+    log = []
+    const second = await loadFile(models, { path: 'dl/small.gguf', ...HUB })
+    expect(second.code).toBe('MODEL_LOAD_FAILED')
+    expect(log).toHaveLength(1)
+    expect(sha(inPlace(models))).toBe(SMALL_SHA)
+  })
+
+  test('bytes that are not a GGUF file are refused without being shown, and not moved into place', async () => {
+    const models = withPart('not-gguf')
+    const body = Buffer.concat([Buffer.from('S3CR'), crypto.randomBytes(1 << 20)])
+    hostile = (req, res) => honest(req, res, body)
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB })
+    expect(out.code).toBe('MODEL_NOT_FOUND')
+    expect(out.message).toMatch(/not a GGUF file/)
+    expect(out.message).not.toMatch(/S3CR/)
+    expect(fs.readdirSync(models)).toEqual([])
+  })
+
+  test.each([
+    ['without Content-Length', {}],
+    ['announcing it', { 'content-length': SMALL.length * 2 }],
+  ])('a server sending more than the known size (%s) stops there: nothing beyond it is written', async (_, headers) => {
+    const models = withPart(`oversize-${Object.keys(headers).length}`)
+    hostile = (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', ...headers })
+      res.write(SMALL)
+      res.end(SMALL)
+    }
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB, size: SMALL.length })
+    expect(out.code).toBe('MODEL_NOT_FOUND')
+    expect(out.message).toMatch(new RegExp(`${SMALL.length}`))
+    expect(fs.readdirSync(models)).toEqual([])
+  })
+
+  test('without a known size, ORION_DOWNLOAD_MAX_BYTES caps what is written', async () => {
+    const models = withPart('cap')
+    hostile = (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      res.end(SMALL)
+    }
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB }, { ORION_DOWNLOAD_MAX_BYTES: String(1 << 20) })
+    expect(out.code).toBe('MODEL_NOT_FOUND')
+    expect(out.message).toMatch(/ORION_DOWNLOAD_MAX_BYTES/)
+    expect(fs.readdirSync(models)).toEqual([])
+  })
+
+  test('a server that trickles (never silent for the timeout) is stopped by ORION_DOWNLOAD_DEADLINE_MS; the part stays', async () => {
+    const models = withPart('trickle')
+    let timer
+    hostile = (req, res) => {
+      res.writeHead(200, { 'content-length': SMALL.length })
+      let i = 0
+      timer = setInterval(() => res.write(SMALL.subarray(i, ++i)), 50)
+      res.on('close', () => clearInterval(timer))
+    }
+    const t = Date.now()
+    const out = await loadFile(models, { path: 'dl/small.gguf', ...HUB }, { ORION_DOWNLOAD_DEADLINE_MS: '1500' })
+    clearInterval(timer)
+    expect(out.code).toBe('MODEL_NOT_FOUND')
+    expect(out.message).toMatch(/ORION_DOWNLOAD_DEADLINE_MS/)
+    expect(Date.now() - t).toBeLessThan(10_000)
+    expect(fs.statSync(path.join(models, 'dl', 'small.gguf.part')).size).toBeGreaterThan(0)
+  })
+})
+
+test('a file without a sha256 is downloaded only with ORION_ALLOW_UNVERIFIED_DOWNLOADS=1', async () => {
+  const models = withPart('unverified')
+  hostile = honest
+  const file = { path: 'dl/small.gguf', ...HUB, size: SMALL.length }
+  const refused = await loadFile(models, file, { ORION_ALLOW_UNVERIFIED_DOWNLOADS: '' })
+  expect(refused.code).toBe('MODEL_NOT_FOUND')
+  expect(refused.message).toMatch(/no sha256.*ORION_ALLOW_UNVERIFIED_DOWNLOADS=1/)
+  expect(log).toEqual([])
+  expect(fs.readdirSync(models)).toEqual([])
+  // A digest needs no opt-in; the opt-in downloads one without.
+  const pinned = await loadFile(
+    models,
+    { ...file, path: 'dl/pinned.gguf', sha256: SMALL_SHA },
+    { ORION_ALLOW_UNVERIFIED_DOWNLOADS: '' },
+  )
+  expect(pinned.code).toBe('MODEL_LOAD_FAILED')
+  expect(sha(path.join(models, 'dl', 'pinned.gguf'))).toBe(SMALL_SHA)
+  expect((await loadFile(models, file)).code).toBe('MODEL_LOAD_FAILED')
+  expect(sha(inPlace(models))).toBe(SMALL_SHA)
+})
+
+describe('names stay in the models directory', () => {
+  let n = 0
+  const layout = () => {
+    const dir = fresh(`escape-${n++}`)
+    const models = path.join(dir, 'models')
+    const outside = path.join(dir, 'outside')
+    fs.mkdirSync(models)
+    fs.mkdirSync(outside)
+    return { dir, models, outside }
+  }
+  // Everything under `dir` but the models directory and the empty `outside`.
+  const escaped = ({ dir, outside }) =>
+    fs
+      .readdirSync(dir)
+      .filter((f) => f !== 'models' && f !== 'outside')
+      .concat(fs.readdirSync(outside))
+
+  test.each([
+    ['a hubFile with ../', () => ({ ...HUB, hubFile: '../escaped.gguf' })],
+    ['an absolute hubFile', ({ outside }) => ({ ...HUB, hubFile: path.join(outside, 'escaped.gguf') })],
+    ['a path with ../', () => ({ ...HUB, path: '../escaped.gguf' })],
+    ['an absolute path with a hub file', ({ outside }) => ({ ...HUB, path: path.join(outside, 'escaped.gguf') })],
+    ['a hubRepo with ../', () => ({ hubRepo: 'hostile/any/../../other', hubFile: 'escaped.gguf' })],
+  ])('%s is INVALID_OPTION, nothing is asked and nothing written', async (_, file) => {
+    const where = layout()
+    hostile = honest
+    const out = await loadFile(where.models, file(where))
+    expect(out.code).toBe('INVALID_OPTION')
+    expect(log).toEqual([])
+    expect(escaped(where)).toEqual([])
+  })
+
+  test('a symbolic link in the models directory that leads out is not followed by a download', async () => {
+    const where = layout()
+    fs.symlinkSync(where.outside, path.join(where.models, 'evil'))
+    hostile = honest
+    const out = await loadFile(where.models, { ...HUB, path: 'evil/escaped.gguf' })
+    expect(out.code).toBe('INVALID_OPTION')
+    expect(escaped(where)).toEqual([])
+  })
+
+  test('a model key is a key: loadModel of a file that is not a .gguf path never reads it', async () => {
+    const models = fresh('keys')
+    const secret = path.join(models, 'secret')
+    fs.writeFileSync(secret, 'S3CRET-CONTENT\n')
+    const script = `
+      const { getModelLoader } = require(${JSON.stringify(root)})
+      const loader = getModelLoader()
+      Promise.all([${JSON.stringify(secret)}, '/etc/passwd'].map((k) => loader.loadModel(k).then(() => ({ ok: true }), (e) => ({ code: e.code, message: e.message }))))
+        .then((r) => console.log(JSON.stringify(r)))`
+    const [mine, passwd] = await runScript(script, models)
+    expect(mine.code).toBe('UNKNOWN_MODEL')
+    expect(mine.message).not.toMatch(/S3C/)
+    expect(passwd.code).toBe('UNKNOWN_MODEL')
+    const head = fs.readFileSync('/etc/passwd').subarray(0, 4).toString()
+    expect(passwd.message).not.toContain(head)
+  })
 })

@@ -40,6 +40,63 @@ pub(crate) fn locate_in(rel: &Path, bundled: &[PathBuf], models_dir: &Path) -> P
         .unwrap_or_else(|| models_dir.join(rel))
 }
 
+/// Why `rel` cannot name a file under a models directory, if it cannot: it must be a
+/// relative path whose components are plain names (no `..`, no `.`, no root, no drive,
+/// no empty component, no backslash, which Windows reads as a separator). Registry
+/// entries come from files and `registerModel`; this keeps what they name (and what a
+/// download writes) inside the directory.
+pub(crate) fn check_relative(rel: &str) -> Result<(), String> {
+    if rel.is_empty() {
+        return Err("it is empty".into());
+    }
+    if rel.contains('\\') || rel.contains('\0') {
+        return Err("it contains a backslash or a NUL byte".into());
+    }
+    if Path::new(rel).is_absolute() || rel.starts_with('/') {
+        return Err("it is absolute; give a path relative to the models directory".into());
+    }
+    for part in rel.split('/') {
+        match part {
+            "" => return Err("it has an empty component (`//` or a trailing `/`)".into()),
+            "." | ".." => return Err(format!("it has a `{part}` component")),
+            // `C:x` is relative to a drive on Windows.
+            p if cfg!(windows) && p.contains(':') => return Err("it names a drive".into()),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path`, lexically under `root`, is still under it once the symbolic links
+/// among its existing ancestors are followed. A link placed in the models directory
+/// must not send a download elsewhere.
+pub(crate) fn resolves_within(root: &Path, path: &Path) -> bool {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return false;
+    };
+    if rest
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return false;
+    }
+    // Nothing under a directory that does not exist can be a link.
+    let Ok(real_root) = std::fs::canonicalize(root) else {
+        return !root.exists();
+    };
+    // The deepest ancestor of the file that exists (the file itself is replaced, not
+    // followed: the download renames onto it).
+    let existing = path
+        .parent()
+        .into_iter()
+        .flat_map(Path::ancestors)
+        .find(|a| std::fs::symlink_metadata(a).is_ok());
+    match existing {
+        Some(a) => std::fs::canonicalize(a).is_ok_and(|real| real.starts_with(&real_root)),
+        None => false,
+    }
+}
+
 /// The directory given to `configure()`, else `ORION_MODELS_DIR`, else a per-user cache
 /// directory.
 pub(crate) fn models_dir() -> PathBuf {
@@ -97,6 +154,51 @@ mod tests {
             locate_in(Path::new("/abs/f.gguf"), &bundled, &m),
             PathBuf::from("/abs/f.gguf")
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn only_plain_relative_names_stay_in_the_models_directory() {
+        for ok in ["a.gguf", "dir/a.gguf", "a..b/c.gguf", ".hidden/x"] {
+            assert_eq!(check_relative(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "../x.gguf",
+            "a/../../x",
+            "/etc/x",
+            "a//b",
+            "a/./b",
+            "a/",
+            "..",
+            "a\\..\\b",
+        ] {
+            assert!(check_relative(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symbolic_link_out_of_the_models_directory_is_seen() {
+        let root = std::env::temp_dir().join(format!("orion-within-{}", std::process::id()));
+        let (models, outside) = (root.join("models"), root.join("outside"));
+        std::fs::create_dir_all(models.join("real")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, models.join("evil")).unwrap();
+        assert!(resolves_within(&models, &models.join("real/x.gguf")));
+        assert!(resolves_within(&models, &models.join("new/dir/x.gguf")));
+        assert!(!resolves_within(&models, &models.join("evil/x.gguf")));
+        assert!(!resolves_within(
+            &models,
+            &models.join("evil/deeper/x.gguf")
+        ));
+        assert!(!resolves_within(&models, &models.join("../outside/x.gguf")));
+        assert!(!resolves_within(&models, &outside.join("x.gguf")));
+        // A models directory not made yet holds no links.
+        assert!(resolves_within(
+            &root.join("none"),
+            &root.join("none/a/x.gguf")
+        ));
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -7,9 +7,9 @@ const { getModelLoader } = require(root)
 
 async function main() {
   const loader = getModelLoader()
-  loader.registerModel('dl', JSON.parse(descriptor))
   const progress = []
   try {
+    loader.registerModel('dl', JSON.parse(descriptor))
     const controller = new AbortController()
     const info = await loader.loadModel(
       'dl',

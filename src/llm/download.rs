@@ -4,8 +4,22 @@
 //!
 //! - **Resumable**: bytes arrive in `<file>.part`; a later attempt asks for the rest
 //!   with a `Range` request (and starts over when the server answers with the whole file).
-//! - **Verified**: the sha256 is computed as the bytes arrive (the part already on disk
-//!   first) and checked before the file is moved into place; a mismatch removes the part.
+//! - **Checked before it is moved into place**: a `206` must say (`Content-Range`) that
+//!   it continues the part at its length, with the known total; a part larger than the
+//!   known size, a `416`, or a `Content-Range` that does not fit discards the part and
+//!   starts over once with a plain GET. The final length must be the known size; a GGUF
+//!   file must start with the magic `GGUF` and an HTML page (a captive portal, an error
+//!   page) is refused on its `Content-Type`; the sha256 (computed as the bytes arrive,
+//!   the part already on disk first) must match. Any of these failing removes the part.
+//! - **Bounded**: a server that sends nothing for `ORION_DOWNLOAD_TIMEOUT_MS` fails the
+//!   download, and so does one that has not finished by the deadline
+//!   (`ORION_DOWNLOAD_DEADLINE_MS`, else 10 minutes plus 4 s per MiB still to come: a
+//!   trickle cannot hold a load for ever; the part stays to resume). Nothing is written
+//!   past the known size, or without one past `ORION_DOWNLOAD_MAX_BYTES` (64 GiB).
+//! - **Confined**: the file goes under its root (the models directory), and a symbolic
+//!   link there that leads elsewhere is refused; the part is opened without following a
+//!   link. Names are checked when registered (`crate::paths::check_relative`,
+//!   [`check_hub`]).
 //! - **Deduplicated across processes**: `<file>.lock`, created exclusively and holding the
 //!   owner's pid. Another process waits for it (or takes it over when its owner died).
 //!   Within a process, the loader already shares one load per key.
@@ -13,22 +27,41 @@
 //!   later resume.
 //! - **One HTTP stack**: the process's client (`crate::runtime::http`, reqwest), the one
 //!   remote servers use too; this thread waits on its runtime.
-//! - **Bounded**: a server that sends nothing for the read timeout fails the download.
 
 use crate::error::{OrionError, Result};
 use sha2::{Digest, Sha256};
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the hub is: `ORION_HF_ENDPOINT`, else `HF_ENDPOINT` (the hub's own variable),
 /// else huggingface.co.
 pub(crate) const ENDPOINT_ENV: &str = "ORION_HF_ENDPOINT";
-/// Seconds without data after which a download fails (default 30).
+/// Milliseconds without data after which a download fails (default 30 s).
 pub(crate) const TIMEOUT_ENV: &str = "ORION_DOWNLOAD_TIMEOUT_MS";
+/// Milliseconds one download attempt may take in all (default: [`default_deadline`]).
+pub(crate) const DEADLINE_ENV: &str = "ORION_DOWNLOAD_DEADLINE_MS";
+/// The most bytes written for a file whose size the registry does not give.
+pub(crate) const MAX_BYTES_ENV: &str = "ORION_DOWNLOAD_MAX_BYTES";
+const DEFAULT_MAX_BYTES: u64 = 64 << 30;
+/// `1`: download registry files that have no sha256 (checked then only by size and
+/// the GGUF magic). Without it such a file is not downloaded.
+pub(crate) const UNVERIFIED_ENV: &str = "ORION_ALLOW_UNVERIFIED_DOWNLOADS";
 
-/// The hub's download address of `file` in `repo`.
+/// Whether the user opted in to downloads without a digest ([`UNVERIFIED_ENV`]).
+pub(crate) fn unverified_allowed() -> Result<bool> {
+    match std::env::var(UNVERIFIED_ENV).as_deref().map(str::trim) {
+        Err(_) | Ok("" | "0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(v) => Err(OrionError::InvalidOption(format!(
+            "environment variable {UNVERIFIED_ENV}={:?} must be 1 (or 0); fix or unset it",
+            bounded(v)
+        ))),
+    }
+}
+
+/// The hub's download address of `file` in `repo` (both checked by [`check_hub`]).
 pub(crate) fn hub_url(repo: &str, file: &str) -> String {
     let endpoint = std::env::var(ENDPOINT_ENV)
         .ok()
@@ -41,12 +74,65 @@ pub(crate) fn hub_url(repo: &str, file: &str) -> String {
     )
 }
 
+/// Why `repo` and `file` cannot name a file on the hub, if they cannot. The URL is built
+/// from them: a `..`, an absolute file, or a `?`/`#`/`%` would change which repository
+/// (or which server path) is asked, and the file's name is where it lands on disk.
+pub(crate) fn check_hub(repo: &str, file: &str) -> std::result::Result<(), String> {
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    match repo.split_once('/') {
+        Some((owner, name)) if plain(owner) && plain(name) => {}
+        _ => return Err(format!("hubRepo {:?} is not `owner/name`", bounded(repo))),
+    }
+    crate::paths::check_relative(file)
+        .map_err(|why| format!("hubFile {:?}: {why}", bounded(file)))?;
+    if file
+        .chars()
+        .any(|c| matches!(c, '?' | '#' | '%') || c.is_control())
+    {
+        return Err(format!(
+            "hubFile {:?} has a character that changes a URL (`?`, `#`, `%` or a control character)",
+            bounded(file)
+        ));
+    }
+    Ok(())
+}
+
+/// At most 200 characters of a name from a descriptor, for a message.
+pub(crate) fn bounded(s: &str) -> String {
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
 fn timeout() -> Duration {
     crate::config::env_u64(TIMEOUT_ENV)
         .ok()
         .flatten()
         .filter(|ms| *ms > 0)
         .map_or(Duration::from_secs(30), Duration::from_millis)
+}
+
+/// 10 minutes, plus 4 s per MiB to come (256 KiB/s): generous for a slow line, finite
+/// for a server that trickles. The part stays, so the next attempt resumes.
+fn default_deadline(remaining: u64) -> Duration {
+    Duration::from_secs(600 + (remaining >> 20).saturating_mul(4))
+}
+
+fn deadline(remaining: u64) -> Duration {
+    // A malformed value was refused where the download started (`fetch_into`).
+    crate::config::env_u64(DEADLINE_ENV)
+        .ok()
+        .flatten()
+        .filter(|ms| *ms > 0)
+        .map_or_else(|| default_deadline(remaining), Duration::from_millis)
 }
 
 /// What to fetch.
@@ -149,21 +235,40 @@ fn offline(dest: &Path, src: &Source<'_>, why: &str) -> OrionError {
     }
 }
 
-/// Download `src` to `dest` unless it is there. `progress(done, total)` is called as
-/// bytes arrive. Blocking: call it off the JS thread. A directory it had to create is
-/// removed again when the download fails with nothing to resume.
+/// Download `src` to `dest` unless it is there, into `dest`'s own directory; a file
+/// named `*.gguf` must be a GGUF file. [`fetch_in`] with that directory as the root.
 pub(crate) fn fetch(
     src: &Source<'_>,
     dest: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
     cancel: &dyn Fn() -> bool,
 ) -> Result<()> {
+    let root = dest.parent().unwrap_or_else(|| Path::new("."));
+    let gguf = dest
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+    fetch_in(src, root, dest, gguf, progress, cancel)
+}
+
+/// Download `src` to `dest`, which must stay under `root` (the models directory) once
+/// symbolic links are followed, unless it is there. `gguf`: it must start with the GGUF
+/// magic. `progress(done, total)` is called as bytes arrive. Blocking: call it off the
+/// JS thread. A directory it had to create is removed again when the download fails
+/// with nothing to resume.
+pub(crate) fn fetch_in(
+    src: &Source<'_>,
+    root: &Path,
+    dest: &Path,
+    gguf: bool,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+    cancel: &dyn Fn() -> bool,
+) -> Result<()> {
     let dir = dest.parent().filter(|d| !d.exists()).map(Path::to_path_buf);
-    let result = fetch_into(src, dest, progress, cancel);
+    let result = fetch_into(src, root, dest, gguf, progress, cancel);
     if result.is_err() {
         // An empty part is nothing to resume.
         let part = with_suffix(dest, ".part");
-        if std::fs::metadata(&part).is_ok_and(|m| m.len() == 0) {
+        if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_file() && m.len() == 0) {
             let _ = std::fs::remove_file(&part);
         }
         if let Some(dir) = dir {
@@ -174,19 +279,44 @@ pub(crate) fn fetch(
     result
 }
 
+/// How one request ended.
+enum Attempt {
+    /// The part holds the whole file, with this sha256.
+    Done(String),
+    /// The part does not fit what the server has: discard it and start over.
+    Restart(String),
+}
+
 fn fetch_into(
     src: &Source<'_>,
+    root: &Path,
     dest: &Path,
+    gguf: bool,
     progress: &mut dyn FnMut(u64, Option<u64>),
     cancel: &dyn Fn() -> bool,
 ) -> Result<()> {
     if dest.exists() {
         return Ok(());
     }
+    let escapes = || {
+        OrionError::InvalidOption(format!(
+            "{} leads out of the models directory {} (through a symbolic link); a download \
+             only writes inside it: remove the link, or give the model a path that has none",
+            dest.display(),
+            root.display()
+        ))
+    };
+    if !crate::paths::resolves_within(root, dest) {
+        return Err(escapes());
+    }
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
             OrionError::ModelLoadFailed(format!("cannot create {}: {e}", dir.display()))
         })?;
+    }
+    // Again: a link could have been made while the directories were.
+    if !crate::paths::resolves_within(root, dest) {
+        return Err(escapes());
     }
     let Some(_lock) = lock(dest, cancel)? else {
         return Ok(());
@@ -195,86 +325,306 @@ fn fetch_into(
         return Ok(());
     }
     let part = with_suffix(dest, ".part");
-    let io = |what: &str, e: std::io::Error| {
-        OrionError::ModelLoadFailed(format!("{what} {}: {e}", part.display()))
+    let limit = match src.size {
+        Some(size) => size,
+        None => crate::config::env_u64(MAX_BYTES_ENV)?
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_MAX_BYTES),
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(&part)
-        .map_err(|e| io("cannot open", e))?;
-    // The part already on disk counts toward the digest.
-    let (mut hasher, mut have) = hash_existing(&mut file).map_err(|e| io("cannot read", e))?;
-    let t = timeout();
-    // The process's one HTTP client; this thread waits on its runtime.
-    let (rt, client) = crate::runtime::http()?;
-    let mut request = client.get(src.url);
-    if have > 0 {
-        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
-    }
-    let copied = rt.block_on(async {
-        let response = match wait(t, cancel, request.send()).await? {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => return Err(offline(dest, src, &crate::remote::describe(&e))),
-            None => {
-                return Err(offline(
-                    dest,
-                    src,
-                    &format!("no answer in {} ms", t.as_millis()),
-                ))
-            }
+    // Malformed settings are refused before any byte is fetched.
+    crate::config::env_u64(DEADLINE_ENV)?;
+    let mut deadline_at = None;
+    let mut restarted = false;
+    loop {
+        let job = Job {
+            src,
+            dest,
+            part: &part,
+            gguf,
+            limit,
         };
-        let status = response.status().as_u16();
-        match status {
-            206 => {}
-            200 => {
-                // The whole file again (no range support, or the file changed): start over.
-                file.set_len(0).map_err(|e| io("cannot truncate", e))?;
-                hasher = Sha256::new();
-                have = 0;
+        match job.attempt(&mut deadline_at, progress, cancel)? {
+            Attempt::Done(digest) => return verify_and_move(&part, dest, src, &digest),
+            Attempt::Restart(why) => {
+                let _ = std::fs::remove_file(&part);
+                if restarted {
+                    return Err(offline(
+                        dest,
+                        src,
+                        &format!("{why}, again after starting over; the partial file was removed"),
+                    ));
+                }
+                restarted = true;
             }
-            416 if src.size == Some(have) => {}
-            404 => {
-                return Err(offline(dest, src, "HTTP 404, the server has no such file"));
-            }
-            s => return Err(offline(dest, src, &format!("HTTP {s}"))),
-        }
-        let total = response
-            .headers()
-            .get(reqwest::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|n| n + have)
-            .or(src.size);
-        progress(have, total);
-        if status == 416 {
-            return Ok(total);
-        }
-        let mut response = response;
-        loop {
-            let chunk = match wait(t, cancel, response.chunk()).await? {
-                Some(Ok(Some(c))) => Ok(c),
-                Some(Ok(None)) => return Ok(total),
-                Some(Err(e)) => Err(crate::remote::describe(&e)),
-                None => Err(format!("no data for {} ms", t.as_millis())),
-            }
-            .map_err(|why| offline(dest, src, &format!("interrupted ({why})")))?;
-            file.write_all(&chunk).map_err(|e| io("cannot write", e))?;
-            hasher.update(&chunk);
-            have += chunk.len() as u64;
-            progress(have, total);
-        }
-    });
-    let total = copied?;
-    file.sync_all().map_err(|e| io("cannot write", e))?;
-    drop(file);
-    if let Some(size) = src.size.or(total) {
-        if have != size {
-            return Err(offline(dest, src, &format!("got {have} of {size} bytes")));
         }
     }
-    verify_and_move(&part, dest, src, &hex(&hasher.finalize()))
+}
+
+/// What a reply's status and headers say.
+enum Reply {
+    /// A `206` that continues the part; the file's whole size.
+    Continues(Option<u64>),
+    /// A `200`: the whole file (the part is emptied first); its size when given.
+    Whole(Option<u64>),
+    /// The part does not fit what the server has.
+    Restart(String),
+}
+
+/// One download, as each attempt sees it.
+struct Job<'a> {
+    src: &'a Source<'a>,
+    dest: &'a Path,
+    part: &'a Path,
+    gguf: bool,
+    /// No byte is written past this: the known size, else `ORION_DOWNLOAD_MAX_BYTES`.
+    limit: u64,
+}
+
+impl Job<'_> {
+    /// The download fails for `why`, and the part (which cannot be right) goes.
+    fn discard(&self, why: &str) -> OrionError {
+        let _ = std::fs::remove_file(self.part);
+        offline(
+            self.dest,
+            self.src,
+            &format!("{why}; the partial file was removed"),
+        )
+    }
+
+    /// `Err` unless `head` (the file's first bytes) can begin the file. Never shows
+    /// them: the message says what is wrong, not what is there.
+    fn check_head(&self, head: &[u8], complete: bool) -> Result<()> {
+        if self.gguf && (head.len() >= 4 || complete) && !head.starts_with(b"GGUF") {
+            return Err(self.discard(
+                "what the server sent is not a GGUF file (it does not start with the GGUF magic)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// What a reply's status and headers say, before a byte of its body is written.
+    /// `have`: the length of the part it answers.
+    fn judge(&self, response: &reqwest::Response, have: u64) -> Result<Reply> {
+        let (src, dest) = (self.src, self.dest);
+        let headers = response.headers();
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let length = header(reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+        let reply = match response.status().as_u16() {
+            206 => {
+                let range = header(reqwest::header::CONTENT_RANGE);
+                match range.and_then(parse_content_range) {
+                    Some((start, end, total))
+                        if start == have
+                            && length.is_none_or(|l| l == end - start + 1)
+                            && total.is_none_or(|t| t == end + 1)
+                            && src.size.is_none_or(|s| s == end + 1) =>
+                    {
+                        Reply::Continues(Some(end + 1))
+                    }
+                    _ => {
+                        return Ok(Reply::Restart(format!(
+                            "the server answered a request for bytes {have}- with \
+                             Content-Range {:?}",
+                            bounded(range.unwrap_or("(none)"))
+                        )))
+                    }
+                }
+            }
+            200 => Reply::Whole(length),
+            416 => {
+                return Ok(Reply::Restart(format!(
+                    "the server refused the range {have}- (HTTP 416)"
+                )))
+            }
+            404 => return Err(offline(dest, src, "HTTP 404, the server has no such file")),
+            s => return Err(offline(dest, src, &format!("HTTP {s}"))),
+        };
+        if header(reqwest::header::CONTENT_TYPE)
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
+        {
+            return Err(self.discard(
+                "the server sent an HTML page (Content-Type text/html), not the file: a login \
+                 or error page in the way",
+            ));
+        }
+        let (Reply::Continues(total) | Reply::Whole(total)) = &reply else {
+            return Ok(reply);
+        };
+        match (src.size, *total) {
+            (Some(size), Some(total)) if total != size => Err(self.discard(&format!(
+                "the server's file is {total} bytes, the registry says {size}"
+            ))),
+            (None, Some(total)) if total > self.limit => Err(self.discard(&format!(
+                "the server's file is {total} bytes, more than {MAX_BYTES_ENV} ({}): give the \
+                 model's `size`, or raise {MAX_BYTES_ENV}",
+                self.limit
+            ))),
+            _ => Ok(reply),
+        }
+    }
+
+    /// The server sent more than the limit: nothing past it is written.
+    fn too_much(&self) -> OrionError {
+        let allowed = if self.src.size.is_some() {
+            "the registry's size for it".to_string()
+        } else {
+            format!("{MAX_BYTES_ENV}; give the model's `size`, or raise it")
+        };
+        self.discard(&format!(
+            "the server sent more than {} bytes ({allowed})",
+            self.limit
+        ))
+    }
+
+    /// The deadline passed; the part stays.
+    fn late(&self, allowed: Duration) -> OrionError {
+        offline(
+            self.dest,
+            self.src,
+            &format!(
+                "not finished within {} ms ({DEADLINE_ENV}); the next attempt resumes",
+                allowed.as_millis()
+            ),
+        )
+    }
+
+    /// One request: resume the part (or start it), append what arrives.
+    fn attempt(
+        &self,
+        deadline_at: &mut Option<(Instant, Duration)>,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<Attempt> {
+        let (src, dest) = (self.src, self.dest);
+        let io = |what: &str, e: std::io::Error| {
+            OrionError::ModelLoadFailed(format!("{what} {}: {e}", self.part.display()))
+        };
+        let mut file = open_part(self.part).map_err(|e| io("cannot open", e))?;
+        // The part already on disk counts toward the digest.
+        let (mut hasher, mut have, mut head) =
+            hash_existing(&mut file).map_err(|e| io("cannot read", e))?;
+        if have > self.limit {
+            return Ok(Attempt::Restart(format!(
+                "the partial file holds {have} bytes, more than the {} expected",
+                self.limit
+            )));
+        }
+        if have > 0 && src.size == Some(have) {
+            // Whole already (an earlier attempt stopped before moving it): nothing to ask.
+            self.check_head(&head, true)?;
+            return Ok(Attempt::Done(hex(&hasher.finalize())));
+        }
+        let t = timeout();
+        // The process's one HTTP client; this thread waits on its runtime.
+        let (rt, client) = crate::runtime::http()?;
+        let mut request = client.get(src.url);
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+        }
+        let total = rt.block_on(async {
+            let response = match wait(t, cancel, request.send()).await? {
+                Some(reply) => {
+                    reply.map_err(|e| offline(dest, src, &crate::remote::describe(&e)))?
+                }
+                None => {
+                    return Err(offline(
+                        dest,
+                        src,
+                        &format!("no answer in {} ms", t.as_millis()),
+                    ))
+                }
+            };
+            let total = match self.judge(&response, have)? {
+                Reply::Restart(why) => return Ok(Err(why)),
+                Reply::Continues(total) => total,
+                Reply::Whole(total) => {
+                    // The whole file again (no range support, or the file changed): start over.
+                    file.set_len(0).map_err(|e| io("cannot truncate", e))?;
+                    hasher = Sha256::new();
+                    have = 0;
+                    head.clear();
+                    total
+                }
+            };
+            // Set by the first reply, for the whole download (a restart included).
+            let (deadline_at, allowed) = *deadline_at.get_or_insert_with(|| {
+                let remaining = total.unwrap_or(self.limit).saturating_sub(have);
+                let allowed = deadline(remaining);
+                (Instant::now() + allowed, allowed)
+            });
+            let total = total.or(src.size);
+            progress(have, total);
+            let mut response = response;
+            loop {
+                let left = deadline_at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(self.late(allowed));
+                }
+                let chunk = match wait(t.min(left), cancel, response.chunk()).await? {
+                    Some(Ok(Some(c))) => c,
+                    Some(Ok(None)) => return Ok(Ok(total)),
+                    Some(Err(e)) => {
+                        let why = crate::remote::describe(&e);
+                        return Err(offline(dest, src, &format!("interrupted ({why})")));
+                    }
+                    None if Instant::now() >= deadline_at => return Err(self.late(allowed)),
+                    None => {
+                        let why = format!("no data for {} ms", t.as_millis());
+                        return Err(offline(dest, src, &format!("interrupted ({why})")));
+                    }
+                };
+                if have + chunk.len() as u64 > self.limit {
+                    return Err(self.too_much());
+                }
+                if head.len() < 4 {
+                    let n = (4 - head.len()).min(chunk.len());
+                    head.extend_from_slice(&chunk[..n]);
+                    // Before a byte is written: an error page is not saved as the model.
+                    self.check_head(&head, false)?;
+                }
+                file.write_all(&chunk).map_err(|e| io("cannot write", e))?;
+                hasher.update(&chunk);
+                have += chunk.len() as u64;
+                progress(have, total);
+            }
+        })?;
+        let total = match total {
+            Ok(total) => total,
+            Err(why) => return Ok(Attempt::Restart(why)),
+        };
+        file.sync_all().map_err(|e| io("cannot write", e))?;
+        drop(file);
+        if let Some(size) = total {
+            if have != size {
+                return Err(offline(dest, src, &format!("got {have} of {size} bytes")));
+            }
+        }
+        self.check_head(&head, true)?;
+        Ok(Attempt::Done(hex(&hasher.finalize())))
+    }
+}
+
+/// `Content-Range: bytes <start>-<end>/<total or *>` as numbers.
+fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (range, total) = v.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end) = (start.parse::<u64>().ok()?, end.parse::<u64>().ok()?);
+    let total = match total {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    // `end + 1` (the length it implies) must be a number too.
+    (start <= end && end < u64::MAX).then_some((start, end, total))
+}
+
+/// The part, for reading and appending; never through a symbolic link (a link put in
+/// its place must not redirect the writes).
+fn open_part(part: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = OpenOptions::new();
+    options.read(true).append(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    options.open(part)
 }
 
 /// Check the digest of the finished part, then move it into place.
@@ -294,17 +644,20 @@ fn verify_and_move(part: &Path, dest: &Path, src: &Source<'_>, digest: &str) -> 
         .map_err(|e| OrionError::ModelLoadFailed(format!("cannot move {}: {e}", part.display())))
 }
 
-/// The digest of what `file` already holds, and its length.
-fn hash_existing(file: &mut std::fs::File) -> std::io::Result<(Sha256, u64)> {
+/// The digest of what `file` already holds, its length and its first 4 bytes.
+fn hash_existing(file: &mut std::fs::File) -> std::io::Result<(Sha256, u64, Vec<u8>)> {
     let mut hasher = Sha256::new();
     let mut have = 0u64;
+    let mut head = Vec::with_capacity(4);
     let mut buf = vec![0u8; 1 << 20];
     file.seek(SeekFrom::Start(0))?;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok((hasher, have));
+            return Ok((hasher, have, head));
         }
+        let take = (4 - head.len()).min(n);
+        head.extend_from_slice(&buf[..take]);
         hasher.update(&buf[..n]);
         have += n as u64;
     }
@@ -338,5 +691,61 @@ async fn wait<F: std::future::Future>(
     tokio::select! {
         out = tokio::time::timeout(limit, fut) => Ok(out.ok()),
         () = watch => Err(stopped()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges_parse_and_nonsense_does_not() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/200"),
+            Some((100, 199, Some(200)))
+        );
+        assert_eq!(parse_content_range("bytes 0-9/*"), Some((0, 9, None)));
+        for bad in [
+            "",
+            "bytes */200",
+            "bytes 10-5/200",
+            "items 0-9/10",
+            "bytes 0-9",
+            "bytes -1-9/10",
+            "bytes 0-99999999999999999999/1",
+            "bytes 0-18446744073709551615/*",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn hub_names_cannot_change_the_url_or_leave_the_directory() {
+        assert!(check_hub("org/repo-1.0_x", "dir/file.Q4_K_M.gguf").is_ok());
+        for (repo, file) in [
+            ("org", "f.gguf"),
+            ("org/repo/x", "f.gguf"),
+            ("../repo", "f.gguf"),
+            ("org/..", "f.gguf"),
+            ("org/re po", "f.gguf"),
+            ("org/repo", "../f.gguf"),
+            ("org/repo", "/f.gguf"),
+            ("org/repo", "f.gguf?download=1"),
+            ("org/repo", "f%2e.gguf"),
+            ("org/repo", "f\n.gguf"),
+        ] {
+            assert!(check_hub(repo, file).is_err(), "{repo} {file:?}");
+        }
+    }
+
+    #[test]
+    fn the_default_deadline_grows_with_the_size_and_is_finite() {
+        assert_eq!(default_deadline(0), Duration::from_secs(600));
+        // 4 GiB at 256 KiB/s: 4.6 hours, plus the 10 minutes.
+        assert_eq!(
+            default_deadline(4 << 30),
+            Duration::from_secs(600 + 4 * 4096)
+        );
+        assert!(default_deadline(u64::MAX) < Duration::MAX);
     }
 }

@@ -184,6 +184,31 @@ impl LlmService {
                 size: r.size,
             });
         }
+        let source = download::Source {
+            url: &url,
+            sha256: r.sha256.as_deref(),
+            size: r.size,
+            pull: Some(&r.key),
+        };
+        // A file nothing can verify is fetched only when the user says so.
+        if r.sha256.is_none() && !download::unverified_allowed()? {
+            return Err(OrionError::ModelNotFound {
+                what: format!(
+                    "model file `{}` (not on disk; {url} has it, but the registry gives no \
+                     sha256 to check a download against: give the model's `sha256`, set {}=1 \
+                     to download it unchecked (its size and GGUF header are still checked), or \
+                     put the file there by hand)",
+                    r.path
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    download::UNVERIFIED_ENV
+                ),
+                searched: r
+                    .path
+                    .parent()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            });
+        }
         let mut last = None;
         let mut report = |done: u64, total: Option<u64>| {
             if let (Some(p), Some(total)) = (&progress, total) {
@@ -194,14 +219,13 @@ impl LlmService {
                 }
             }
         };
-        download::fetch(
-            &download::Source {
-                url: &url,
-                sha256: r.sha256.as_deref(),
-                size: r.size,
-                pull: Some(&r.key),
-            },
+        // Registry paths are relative to the models directory (checked when registered);
+        // the download stays in it.
+        download::fetch_in(
+            &source,
+            &crate::paths::models_dir(),
             &r.path,
+            true,
             &mut report,
             &|| cancel() || crate::runtime::is_shut_down(),
         )?;

@@ -110,6 +110,36 @@ impl ModelDescriptor {
                     "files.{level} needs a `path` or a `hubRepo` and `hubFile`"
                 ));
             }
+            let online = f.hub_repo.is_some() || f.hub_file.is_some();
+            if online && (f.hub_repo.is_none() || f.hub_file.is_none()) {
+                return bad(format!(
+                    "files.{level} needs both `hubRepo` and `hubFile` to be downloaded"
+                ));
+            }
+            if let (Some(repo), Some(file)) = (&f.hub_repo, &f.hub_file) {
+                if let Err(why) = super::download::check_hub(repo, file) {
+                    return bad(format!("files.{level}: {why}"));
+                }
+            }
+            // A relative path stays under the models directory; an absolute one names a
+            // file of the user's, which is never downloaded over.
+            if let Some(path) = &f.path {
+                let shown = super::download::bounded(path);
+                if Path::new(path).is_absolute() {
+                    if online {
+                        return bad(format!(
+                            "files.{level}.path {shown:?} is absolute, but a file downloaded \
+                             from the hub goes under the models directory: make it relative \
+                             (or leave it out)"
+                        ));
+                    }
+                } else if let Err(why) = crate::paths::check_relative(path) {
+                    return bad(format!(
+                        "files.{level}.path {shown:?}: {why} (relative paths are under the \
+                         models directory and stay there)"
+                    ));
+                }
+            }
             if let Some(s) = &f.sha256 {
                 if s.len() != 64 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
                     return bad(format!("files.{level}.sha256 must be 64 hex digits"));
@@ -323,11 +353,13 @@ pub(crate) struct Resolved {
 
 pub(crate) const DEFAULT_CONTEXT: u32 = 2048;
 
-// A spec names a file when it ends in `.gguf` exactly as written; `MODEL.GGUF` is looked
-// up as a key, as it always was.
+// A spec names a file when it ends in `.gguf` exactly as written (README: "a path to a
+// `.gguf` file"); anything else is a key, looked up and never opened: `/etc/shadow` is
+// an unknown model, not a file read to report that it is no GGUF. `MODEL.GGUF` is
+// looked up as a key, as it always was.
 #[allow(clippy::case_sensitive_file_extension_comparisons)]
 fn is_path(spec: &str) -> bool {
-    spec.ends_with(".gguf") || spec.contains('/') || spec.contains('\\')
+    spec.ends_with(".gguf")
 }
 
 impl Registry {
@@ -391,8 +423,9 @@ impl Registry {
         })?;
         let d = found.map_err(|known| {
         OrionError::UnknownModel(format!(
-            "no model {spec:?} in the registry (known: {}). Register it with registerModel(), list it in \
+            "no model {:?} in the registry (known: {}). Register it with registerModel(), list it in \
              {REGISTRY_ENV}, or pass a path to a .gguf file",
+            super::download::bounded(spec),
             known.join(", ")
         ))
     })?;
@@ -482,6 +515,18 @@ mod tests {
         assert!(c.models.len() >= 10);
         for (key, d) in catalog() {
             d.validate(&key).unwrap();
+        }
+        // Every file says whether it has a digest: `null` marks one that is downloaded
+        // only with ORION_ALLOW_UNVERIFIED_DOWNLOADS=1, so a new entry has to decide.
+        let raw: serde_json::Value = serde_json::from_str(CATALOG).unwrap();
+        for (key, m) in raw["models"].as_object().unwrap() {
+            for (level, f) in m["files"].as_object().unwrap() {
+                let sha = f.get("sha256");
+                assert!(
+                    sha.is_some_and(|v| v.is_null() || v.as_str().is_some_and(|s| s.len() == 64)),
+                    "{key}.{level}: give `sha256` (64 hex digits) or `null`"
+                );
+            }
         }
         let r = Registry::with_file(None)
             .resolve(
@@ -682,6 +727,50 @@ mod tests {
         assert_eq!(r.path, PathBuf::from("/m/f.gguf"));
         assert!(registry.list().unwrap().iter().any(|(k, _)| k == DEMO_KEY));
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn names_that_leave_the_models_directory_or_change_the_url_are_refused() {
+        let with = |path: Option<&str>, repo: Option<&str>, file: Option<&str>| {
+            let mut d = desc(&["q4"]);
+            let f = d.files.get_mut("q4").unwrap();
+            f.path = path.map(Into::into);
+            f.hub_repo = repo.map(Into::into);
+            f.hub_file = file.map(Into::into);
+            d.validate("k")
+        };
+        let hub = Some("org/repo");
+        assert!(with(None, hub, Some("dir/m.gguf")).is_ok());
+        assert!(with(Some("sub/m.gguf"), hub, Some("m.gguf")).is_ok());
+        // A file of the user's may be anywhere, as long as nothing downloads to it.
+        assert!(with(Some("/opt/models/m.gguf"), None, None).is_ok());
+        for (path, repo, file) in [
+            (None, hub, Some("../m.gguf")),
+            (None, hub, Some("/tmp/m.gguf")),
+            (None, hub, Some("a/../../m.gguf")),
+            (None, hub, Some("m.gguf?x=1")),
+            (None, Some("org/repo/../other"), Some("m.gguf")),
+            (None, Some("../x"), Some("m.gguf")),
+            (None, Some("org"), Some("m.gguf")),
+            (Some("../m.gguf"), None, None),
+            (Some("a/../../m.gguf"), hub, Some("m.gguf")),
+            (Some("/tmp/m.gguf"), hub, Some("m.gguf")),
+            (Some("m.gguf"), hub, None),
+        ] {
+            let e = with(path, repo, file).unwrap_err();
+            assert_eq!(e.code(), "INVALID_OPTION", "{path:?} {repo:?} {file:?}");
+        }
+    }
+
+    #[test]
+    fn a_spec_that_is_not_a_gguf_path_is_a_key_and_never_a_file() {
+        for spec in ["/etc/shadow", "../secret", "org/model", "C:\\x"] {
+            let e = reg().resolve(spec, None, Path::new("/m")).unwrap_err();
+            assert_eq!(e.code(), "UNKNOWN_MODEL", "{spec}");
+        }
+        let long = "x/".repeat(10_000);
+        let e = reg().resolve(&long, None, Path::new("/m")).unwrap_err();
+        assert!(e.to_string().len() < 2_000);
     }
 
     #[test]
