@@ -89,6 +89,13 @@ pub(crate) fn cpu_features() -> Vec<&'static str> {
             ("fma", std::arch::is_x86_feature_detected!("fma")),
             ("f16c", std::arch::is_x86_feature_detected!("f16c")),
             ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            ("avx512bw", std::arch::is_x86_feature_detected!("avx512bw")),
+            // 8-bit products summed in 32 bits: what int8 embeddings' weights depend on.
+            (
+                "avx512vnni",
+                std::arch::is_x86_feature_detected!("avx512vnni"),
+            ),
+            ("avxvnni", std::arch::is_x86_feature_detected!("avxvnni")),
         ] {
             if on {
                 f.push(name);
@@ -96,7 +103,15 @@ pub(crate) fn cpu_features() -> Vec<&'static str> {
         }
     }
     #[cfg(target_arch = "aarch64")]
-    f.push("neon");
+    {
+        f.push("neon");
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            f.push("dotprod");
+        }
+        if std::arch::is_aarch64_feature_detected!("i8mm") {
+            f.push("i8mm");
+        }
+    }
     f
 }
 

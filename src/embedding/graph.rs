@@ -42,7 +42,7 @@ mod gelu;
 mod qkv;
 mod weights;
 pub(crate) use attention::Heads;
-pub(crate) use weights::{cpu_features, Int8Weights};
+pub(crate) use weights::Int8Weights;
 
 /// How an embedding model computes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -155,7 +155,7 @@ pub(crate) struct FastEmbedFactory {
     pub(crate) runtime_candidates: Vec<PathBuf>,
     /// ONNX Runtime intra-op threads; `None` uses every core.
     pub(crate) threads: Option<usize>,
-    /// Whether this is the default model: missing, it is MODEL_NOT_FOUND pointing at
+    /// Whether this is the default model: missing, it is `MODEL_NOT_FOUND` pointing at
     /// `npx orion-native models` unless downloads are allowed, and with the `hub` feature
     /// fastembed may download it (from its hub repository) when they are.
     pub(crate) hub_fallback: bool,

@@ -386,7 +386,7 @@ pub(crate) fn user_opening(model: &LlamaModel) -> Vec<LlamaToken> {
 ///
 /// This runs after the answer is delivered, on a thread of its own (see
 /// [`Unsettled::keep`]): the caller waits for its last token only. Returns how many tokens
-/// of `in_cache` the cache then holds: all of them, or, when `stop` was set (the next
+/// of `in_cache` the cache then holds: all of them, or, when `halt` was set (the next
 /// request takes the context over, or it is freed) or evaluation failed, the step
 /// boundary where it stopped, a prefix whose cache is exactly what a prompt from scratch
 /// computes.
@@ -396,7 +396,7 @@ fn settle(
     in_cache: &[LlamaToken],
     first_cut: usize,
     step: usize,
-    stop: &AtomicBool,
+    halt: &AtomicBool,
 ) -> usize {
     if in_cache.len() <= first_cut {
         return in_cache.len();
@@ -409,7 +409,7 @@ fn settle(
         return 0;
     }
     let mut pos = from;
-    // The first step whatever `stop` says, so that a context taken over at once still
+    // The first step whatever `halt` says, so that a context taken over at once still
     // keeps the steps before this turn's cut and one more; then until stopped or done.
     // Stopped or failed, what was evaluated before is whole.
     let first = ((from / step + 1) * step).min(in_cache.len());
@@ -424,7 +424,7 @@ fn settle(
     )
     .is_ok()
     {
-        let _ = evaluate(ctx, batch, in_cache, (&mut pos, None), step, stop);
+        let _ = evaluate(ctx, batch, in_cache, (&mut pos, None), step, halt);
     }
     if pos < in_cache.len() {
         // A failed step may have left part of itself in the cache.
@@ -462,7 +462,7 @@ impl Unsettled {
     /// when a next request took it over). `model` must be the model it was generated on:
     /// the caller keeps it alive until this returns.
     pub(crate) fn keep(mut self, model: &ChatModel) {
-        debug_assert!(std::ptr::eq(self.contexts, &model.contexts));
+        debug_assert!(std::ptr::eq(self.contexts, &raw const model.contexts));
         let Some(mut ctx) = self.ctx.take() else {
             return;
         };
@@ -680,7 +680,7 @@ pub(crate) fn generate(
     let first_cut = cut.unwrap_or(tokens.len());
     let unsettled = params.prefix_cache.then(|| Unsettled {
         settling: model.contexts.begin_settling(in_cache.clone(), ctx.n_ctx()),
-        contexts: &model.contexts,
+        contexts: &raw const model.contexts,
         ctx: Some(ctx),
         batch,
         in_cache,

@@ -51,46 +51,6 @@ impl Int8Weights {
     }
 }
 
-/// The CPU features that decide [`Int8Weights::for_this_cpu`] (and ONNX Runtime's
-/// integer kernels), as reported in the embedding stats.
-pub(crate) fn cpu_features() -> Vec<&'static str> {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    {
-        let mut found = Vec::new();
-        macro_rules! probe {
-            ($($f:tt),*) => {$(
-                if std::arch::is_x86_feature_detected!($f) {
-                    found.push($f);
-                }
-            )*};
-        }
-        probe!(
-            "avx2",
-            "fma",
-            "avx512f",
-            "avx512bw",
-            "avx512vnni",
-            "avxvnni"
-        );
-        found
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        let mut found = vec!["neon"];
-        if std::arch::is_aarch64_feature_detected!("dotprod") {
-            found.push("dotprod");
-        }
-        if std::arch::is_aarch64_feature_detected!("i8mm") {
-            found.push("i8mm");
-        }
-        found
-    }
-    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        Vec::new()
-    }
-}
-
 /// Every `DynamicQuantizeMatMul` of `model` takes its weights (input 1) and zero points
 /// (input 3) as uint8: `q + 128` and 128. Initializers read by anything else are left
 /// alone, with the products that read them. Returns how many products changed.

@@ -39,8 +39,8 @@ pub struct EmbeddingStats {
     /// The accuracy is the same; the speed is the CPU's.
     #[napi(ts_type = "'signed' | 'unsigned'")]
     pub int8_weights: Option<String>,
-    /// The CPU features that decide `int8Weights` (and ONNX Runtime's kernels), for a
-    /// local model: `avx2`, `avx512vnni`, `avxvnni`, `dotprod`...
+    /// The CPU's features, for a local model: `avx2`, `avx512vnni`, `avxvnni`, `neon`,
+    /// `dotprod`... (those that decide `int8Weights` and ONNX Runtime's kernels among them).
     pub cpu_features: Option<Vec<String>>,
 }
 
@@ -63,7 +63,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             endpoints: s.endpoints.map(|e| e.into_iter().map(Into::into).collect()),
             int8_weights: s.int8_weights.map(|w| w.name().to_string()),
             cpu_features: s.precision.map(|_| {
-                crate::embedding::graph::cpu_features()
+                crate::sysmem::cpu_features()
                     .into_iter()
                     .map(String::from)
                     .collect()
