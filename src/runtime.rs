@@ -527,9 +527,27 @@ pub(crate) fn ort_environment(candidates: &[PathBuf]) -> Result<ort::environment
     if let Some(e) = env.as_ref() {
         return Ok(e.clone());
     }
-    let built = crate::embedding::model::build_environment(candidates)?;
+    let built = crate::embedding::model::build_environment(candidates).map_err(|e| {
+        match (e, runtime_path_set_by(candidates)) {
+            (OrionError::RuntimeNotFound(tried), Some(set_by)) => {
+                OrionError::RuntimePathFailed { tried, set_by }
+            }
+            (e, _) => e,
+        }
+    })?;
     *env = Some(built.clone());
     Ok(built)
+}
+
+/// The setting that named the one library in `candidates`, when the user named it:
+/// then a failure is theirs to fix, not the installation's.
+fn runtime_path_set_by(candidates: &[PathBuf]) -> Option<&'static str> {
+    let [only] = candidates else { return None };
+    if settings().ort_library_path.as_ref() == Some(only) {
+        return Some("configure({ ortLibraryPath })");
+    }
+    let env = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty());
+    (env.as_deref() == Some(only.as_os_str())).then_some("ORT_DYLIB_PATH")
 }
 
 /// What the monitor can see and free: the loader's models and the embedding caches.
