@@ -208,6 +208,10 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
     };
     let factory = FastEmbedFactory {
         dir: dir.clone(),
+        searched: match &req.model_path {
+            Some(_) => dir.display().to_string(),
+            None => crate::paths::searched(&dir),
+        },
         runtime_candidates: crate::ort_locate::candidates(settings().ort_library_path),
         threads: req.threads,
         hub_fallback: req.model_path.is_none() && display == DEFAULT_MODEL,

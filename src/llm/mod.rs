@@ -44,6 +44,22 @@ pub(crate) struct LoadInfo {
     pub(crate) loads: u64,
 }
 
+/// `e`, with every directory that was searched for `r`'s file when it is the file's
+/// missing from its own directory (bundled directories come before the models one).
+fn every_dir_searched(r: &Resolved, e: OrionError) -> OrionError {
+    match (e, r.path.parent()) {
+        (OrionError::ModelNotFound { what, searched }, Some(dir))
+            if searched == dir.display().to_string() =>
+        {
+            OrionError::ModelNotFound {
+                what,
+                searched: crate::paths::searched(dir),
+            }
+        }
+        (e, _) => e,
+    }
+}
+
 pub(crate) struct LlmService {
     loader: Arc<ModelLoader<LlamaEngine>>,
     strategy: Strategy,
@@ -218,10 +234,15 @@ impl LlmService {
                 loads: m.loads,
             });
         }
-        let progress = self.ensure_file(&r, progress, cancel)?;
+        let progress = self
+            .ensure_file(&r, progress, cancel)
+            .map_err(|e| every_dir_searched(&r, e))?;
         // No lease: holding one, however briefly, makes the model look busy to a
         // concurrent load of another key.
-        let m = self.loader.load(&r, progress)?;
+        let m = self
+            .loader
+            .load(&r, progress)
+            .map_err(|e| every_dir_searched(&r, e))?;
         // A load shared with other callers is not cut short; this caller gave up on it.
         if cancel() {
             return Err(OrionError::Aborted);
