@@ -115,6 +115,13 @@ export declare class ModelLoader {
    */
   loadModel(modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions): Promise<ModelInfo>
   /**
+   * Download a model's file without loading it: what `loadModel` would fetch, into the
+   * same place, resumable and checked (size and sha256 when the registry knows them).
+   * `onProgress(percent)` runs from 0 to 100 over the download. A file already on disk
+   * is checked and reported with `downloaded: false`.
+   */
+  downloadModel(modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions): Promise<DownloadInfo>
+  /**
    * Unload a model. Generations already running on it finish first; its memory is
    * freed when the last of them ends. Resolves `false` when it was not loaded.
    */
@@ -208,6 +215,18 @@ export interface Configuration {
  * value. Returns the settings in effect. Throws `INVALID_OPTION` on a bad value.
  */
 export declare function configure(options?: ConfigureOptions): Configuration
+
+/** A model's file on disk, as `downloadModel` reports it. */
+export interface DownloadInfo {
+  key: string
+  path: string
+  /** GGUF file type, e.g. `Q4_K_M`, when the file name or the level says it. */
+  quantization?: string
+  /** Size of the file. */
+  bytes: number
+  /** Whether it was fetched by this call (else it was on disk already). */
+  downloaded: boolean
+}
 
 /**
  * Options of `getSharedEmbeddingClient`. The first client of a model decides its

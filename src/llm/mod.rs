@@ -44,6 +44,17 @@ pub(crate) struct LoadInfo {
     pub(crate) loads: u64,
 }
 
+/// What a successful `downloadModel` reports: the model's file, on disk and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DownloadInfo {
+    pub(crate) key: String,
+    pub(crate) path: String,
+    pub(crate) quantization: Option<String>,
+    pub(crate) bytes: u64,
+    /// Whether it was fetched now (else it was on disk already).
+    pub(crate) downloaded: bool,
+}
+
 /// `e`, with every directory that was searched for `r`'s file when it is the file's
 /// missing from its own directory (bundled directories come before the models one).
 fn every_dir_searched(r: &Resolved, e: OrionError) -> OrionError {
@@ -254,6 +265,67 @@ impl LlmService {
             bytes: m.bytes,
             context_length: m.context_length,
             loads: m.loads,
+        })
+    }
+
+    /// Download `spec`'s file as [`Self::load`] would (resumable, its size and sha256
+    /// checked), without loading it: `progress` runs from 0 to 100 over the download
+    /// alone. A file already on disk is checked the same way. Blocking.
+    pub(crate) fn download(
+        &self,
+        spec: &str,
+        progress: Option<ProgressFn>,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<DownloadInfo> {
+        let r = self.resolve(spec)?;
+        if r.remote.is_some() {
+            return Err(OrionError::InvalidInput(format!(
+                "{spec:?} is served by remote servers: it has no file to download"
+            )));
+        }
+        let downloaded = !r.path.exists();
+        // `ensure_file` gives a download 0 to 90 of a load's progress.
+        let scaled =
+            progress.map(|p| Arc::new(move |x: u32| p(x.min(90) * 100 / 90)) as ProgressFn);
+        self.ensure_file(&r, scaled, cancel)
+            .map_err(|e| every_dir_searched(&r, e))?;
+        let bytes = match std::fs::metadata(&r.path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                return Err(OrionError::ModelLoadFailed(format!(
+                    "{} is not a file",
+                    r.path.display()
+                )))
+            }
+            // Not on disk and nowhere online to fetch it from.
+            Err(_) => {
+                return Err(every_dir_searched(
+                    &r,
+                    OrionError::ModelNotFound {
+                        what: format!(
+                            "model file `{}`",
+                            r.path
+                                .file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                        ),
+                        searched: r
+                            .path
+                            .parent()
+                            .map_or_else(String::new, |p| p.display().to_string()),
+                    },
+                ))
+            }
+        };
+        self.loader.verify_file(&r, bytes)?;
+        if cancel() {
+            return Err(OrionError::Aborted);
+        }
+        Ok(DownloadInfo {
+            key: r.key.clone(),
+            path: r.path.display().to_string(),
+            quantization: r.quantization.clone(),
+            bytes,
+            downloaded,
         })
     }
 
