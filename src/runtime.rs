@@ -685,7 +685,6 @@ pub(crate) fn auto_start_memory_monitor() -> Result<()> {
         if on {
             result = crate::config::env_u64("ORION_MEMORY_MONITOR_INTERVAL_MS").map(|ms| {
                 let ms = ms.filter(|&ms| ms > 0).unwrap_or(5000);
-                observe_memory();
                 start_memory_monitor(std::time::Duration::from_millis(ms));
             });
         }
@@ -696,6 +695,9 @@ pub(crate) fn auto_start_memory_monitor() -> Result<()> {
 /// Take a snapshot every `interval` on the monitor's own thread (a second call while
 /// running changes the period: the thread reads it before each sleep).
 pub(crate) fn start_memory_monitor(interval: std::time::Duration) {
+    // However monitoring starts (`start()` from code, or the environment), the process
+    // publishes for `orion-native status`.
+    observe_memory();
     MONITOR.start(interval, memory_reading);
 }
 
