@@ -116,6 +116,13 @@ export declare class ModelLoader {
    */
   loadModel(modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions): Promise<ModelInfo>
   /**
+   * Download a model's file without loading it: what `loadModel` would fetch, into the
+   * same place, resumable and checked (size and sha256 when the registry knows them).
+   * `onProgress(percent)` runs from 0 to 100 over the download. A file already on disk
+   * is checked and reported with `downloaded: false`.
+   */
+  downloadModel(modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions): Promise<DownloadInfo>
+  /**
    * Unload a model. Generations already running on it finish first; its memory is
    * freed when the last of them ends. Resolves `false` when it was not loaded.
    */
@@ -212,6 +219,18 @@ export interface Configuration {
  */
 export declare function configure(options?: ConfigureOptions): Configuration
 
+/** A model's file on disk, as `downloadModel` reports it. */
+export interface DownloadInfo {
+  key: string
+  path: string
+  /** GGUF file type, e.g. `Q4_K_M`, when the file name or the level says it. */
+  quantization?: string
+  /** Size of the file. */
+  bytes: number
+  /** Whether it was fetched by this call (else it was on disk already). */
+  downloaded: boolean
+}
+
 /**
  * Options of `getSharedEmbeddingClient`. The first client of a model decides its
  * batching, queue and thread settings; later clients share them.
@@ -301,8 +320,8 @@ export interface EmbeddingStats {
    */
   int8Weights?: 'signed' | 'unsigned'
   /**
-   * The CPU features that decide `int8Weights` (and ONNX Runtime's kernels), for a
-   * local model: `avx2`, `avx512vnni`, `avxvnni`, `dotprod`...
+   * The CPU's features, for a local model: `avx2`, `avx512vnni`, `avxvnni`, `neon`,
+   * `dotprod`... (those that decide `int8Weights` and ONNX Runtime's kernels among them).
    */
   cpuFeatures?: Array<string>
 }

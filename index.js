@@ -316,6 +316,11 @@ class ModelLoader {
     if (a.length > 1) a[1] = guarded(onProgress, 'onProgress')
     return callWithOptions(this.#native.loadModel, this.#native, a, 2)
   }
+  downloadModel(modelKey, onProgress, options) {
+    const a = Array.prototype.slice.call(arguments)
+    if (a.length > 1) a[1] = guarded(onProgress, 'onProgress')
+    return callWithOptions(this.#native.downloadModel, this.#native, a, 2)
+  }
   unloadModel(modelKey) {
     return callAsync(this.#native.unloadModel, this.#native, arguments)
   }

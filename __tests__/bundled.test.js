@@ -64,3 +64,26 @@ test('ORION_BUNDLED_MODELS_DIRS does the same from the environment', () => {
   expect(out.path.startsWith(resources)).toBe(true)
   expect(out.settings.bundledModelsDirs).toEqual(['/nonexistent/first', resources])
 })
+
+test('MODEL_NOT_FOUND names every directory searched: each bundled one, then the models directory', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-searched-'))
+  const [a, b, models] = ['a', 'b', 'models'].map((d) => path.join(tmp, d))
+  for (const d of [a, b, models]) fs.mkdirSync(d)
+  const registry = path.join(tmp, 'registry.json')
+  fs.writeFileSync(registry, JSON.stringify({ mine: { files: { q4: { path: 'mine/mine.gguf' } } } }))
+  const script = `
+    const orion = require(${JSON.stringify(root)})
+    orion.configure({ bundledModelsDirs: ${JSON.stringify([a, b])}, modelsDir: ${JSON.stringify(models)} })
+    const codeAndMessage = (p) => p.then(() => 'loaded', (e) => e.code + ' ' + e.message)
+    ;(async () => {
+      const embedding = await codeAndMessage(orion.getSharedEmbeddingClient({ model: 'my-embedder' }).createEmbedding('x'))
+      const llm = await codeAndMessage(orion.getModelLoader().loadModel('mine'))
+      console.log(JSON.stringify({ embedding, llm }))
+    })()`
+  const out = run(script, { ORION_MODEL_REGISTRY: registry })
+  const list = (name) => [a, b, models].map((d) => path.join(d, name)).join(', then ')
+  expect(out.embedding).toMatch(/^MODEL_NOT_FOUND /)
+  expect(out.embedding).toContain(`(searched ${list('my-embedder')})`)
+  expect(out.llm).toMatch(/^MODEL_NOT_FOUND /)
+  expect(out.llm).toContain(`(searched ${list('mine')})`)
+})

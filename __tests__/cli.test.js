@@ -144,6 +144,163 @@ test('models --dir uses that directory, complete already, and reports it', () =>
   expect(tree(cache)).toEqual([])
 })
 
+describe('models list and models pull', () => {
+  const crypto = require('node:crypto')
+  const http = require('node:http')
+  const demo = MODELS.find((m) => m.kind === 'llm')
+  const gguf = path.join(fetched, demo.name, demo.files.find((f) => f.name.endsWith('.gguf')).name)
+  // Not a GGUF file, but the registry vouches for its size and digest: a pull that loaded
+  // it would fail on its header.
+  const junk = Buffer.from('not a GGUF file, but the registry vouches for it')
+  const sha = (b) => crypto.createHash('sha256').update(b).digest('hex')
+  let models, env, server, port
+
+  beforeAll(async () => {
+    models = path.join(tmp, 'pull-models')
+    fs.mkdirSync(models)
+    for (const m of MODELS) fs.symlinkSync(path.join(fetched, m.name), path.join(models, m.name))
+    fs.writeFileSync(path.join(models, 'junk.gguf'), junk)
+    const demoBytes = fs.readFileSync(gguf)
+    // The hub's layout, on 127.0.0.1: only test/demo's one file exists.
+    server = http.createServer((req, res) => {
+      if (req.url !== '/test/demo/resolve/main/SmolLM2-copy.Q4_1.gguf') return res.writeHead(404).end('Entry not found')
+      res.writeHead(200, { 'content-length': demoBytes.length }).end(demoBytes)
+    })
+    await new Promise((r) => server.listen(0, '127.0.0.1', r))
+    port = server.address().port
+    const registry = path.join(tmp, 'registry.json')
+    fs.writeFileSync(
+      registry,
+      JSON.stringify({
+        junk: { files: { q4: { path: 'junk.gguf', sha256: sha(junk), size: junk.length } } },
+        wrong: { files: { q4: { path: 'junk.gguf', sha256: '0'.repeat(64) } } },
+        copy: {
+          files: {
+            q4: {
+              hubRepo: 'test/demo',
+              hubFile: 'SmolLM2-copy.Q4_1.gguf',
+              sha256: sha(demoBytes),
+              size: demoBytes.length,
+            },
+          },
+        },
+        absent: { files: { q4: { hubRepo: 'test/demo', hubFile: 'absent.gguf', sha256: '1'.repeat(64), size: 1000 } } },
+      }),
+    )
+    env = childEnv({
+      XDG_CACHE_HOME: cache,
+      ORION_MODELS_DIR: models,
+      ORION_MODEL_REGISTRY: registry,
+      ORION_HF_ENDPOINT: `http://127.0.0.1:${port}`,
+    })
+  })
+  afterAll(() => server && server.close())
+
+  // Asynchronous: the test's own server has to answer while the CLI runs.
+  function cliAsync(...args) {
+    return new Promise((resolve) => {
+      const child = require('node:child_process').spawn(process.execPath, [bin, ...args], { cwd: root, env })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d) => (stdout += d))
+      child.stderr.on('data', (d) => (stderr += d))
+      child.on('close', (status) => resolve({ status, stdout, stderr }))
+    })
+  }
+
+  test('models list --json: every registry and catalog model, on disk or not, with its size and path', async () => {
+    const r = await cliAsync('models', 'list', '--json')
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const rows = JSON.parse(r.stdout)
+    const row = (key, quantization) =>
+      rows.find((x) => x.key === key && (!quantization || x.quantization === quantization))
+    for (const x of rows)
+      expect(Object.keys(x).sort()).toEqual(['bytes', 'key', 'kind', 'onDisk', 'path', 'quantization'])
+    expect(row('demo')).toEqual(
+      expect.objectContaining({
+        kind: 'llm',
+        onDisk: true,
+        bytes: fs.statSync(gguf).size,
+        path: expect.stringContaining(models),
+      }),
+    )
+    expect(row('junk')).toEqual({
+      key: 'junk',
+      kind: 'llm',
+      quantization: 'q4',
+      onDisk: true,
+      bytes: junk.length,
+      path: path.join(models, 'junk.gguf'),
+    })
+    // Not on disk: where a download would put it, and the size the registry expects.
+    expect(row('copy')).toEqual(
+      expect.objectContaining({
+        onDisk: false,
+        bytes: fs.statSync(gguf).size,
+        path: path.join(models, 'SmolLM2-copy.Q4_1.gguf'),
+      }),
+    )
+    expect(row('Mistral-7B-Instruct-v0.2', 'q4')).toEqual(expect.objectContaining({ kind: 'llm', onDisk: false }))
+    expect(row('all-MiniLM-L6-v2')).toEqual(
+      expect.objectContaining({ kind: 'embedding', onDisk: true, path: path.join(models, 'all-MiniLM-L6-v2') }),
+    )
+    expect(row('all-MiniLM-L6-v2').bytes).toBeGreaterThan(1e6)
+    expect(row('bge-small-en-v1.5')).toEqual(
+      expect.objectContaining({
+        kind: 'embedding',
+        onDisk: false,
+        bytes: null,
+        path: path.join(models, 'bge-small-en-v1.5'),
+      }),
+    )
+
+    const text = await cliAsync('models', 'list')
+    expect(text.status).toBe(0)
+    expect(text.stdout).toMatch(/^key\s+kind\s+quantization\s+on disk\s+size\s+path/)
+    expect(text.stdout).toMatch(/^junk\s+llm\s+q4\s+yes\s+0\.0 MB\s+\S+junk\.gguf/m)
+    expect(text.stdout).toMatch(/^bge-small-en-v1\.5\s+embedding\s+-\s+no\s+\?/m)
+  })
+
+  test('models pull checks a file on disk without loading it', async () => {
+    const r = await cliAsync('models', 'pull', 'junk')
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(r.stdout.trim()).toBe(`junk: already in ${path.join(models, 'junk.gguf')} (0.0 MB, Q4_K_M)`)
+    const wrong = await cliAsync('models', 'pull', 'wrong')
+    expect(wrong.status).toBe(1)
+    expect(wrong.stderr).toMatch(
+      /^orion-native models pull: wrong: MODEL_LOAD_FAILED: .*has sha256 [0-9a-f]{64} but the registry expects 0{64}/,
+    )
+  })
+
+  test('models pull downloads a file, checked, without loading it; a second pull finds it', async () => {
+    const r = await cliAsync('models', 'pull', 'copy')
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    const dest = path.join(models, 'SmolLM2-copy.Q4_1.gguf')
+    const out = r.stdout.trim()
+    expect(out.startsWith(`copy: downloaded to ${dest} (`)).toBe(true)
+    expect(out).toMatch(/ \(\d+\.\d MB, Q4_1\)$/)
+    expect(sha(fs.readFileSync(dest))).toBe(sha(fs.readFileSync(gguf)))
+    const again = await cliAsync('models', 'pull', 'copy')
+    expect(again.stdout).toMatch(/^copy: already in /)
+  })
+
+  test("a failed pull is one sentence: what failed, the server's answer, what else to do", async () => {
+    const r = await cliAsync('models', 'pull', 'absent')
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe('')
+    const lines = r.stderr.trim().split('\n')
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toBe(
+      `orion-native models pull: absent: downloading absent.gguf from http://127.0.0.1:${port}/test/demo/resolve/main/absent.gguf ` +
+        'failed (HTTP 404, the server has no such file); check the network connection or proxy (ORION_HF_ENDPOINT or ' +
+        `HF_ENDPOINT names a mirror), or copy absent.gguf into ${models} by hand.`,
+    )
+  })
+})
+
 test('status rejects a misspelt flag', () => {
   const r = cli('status', '--jsn')
   expect(r.status).toBe(2)
@@ -152,22 +309,53 @@ test('status rejects a misspelt flag', () => {
   expect(r.stderr).toMatch(/^usage: orion-native status/m)
 })
 
-test('status --json prints the snapshots as JSON', () => {
+test('status --json prints { processes, machine }, the same shape when no process publishes', () => {
   const r = cli('status', '--json')
   expect(r.stderr).toBe('')
   expect(r.status).toBe(0)
-  const statuses = JSON.parse(r.stdout)
-  expect(Array.isArray(statuses)).toBe(true)
-  expect(statuses[0]).toEqual(
-    expect.objectContaining({ pressure: expect.any(String), models: [], system: expect.any(Object) }),
+  const doc = JSON.parse(r.stdout)
+  expect(Object.keys(doc).sort()).toEqual(['machine', 'processes'])
+  // The cache is a fresh directory: nothing publishes there, and the CLI is no process to show.
+  expect(doc.processes).toEqual([])
+  expect(Object.keys(doc.machine).sort()).toEqual(
+    [
+      'available',
+      'cgroupLimit',
+      'pressure',
+      'swapTotal',
+      'swapUsed',
+      'timestamp',
+      'total',
+      'used',
+      'usedFraction',
+    ].sort(),
   )
+  expect(doc.machine.total).toBeGreaterThan(0)
+  expect(doc.machine.pressure).toMatch(/^(low|medium|high|critical)$/)
 })
 
-test('status prints the table of this machine when no process monitors memory', () => {
+test('status with no process publishing says so and shows this machine, not its own pid', () => {
   const r = cli('status')
   expect(r.status).toBe(0)
-  expect(r.stdout).toMatch(/^No orion-native process is monitoring memory/)
-  expect(r.stdout).toMatch(/^pid \d+ {2}pressure [A-Z]+/m)
+  expect(r.stdout).toMatch(/^This machine: pressure [A-Z]+ \(\d+ % in use\) {2}available [\d.]+ MB of [\d.]+ MB/)
+  expect(r.stdout).toMatch(/^No orion-native process publishes its memory status/m)
+  expect(r.stdout).not.toMatch(/\bpid\b/)
+  expect(tree(cache)).toEqual([])
+})
+
+test('status --json --watch prints one JSON document per line and refresh, nothing else', async () => {
+  const child = require('node:child_process').spawn(process.execPath, [bin, 'status', '--json', '--watch'], {
+    cwd: root,
+    env: childEnv({ XDG_CACHE_HOME: cache }),
+  })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  const deadline = Date.now() + 20_000
+  while (out.split('\n').length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  child.kill()
+  const lines = out.split('\n').filter((l) => l !== '')
+  expect(lines.length).toBeGreaterThanOrEqual(2)
+  for (const l of lines) expect(Object.keys(JSON.parse(l)).sort()).toEqual(['machine', 'processes'])
 })
 
 test('build rejects a flag it does not take, without building', () => {

@@ -48,26 +48,67 @@ function variablesRead() {
   return [...found].sort()
 }
 
+/** The variables of `vars` that the configuration table `table` leaves out. */
+const undocumentedVariables = (vars, table) => vars.filter((v) => !table.includes(`\`${v}\``))
+/** The codes of `codes` that the error table `table` leaves out. */
+const undocumentedCodes = (codes, table) => codes.filter((c) => !table.includes(`| \`${c}\``))
+
+/** Every error code of src/error.rs, and the one lib/binding.js raises. */
+function errorCodes() {
+  const rust = fs.readFileSync(path.join(root, 'src', 'error.rs'), 'utf8')
+  const codes = [...rust.matchAll(/=> "([A-Z_]+)",/g)].map((m) => m[1])
+  codes.push('BINDING_NOT_FOUND') // raised by lib/binding.js, before the addon loads
+  return codes
+}
+
 test('every environment variable the package reads is in the configuration table', () => {
   const vars = variablesRead()
   // The scan itself works: it finds the ones we know are read.
   expect(vars).toEqual(expect.arrayContaining(['ORION_MODELS_DIR', 'ORT_DYLIB_PATH', 'ORION_LLAMA_LOG']))
-  const table = section('Configuration')
-  expect(vars.filter((v) => !table.includes(`\`${v}\``))).toEqual([])
+  expect(undocumentedVariables(vars, section('Configuration'))).toEqual([])
 })
 
 test('every error code is in the error table', () => {
-  const rust = fs.readFileSync(path.join(root, 'src', 'error.rs'), 'utf8')
-  const codes = [...rust.matchAll(/=> "([A-Z_]+)",/g)].map((m) => m[1])
+  const codes = errorCodes()
   expect(codes.length).toBeGreaterThan(10)
-  codes.push('BINDING_NOT_FOUND') // raised by lib/binding.js, before the addon loads
-  const table = section('Error codes')
-  expect(codes.filter((c) => !table.includes(`| \`${c}\``))).toEqual([])
+  expect(undocumentedCodes(codes, section('Error codes'))).toEqual([])
 })
 
-test('the checks can fail: a missing variable or code is reported', () => {
-  expect(section('Configuration').includes('`ORION_NOT_A_VARIABLE`')).toBe(false)
-  expect(section('Error codes').includes('| `NOT_A_CODE`')).toBe(false)
+test('the checks can fail: a variable or a code the tables leave out is reported', () => {
+  const vars = [...variablesRead(), 'ORION_NOT_A_VARIABLE']
+  expect(undocumentedVariables(vars, section('Configuration'))).toEqual(['ORION_NOT_A_VARIABLE'])
+  const codes = [...errorCodes(), 'NOT_A_CODE']
+  expect(undocumentedCodes(codes, section('Error codes'))).toEqual(['NOT_A_CODE'])
+})
+
+/** The figures of docs/MIGRATION.md's "Measured before and after" table that the README does not give. */
+function figuresNotInReadme(migration, text = readme) {
+  const start = migration.indexOf('## Measured before and after')
+  const rows = migration
+    .slice(start)
+    .split('\n')
+    .filter((l) => l.startsWith('|'))
+    .slice(2) // the header and its rule
+  const figures = rows.flatMap(
+    (r) =>
+      r
+        .split('|')
+        .slice(2)
+        .join('|')
+        .match(/\d[\d.]*\s?(?:MiB|ms|texts\/s|tokens\/s|%|×)/g) || [],
+  )
+  expect(figures.length).toBeGreaterThan(0)
+  const bare = (f) => f.replace(/\s?(?:MiB|ms|texts\/s|tokens\/s|%|×)$/, '')
+  return figures.filter((f) => !text.includes(bare(f)))
+}
+
+test("docs/MIGRATION.md's measurements are the README's", () => {
+  const migration = fs.readFileSync(path.join(root, 'docs', 'MIGRATION.md'), 'utf8')
+  expect(figuresNotInReadme(migration)).toEqual([])
+  // It can fail: a figure the README does not have is reported.
+  const edited = migration.replace('| 3038 ms ', '| 3039.5 ms ')
+  expect(edited).not.toBe(migration)
+  expect(figuresNotInReadme(edited)).toEqual(['3039.5 ms'])
 })
 
 test('index.js knows every error code of the addon (a code it does not know would be recoded)', () => {

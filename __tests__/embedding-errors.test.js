@@ -248,4 +248,33 @@ describe('missing models and runtime', () => {
     expect(r.status).toBe(0)
     expect(r.stdout).toMatch(/^RUNTIME_NOT_FOUND .*\/nonexistent\/libonnxruntime\.so\.1/)
   })
+
+  // The path is the user's own: the message says that path failed and to fix or unset
+  // the setting, not to reinstall the package.
+  test.each([
+    ['ORT_DYLIB_PATH', '', { ORT_DYLIB_PATH: '/nonexistent/libonnxruntime.so.1' }],
+    [
+      'configure({ ortLibraryPath })',
+      "require(ROOT).configure({ ortLibraryPath: '/nonexistent/libonnxruntime.so.1' })",
+      { ORT_DYLIB_PATH: '' },
+    ],
+  ])('RUNTIME_NOT_FOUND for a path set with %s names that setting', (setting, setup, env) => {
+    const script = `
+      ${setup.replace('ROOT', JSON.stringify(root))}
+      const c = require(${JSON.stringify(root)}).getSharedEmbeddingClient()
+      c.createEmbedding('x').then(() => console.log('loaded'), (e) => console.log(e.code, e.message))
+    `
+    const r = spawnSync(process.execPath, ['-e', script], {
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      timeout: 60000,
+    })
+    expect(r.status).toBe(0)
+    expect(r.stdout).toMatch(/^RUNTIME_NOT_FOUND /)
+    expect(r.stdout).toContain(`the ONNX Runtime library that ${setting} names could not be loaded`)
+    expect(r.stdout).toContain('/nonexistent/libonnxruntime.so.1 (missing)')
+    expect(r.stdout).toContain(`Fix ${setting}`)
+    expect(r.stdout).toContain('or unset it')
+    expect(r.stdout).not.toMatch(/reinstall/i)
+  })
 })

@@ -326,7 +326,7 @@ describe('the status command', () => {
       while (!mine && Date.now() < deadline) {
         await sleep(100)
         const out = spawnSync(process.execPath, [cli, 'status', '--json'], { encoding: 'utf8' }).stdout
-        mine = JSON.parse(out).find((s) => s.pid === app.pid && s.models.length)
+        mine = JSON.parse(out).processes.find((s) => s.pid === app.pid && s.models.length)
       }
       expect(mine.models.map((m) => m.key)).toEqual(['demo'])
       expect(mine.pressure).toMatch(/low|medium|high|critical/)
@@ -339,14 +339,58 @@ describe('the status command', () => {
     }
   })
 
-  test('with no monitoring process it shows this machine', () => {
+  test('a process that only called monitor.start() publishes, and stop() withdraws it', async () => {
+    const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-status-'))
+    const env = { ...process.env, XDG_CACHE_HOME: cache }
+    delete env.ORION_ENABLE_MEMORY_MONITOR
+    // No environment variable, no subscription: start() alone, then stop() on a message.
+    const app = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const m = require(${JSON.stringify(root)}).getMemoryMonitor()
+         m.start(50)
+         console.log('started')
+         process.stdin.once('data', () => { m.stop(); console.log('stopped') })
+         setTimeout(() => process.exit(0), 20000)`,
+      ],
+      { env },
+    )
+    const status = () =>
+      JSON.parse(spawnSync(process.execPath, [cli, 'status', '--json'], { encoding: 'utf8', env }).stdout)
+    const said = (word) =>
+      new Promise((resolve, reject) => {
+        app.stdout.on('data', (d) => String(d).includes(word) && resolve())
+        app.once('exit', () => reject(new Error('the app exited early')))
+      })
+    try {
+      await said('started')
+      let doc
+      const deadline = Date.now() + 10000
+      while (!doc?.processes.length && Date.now() < deadline) {
+        await sleep(100)
+        doc = status()
+      }
+      expect(doc.processes.map((s) => s.pid)).toEqual([app.pid])
+      expect(doc.processes[0].pressure).toMatch(/low|medium|high|critical/)
+      const stopped = said('stopped')
+      app.stdin.write('stop\n')
+      await stopped
+      expect(status().processes).toEqual([])
+    } finally {
+      app.kill()
+    }
+  })
+
+  test('with no monitoring process it shows this machine, and no process', () => {
     const out = spawnSync(process.execPath, [cli, 'status', '--json'], {
       encoding: 'utf8',
       env: { ...process.env, XDG_CACHE_HOME: fs.mkdtempSync(path.join(os.tmpdir(), 'orion-status-')) },
     })
-    const [s] = JSON.parse(out.stdout)
-    expect(s.pid).toBeGreaterThan(0)
-    expect(s.system.total).toBeGreaterThan(0)
+    const doc = JSON.parse(out.stdout)
+    expect(doc.processes).toEqual([])
+    expect(doc.machine.total).toBeGreaterThan(0)
+    expect(doc.machine.pid).toBeUndefined()
   })
 })
 

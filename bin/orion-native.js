@@ -15,42 +15,88 @@ commands:
   models [--only <model>] [--dir DIR] [--force]
                       fetch the default models into ORION_MODELS_DIR (default: the per-user
                       cache directory)
+  models list [--json] every model of the registry and the catalogs: kind, quantization,
+                      whether it is on disk, its size and path
   models pull <id> [<id> ...]
                       download catalog or registry models the way loadModel does (e.g.
-                      Mistral-7B-Instruct-v0.2-q4f16_1-MLC), with a progress bar
+                      Mistral-7B-Instruct-v0.2-q4f16_1-MLC), with a progress bar, without
+                      loading them
   build               build the native addon from source, for a platform with no prebuilt
                       package (needs Rust, cmake, a C++ compiler and libclang; about 10 minutes)
   status [--json] [--watch]
                       loaded models, memory, pressure and recent alerts of every process
-                      monitoring memory (ORION_ENABLE_MEMORY_MONITOR=1 or monitor.start());
-                      this machine's memory otherwise
+                      monitoring memory (monitor.start() or ORION_ENABLE_MEMORY_MONITOR=1),
+                      and this machine's memory
 
 \`orion-native <command> --help\` describes a command.`
 
 const statusUsage = `usage: orion-native status [--json] [--watch]
 
 Loaded models, memory, pressure and recent alerts of every orion-native process that
-monitors memory (ORION_ENABLE_MEMORY_MONITOR=1 or monitor.start()); this machine's memory
-when none does.
+monitors memory in the background (monitor.start(intervalMs) or
+ORION_ENABLE_MEMORY_MONITOR=1), then this machine's memory.
 
 options:
-  --json      print the snapshots as JSON
-  --watch     redraw every 2 seconds until interrupted
+  --json      print { processes: [<snapshot>, ...], machine: {...} }: each process's
+              published snapshot (pid, timestamp, pressure, usedFraction, usedBytes,
+              budgetBytes, system, process, models, embeddingCacheBytes,
+              recommendations, alerts) and this machine's memory (timestamp, pressure,
+              usedFraction, total, available, used, swapTotal, swapUsed, cgroupLimit);
+              processes is [] when none publishes
+  --watch     refresh every 2 seconds until interrupted (with --json: one JSON document
+              per line and refresh, nothing else)
+  -h, --help  print this help and do nothing else`
+
+const listUsage = `usage: orion-native models list [--json]
+
+Every model orion-native knows: the registry's (the built-in demo, the catalog of chat
+models, ORION_MODEL_REGISTRY's) with one row per quantization level, and the embedding
+models of the catalog. For each: key, kind, quantization, whether it is on disk, its size
+(on disk, else the expected size when known) and its path (where it is, or where a
+download puts it). Downloads nothing.
+
+options:
+  --json      print the rows as a JSON array of { key, kind, quantization, onDisk, bytes,
+              path }
   -h, --help  print this help and do nothing else`
 
 const pullUsage = `usage: orion-native models pull <id> [<id> ...]
 
 Downloads models of the catalog or the registry into the models directory exactly as
-loadModel() would (resumable, sha256-checked, one download across processes), then checks
-that llama.cpp loads them. An id is a model name (the level is chosen for this machine),
-an id with a WebLLM suffix (Mistral-7B-Instruct-v0.2-q4f16_1-MLC) or a registry key.
+loadModel() would (resumable, size- and sha256-checked where the registry knows them, one
+download across processes), without loading them. A file already on disk is checked.
+An id is a model name (the level is chosen for this machine), an id with a WebLLM suffix
+(Mistral-7B-Instruct-v0.2-q4f16_1-MLC) or a registry key; an embedding model of the
+catalog (bge-small-en-v1.5) is fetched by loading it once.
 
 options:
   -h, --help  print this help and do nothing else`
 
-/** `models pull`: loadModel with a progress bar, then unload; an embedding model of the
- * catalog is fetched by loading it in the shared embedding client. Downloads are what the
- * user asked for here, so they are allowed for this process. */
+/** The embedding models of the catalog (src/llm/catalog.json), by name. */
+const embeddingCatalog = () => require(path.join(__dirname, '..', 'src', 'llm', 'catalog.json')).embedding || {}
+
+/**
+ * One clear sentence for a failed pull. A failed download reaches us as loadModel's
+ * MODEL_NOT_FOUND, whose message is written for code that loads on first use (it
+ * suggests this very command); here it is what failed, the server's answer, and what
+ * to do instead.
+ */
+function pullFailure(id, e) {
+  const m =
+    /^model file `([^`]+)` \(not on disk, and downloading it from (\S+) failed: ([\s\S]*?); retry online[\s\S]* not found \(searched ([\s\S]*?)\)\. /.exec(
+      e.message,
+    )
+  if (e.code !== 'MODEL_NOT_FOUND' || !m) return `${id}: ${e.code || 'ERROR'}: ${e.message}`
+  const [, file, url, why, searched] = m
+  const dir = searched.split(', then ').pop()
+  return (
+    `${id}: downloading ${file} from ${url} failed (${why}); check the network connection or ` +
+    `proxy (ORION_HF_ENDPOINT or HF_ENDPOINT names a mirror), or copy ${file} into ${dir} by hand.`
+  )
+}
+
+/** `models pull`: downloadModel with a progress bar; nothing is loaded into memory. Downloads
+ * are what the user asked for here, so they are allowed for this process. */
 async function pull(argv) {
   const opts = parseArgs({
     args: argv,
@@ -62,16 +108,17 @@ async function pull(argv) {
   if (!opts.positionals.length) return usageError('orion-native models pull', 'name at least one model', pullUsage)
   const { getModelLoader, getSharedEmbeddingClient, configure } = require(path.join(__dirname, '..'))
   configure({ allowDownloads: true })
-  const embeddingCatalog = require(path.join(__dirname, '..', 'src', 'llm', 'catalog.json')).embedding || {}
+  const embedding = embeddingCatalog()
   const loader = getModelLoader()
   for (const id of opts.positionals) {
-    if (Object.hasOwn(embeddingCatalog, id)) {
+    if (Object.hasOwn(embedding, id)) {
+      // The embedding service fetches a catalog model's files when it first loads it.
       try {
         const client = getSharedEmbeddingClient({ model: id })
         await client.createEmbedding('ready?')
         console.log(`${id}: ready (${client.getStats().dimension} dimensions)`)
       } catch (e) {
-        console.error(`orion-native models pull: ${id}: ${e.code || ''} ${e.message}`)
+        console.error(`orion-native models pull: ${pullFailure(id, e)}`)
         process.exitCode = 1
         return
       }
@@ -83,7 +130,7 @@ async function pull(argv) {
       if (!bar) {
         const cliProgress = require('cli-progress')
         bar = new cliProgress.SingleBar(
-          { format: `  ${id} [{bar}] {percentage}% (download to 90 %, then load)`, stream: process.stderr },
+          { format: `  ${id} [{bar}] {percentage}%`, stream: process.stderr },
           cliProgress.Presets.shades_classic,
         )
         bar.start(100, 0)
@@ -91,17 +138,91 @@ async function pull(argv) {
       bar.update(p)
     }
     try {
-      const info = await loader.loadModel(id, onProgress)
+      const info = await loader.downloadModel(id, onProgress)
       if (bar) bar.stop()
-      console.log(`${id}: ready in ${info.path} (${(info.bytes / 1e6).toFixed(1)} MB, ${info.quantization || '?'})`)
-      await loader.unloadModel(info.key)
+      const what = info.downloaded ? 'downloaded to' : 'already in'
+      console.log(`${id}: ${what} ${info.path} (${mb(info.bytes)}, ${info.quantization || '?'})`)
     } catch (e) {
       if (bar) bar.stop()
-      console.error(`orion-native models pull: ${id}: ${e.code || ''} ${e.message}`)
+      console.error(`orion-native models pull: ${pullFailure(id, e)}`)
       process.exitCode = 1
       return
     }
   }
+}
+
+/** Whether `dir` holds an embedding model's files. */
+const hasEmbeddingModel = (dir) =>
+  ['model.onnx', 'tokenizer.json', 'config.json'].every((f) => fs.existsSync(path.join(dir, f)))
+
+/** The size of the files directly in `dir`. */
+function dirBytes(dir) {
+  let total = 0
+  for (const e of fs.readdirSync(dir, { withFileTypes: true }))
+    if (e.isFile()) total += fs.statSync(path.join(dir, e.name)).size
+  return total
+}
+
+/** Every model: the registry's, one row per level, then the catalog's embedding models. */
+function listRows() {
+  const { getModelLoader, configure } = require(path.join(__dirname, '..'))
+  const rows = []
+  for (const m of getModelLoader().listModels()) {
+    if (!m.files.length) continue // a remote model: nothing on disk
+    for (const f of m.files)
+      rows.push({
+        key: m.key,
+        kind: m.kind || 'llm',
+        quantization: f.level,
+        onDisk: f.onDisk,
+        bytes: f.bytes ?? null,
+        path: f.path,
+      })
+  }
+  // Embedding models are directories, looked up as the addon does: the bundled
+  // directories first, then the models directory.
+  const { modelsDir, bundledModelsDirs } = configure()
+  const defaults = require(path.join(__dirname, '..', 'scripts', 'models.js')).MODELS
+  const names = new Set([
+    ...defaults.filter((d) => d.kind === 'embedding').map((d) => d.name),
+    ...Object.keys(embeddingCatalog()),
+  ])
+  for (const name of names) {
+    const dir = [...bundledModelsDirs, modelsDir].map((d) => path.join(d, name)).find(hasEmbeddingModel)
+    rows.push({
+      key: name,
+      kind: 'embedding',
+      quantization: null,
+      onDisk: Boolean(dir),
+      bytes: dir ? dirBytes(dir) : null,
+      path: dir || path.join(modelsDir, name),
+    })
+  }
+  return rows
+}
+
+function list(argv) {
+  const opts = parse('orion-native models list', listUsage, argv, { json: { type: 'boolean' } })
+  if (!opts) return
+  if (opts.help) return console.log(listUsage)
+  const rows = listRows()
+  if (opts.json) return console.log(JSON.stringify(rows, null, 2))
+  const Table = require('cli-table3')
+  const table = new Table({
+    head: ['key', 'kind', 'quantization', 'on disk', 'size', 'path'],
+    chars: plain,
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 2 },
+  })
+  for (const r of rows)
+    table.push([
+      r.key,
+      r.kind,
+      r.quantization || '-',
+      r.onDisk ? 'yes' : 'no',
+      r.bytes == null ? '?' : mb(r.bytes),
+      r.path,
+    ])
+  console.log(table.toString())
 }
 
 const buildUsage = `usage: orion-native build
@@ -168,39 +289,50 @@ function published() {
 const mb = (b) => `${(b / 1e6).toFixed(1)} MB`
 const ago = (ms) => (ms < 60000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60000)} min`)
 
-function render(statuses, own) {
+// cli-table3 without a box: compact columns under a summary line.
+const plain = {
+  top: '',
+  'top-mid': '',
+  'top-left': '',
+  'top-right': '',
+  bottom: '',
+  'bottom-mid': '',
+  'bottom-left': '',
+  'bottom-right': '',
+  left: '',
+  'left-mid': '',
+  mid: '',
+  'mid-mid': '',
+  right: '',
+  'right-mid': '',
+  middle: ' ',
+}
+
+function render({ processes, machine }) {
   const lines = []
-  if (!statuses.length) {
-    lines.push('No orion-native process is monitoring memory (start one with ORION_ENABLE_MEMORY_MONITOR=1).')
-    lines.push("This machine's memory:")
-    statuses = [own]
+  const sys = (s) =>
+    `available ${mb(s.available)} of ${mb(s.total)}` + (s.cgroupLimit ? `  cgroup limit ${mb(s.cgroupLimit)}` : '')
+  lines.push(
+    `This machine: pressure ${machine.pressure.toUpperCase()} (${(machine.usedFraction * 100).toFixed(0)} % in use)  ` +
+      sys(machine),
+  )
+  if (!processes.length) {
+    lines.push(
+      'No orion-native process publishes its memory status: one does while it monitors memory ' +
+        '(monitor.start(intervalMs), or ORION_ENABLE_MEMORY_MONITOR=1).',
+    )
   }
-  for (const s of statuses) {
+  for (const s of processes) {
     const pct = (s.usedFraction * 100).toFixed(0)
     lines.push(
       `pid ${s.pid}  pressure ${s.pressure.toUpperCase()} (${pct} % of ${mb(s.budgetBytes)})  RSS ${mb(s.process.rss)}  ` +
-        `system available ${mb(s.system.available)} of ${mb(s.system.total)}` +
-        (s.system.cgroupLimit ? `  cgroup limit ${mb(s.system.cgroupLimit)}` : ''),
+        `system ${sys(s.system)}`,
     )
     if (s.models.length) {
       const Table = require('cli-table3')
-      // Compact columns, no box: it sits under a process's summary line.
-      const none = { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '' }
-      const chars = {
-        ...none,
-        'bottom-left': '',
-        'bottom-right': '',
-        left: '',
-        'left-mid': '',
-        mid: '',
-        'mid-mid': '',
-        right: '',
-        'right-mid': '',
-        middle: ' ',
-      }
       const table = new Table({
         head: ['model', 'size', 'quantization', 'state'],
-        chars,
+        chars: plain,
         style: { head: [], border: [], 'padding-left': 0, 'padding-right': 1 },
       })
       for (const m of s.models)
@@ -221,35 +353,43 @@ function render(statuses, own) {
   return lines.join('\n')
 }
 
-async function status({ json, watch }) {
+/** `status`'s document: every publishing process's snapshot, and this machine's memory. */
+async function statusDocument() {
+  // The CLI only reads: with ORION_ENABLE_MEMORY_MONITOR=1 in the shell, loading the
+  // addon would start monitoring here and publish this process as one to show.
+  delete process.env.ORION_ENABLE_MEMORY_MONITOR
   const { getMemoryMonitor } = require(path.join(__dirname, '..'))
+  const s = await getMemoryMonitor().takeSnapshot()
+  const machine = {
+    timestamp: s.timestamp,
+    pressure: s.pressure,
+    usedFraction: s.usedFraction,
+    total: s.system.total,
+    available: s.system.available,
+    used: s.system.used,
+    swapTotal: s.system.swapTotal,
+    swapUsed: s.system.swapUsed,
+    cgroupLimit: s.system.cgroupLimit ?? null,
+  }
+  return { processes: published().filter((p) => p.pid !== process.pid), machine }
+}
+
+async function status({ json, watch }) {
   const show = async () => {
-    const statuses = published()
-    const own = statuses.length
-      ? null
-      : await getMemoryMonitor()
-          .takeSnapshot()
-          .then((s) => ({
-            pid: process.pid,
-            pressure: s.pressure,
-            usedFraction: s.usedFraction,
-            budgetBytes: s.budgetBytes,
-            system: s.system,
-            process: s.process,
-            models: [],
-            embeddingCacheBytes: 0,
-            recommendations: s.recommendations,
-            alerts: [],
-          }))
-    if (json) return JSON.stringify(statuses.length ? statuses : [own], null, 2)
-    return render(statuses, own)
+    const doc = await statusDocument()
+    return json ? JSON.stringify(doc, null, watch ? undefined : 2) : render(doc)
   }
   if (!watch) return console.log(await show())
   for (;;) {
     const text = await show()
-    // Clears a terminal only: piped, the snapshots follow one another.
-    console.clear()
-    process.stdout.write(`${text}\n\n(refreshing every 2 s; Ctrl-C to quit)\n`)
+    if (json) {
+      // NDJSON: one document per line and refresh, for a program to read.
+      process.stdout.write(`${text}\n`)
+    } else {
+      // Clears a terminal only: piped, the snapshots follow one another.
+      console.clear()
+      process.stdout.write(`${text}\n\n(refreshing every 2 s; Ctrl-C to quit)\n`)
+    }
     await new Promise((r) => setTimeout(r, 2000))
   }
 }
@@ -268,6 +408,7 @@ const commands = {
     })
   },
   models(argv) {
+    if (argv[0] === 'list') return list(argv.slice(1))
     if (argv[0] === 'pull') {
       pull(argv.slice(1)).catch((e) => {
         if (String(e.code).startsWith('ERR_PARSE_ARGS_'))

@@ -25,6 +25,14 @@ pub(crate) enum OrionError {
     ModelLoadFailed(String),
     /// No ONNX Runtime library could be loaded. Carries every place tried.
     RuntimeNotFound(String),
+    /// The ONNX Runtime library the user named (`ORT_DYLIB_PATH` or `ortLibraryPath`)
+    /// could not be loaded: the same code, but the fix is that setting, not a reinstall.
+    RuntimePathFailed {
+        /// The path and why it failed.
+        tried: String,
+        /// The setting that named it, as the user would write it.
+        set_by: &'static str,
+    },
     /// The request did not finish within its timeout.
     EmbeddingTimeout { timeout_ms: u64 },
     /// The shared queue is full.
@@ -75,7 +83,7 @@ impl OrionError {
             Self::ModelNotFound { .. } => "MODEL_NOT_FOUND",
             Self::DownloadRequired { .. } => "DOWNLOAD_REQUIRED",
             Self::ModelLoadFailed(_) => "MODEL_LOAD_FAILED",
-            Self::RuntimeNotFound(_) => "RUNTIME_NOT_FOUND",
+            Self::RuntimeNotFound(_) | Self::RuntimePathFailed { .. } => "RUNTIME_NOT_FOUND",
             Self::EmbeddingTimeout { .. } => "EMBEDDING_TIMEOUT",
             Self::Overloaded { .. } => "OVERLOADED",
             Self::Aborted => "ABORTED",
@@ -131,6 +139,12 @@ impl fmt::Display for OrionError {
                  (orion-native-<platform>) ships one next to the addon: reinstall orion-native, and in \
                  an Electron app unpack that package from the asar archive; or set ORT_DYLIB_PATH (or \
                  configure({{ ortLibraryPath }})) to a libonnxruntime shared library, version 1.24 or newer."
+            ),
+            Self::RuntimePathFailed { tried, set_by } => write!(
+                f,
+                "the ONNX Runtime library that {set_by} names could not be loaded ({tried}). \
+                 Fix {set_by} so that it names a libonnxruntime shared library, version 1.24 or \
+                 newer, or unset it to use the one the platform package ships."
             ),
             Self::EmbeddingTimeout { timeout_ms } => write!(
                 f,
@@ -268,6 +282,12 @@ mod tests {
         ];
         let codes: std::collections::HashSet<_> = all.iter().map(OrionError::code).collect();
         assert_eq!(codes.len(), all.len());
+        // One failure, two messages: a path the user set failing is still RUNTIME_NOT_FOUND.
+        let set = OrionError::RuntimePathFailed {
+            tried: String::new(),
+            set_by: "ORT_DYLIB_PATH",
+        };
+        assert_eq!(set.code(), "RUNTIME_NOT_FOUND");
         assert!(codes
             .iter()
             .all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
@@ -282,5 +302,18 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains("/x/models/all-MiniLM-L6-v2"));
         assert!(m.contains("orion-native models"));
+    }
+
+    #[test]
+    fn a_runtime_path_the_user_set_is_named_and_no_reinstall_is_advised() {
+        let m = OrionError::RuntimePathFailed {
+            tried: "/opt/ort/libonnxruntime.so (missing)".into(),
+            set_by: "ORT_DYLIB_PATH",
+        }
+        .to_string();
+        assert!(m.contains("/opt/ort/libonnxruntime.so (missing)"), "{m}");
+        assert!(m.contains("Fix ORT_DYLIB_PATH"), "{m}");
+        assert!(m.contains("unset it"), "{m}");
+        assert!(!m.contains("reinstall"), "{m}");
     }
 }

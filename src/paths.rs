@@ -130,9 +130,52 @@ pub(crate) fn default_cache_dir() -> PathBuf {
     base.join("orion-native")
 }
 
+/// The directories searched for a model whose place in the models directory is `dir`,
+/// for `MODEL_NOT_FOUND`: the same place in every bundled directory first, then `dir`.
+/// A `dir` that is not under the models directory (a bundled copy, a `modelPath`) was
+/// the only place looked at.
+pub(crate) fn searched(dir: &Path) -> String {
+    searched_in(dir, &bundled_dirs(), &models_dir())
+}
+
+fn searched_in(dir: &Path, bundled: &[PathBuf], models_dir: &Path) -> String {
+    let Ok(rel) = dir.strip_prefix(models_dir) else {
+        return dir.display().to_string();
+    };
+    bundled
+        .iter()
+        .map(|b| b.join(rel))
+        .chain(std::iter::once(dir.to_path_buf()))
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", then ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_searched_directories_are_every_bundled_one_then_the_models_directory() {
+        let (a, b, m) = (
+            PathBuf::from("/app/models"),
+            PathBuf::from("/opt/models"),
+            PathBuf::from("/cache/models"),
+        );
+        let bundled = [a, b];
+        assert_eq!(
+            searched_in(&m.join("all-MiniLM-L6-v2"), &bundled, &m),
+            "/app/models/all-MiniLM-L6-v2, then /opt/models/all-MiniLM-L6-v2, then \
+             /cache/models/all-MiniLM-L6-v2"
+        );
+        assert_eq!(searched_in(&m.join("x"), &[], &m), "/cache/models/x");
+        // A bundled copy with a file missing, or a `modelPath`: only that directory.
+        assert_eq!(
+            searched_in(Path::new("/app/models/x"), &bundled, &m),
+            "/app/models/x"
+        );
+        assert_eq!(searched_in(Path::new("/mine"), &bundled, &m), "/mine");
+    }
 
     #[test]
     fn bundled_directories_come_first_and_the_models_directory_is_the_fallback() {

@@ -228,6 +228,10 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
     };
     let factory = FastEmbedFactory {
         dir: dir.clone(),
+        searched: match &req.model_path {
+            Some(_) => dir.display().to_string(),
+            None => crate::paths::searched(&dir),
+        },
         runtime_candidates: crate::ort_locate::candidates(settings().ort_library_path),
         threads: req.threads,
         hub_fallback: req.model_path.is_none() && display == DEFAULT_MODEL,
@@ -548,9 +552,27 @@ pub(crate) fn ort_environment(candidates: &[PathBuf]) -> Result<ort::environment
     if let Some(e) = env.as_ref() {
         return Ok(e.clone());
     }
-    let built = crate::embedding::model::build_environment(candidates)?;
+    let built = crate::embedding::model::build_environment(candidates).map_err(|e| {
+        match (e, runtime_path_set_by(candidates)) {
+            (OrionError::RuntimeNotFound(tried), Some(set_by)) => {
+                OrionError::RuntimePathFailed { tried, set_by }
+            }
+            (e, _) => e,
+        }
+    })?;
     *env = Some(built.clone());
     Ok(built)
+}
+
+/// The setting that named the one library in `candidates`, when the user named it:
+/// then a failure is theirs to fix, not the installation's.
+fn runtime_path_set_by(candidates: &[PathBuf]) -> Option<&'static str> {
+    let [only] = candidates else { return None };
+    if settings().ort_library_path.as_ref() == Some(only) {
+        return Some("configure({ ortLibraryPath })");
+    }
+    let env = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty());
+    (env.as_deref() == Some(only.as_os_str())).then_some("ORT_DYLIB_PATH")
 }
 
 /// What the monitor can see and free: the loader's models and the embedding caches.
@@ -684,7 +706,6 @@ pub(crate) fn auto_start_memory_monitor() -> Result<()> {
         if on {
             result = crate::config::env_u64("ORION_MEMORY_MONITOR_INTERVAL_MS").map(|ms| {
                 let ms = ms.filter(|&ms| ms > 0).unwrap_or(5000);
-                observe_memory();
                 start_memory_monitor(std::time::Duration::from_millis(ms));
             });
         }
@@ -695,6 +716,9 @@ pub(crate) fn auto_start_memory_monitor() -> Result<()> {
 /// Take a snapshot every `interval` on the monitor's own thread (a second call while
 /// running changes the period: the thread reads it before each sleep).
 pub(crate) fn start_memory_monitor(interval: std::time::Duration) {
+    // However monitoring starts (`start()` from code, or the environment), the process
+    // publishes for `orion-native status`.
+    observe_memory();
     MONITOR.start(interval, memory_reading);
 }
 

@@ -152,6 +152,8 @@ pub(crate) fn catalog_entry(name: &str) -> Option<CatalogEmbedding> {
 #[derive(Clone, Debug)]
 pub(crate) struct FastEmbedFactory {
     pub(crate) dir: PathBuf,
+    /// Every directory searched for the model, for `MODEL_NOT_FOUND` (`dir` is the last).
+    pub(crate) searched: String,
     pub(crate) runtime_candidates: Vec<PathBuf>,
     /// ONNX Runtime intra-op threads; `None` uses every core.
     pub(crate) threads: Option<usize>,
@@ -174,7 +176,7 @@ impl FastEmbedFactory {
         std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => OrionError::ModelNotFound {
                 what: format!("embedding model file `{name}`"),
-                searched: self.dir.display().to_string(),
+                searched: self.searched.clone(),
             },
             _ => OrionError::ModelLoadFailed(format!("could not read {}: {e}", path.display())),
         })
@@ -473,6 +475,7 @@ mod tests {
     fn missing_files_name_the_directory() {
         let f = FastEmbedFactory {
             dir: PathBuf::from("/nonexistent/orion-test"),
+            searched: "/bundled/orion-test, then /nonexistent/orion-test".into(),
             runtime_candidates: vec![],
             threads: None,
             hub_fallback: false,
@@ -482,6 +485,8 @@ mod tests {
         };
         let err = f.load().err().unwrap();
         assert_eq!(err.code(), "MODEL_NOT_FOUND");
-        assert!(err.to_string().contains("/nonexistent/orion-test"));
+        assert!(err
+            .to_string()
+            .contains("/bundled/orion-test, then /nonexistent/orion-test"));
     }
 }

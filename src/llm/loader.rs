@@ -278,6 +278,22 @@ impl<E: Engine> ModelLoader<E> {
         self.changes.bump();
     }
 
+    /// Check `model`'s file, of `file_bytes` bytes, against the size and sha256 its
+    /// registry entry gives (`MODEL_LOAD_FAILED` naming both). The digest is remembered
+    /// by file version, so a load after a check does not hash the file again. Blocking.
+    pub(crate) fn verify_file(&self, model: &Resolved, file_bytes: u64) -> Result<()> {
+        if let Some(size) = model.size.filter(|&s| s != file_bytes) {
+            return Err(OrionError::ModelLoadFailed(format!(
+                "{} is {file_bytes} bytes but the registry says {size}: the file is incomplete or a different build",
+                model.path.display(),
+            )));
+        }
+        if let Some(sha256) = &model.sha256 {
+            self.integrity.verify(&model.path, sha256)?;
+        }
+        Ok(())
+    }
+
     /// Load `model` (or join a load in progress) and lease it. Blocks: call it from a
     /// worker thread. `progress` gets integers that never decrease and end at 100.
     pub(crate) fn acquire(
@@ -425,17 +441,8 @@ impl<E: Engine> ModelLoader<E> {
             }
             (probed, _) => probed?,
         };
-        if let Some(size) = model.size.filter(|&s| s != meta.file_bytes) {
-            return Err(OrionError::ModelLoadFailed(format!(
-                "{} is {} bytes but the registry says {size}: the file is incomplete or a different build",
-                model.path.display(),
-                meta.file_bytes
-            )));
-        }
         // Before make_room: a bad file must not cost another model its place.
-        if let Some(sha256) = &model.sha256 {
-            self.integrity.verify(&model.path, sha256)?;
-        }
+        self.verify_file(model, meta.file_bytes)?;
         let need = meta.file_bytes + meta.kv_bytes_per_context;
         self.make_room(slot.id, &model.key, need, queued_behind)?;
         let reporter = slot.clone();

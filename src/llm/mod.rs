@@ -45,6 +45,33 @@ pub(crate) struct LoadInfo {
     pub(crate) loads: u64,
 }
 
+/// What a successful `downloadModel` reports: the model's file, on disk and checked.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct DownloadInfo {
+    pub(crate) key: String,
+    pub(crate) path: String,
+    pub(crate) quantization: Option<String>,
+    pub(crate) bytes: u64,
+    /// Whether it was fetched now (else it was on disk already).
+    pub(crate) downloaded: bool,
+}
+
+/// `e`, with every directory that was searched for `r`'s file when it is the file's
+/// missing from its own directory (bundled directories come before the models one).
+fn every_dir_searched(r: &Resolved, e: OrionError) -> OrionError {
+    match (e, r.path.parent()) {
+        (OrionError::ModelNotFound { what, searched }, Some(dir))
+            if searched == dir.display().to_string() =>
+        {
+            OrionError::ModelNotFound {
+                what,
+                searched: crate::paths::searched(dir),
+            }
+        }
+        (e, _) => e,
+    }
+}
+
 pub(crate) struct LlmService {
     loader: Arc<ModelLoader<LlamaEngine>>,
     strategy: Strategy,
@@ -151,12 +178,15 @@ impl LlmService {
 
     /// Download `r`'s file when it is not on disk and the registry says where it is
     /// online (`hubRepo`, `hubFile`). With a download, `progress` reports it as 0 to 90
-    /// and the load as 90 to 100; the function returned is the load's part.
+    /// and the load as 90 to 100; the function returned is the load's part. `asked`: the
+    /// caller asked for this download itself (`downloadModel`); otherwise downloads must be
+    /// allowed for the process (see `runtime::downloads_allowed`).
     fn ensure_file(
         &self,
         r: &Resolved,
         progress: Option<ProgressFn>,
         cancel: &dyn Fn() -> bool,
+        asked: bool,
     ) -> Result<Option<ProgressFn>> {
         let Some((repo, file)) = r.hub.as_ref().filter(|_| !r.path.exists()) else {
             return Ok(progress);
@@ -176,7 +206,7 @@ impl LlmService {
             }
         }
         let url = download::hub_url(repo, file);
-        if !crate::runtime::downloads_allowed() {
+        if !asked && !crate::runtime::downloads_allowed() {
             return Err(OrionError::DownloadRequired {
                 model: r.key.clone(),
                 path: r.path.display().to_string(),
@@ -251,10 +281,15 @@ impl LlmService {
                 loads: m.loads,
             });
         }
-        let progress = self.ensure_file(&r, progress, cancel)?;
+        let progress = self
+            .ensure_file(&r, progress, cancel, false)
+            .map_err(|e| every_dir_searched(&r, e))?;
         // No lease: holding one, however briefly, makes the model look busy to a
         // concurrent load of another key.
-        let m = self.loader.load(&r, progress)?;
+        let m = self
+            .loader
+            .load(&r, progress)
+            .map_err(|e| every_dir_searched(&r, e))?;
         // A load shared with other callers is not cut short; this caller gave up on it.
         if cancel() {
             return Err(OrionError::Aborted);
@@ -266,6 +301,68 @@ impl LlmService {
             bytes: m.bytes,
             context_length: m.context_length,
             loads: m.loads,
+        })
+    }
+
+    /// Download `spec`'s file as [`Self::load`] would (resumable, its size and sha256
+    /// checked), without loading it: `progress` runs from 0 to 100 over the download
+    /// alone. A file already on disk is checked the same way. Blocking.
+    pub(crate) fn download(
+        &self,
+        spec: &str,
+        progress: Option<ProgressFn>,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<DownloadInfo> {
+        let r = self.resolve(spec)?;
+        if r.remote.is_some() {
+            return Err(OrionError::InvalidInput(format!(
+                "{spec:?} is served by remote servers: it has no file to download"
+            )));
+        }
+        let downloaded = !r.path.exists();
+        // `ensure_file` gives a download 0 to 90 of a load's progress.
+        let scaled =
+            progress.map(|p| Arc::new(move |x: u32| p(x.min(90) * 100 / 90)) as ProgressFn);
+        // Downloading is what this call is for: it needs no other permission.
+        self.ensure_file(&r, scaled, cancel, true)
+            .map_err(|e| every_dir_searched(&r, e))?;
+        let bytes = match std::fs::metadata(&r.path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                return Err(OrionError::ModelLoadFailed(format!(
+                    "{} is not a file",
+                    r.path.display()
+                )))
+            }
+            // Not on disk and nowhere online to fetch it from.
+            Err(_) => {
+                return Err(every_dir_searched(
+                    &r,
+                    OrionError::ModelNotFound {
+                        what: format!(
+                            "model file `{}`",
+                            r.path
+                                .file_name()
+                                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                        ),
+                        searched: r
+                            .path
+                            .parent()
+                            .map_or_else(String::new, |p| p.display().to_string()),
+                    },
+                ))
+            }
+        };
+        self.loader.verify_file(&r, bytes)?;
+        if cancel() {
+            return Err(OrionError::Aborted);
+        }
+        Ok(DownloadInfo {
+            key: r.key.clone(),
+            path: r.path.display().to_string(),
+            quantization: r.quantization.clone(),
+            bytes,
+            downloaded,
         })
     }
 
@@ -380,9 +477,12 @@ impl LlmService {
             *m.last_used.lock() = std::time::Instant::now();
             return result;
         }
-        self.ensure_file(&r, None, &|| {
-            cancel.load(std::sync::atomic::Ordering::Relaxed)
-        })?;
+        self.ensure_file(
+            &r,
+            None,
+            &|| cancel.load(std::sync::atomic::Ordering::Relaxed),
+            false,
+        )?;
         let lease = self.loader.acquire(&r, None)?;
         let m = lease.shared();
         let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));

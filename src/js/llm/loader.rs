@@ -6,7 +6,7 @@ use super::args::{
     read_prompt,
 };
 use super::stream::TokenStream;
-use super::types::{GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
+use super::types::{DownloadInfo, GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
 use super::R;
 use crate::error::OrionError;
 use crate::js::{js_error, promise, rejected};
@@ -99,6 +99,54 @@ impl ModelLoader {
                     s.deliver(env, 100);
                 }
                 Ok(ModelInfo::from(info))
+            },
+        )
+    }
+
+    /// Download a model's file without loading it: what `loadModel` would fetch, into the
+    /// same place, resumable and checked (size and sha256 when the registry knows them).
+    /// `onProgress(percent)` runs from 0 to 100 over the download. A file already on disk
+    /// is checked and reported with `downloaded: false`.
+    #[napi(
+        ts_args_type = "modelKey: string, onProgress?: (percent: number) => void, options?: LoadOptions",
+        ts_return_type = "Promise<DownloadInfo>",
+        catch_unwind
+    )]
+    pub fn download_model<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+        on_progress: Option<Unknown>,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, DownloadInfo>> {
+        let prepared = (|| -> R<_> {
+            Ok((
+                read_key(&model_key, "modelKey")?,
+                read_on_progress(env, on_progress)?,
+                load_options(env, options)?,
+            ))
+        })();
+        let (key, sink, cancel) = match prepared {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let (js_sink, progress) = match sink {
+            Some((s, p)) => (Some(s), Some(p)),
+            None => (None, None),
+        };
+        let svc = self.svc;
+        promise(
+            env,
+            blocking(move || {
+                svc.download(&key, progress, &|| {
+                    cancel.load(std::sync::atomic::Ordering::Relaxed)
+                })
+            }),
+            move |env, info| {
+                if let Some(s) = js_sink {
+                    s.deliver(env, 100);
+                }
+                Ok(DownloadInfo::from(info))
             },
         )
     }

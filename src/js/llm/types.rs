@@ -35,6 +35,31 @@ impl From<LoadInfo> for ModelInfo {
     }
 }
 
+/// A model's file on disk, as `downloadModel` reports it.
+#[napi(object)]
+pub struct DownloadInfo {
+    pub key: String,
+    pub path: String,
+    /// GGUF file type, e.g. `Q4_K_M`, when the file name or the level says it.
+    pub quantization: Option<String>,
+    /// Size of the file.
+    pub bytes: i64,
+    /// Whether it was fetched by this call (else it was on disk already).
+    pub downloaded: bool,
+}
+
+impl From<crate::llm::DownloadInfo> for DownloadInfo {
+    fn from(i: crate::llm::DownloadInfo) -> Self {
+        Self {
+            key: i.key,
+            path: i.path,
+            quantization: i.quantization,
+            bytes: i.bytes as i64,
+            downloaded: i.downloaded,
+        }
+    }
+}
+
 #[napi(object)]
 pub struct LoadedModelStats {
     pub key: String,
