@@ -70,7 +70,10 @@ const MAX_JSON_BYTES: u64 = 64 << 20;
 pub(crate) fn read_model_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
     use std::io::Read;
     let path = dir.join(name);
-    let max = if name.ends_with(".onnx") {
+    let max = if Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
         MAX_ONNX_BYTES
     } else {
         MAX_JSON_BYTES

@@ -72,6 +72,7 @@ fn json_of(
     at: &mut String,
 ) -> std::result::Result<serde_json::Value, String> {
     use serde_json::Value;
+    use std::fmt::Write;
     let e = |e: napi::Error| e.reason.clone();
     let place = |at: &str| {
         if at.is_empty() {
@@ -89,7 +90,7 @@ fn json_of(
         ValueType::Number => {
             let n: f64 = cast_checked(v).map_err(e)?;
             // Whole numbers as integers, so that integer fields read them.
-            let int = n.trunc() == n && n.abs() <= 9_007_199_254_740_991.0;
+            let int = n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0;
             let number = match (int, n >= 0.0) {
                 (true, true) => Some(serde_json::Number::from(n as u64)),
                 (true, false) => Some(serde_json::Number::from(n as i64)),
@@ -120,7 +121,7 @@ fn json_of(
                 let mut items = Vec::new();
                 for i in 0..n {
                     let item: Unknown = obj.get_element(i).map_err(e)?;
-                    at.push_str(&format!("[{i}]"));
+                    let _ = write!(at, "[{i}]");
                     items.push(json_of(&item, depth - 1, budget, at)?);
                     at.truncate(mark);
                 }

@@ -602,6 +602,8 @@ mod tests {
     /// `MODEL_LOAD_FAILED` error or a model, never a llama.cpp abort, which would kill
     /// this test binary.
     #[test]
+    // One run from building the cases to the summary; the cases are functions already.
+    #[allow(clippy::too_many_lines)]
     fn fuzzed_gguf_headers_never_abort() {
         let started = Instant::now();
         let demo = crate::paths::models_dir().join(DEMO);

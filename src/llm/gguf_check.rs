@@ -959,8 +959,8 @@ fn ggml_type_name(t: u32) -> Option<&'static str> {
 }
 
 /// The quantization a file holds, from what is in it rather than from its name or the
-/// registry level it was listed under (a Q4_1 file registered as `q4` is not Q4_K_M).
-/// `general.file_type` names the mix (Q4_K_M and Q4_K_S both hold Q4_K weights); it is
+/// registry level it was listed under (a `Q4_1` file registered as `q4` is not `Q4_K_M`).
+/// `general.file_type` names the mix (`Q4_K_M` and `Q4_K_S` both hold `Q4_K` weights); it is
 /// taken when the weights (tensors of two or more dimensions) hold its main type.
 /// Otherwise the type most weights have names it: counted by tensors, not elements, as
 /// a small model's token embedding, often kept at a higher precision, can outweigh all
