@@ -81,19 +81,44 @@ const CODES = new Set([
  * the options) INVALID_OPTION; the original is the `cause`.
  */
 function coded(e, fallback) {
+  try {
+    return codedError(e, fallback)
+  } catch {
+    // What was thrown cannot even be looked at (a revoked Proxy).
+    const err = new Error('the options could not be read: your code threw a value that cannot be shown')
+    err.code = fallback || 'INVALID_OPTION'
+    return err
+  }
+}
+
+function codedError(e, fallback) {
   e = adoptError(e)
   if (e instanceof Error && CODES.has(e.code)) return e
   const napiCode = e && typeof e.code === 'string' ? e.code : null
   const code =
     fallback ||
     (napiCode === null ? 'INVALID_OPTION' : /Expected$|^InvalidArg$/.test(napiCode) ? 'INVALID_INPUT' : 'INTERNAL')
-  const message = e instanceof Error ? e.message : String(e)
+  const message = bounded(safeMessage(e))
   const err = new Error(
     code === 'INVALID_OPTION' ? `the options could not be read: your code threw "${message}"` : message,
   )
   err.code = code
   err.cause = e
   return err
+}
+
+/** The message of whatever was thrown, even a Proxy or an object whose getters throw. */
+function safeMessage(e) {
+  try {
+    return e instanceof Error ? String(e.message) : String(e)
+  } catch {
+    return 'a value that cannot be shown'
+  }
+}
+
+/** At most 200 characters of a message quoted from elsewhere, with its length when cut. */
+function bounded(s) {
+  return s.length > 200 ? `${s.slice(0, 200)}…(${s.length} characters)` : s
 }
 
 function call(fn, self, args) {
@@ -164,21 +189,21 @@ const noop = () => {}
  * options may run the caller's getters: their exceptions become INVALID_OPTION.
  */
 function callOptions(options) {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [options, noop]
-  let signal, onToken
+  // Everything here may run the caller's code (a getter, a Proxy's trap, a revoked
+  // Proxy, which throws on any use): whatever it throws is INVALID_OPTION.
   try {
-    ;({ signal, onToken } = options)
+    return relayOptions(options)
   } catch (e) {
     throw coded(e, 'INVALID_OPTION')
   }
+}
+
+function relayOptions(options) {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [options, noop]
+  const { signal, onToken } = options
   const relay = signal && typeof signal.addEventListener === 'function' && typeof signal.aborted === 'boolean'
   if (!relay && typeof onToken !== 'function') return [options, noop]
-  let copy
-  try {
-    copy = Object.assign({}, options)
-  } catch (e) {
-    throw coded(e, 'INVALID_OPTION')
-  }
+  const copy = Object.assign({}, options)
   let settled = noop
   if (typeof onToken === 'function') copy.onToken = guarded(onToken, 'onToken')
   if (relay) {
@@ -231,7 +256,11 @@ function callWithOptions(fn, self, args, at) {
 }
 
 function internalOnly(token, what, factory) {
-  if (token !== INTERNAL) throw new TypeError(`${what} is not constructed directly: call ${factory}()`)
+  if (token !== INTERNAL) {
+    const err = new TypeError(`${what} is not constructed directly: call ${factory}() instead`)
+    err.code = 'INVALID_INPUT'
+    throw err
+  }
 }
 
 class SharedEmbeddingClient {

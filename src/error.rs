@@ -227,6 +227,55 @@ pub(crate) fn human_bytes(b: u64) -> String {
 
 pub(crate) type Result<T> = std::result::Result<T, OrionError>;
 
+/// Characters of a caller's input a message quotes at most: enough to recognise a key,
+/// a path or a role, while a 100 MB key still makes a short message.
+pub(crate) const ECHO_CHARS: usize = 200;
+
+/// `s` quoted for a message (as `{:?}` would), its first [`ECHO_CHARS`] characters
+/// only, with its length when cut: `"abc"…(1048576 bytes)`.
+pub(crate) fn echo(s: &str) -> String {
+    match s.char_indices().nth(ECHO_CHARS) {
+        None => format!("{s:?}"),
+        Some((end, _)) => format!("{:?}…({} bytes)", &s[..end], s.len()),
+    }
+}
+
+/// `s` as it is, or its first [`ECHO_CHARS`] characters and its length when longer.
+pub(crate) fn clipped(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(ECHO_CHARS) {
+        None => s.into(),
+        Some((end, _)) => format!("{}…({} bytes)", &s[..end], s.len()).into(),
+    }
+}
+
+/// A message's bytes at most, once it leaves for JS. Messages quote input through
+/// [`echo`]; this is the net for anything that still grows one (a long list of
+/// registered keys, a remote server's error text).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 4096;
+
+/// `m` cut to about [`MAX_MESSAGE_BYTES`]: its start and its end (where the advice
+/// is), with how much was left out between them.
+pub(crate) fn bounded_message(m: &str) -> std::borrow::Cow<'_, str> {
+    if m.len() <= MAX_MESSAGE_BYTES {
+        return m.into();
+    }
+    let mut head = MAX_MESSAGE_BYTES / 2;
+    while !m.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = m.len() - MAX_MESSAGE_BYTES / 4;
+    while !m.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!(
+        "{}…({} bytes left out)…{}",
+        &m[..head],
+        tail - head,
+        &m[tail..]
+    )
+    .into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +340,28 @@ mod tests {
         assert!(codes
             .iter()
             .all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_')));
+    }
+
+    #[test]
+    fn echoed_input_and_messages_are_bounded() {
+        assert_eq!(echo("demo"), "\"demo\"");
+        let key = "é".repeat(1 << 20);
+        let e = echo(&key);
+        assert!(e.len() < 600, "{}", e.len());
+        assert!(e.ends_with("…(2097152 bytes)"), "{e}");
+        assert_eq!(clipped("key"), "key");
+        assert!(clipped(&key).len() < 600);
+        let m = format!("start {} end: do this", "x".repeat(1 << 20));
+        let b = bounded_message(&m);
+        assert!(b.len() <= MAX_MESSAGE_BYTES + 64, "{}", b.len());
+        assert!(
+            b.starts_with("start x") && b.ends_with("end: do this"),
+            "{b}"
+        );
+        assert!(b.contains("bytes left out"));
+        assert_eq!(bounded_message("short"), "short");
+        let multibyte = "é".repeat(5000);
+        assert!(bounded_message(&multibyte).len() <= MAX_MESSAGE_BYTES + 64);
     }
 
     #[test]

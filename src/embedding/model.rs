@@ -51,9 +51,121 @@ pub(crate) fn read_dimension(dir: &Path) -> Option<usize> {
 
 /// A number from the model's `config.json`.
 fn read_config(dir: &Path, key: &str) -> Option<u64> {
-    let raw = std::fs::read(dir.join("config.json")).ok()?;
+    let raw = read_model_file(dir, "config.json").ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
     v.get(key)?.as_u64()
+}
+
+/// Bytes of `model.onnx` at most: an ONNX file is one protobuf message, which cannot
+/// pass 2 GiB (bigger models keep their weights in external data files).
+const MAX_ONNX_BYTES: u64 = 2 << 30;
+/// Bytes of the JSON files at most: multilingual `tokenizer.json` files reach about
+/// 20 MB, the others are a few kB.
+const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// Read the model file `name` of `dir`, refusing what is not a regular file (after
+/// following links) and sizes no model file has, before reading a byte. A link to
+/// `/dev/zero` was read until the kernel killed the process (16 GB); a FIFO blocked the
+/// inference thread forever, and every request after it timed out.
+pub(crate) fn read_model_file(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let path = dir.join(name);
+    let max = if Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    {
+        MAX_ONNX_BYTES
+    } else {
+        MAX_JSON_BYTES
+    };
+    let failed = |what: String| OrionError::ModelLoadFailed(format!("{}: {what}", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Opening a FIFO for reading waits for a writer; non-blocking, it returns at once
+    // and the check below refuses it. Reads of a regular file ignore the flag.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => OrionError::ModelNotFound {
+            what: format!("embedding model file `{name}`"),
+            searched: dir.display().to_string(),
+        },
+        _ => failed(format!("could not be opened: {e}")),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| failed(format!("could not be read: {e}")))?;
+    if !meta.is_file() {
+        return Err(failed(format!(
+            "not a regular file (a {}); a model file must be one",
+            file_kind(&meta)
+        )));
+    }
+    if meta.len() > max {
+        return Err(failed(format!(
+            "{} bytes, more than a {name} can be ({max} bytes at most)",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte past the limit tells a file that grew since its size was read.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failed(format!("could not be read: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(failed(format!("grew past {max} bytes while it was read")));
+    }
+    Ok(bytes)
+}
+
+/// What kind of file `meta` describes, for a message.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "FIFO";
+        }
+        if t.is_char_device() {
+            return "character device";
+        }
+        if t.is_block_device() {
+            return "block device";
+        }
+        if t.is_socket() {
+            return "socket";
+        }
+    }
+    "special file"
+}
+
+/// The smallest `model_max_length` taken from `tokenizer_config.json`. Released models
+/// say 77 (CLIP) to 8192 and more; fastembed truncates every text to the smaller of
+/// this and [`MAX_TOKENS`], so 0, -1 or 1 cut every input to a token or none (a long
+/// text's vector was then at cosine 0.744 from its real one), with no error.
+const MIN_MODEL_MAX_LENGTH: f64 = 16.0;
+
+/// `tokenizer_config.json` with a `model_max_length` below [`MIN_MODEL_MAX_LENGTH`],
+/// not a number, or missing treated as absent: set to [`MAX_TOKENS`], the length used
+/// anyway. Refusing the model instead would fail files whose only fault is a field
+/// fastembed need not read (a missing one is an error there). JSON that does not parse
+/// is passed on as it is, for fastembed to refuse.
+fn usable_max_length(config: Vec<u8>) -> Vec<u8> {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice(&config) else {
+        return config;
+    };
+    let given = map
+        .get("model_max_length")
+        .and_then(serde_json::Value::as_f64);
+    if given.is_some_and(|n| n >= MIN_MODEL_MAX_LENGTH) {
+        return config;
+    }
+    map.insert("model_max_length".into(), MAX_TOKENS.into());
+    serde_json::to_vec(&map).unwrap_or(config)
 }
 
 /// Load ONNX Runtime from the first of `candidates` that loads and build its
@@ -172,13 +284,13 @@ pub(crate) struct FastEmbedFactory {
 
 impl FastEmbedFactory {
     fn read(&self, name: &str) -> Result<Vec<u8>> {
-        let path = self.dir.join(name);
-        std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => OrionError::ModelNotFound {
-                what: format!("embedding model file `{name}`"),
+        // Every directory searched (bundled ones first) goes into the not-found message.
+        read_model_file(&self.dir, name).map_err(|e| match e {
+            OrionError::ModelNotFound { what, .. } => OrionError::ModelNotFound {
+                what,
                 searched: self.searched.clone(),
             },
-            _ => OrionError::ModelLoadFailed(format!("could not read {}: {e}", path.display())),
+            e => e,
         })
     }
 }
@@ -283,7 +395,7 @@ impl FastEmbedFactory {
             tokenizer_file: self.read("tokenizer.json")?,
             config_file: self.read("config.json")?,
             special_tokens_map_file: self.read("special_tokens_map.json")?,
-            tokenizer_config_file: self.read("tokenizer_config.json")?,
+            tokenizer_config_file: usable_max_length(self.read("tokenizer_config.json")?),
         };
         let env = crate::runtime::ort_environment(&self.runtime_candidates)?;
         let pooling = if self.catalog.as_ref().is_some_and(|c| c.cls_pooling) {
@@ -469,6 +581,65 @@ mod tests {
         assert_eq!(similar_length_groups(&[1, 2, 5, 8]), vec![0..4]);
         let same = vec![20; 40];
         assert_eq!(similar_length_groups(&same), vec![0..16, 16..32, 32..40]);
+    }
+
+    #[test]
+    fn out_of_range_model_max_length_is_the_default() {
+        let max = |json: &str| -> serde_json::Value {
+            let out = usable_max_length(json.as_bytes().to_vec());
+            serde_json::from_slice::<serde_json::Value>(&out).unwrap()["model_max_length"].clone()
+        };
+        for bad in [
+            r#"{"model_max_length": 0}"#,
+            r#"{"model_max_length": -1}"#,
+            r#"{"model_max_length": 1}"#,
+            r#"{"model_max_length": 15}"#,
+            r#"{"model_max_length": "512"}"#,
+            r#"{"pad_token": "[PAD]"}"#,
+        ] {
+            assert_eq!(max(bad), serde_json::json!(MAX_TOKENS), "{bad}");
+        }
+        assert_eq!(max(r#"{"model_max_length": 512}"#), serde_json::json!(512));
+        assert_eq!(
+            max(r#"{"model_max_length": 1e30}"#),
+            serde_json::json!(1e30)
+        );
+        // Not JSON: left for fastembed to refuse.
+        assert_eq!(usable_max_length(b"{oops".to_vec()), b"{oops");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_and_huge_files_are_refused_before_reading() {
+        let dir = std::env::temp_dir().join(format!("orion-model-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.join("model.onnx")).unwrap();
+        let fifo = std::ffi::CString::new(dir.join("config.json").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let huge = std::fs::File::create(dir.join("tokenizer.json")).unwrap();
+        huge.set_len(MAX_JSON_BYTES + 1).unwrap();
+        std::fs::write(dir.join("special_tokens_map.json"), b"{}").unwrap();
+        let started = std::time::Instant::now();
+        for (name, want) in [
+            ("model.onnx", "character device"),
+            ("config.json", "FIFO"),
+            ("tokenizer.json", "67108865 bytes"),
+        ] {
+            let e = read_model_file(&dir, name).unwrap_err();
+            assert_eq!(e.code(), "MODEL_LOAD_FAILED", "{name}: {e}");
+            assert!(e.to_string().contains(want), "{name}: {e}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            read_model_file(&dir, "special_tokens_map.json").unwrap(),
+            b"{}"
+        );
+        assert_eq!(
+            read_model_file(&dir, "missing.json").unwrap_err().code(),
+            "MODEL_NOT_FOUND"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

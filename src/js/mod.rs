@@ -54,7 +54,7 @@ use std::future::Future;
 pub(crate) fn js_error(env: &Env, e: &OrionError) -> napi::Error {
     let make = || -> napi::Result<Unknown<'_>> {
         let code = env.create_string(e.code())?;
-        let msg = env.create_string(e.to_string())?;
+        let msg = env.create_string(crate::error::bounded_message(&e.to_string()))?;
         let mut raw = std::ptr::null_mut();
         // SAFETY: called on the JS thread that owns `env`; `code` and `msg` are strings
         // just created in it, and `raw` is a valid out-pointer.

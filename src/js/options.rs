@@ -13,7 +13,7 @@
 //! `f64`, as JS has them: each struct's `validate` checks integer-ness and ranges with
 //! [`integer`] and [`ranged`], worded as they always were.
 
-use crate::error::OrionError;
+use crate::error::{clipped, OrionError};
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, MapAccess, Visitor};
@@ -44,13 +44,135 @@ where
     unsafe { v.cast() }
 }
 
-/// `v` as JSON data, whatever its JS type.
-pub(crate) fn to_json(v: &Unknown) -> napi::Result<serde_json::Value> {
-    // SAFETY: `Unknown::cast` requires that the value can be converted into the target.
-    // `serde_json::Value`'s conversion accepts every JS type: it reads the value's type
-    // itself and converts (or reports an error) accordingly. `v` is a live handle of the
-    // environment on whose thread this runs.
-    unsafe { v.cast() }
+/// Items of one array read from JS at most (options' string lists, a descriptor's
+/// arrays, chat messages). An array's length is only a claim: `a.length = 2 ** 32 - 1`
+/// makes an empty array that says it has four billion items, and sizing a vector by it
+/// asked for 206 GB, an allocation failure that aborts the process. Far above any real
+/// list; the embedding texts have their own cap (`MAX_TEXTS`).
+pub(crate) const MAX_ARRAY_ITEMS: u32 = 100_000;
+/// Nesting of JSON data read from JS at most (napi's own conversion allows 1024).
+const MAX_JSON_DEPTH: u32 = 64;
+/// Values in one piece of JSON data read from JS at most: an array of the same object
+/// 100,000 times, each holding the array again, is small in JS and endless to copy.
+const MAX_JSON_VALUES: usize = 1_000_000;
+
+/// `v` as JSON data, whatever its JS type, checked as it is read: no array longer than
+/// [`MAX_ARRAY_ITEMS`], nothing deeper than 64 levels or bigger than a million values
+/// (napi's own conversion sizes a vector by an array's claimed length first). Keys
+/// whose value is `undefined` are left out, as `JSON.stringify` does.
+pub(crate) fn to_json(v: &Unknown) -> std::result::Result<serde_json::Value, String> {
+    let mut budget = MAX_JSON_VALUES;
+    json_of(v, MAX_JSON_DEPTH, &mut budget, &mut String::new())
+}
+
+fn json_of(
+    v: &Unknown,
+    depth: u32,
+    budget: &mut usize,
+    at: &mut String,
+) -> std::result::Result<serde_json::Value, String> {
+    use serde_json::Value;
+    use std::fmt::Write;
+    let e = |e: napi::Error| e.reason.clone();
+    let place = |at: &str| {
+        if at.is_empty() {
+            "the value".to_string()
+        } else {
+            at.to_string()
+        }
+    };
+    *budget = budget
+        .checked_sub(1)
+        .ok_or_else(|| format!("more than {MAX_JSON_VALUES} values"))?;
+    Ok(match v.get_type().map_err(e)? {
+        ValueType::Null => Value::Null,
+        ValueType::Boolean => Value::Bool(cast_checked(v).map_err(e)?),
+        ValueType::Number => {
+            let n: f64 = cast_checked(v).map_err(e)?;
+            // Whole numbers as integers, so that integer fields read them.
+            let int = n.fract() == 0.0 && n.abs() <= 9_007_199_254_740_991.0;
+            let number = match (int, n >= 0.0) {
+                (true, true) => Some(serde_json::Number::from(n as u64)),
+                (true, false) => Some(serde_json::Number::from(n as i64)),
+                (false, _) => serde_json::Number::from_f64(n),
+            };
+            Value::Number(
+                number.ok_or_else(|| format!("{} is {n}, not a finite number", place(at)))?,
+            )
+        }
+        ValueType::String => Value::String(cast_checked(v).map_err(e)?),
+        ValueType::Object => {
+            if depth == 0 {
+                return Err(format!(
+                    "{} is nested more than {MAX_JSON_DEPTH} levels deep",
+                    place(at)
+                ));
+            }
+            let obj: Object = cast_checked(v).map_err(e)?;
+            let mark = at.len();
+            if v.is_array().map_err(e)? {
+                let n = obj.get_array_length().map_err(e)?;
+                if n > MAX_ARRAY_ITEMS {
+                    return Err(format!(
+                        "{} is an array of {n} items, more than {MAX_ARRAY_ITEMS}",
+                        place(at)
+                    ));
+                }
+                let mut items = Vec::new();
+                for i in 0..n {
+                    let item: Unknown = obj.get_element(i).map_err(e)?;
+                    let _ = write!(at, "[{i}]");
+                    items.push(json_of(&item, depth - 1, budget, at)?);
+                    at.truncate(mark);
+                }
+                Value::Array(items)
+            } else {
+                let mut map = serde_json::Map::new();
+                for key in Object::keys(&obj).map_err(e)? {
+                    let item: Option<Unknown> = obj.get(&key).map_err(e)?;
+                    let Some(item) =
+                        item.filter(|i| !matches!(i.get_type(), Ok(ValueType::Undefined)))
+                    else {
+                        continue;
+                    };
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(&clipped(&key));
+                    let value = json_of(&item, depth - 1, budget, at)?;
+                    at.truncate(mark);
+                    map.insert(key, value);
+                }
+                Value::Object(map)
+            }
+        }
+        t => {
+            return Err(format!(
+                "{} is a value of type {}, not JSON data",
+                place(at),
+                format!("{t:?}").to_lowercase()
+            ))
+        }
+    })
+}
+
+/// The length of the JS array `arr` (`what` in messages), refused as `err` when it
+/// claims more than `max` items, before anything is sized by it.
+pub(crate) fn array_length(
+    arr: &Object,
+    what: &str,
+    max: u32,
+    err: fn(String) -> OrionError,
+) -> R<u32> {
+    let n = arr
+        .get_array_length()
+        .map_err(|e| err(format!("{what}: {}", e.reason)))?;
+    if n > max {
+        return Err(err(format!(
+            "{what} has {n} items; at most {max} are accepted"
+        )));
+    }
+    Ok(n)
 }
 
 fn napi_err(e: napi::Error) -> OrionError {
@@ -124,7 +246,8 @@ impl<'e> Options<'e> {
         for key in Object::keys(&obj).map_err(napi_err)? {
             if !allowed.contains(&key.as_str()) {
                 return Err(OrionError::InvalidOption(format!(
-                    "unknown option `{key}` in {what}; expected one of: {}",
+                    "unknown option `{}` in {what}; expected one of: {}",
+                    clipped(&key),
                     allowed.join(", ")
                 )));
             }
@@ -193,7 +316,12 @@ impl<'e> Options<'e> {
             return Err(self.bad(key, "a string or an array of strings", v));
         }
         let arr: Object = cast_checked(v).map_err(napi_err)?;
-        let n = arr.get_array_length().map_err(napi_err)?;
+        let n = array_length(
+            &arr,
+            &format!("{}.{key}", self.what),
+            MAX_ARRAY_ITEMS,
+            OrionError::InvalidOption,
+        )?;
         (0..n)
             .map(|i| {
                 let item: Unknown = arr.get_element(i).map_err(napi_err)?;

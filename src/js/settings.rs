@@ -2,7 +2,7 @@
 
 use super::js_error;
 use super::options::Options;
-use crate::error::OrionError;
+use crate::error::{echo, OrionError};
 use crate::llm::quant;
 use crate::runtime::{self, Settings};
 use napi::bindgen_prelude::*;
@@ -43,7 +43,7 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
         let path = |key: &str| -> std::result::Result<Option<PathBuf>, OrionError> {
             match o.string(key)? {
                 Some(p) if p.is_empty() || p.contains('\0') => Err(OrionError::InvalidOption(
-                    format!("{key} must be a non-empty path, got {p:?}"),
+                    format!("{key} must be a non-empty path, got {}", echo(&p)),
                 )),
                 Some(p) => Ok(Some(PathBuf::from(p))),
                 None => Ok(None),
@@ -59,7 +59,8 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
                     .map(|d| {
                         if d.is_empty() || d.contains('\0') {
                             Err(OrionError::InvalidOption(format!(
-                                "bundledModelsDirs must hold non-empty paths, got {d:?}"
+                                "bundledModelsDirs must hold non-empty paths, got {}",
+                                echo(&d)
                             )))
                         } else {
                             Ok(PathBuf::from(d))

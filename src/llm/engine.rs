@@ -87,6 +87,7 @@ impl Engine for LlamaEngine {
         Ok(ModelMeta {
             file_bytes,
             kv_bytes_per_context: kv,
+            quantization: hparams.quantization,
         })
     }
 
@@ -152,17 +153,18 @@ pub(crate) fn devices() -> Vec<(String, String, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::generate;
     use crate::llm::gguf_check::tests::{gguf_str, kv, str_array, u32_array};
     use crate::llm::gguf_check::{self, Header, Ty, Value};
     use std::collections::BTreeMap;
     use std::fs::File;
     use std::path::PathBuf;
-    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
     const DEMO: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
     const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-    const MAX_CASES: usize = 300;
+    const MAX_CASES: usize = 400;
     const TIME_LIMIT: Duration = Duration::from_secs(60);
     /// Tensor data copied after the header; the rest of each file is a hole.
     const DATA_PREFIX: u64 = 2 << 20;
@@ -383,7 +385,52 @@ mod tests {
                 e.remove(s.position(key));
             }));
         }
+        // Float hyperparameters: llama.cpp loads them unchecked and ggml asserts on a
+        // bad norm epsilon at the first token, which only a generation reaches.
+        for key in [
+            "llama.attention.layer_norm_rms_epsilon",
+            "llama.rope.freq_base",
+        ] {
+            for v in [
+                -1.0f32,
+                f32::NAN,
+                0.0,
+                -0.0,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                1e30,
+                1e-30,
+            ] {
+                cases.push(entry_case(
+                    format!("{key} = {v} (f32)"),
+                    set(key, kv(key, Ty::F32, &v.to_le_bytes())),
+                ));
+            }
+            cases.push(entry_case(
+                format!("{key} = NaN (f64)"),
+                set(key, kv(key, Ty::F64, &f64::NAN.to_le_bytes())),
+            ));
+            cases.push(entry_case(
+                format!("{key} = 1 (u32)"),
+                set(key, kv(key, Ty::U32, &1u32.to_le_bytes())),
+            ));
+        }
+        let rot = "llama.rope.dimension_count";
+        for v in [0u32, 2, 63, 65, 66, 128, u32::MAX] {
+            cases.push(entry_case(
+                format!("{rot} = {v} (u32)"),
+                set(rot, kv(rot, Ty::U32, &v.to_le_bytes())),
+            ));
+        }
+        let ftype = "general.file_type";
+        for v in [15u32, 0, 999] {
+            cases.push(entry_case(
+                format!("{ftype} = {v}"),
+                set(ftype, kv(ftype, Ty::U32, &v.to_le_bytes())),
+            ));
+        }
         let u = |v: u32| v.to_le_bytes().to_vec();
+        let f = |v: f32| v.to_le_bytes().to_vec();
         let arch = "general.architecture";
         for a in [&b"clip"[..], b"llama4", b"bogus", b""] {
             cases.push(entry_case(
@@ -462,6 +509,37 @@ mod tests {
                 "general.alignment = 3",
                 vec![kv("general.alignment", Ty::U32, &u(3))],
             ),
+            (
+                "rope.scaling.factor = -1",
+                vec![kv("llama.rope.scaling.factor", Ty::F32, &f(-1.0))],
+            ),
+            (
+                "rope.scaling.factor = NaN",
+                vec![kv("llama.rope.scaling.factor", Ty::F32, &f(f32::NAN))],
+            ),
+            (
+                "rope.scaling.factor = 4 with type linear",
+                vec![
+                    kv("llama.rope.scaling.factor", Ty::F32, &f(4.0)),
+                    kv("llama.rope.scaling.type", Ty::Str, &gguf_str(b"linear")),
+                ],
+            ),
+            (
+                "rope.scaling.attn_factor = -1",
+                vec![kv("llama.rope.scaling.attn_factor", Ty::F32, &f(-1.0))],
+            ),
+            (
+                "rope.scale_linear = inf",
+                vec![kv("llama.rope.scale_linear", Ty::F32, &f(f32::INFINITY))],
+            ),
+            (
+                "attention.layer_norm_epsilon = -1",
+                vec![kv("llama.attention.layer_norm_epsilon", Ty::F32, &f(-1.0))],
+            ),
+            (
+                "logit_scale = NaN",
+                vec![kv("llama.logit_scale", Ty::F32, &f(f32::NAN))],
+            ),
         ];
         for (name, extra) in added {
             cases.push(entry_case(format!("added {name}"), move |_, e| {
@@ -520,9 +598,12 @@ mod tests {
     }
 
     /// Hundreds of broken copies of the demo model's header, each probed and (when the
-    /// probe passes) loaded: every one must be a `MODEL_LOAD_FAILED` error or a model,
-    /// never a llama.cpp abort, which would kill this test binary.
+    /// probe passes) loaded and asked for one token: every one must be a
+    /// `MODEL_LOAD_FAILED` error or a model, never a llama.cpp abort, which would kill
+    /// this test binary.
     #[test]
+    // One run from building the cases to the summary; the cases are functions already.
+    #[allow(clippy::too_many_lines)]
     fn fuzzed_gguf_headers_never_abort() {
         let started = Instant::now();
         let demo = crate::paths::models_dir().join(DEMO);
@@ -576,6 +657,15 @@ mod tests {
         }
 
         let engine = LlamaEngine::default();
+        let one_token = generate::GenerateParams {
+            max_tokens: 1,
+            temperature: 0.0,
+            raw: true,
+            prefix_cache: false,
+            threads: 2,
+            ..Default::default()
+        };
+        let never = AtomicBool::new(false);
         let mut codes: BTreeMap<String, usize> = BTreeMap::new();
         let mut run = 0;
         for (i, (name, build)) in cases.iter().enumerate() {
@@ -598,9 +688,26 @@ mod tests {
                     engine
                         .load(&path, Box::new(|_| {}))
                         .map_err(|e| ("load", e))
+                })
+                .and_then(|model| {
+                    // ggml checks some values only when it computes (a norm epsilon,
+                    // the rotated dimensions): one token must not abort either.
+                    generate::generate(
+                        &model,
+                        64,
+                        &generate::Prompt::Text("Hi".into()),
+                        &one_token,
+                        &never,
+                        &mut |_| {},
+                    )
+                    .map(|_| model)
+                    .map_err(|e| ("generate", e))
                 });
             let outcome = match &result {
-                Ok(_) => "loaded".to_string(),
+                Ok(_) => "loaded and generated".to_string(),
+                // A model that loads may still fail to compute (its tensor data is a
+                // hole): an error is fine there, an abort is not.
+                Err((stage @ "generate", e)) => format!("{stage}: {}", e.code()),
                 Err((stage, e)) => {
                     assert_eq!(e.code(), "MODEL_LOAD_FAILED", "case #{i} {name}: {e}");
                     let msg = e.to_string();
@@ -612,7 +719,10 @@ mod tests {
                 }
             };
             if i == 0 {
-                assert_eq!(outcome, "loaded", "the unmodified header must load");
+                assert_eq!(
+                    outcome, "loaded and generated",
+                    "the unmodified header must load"
+                );
             }
             drop(result);
             *codes.entry(outcome).or_default() += 1;

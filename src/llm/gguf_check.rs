@@ -220,6 +220,33 @@ const WITHOUT_HEADS: &[&str] = &[
     "wavtokenizer-dec",
 ];
 
+/// Architectures whose layers may go without attention, marked by a head count of 0 in
+/// that layer (recurrent layers of hybrid models, Nemotron-51B's attention-free layers):
+/// their graphs (src/models/*.cpp) test for it. Elsewhere such a layer meets weights
+/// shaped for heads, and ggml asserts when the first token is computed.
+const LAYERS_WITHOUT_ATTENTION: &[&str] = &[
+    "bailingmoe3",
+    "deci",
+    "falcon-h1",
+    "glm5-next",
+    "granitehybrid",
+    "jamba",
+    "kimi-k3",
+    "kimi-linear",
+    "lfm2",
+    "lfm2moe",
+    "minimax-01",
+    "nanbeige",
+    "nemotron_h",
+    "nemotron_h_moe",
+    "plamo2",
+    "qwen35",
+    "qwen35moe",
+    "qwen3next",
+    "qwen4exp",
+    "rwkv6qwen2",
+];
+
 /// The rope scaling names llama.cpp parses (`LLAMA_ROPE_SCALING_TYPES`).
 const ROPE_SCALING_TYPES: &[&str] = &["none", "linear", "yarn", "longrope"];
 
@@ -311,9 +338,9 @@ pub(crate) enum Value {
 }
 
 // The reader records the file's layout (byte spans, offsets, the tensor infos) along with
-// the values. The checks read only keys, types and values; the layout is what the GGUF
-// fuzz test (in `engine.rs`) edits files by, hence the `dead_code` allowances outside
-// tests below.
+// the values. The checks read keys, types, values and the tensors' shapes and types; the
+// layout is what the GGUF fuzz test (in `engine.rs`) edits files by, hence the
+// `dead_code` allowances outside tests below.
 #[derive(Clone, Debug)]
 pub(crate) struct Kv {
     pub(crate) key: Vec<u8>,
@@ -330,9 +357,7 @@ pub(crate) struct Kv {
 #[derive(Clone, Debug)]
 pub(crate) struct TensorInfo {
     pub(crate) name: Vec<u8>,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) dims: Vec<i64>,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) ggml_type: u32,
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) offset: u64,
@@ -346,7 +371,6 @@ pub(crate) struct Header {
     pub(crate) file_len: u64,
     pub(crate) kvs: Vec<Kv>,
     index: HashMap<Vec<u8>, usize>,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) tensors: Vec<TensorInfo>,
     /// The tensor infos, as a byte range of the file.
     #[cfg_attr(not(test), allow(dead_code))]
@@ -673,6 +697,9 @@ pub(crate) struct Hparams {
     pub(crate) n_ctx_train: u32,
     /// K plus V values one token keeps in each layer's cache.
     pub(crate) kv_per_layer: Vec<u64>,
+    /// The file's quantization (`Q4_K_M`, `Q8_0`, ...), from its tensors: see
+    /// [`quantization`].
+    pub(crate) quantization: Option<String>,
 }
 
 impl Hparams {
@@ -842,6 +869,7 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
             }
         }
     }
+    check_floats(h, arch)?;
     let kv_per_layer = check_heads(h, arch, n_layer, n_embd, &k)?;
     check_vocab(h)?;
     Ok(Hparams {
@@ -850,7 +878,195 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
         n_embd,
         n_ctx_train,
         kv_per_layer,
+        quantization: quantization(h),
     })
+}
+
+/// `LLAMA_FTYPE_*` (include/llama.h): the name of each file type and the ggml type of
+/// most of its weights.
+const FILE_TYPES: &[(i128, &str, u32)] = &[
+    (0, "F32", 0),
+    (1, "F16", 1),
+    (2, "Q4_0", 2),
+    (3, "Q4_1", 3),
+    (7, "Q8_0", 8),
+    (8, "Q5_0", 6),
+    (9, "Q5_1", 7),
+    (10, "Q2_K", 10),
+    (11, "Q3_K_S", 11),
+    (12, "Q3_K_M", 11),
+    (13, "Q3_K_L", 11),
+    (14, "Q4_K_S", 12),
+    (15, "Q4_K_M", 12),
+    (16, "Q5_K_S", 13),
+    (17, "Q5_K_M", 13),
+    (18, "Q6_K", 14),
+    (19, "IQ2_XXS", 16),
+    (20, "IQ2_XS", 17),
+    (21, "Q2_K_S", 10),
+    (22, "IQ3_XS", 21),
+    (23, "IQ3_XXS", 18),
+    (24, "IQ1_S", 19),
+    (25, "IQ4_NL", 20),
+    (26, "IQ3_S", 21),
+    (27, "IQ3_M", 21),
+    (28, "IQ2_S", 22),
+    (29, "IQ2_M", 22),
+    (30, "IQ4_XS", 23),
+    (31, "IQ1_M", 29),
+    (32, "BF16", 30),
+    (36, "TQ1_0", 34),
+    (37, "TQ2_0", 35),
+    (38, "MXFP4_MOE", 39),
+    (39, "NVFP4", 40),
+    (40, "Q1_0", 41),
+    (41, "Q2_0", 42),
+];
+
+/// `GGML_TYPE_*` names (ggml/include/ggml.h), for files without a known file type.
+fn ggml_type_name(t: u32) -> Option<&'static str> {
+    Some(match t {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        6 => "Q5_0",
+        7 => "Q5_1",
+        8 => "Q8_0",
+        10 => "Q2_K",
+        11 => "Q3_K",
+        12 => "Q4_K",
+        13 => "Q5_K",
+        14 => "Q6_K",
+        16 => "IQ2_XXS",
+        17 => "IQ2_XS",
+        18 => "IQ3_XXS",
+        19 => "IQ1_S",
+        20 => "IQ4_NL",
+        21 => "IQ3_S",
+        22 => "IQ2_S",
+        23 => "IQ4_XS",
+        29 => "IQ1_M",
+        30 => "BF16",
+        34 => "TQ1_0",
+        35 => "TQ2_0",
+        39 => "MXFP4",
+        40 => "NVFP4",
+        41 => "Q1_0",
+        42 => "Q2_0",
+        _ => return None,
+    })
+}
+
+/// The quantization a file holds, from what is in it rather than from its name or the
+/// registry level it was listed under (a `Q4_1` file registered as `q4` is not `Q4_K_M`).
+/// `general.file_type` names the mix (`Q4_K_M` and `Q4_K_S` both hold `Q4_K` weights); it is
+/// taken when the weights (tensors of two or more dimensions) hold its main type.
+/// Otherwise the type most weights have names it: counted by tensors, not elements, as
+/// a small model's token embedding, often kept at a higher precision, can outweigh all
+/// of its layers.
+pub(crate) fn quantization(h: &Header) -> Option<String> {
+    let mut tensors: HashMap<u32, (usize, u128)> = HashMap::new();
+    for t in h.tensors.iter().filter(|t| t.dims.len() >= 2) {
+        let n: u128 = t.dims.iter().map(|&d| d.max(0) as u128).product();
+        let e = tensors.entry(t.ggml_type).or_default();
+        *e = (e.0 + 1, e.1 + n);
+    }
+    let declared = match h.get("general.file_type").map(|kv| &kv.value) {
+        Some(Value::Int(v)) => FILE_TYPES.iter().find(|(id, ..)| id == v),
+        _ => None,
+    };
+    if let Some((_, name, main)) = declared {
+        if tensors.contains_key(main) {
+            return Some((*name).to_string());
+        }
+    }
+    tensors
+        .into_iter()
+        .max_by_key(|&(t, counts)| (counts, std::cmp::Reverse(t)))
+        .and_then(|(t, _)| ggml_type_name(t))
+        .map(str::to_string)
+}
+
+/// The largest normalization epsilon accepted: released models use 1e-12 to 1e-5. A
+/// value near 1 already drowns the activations it is added to; bigger is corruption.
+pub(crate) const MAX_NORM_EPSILON: f64 = 1.0;
+
+/// A float value as the file holds it: an f32 printed as an f32 (`0.00001`, not
+/// `0.000009999999747378752`).
+fn float_shown(ty: Ty, v: f64) -> String {
+    if ty == Ty::F32 {
+        format!("{}", v as f32)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The float hyperparameters llama.cpp uses unchecked. Norm epsilons reach ggml's
+/// `GGML_ASSERT(eps >= 0.0f)` (false for NaN too) when the first token is computed,
+/// which aborts the process; a rope base of NaN, 0 or below makes every rotation NaN
+/// and every answer empty; NaN anywhere is never a parameter. Only float values are
+/// looked at: llama.cpp's `get_key<float>` refuses other types itself, with an exception
+/// that fails the load, not an abort.
+fn check_floats(h: &Header, arch: &str) -> Result<(), String> {
+    let prefix = format!("{arch}.");
+    for kv in &h.kvs {
+        let Some(name) = kv.key.strip_prefix(prefix.as_bytes()) else {
+            continue;
+        };
+        let key = String::from_utf8_lossy(&kv.key);
+        let (elem, values): (Ty, Vec<f64>) = match &kv.value {
+            Value::Float(v) => (kv.ty, vec![*v]),
+            Value::Array {
+                elem,
+                items: Some(items),
+                ..
+            } => (
+                *elem,
+                items
+                    .iter()
+                    .filter_map(|v| match v {
+                        Value::Float(f) => Some(*f),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            _ => continue,
+        };
+        if values.iter().any(|v| v.is_nan()) {
+            return Err(format!("{key} = NaN: not a number"));
+        }
+        let Value::Float(v) = kv.value else { continue };
+        let shown = float_shown(elem, v);
+        // `attention.layer_norm_epsilon`, `attention.layer_norm_rms_epsilon`,
+        // `attention.group_norm_epsilon`, `hyper_connection.epsilon`.
+        if name.ends_with(b"epsilon") && !(v > 0.0 && v <= MAX_NORM_EPSILON) {
+            return Err(format!(
+                "{key} = {shown}: a normalization epsilon must be above 0 and at most \
+                 {MAX_NORM_EPSILON}"
+            ));
+        }
+        if name.starts_with(b"rope.freq_base") && !(v > 0.0 && v.is_finite()) {
+            return Err(format!(
+                "{key} = {shown}: the rope frequency base must be a positive finite number"
+            ));
+        }
+        // llama.cpp reads a scaling factor of 0 as "not given" (a scale of 1), and
+        // otherwise uses 1 / factor.
+        if (name == b"rope.scaling.factor" || name == b"rope.scale_linear")
+            && !(v >= 0.0 && v.is_finite())
+        {
+            return Err(format!(
+                "{key} = {shown}: the rope scaling factor must be a finite number, 0 or more"
+            ));
+        }
+        if name == b"rope.scaling.attn_factor" && !(v > 0.0 && v.is_finite()) {
+            return Err(format!(
+                "{key} = {shown}: the rope attention factor must be a positive finite number"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The expert asserts at the end of the first half of `load_hparams`.
@@ -958,6 +1174,19 @@ fn check_heads(
                 "{kv_key} = {kv_heads} (layer {il}): more than {head_key} = {heads}"
             ));
         }
+        if (heads == 0 || kv_heads == 0)
+            && !without_heads
+            && !LAYERS_WITHOUT_ATTENTION.contains(&arch)
+        {
+            let (key, n) = if heads == 0 {
+                (&head_key, heads)
+            } else {
+                (&kv_key, kv_heads)
+            };
+            return Err(format!(
+                "{key} = {n} (layer {il}): a {arch} model has attention in every layer"
+            ));
+        }
         // Grouped-query attention broadcasts each KV head over a whole number of query
         // heads; ggml asserts on a remainder when it builds the graph.
         if kv_heads > 0 && !heads.is_multiple_of(kv_heads) {
@@ -989,6 +1218,26 @@ fn check_heads(
         ));
     }
     let derived = n_embd.checked_div(heads0).unwrap_or(0);
+    // ggml's rope asserts `n_dims % 2 == 0` and `n_dims <= ne0` (the head size) when the
+    // first token is computed: an abort at the first generation, not at load.
+    if heads0 > 0 {
+        let head_k = key_len.unwrap_or(derived);
+        let head_k_swa = opt_u32(h, &k("attention.key_length_swa"))?.unwrap_or(head_k);
+        for (name, head) in [
+            ("rope.dimension_count", head_k),
+            ("rope.dimension_count_swa", head_k_swa),
+        ] {
+            if let Some(n) = opt_u32(h, &k(name))? {
+                if n % 2 != 0 || n > head {
+                    return Err(format!(
+                        "{} = {n}: the rotated dimensions must be an even number, at most the \
+                         head size {head}",
+                        k(name)
+                    ));
+                }
+            }
+        }
+    }
     let width = u64::from(key_len.unwrap_or(derived)) + u64::from(value_len.unwrap_or(derived));
     n_head_kv
         .iter()
@@ -1016,9 +1265,14 @@ fn check_vocab(h: &Header) -> Result<(), String> {
             ))
         }
     };
-    // These models have no token list: llama.cpp stops reading the vocabulary here.
+    // These models have no token list: llama.cpp loads them, and then asserts that a
+    // tokenizer exists when a prompt is tokenized, aborting the process. A model that
+    // cannot read a prompt has no use here.
     if model == b"no_vocab" || model == b"none" {
-        return Ok(());
+        return Err(format!(
+            "tokenizer.ggml.model = {}: the model has no vocabulary, so it cannot read a prompt",
+            shown(model)
+        ));
     }
     let items = match h.get(TOKENS_KEY) {
         None => return Err(format!("{TOKENS_KEY} is missing")),
@@ -1118,14 +1372,20 @@ pub(crate) mod tests {
 
     /// A small, well-formed llama header, with `edit` applied to its entries.
     fn llama(edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
+        of_arch("llama", edit)
+    }
+
+    /// The same header for the architecture `arch`.
+    fn of_arch(arch: &str, edit: impl FnOnce(&mut Vec<Vec<u8>>)) -> Vec<u8> {
         let u32v = |v: u32| v.to_le_bytes().to_vec();
+        let k = |name: &str| format!("{arch}.{name}");
         let mut kvs = vec![
-            kv("general.architecture", Ty::Str, &gguf_str(b"llama")),
-            kv("llama.block_count", Ty::U32, &u32v(4)),
-            kv("llama.context_length", Ty::U32, &u32v(2048)),
-            kv("llama.embedding_length", Ty::U32, &u32v(64)),
-            kv("llama.attention.head_count", Ty::U32, &u32v(8)),
-            kv("llama.attention.head_count_kv", Ty::U32, &u32v(2)),
+            kv("general.architecture", Ty::Str, &gguf_str(arch.as_bytes())),
+            kv(&k("block_count"), Ty::U32, &u32v(4)),
+            kv(&k("context_length"), Ty::U32, &u32v(2048)),
+            kv(&k("embedding_length"), Ty::U32, &u32v(64)),
+            kv(&k("attention.head_count"), Ty::U32, &u32v(8)),
+            kv(&k("attention.head_count_kv"), Ty::U32, &u32v(2)),
             kv("tokenizer.ggml.model", Ty::Str, &gguf_str(b"gpt2")),
             kv(TOKENS_KEY, Ty::Array, &str_array(&[b"a", b"b", b"", b"c"])),
         ];
@@ -1162,6 +1422,7 @@ pub(crate) mod tests {
             n_embd: 64,
             n_ctx_train: 2048,
             kv_per_layer: vec![1 << 40, 1 << 40],
+            quantization: None,
         };
         assert_eq!(h.kv_cache_bytes(1 << 21), Some(1 << 63));
         assert_eq!(h.kv_cache_bytes(1 << 22), None);
@@ -1330,24 +1591,167 @@ pub(crate) mod tests {
                 "key_length = 0",
             ),
         ];
+        for m in [&b"none"[..], b"no_vocab"] {
+            let bytes = llama(|kvs| {
+                set(
+                    kvs,
+                    "tokenizer.ggml.model",
+                    kv("tokenizer.ggml.model", Ty::Str, &gguf_str(m)),
+                );
+            });
+            let e = checked(&bytes).unwrap_err();
+            assert!(e.contains("no vocabulary"), "{e}");
+        }
         for (entry, want) in added {
             let bytes = llama(|kvs| kvs.push(entry));
             let e = checked(&bytes).expect_err(want);
             assert!(e.contains(want), "{want:?} not in {e:?}");
         }
-        // Per-layer arrays llama.cpp accepts are accepted.
-        let bytes = llama(|kvs| {
-            let e = kv(
-                "llama.attention.head_count_kv",
-                Ty::Array,
-                &u32_array(Ty::I32, &[2, 0, 4, 8]),
-            );
-            set(kvs, "llama.attention.head_count_kv", e);
-            kvs.push(kv("llama.attention.key_length", Ty::U32, &u(16)));
-            kvs.push(kv("llama.attention.value_length", Ty::U32, &u(16)));
-        });
-        let h = checked(&bytes).unwrap();
+        // Per-layer arrays llama.cpp accepts are accepted: a layer without attention
+        // where the architecture has such layers (jamba's are recurrent), not in
+        // llama, whose graph then fails a ggml assert at the first token.
+        let zero_kv_layer = |arch: &str| {
+            of_arch(arch, |kvs| {
+                let key = format!("{arch}.attention.head_count_kv");
+                let e = kv(&key, Ty::Array, &u32_array(Ty::I32, &[2, 0, 4, 8]));
+                set(kvs, &key, e);
+                kvs.push(kv(&format!("{arch}.attention.key_length"), Ty::U32, &u(16)));
+                kvs.push(kv(
+                    &format!("{arch}.attention.value_length"),
+                    Ty::U32,
+                    &u(16),
+                ));
+            })
+        };
+        let h = checked(&zero_kv_layer("jamba")).unwrap();
         assert_eq!(h.kv_per_layer, vec![64, 0, 128, 256]);
+        let e = checked(&zero_kv_layer("llama")).unwrap_err();
+        assert!(
+            e.contains("llama.attention.head_count_kv = 0 (layer 1)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn float_hyperparameters_are_range_checked() {
+        let f = |v: f32| v.to_le_bytes().to_vec();
+        let eps = "llama.attention.layer_norm_rms_epsilon";
+        let base = "llama.rope.freq_base";
+        let bad: Vec<(Vec<u8>, &str)> = vec![
+            (kv(eps, Ty::F32, &f(-1.0)), "layer_norm_rms_epsilon = -1"),
+            (
+                kv(eps, Ty::F32, &f(f32::NAN)),
+                "layer_norm_rms_epsilon = NaN",
+            ),
+            (kv(eps, Ty::F32, &f(0.0)), "epsilon = 0"),
+            (kv(eps, Ty::F32, &f(f32::INFINITY)), "epsilon = inf"),
+            (kv(eps, Ty::F32, &f(2.0)), "at most 1"),
+            (
+                kv(eps, Ty::F64, &f64::NAN.to_le_bytes()),
+                "layer_norm_rms_epsilon = NaN",
+            ),
+            (
+                kv("llama.attention.layer_norm_epsilon", Ty::F32, &f(-1e-5)),
+                "layer_norm_epsilon = -0.00001",
+            ),
+            (kv(base, Ty::F32, &f(f32::NAN)), "freq_base = NaN"),
+            (kv(base, Ty::F32, &f(0.0)), "freq_base = 0"),
+            (kv(base, Ty::F32, &f(-1.0)), "freq_base = -1"),
+            (kv(base, Ty::F32, &f(f32::INFINITY)), "freq_base = inf"),
+            (
+                kv("llama.rope.freq_base_swa", Ty::F32, &f(0.0)),
+                "freq_base_swa = 0",
+            ),
+            (
+                kv("llama.rope.scaling.factor", Ty::F32, &f(-2.0)),
+                "scaling.factor = -2",
+            ),
+            (
+                kv("llama.rope.scale_linear", Ty::F32, &f(f32::NAN)),
+                "scale_linear = NaN",
+            ),
+            (
+                kv("llama.rope.scaling.attn_factor", Ty::F32, &f(0.0)),
+                "attn_factor = 0",
+            ),
+            (
+                kv("llama.logit_scale", Ty::F32, &f(f32::NAN)),
+                "logit_scale = NaN",
+            ),
+            (
+                kv("llama.rope.dimension_count", Ty::U32, &7u32.to_le_bytes()),
+                "dimension_count = 7",
+            ),
+            (
+                kv("llama.rope.dimension_count", Ty::U32, &10u32.to_le_bytes()),
+                "at most the head size 8",
+            ),
+        ];
+        for (entry, want) in bad {
+            let e = checked(&llama(|kvs| kvs.push(entry))).expect_err(want);
+            assert!(e.contains(want), "{want:?} not in {e:?}");
+        }
+        // Values of released models pass; llama.cpp reads a rope scaling factor of 0 as
+        // none, and NaN only matters as a value: another key's NaN name is not refused.
+        let good: Vec<Vec<u8>> = vec![
+            kv(eps, Ty::F32, &f(1e-5)),
+            kv("llama.attention.layer_norm_epsilon", Ty::F32, &f(1e-12)),
+            kv(base, Ty::F32, &f(1e6)),
+            kv("llama.rope.scaling.factor", Ty::F32, &f(0.0)),
+            kv("llama.rope.scaling.yarn_ext_factor", Ty::F32, &f(-1.0)),
+            kv("llama.rope.dimension_count", Ty::U32, &8u32.to_le_bytes()),
+            kv("general.nan", Ty::F32, &f(f32::NAN)),
+        ];
+        checked(&llama(|kvs| kvs.extend(good))).unwrap();
+    }
+
+    /// A header of `kvs` followed by tensor infos of (name, dims, ggml type).
+    fn with_tensors(kvs: &[Vec<u8>], tensors: &[(&str, &[i64], u32)]) -> Vec<u8> {
+        let mut b = file(kvs);
+        b[8..16].copy_from_slice(&(tensors.len() as u64).to_le_bytes());
+        for (name, dims, ty) in tensors {
+            b.extend(gguf_str(name.as_bytes()));
+            b.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in *dims {
+                b.extend_from_slice(&d.to_le_bytes());
+            }
+            b.extend_from_slice(&ty.to_le_bytes());
+            b.extend_from_slice(&0u64.to_le_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn the_quantization_comes_from_the_tensors() {
+        let quant = |file_type: Option<u32>, tensors: &[(&str, &[i64], u32)]| {
+            let kvs: Vec<Vec<u8>> = file_type
+                .map(|t| kv("general.file_type", Ty::U32, &t.to_le_bytes()))
+                .into_iter()
+                .collect();
+            let bytes = with_tensors(&kvs, tensors);
+            quantization(&parse(Cursor::new(&bytes), bytes.len() as u64).unwrap())
+        };
+        // A Q4_1 file: Q4_1 layers, a Q6_K output with more elements than they have,
+        // f32 norms.
+        let q4_1: &[(&str, &[i64], u32)] = &[
+            ("blk.0.attn_q.weight", &[576, 576], 3),
+            ("blk.0.ffn_up.weight", &[576, 1536], 3),
+            ("output.weight", &[576, 4096], 14),
+            ("blk.0.attn_norm.weight", &[576], 0),
+        ];
+        assert_eq!(quant(Some(3), q4_1).as_deref(), Some("Q4_1"));
+        assert_eq!(quant(None, q4_1).as_deref(), Some("Q4_1"));
+        // A file type its weights do not hold (Q4_K_M: Q4_K weights) is not believed.
+        assert_eq!(quant(Some(15), q4_1).as_deref(), Some("Q4_1"));
+        assert_eq!(quant(Some(999), q4_1).as_deref(), Some("Q4_1"));
+        let q4_k_m: &[(&str, &[i64], u32)] = &[
+            ("blk.0.attn_q.weight", &[576, 576], 12),
+            ("blk.0.ffn_down.weight", &[1536, 576], 14),
+            ("blk.0.ffn_up.weight", &[576, 1536], 12),
+        ];
+        assert_eq!(quant(Some(15), q4_k_m).as_deref(), Some("Q4_K_M"));
+        assert_eq!(quant(None, q4_k_m).as_deref(), Some("Q4_K"));
+        assert_eq!(quant(Some(3), &[]), None);
     }
 
     #[test]

@@ -30,7 +30,7 @@
 
 use super::integrity::Integrity;
 use super::registry::Resolved;
-use crate::error::{OrionError, Result};
+use crate::error::{echo, OrionError, Result};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,6 +44,9 @@ pub(crate) struct ModelMeta {
     pub(crate) file_bytes: u64,
     /// Bytes of KV cache one context of the configured size needs.
     pub(crate) kv_bytes_per_context: u64,
+    /// The quantization the file's tensors hold, when the header tells: it wins over
+    /// the file name's and the registry level's.
+    pub(crate) quantization: Option<String>,
 }
 
 pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;
@@ -456,7 +459,7 @@ impl<E: Engine> ModelLoader<E> {
             id: slot.id,
             key: model.key.clone(),
             path: model.path.clone(),
-            quantization: model.quantization.clone(),
+            quantization: meta.quantization.or_else(|| model.quantization.clone()),
             context_length: model.context_length,
             bytes: meta.file_bytes,
             model: loaded,
@@ -664,7 +667,7 @@ impl<E: Engine> ModelLoader<E> {
 /// `MODEL_BUSY` for `key`, when every loaded model is in use: `in_use` has each one's
 /// key and lease count.
 fn busy(key: &str, max: usize, in_use: &[(String, usize, Duration)]) -> OrionError {
-    let mut keys: Vec<String> = in_use.iter().map(|(k, _, _)| format!("{k:?}")).collect();
+    let mut keys: Vec<String> = in_use.iter().map(|(k, _, _)| echo(k)).collect();
     keys.sort();
     let leases: usize = in_use.iter().map(|(_, n, _)| n).sum();
     let models = match keys.len() {
@@ -672,9 +675,10 @@ fn busy(key: &str, max: usize, in_use: &[(String, usize, Duration)]) -> OrionErr
         n => format!("all {n} loaded models ({}) are", keys.join(", ")),
     };
     OrionError::ModelBusy(format!(
-        "cannot load {key:?}: maxConcurrentModels is {max} and {models} in use ({leases} \
+        "cannot load {}: maxConcurrentModels is {max} and {models} in use ({leases} \
          generation{} running); wait for a generation to finish, unload a model, or raise \
          maxConcurrentModels",
+        echo(key),
         if leases == 1 { "" } else { "s" }
     ))
 }
@@ -703,6 +707,7 @@ mod tests {
             Ok(ModelMeta {
                 file_bytes: 100,
                 kv_bytes_per_context: 10,
+                quantization: None,
             })
         }
         fn load(&self, path: &Path, mut progress: Progress) -> Result<String> {

@@ -1,7 +1,7 @@
 //! Quantization levels: the app's names (`q4`, `q8`, ...), the MLC-style model ids it
 //! builds from them, and the GGUF file types they select.
 
-use crate::error::{OrionError, Result};
+use crate::error::{echo, OrionError, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct QuantLevel {
@@ -73,7 +73,8 @@ pub(crate) fn level(name: &str) -> Result<&'static QuantLevel> {
         .find(|l| l.name.eq_ignore_ascii_case(name))
         .ok_or_else(|| {
             OrionError::InvalidOption(format!(
-                "unknown quantization level {name:?}; expected one of: {}",
+                "unknown quantization level {}; expected one of: {}",
+                echo(name),
                 LEVELS.iter().map(|l| l.name).collect::<Vec<_>>().join(", ")
             ))
         })

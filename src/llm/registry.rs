@@ -3,7 +3,7 @@
 //! file named by `ORION_MODEL_REGISTRY`.
 
 use super::quant::{self, QuantLevel, LEVELS};
-use crate::error::{OrionError, Result};
+use crate::error::{echo, OrionError, Result};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -76,7 +76,12 @@ fn default_kind() -> String {
 
 impl ModelDescriptor {
     pub(crate) fn validate(&self, key: &str) -> Result<()> {
-        let bad = |m: String| Err(OrionError::InvalidOption(format!("model {key:?}: {m}")));
+        let bad = |m: String| {
+            Err(OrionError::InvalidOption(format!(
+                "model {}: {m}",
+                echo(key)
+            )))
+        };
         if key.trim().is_empty() {
             return bad("the key must not be empty".into());
         }
@@ -97,7 +102,7 @@ impl ModelDescriptor {
             if !self.files.is_empty() {
                 return bad("give `files` or `remote`, not both".into());
             }
-            r.validate(&format!("model {key:?}: remote"))?;
+            r.validate(&format!("model {}: remote", echo(key)))?;
         } else if self.files.is_empty() {
             return bad(
                 "`files` must name at least one quantization level (or give `remote`)".into(),
@@ -422,13 +427,13 @@ impl Registry {
                 .ok_or_else(|| m.keys().cloned().collect::<Vec<_>>()))
         })?;
         let d = found.map_err(|known| {
-        OrionError::UnknownModel(format!(
-            "no model {:?} in the registry (known: {}). Register it with registerModel(), list it in \
+            OrionError::UnknownModel(format!(
+            "no model {} in the registry (known: {}). Register it with registerModel(), list it in \
              {REGISTRY_ENV}, or pass a path to a .gguf file",
-            super::download::bounded(spec),
-            known.join(", ")
+            echo(spec),
+            known.iter().map(|k| echo(k)).collect::<Vec<_>>().join(", ")
         ))
-    })?;
+        })?;
         if let Some(remote) = d.remote {
             return Ok(Resolved {
                 key: spec.to_string(),
@@ -442,12 +447,14 @@ impl Registry {
             });
         }
         let want = forced.or(preferred);
-        let (level, file) = pick_file(&d, want)
-            .ok_or_else(|| OrionError::UnknownModel(format!("model {base:?} has no files")))?;
+        let (level, file) = pick_file(&d, want).ok_or_else(|| {
+            OrionError::UnknownModel(format!("model {} has no files", echo(base)))
+        })?;
         if let Some(f) = forced {
             if level != f.name {
                 return Err(OrionError::UnknownModel(format!(
-                    "model {base:?} has no {} file (it has: {})",
+                    "model {} has no {} file (it has: {})",
+                    echo(base),
                     f.name,
                     d.files.keys().cloned().collect::<Vec<_>>().join(", ")
                 )));

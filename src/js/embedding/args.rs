@@ -3,7 +3,7 @@
 
 use super::options::{EmbedOptions, EmbeddingClientOptions};
 use crate::error::OrionError;
-use crate::js::options::{cast_checked, describe, on_abort, read};
+use crate::js::options::{array_length, cast_checked, describe, on_abort, read};
 use crate::runtime::EmbeddingRequest;
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
@@ -86,6 +86,9 @@ pub(super) fn read_text(v: &Unknown) -> R<String> {
     cast_checked::<String>(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))
 }
 
+/// Texts in one call at most: the largest `maxQueue`, which a batch must fit in anyway.
+const MAX_TEXTS: u32 = 10_000_000;
+
 /// An array of texts to embed.
 pub(super) fn read_texts(v: &Unknown) -> R<Vec<String>> {
     if !v.is_array().unwrap_or(false) {
@@ -95,9 +98,7 @@ pub(super) fn read_texts(v: &Unknown) -> R<Vec<String>> {
         )));
     }
     let arr: Object = cast_checked(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
-    let len = arr
-        .get_array_length()
-        .map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+    let len = array_length(&arr, "texts", MAX_TEXTS, OrionError::InvalidInput)?;
     (0..len)
         .map(|i| {
             let item: Unknown = arr

@@ -3,7 +3,7 @@
 //! keys and their types ([`crate::js::options::read`]), and its `validate` the ranges.
 
 use crate::embedding::queue::BatchConfig;
-use crate::error::OrionError;
+use crate::error::{echo, OrionError};
 use crate::js::options::{integer, Given};
 use napi_derive::napi;
 use serde::Deserialize;
@@ -104,7 +104,10 @@ impl EmbeddingClientOptions {
         match given {
             None => Ok(Precision::Exact),
             Some(p) => Precision::parse(&p).ok_or_else(|| {
-                OrionError::InvalidOption(format!("{from} must be 'exact' or 'int8', got {p:?}"))
+                OrionError::InvalidOption(format!(
+                    "{from} must be 'exact' or 'int8', got {}",
+                    echo(&p)
+                ))
             }),
         }
     }

@@ -5,8 +5,10 @@
 use super::options::{GenerateOptions, LoadOptions, ModelLoaderOptions};
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
-use crate::error::OrionError;
-use crate::js::options::{cast_checked, describe, on_abort, read, to_json, Options};
+use crate::error::{echo, OrionError};
+use crate::js::options::{
+    array_length, cast_checked, describe, on_abort, read, to_json, Options, MAX_ARRAY_ITEMS,
+};
 use crate::llm::generate::{GenerateParams, Prompt};
 use crate::llm::loader::ProgressFn;
 use crate::llm::registry::ModelDescriptor;
@@ -46,10 +48,10 @@ pub(super) fn read_level(v: &Unknown) -> R<String> {
 
 /// A registry descriptor for `key`, as JSON data.
 pub(super) fn read_descriptor(key: &str, v: &Unknown) -> R<ModelDescriptor> {
-    let value: serde_json::Value =
-        to_json(v).map_err(|e| OrionError::InvalidOption(format!("descriptor: {}", e.reason)))?;
+    let value: serde_json::Value = to_json(v)
+        .map_err(|e| OrionError::InvalidOption(format!("descriptor for {}: {e}", echo(key))))?;
     serde_json::from_value(value)
-        .map_err(|e| OrionError::InvalidOption(format!("descriptor for {key:?}: {e}")))
+        .map_err(|e| OrionError::InvalidOption(format!("descriptor for {}: {e}", echo(key))))
 }
 
 /// `onProgress`: a function, or nothing (undefined, null, left out).
@@ -89,13 +91,13 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
         }
         ValueType::Object if v.is_array().unwrap_or(false) => {
             let arr: Object = cast_checked(v).map_err(|_| bad())?;
-            let n = arr.get_array_length().map_err(|_| bad())?;
+            let n = array_length(&arr, "messages", MAX_ARRAY_ITEMS, OrionError::InvalidInput)?;
             if n == 0 {
                 return Err(OrionError::InvalidInput(
                     "messages must not be empty".into(),
                 ));
             }
-            let mut out = Vec::with_capacity(n as usize);
+            let mut out = Vec::new();
             for i in 0..n {
                 let m: Unknown = arr.get_element(i).map_err(|_| bad())?;
                 let o = Options::parse(Some(m), "message", &["role", "content"])
@@ -108,7 +110,8 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
                 let role = field("role")?;
                 if !matches!(role.as_str(), "system" | "user" | "assistant") {
                     return Err(OrionError::InvalidInput(format!(
-                        "messages[{i}].role must be 'system', 'user' or 'assistant', got {role:?}"
+                        "messages[{i}].role must be 'system', 'user' or 'assistant', got {}",
+                        echo(&role)
                     )));
                 }
                 out.push((role, field("content")?));
