@@ -708,8 +708,10 @@ export interface RemoteOptions {
   /** Sent as `Authorization: Bearer <apiKey>`; never shown in errors or stats. */
   apiKey?: string
   /**
-   * Most milliseconds to wait for a reply to start, or between two streamed pieces,
-   * an integer from 1 to 4294967295 (default 60000).
+   * Most milliseconds a call may wait: for its reply, retries and the server's
+   * `Retry-After` waits included (a longer wait fails at once), and then, streaming,
+   * for each next piece of text (keep-alives do not count); an integer from 1 to
+   * 4294967295 (default 60000).
    */
   timeoutMs?: number
 }

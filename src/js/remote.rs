@@ -23,8 +23,10 @@ pub struct RemoteOptions {
     pub model: String,
     /// Sent as `Authorization: Bearer <apiKey>`; never shown in errors or stats.
     pub api_key: Option<String>,
-    /// Most milliseconds to wait for a reply to start, or between two streamed pieces,
-    /// an integer from 1 to 4294967295 (default 60000).
+    /// Most milliseconds a call may wait: for its reply, retries and the server's
+    /// `Retry-After` waits included (a longer wait fails at once), and then, streaming,
+    /// for each next piece of text (keep-alives do not count); an integer from 1 to
+    /// 4294967295 (default 60000).
     pub timeout_ms: Option<f64>,
 }
 

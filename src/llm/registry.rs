@@ -437,7 +437,15 @@ impl Registry {
         if let Some(remote) = d.remote {
             return Ok(Resolved {
                 key: spec.to_string(),
-                path: PathBuf::from(remote.bases().join(", ")),
+                // Shown to the caller (`loadModel`'s `path`): without URL credentials.
+                path: PathBuf::from(
+                    remote
+                        .bases()
+                        .iter()
+                        .map(|b| crate::remote::shown(b))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
                 quantization: None,
                 context_length: d.context_length.unwrap_or(DEFAULT_CONTEXT),
                 sha256: None,

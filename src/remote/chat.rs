@@ -5,18 +5,31 @@
 //! Retries stop at the first streamed piece: a generation that already produced text
 //! and then lost its server fails with `REMOTE_UNAVAILABLE` rather than starting over
 //! elsewhere and repeating itself.
+//!
+//! A server is not trusted to keep to the request: `timeoutMs` bounds the wait for the
+//! reply to start (retries included) and then for each piece of text (keep-alives and
+//! empty pieces do not count as progress); `maxTokens` is enforced here, and lines,
+//! events and the text are capped in size.
 
-use super::pool::{check_model, send, widen, EndpointStats, Outcome, Pool};
+use super::pool::{check_model, widen, Deadline, EndpointStats, Lease, Outcome, Pool};
+use super::sse::{Events, SseError, MAX_LINE};
 use crate::error::{OrionError, Result};
 use crate::llm::generate::{GenerateParams, Generation, Prompt, Timings};
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often a streaming generation looks at its cancel flag between pieces.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// Once `maxTokens` pieces have arrived, how long the server has to finish the stream
+/// (its `finish_reason`, `usage` and `[DONE]` follow the last piece at once) before the
+/// connection is closed and the answer finished here.
+const TAIL_GRACE: Duration = Duration::from_millis(500);
+/// Most bytes of text one generation gathers: `maxTokens` is at most 2^20 and a token a
+/// few bytes, so only a server sending huge pieces gets near it.
+const MAX_TEXT: usize = 16 << 20;
+/// Most characters of a streamed piece quoted in an error.
+const MAX_QUOTE: usize = 200;
 
 pub(crate) struct RemoteChat {
     pool: Arc<Pool>,
@@ -44,11 +57,13 @@ impl RemoteChat {
     /// Check that a server answers and serves the model (`/v1/models`); returns the
     /// model's training context when the server says. `progress` gets 0 to 99 as
     /// endpoints are checked (the caller reports 100 once the load is recorded).
+    /// `timeoutMs` bounds the whole check.
     pub(crate) async fn check(&self, progress: &dyn Fn(u32)) -> Result<Option<u32>> {
+        let deadline = Deadline::after(self.timeout);
         progress(0);
-        self.health().await?;
+        self.health(deadline).await?;
         progress(50);
-        let trained = check_model(&self.pool, &self.model, self.timeout).await?;
+        let trained = check_model(&self.pool, &self.model, deadline).await?;
         progress(99);
         Ok(trained)
     }
@@ -56,29 +71,38 @@ impl RemoteChat {
     /// `GET /health` answers: any status below 500 (a server without the route, or one
     /// that wants a key for it, is up); 503 (llama-server loading its model) is waited
     /// out like any busy answer.
-    async fn health(&self) -> Result<()> {
-        self.pool
-            .run(|ep| {
-                let req = self.pool.request(reqwest::Method::GET, &ep, "/health");
-                let timeout = self.timeout;
-                async move {
-                    match send(&ep, req, timeout).await {
-                        Ok(_) => Outcome::Done(()),
-                        Err(Outcome::Fatal(OrionError::RemoteError { status, .. }))
-                            if status < 500 =>
-                        {
-                            Outcome::Done(())
-                        }
-                        Err(o) => widen(o),
+    async fn health(&self, deadline: Deadline) -> Result<()> {
+        let pool = &*self.pool;
+        pool.run(deadline, |ep| {
+            let req = pool.request(reqwest::Method::GET, &ep, "/health");
+            async move {
+                match pool.send(&ep, req).await {
+                    Ok(_) => Outcome::Done(()),
+                    Err(Outcome::Fatal(OrionError::RemoteError { status, .. })) if status < 500 => {
+                        Outcome::Done(())
                     }
+                    Err(o) => widen(o),
                 }
-            })
-            .await
-            .map(drop)
+            }
+        })
+        .await
+        .map(drop)
     }
 
     /// Stream a completion of `prompt`, handing each piece of text to `on_text`.
     pub(crate) async fn generate(
+        &self,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        self.stream(prompt, params, cancel, on_text)
+            .await
+            .map_err(|e| self.pool.secrets().error(e))
+    }
+
+    async fn stream(
         &self,
         prompt: &Prompt,
         params: &GenerateParams,
@@ -93,16 +117,116 @@ impl RemoteChat {
                 .map_err(|e| OrionError::Internal(format!("request body: {e}")))?,
         );
         let stopped = || cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down();
-        let attempt = self.pool.run(|ep| {
-            let req = self
-                .pool
+        let pool = &*self.pool;
+        let (resp, lease) = until_cancelled(self.open(path, &body), &stopped).await??;
+        let ep = lease.endpoint().clone();
+        let shown = ep.shown().to_string();
+        // Dropped on every way out of the loop, which closes the connection.
+        let mut events = Events::new(resp);
+        let mut reply = Reply::default();
+        // The stall timer runs from the last piece of text, not from the last byte or
+        // event: keep-alives, empty pieces and a line that never ends do not hold it.
+        let mut last_progress = Instant::now();
+        // Set once `maxTokens` pieces have arrived: the stream's end is awaited only
+        // until then, and a further piece ends it at once.
+        let mut tail_until: Option<Instant> = None;
+        let max_pieces = params.max_tokens.max(1);
+        loop {
+            let until = tail_until.unwrap_or(last_progress + self.timeout);
+            let left = until.saturating_duration_since(Instant::now());
+            let next = tokio::time::timeout(left, until_cancelled(events.next(&ep), &stopped));
+            let data = match next.await {
+                // What the server has finished (or we have capped) is the answer.
+                Err(_) if tail_until.is_some() || reply.finish.is_some() => break,
+                Err(_) => {
+                    let e = format!(
+                        "the stream stalled: no text for {} ms after {} pieces",
+                        self.timeout.as_millis(),
+                        reply.pieces
+                    );
+                    pool.note_error(&ep, &e);
+                    return Err(OrionError::RemoteUnavailable {
+                        endpoints: vec![(shown, e)],
+                    });
+                }
+                Ok(Err(stop)) => return Err(stop),
+                Ok(Ok(Ok(None))) => break,
+                Ok(Ok(Err(SseError::Broke(e)))) => {
+                    let e = format!(
+                        "the stream broke off after {} pieces ({e}); the generation was not \
+                         restarted elsewhere",
+                        reply.pieces
+                    );
+                    pool.note_failure(&ep, &e);
+                    return Err(OrionError::RemoteUnavailable {
+                        endpoints: vec![(shown, e)],
+                    });
+                }
+                Ok(Ok(Err(SseError::TooLong))) => {
+                    return Err(self.protocol(
+                        &ep,
+                        format!(
+                            "a streamed line or event is longer than {}, the most read",
+                            super::pool::binary_size(MAX_LINE)
+                        ),
+                    ));
+                }
+                Ok(Ok(Ok(Some(data)))) => data,
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                break;
+            }
+            let absorbed = match reply.absorb(data, chat, tail_until.is_some()) {
+                Ok(a) => a,
+                Err(e) => {
+                    let e = self.server_said(&shown, e);
+                    pool.note_error(&ep, &e.to_string());
+                    return Err(e);
+                }
+            };
+            match absorbed {
+                Absorbed::Nothing => {}
+                Absorbed::OverLimit => break,
+                Absorbed::Piece(text) => {
+                    last_progress = Instant::now();
+                    if let Some(t) = text {
+                        on_text(&t);
+                    }
+                    if reply.text.len() > MAX_TEXT {
+                        return Err(self.protocol(
+                            &ep,
+                            format!(
+                                "more than {} of text in one reply",
+                                super::pool::binary_size(MAX_TEXT)
+                            ),
+                        ));
+                    }
+                    if reply.pieces >= max_pieces && tail_until.is_none() {
+                        tail_until = Some(Instant::now() + TAIL_GRACE.min(self.timeout));
+                    }
+                }
+            }
+        }
+        if tail_until.is_some() && reply.finish.is_none() {
+            reply.finish = Some("length".into());
+        }
+        reply.finish(started, &shown)
+    }
+
+    /// Post `body` to `path` and wait for the reply to start: `timeoutMs` bounds it,
+    /// tries on other servers and `Retry-After` waits included.
+    async fn open(&self, path: &str, body: &bytes::Bytes) -> Result<(reqwest::Response, Lease)> {
+        let pool = &*self.pool;
+        pool.run(Deadline::after(self.timeout), |ep| {
+            let req = pool
                 .request(reqwest::Method::POST, &ep, path)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::ACCEPT, "text/event-stream")
                 .body(body.clone());
-            let (sent, timeout) = (body.len() as u64, self.timeout);
+            let sent = body.len() as u64;
             async move {
-                match send(&ep, req, timeout).await {
+                match pool.send(&ep, req).await {
                     Ok(r) => {
                         ep.record(sent, 0);
                         Outcome::Done(r)
@@ -110,51 +234,58 @@ impl RemoteChat {
                     Err(o) => widen(o),
                 }
             }
-        });
-        let (resp, lease) = until_cancelled(attempt, &stopped).await??;
-        let ep = lease.endpoint().clone();
-        let mut events = resp.bytes_stream().eventsource();
-        let mut reply = Reply::default();
-        loop {
-            let next = tokio::time::timeout(self.timeout, until_cancelled(events.next(), &stopped));
-            let event = match next.await {
-                Err(_) => {
-                    let e = format!(
-                        "the stream stalled for {} ms after {} pieces",
-                        self.timeout.as_millis(),
-                        reply.pieces
-                    );
-                    ep.error(e.clone());
-                    return Err(OrionError::RemoteUnavailable {
-                        endpoints: vec![(ep.shown().to_string(), e)],
-                    });
-                }
-                Ok(Err(stop)) => return Err(stop),
-                Ok(Ok(None)) => break,
-                Ok(Ok(Some(Err(e)))) => {
-                    let e = format!(
-                        "the stream broke off after {} pieces ({e}); the generation was not \
-                         restarted elsewhere",
-                        reply.pieces
-                    );
-                    ep.failed(e.clone());
-                    return Err(OrionError::RemoteUnavailable {
-                        endpoints: vec![(ep.shown().to_string(), e)],
-                    });
-                }
-                Ok(Ok(Some(Ok(ev)))) => ev,
-            };
-            ep.record(0, event.data.len() as u64);
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                break;
-            }
-            if let Some(piece) = reply.absorb(data, chat, ep.shown())? {
-                on_text(&piece);
-            }
-        }
-        reply.finish(started, ep.shown())
+        })
+        .await
     }
+
+    /// A `REMOTE_PROTOCOL` error on `ep`, noted in its stats.
+    fn protocol(&self, ep: &super::pool::Endpoint, detail: String) -> OrionError {
+        let e = OrionError::RemoteProtocol {
+            endpoint: ep.shown().to_string(),
+            detail,
+        };
+        self.pool.note_error(ep, &e.to_string());
+        e
+    }
+
+    /// What a streamed piece said, as an error from `endpoint`: scrubbed, then clipped.
+    fn server_said(&self, endpoint: &str, said: Said) -> OrionError {
+        let secrets = self.pool.secrets();
+        match said {
+            Said::NotJson { error, data } => OrionError::RemoteProtocol {
+                endpoint: endpoint.to_string(),
+                detail: format!(
+                    "a streamed piece is not JSON ({error}): {}",
+                    secrets.clip(&data, MAX_QUOTE)
+                ),
+            },
+            Said::Error { status, message } => OrionError::RemoteError {
+                endpoint: endpoint.to_string(),
+                status,
+                message: secrets.clip(&message, MAX_MESSAGE),
+            },
+        }
+    }
+}
+
+/// Most characters of a server's error message shown.
+const MAX_MESSAGE: usize = 300;
+
+/// An event that ends the stream with an error.
+enum Said {
+    NotJson { error: String, data: String },
+    Error { status: u16, message: String },
+}
+
+/// What one event brought.
+enum Absorbed {
+    /// No generated token: a keep-alive, an empty piece, `usage`, a `finish_reason`.
+    Nothing,
+    /// A generated piece: its text (none for a reasoning piece, which is counted but
+    /// not part of the answer).
+    Piece(Option<String>),
+    /// A piece beyond `maxTokens`: the server ignores it; the answer is complete.
+    OverLimit,
 }
 
 /// What a streamed reply has said so far.
@@ -169,26 +300,54 @@ struct Reply {
 }
 
 impl Reply {
-    /// Take in one event's data; returns its piece of text, if it has one.
-    fn absorb(&mut self, data: &str, chat: bool, endpoint: &str) -> Result<Option<String>> {
+    /// Take in one event's data. Once `capped` (`maxTokens` pieces arrived), a further
+    /// piece is not taken: the server ignores `max_tokens`.
+    ///
+    /// `maxTokens` is counted in pieces: OpenAI-compatible streams carry text, not
+    /// token ids, and llama-server, vLLM and Ollama send one token per piece (a piece
+    /// can hold two when a character spans tokens, so the cap is never short of the
+    /// server's own). Reasoning pieces (`reasoning_content`) count too, as the
+    /// server's `max_tokens` does, but are not part of the answer's text.
+    fn absorb(
+        &mut self,
+        data: &str,
+        chat: bool,
+        capped: bool,
+    ) -> std::result::Result<Absorbed, Said> {
         if data.is_empty() {
-            return Ok(None);
+            return Ok(Absorbed::Nothing);
         }
-        let v: serde_json::Value =
-            serde_json::from_str(data).map_err(|e| OrionError::RemoteProtocol {
-                endpoint: endpoint.to_string(),
-                detail: format!("a streamed piece is not JSON ({e}): {data:.200}"),
-            })?;
+        let v: serde_json::Value = serde_json::from_str(data).map_err(|e| Said::NotJson {
+            error: e.to_string(),
+            data: data.to_string(),
+        })?;
         if let Some(err) = v.get("error") {
             let status = err
                 .get("code")
                 .and_then(serde_json::Value::as_u64)
                 .map_or(500, |c| c.min(999) as u16);
-            return Err(OrionError::RemoteError {
-                endpoint: endpoint.to_string(),
+            return Err(Said::Error {
                 status,
                 message: super::pool::message_of(data.as_bytes()),
             });
+        }
+        let text = |c: &serde_json::Value, p: &str| {
+            c.pointer(p)
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+        };
+        let choice = v.pointer("/choices/0");
+        let (piece, reasoning) = match choice {
+            Some(c) if chat => (
+                text(c, "/delta/content"),
+                text(c, "/delta/reasoning_content").is_some(),
+            ),
+            Some(c) => (text(c, "/text"), false),
+            None => (None, false),
+        };
+        if capped && (piece.is_some() || reasoning) {
+            return Ok(Absorbed::OverLimit);
         }
         if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             let n = |k: &str| {
@@ -201,26 +360,21 @@ impl Reply {
         if let Some(t) = v.get("timings").filter(|t| t.is_object()) {
             self.timings = Some(t.clone());
         }
-        let Some(choice) = v.pointer("/choices/0") else {
-            return Ok(None);
-        };
-        if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
+        if let Some(f) = choice
+            .and_then(|c| c.get("finish_reason"))
+            .and_then(|f| f.as_str())
+        {
             self.finish = Some(f.to_string());
         }
-        let piece = if chat {
-            choice.pointer("/delta/content")
-        } else {
-            choice.get("text")
-        }
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("");
-        if piece.is_empty() {
-            return Ok(None);
+        if piece.is_none() && !reasoning {
+            return Ok(Absorbed::Nothing);
         }
         self.first_piece.get_or_insert_with(Instant::now);
         self.pieces += 1;
-        self.text.push_str(piece);
-        Ok(Some(piece.to_string()))
+        if let Some(p) = &piece {
+            self.text.push_str(p);
+        }
+        Ok(Absorbed::Piece(piece))
     }
 
     /// The generation, once the stream has ended.

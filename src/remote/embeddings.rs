@@ -1,16 +1,29 @@
 //! `/v1/embeddings` as the embedding service's engine: one request per batch (an array
 //! `input`), retried on another endpoint when one fails, since embedding is idempotent.
+//! A reply is read up to a cap that grows with the batch, and every vector of a client
+//! has the width of the first one it got.
 
-use super::pool::{check_model, send, widen, Outcome, Pool};
+use super::pool::{
+    binary_size, check_model, read_capped, widen, Deadline, Outcome, Pool, ReadError,
+};
 use crate::embedding::{BatchFuture, RemoteEngine};
 use crate::error::{OrionError, Result};
 use serde::Deserialize;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Batches in flight per endpoint: enough to keep a server busy while the next batch
 /// travels, few enough that batches still form in the queue.
 const IN_FLIGHT_PER_ENDPOINT: usize = 2;
+/// Most bytes of a reply, per text of the batch: a vector as JSON takes up to about
+/// 25 bytes a number, so 512 KiB holds one of 20 000 dimensions (the widest models
+/// have 4096 to 8192).
+const MAX_BYTES_PER_TEXT: usize = 512 << 10;
+/// Plus this much for the rest of the reply (`usage`, `model`, the brackets).
+const MAX_BYTES_BASE: usize = 64 << 10;
+/// Most characters of a reply quoted in an error.
+const MAX_QUOTE: usize = 200;
 
 pub(crate) struct RemoteEmbeddings {
     pool: Arc<Pool>,
@@ -18,6 +31,9 @@ pub(crate) struct RemoteEmbeddings {
     timeout: Duration,
     /// Set once a server's `/v1/models` was found to list the model (or to list none).
     checked: tokio::sync::OnceCell<()>,
+    /// The width of the first vectors received (0 before): a server that later answers
+    /// with another width serves another model, and its vectors would not compare.
+    width: AtomicUsize,
 }
 
 #[derive(Deserialize)]
@@ -39,13 +55,17 @@ impl RemoteEmbeddings {
             model,
             timeout,
             checked: tokio::sync::OnceCell::new(),
+            width: AtomicUsize::new(0),
         }
     }
 
+    /// `timeoutMs` bounds each batch whole: the model check of the first one, tries on
+    /// other servers, `Retry-After` waits and the reply's body.
     async fn embed_batch(&self, texts: Vec<Arc<str>>) -> Result<Vec<Vec<f32>>> {
+        let deadline = Deadline::after(self.timeout);
         self.checked
             .get_or_try_init(|| async {
-                check_model(&self.pool, &self.model, self.timeout)
+                check_model(&self.pool, &self.model, deadline)
                     .await
                     .map(drop)
             })
@@ -59,52 +79,77 @@ impl RemoteEmbeddings {
         // Cloned by reference count for each try.
         let body = bytes::Bytes::from(body);
         let n = texts.len();
-        let (vectors, _lease) = self
-            .pool
-            .run(|ep| {
-                let req = self
-                    .pool
+        let cap = MAX_BYTES_BASE + n * MAX_BYTES_PER_TEXT;
+        let pool = &*self.pool;
+        let (vectors, _lease) = pool
+            .run(deadline, |ep| {
+                let req = pool
                     .request(reqwest::Method::POST, &ep, "/v1/embeddings")
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(body.clone());
                 let sent = body.len() as u64;
-                let timeout = self.timeout;
                 async move {
-                    let resp = match send(&ep, req, timeout).await {
+                    let resp = match pool.send(&ep, req).await {
                         Ok(r) => r,
                         Err(o) => return widen(o),
                     };
-                    let raw = match tokio::time::timeout(timeout, resp.bytes()).await {
-                        Err(_) => {
-                            return Outcome::Failed(format!(
-                                "the reply stalled for {} ms",
-                                timeout.as_millis()
-                            ))
-                        }
-                        Ok(Err(e)) => return Outcome::Failed(super::describe(&e)),
-                        Ok(Ok(b)) => b,
-                    };
-                    ep.record(sent, raw.len() as u64);
-                    match parse(&raw, n) {
-                        Ok(v) => Outcome::Done(v),
-                        Err(detail) => Outcome::Fatal(OrionError::RemoteProtocol {
+                    ep.record(sent, 0);
+                    let protocol = |detail: String| {
+                        Outcome::Fatal(OrionError::RemoteProtocol {
                             endpoint: ep.shown().to_string(),
                             detail,
-                        }),
+                        })
+                    };
+                    let raw = match read_capped(&ep, resp, cap).await {
+                        Ok(b) => b,
+                        Err(ReadError::Broke(e)) => return Outcome::Failed(e),
+                        Err(ReadError::TooLarge) => {
+                            return protocol(format!(
+                                "its reply for {n} texts is larger than {}, the most read \
+                                 ({} per text)",
+                                binary_size(cap),
+                                binary_size(MAX_BYTES_PER_TEXT)
+                            ))
+                        }
+                    };
+                    let vectors = match parse(&raw, n) {
+                        Ok(v) => v,
+                        Err(detail) => {
+                            return protocol(pool.secrets().clip(&detail, 2 * MAX_QUOTE))
+                        }
+                    };
+                    match self.same_width(vectors[0].len()) {
+                        Ok(()) => Outcome::Done(vectors),
+                        Err(detail) => protocol(detail),
                     }
                 }
             })
             .await?;
         Ok(vectors)
     }
+
+    /// Keep the first width seen; refuse another one later.
+    fn same_width(&self, width: usize) -> std::result::Result<(), String> {
+        match self.width.compare_exchange(0, width, Relaxed, Relaxed) {
+            Ok(_) => Ok(()),
+            Err(first) if first == width => Ok(()),
+            Err(first) => Err(format!(
+                "vectors of {width} dimensions, where its first ones had {first}: the \
+                 server now serves another model (vectors of different models do not \
+                 compare); restart the process to use the new one"
+            )),
+        }
+    }
 }
 
 /// `n` vectors in input order, all of one width and finite, from a reply's body.
 fn parse(raw: &[u8], n: usize) -> std::result::Result<Vec<Vec<f32>>, String> {
     let reply: Reply = serde_json::from_slice(raw).map_err(|e| {
+        // The caller scrubs it of secrets, then clips it to far less than this first
+        // cut, so a secret the cut splits is clipped away too.
         format!(
             "not an embeddings reply ({e}): {}",
-            String::from_utf8_lossy(&raw[..raw.len().min(200)])
+            String::from_utf8_lossy(&raw[..raw.len().min(MAX_QUOTE * 16)])
         )
     })?;
     if reply.data.len() != n {

@@ -13,13 +13,15 @@
 pub(crate) mod chat;
 pub(crate) mod embeddings;
 pub(crate) mod pool;
+pub(crate) mod secrets;
+pub(crate) mod sse;
 
 use crate::error::{OrionError, Result};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// How long a request may wait for the server's first byte (or a streamed reply for
-/// its next piece) when the target sets no `timeoutMs`.
+/// How long a call may wait for its reply, retries included (or a streamed reply for
+/// its next piece of text) when the target sets no `timeoutMs`.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One URL or several, as JSON and JS options give them.
@@ -72,7 +74,8 @@ pub(crate) struct RemoteSpec {
     /// Sent as `Authorization: Bearer`; never shown, logged or serialized.
     #[serde(default, skip_serializing)]
     pub(crate) api_key: Option<String>,
-    /// Most milliseconds to wait for a reply to start, or between two streamed pieces.
+    /// Most milliseconds a call waits for its reply (retries and waits included), and
+    /// a stream for each next piece of text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) timeout_ms: Option<u64>,
 }

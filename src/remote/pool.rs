@@ -8,10 +8,15 @@
 //! embeddings and chat on the same server count against the same outstanding requests
 //! and see the same health.
 //!
+//! Every call has a [`Deadline`]: `timeoutMs` bounds it whole, tries on other endpoints
+//! and `Retry-After` waits included; a wait longer than what is left fails at once.
+//!
 //! Also here, for embeddings and chat alike: sending a request and sorting its answer
-//! ([`send`]), and checking that a server serves a model ([`check_model`]).
+//! ([`Pool::send`]), reading a reply's body up to a cap ([`read_capped`]), and checking
+//! that a server serves a model ([`check_model`]).
 
 use super::describe;
+use super::secrets::Secrets;
 use crate::error::{OrionError, Result};
 use parking_lot::Mutex;
 use std::future::Future;
@@ -30,6 +35,36 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most bytes of an error reply read for its message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// Most characters of a server's error message shown (messages stay bounded).
+const MAX_MESSAGE: usize = 300;
+/// Most bytes of a `/v1/models` reply: a list of a few models is a few kB, the longest
+/// real ones (hosted catalogues with descriptions) about 1 MB.
+const MAX_MODELS_BODY: usize = 8 << 20;
+
+/// When a call must be over: `timeoutMs` after it started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    at: Instant,
+    total: Duration,
+}
+
+impl Deadline {
+    pub(crate) fn after(total: Duration) -> Self {
+        Self {
+            at: Instant::now() + total,
+            total,
+        }
+    }
+
+    /// The time left (zero once it has passed).
+    pub(crate) fn left(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    pub(crate) fn total_ms(&self) -> u128 {
+        self.total.as_millis()
+    }
+}
 
 #[derive(Default)]
 struct Health {
@@ -204,6 +239,8 @@ pub(crate) struct Pool {
     endpoints: Vec<Arc<Endpoint>>,
     client: reqwest::Client,
     api_key: Option<String>,
+    /// The key and the URLs' passwords, kept out of every message and stat.
+    secrets: Secrets,
     /// Where the search for the least busy endpoint starts, so ties rotate.
     next: AtomicUsize,
 }
@@ -214,12 +251,28 @@ impl Pool {
         client: reqwest::Client,
         api_key: Option<String>,
     ) -> Self {
+        let bases: Vec<String> = endpoints.iter().map(|e| e.base.clone()).collect();
         Self {
+            secrets: Secrets::new(api_key.as_deref(), &bases),
             endpoints,
             client,
             api_key,
             next: AtomicUsize::new(0),
         }
+    }
+
+    pub(crate) fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Note a failed request on `ep` without taking it out (the server answered).
+    pub(crate) fn note_error(&self, ep: &Endpoint, error: &str) {
+        ep.error(self.secrets.scrub(error));
+    }
+
+    /// Take `ep` out after a failure (a stream that broke off).
+    pub(crate) fn note_failure(&self, ep: &Arc<Endpoint>, error: &str) {
+        self.fail(ep, error);
     }
 
     pub(crate) fn endpoints(&self) -> &[Arc<Endpoint>] {
@@ -286,9 +339,9 @@ impl Pool {
     }
 
     /// Take `ep` out after a failure and probe it back in, in the background.
-    fn fail(&self, ep: &Arc<Endpoint>, error: String) {
+    fn fail(&self, ep: &Arc<Endpoint>, error: &str) {
         ep.errors.fetch_add(1, Relaxed);
-        ep.failed(error);
+        ep.failed(self.secrets.scrub(error));
         self.probe(ep);
     }
 
@@ -335,9 +388,16 @@ impl Pool {
     }
 
     /// Run `attempt` on the best endpoint, and again on others (or later) as its
-    /// outcomes call for, until one is done or nothing is left to try. The lease keeps
-    /// the endpoint counted as busy for as long as the caller uses the result (a stream).
-    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Lease)>
+    /// outcomes call for, until one is done, nothing is left to try, or `deadline`
+    /// passes: each try gets only the time left, and a busy server's wait that would
+    /// outlast it fails at once. The lease keeps the endpoint counted as busy for as
+    /// long as the caller uses the result (a stream). Errors come back scrubbed of
+    /// secrets.
+    pub(crate) async fn run<T, F, Fut>(
+        &self,
+        deadline: Deadline,
+        mut attempt: F,
+    ) -> Result<(T, Lease)>
     where
         F: FnMut(Arc<Endpoint>) -> Fut,
         Fut: Future<Output = Outcome<T>>,
@@ -347,15 +407,30 @@ impl Pool {
         let mut busy_rounds = 0u32;
         let mut last_busy: Option<(Option<Duration>, OrionError)> = None;
         loop {
+            let left = deadline.left();
+            if left.is_zero() {
+                return Err(self.secrets.error(match last_busy {
+                    Some((_, error)) => out_of_time(error, &deadline),
+                    None => self.unavailable(),
+                }));
+            }
             let skip: Vec<usize> = failed.iter().chain(&busy).copied().collect();
             let Some(i) = self.pick(&skip) else {
                 let Some((retry_after, error)) = last_busy.take() else {
-                    return Err(self.unavailable());
+                    return Err(self.secrets.error(self.unavailable()));
                 };
                 busy_rounds += 1;
+                if busy_rounds > MAX_BUSY_ROUNDS {
+                    return Err(self.secrets.error(error));
+                }
                 let wait = retry_after.unwrap_or_else(|| backoff(busy_rounds));
-                if busy_rounds > MAX_BUSY_ROUNDS || wait > MAX_RETRY_AFTER {
-                    return Err(error);
+                if wait > MAX_RETRY_AFTER || wait >= left {
+                    return Err(self.secrets.error(too_long_to_wait(
+                        error,
+                        retry_after,
+                        left,
+                        &deadline,
+                    )));
                 }
                 tokio::time::sleep(wait).await;
                 busy.clear();
@@ -363,79 +438,185 @@ impl Pool {
             };
             let ep = self.endpoints[i].clone();
             let lease = Lease::new(ep.clone());
-            match attempt(ep.clone()).await {
+            let outcome = match tokio::time::timeout(left, attempt(ep.clone())).await {
+                Ok(o) => o,
+                Err(_) => Outcome::Failed(format!("no reply within {} ms", deadline.total_ms())),
+            };
+            match outcome {
                 Outcome::Done(t) => {
                     ep.succeeded();
                     return Ok((t, lease));
                 }
                 Outcome::Failed(e) => {
-                    self.fail(&ep, e);
+                    self.fail(&ep, &e);
                     failed.push(i);
                 }
                 Outcome::Busy { retry_after, error } => {
+                    let error = self.secrets.error(error);
                     ep.error(error.to_string());
                     busy.push(i);
                     last_busy = Some((retry_after, error));
                 }
                 Outcome::Fatal(e) => {
+                    let e = self.secrets.error(e);
                     ep.error(e.to_string());
                     return Err(e);
                 }
             }
         }
     }
-}
 
-/// Send `req`, waiting at most `timeout` for the reply's head, and sort the answer: a
-/// success is handed back; busy, gateway and other errors become the matching outcome.
-pub(crate) async fn send(
-    ep: &Endpoint,
-    req: reqwest::RequestBuilder,
-    timeout: Duration,
-) -> std::result::Result<reqwest::Response, Outcome<std::convert::Infallible>> {
-    let resp = match tokio::time::timeout(timeout, req.send()).await {
-        Err(_) => {
-            return Err(Outcome::Failed(format!(
-                "no reply within {} ms",
-                timeout.as_millis()
-            )))
+    /// Send `req` to `ep` and sort the answer: a success is handed back; busy, gateway
+    /// and other errors become the matching outcome, the server's message scrubbed of
+    /// secrets and clipped. The caller's [`Pool::run`] bounds the time.
+    pub(crate) async fn send(
+        &self,
+        ep: &Endpoint,
+        req: reqwest::RequestBuilder,
+    ) -> std::result::Result<reqwest::Response, Outcome<std::convert::Infallible>> {
+        let resp = match req.send().await {
+            Err(e) => return Err(Outcome::Failed(describe(&e))),
+            Ok(r) => r,
+        };
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
         }
-        Ok(Err(e)) => return Err(Outcome::Failed(describe(&e))),
-        Ok(Ok(r)) => r,
-    };
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
+        let code = status.as_u16();
+        if matches!(code, 502 | 504) {
+            return Err(Outcome::Failed(format!("answered {code} (gateway error)")));
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let message = self
+            .secrets
+            .clip(&error_message(ep, resp).await, MAX_MESSAGE);
+        let error = OrionError::RemoteError {
+            endpoint: ep.shown().to_string(),
+            status: code,
+            message,
+        };
+        Err(if matches!(code, 429 | 503) {
+            Outcome::Busy { retry_after, error }
+        } else {
+            Outcome::Fatal(error)
+        })
     }
-    let code = status.as_u16();
-    if matches!(code, 502 | 504) {
-        return Err(Outcome::Failed(format!("answered {code} (gateway error)")));
-    }
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let message = error_message(resp).await;
-    let error = OrionError::RemoteError {
-        endpoint: ep.shown().to_string(),
-        status: code,
-        message,
-    };
-    Err(if matches!(code, 429 | 503) {
-        Outcome::Busy { retry_after, error }
-    } else {
-        Outcome::Fatal(error)
-    })
 }
 
-/// The message of an error reply: `error.message`, `error`, `message` or `detail` of a
-/// JSON body (the servers differ), else the start of the text.
-async fn error_message(resp: reqwest::Response) -> String {
+/// A busy server's error once the deadline has passed.
+fn out_of_time(error: OrionError, deadline: &Deadline) -> OrionError {
+    annotate(
+        error,
+        &format!(
+            "still busy when timeoutMs ({} ms) ran out",
+            deadline.total_ms()
+        ),
+    )
+}
+
+/// A busy server's error when its wait (its `Retry-After`, or our backoff) is longer
+/// than what is left of the deadline, or than this client ever waits.
+fn too_long_to_wait(
+    error: OrionError,
+    retry_after: Option<Duration>,
+    left: Duration,
+    deadline: &Deadline,
+) -> OrionError {
+    let note = match retry_after {
+        Some(w) if w > MAX_RETRY_AFTER => format!(
+            "it asked to be retried after {} s, longer than the {} s this client waits",
+            w.as_secs(),
+            MAX_RETRY_AFTER.as_secs()
+        ),
+        Some(w) => format!(
+            "it asked to be retried after {} s, more than the {} ms left of timeoutMs ({} ms)",
+            w.as_secs(),
+            left.as_millis(),
+            deadline.total_ms()
+        ),
+        None => format!(
+            "still busy, and timeoutMs ({} ms) leaves no time to try again",
+            deadline.total_ms()
+        ),
+    };
+    annotate(error, &note)
+}
+
+fn annotate(error: OrionError, note: &str) -> OrionError {
+    match error {
+        OrionError::RemoteError {
+            endpoint,
+            status,
+            message,
+        } => OrionError::RemoteError {
+            endpoint,
+            status,
+            message: format!("{message}; {note}"),
+        },
+        other => other,
+    }
+}
+
+/// Why a body could not be read whole.
+pub(crate) enum ReadError {
+    /// It is larger than the cap (said by `Content-Length`, or found while reading).
+    TooLarge,
+    /// The connection broke off.
+    Broke(String),
+}
+
+/// The body of `resp`, read chunk by chunk and given up as soon as it passes `cap`
+/// bytes (which closes the connection), so a huge reply never sits in memory whole.
+/// The bytes read are counted on `ep`.
+pub(crate) async fn read_capped(
+    ep: &Endpoint,
+    mut resp: reqwest::Response,
+    cap: usize,
+) -> std::result::Result<Vec<u8>, ReadError> {
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                ep.record(0, c.len() as u64);
+                if body.len() + c.len() > cap {
+                    return Err(ReadError::TooLarge);
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => return Err(ReadError::Broke(describe(&e))),
+        }
+    }
+}
+
+/// `n` bytes as people read them: `1 MiB`, `576 KiB`.
+pub(crate) fn binary_size(n: usize) -> String {
+    if n >= 1 << 20 && (n >> 20) << 20 == n {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 20 {
+        format!("{:.1} MiB", n as f64 / f64::from(1 << 20))
+    } else if n >= 1 << 10 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// The message of an error reply (its first [`MAX_ERROR_BODY`] bytes): see
+/// [`message_of`].
+async fn error_message(ep: &Endpoint, resp: reqwest::Response) -> String {
     let mut body = Vec::new();
     let mut resp = resp;
     while let Ok(Some(chunk)) = resp.chunk().await {
+        ep.record(0, chunk.len() as u64);
         body.extend_from_slice(&chunk);
         if body.len() >= MAX_ERROR_BODY {
             break;
@@ -444,6 +625,8 @@ async fn error_message(resp: reqwest::Response) -> String {
     message_of(&body)
 }
 
+/// `error.message`, `error`, `message` or `detail` of a JSON body (the servers
+/// differ), else the text. Whole: the caller scrubs it of secrets, then clips it.
 pub(crate) fn message_of(body: &[u8]) -> String {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         let found = [
@@ -468,7 +651,7 @@ pub(crate) fn message_of(body: &[u8]) -> String {
     if text.is_empty() {
         return "(no message)".into();
     }
-    text.chars().take(300).collect()
+    text.to_string()
 }
 
 /// Whether a `/v1/models` listing names `model`: exactly, as Ollama's `name:latest`,
@@ -497,24 +680,31 @@ pub(crate) fn widen<T>(o: Outcome<std::convert::Infallible>) -> Outcome<T> {
 /// that route.
 async fn list_models(
     pool: &Pool,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<(Option<(Vec<String>, Option<u32>)>, Lease)> {
-    pool.run(|ep| {
+    pool.run(deadline, |ep| {
         let req = pool.request(reqwest::Method::GET, &ep, "/v1/models");
         async move {
-            let resp = match send(&ep, req, timeout).await {
+            let resp = match pool.send(&ep, req).await {
                 Ok(r) => r,
                 Err(Outcome::Fatal(OrionError::RemoteError {
                     status: 404 | 405, ..
                 })) => return Outcome::Done(None),
                 Err(o) => return widen(o),
             };
-            let raw = match tokio::time::timeout(timeout, resp.bytes()).await {
-                Ok(Ok(b)) => b,
-                Ok(Err(e)) => return Outcome::Failed(describe(&e)),
-                Err(_) => return Outcome::Failed("the model list stalled".into()),
+            let raw = match read_capped(&ep, resp, MAX_MODELS_BODY).await {
+                Ok(b) => b,
+                Err(ReadError::Broke(e)) => return Outcome::Failed(e),
+                Err(ReadError::TooLarge) => {
+                    return Outcome::Fatal(OrionError::RemoteProtocol {
+                        endpoint: ep.shown().to_string(),
+                        detail: format!(
+                            "its /v1/models reply is larger than {}, the most read",
+                            binary_size(MAX_MODELS_BODY)
+                        ),
+                    })
+                }
             };
-            ep.record(0, raw.len() as u64);
             let v: serde_json::Value = match serde_json::from_slice(&raw) {
                 Ok(v) => v,
                 Err(e) => {
@@ -552,9 +742,9 @@ async fn list_models(
 pub(crate) async fn check_model(
     pool: &Pool,
     model: &str,
-    timeout: Duration,
+    deadline: Deadline,
 ) -> Result<Option<u32>> {
-    let (listing, lease) = list_models(pool, timeout).await?;
+    let (listing, lease) = list_models(pool, deadline).await?;
     match listing {
         Some((ids, _)) if !serves(&ids, model) => Err(OrionError::RemoteError {
             endpoint: lease.endpoint().shown().to_string(),
@@ -564,7 +754,7 @@ pub(crate) async fn check_model(
                 if ids.is_empty() {
                     "none".to_string()
                 } else {
-                    ids.join(", ")
+                    pool.secrets().clip(&ids.join(", "), MAX_MESSAGE)
                 }
             ),
         }),
@@ -631,6 +821,10 @@ mod tests {
         }
     }
 
+    fn long() -> Deadline {
+        Deadline::after(Duration::from_secs(60))
+    }
+
     fn block_on<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -643,7 +837,7 @@ mod tests {
     fn failures_move_on_to_the_next_endpoint_and_all_failing_is_unavailable() {
         let p = pool(3);
         let tried = Mutex::new(Vec::new());
-        let r: Result<(u32, Lease)> = block_on(p.run(|ep| {
+        let r: Result<(u32, Lease)> = block_on(p.run(long(), |ep| {
             tried.lock().push(ep.shown().to_string());
             let ok = ep.shown().ends_with("1002");
             async move {
@@ -658,7 +852,7 @@ mod tests {
         assert_eq!(tried.lock().len(), 3);
         assert!(!p.endpoints[0].stats().healthy && !p.endpoints[1].stats().healthy);
         let r: Result<(u32, Lease)> =
-            block_on(p.run(|_| async { Outcome::Failed("refused".into()) }));
+            block_on(p.run(long(), |_| async { Outcome::Failed("refused".into()) }));
         assert_eq!(r.err().unwrap().code(), "REMOTE_UNAVAILABLE");
         assert!(p.endpoints.iter().all(|e| e.outstanding() == 0));
     }
@@ -668,7 +862,7 @@ mod tests {
         let p = pool(1);
         let calls = AtomicUsize::new(0);
         let started = Instant::now();
-        let r: Result<(u32, Lease)> = block_on(p.run(|ep| {
+        let r: Result<(u32, Lease)> = block_on(p.run(long(), |ep| {
             let n = calls.fetch_add(1, Relaxed);
             let shown = ep.shown().to_string();
             async move {
@@ -689,7 +883,7 @@ mod tests {
         assert_eq!(r.unwrap().0, 1);
         assert!(started.elapsed() >= Duration::from_millis(200));
         // Busy for ever: the server's own error after the last round.
-        let r: Result<(u32, Lease)> = block_on(p.run(|ep| {
+        let r: Result<(u32, Lease)> = block_on(p.run(long(), |ep| {
             let shown = ep.shown().to_string();
             async move {
                 Outcome::Busy {
@@ -707,6 +901,87 @@ mod tests {
         assert!(e.to_string().contains("loading model"));
         // A busy server is not taken out.
         assert!(p.endpoints[0].stats().healthy);
+    }
+
+    fn busy(shown: String, retry_after: Duration, message: &str) -> Outcome<u32> {
+        Outcome::Busy {
+            retry_after: Some(retry_after),
+            error: OrionError::RemoteError {
+                endpoint: shown,
+                status: 503,
+                message: message.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_deadline_bounds_retries_and_waits() {
+        let p = pool(1);
+        // A wait longer than what is left fails at once, naming the server's wait.
+        let started = Instant::now();
+        let r: Result<(u32, Lease)> =
+            block_on(p.run(Deadline::after(Duration::from_millis(300)), |ep| {
+                let shown = ep.shown().to_string();
+                async move { busy(shown, Duration::from_secs(29), "loading") }
+            }));
+        let e = r.err().unwrap();
+        assert_eq!(e.code(), "REMOTE_ERROR");
+        assert!(e.to_string().contains("retried after 29 s"), "{e}");
+        assert!(started.elapsed() < Duration::from_millis(250));
+        // Short waits are honoured while they fit, then the call ends near its deadline.
+        let started = Instant::now();
+        let tries = AtomicUsize::new(0);
+        let r: Result<(u32, Lease)> =
+            block_on(p.run(Deadline::after(Duration::from_millis(350)), |ep| {
+                tries.fetch_add(1, Relaxed);
+                let shown = ep.shown().to_string();
+                async move { busy(shown, Duration::from_millis(100), "loading") }
+            }));
+        assert_eq!(r.err().unwrap().code(), "REMOTE_ERROR");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_millis(450),
+            "{took:?}"
+        );
+        assert_eq!(tries.load(Relaxed), 4);
+        // A try that never answers is cut at the deadline.
+        let started = Instant::now();
+        let r: Result<(u32, Lease)> =
+            block_on(p.run(Deadline::after(Duration::from_millis(200)), |_| {
+                std::future::pending::<Outcome<u32>>()
+            }));
+        let e = r.err().unwrap();
+        assert_eq!(e.code(), "REMOTE_UNAVAILABLE");
+        assert!(e.to_string().contains("no reply within 200 ms"), "{e}");
+        assert!(started.elapsed() < Duration::from_millis(400));
+    }
+
+    #[test]
+    fn errors_and_stats_are_scrubbed_of_the_key_and_url_passwords() {
+        let p = Pool::new(
+            vec![Arc::new(Endpoint::new("http://bob:hunter22@127.0.0.1:1"))],
+            reqwest::Client::new(),
+            Some("sk-key-0001".into()),
+        );
+        let r: Result<(u32, Lease)> = block_on(p.run(long(), |ep| {
+            let shown = ep.shown().to_string();
+            async move {
+                Outcome::Fatal(OrionError::RemoteError {
+                    endpoint: shown,
+                    status: 401,
+                    message: "bad Authorization: Bearer sk-key-0001 (password hunter22)".into(),
+                })
+            }
+        }));
+        let e = r.err().unwrap().to_string();
+        let stats = format!("{:?}", p.stats());
+        for text in [&e, &stats] {
+            assert!(
+                !text.contains("sk-key") && !text.contains("hunter22"),
+                "{text}"
+            );
+        }
+        assert!(e.contains("[redacted]"), "{e}");
     }
 
     #[test]
