@@ -315,7 +315,9 @@ test('npx orion-native models pull downloads a registry model the way loadModel 
     child.on('close', (code) => {
       try {
         expect(code).toBe(0)
-        expect(out).toContain(`ready in ${path.join(models, 'pulled', 'model.gguf')}`)
+        // Downloaded, not loaded; the label is what the file holds (a Q4_1 file registered as q4).
+        expect(out).toContain(`pulled-model: downloaded to ${path.join(models, 'pulled', 'model.gguf')} (`)
+        expect(out).toContain(', Q4_1)')
         expect(fs.statSync(path.join(models, 'pulled', 'model.gguf')).size).toBe(SIZE)
         resolve()
       } catch (e) {

@@ -101,6 +101,26 @@ impl OrionError {
     }
 }
 
+/// `DOWNLOAD_REQUIRED`'s message: what is missing, where it would come from, and the two
+/// ways of asking for it.
+fn download_required(
+    f: &mut fmt::Formatter<'_>,
+    model: &str,
+    path: &str,
+    url: &str,
+    size: Option<u64>,
+) -> fmt::Result {
+    write!(
+        f,
+        "{model} is not on disk ({path}) and orion-native downloads only when asked. \
+         Fetch it ahead of time with `npx orion-native models pull {model}`, or allow \
+         downloads on first use with configure({{ allowDownloads: true }}) or \
+         ORION_ALLOW_DOWNLOADS=1 (it would come from {url}{})",
+        size.map(|s| format!(", {}", human_bytes(s)))
+            .unwrap_or_default()
+    )
+}
+
 impl fmt::Display for OrionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -120,15 +140,7 @@ impl fmt::Display for OrionError {
                 path,
                 url,
                 size,
-            } => write!(
-                f,
-                "{model} is not on disk ({path}) and orion-native downloads only when asked. \
-                 Fetch it ahead of time with `npx orion-native models pull {model}`, or allow \
-                 downloads on first use with configure({{ allowDownloads: true }}) or \
-                 ORION_ALLOW_DOWNLOADS=1 (it would come from {url}{})",
-                size.map(|s| format!(", {}", human_bytes(s)))
-                    .unwrap_or_default()
-            ),
+            } => download_required(f, model, path, url, *size),
             Self::ModelLoadFailed(m) => write!(
                 f,
                 "{m}. The file may be truncated or not a model: delete it and run `npx orion-native models` again."

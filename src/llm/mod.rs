@@ -357,10 +357,15 @@ impl LlmService {
         if cancel() {
             return Err(OrionError::Aborted);
         }
+        // What the file holds, as a load would report it, rather than the level's name.
+        let quantization = gguf_check::read_header(&r.path)
+            .ok()
+            .and_then(|h| gguf_check::quantization(&h))
+            .or_else(|| r.quantization.clone());
         Ok(DownloadInfo {
             key: r.key.clone(),
             path: r.path.display().to_string(),
-            quantization: r.quantization.clone(),
+            quantization,
             bytes,
             downloaded,
         })
