@@ -10,6 +10,7 @@ use super::types::{DownloadInfo, GenerateResult, ModelInfo, ModelListing, ModelL
 use super::R;
 use crate::error::OrionError;
 use crate::js::{js_error, promise, rejected};
+use crate::llm::loader::ProgressFn;
 use crate::llm::LlmService;
 use crate::runtime::llm_service;
 use napi::bindgen_prelude::*;
@@ -37,6 +38,50 @@ fn loader(options: Option<Unknown>) -> R<ModelLoader> {
         svc.loader().set_config(config);
     }
     Ok(ModelLoader { svc })
+}
+
+/// What `loadModel` and `downloadModel` share: `(modelKey, onProgress?, options?)` read
+/// on this thread, `work(key, progress, cancelled)` on the blocking pool, the progress
+/// delivered on this thread and ending at exactly 100, the result converted by `to_js`.
+fn with_progress<'e, T, V>(
+    env: &'e Env,
+    (model_key, on_progress, options): (Unknown, Option<Unknown>, Option<Unknown>),
+    work: impl FnOnce(&str, Option<ProgressFn>, &dyn Fn() -> bool) -> R<T> + Send + 'static,
+    to_js: impl FnOnce(T) -> V + 'static,
+) -> Result<PromiseRaw<'e, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue + 'static,
+{
+    let prepared = (|| -> R<_> {
+        Ok((
+            read_key(&model_key, "modelKey")?,
+            read_on_progress(env, on_progress)?,
+            load_options(env, options)?,
+        ))
+    })();
+    let (key, sink, cancel) = match prepared {
+        Ok(p) => p,
+        Err(e) => return rejected(env, e),
+    };
+    let (js_sink, progress) = match sink {
+        Some((s, p)) => (Some(s), Some(p)),
+        None => (None, None),
+    };
+    promise(
+        env,
+        blocking(move || {
+            work(&key, progress, &|| {
+                cancel.load(std::sync::atomic::Ordering::Relaxed)
+            })
+        }),
+        move |env, info| {
+            if let Some(s) = js_sink {
+                s.deliver(env, 100);
+            }
+            Ok(to_js(info))
+        },
+    )
 }
 
 /// Run `f` on tokio's blocking pool: for calls that block inside llama.cpp (loads,
@@ -71,35 +116,12 @@ impl ModelLoader {
         on_progress: Option<Unknown>,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, ModelInfo>> {
-        let prepared = (|| -> R<_> {
-            Ok((
-                read_key(&model_key, "modelKey")?,
-                read_on_progress(env, on_progress)?,
-                load_options(env, options)?,
-            ))
-        })();
-        let (key, sink, cancel) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let (js_sink, progress) = match sink {
-            Some((s, p)) => (Some(s), Some(p)),
-            None => (None, None),
-        };
         let svc = self.svc;
-        promise(
+        with_progress(
             env,
-            blocking(move || {
-                svc.load(&key, progress, &|| {
-                    cancel.load(std::sync::atomic::Ordering::Relaxed)
-                })
-            }),
-            move |env, info| {
-                if let Some(s) = js_sink {
-                    s.deliver(env, 100);
-                }
-                Ok(ModelInfo::from(info))
-            },
+            (model_key, on_progress, options),
+            move |key, progress, cancel| svc.load(key, progress, cancel),
+            ModelInfo::from,
         )
     }
 
@@ -119,35 +141,12 @@ impl ModelLoader {
         on_progress: Option<Unknown>,
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, DownloadInfo>> {
-        let prepared = (|| -> R<_> {
-            Ok((
-                read_key(&model_key, "modelKey")?,
-                read_on_progress(env, on_progress)?,
-                load_options(env, options)?,
-            ))
-        })();
-        let (key, sink, cancel) = match prepared {
-            Ok(p) => p,
-            Err(e) => return rejected(env, e),
-        };
-        let (js_sink, progress) = match sink {
-            Some((s, p)) => (Some(s), Some(p)),
-            None => (None, None),
-        };
         let svc = self.svc;
-        promise(
+        with_progress(
             env,
-            blocking(move || {
-                svc.download(&key, progress, &|| {
-                    cancel.load(std::sync::atomic::Ordering::Relaxed)
-                })
-            }),
-            move |env, info| {
-                if let Some(s) = js_sink {
-                    s.deliver(env, 100);
-                }
-                Ok(DownloadInfo::from(info))
-            },
+            (model_key, on_progress, options),
+            move |key, progress, cancel| svc.download(key, progress, cancel),
+            DownloadInfo::from,
         )
     }
 
