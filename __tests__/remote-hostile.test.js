@@ -407,4 +407,34 @@ describe('secrets', () => {
       await s.close()
     }
   })
+
+  test('a key in the URL query string is sent on every request and never shown, even echoed', async () => {
+    const QUERY_KEY = 'qk-hostile-7f3a9c1e'
+    const s = await serve((req, res) => {
+      const [route, query] = req.url.split('?')
+      if (!query?.includes(`api_key=${QUERY_KEY}`)) return json(res, 403, { error: { message: 'no key' } })
+      if (route === '/health') return json(res, 200, { status: 'ok' })
+      if (route === '/v1/models') return json(res, 200, { data: [{ id: 'm' }] })
+      return json(res, 401, { error: { message: `you asked for ${req.url}` } })
+    })
+    try {
+      const loader = getModelLoader()
+      const key = register(`${s.url}/v1?api-version=7&api_key=${QUERY_KEY}`)
+      const info = await loader.loadModel(key)
+      const e = await expectCode(loader.generate(key, 'hi', { maxTokens: 4 }), 'REMOTE_ERROR')
+      // The server got the key on both routes (it answered the model list and echoed the chat).
+      expect(e.message).toContain('/v1/chat/completions?api-version=7&api_key=[redacted]')
+      const everything = JSON.stringify([
+        info,
+        e.message,
+        e.stack,
+        loader.getStats().remoteModels.map((m) => m.endpoints),
+        loader.listModels(),
+      ])
+      expect(everything).toContain('api-version=7')
+      expect(everything).not.toContain(QUERY_KEY)
+    } finally {
+      await s.close()
+    }
+  })
 })

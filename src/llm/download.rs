@@ -227,7 +227,7 @@ fn offline(dest: &Path, src: &Source<'_>, why: &str) -> OrionError {
              online (a partial download resumes){pull}, or put the file there by hand)",
             dest.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            src.url
+            crate::remote::shown(src.url)
         ),
         searched: dest
             .parent()
@@ -636,7 +636,7 @@ fn verify_and_move(part: &Path, dest: &Path, src: &Source<'_>, digest: &str) -> 
                 "the download of {} from {} has sha256 {digest} but the registry expects {want}; \
                  the partial file was removed",
                 dest.display(),
-                src.url
+                crate::remote::shown(src.url)
             )));
         }
     }

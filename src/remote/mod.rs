@@ -100,6 +100,9 @@ impl RemoteSpec {
         }
         for u in &self.url.0 {
             match reqwest::Url::parse(u) {
+                Ok(p) if p.fragment().is_some() => {
+                    return bad(format!("`url` {:?} must not have a #fragment", shown(u)))
+                }
                 Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {}
                 Ok(_) => return bad(format!("`url` {u:?} is not an http:// or https:// URL")),
                 Err(e) => return bad(format!("`url` {u:?} is not a URL: {e}")),
@@ -126,13 +129,22 @@ impl RemoteSpec {
         Ok(())
     }
 
-    /// The base URLs without a trailing `/` or `/v1`, deduplicated, in order.
+    /// The base URLs without a trailing `/` or `/v1`, deduplicated, in order. A query
+    /// string (`?api_key=...` for servers that take the key there) is kept: requests
+    /// put their path before it.
     pub(crate) fn bases(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for u in &self.url.0 {
-            let mut b = u.trim().trim_end_matches('/').to_string();
+            let (head, query) = match u.trim().split_once('?') {
+                Some((h, q)) => (h, Some(q)),
+                None => (u.trim(), None),
+            };
+            let mut b = head.trim_end_matches('/').to_string();
             if let Some(s) = b.strip_suffix("/v1") {
                 b = s.to_string();
+            }
+            if let Some(q) = query.filter(|q| !q.is_empty()) {
+                b = format!("{b}?{q}");
             }
             if !out.contains(&b) {
                 out.push(b);
@@ -179,16 +191,33 @@ pub(crate) fn from_env() -> Result<Option<RemoteSpec>> {
     Ok(Some(spec))
 }
 
-/// `url` as it may be shown: without a user name or password.
+/// `url` as it may be shown: without a user name or password, and with the values of
+/// credential query parameters (`?api_key=`, `&sig=`) replaced.
 pub(crate) fn shown(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.as_str().trim_end_matches('/').to_string()
-        }
-        _ => url.to_string(),
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return url.to_string();
+    };
+    let secret_query = u.query_pairs().any(|(k, _)| secrets::is_secret_param(&k));
+    if u.username().is_empty() && u.password().is_none() && !secret_query {
+        return url.to_string();
     }
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if secret_query {
+        let query: Vec<String> = u
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if secrets::is_secret_param(&secrets::percent_decode(k)) => {
+                    format!("{k}={}", secrets::MARKER)
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        u.set_query(Some(&query.join("&")));
+    }
+    u.as_str().trim_end_matches('/').to_string()
 }
 
 /// A transport error with its causes ("connection refused"), without its URL (the
@@ -240,6 +269,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(many.bases(), vec!["http://a:1", "http://b:2"]);
+        // A query string stays after the paths requests add.
+        let q: RemoteSpec =
+            serde_json::from_str(r#"{"url":"http://a:1/v1/?api_key=k1","model":"m"}"#).unwrap();
+        assert_eq!(q.bases(), vec!["http://a:1?api_key=k1"]);
+        let ep = pool::Endpoint::new(&q.bases()[0]);
+        assert_eq!(ep.url("/v1/models"), "http://a:1/v1/models?api_key=k1");
+        assert_eq!(ep.shown(), "http://a:1/?api_key=[redacted]");
         assert!(serde_json::from_str::<RemoteSpec>(r#"{"url":1,"model":"m"}"#).is_err());
     }
 
@@ -252,6 +288,8 @@ mod tests {
         let e = spec(&["not a url"]).validate("remote").unwrap_err();
         assert_eq!(e.code(), "INVALID_OPTION");
         assert!(spec(&["https://h.example/v1"]).validate("remote").is_ok());
+        let e = spec(&["http://h/v1#x"]).validate("remote").unwrap_err();
+        assert!(e.to_string().contains("#fragment"), "{e}");
     }
 
     #[test]

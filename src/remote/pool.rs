@@ -124,9 +124,12 @@ impl Endpoint {
         }
     }
 
-    /// `path` (starting with `/`) on this server.
+    /// `path` (starting with `/`) on this server, before the base's query string.
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        match self.base.split_once('?') {
+            Some((head, query)) => format!("{head}{path}?{query}"),
+            None => format!("{}{path}", self.base),
+        }
     }
 
     /// The base URL without credentials, for messages and stats.

@@ -1,6 +1,6 @@
 //! What must never reach an error message, a stack or `getStats()`: the API key, the
 //! password of a URL (`http://user:pass@host`) and the `Basic` credentials made of it,
-//! and any bearer token. A hostile or careless server can echo the request's
+//! a credential in its query string (`?api_key=...`, `&sig=...`) and any bearer token. A hostile or careless server can echo the request's
 //! `Authorization` header in a 401 body or a streamed error; everything a server says
 //! passes through [`Secrets::scrub`] before it is shown.
 
@@ -31,6 +31,15 @@ impl Secrets {
             let Ok(p) = reqwest::Url::parse(u) else {
                 continue;
             };
+            for (name, value) in p.query_pairs() {
+                if is_secret_param(&name) {
+                    // Sent as written in the URL, and possibly echoed decoded.
+                    found.push(value.to_string());
+                    if let Some(raw) = raw_param(&p, &name) {
+                        found.push(raw);
+                    }
+                }
+            }
             if p.username().is_empty() && p.password().is_none() {
                 continue;
             }
@@ -108,6 +117,34 @@ impl Secrets {
     }
 }
 
+/// Query parameters that carry a credential by their name: `key`, `api_key`,
+/// `access_token`, `sig` (Azure SAS), `password`, `auth`... Other parameters
+/// (`api-version=2024-02-01`) stay readable.
+pub(crate) fn is_secret_param(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "key",
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "sig",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+/// The value of query parameter `name` as written in `url` (still percent-encoded).
+fn raw_param(url: &reqwest::Url, name: &str) -> Option<String> {
+    url.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (percent_decode(k) == name).then(|| v.to_string())
+    })
+}
+
 /// `Bearer <token>` (any case) with the token replaced.
 fn scrub_bearer(text: &str) -> String {
     const SCHEME: &[u8] = b"bearer";
@@ -142,7 +179,7 @@ fn scrub_bearer(text: &str) -> String {
 }
 
 /// `%41` as `A`; invalid escapes are kept as they are.
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -231,6 +268,21 @@ mod tests {
             endpoints: vec![("http://h".into(), "said secret-key-5678".into())],
         });
         assert!(!e.to_string().contains("secret-key"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_the_query_string_are_replaced_and_other_parameters_kept() {
+        let s = Secrets::new(
+            None,
+            &["https://h/v1?api-version=2024-02-01&api_key=qk%2F9911&sig=SaS-7777".to_string()],
+        );
+        let out = s.scrub("echo: api_key=qk%2F9911 or qk/9911, sig SaS-7777, version 2024-02-01");
+        for leak in ["qk%2F9911", "qk/9911", "SaS-7777"] {
+            assert!(!out.contains(leak), "{leak} in {out}");
+        }
+        assert!(out.contains("2024-02-01"), "{out}");
+        assert!(is_secret_param("access_token") && is_secret_param("X-Api-Key"));
+        assert!(!is_secret_param("model") && !is_secret_param("api-version"));
     }
 
     #[test]
