@@ -234,8 +234,11 @@ test('offline, a model neither on disk nor downloadable is MODEL_NOT_FOUND namin
   await new Promise((r) => probe.listen(0, '127.0.0.1', r))
   const closed = probe.address().port
   await new Promise((r) => probe.close(r))
-  const out = await load(models, 'model.gguf', {}, false, `http://127.0.0.1:${closed}`)
+  // A mirror with credentials: they never appear in the message.
+  const out = await load(models, 'model.gguf', {}, false, `http://mirror-user:hunter22pw@127.0.0.1:${closed}`)
   expect(out.code).toBe('MODEL_NOT_FOUND')
+  expect(out.message).toContain(`http://127.0.0.1:${closed}/`)
+  expect(out.message).not.toMatch(/hunter22pw|mirror-user/)
   expect(out.message).toContain('model.gguf')
   expect(out.message).toContain(path.join(models, 'dl'))
 })
@@ -363,13 +366,22 @@ test("the load's AbortSignal stops its download, which the next load resumes", a
 
 test('an embedding model of the catalog downloads its ONNX and tokenizer files and pools as the catalog says', async () => {
   const models = fresh('embedding')
+  // The catalog has no digests for these files: without the opt-in, nothing is fetched.
+  const refused = await runScript(
+    `require(${JSON.stringify(root)}).getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('x')
+      .then(() => console.log('{}'), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`,
+    models,
+  )
+  expect(refused.code).toBe('MODEL_NOT_FOUND')
+  expect(refused.message).toContain('ORION_ALLOW_UNVERIFIED_DOWNLOADS=1')
+  expect(log.filter((r) => r.url.includes('bge-small'))).toEqual([])
   const script = `
     const { getSharedEmbeddingClient } = require(${JSON.stringify(root)})
     Promise.all([
       getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('Paris is the capital of France.'),
       getSharedEmbeddingClient({ modelPath: ${JSON.stringify(embeddingModelDir)} }).createEmbedding('Paris is the capital of France.'),
     ]).then(([cls, mean]) => console.log(JSON.stringify({ cls, mean })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`
-  const out = await runScript(script, models)
+  const out = await runScript(script, models, { ORION_ALLOW_UNVERIFIED_DOWNLOADS: '1' })
   expect(out.code).toBeUndefined()
   expect(out.cls).toHaveLength(384)
   // The same weights pooled over [CLS] instead of the mean: a different vector.
@@ -421,7 +433,8 @@ test('nothing is downloaded unless asked: DOWNLOAD_REQUIRED names the command an
     o.getSharedEmbeddingClient({ model: 'bge-small-en-v1.5' }).createEmbedding('x')
       .then((v) => console.log(JSON.stringify({ length: v.length, allowed: o.configure().allowDownloads })), (e) => console.log(JSON.stringify({ code: e.code, message: e.message })))`,
     models,
-    { ORION_ALLOW_DOWNLOADS: '' },
+    // The catalog has no digests for these files (see the catalog test above).
+    { ORION_ALLOW_DOWNLOADS: '', ORION_ALLOW_UNVERIFIED_DOWNLOADS: '1' },
   )
   expect(asked).toEqual({ length: 384, allowed: true })
   expect(log.map((r) => r.url)).toContain('/Xenova/bge-small-en-v1.5/resolve/main/onnx/model_quantized.onnx')

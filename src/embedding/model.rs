@@ -217,8 +217,9 @@ fn disable_ort_telemetry() {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct CatalogEmbedding {
     pub(crate) hub_repo: String,
-    /// (file in the repository, file name in the model's directory).
-    pub(crate) files: Vec<(String, String)>,
+    /// (file in the repository, file name in the model's directory, its sha256 when
+    /// the catalog knows it).
+    pub(crate) files: Vec<(String, String, Option<String>)>,
     pub(crate) cls_pooling: bool,
 }
 
@@ -239,6 +240,8 @@ pub(crate) fn catalog_entry(name: &str) -> Option<CatalogEmbedding> {
     #[serde(rename_all = "camelCase")]
     struct File {
         hub_file: String,
+        #[serde(default)]
+        sha256: Option<String>,
     }
     let catalog: Catalog = serde_json::from_str(include_str!("../llm/catalog.json")).ok()?;
     let e = catalog.embedding.get(name)?;
@@ -252,7 +255,10 @@ pub(crate) fn catalog_entry(name: &str) -> Option<CatalogEmbedding> {
     ];
     let files = local
         .iter()
-        .map(|(key, to)| Some((e.files.get(*key)?.hub_file.clone(), (*to).to_string())))
+        .map(|(key, to)| {
+            let f = e.files.get(*key)?;
+            Some((f.hub_file.clone(), (*to).to_string(), f.sha256.clone()))
+        })
         .collect::<Option<Vec<_>>>()?;
     Some(CatalogEmbedding {
         hub_repo: e.hub_repo.clone(),
@@ -298,7 +304,7 @@ impl FastEmbedFactory {
 impl EmbedderFactory for FastEmbedFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
         if let Some(c) = &self.catalog {
-            for (remote, local) in &c.files {
+            for (remote, local, sha256) in &c.files {
                 let url = crate::llm::download::hub_url(&c.hub_repo, remote);
                 let dest = self.dir.join(local);
                 if !dest.exists() && !crate::runtime::downloads_allowed() {
@@ -317,9 +323,26 @@ impl EmbedderFactory for FastEmbedFactory {
                         size: None,
                     });
                 }
+                // As for GGUF files: a file nothing can verify is fetched only when
+                // the user says so.
+                if !dest.exists()
+                    && sha256.is_none()
+                    && !crate::llm::download::unverified_allowed()?
+                {
+                    return Err(OrionError::ModelNotFound {
+                        what: format!(
+                            "embedding model file `{local}` (not on disk; {} has it, but the \
+                             catalog gives no sha256 to check a download against: set {}=1 to \
+                             download it unchecked, or put the file there by hand)",
+                            crate::remote::shown(&url),
+                            crate::llm::download::UNVERIFIED_ENV
+                        ),
+                        searched: self.dir.display().to_string(),
+                    });
+                }
                 let source = crate::llm::download::Source {
                     url: &url,
-                    sha256: None,
+                    sha256: sha256.as_deref(),
                     size: None,
                     pull: None,
                 };
