@@ -17,7 +17,7 @@
 //! - **tokio's blocking pool**, through `blocking()` in `src/js/llm/loader.rs` (and
 //!   `spawn_blocking` for streamed generations): for calls that block for long inside
 //!   llama.cpp, i.e. model loads, unloads and generations. Such a call registers with
-//!   `runtime::begin_work` so that the process's exit waits for it.
+//!   `lifecycle::begin_work` so that the process's exit waits for it.
 //! - **napi's async runtime** (`js::promise`, on tokio's worker threads): for awaiting,
 //!   a blocking task, an embedding reply, a timeout or an abort, and never for blocking
 //!   itself. An answer already known on the JS thread (a cache hit) is not sent there at
@@ -38,12 +38,15 @@
 pub(crate) mod config;
 pub(crate) mod embedding;
 pub(crate) mod error;
+pub(crate) mod lifecycle;
 pub(crate) mod llm;
 pub(crate) mod monitor;
+pub(crate) mod net;
 pub(crate) mod ort_locate;
 pub(crate) mod paths;
 pub(crate) mod remote;
 pub(crate) mod runtime;
+pub(crate) mod settings;
 pub(crate) mod sysmem;
 
 // napi's macros compile to nothing under `cargo test`, leaving this layer unused there.

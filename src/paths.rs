@@ -11,7 +11,7 @@ pub(crate) const BUNDLED_DIRS_ENV: &str = "ORION_BUNDLED_MODELS_DIRS";
 /// `ORION_BUNDLED_MODELS_DIRS`: models shipped with an app, used in place (never copied
 /// or downloaded again).
 pub(crate) fn bundled_dirs() -> Vec<PathBuf> {
-    if let Some(d) = crate::runtime::settings().bundled_models_dirs {
+    if let Some(d) = crate::settings::settings().bundled_models_dirs {
         return d;
     }
     std::env::var_os(BUNDLED_DIRS_ENV)
@@ -100,7 +100,7 @@ pub(crate) fn resolves_within(root: &Path, path: &Path) -> bool {
 /// The directory given to `configure()`, else `ORION_MODELS_DIR`, else a per-user cache
 /// directory.
 pub(crate) fn models_dir() -> PathBuf {
-    if let Some(d) = crate::runtime::settings().models_dir {
+    if let Some(d) = crate::settings::settings().models_dir {
         return d;
     }
     match std::env::var_os(MODELS_DIR_ENV) {

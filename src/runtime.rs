@@ -6,26 +6,29 @@
 //!
 //! # Process-wide state
 //!
-//! Here:
+//! Here: the services and what only they need.
 //!
-//! - `SETTINGS`: what `configure()` set.
 //! - `EMBEDDING`: the embedding services, one per model directory.
 //! - `LLM` (built under `LLM_INIT`): the LLM service, which owns the model registry
 //!   (`llm::registry::Registry`: built-ins, catalog, `ORION_MODEL_REGISTRY`, models
 //!   registered since) and, through its loader, the sha256 memo
 //!   (`llm::integrity::Integrity`).
-//! - `LLAMA_BACKEND`, `LLAMA_CONTEXT_CREATION`: llama.cpp's backend and the lock
-//!   context creation takes; llama.cpp's own state is process-global.
-//! - `ORT_ENVIRONMENT`: ONNX Runtime's environment; ort allows one per process.
-//! - `HTTP`: the one HTTP client (connection pool) and the async runtime its requests run
-//!   on, for remote servers and downloads; `ENDPOINTS`: remote servers by base URL, with
-//!   their health and load, shared by every target that names them.
 //! - `MONITOR`, `MEMORY_LISTENER` and the `Once`s `OBSERVING` (in [`observe_memory`])
 //!   and `DONE` (in [`auto_start_memory_monitor`]): the memory monitor and who hears it.
-//! - `SHUT_DOWN`, `WORK`, `WORK_DONE`, `EXIT_HANDLERS`: the process's exit.
 //!
-//! Elsewhere, each with a comment saying why:
+//! In the floor that owns the resource (none of them imports this file):
 //!
+//! - `settings::SETTINGS`: what `configure()` set.
+//! - `lifecycle::{SHUT_DOWN, WORK, WORK_DONE, EXIT_HANDLERS, AT_EXIT}`: the process's
+//!   exit; this file decides when it begins ([`begin_shutdown`]).
+//! - `net::HTTP`: the one HTTP client (connection pool) and the async runtime its
+//!   requests run on, for remote servers and downloads; `remote::ENDPOINTS`: remote
+//!   servers by base URL, with their health and load, shared by every target that
+//!   names them.
+//! - `LLAMA_BACKEND`, `LLAMA_CONTEXT_CREATION` (llama.cpp's engine): llama.cpp's
+//!   backend and the lock context creation takes; llama.cpp's own state is
+//!   process-global.
+//! - `ORT_ENVIRONMENT` (ONNX Runtime's engine): ort allows one environment per process.
 //! - `sysmem::SYSTEM`: sysinfo's reader, a cache of the last reading (no state of
 //!   ours), kept next to the only code that reads it.
 //! - `js::env_guard::ENVS`: work in flight per JS environment, keyed by environments
@@ -43,9 +46,9 @@
 //! generation. Where two are held at once, the one named first is taken first:
 //!
 //! - `WORK` (with `WORK_DONE`) is a leaf: nothing else is taken under it. `SHUT_DOWN` is
-//!   set under it ([`begin_shutdown`]) and checked under it ([`begin_work`]), which is
+//!   set under it ([`begin_shutdown`], through `lifecycle::refuse_new_work`) and checked under it (`lifecycle::begin_work`), which is
 //!   what makes "no work starts once shutdown has begun" hold. [`wait_for_shutdown`]
-//!   and [`quiesce`] hold it only inside `WORK_DONE.wait_until`.
+//!   and [`quiesce`] hold it only inside `WORK_DONE.wait_until` (`lifecycle::wait_for_work`).
 //! - `EMBEDDING` before `SETTINGS` (read) and before an embedding queue's state lock.
 //!   [`embedding_service`] reads the settings and the model's `config.json` and spawns
 //!   the service's thread under `EMBEDDING`, but loads nothing there (the model loads
@@ -84,7 +87,6 @@ use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::{Backend, EmbeddingService};
 use crate::error::{OrionError, Result};
-use llama_cpp_2::llama_backend::LlamaBackend;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -115,73 +117,6 @@ enum ServiceKey {
     Remote(crate::remote::RemoteSpec),
 }
 
-/// Settings a program gives from code (`configure()`), for the whole process: a worker's
-/// `process.env` is its own copy, so environment variables set there never reach the
-/// addon, while these do. Each one, when set, wins over its environment variable.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Settings {
-    /// Where models live (`ORION_MODELS_DIR`).
-    pub(crate) models_dir: Option<PathBuf>,
-    /// The ONNX Runtime library to load (`ORT_DYLIB_PATH`).
-    pub(crate) ort_library_path: Option<PathBuf>,
-    /// The quantization level chosen for every model (`ORION_DEFAULT_QUANTIZATION`).
-    pub(crate) default_quantization: Option<String>,
-    /// Read-only model directories searched before the models directory
-    /// (`ORION_BUNDLED_MODELS_DIRS`): models an app ships in its resources.
-    pub(crate) bundled_models_dirs: Option<Vec<PathBuf>>,
-    /// Whether a model missing from disk may be downloaded when it is first used
-    /// (`ORION_ALLOW_DOWNLOADS`); see [`downloads_allowed`].
-    pub(crate) allow_downloads: Option<bool>,
-}
-
-/// A leaf lock: nothing is taken while it is held.
-static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settings {
-    models_dir: None,
-    ort_library_path: None,
-    default_quantization: None,
-    bundled_models_dirs: None,
-    allow_downloads: None,
-});
-
-/// The settings given from code so far.
-pub(crate) fn settings() -> Settings {
-    SETTINGS.read().clone()
-}
-
-/// Replace the settings given in `update` (a `None` leaves that one as it was).
-pub(crate) fn configure(update: Settings) -> Settings {
-    let mut s = SETTINGS.write();
-    if update.models_dir.is_some() {
-        s.models_dir = update.models_dir;
-    }
-    if update.ort_library_path.is_some() {
-        s.ort_library_path = update.ort_library_path;
-    }
-    if update.default_quantization.is_some() {
-        s.default_quantization = update.default_quantization;
-    }
-    if update.bundled_models_dirs.is_some() {
-        s.bundled_models_dirs = update.bundled_models_dirs;
-    }
-    if update.allow_downloads.is_some() {
-        s.allow_downloads = update.allow_downloads;
-    }
-    s.clone()
-}
-
-/// Turns downloads on for the whole process when set to `1` or `true`.
-pub(crate) const ALLOW_DOWNLOADS_ENV: &str = "ORION_ALLOW_DOWNLOADS";
-
-/// Whether a model file missing from disk may be downloaded when a model is first used.
-/// Off unless asked for (`configure({ allowDownloads: true })`, `ORION_ALLOW_DOWNLOADS=1`,
-/// or `npx orion-native models pull`): nothing leaves the machine behind the user's back.
-pub(crate) fn downloads_allowed() -> bool {
-    settings().allow_downloads.unwrap_or_else(|| {
-        std::env::var(ALLOW_DOWNLOADS_ENV)
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-    })
-}
-
 /// The embedding services, by canonical model directory. Taken before `SETTINGS` and a
 /// queue's state lock; never held while waiting for a service's thread.
 static EMBEDDING: LazyLock<Mutex<HashMap<ServiceKey, Arc<EmbeddingService>>>> =
@@ -190,6 +125,7 @@ static EMBEDDING: LazyLock<Mutex<HashMap<ServiceKey, Arc<EmbeddingService>>>> =
 /// The embedding service for the requested model, started on first request. Callers
 /// naming the same model directory share one service, hence one loaded model.
 pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>> {
+    crate::lifecycle::set_exit_hook(shutdown_at_exit);
     if let Some(spec) = &req.remote {
         return remote_embedding_service(spec, req.config);
     }
@@ -213,7 +149,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
     let mut services = EMBEDDING.lock();
     // Under the lock that `begin_shutdown` takes to close every service: none starts
     // (and loads ONNX Runtime) while the process exits.
-    if is_shut_down() {
+    if crate::lifecycle::is_shut_down() {
         return Err(OrionError::ShutDown);
     }
     if let Some(s) = services.get(&key) {
@@ -232,7 +168,9 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             Some(_) => dir.display().to_string(),
             None => crate::paths::searched(&dir),
         },
-        runtime_candidates: crate::ort_locate::candidates(settings().ort_library_path),
+        runtime_candidates: crate::ort_locate::candidates(
+            crate::settings::settings().ort_library_path,
+        ),
         threads: req.threads,
         hub_fallback: req.model_path.is_none() && display == DEFAULT_MODEL,
         // A model named by the catalog: its files are fetched when missing (a bundled
@@ -267,14 +205,14 @@ fn remote_embedding_service(
     spec.validate("remote")?;
     let key = ServiceKey::Remote(spec.clone());
     let mut services = EMBEDDING.lock();
-    if is_shut_down() {
+    if crate::lifecycle::is_shut_down() {
         return Err(OrionError::ShutDown);
     }
     if let Some(s) = services.get(&key) {
         return Ok(s.clone());
     }
-    let (runtime, client) = http()?;
-    let pool = Arc::new(remote_pool(spec, client));
+    let (runtime, client) = crate::net::http()?;
+    let pool = Arc::new(crate::remote::pool_for(spec, client));
     let engine =
         crate::remote::embeddings::RemoteEmbeddings::new(pool, spec.model.clone(), spec.timeout());
     let svc = EmbeddingService::start(
@@ -293,120 +231,11 @@ fn remote_embedding_service(
 /// The process's HTTP client (one connection pool) and the small async runtime its
 /// requests run on. Taken out and shut down by [`wait_for_shutdown`], once nothing
 /// uses it any more.
-struct Http {
-    runtime: tokio::runtime::Runtime,
-    client: reqwest::Client,
-}
-
-/// A leaf lock, held to build or take the runtime.
-static HTTP: Mutex<Option<Http>> = Mutex::new(None);
-
-/// The remote servers' endpoints by base URL: their health and load are the same for
-/// every target that uses them. A leaf lock.
-static ENDPOINTS: LazyLock<Mutex<HashMap<String, Arc<crate::remote::pool::Endpoint>>>> =
-    LazyLock::new(Default::default);
-
-/// The HTTP runtime's handle and the client, built on first use.
-pub(crate) fn http() -> Result<(tokio::runtime::Handle, reqwest::Client)> {
-    let mut h = HTTP.lock();
-    if is_shut_down() {
-        return Err(OrionError::ShutDown);
-    }
-    if let Some(h) = &*h {
-        return Ok((h.runtime.handle().clone(), h.client.clone()));
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("orion-http")
-        .enable_all()
-        .build()
-        .map_err(|e| OrionError::Internal(format!("could not start the HTTP runtime: {e}")))?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("orion-native/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| OrionError::Internal(format!("could not build the HTTP client: {e}")))?;
-    let out = (runtime.handle().clone(), client.clone());
-    *h = Some(Http { runtime, client });
-    Ok(out)
-}
-
-/// A pool over `spec`'s servers, sharing their endpoints with every other pool.
-pub(crate) fn remote_pool(
-    spec: &crate::remote::RemoteSpec,
-    client: reqwest::Client,
-) -> crate::remote::pool::Pool {
-    let mut all = ENDPOINTS.lock();
-    let endpoints = spec
-        .bases()
-        .into_iter()
-        .map(|b| {
-            all.entry(b.clone())
-                .or_insert_with(|| Arc::new(crate::remote::pool::Endpoint::new(&b)))
-                .clone()
-        })
-        .collect();
-    crate::remote::pool::Pool::new(endpoints, client, spec.api_key.clone())
-}
-
-/// Stop the HTTP runtime: its tasks (batches whose callers were answered `SHUT_DOWN`,
-/// health probes) are dropped, closing their connections, and its threads joined.
-fn stop_http(deadline: std::time::Instant) {
-    let taken = HTTP.lock().take();
-    if let Some(h) = taken {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        h.runtime
-            .shutdown_timeout(left.max(std::time::Duration::from_millis(100)));
-    }
-}
-
-/// Set once the process is exiting: no new work is taken.
-static SHUT_DOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-/// Native work in flight outside the embedding threads: model loads, generations,
-/// unloads by the keep-alive sweeper or the memory monitor. A leaf lock, under which
-/// `SHUT_DOWN` is set and checked.
-static WORK: Mutex<usize> = Mutex::new(0);
-static WORK_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
-
-pub(crate) fn is_shut_down() -> bool {
-    SHUT_DOWN.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// Counts one piece of native work until dropped; see [`begin_work`].
-pub(crate) struct WorkGuard(());
-
-impl Drop for WorkGuard {
-    fn drop(&mut self) {
-        let mut n = WORK.lock();
-        *n -= 1;
-        if *n == 0 {
-            WORK_DONE.notify_all();
-        }
-    }
-}
-
-/// Register work that calls into llama.cpp or ONNX Runtime, so that shutdown waits for
-/// it. `SHUT_DOWN` once the process is exiting.
-pub(crate) fn begin_work() -> Result<WorkGuard> {
-    let mut n = WORK.lock();
-    // Checked under the lock that `begin_shutdown` takes: no work starts after it.
-    if is_shut_down() {
-        return Err(OrionError::ShutDown);
-    }
-    *n += 1;
-    Ok(WorkGuard(()))
-}
-
 /// First half of shutdown: refuse new work, stop the background monitor, and close
 /// every embedding queue (waiters get `SHUT_DOWN`). Generations in flight are cancelled
 /// by the binding layer, which knows their flags; then [`wait_for_shutdown`].
 pub(crate) fn begin_shutdown() {
-    {
-        let _n = WORK.lock();
-        SHUT_DOWN.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
+    crate::lifecycle::refuse_new_work();
     MONITOR.stop();
     for s in EMBEDDING.lock().values() {
         s.close();
@@ -417,21 +246,10 @@ pub(crate) fn begin_shutdown() {
 /// dropped) and every load, generation and unload to return. `true` when all did.
 pub(crate) fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
     let threads = embedding_services().iter().all(|s| s.join(deadline));
-    let work = wait_for_work(deadline);
+    let work = crate::lifecycle::wait_for_work(deadline);
     // Last: a generation streaming from a server runs on it until it sees the shutdown.
-    stop_http(deadline);
+    crate::net::stop_http(deadline);
     work && threads
-}
-
-/// Wait, until `deadline`, for every load, generation and unload to return.
-fn wait_for_work(deadline: std::time::Instant) -> bool {
-    let mut n = WORK.lock();
-    while *n > 0 {
-        if WORK_DONE.wait_until(&mut n, deadline).timed_out() {
-            return false;
-        }
-    }
-    true
 }
 
 /// How long shutdown waits for native work to end. A model load or a batch in flight
@@ -448,31 +266,11 @@ pub(crate) fn shutdown(timeout: std::time::Duration) -> bool {
     wait_for_shutdown(std::time::Instant::now() + timeout)
 }
 
-extern "C" fn shutdown_at_exit() {
+/// What `lifecycle`'s exit handler runs (see
+/// [`crate::lifecycle::shutdown_before_later_destructors`]): set before any service is
+/// built, hence before any model loads.
+fn shutdown_at_exit() {
     shutdown(SHUTDOWN_TIMEOUT);
-}
-
-/// The native libraries whose static destructors must not run under our threads.
-#[derive(Clone, Copy)]
-pub(crate) enum Library {
-    OnnxRuntime = 0,
-    LlamaCpp = 1,
-}
-
-static EXIT_HANDLERS: [std::sync::Once; 2] = [std::sync::Once::new(), std::sync::Once::new()];
-
-/// A fallback for processes that exit without the JS exit listener having run: `exit()`
-/// calls its handlers in reverse order of registration, so one registered after a
-/// library's first model load runs before the destructors that library registered
-/// while loading. Called after each model load; registers once per library.
-pub(crate) fn shutdown_before_later_destructors(library: Library) {
-    EXIT_HANDLERS[library as usize].call_once(|| {
-        // SAFETY: `shutdown_at_exit` is a plain `extern "C" fn()` that lives as long as
-        // the addon, which is never unloaded before exit; atexit only stores the pointer.
-        unsafe {
-            libc::atexit(shutdown_at_exit);
-        }
-    });
 }
 
 /// For the moment the last JS environment using the addon goes away (a process whose
@@ -481,7 +279,7 @@ pub(crate) fn shutdown_before_later_destructors(library: Library) {
 /// exit at once. Nothing is shut down: a later worker finds everything working.
 pub(crate) fn quiesce(deadline: std::time::Instant) -> bool {
     let idle = embedding_services().iter().all(|s| s.wait_idle(deadline));
-    wait_for_work(deadline) && idle
+    crate::lifecycle::wait_for_work(deadline) && idle
 }
 
 /// Every embedding service started in this process.
@@ -500,6 +298,7 @@ static LLM_INIT: Mutex<()> = Mutex::new(());
 /// one build. A failed build (a bad `ORION_MAX_CONCURRENT_MODELS`) is retried by the
 /// next call.
 pub(crate) fn llm_service() -> Result<&'static crate::llm::LlmService> {
+    crate::lifecycle::set_exit_hook(shutdown_at_exit);
     if let Some(svc) = LLM.get() {
         return Ok(svc);
     }
@@ -514,65 +313,6 @@ pub(crate) fn llm_service() -> Result<&'static crate::llm::LlmService> {
     )?;
     // Only ever set here, under `LLM_INIT`: this is the one build.
     Ok(LLM.get_or_init(|| created))
-}
-
-/// llama.cpp's backend (`llama_backend_init`). llama.cpp's own state is process-global,
-/// so there is one per process, whatever builds models or contexts. A failed
-/// initialisation is kept (its message) and reported to every caller.
-static LLAMA_BACKEND: std::sync::OnceLock<std::result::Result<LlamaBackend, String>> =
-    std::sync::OnceLock::new();
-
-/// The process's llama.cpp backend, initialised by the first caller.
-pub(crate) fn llama_backend() -> Result<&'static LlamaBackend> {
-    LLAMA_BACKEND
-        .get_or_init(crate::llm::engine::init_backend)
-        .as_ref()
-        .map_err(|e| OrionError::Internal(format!("llama.cpp backend: {e}")))
-}
-
-/// Held while llama.cpp creates a context: creation mutates the model, so concurrent
-/// creation is unsound, and one lock for the process covers every model. A leaf lock.
-static LLAMA_CONTEXT_CREATION: Mutex<()> = Mutex::new(());
-
-/// Creating a llama.cpp context is allowed while the guard returned lives.
-pub(crate) fn llama_context_creation() -> parking_lot::MutexGuard<'static, ()> {
-    LLAMA_CONTEXT_CREATION.lock()
-}
-
-/// ONNX Runtime's environment: ort allows one per process. Built by the first model
-/// load that finds the library; a failed build leaves it empty, so the next load tries
-/// again. Held while the library loads, on an embedding service's thread, with no
-/// other lock held.
-static ORT_ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
-
-/// The process's ONNX Runtime environment, loading the library from the first of
-/// `candidates` that loads when there is none yet.
-pub(crate) fn ort_environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
-    let mut env = ORT_ENVIRONMENT.lock();
-    if let Some(e) = env.as_ref() {
-        return Ok(e.clone());
-    }
-    let built = crate::embedding::model::build_environment(candidates).map_err(|e| {
-        match (e, runtime_path_set_by(candidates)) {
-            (OrionError::RuntimeNotFound(tried), Some(set_by)) => {
-                OrionError::RuntimePathFailed { tried, set_by }
-            }
-            (e, _) => e,
-        }
-    })?;
-    *env = Some(built.clone());
-    Ok(built)
-}
-
-/// The setting that named the one library in `candidates`, when the user named it:
-/// then a failure is theirs to fix, not the installation's.
-fn runtime_path_set_by(candidates: &[PathBuf]) -> Option<&'static str> {
-    let [only] = candidates else { return None };
-    if settings().ort_library_path.as_ref() == Some(only) {
-        return Some("configure({ ortLibraryPath })");
-    }
-    let env = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty());
-    (env.as_deref() == Some(only.as_os_str())).then_some("ORT_DYLIB_PATH")
 }
 
 /// What the monitor can see and free: the loader's models and the embedding caches.
@@ -605,7 +345,7 @@ impl crate::monitor::Holder for Services {
     }
 
     fn unload_lru_idle(&self) -> Option<(String, u64)> {
-        let _work = begin_work().ok()?;
+        let _work = crate::lifecycle::begin_work().ok()?;
         let llm = LLM.get()?;
         // Kept contexts go first: they cost only the next turn's prompt evaluation.
         llm.free_kept_contexts();

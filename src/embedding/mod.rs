@@ -289,8 +289,8 @@ fn run(
                 Ok(Ok(m)) => {
                     counters.model_loads.fetch_add(1, Relaxed);
                     model = Some(m);
-                    crate::runtime::shutdown_before_later_destructors(
-                        crate::runtime::Library::OnnxRuntime,
+                    crate::lifecycle::shutdown_before_later_destructors(
+                        crate::lifecycle::Library::OnnxRuntime,
                     );
                 }
                 Ok(Err(e)) => {

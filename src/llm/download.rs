@@ -25,7 +25,7 @@
 //!   Within a process, the loader already shares one load per key.
 //! - **Cancellable**: `cancel` is checked while waiting for data; the part stays for a
 //!   later resume.
-//! - **One HTTP stack**: the process's client (`crate::runtime::http`, reqwest), the one
+//! - **One HTTP stack**: the process's client (`crate::net::http`, reqwest), the one
 //!   remote servers use too; this thread waits on its runtime.
 
 use crate::error::{OrionError, Result};
@@ -210,7 +210,7 @@ fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
 }
 
 fn stopped() -> OrionError {
-    if crate::runtime::is_shut_down() {
+    if crate::lifecycle::is_shut_down() {
         OrionError::ShutDown
     } else {
         OrionError::Aborted
@@ -227,7 +227,7 @@ fn offline(dest: &Path, src: &Source<'_>, why: &str) -> OrionError {
              online (a partial download resumes){pull}, or put the file there by hand)",
             dest.file_name()
                 .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            crate::remote::shown(src.url)
+            crate::net::shown(src.url)
         ),
         searched: dest
             .parent()
@@ -516,16 +516,14 @@ impl Job<'_> {
         }
         let t = timeout();
         // The process's one HTTP client; this thread waits on its runtime.
-        let (rt, client) = crate::runtime::http()?;
+        let (rt, client) = crate::net::http()?;
         let mut request = client.get(src.url);
         if have > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
         let total = rt.block_on(async {
             let response = match wait(t, cancel, request.send()).await? {
-                Some(reply) => {
-                    reply.map_err(|e| offline(dest, src, &crate::remote::describe(&e)))?
-                }
+                Some(reply) => reply.map_err(|e| offline(dest, src, &crate::net::describe(&e)))?,
                 None => {
                     return Err(offline(
                         dest,
@@ -564,7 +562,7 @@ impl Job<'_> {
                     Some(Ok(Some(c))) => c,
                     Some(Ok(None)) => return Ok(Ok(total)),
                     Some(Err(e)) => {
-                        let why = crate::remote::describe(&e);
+                        let why = crate::net::describe(&e);
                         return Err(offline(dest, src, &format!("interrupted ({why})")));
                     }
                     None if Instant::now() >= deadline_at => return Err(self.late(allowed)),
@@ -636,7 +634,7 @@ fn verify_and_move(part: &Path, dest: &Path, src: &Source<'_>, digest: &str) -> 
                 "the download of {} from {} has sha256 {digest} but the registry expects {want}; \
                  the partial file was removed",
                 dest.display(),
-                crate::remote::shown(src.url)
+                crate::net::shown(src.url)
             )));
         }
     }

@@ -19,11 +19,11 @@ pub(crate) const LOG_ENV: &str = "ORION_LLAMA_LOG";
 /// The process's llama.cpp backend (kept by `crate::runtime`, since llama.cpp's own
 /// state is process-global), initialised by the first caller.
 pub(crate) fn backend() -> Result<&'static LlamaBackend> {
-    crate::runtime::llama_backend()
+    llama_backend()
 }
 
 /// Initialise llama.cpp's backend, quiet unless `ORION_LLAMA_LOG=1`. Called once per
-/// process, by `crate::runtime::llama_backend`.
+/// process, by `llama_backend`.
 pub(crate) fn init_backend() -> std::result::Result<LlamaBackend, String> {
     let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
     if std::env::var(LOG_ENV).map_or(true, |v| v.is_empty() || v == "0") {
@@ -99,15 +99,15 @@ impl Engine for LlamaEngine {
             .with_progress_callback(move |f| {
                 progress(f);
                 // false makes llama.cpp abandon the load: the process is exiting.
-                !crate::runtime::is_shut_down()
+                !crate::lifecycle::is_shut_down()
             });
         let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
-            if crate::runtime::is_shut_down() {
+            if crate::lifecycle::is_shut_down() {
                 return OrionError::ShutDown;
             }
             OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
         })?;
-        crate::runtime::shutdown_before_later_destructors(crate::runtime::Library::LlamaCpp);
+        crate::lifecycle::shutdown_before_later_destructors(crate::lifecycle::Library::LlamaCpp);
         Ok(super::prefix::ChatModel::new(model))
     }
 }
@@ -126,7 +126,7 @@ pub(crate) fn new_context(
         .with_n_threads_batch(threads)
         // llama.cpp keeps no timings by default; ours are reported next to its own.
         .with_no_perf(false);
-    let _one_at_a_time = crate::runtime::llama_context_creation();
+    let _one_at_a_time = llama_context_creation();
     model.new_context(backend, params).map_err(|e| {
         OrionError::InferenceFailed(format!("could not create a context of {n_ctx} tokens: {e}"))
     })
@@ -148,6 +148,29 @@ pub(crate) fn devices() -> Vec<(String, String, u64)> {
             )
         })
         .collect()
+}
+
+/// llama.cpp's backend (`llama_backend_init`). llama.cpp's own state is process-global,
+/// so there is one per process, whatever builds models or contexts. A failed
+/// initialisation is kept (its message) and reported to every caller.
+static LLAMA_BACKEND: std::sync::OnceLock<std::result::Result<LlamaBackend, String>> =
+    std::sync::OnceLock::new();
+
+/// The process's llama.cpp backend, initialised by the first caller.
+pub(crate) fn llama_backend() -> Result<&'static LlamaBackend> {
+    LLAMA_BACKEND
+        .get_or_init(init_backend)
+        .as_ref()
+        .map_err(|e| OrionError::Internal(format!("llama.cpp backend: {e}")))
+}
+
+/// Held while llama.cpp creates a context: creation mutates the model, so concurrent
+/// creation is unsound, and one lock for the process covers every model. A leaf lock.
+static LLAMA_CONTEXT_CREATION: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+/// Creating a llama.cpp context is allowed while the guard returned lives.
+pub(crate) fn llama_context_creation() -> parking_lot::MutexGuard<'static, ()> {
+    LLAMA_CONTEXT_CREATION.lock()
 }
 
 #[cfg(test)]

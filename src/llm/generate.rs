@@ -243,7 +243,7 @@ pub(crate) const PROMPT_STEP: usize = 64;
 
 /// Why a generation stopped early: its caller cancelled it, or the process is exiting.
 fn stopped() -> OrionError {
-    if crate::runtime::is_shut_down() {
+    if crate::lifecycle::is_shut_down() {
         OrionError::ShutDown
     } else {
         OrionError::Aborted
@@ -291,7 +291,7 @@ fn evaluate(
 ) -> Result<()> {
     while *pos < tokens.len() {
         let pos_now = *pos;
-        if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
+        if cancel.load(Ordering::Relaxed) || crate::lifecycle::is_shut_down() {
             return Err(stopped());
         }
         let mut end = ((pos_now / step + 1) * step).min(tokens.len());
@@ -608,7 +608,7 @@ pub(crate) fn generate(
     let mut finish = "length";
     let max_new = params.max_tokens.min(n_ctx - prompt_tokens);
     while generated < max_new {
-        if cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down() {
+        if cancel.load(Ordering::Relaxed) || crate::lifecycle::is_shut_down() {
             return Err(stopped());
         }
         let token = picker.pick(&ctx, batch.n_tokens() - 1);

@@ -68,7 +68,7 @@ impl Integrity {
     /// (hex, any case). Blocking: reads the whole file the first time it sees it.
     pub(crate) fn verify(&self, path: &Path, expected: &str) -> Result<Checked> {
         let unreadable = |e: std::io::Error| {
-            if crate::runtime::is_shut_down() {
+            if crate::lifecycle::is_shut_down() {
                 return OrionError::ShutDown;
             }
             OrionError::ModelLoadFailed(format!(
@@ -112,7 +112,7 @@ fn sha256_of(file: &mut std::fs::File) -> std::io::Result<String> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         // A multi-gigabyte file takes seconds: the process's exit does not wait for it.
-        if crate::runtime::is_shut_down() {
+        if crate::lifecycle::is_shut_down() {
             return Err(std::io::Error::other("the process is exiting"));
         }
         match file.read(&mut buf) {

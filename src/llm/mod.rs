@@ -117,7 +117,7 @@ impl LlmService {
             .spawn(move || loop {
                 std::thread::sleep(Duration::from_millis(500));
                 // Unloading frees llama.cpp memory: never while the process exits.
-                let Ok(_work) = crate::runtime::begin_work() else {
+                let Ok(_work) = crate::lifecycle::begin_work() else {
                     return;
                 };
                 match weak.upgrade() {
@@ -180,7 +180,7 @@ impl LlmService {
     /// online (`hubRepo`, `hubFile`). With a download, `progress` reports it as 0 to 90
     /// and the load as 90 to 100; the function returned is the load's part. `asked`: the
     /// caller asked for this download itself (`downloadModel`); otherwise downloads must be
-    /// allowed for the process (see `runtime::downloads_allowed`).
+    /// allowed for the process (see `settings::downloads_allowed`).
     fn ensure_file(
         &self,
         r: &Resolved,
@@ -206,7 +206,7 @@ impl LlmService {
             }
         }
         let url = download::hub_url(repo, file);
-        if !asked && !crate::runtime::downloads_allowed() {
+        if !asked && !crate::settings::downloads_allowed() {
             return Err(OrionError::DownloadRequired {
                 model: r.key.clone(),
                 path: r.path.display().to_string(),
@@ -257,7 +257,7 @@ impl LlmService {
             &r.path,
             true,
             &mut report,
-            &|| cancel() || crate::runtime::is_shut_down(),
+            &|| cancel() || crate::lifecycle::is_shut_down(),
         )?;
         Ok(progress.map(|p| Arc::new(move |x: u32| p(90 + x.min(100) / 10)) as ProgressFn))
     }
@@ -386,8 +386,8 @@ impl LlmService {
                 return Ok(m.clone());
             }
         }
-        let (rt, client) = crate::runtime::http()?;
-        let pool = Arc::new(crate::runtime::remote_pool(&spec, client));
+        let (rt, client) = crate::net::http()?;
+        let pool = Arc::new(crate::remote::pool_for(&spec, client));
         let chat = crate::remote::chat::RemoteChat::new(pool, spec.model.clone(), spec.timeout());
         let report = |p: u32| {
             if let Some(f) = progress {
@@ -396,7 +396,7 @@ impl LlmService {
         };
         let trained = rt.block_on(crate::remote::chat::until_cancelled(
             chat.check(&report),
-            &|| cancel() || crate::runtime::is_shut_down(),
+            &|| cancel() || crate::lifecycle::is_shut_down(),
         ))??;
         let m = Arc::new(RemoteModel {
             context_length: trained.map_or(r.context_length, |t| t.min(r.context_length)),
@@ -476,7 +476,7 @@ impl LlmService {
             let m = self.load_remote(&r, remote, None, &stopped)?;
             *m.last_used.lock() = std::time::Instant::now();
             m.in_use.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (rt, _) = crate::runtime::http()?;
+            let (rt, _) = crate::net::http()?;
             let result = rt.block_on(m.chat.generate(prompt, params, cancel, on_text));
             m.in_use.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             *m.last_used.lock() = std::time::Instant::now();
@@ -523,7 +523,7 @@ fn keep_in_background(model: Arc<LoadedModel<ChatModel>>, u: generate::Unsettled
         u: generate::Unsettled,
         model: Arc<LoadedModel<ChatModel>>,
     }
-    let Ok(work) = crate::runtime::begin_work() else {
+    let Ok(work) = crate::lifecycle::begin_work() else {
         return;
     };
     let job = Settle { u, model };

@@ -442,7 +442,7 @@ impl Registry {
                     remote
                         .bases()
                         .iter()
-                        .map(|b| crate::remote::shown(b))
+                        .map(|b| crate::net::shown(b))
                         .collect::<Vec<_>>()
                         .join(", "),
                 ),

@@ -121,7 +121,7 @@ pub(crate) fn choose(
 /// The strategy for this machine now.
 pub(crate) fn detect() -> Result<Strategy> {
     let mem = sysmem::memory();
-    let configured = crate::runtime::settings().default_quantization;
+    let configured = crate::settings::settings().default_quantization;
     let forced = match configured.or_else(|| std::env::var(DEFAULT_QUANTIZATION_ENV).ok()) {
         Some(v) if !v.trim().is_empty() => Some(quant::level(v.trim())?),
         _ => None,

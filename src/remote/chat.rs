@@ -116,7 +116,7 @@ impl RemoteChat {
             serde_json::to_vec(&body)
                 .map_err(|e| OrionError::Internal(format!("request body: {e}")))?,
         );
-        let stopped = || cancel.load(Ordering::Relaxed) || crate::runtime::is_shut_down();
+        let stopped = || cancel.load(Ordering::Relaxed) || crate::lifecycle::is_shut_down();
         let pool = &*self.pool;
         let (resp, lease) = until_cancelled(self.open(path, &body), &stopped).await??;
         let ep = lease.endpoint().clone();
@@ -472,7 +472,7 @@ pub(crate) async fn until_cancelled<F: std::future::Future>(
 }
 
 fn why_stopped() -> OrionError {
-    if crate::runtime::is_shut_down() {
+    if crate::lifecycle::is_shut_down() {
         OrionError::ShutDown
     } else {
         OrionError::Aborted

@@ -13,11 +13,13 @@
 pub(crate) mod chat;
 pub(crate) mod embeddings;
 pub(crate) mod pool;
-pub(crate) mod secrets;
 pub(crate) mod sse;
 
 use crate::error::{OrionError, Result};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// How long a call may wait for its reply, retries included (or a streamed reply for
@@ -101,7 +103,10 @@ impl RemoteSpec {
         for u in &self.url.0 {
             match reqwest::Url::parse(u) {
                 Ok(p) if p.fragment().is_some() => {
-                    return bad(format!("`url` {:?} must not have a #fragment", shown(u)))
+                    return bad(format!(
+                        "`url` {:?} must not have a #fragment",
+                        crate::net::shown(u)
+                    ))
                 }
                 Ok(p) if matches!(p.scheme(), "http" | "https") && p.host().is_some() => {}
                 Ok(_) => return bad(format!("`url` {u:?} is not an http:// or https:// URL")),
@@ -191,59 +196,24 @@ pub(crate) fn from_env() -> Result<Option<RemoteSpec>> {
     Ok(Some(spec))
 }
 
-/// `url` as it may be shown: without a user name or password, and with the values of
-/// credential query parameters (`?api_key=`, `&sig=`) replaced.
-pub(crate) fn shown(url: &str) -> String {
-    let Ok(mut u) = reqwest::Url::parse(url) else {
-        return url.to_string();
-    };
-    let secret_query = u.query_pairs().any(|(k, _)| secrets::is_secret_param(&k));
-    if u.username().is_empty() && u.password().is_none() && !secret_query {
-        return url.to_string();
-    }
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    if secret_query {
-        let query: Vec<String> = u
-            .query()
-            .unwrap_or_default()
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if secrets::is_secret_param(&secrets::percent_decode(k)) => {
-                    format!("{k}={}", secrets::MARKER)
-                }
-                _ => pair.to_string(),
-            })
-            .collect();
-        u.set_query(Some(&query.join("&")));
-    }
-    u.as_str().trim_end_matches('/').to_string()
-}
+/// The remote servers' endpoints by base URL: their health and load are the same for
+/// every target that uses them. A leaf lock.
+static ENDPOINTS: LazyLock<Mutex<HashMap<String, Arc<pool::Endpoint>>>> =
+    LazyLock::new(Default::default);
 
-/// A transport error with its causes ("connection refused"), without its URL (the
-/// caller names the endpoint).
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else if e.is_body() || e.is_decode() {
-        "the connection broke off during the reply".to_string()
-    } else {
-        "request failed".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    let mut last = String::new();
-    while let Some(s) = source {
-        let m = s.to_string();
-        if m != last && !m.contains("://") {
-            out.push_str(": ");
-            out.push_str(&m);
-            last = m;
-        }
-        source = s.source();
-    }
-    out
+/// A pool over `spec`'s servers, sharing their endpoints with every other pool.
+pub(crate) fn pool_for(spec: &RemoteSpec, client: reqwest::Client) -> pool::Pool {
+    let mut all = ENDPOINTS.lock();
+    let endpoints = spec
+        .bases()
+        .into_iter()
+        .map(|b| {
+            all.entry(b.clone())
+                .or_insert_with(|| Arc::new(pool::Endpoint::new(&b)))
+                .clone()
+        })
+        .collect();
+    pool::Pool::new(endpoints, client, spec.api_key.clone())
 }
 
 #[cfg(test)]
@@ -297,6 +267,6 @@ mod tests {
         let s = spec(&["http://a:1"]);
         assert!(!format!("{s:?}").contains("sk-secret"));
         assert!(!serde_json::to_string(&s).unwrap().contains("sk-secret"));
-        assert_eq!(shown("http://user:pw@h:1/"), "http://h:1");
+        assert_eq!(crate::net::shown("http://user:pw@h:1/"), "http://h:1");
     }
 }

@@ -4,7 +4,7 @@
 //! background, with growing backoff; 429 and 503 answers are retried after the server's
 //! `Retry-After` (or a jittered backoff), on another endpoint first when there is one.
 //!
-//! Endpoints are shared process-wide by base URL (`crate::runtime::remote_pool`), so
+//! Endpoints are shared process-wide by base URL (`crate::remote::pool_for`), so
 //! embeddings and chat on the same server count against the same outstanding requests
 //! and see the same health.
 //!
@@ -15,9 +15,9 @@
 //! ([`Pool::send`]), reading a reply's body up to a cap ([`read_capped`]), and checking
 //! that a server serves a model ([`check_model`]).
 
-use super::describe;
-use super::secrets::Secrets;
 use crate::error::{OrionError, Result};
+use crate::net::describe;
+use crate::net::secrets::Secrets;
 use parking_lot::Mutex;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -113,7 +113,7 @@ impl Endpoint {
     pub(crate) fn new(base: &str) -> Self {
         Self {
             base: base.to_string(),
-            shown: super::shown(base),
+            shown: crate::net::shown(base),
             outstanding: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -365,7 +365,7 @@ impl Pool {
                 let due = ep.health.lock().down_until;
                 let Some(due) = due else { break };
                 tokio::time::sleep_until(due.into()).await;
-                if crate::runtime::is_shut_down() {
+                if crate::lifecycle::is_shut_down() {
                     break;
                 }
                 let answer = client

@@ -3,8 +3,8 @@
 //! server that sends one endless line (or endless `data:` lines without the blank line
 //! that ends an event) cannot fill memory.
 
-use super::describe;
 use super::pool::Endpoint;
+use crate::net::describe;
 
 /// Most bytes of one line, and of one event's data. A streamed chat piece is a few
 /// hundred bytes (llama-server's, with its timings, under 2 kB); 1 MiB leaves room for

@@ -88,7 +88,7 @@ where
 /// unloads, generations).
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> R<T> + Send + 'static) -> R<T> {
     // Counted until it returns, so that the process's exit waits for it.
-    let work = crate::runtime::begin_work()?;
+    let work = crate::lifecycle::begin_work()?;
     tokio::task::spawn_blocking(move || {
         let _work = work;
         f()

@@ -132,7 +132,7 @@ impl TokenSink {
         // (a worker being torn down), and an exiting process will not run them at all.
         while !self.closed.load(Ordering::Relaxed)
             && !self.cancel.load(Ordering::Relaxed)
-            && !crate::runtime::is_shut_down()
+            && !crate::lifecycle::is_shut_down()
             && self.seen.load(Ordering::SeqCst) < self.sent.load(Ordering::SeqCst)
             && Instant::now() < deadline
         {

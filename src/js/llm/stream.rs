@@ -78,7 +78,7 @@ impl TokenStream {
         };
         match prepared {
             Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
-            Ok((key, prompt, call)) => match crate::runtime::begin_work() {
+            Ok((key, prompt, call)) => match crate::lifecycle::begin_work() {
                 Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
                 Ok(work) => {
                     let registration = crate::js::env_guard::register(env, &call.cancel)?;
