@@ -47,6 +47,7 @@ pub(crate) mod paths;
 pub(crate) mod remote;
 pub(crate) mod runtime;
 pub(crate) mod settings;
+pub(crate) mod store;
 pub(crate) mod sysmem;
 
 // napi's macros compile to nothing under `cargo test`, leaving this layer unused there.

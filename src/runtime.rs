@@ -12,7 +12,7 @@
 //! - `LLM` (built under `LLM_INIT`): the LLM service, which owns the model registry
 //!   (`llm::registry::Registry`: built-ins, catalog, `ORION_MODEL_REGISTRY`, models
 //!   registered since) and, through its loader, the sha256 memo
-//!   (`llm::integrity::Integrity`).
+//!   (`store::integrity::Integrity`).
 //! - `MONITOR`, `MEMORY_LISTENER` and the `Once`s `OBSERVING` (in [`observe_memory`])
 //!   and `DONE` (in [`auto_start_memory_monitor`]): the memory monitor and who hears it.
 //!
@@ -178,7 +178,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         catalog: req
             .model_path
             .is_none()
-            .then(|| crate::embedding::model::catalog_entry(&display))
+            .then(|| crate::store::catalog::embedding_entry(&display))
             .flatten(),
         precision: req.precision,
         int8_weights: crate::embedding::graph::Int8Weights::for_this_cpu(),

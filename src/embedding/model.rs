@@ -212,61 +212,6 @@ fn disable_ort_telemetry() {
     }
 }
 
-/// An embedding model of the catalog (`src/llm/catalog.json`, section `embedding`):
-/// where its files are on the hub and how it pools token vectors.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct CatalogEmbedding {
-    pub(crate) hub_repo: String,
-    /// (file in the repository, file name in the model's directory, its sha256 when
-    /// the catalog knows it).
-    pub(crate) files: Vec<(String, String, Option<String>)>,
-    pub(crate) cls_pooling: bool,
-}
-
-/// The catalog's entry for the embedding model `name`, if it has one.
-pub(crate) fn catalog_entry(name: &str) -> Option<CatalogEmbedding> {
-    #[derive(serde::Deserialize)]
-    struct Catalog {
-        embedding: std::collections::BTreeMap<String, Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Entry {
-        hub_repo: String,
-        pooling: String,
-        files: std::collections::BTreeMap<String, File>,
-    }
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct File {
-        hub_file: String,
-        #[serde(default)]
-        sha256: Option<String>,
-    }
-    let catalog: Catalog = serde_json::from_str(include_str!("../llm/catalog.json")).ok()?;
-    let e = catalog.embedding.get(name)?;
-    // The int8 export: a quarter of the download, as the default model is.
-    let local = [
-        ("modelQuantized", "model.onnx"),
-        ("tokenizer", "tokenizer.json"),
-        ("config", "config.json"),
-        ("specialTokensMap", "special_tokens_map.json"),
-        ("tokenizerConfig", "tokenizer_config.json"),
-    ];
-    let files = local
-        .iter()
-        .map(|(key, to)| {
-            let f = e.files.get(*key)?;
-            Some((f.hub_file.clone(), (*to).to_string(), f.sha256.clone()))
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(CatalogEmbedding {
-        hub_repo: e.hub_repo.clone(),
-        files,
-        cls_pooling: e.pooling == "cls",
-    })
-}
-
 #[derive(Clone, Debug)]
 pub(crate) struct FastEmbedFactory {
     pub(crate) dir: PathBuf,
@@ -281,7 +226,7 @@ pub(crate) struct FastEmbedFactory {
     pub(crate) hub_fallback: bool,
     /// The catalog's entry when the model is one of its: missing files are downloaded
     /// into `dir`, and its pooling is used.
-    pub(crate) catalog: Option<CatalogEmbedding>,
+    pub(crate) catalog: Option<crate::store::catalog::CatalogEmbedding>,
     /// How its int8 weights are computed with (see `graph`).
     pub(crate) precision: Precision,
     /// How [`Precision::Int8`]'s products take their weights on this CPU.
@@ -305,7 +250,7 @@ impl EmbedderFactory for FastEmbedFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
         if let Some(c) = &self.catalog {
             for (remote, local, sha256) in &c.files {
-                let url = crate::llm::download::hub_url(&c.hub_repo, remote);
+                let url = crate::store::download::hub_url(&c.hub_repo, remote);
                 let dest = self.dir.join(local);
                 if !dest.exists() && !crate::settings::downloads_allowed() {
                     if self.hub_fallback {
@@ -327,7 +272,7 @@ impl EmbedderFactory for FastEmbedFactory {
                 // the user says so.
                 if !dest.exists()
                     && sha256.is_none()
-                    && !crate::llm::download::unverified_allowed()?
+                    && !crate::store::download::unverified_allowed()?
                 {
                     return Err(OrionError::ModelNotFound {
                         what: format!(
@@ -335,18 +280,18 @@ impl EmbedderFactory for FastEmbedFactory {
                              catalog gives no sha256 to check a download against: set {}=1 to \
                              download it unchecked, or put the file there by hand)",
                             crate::net::shown(&url),
-                            crate::llm::download::UNVERIFIED_ENV
+                            crate::store::download::UNVERIFIED_ENV
                         ),
                         searched: self.dir.display().to_string(),
                     });
                 }
-                let source = crate::llm::download::Source {
+                let source = crate::store::download::Source {
                     url: &url,
                     sha256: sha256.as_deref(),
                     size: None,
                     pull: None,
                 };
-                crate::llm::download::fetch(
+                crate::store::download::fetch(
                     &source,
                     &self.dir.join(local),
                     &mut |_, _| {},

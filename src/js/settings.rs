@@ -3,8 +3,8 @@
 use super::js_error;
 use super::options::Options;
 use crate::error::{echo, OrionError};
-use crate::llm::quant;
 use crate::settings::{self, Settings};
+use crate::store::quant;
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;

@@ -2,9 +2,9 @@
 //! header probing, model loading with progress, and creating contexts one at a time
 //! (llama.cpp's context creation mutates the model, so concurrent creation is unsound).
 
-use super::gguf_check;
 use super::loader::{Engine, ModelMeta, Progress};
 use crate::error::{OrionError, Result};
+use crate::store::gguf_check;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::gguf::GgufContext;
@@ -177,8 +177,8 @@ pub(crate) fn llama_context_creation() -> parking_lot::MutexGuard<'static, ()> {
 mod tests {
     use super::*;
     use crate::llm::generate;
-    use crate::llm::gguf_check::tests::{gguf_str, kv, str_array, u32_array};
-    use crate::llm::gguf_check::{self, Header, Ty, Value};
+    use crate::store::gguf_check::tests::{gguf_str, kv, str_array, u32_array};
+    use crate::store::gguf_check::{self, Header, Ty, Value};
     use std::collections::BTreeMap;
     use std::fs::File;
     use std::path::PathBuf;

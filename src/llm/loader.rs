@@ -28,9 +28,9 @@
 //! - A load's `leases` count changes only under the loader's `state`, so that it is
 //!   final once the load has left `State::loading`.
 
-use super::integrity::Integrity;
 use super::registry::Resolved;
 use crate::error::{echo, OrionError, Result};
+use crate::store::integrity::Integrity;
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

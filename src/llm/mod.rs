@@ -1,14 +1,10 @@
 //! The LLM service: a model registry, the loader (limits, LRU eviction, shared loads)
 //! and generation, over llama.cpp.
 
-pub(crate) mod download;
 pub(crate) mod engine;
 pub(crate) mod generate;
-pub(crate) mod gguf_check;
-pub(crate) mod integrity;
 pub(crate) mod loader;
 pub(crate) mod prefix;
-pub(crate) mod quant;
 pub(crate) mod registry;
 pub(crate) mod strategy;
 
@@ -165,7 +161,7 @@ impl LlmService {
     }
 
     pub(crate) fn resolve(&self, spec: &str) -> Result<Resolved> {
-        let preferred = quant::level(self.strategy.quantization).ok();
+        let preferred = crate::store::quant::level(self.strategy.quantization).ok();
         let mut r = self.registry.resolve_in(
             spec,
             preferred,
@@ -205,7 +201,7 @@ impl LlmService {
                 });
             }
         }
-        let url = download::hub_url(repo, file);
+        let url = crate::store::download::hub_url(repo, file);
         if !asked && !crate::settings::downloads_allowed() {
             return Err(OrionError::DownloadRequired {
                 model: r.key.clone(),
@@ -214,14 +210,14 @@ impl LlmService {
                 size: r.size,
             });
         }
-        let source = download::Source {
+        let source = crate::store::download::Source {
             url: &url,
             sha256: r.sha256.as_deref(),
             size: r.size,
             pull: Some(&r.key),
         };
         // A file nothing can verify is fetched only when the user says so.
-        if r.sha256.is_none() && !download::unverified_allowed()? {
+        if r.sha256.is_none() && !crate::store::download::unverified_allowed()? {
             return Err(OrionError::ModelNotFound {
                 what: format!(
                     "model file `{}` (not on disk; {url} has it, but the registry gives no \
@@ -231,7 +227,7 @@ impl LlmService {
                     r.path
                         .file_name()
                         .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-                    download::UNVERIFIED_ENV
+                    crate::store::download::UNVERIFIED_ENV
                 ),
                 searched: r
                     .path
@@ -251,7 +247,7 @@ impl LlmService {
         };
         // Registry paths are relative to the models directory (checked when registered);
         // the download stays in it.
-        download::fetch_in(
+        crate::store::download::fetch_in(
             &source,
             &crate::paths::models_dir(),
             &r.path,
@@ -358,9 +354,9 @@ impl LlmService {
             return Err(OrionError::Aborted);
         }
         // What the file holds, as a load would report it, rather than the level's name.
-        let quantization = gguf_check::read_header(&r.path)
+        let quantization = crate::store::gguf_check::read_header(&r.path)
             .ok()
-            .and_then(|h| gguf_check::quantization(&h))
+            .and_then(|h| crate::store::gguf_check::quantization(&h))
             .or_else(|| r.quantization.clone());
         Ok(DownloadInfo {
             key: r.key.clone(),

@@ -2,8 +2,8 @@
 //! context length). Built in: `demo`. More come from `registerModel` and from the JSON
 //! file named by `ORION_MODEL_REGISTRY`.
 
-use super::quant::{self, QuantLevel, LEVELS};
 use crate::error::{echo, OrionError, Result};
+use crate::store::quant::{self, QuantLevel, LEVELS};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -122,14 +122,14 @@ impl ModelDescriptor {
                 ));
             }
             if let (Some(repo), Some(file)) = (&f.hub_repo, &f.hub_file) {
-                if let Err(why) = super::download::check_hub(repo, file) {
+                if let Err(why) = crate::store::download::check_hub(repo, file) {
                     return bad(format!("files.{level}: {why}"));
                 }
             }
             // A relative path stays under the models directory; an absolute one names a
             // file of the user's, which is never downloaded over.
             if let Some(path) = &f.path {
-                let shown = super::download::bounded(path);
+                let shown = crate::store::download::bounded(path);
                 if Path::new(path).is_absolute() {
                     if online {
                         return bad(format!(
@@ -187,7 +187,7 @@ fn builtin() -> BTreeMap<String, ModelDescriptor> {
 /// The catalog of popular chat models (`catalog.json`): the names the `WebLLM` project gives them, mapped
 /// to GGUF files on the Hugging Face hub, checked against public sources (each file
 /// entry says where, or why it could not be). Data, not code: entries are added there.
-const CATALOG: &str = include_str!("catalog.json");
+use crate::store::catalog::CATALOG;
 
 #[derive(Deserialize)]
 struct Catalog {

@@ -13,8 +13,8 @@
 //! When less than a quarter of that memory is free right now, the level steps down
 //! once. A GPU backend with at least 2 GiB free gets every layer offloaded.
 
-use super::quant::{self, QuantLevel};
 use crate::error::Result;
+use crate::store::quant::{self, QuantLevel};
 use crate::sysmem;
 
 pub(crate) use crate::sysmem::physical_cores;

@@ -5,7 +5,7 @@ use super::args::{read_key, read_level};
 use super::types::OptimizationStrategy;
 use super::R;
 use crate::js::js_error;
-use crate::llm::quant;
+use crate::store::quant;
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
