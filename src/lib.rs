@@ -37,12 +37,14 @@
 
 pub(crate) mod config;
 pub(crate) mod embedding;
+pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod lifecycle;
+pub(crate) mod llama;
 pub(crate) mod llm;
 pub(crate) mod monitor;
 pub(crate) mod net;
-pub(crate) mod ort_locate;
+pub(crate) mod onnx;
 pub(crate) mod paths;
 pub(crate) mod remote;
 pub(crate) mod runtime;

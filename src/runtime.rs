@@ -37,7 +37,7 @@
 //!   functions) subscribed to the monitor.
 //! - `js::lifecycle::{HOOKED, LIVE_ENVS, ATTACHED}`: which JS environments attached the
 //!   addon's exit hooks (`ATTACHED` is per thread).
-//! - Test code only: the GGUF fuzz test's `CASE` and `CASE_LEN` (`llm::engine`'s tests),
+//! - Test code only: the GGUF fuzz test's `CASE` and `CASE_LEN` (`llama::engine`'s tests),
 //!   read by its SIGABRT handler.
 //!
 //! # Locks
@@ -83,10 +83,10 @@
 //! held: it takes the monitor's state lock (to copy the alerts for the status file),
 //! then the binding layer's subscriber list, one at a time.
 
-use crate::embedding::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use crate::embedding::queue::BatchConfig;
 use crate::embedding::{Backend, EmbeddingService};
 use crate::error::{OrionError, Result};
+use crate::onnx::model::{read_dimension, FastEmbedFactory, DEFAULT_MODEL};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -104,14 +104,14 @@ pub(crate) struct EmbeddingRequest {
     /// A remote server to use instead of a model in this process; wins over the rest.
     pub(crate) remote: Option<crate::remote::RemoteSpec>,
     /// How a local model computes.
-    pub(crate) precision: crate::embedding::graph::Precision,
+    pub(crate) precision: crate::onnx::graph::Precision,
 }
 
 /// What one embedding service is for: callers asking for the same share it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum ServiceKey {
     /// A model directory, canonicalised, and how it computes.
-    Local(PathBuf, crate::embedding::graph::Precision),
+    Local(PathBuf, crate::onnx::graph::Precision),
     /// Remote servers and the model they serve (and the key: another key is another
     /// client of the servers).
     Remote(crate::remote::RemoteSpec),
@@ -168,7 +168,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             Some(_) => dir.display().to_string(),
             None => crate::paths::searched(&dir),
         },
-        runtime_candidates: crate::ort_locate::candidates(
+        runtime_candidates: crate::onnx::locate::candidates(
             crate::settings::settings().ort_library_path,
         ),
         threads: req.threads,
@@ -181,7 +181,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             .then(|| crate::store::catalog::embedding_entry(&display))
             .flatten(),
         precision: req.precision,
-        int8_weights: crate::embedding::graph::Int8Weights::for_this_cpu(),
+        int8_weights: crate::onnx::graph::Int8Weights::for_this_cpu(),
     };
     let svc = EmbeddingService::start(
         display,

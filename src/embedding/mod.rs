@@ -1,39 +1,23 @@
 //! The shared embedding service: one model per process, one queue, one inference thread.
 
 pub(crate) mod cache;
-pub(crate) mod graph;
-pub(crate) mod model;
 pub(crate) mod queue;
 
+use crate::engine::embedding::{Embedder, EmbedderFactory, RemoteEngine};
 use crate::error::{OrionError, Result};
-use model::{clip_text, Embedder, EmbedderFactory};
+use crate::onnx::model::clip_text;
 use queue::{BatchConfig, Queue, Slot, Vector};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// One batch's vectors, computed on the async runtime.
-pub(crate) type BatchFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Vec<f32>>>> + Send>>;
-
-/// An engine that embeds batches elsewhere (a remote server), several at a time, as
-/// futures on the process's async runtime; the real one is
-/// `crate::remote::embeddings::RemoteEmbeddings`, tests use fakes.
-pub(crate) trait RemoteEngine: Send + Sync + 'static {
-    fn embed(self: Arc<Self>, texts: Vec<Arc<str>>) -> BatchFuture;
-    /// Most batches in flight at once.
-    fn max_in_flight(&self) -> usize;
-    /// The servers, for the stats.
-    fn endpoints(&self) -> Vec<crate::remote::pool::EndpointStats>;
-}
-
 /// What computes a service's embeddings.
 pub(crate) enum Backend {
     /// A model in this process, loaded on the service's thread.
     Local {
         factory: Box<dyn EmbedderFactory>,
-        precision: graph::Precision,
+        precision: crate::onnx::graph::Precision,
     },
     /// A remote engine, whose batches run on `runtime`.
     Remote {
@@ -73,11 +57,11 @@ pub(crate) struct EmbeddingStats {
     pub(crate) mean_batch_size: f64,
     pub(crate) queue_depth: usize,
     /// The servers of a remote service.
-    pub(crate) endpoints: Option<Vec<crate::remote::pool::EndpointStats>>,
+    pub(crate) endpoints: Option<Vec<crate::engine::EndpointStats>>,
     /// A local model's precision.
-    pub(crate) precision: Option<graph::Precision>,
+    pub(crate) precision: Option<crate::onnx::graph::Precision>,
     /// With [`graph::Precision::Int8`], how its products take their weights on this CPU.
-    pub(crate) int8_weights: Option<graph::Int8Weights>,
+    pub(crate) int8_weights: Option<crate::onnx::graph::Int8Weights>,
     /// How long texts waited in the queue for their batch, on average.
     pub(crate) mean_queue_wait: Duration,
 }
@@ -93,7 +77,7 @@ pub(crate) struct EmbeddingService {
     busy: Arc<std::sync::atomic::AtomicBool>,
     remote: Option<Arc<dyn RemoteEngine>>,
     /// A local model's precision.
-    precision: Option<graph::Precision>,
+    precision: Option<crate::onnx::graph::Precision>,
 }
 
 impl EmbeddingService {
@@ -223,8 +207,8 @@ impl EmbeddingService {
             queue_depth: self.queue.depth(),
             endpoints: self.remote.as_ref().map(|r| r.endpoints()),
             precision: self.precision,
-            int8_weights: (self.precision == Some(graph::Precision::Int8))
-                .then(graph::Int8Weights::for_this_cpu),
+            int8_weights: (self.precision == Some(crate::onnx::graph::Precision::Int8))
+                .then(crate::onnx::graph::Int8Weights::for_this_cpu),
             mean_queue_wait: self.queue.mean_wait(),
         }
     }
@@ -490,6 +474,7 @@ impl Pending {
 #[allow(clippy::float_cmp)]
 mod tests {
     use super::*;
+    use crate::engine::embedding::BatchFuture;
     use std::sync::atomic::AtomicU64;
     use std::sync::Mutex as StdMutex;
 
@@ -559,7 +544,7 @@ mod tests {
                 Some(2),
                 Backend::Local {
                     factory: Box::new(f),
-                    precision: graph::Precision::Exact,
+                    precision: crate::onnx::graph::Precision::Exact,
                 },
                 config,
             )
@@ -689,7 +674,7 @@ mod tests {
         let v = rt()
             .block_on(svc.submit(&[huge]).unwrap().wait(LONG, None))
             .unwrap();
-        assert_eq!(v[0][0], model::MAX_TEXT_BYTES as f32);
+        assert_eq!(v[0][0], crate::onnx::model::MAX_TEXT_BYTES as f32);
     }
 
     /// A remote engine that answers after `delay`, counting batches in flight and the
@@ -724,7 +709,7 @@ mod tests {
         fn max_in_flight(&self) -> usize {
             self.max
         }
-        fn endpoints(&self) -> Vec<crate::remote::pool::EndpointStats> {
+        fn endpoints(&self) -> Vec<crate::engine::EndpointStats> {
             Vec::new()
         }
     }

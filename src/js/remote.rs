@@ -2,8 +2,8 @@
 //! `getSharedEmbeddingClient` and of a registry descriptor) and `RemoteEndpointStats`,
 //! with their conversions from and to the core types.
 
+use crate::engine::EndpointStats;
 use crate::error::OrionError;
-use crate::remote::pool::EndpointStats;
 use crate::remote::{RemoteSpec, Urls};
 use napi_derive::napi;
 use serde::Deserialize;

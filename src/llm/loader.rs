@@ -29,37 +29,18 @@
 //!   final once the load has left `State::loading`.
 
 use super::registry::Resolved;
+use crate::engine::llm::Engine;
 use crate::error::{echo, OrionError, Result};
 use crate::store::integrity::Integrity;
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// What the loader needs to know about a model file before loading it.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct ModelMeta {
-    pub(crate) file_bytes: u64,
-    /// Bytes of KV cache one context of the configured size needs.
-    pub(crate) kv_bytes_per_context: u64,
-    /// The quantization the file's tensors hold, when the header tells: it wins over
-    /// the file name's and the registry level's.
-    pub(crate) quantization: Option<String>,
-}
-
-pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;
 /// A caller's progress callback: integer percents.
 pub(crate) type ProgressFn = Arc<dyn Fn(u32) + Send + Sync>;
-
-pub(crate) trait Engine: Send + Sync + 'static {
-    type Model: Send + Sync + 'static;
-    /// Read the file's header: fails with `MODEL_NOT_FOUND` or `MODEL_LOAD_FAILED`.
-    fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta>;
-    /// Load the model, reporting progress in 0..=1.
-    fn load(&self, path: &Path, progress: Progress) -> Result<Self::Model>;
-}
 
 /// Where memory for a new model must come from.
 pub(crate) trait MemoryProbe: Send + Sync + 'static {
@@ -686,6 +667,8 @@ fn busy(key: &str, max: usize, in_use: &[(String, usize, Duration)]) -> OrionErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::llm::{ModelMeta, Progress};
+    use std::path::Path;
     use std::sync::atomic::AtomicU64;
 
     struct FakeEngine {

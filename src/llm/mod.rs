@@ -1,18 +1,15 @@
 //! The LLM service: a model registry, the loader (limits, LRU eviction, shared loads)
-//! and generation, over llama.cpp.
+//! and generation, over llama.cpp (`llama/`) or remote servers (`remote/`).
 
-pub(crate) mod engine;
-pub(crate) mod generate;
 pub(crate) mod loader;
-pub(crate) mod prefix;
 pub(crate) mod registry;
 pub(crate) mod strategy;
 
+use crate::engine::llm::{GenerateParams, Generation, Prompt};
 use crate::error::{OrionError, Result};
-use engine::LlamaEngine;
-use generate::{GenerateParams, Generation, Prompt};
+use crate::llama::engine::LlamaEngine;
+use crate::llama::prefix::ChatModel;
 use loader::{LoadedModel, LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
-use prefix::ChatModel;
 use registry::{Registry, Resolved};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -92,7 +89,7 @@ pub(crate) struct RemoteModel {
 pub(crate) struct RemoteModelStats {
     pub(crate) key: String,
     pub(crate) model: String,
-    pub(crate) endpoints: Vec<crate::remote::pool::EndpointStats>,
+    pub(crate) endpoints: Vec<crate::engine::EndpointStats>,
     pub(crate) loads: u64,
     pub(crate) in_use: usize,
     pub(crate) idle_ms: f64,
@@ -120,7 +117,7 @@ impl LlmService {
                     Some(l) => {
                         drop(l.unload_expired());
                         for m in l.loaded_models() {
-                            m.model.contexts.clear(Some(prefix::IDLE));
+                            m.model.contexts.clear(Some(crate::llama::prefix::IDLE));
                         }
                     }
                     None => return,
@@ -488,7 +485,7 @@ impl LlmService {
         let m = lease.shared();
         let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));
         let (generation, unsettled) =
-            generate::generate(&m.model, n_ctx, prompt, params, cancel, on_text)?;
+            crate::llama::generate::generate(&m.model, n_ctx, prompt, params, cancel, on_text)?;
         // The request ends here: the caller has its answer (and the model its lease back)
         // while the context is settled for the next turn on a thread of its own.
         drop(lease);
@@ -512,11 +509,11 @@ impl LlmService {
 /// the next request on the model takes the context over, or when the model is unloaded
 /// (each stops it within one evaluation step). Counted as work, so that the process's
 /// exit waits for that step rather than freeing the model under it.
-fn keep_in_background(model: Arc<LoadedModel<ChatModel>>, u: generate::Unsettled) {
+fn keep_in_background(model: Arc<LoadedModel<ChatModel>>, u: crate::llama::generate::Unsettled) {
     /// Field order is drop order: the context (in `u`) is freed before the model it
     /// borrows.
     struct Settle {
-        u: generate::Unsettled,
+        u: crate::llama::generate::Unsettled,
         model: Arc<LoadedModel<ChatModel>>,
     }
     let Ok(work) = crate::lifecycle::begin_work() else {

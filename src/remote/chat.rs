@@ -11,10 +11,11 @@
 //! empty pieces do not count as progress); `maxTokens` is enforced here, and lines,
 //! events and the text are capped in size.
 
-use super::pool::{check_model, widen, Deadline, EndpointStats, Lease, Outcome, Pool};
+use super::pool::{check_model, widen, Deadline, Lease, Outcome, Pool};
 use super::sse::{Events, SseError, MAX_LINE};
+use crate::engine::llm::{GenerateParams, Generation, Prompt, Timings};
+use crate::engine::EndpointStats;
 use crate::error::{OrionError, Result};
-use crate::llm::generate::{GenerateParams, Generation, Prompt, Timings};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
 use super::pool::{
     binary_size, check_model, read_capped, widen, Deadline, Outcome, Pool, ReadError,
 };
-use crate::embedding::{BatchFuture, RemoteEngine};
+use crate::engine::embedding::{BatchFuture, RemoteEngine};
 use crate::error::{OrionError, Result};
 use serde::Deserialize;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -183,7 +183,7 @@ impl RemoteEngine for RemoteEmbeddings {
         IN_FLIGHT_PER_ENDPOINT * self.pool.endpoints().len().max(1)
     }
 
-    fn endpoints(&self) -> Vec<super::pool::EndpointStats> {
+    fn endpoints(&self) -> Vec<crate::engine::EndpointStats> {
         self.pool.stats()
     }
 }

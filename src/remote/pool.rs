@@ -15,6 +15,7 @@
 //! ([`Pool::send`]), reading a reply's body up to a cap ([`read_capped`]), and checking
 //! that a server serves a model ([`check_model`]).
 
+use crate::engine::EndpointStats;
 use crate::error::{OrionError, Result};
 use crate::net::describe;
 use crate::net::secrets::Secrets;
@@ -87,19 +88,6 @@ pub(crate) struct Endpoint {
     health: Mutex<Health>,
     /// Whether a background probe is running for it.
     probing: AtomicBool,
-}
-
-/// What `getStats()` shows of an endpoint.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct EndpointStats {
-    pub(crate) url: String,
-    pub(crate) healthy: bool,
-    pub(crate) outstanding: usize,
-    pub(crate) requests: u64,
-    pub(crate) errors: u64,
-    pub(crate) bytes_sent: u64,
-    pub(crate) bytes_received: u64,
-    pub(crate) last_error: Option<String>,
 }
 
 /// Backoff after `failures` failures in a row, with ±20 % jitter so that clients that

@@ -92,8 +92,8 @@ impl EmbeddingClientOptions {
     }
 
     /// `precision`, else `ORION_EMBEDDING_PRECISION`, else exact.
-    pub(super) fn precision(&self) -> R<crate::embedding::graph::Precision> {
-        use crate::embedding::graph::Precision;
+    pub(super) fn precision(&self) -> R<crate::onnx::graph::Precision> {
+        use crate::onnx::graph::Precision;
         let (given, from) = match &self.precision {
             Some(p) => (Some(p.clone()), "options.precision"),
             None => (

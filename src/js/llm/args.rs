@@ -5,11 +5,11 @@
 use super::options::{GenerateOptions, LoadOptions, ModelLoaderOptions};
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
+use crate::engine::llm::{GenerateParams, Prompt};
 use crate::error::{echo, OrionError};
 use crate::js::options::{
     array_length, cast_checked, describe, on_abort, read, to_json, Options, MAX_ARRAY_ITEMS,
 };
-use crate::llm::generate::{GenerateParams, Prompt};
 use crate::llm::loader::ProgressFn;
 use crate::llm::registry::ModelDescriptor;
 use napi::bindgen_prelude::*;

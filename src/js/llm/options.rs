@@ -3,8 +3,8 @@
 //! their types ([`crate::js::options::read`]), and its `validate` the ranges.
 
 use super::R;
+use crate::engine::llm::GenerateParams;
 use crate::js::options::{integer, ranged, Given};
-use crate::llm::generate::GenerateParams;
 use crate::llm::loader::LoaderConfig;
 use napi_derive::napi;
 use serde::Deserialize;

@@ -4,8 +4,8 @@
 use super::args::GenerateCall;
 use super::types::GenerateResult;
 use super::R;
+use crate::engine::llm::{Generation, Prompt};
 use crate::js::promise;
-use crate::llm::generate::{Generation, Prompt};
 use crate::llm::LlmService;
 use napi::bindgen_prelude::*;
 use napi::Env;

@@ -1,7 +1,7 @@
 //! What the LLM calls return to JS: one `#[napi(object)]` per shape, each with its one
 //! conversion from the core type beside it.
 
-use crate::llm::generate::{Generation, Timings};
+use crate::engine::llm::{Generation, Timings};
 use crate::llm::loader::{LoaderStats, ModelStats};
 use crate::llm::registry::ModelDescriptor;
 use crate::llm::strategy::{Gpu, Strategy};

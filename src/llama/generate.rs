@@ -3,6 +3,7 @@
 
 use super::engine;
 use super::prefix::{common_prefix, keepable, Cached, ChatModel, PrefixCache, Settling};
+use crate::engine::llm::{GenerateParams, Generation, Prompt, Timings};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -13,78 +14,6 @@ use llama_cpp_2::vocab::LlamaVocab;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Prompt {
-    /// Sent as one user message through the chat template (unless `raw`).
-    Text(String),
-    /// `(role, content)` pairs.
-    Messages(Vec<(String, String)>),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct GenerateParams {
-    pub(crate) max_tokens: u32,
-    /// 0 means greedy.
-    pub(crate) temperature: f32,
-    pub(crate) top_k: i32,
-    pub(crate) top_p: f32,
-    pub(crate) min_p: f32,
-    pub(crate) repeat_penalty: f32,
-    pub(crate) seed: u32,
-    pub(crate) stop: Vec<String>,
-    /// Use a text prompt as is, without the chat template.
-    pub(crate) raw: bool,
-    pub(crate) threads: i32,
-    /// Always use llama.cpp's sampler chain (tests compare the fast greedy path to it).
-    pub(crate) reference_sampler: bool,
-    /// Start from a kept context sharing a prefix with the prompt, and keep this one
-    /// (see `prefix`).
-    pub(crate) prefix_cache: bool,
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        Self {
-            max_tokens: 256,
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repeat_penalty: 1.1,
-            seed: 0x00C0_FFEE,
-            stop: Vec::new(),
-            raw: false,
-            threads: super::strategy::physical_cores() as i32,
-            reference_sampler: false,
-            prefix_cache: true,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Timings {
-    pub(crate) prompt_tokens: u32,
-    pub(crate) prompt_ms: f64,
-    pub(crate) prompt_tokens_per_second: f64,
-    pub(crate) generated_tokens: u32,
-    pub(crate) generation_ms: f64,
-    pub(crate) tokens_per_second: f64,
-    /// llama.cpp's own measurement of the same run.
-    pub(crate) llama_prompt_tokens_per_second: f64,
-    pub(crate) llama_tokens_per_second: f64,
-    /// Prompt tokens found in a kept context and not evaluated again.
-    pub(crate) reused_prompt_tokens: u32,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Generation {
-    pub(crate) text: String,
-    pub(crate) tokens: u32,
-    /// `stop` (end of turn or a stop string) or `length` (maxTokens reached).
-    pub(crate) finish_reason: &'static str,
-    pub(crate) timings: Timings,
-}
 
 /// The prompt text the model sees.
 pub(crate) fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<String> {

@@ -2,7 +2,7 @@
 //! header probing, model loading with progress, and creating contexts one at a time
 //! (llama.cpp's context creation mutates the model, so concurrent creation is unsound).
 
-use super::loader::{Engine, ModelMeta, Progress};
+use crate::engine::llm::{Engine, ModelMeta, Progress};
 use crate::error::{OrionError, Result};
 use crate::store::gguf_check;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -176,7 +176,7 @@ pub(crate) fn llama_context_creation() -> parking_lot::MutexGuard<'static, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::generate;
+    use crate::llama::generate;
     use crate::store::gguf_check::tests::{gguf_str, kv, str_array, u32_array};
     use crate::store::gguf_check::{self, Header, Ty, Value};
     use std::collections::BTreeMap;
@@ -680,7 +680,7 @@ mod tests {
         }
 
         let engine = LlamaEngine::default();
-        let one_token = generate::GenerateParams {
+        let one_token = crate::engine::llm::GenerateParams {
             max_tokens: 1,
             temperature: 0.0,
             raw: true,
@@ -718,7 +718,7 @@ mod tests {
                     generate::generate(
                         &model,
                         64,
-                        &generate::Prompt::Text("Hi".into()),
+                        &crate::engine::llm::Prompt::Text("Hi".into()),
                         &one_token,
                         &never,
                         &mut |_| {},

@@ -3,6 +3,7 @@
 //! at run time so that no download happens at build time.
 
 use super::graph::{self, Outliers, Precision};
+use crate::engine::embedding::{Embedder, EmbedderFactory};
 use crate::error::{OrionError, Result};
 use fastembed::{
     InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel,
@@ -19,17 +20,6 @@ pub(crate) const MAX_TOKENS: usize = 256;
 /// averages about 4 bytes a token); cutting here keeps a megabyte of input from costing
 /// a megabyte of tokenizer work and of cache key.
 pub(crate) const MAX_TEXT_BYTES: usize = 32 * 1024;
-
-/// Something that turns texts into vectors; the real one is [`FastEmbedder`], tests use
-/// fakes.
-pub(crate) trait Embedder: Send {
-    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
-}
-
-/// Loads an [`Embedder`] on the inference thread, the first time it is needed.
-pub(crate) trait EmbedderFactory: Send + Sync {
-    fn load(&self) -> Result<Box<dyn Embedder>>;
-}
 
 /// Cut `text` to at most [`MAX_TEXT_BYTES`] on a character boundary.
 pub(crate) fn clip_text(text: &str) -> &str {

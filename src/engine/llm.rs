@@ -1,0 +1,100 @@
+//! What an LLM engine provides and what generation takes and gives, whatever runs it:
+//! llama.cpp in this process (`llama/`) or an OpenAI-compatible server (`remote/`).
+//! The loader (`llm::loader`) is generic over [`Engine`].
+
+use crate::error::Result;
+use std::path::Path;
+
+/// What the loader needs to know about a model file before loading it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ModelMeta {
+    pub(crate) file_bytes: u64,
+    /// Bytes of KV cache one context of the configured size needs.
+    pub(crate) kv_bytes_per_context: u64,
+    /// The quantization the file's tensors hold, when the header tells: it wins over
+    /// the file name's and the registry level's.
+    pub(crate) quantization: Option<String>,
+}
+
+pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;
+/// Load progress in 0..=1.
+/// Reads and loads model files for the loader.
+pub(crate) trait Engine: Send + Sync + 'static {
+    type Model: Send + Sync + 'static;
+    /// Read the file's header: fails with `MODEL_NOT_FOUND` or `MODEL_LOAD_FAILED`.
+    fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta>;
+    /// Load the model, reporting progress in 0..=1.
+    fn load(&self, path: &Path, progress: Progress) -> Result<Self::Model>;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Prompt {
+    /// Sent as one user message through the chat template (unless `raw`).
+    Text(String),
+    /// `(role, content)` pairs.
+    Messages(Vec<(String, String)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct GenerateParams {
+    pub(crate) max_tokens: u32,
+    /// 0 means greedy.
+    pub(crate) temperature: f32,
+    pub(crate) top_k: i32,
+    pub(crate) top_p: f32,
+    pub(crate) min_p: f32,
+    pub(crate) repeat_penalty: f32,
+    pub(crate) seed: u32,
+    pub(crate) stop: Vec<String>,
+    /// Use a text prompt as is, without the chat template.
+    pub(crate) raw: bool,
+    pub(crate) threads: i32,
+    /// Always use llama.cpp's sampler chain (tests compare the fast greedy path to it).
+    pub(crate) reference_sampler: bool,
+    /// Start from a kept context sharing a prefix with the prompt, and keep this one
+    /// (see `prefix`).
+    pub(crate) prefix_cache: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+            seed: 0x00C0_FFEE,
+            stop: Vec::new(),
+            raw: false,
+            threads: crate::sysmem::physical_cores() as i32,
+            reference_sampler: false,
+            prefix_cache: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Timings {
+    pub(crate) prompt_tokens: u32,
+    pub(crate) prompt_ms: f64,
+    pub(crate) prompt_tokens_per_second: f64,
+    pub(crate) generated_tokens: u32,
+    pub(crate) generation_ms: f64,
+    pub(crate) tokens_per_second: f64,
+    /// llama.cpp's own measurement of the same run.
+    pub(crate) llama_prompt_tokens_per_second: f64,
+    pub(crate) llama_tokens_per_second: f64,
+    /// Prompt tokens found in a kept context and not evaluated again.
+    pub(crate) reused_prompt_tokens: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Generation {
+    pub(crate) text: String,
+    pub(crate) tokens: u32,
+    /// `stop` (end of turn or a stop string) or `length` (maxTokens reached).
+    pub(crate) finish_reason: &'static str,
+    pub(crate) timings: Timings,
+}

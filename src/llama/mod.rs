@@ -1,0 +1,8 @@
+//! llama.cpp, the one layer that touches it (llama-cpp-2): its backend and devices,
+//! reading and loading GGUF models ([`engine`]), generation on a context ([`generate`])
+//! and the contexts kept between turns ([`prefix`]). Everything unsafe about
+//! llama.cpp lives here.
+
+pub(crate) mod engine;
+pub(crate) mod generate;
+pub(crate) mod prefix;
