@@ -1,8 +1,8 @@
 //! Text generation on a loaded llama.cpp model: chat templating, prompt evaluation,
 //! sampling, stop strings and streaming, one fresh context per request.
 
-use super::engine;
-use super::prefix::{common_prefix, keepable, Cached, ChatModel, PrefixCache, Settling};
+use super::context::ModelContext;
+use super::prefix::{common_prefix, Cached, ChatModel, PrefixCache, Settling};
 use crate::engine::llm::{GenerateParams, Generation, Prompt, Timings};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
@@ -83,7 +83,7 @@ impl Picker {
         Picker::Chain(sampler(model, p))
     }
 
-    fn pick(&mut self, ctx: &LlamaContext, idx: i32) -> LlamaToken {
+    fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
         match self {
             Picker::Chain(s) => s.sample(ctx, idx),
             Picker::Greedy {
@@ -211,7 +211,7 @@ pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<
 /// `pos` is where evaluation starts and, on return, where it got to: every token before
 /// it is in the cache, whether it finished, was stopped or failed.
 fn evaluate(
-    ctx: &mut LlamaContext<'static>,
+    ctx: &mut ModelContext,
     batch: &mut LlamaBatch,
     tokens: &[LlamaToken],
     (pos, cut): (&mut usize, Option<usize>),
@@ -320,7 +320,7 @@ pub(crate) fn user_opening(model: &LlamaModel) -> Vec<LlamaToken> {
 /// boundary where it stopped, a prefix whose cache is exactly what a prompt from scratch
 /// computes.
 fn settle(
-    ctx: &mut LlamaContext<'static>,
+    ctx: &mut ModelContext,
     batch: &mut LlamaBatch,
     in_cache: &[LlamaToken],
     first_cut: usize,
@@ -331,10 +331,7 @@ fn settle(
         return in_cache.len();
     }
     let from = first_cut / step * step;
-    if !ctx
-        .clear_kv_cache_seq(Some(0), Some(from as u32), None)
-        .unwrap_or(false)
-    {
+    if ctx.truncate_cache(from as u32).is_err() {
         return 0;
     }
     let mut pos = from;
@@ -357,10 +354,7 @@ fn settle(
     }
     if pos < in_cache.len() {
         // A failed step may have left part of itself in the cache.
-        if !ctx
-            .clear_kv_cache_seq(Some(0), Some(pos as u32), None)
-            .unwrap_or(false)
-        {
+        if ctx.truncate_cache(pos as u32).is_err() {
             return 0;
         }
     }
@@ -372,26 +366,20 @@ fn settle(
 /// from the moment it exists, so that a request arriving right after the answer finds
 /// it; dropped without [`Unsettled::keep`], it is freed and unregistered.
 pub(crate) struct Unsettled {
-    // Declared first: dropped before `settling` is ended.
-    ctx: Option<LlamaContext<'static>>,
+    ctx: Option<ModelContext>,
     batch: LlamaBatch<'static>,
     in_cache: Vec<LlamaToken>,
     first_cut: usize,
     step: usize,
     settling: Arc<Settling>,
-    contexts: *const PrefixCache,
+    /// The cache of the model it was generated on, where it is kept.
+    contexts: Arc<PrefixCache>,
 }
 
-// SAFETY: `contexts` points into the `ChatModel` that `ctx` borrows, which the holder keeps
-// alive (see `keep`); the context and batch are `Send`, the cache is `Sync`.
-unsafe impl Send for Unsettled {}
-
 impl Unsettled {
-    /// Settle the context and keep it in `model`'s cache (or as much of it as was settled
-    /// when a next request took it over). `model` must be the model it was generated on:
-    /// the caller keeps it alive until this returns.
-    pub(crate) fn keep(mut self, model: &ChatModel) {
-        debug_assert!(std::ptr::eq(self.contexts, &raw const model.contexts));
+    /// Settle the context and keep it in its model's cache (or as much of it as was
+    /// settled when a next request took it over).
+    pub(crate) fn keep(mut self) {
         let Some(mut ctx) = self.ctx.take() else {
             return;
         };
@@ -405,8 +393,7 @@ impl Unsettled {
         );
         let mut tokens = std::mem::take(&mut self.in_cache);
         tokens.truncate(valid);
-        model
-            .contexts
+        self.contexts
             .end_settling(&self.settling, Some(Cached::new(ctx, tokens)));
     }
 }
@@ -415,8 +402,7 @@ impl Drop for Unsettled {
     fn drop(&mut self) {
         // Not kept (or kept already: then `ctx` is gone and ending again changes nothing).
         drop(self.ctx.take());
-        // SAFETY: see the `Send` impl: the model, and so its cache, outlives `self`.
-        unsafe { &*self.contexts }.end_settling(&self.settling, None);
+        self.contexts.end_settling(&self.settling, None);
     }
 }
 
@@ -429,7 +415,7 @@ fn context_for(
     needed: u32,
     context_length: u32,
     params: &GenerateParams,
-) -> Result<(LlamaContext<'static>, usize)> {
+) -> Result<(ModelContext, usize)> {
     let kept = if params.prefix_cache {
         model.contexts.take(tokens, needed.min(context_length))
     } else {
@@ -448,14 +434,9 @@ fn context_for(
             _ => shared / PROMPT_STEP * PROMPT_STEP,
         };
         let mut ctx = c.ctx;
-        if from < c.tokens.len()
-            && !ctx
-                .clear_kv_cache_seq(Some(0), Some(from as u32), None)
-                .unwrap_or(false)
-        {
-            return Err(OrionError::Internal(
-                "could not drop a kept context's cache past the shared prefix".into(),
-            ));
+        debug_assert!(model.owns(&ctx));
+        if from < c.tokens.len() {
+            ctx.truncate_cache(from as u32)?;
         }
         return Ok((ctx, from));
     }
@@ -467,10 +448,7 @@ fn context_for(
     } else {
         needed.div_ceil(256).saturating_mul(256).min(context_length)
     };
-    let ctx = engine::new_context(model, n_ctx, params.threads.max(1))?;
-    // SAFETY: `ctx` is a context of `model`; it is used here and then either dropped or
-    // kept in `model`'s own cache, nowhere else.
-    Ok((unsafe { keepable(ctx) }, 0))
+    Ok((model.new_context(n_ctx, params.threads.max(1))?, 0))
 }
 
 /// Generate on `model` in a fresh context of at most `context_length` tokens.
@@ -540,7 +518,7 @@ pub(crate) fn generate(
         if cancel.load(Ordering::Relaxed) || crate::lifecycle::is_shut_down() {
             return Err(stopped());
         }
-        let token = picker.pick(&ctx, batch.n_tokens() - 1);
+        let token = picker.pick(ctx.get(), batch.n_tokens() - 1);
         if vocab.is_eog(token) {
             finish = "stop";
             // Not evaluated now, but by `settle`: the next prompt has it after this answer,
@@ -609,7 +587,7 @@ pub(crate) fn generate(
     let first_cut = cut.unwrap_or(tokens.len());
     let unsettled = params.prefix_cache.then(|| Unsettled {
         settling: model.contexts.begin_settling(in_cache.clone(), ctx.n_ctx()),
-        contexts: &raw const model.contexts,
+        contexts: model.contexts.clone(),
         ctx: Some(ctx),
         batch,
         in_cache,
@@ -662,6 +640,22 @@ mod tests {
 
     /// The demo model. The test command fetches it before `cargo test`; a missing model
     /// fails the test rather than letting it pass without having run.
+    #[test]
+    fn a_context_keeps_its_model_alive_when_the_model_is_dropped_first() {
+        let model = demo_model();
+        let mut ctx = model.new_context(256, 2).unwrap();
+        assert!(model.owns(&ctx));
+        assert!(!demo_model().owns(&ctx));
+        let bos = model.vocab().bos();
+        // Before `ModelContext`, dropping the model here freed what the context uses.
+        drop(model);
+        let mut batch = LlamaBatch::new(8, 1);
+        batch.add(bos, 0, &[0], true).unwrap();
+        ctx.decode(&mut batch).unwrap();
+        let logits = ctx.get().get_logits_ith(0);
+        assert!(!logits.is_empty() && logits.iter().all(|x| x.is_finite()));
+    }
+
     fn demo_model() -> ChatModel {
         ChatModel::new(demo_llama_model())
     }
@@ -675,7 +669,8 @@ mod tests {
             path.display()
         );
         let params = llama_cpp_2::model::params::LlamaModelParams::default();
-        LlamaModel::load_from_file(engine::backend().unwrap(), path, &params).unwrap()
+        LlamaModel::load_from_file(super::super::backend::backend().unwrap(), path, &params)
+            .unwrap()
     }
 
     #[test]
@@ -744,15 +739,12 @@ mod tests {
                 let unsettled = unsettled.unwrap();
                 previous = turn % 3;
                 match previous {
-                    0 => unsettled.keep(&model),
+                    0 => unsettled.keep(),
                     1 => {
                         unsettled.settling.stop.store(true, Ordering::SeqCst);
-                        unsettled.keep(&model);
+                        unsettled.keep();
                     }
-                    _ => {
-                        let model = &model;
-                        settling = Some(scope.spawn(move || unsettled.keep(model)));
-                    }
+                    _ => settling = Some(scope.spawn(move || unsettled.keep())),
                 }
             }
         });

@@ -3,6 +3,8 @@
 //! and the contexts kept between turns ([`prefix`]). Everything unsafe about
 //! llama.cpp lives here.
 
+pub(crate) mod backend;
+pub(crate) mod context;
 pub(crate) mod engine;
 pub(crate) mod generate;
 pub(crate) mod prefix;

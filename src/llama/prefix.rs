@@ -9,7 +9,7 @@
 //! it now holds. The contexts are freed with their model, by the memory monitor under
 //! pressure, and when idle for [`IDLE`].
 
-use llama_cpp_2::context::LlamaContext;
+use super::context::ModelContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use parking_lot::{Condvar, Mutex};
@@ -24,33 +24,19 @@ pub(crate) const IDLE: Duration = Duration::from_secs(300);
 
 /// A context and the tokens in its KV cache (positions `0..tokens.len()` of sequence 0).
 pub(crate) struct Cached {
-    pub(crate) ctx: LlamaContext<'static>,
+    pub(crate) ctx: ModelContext,
     pub(crate) tokens: Vec<LlamaToken>,
     used: Instant,
 }
 
 impl Cached {
-    pub(crate) fn new(ctx: LlamaContext<'static>, tokens: Vec<LlamaToken>) -> Self {
+    pub(crate) fn new(ctx: ModelContext, tokens: Vec<LlamaToken>) -> Self {
         Self {
             ctx,
             tokens,
             used: Instant::now(),
         }
     }
-}
-
-/// `ctx` with the lifetime a kept context has.
-///
-/// # Safety
-///
-/// `ctx` must be a context of the model boxed in a [`ChatModel`], and may only be dropped
-/// or put in that [`ChatModel`]'s own cache, while the caller keeps the [`ChatModel`]
-/// alive: that cache is dropped before the model, so the context never outlives what it
-/// borrows.
-pub(crate) unsafe fn keepable(ctx: LlamaContext<'_>) -> LlamaContext<'static> {
-    // SAFETY: only the lifetime changes; the caller guarantees the model outlives the
-    // context (see above).
-    unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) }
 }
 
 /// A context being settled (see `generate::settle`) after its answer was delivered, on
@@ -197,25 +183,38 @@ impl PrefixCache {
     }
 }
 
-/// A loaded model with its kept contexts.
+/// A loaded model with its kept contexts. Each context holds a share of the model
+/// ([`ModelContext`]), so the model is freed with the last of them, whoever drops it.
 pub(crate) struct ChatModel {
-    // Declared before `model`: fields are dropped in declaration order, so every kept
-    // context (each borrows the model) is freed before the model is.
-    pub(crate) contexts: PrefixCache,
+    /// Shared with the settling thread of a context being kept.
+    pub(crate) contexts: Arc<PrefixCache>,
     /// The tokens its chat template opens a user message with after an answer (see
     /// `generate::user_opening`), worked out on first use.
     pub(crate) user_opening: std::sync::OnceLock<Vec<LlamaToken>>,
-    /// Boxed so that its address, which the contexts hold, never changes.
-    model: Box<LlamaModel>,
+    model: Arc<LlamaModel>,
 }
 
 impl ChatModel {
     pub(crate) fn new(model: LlamaModel) -> Self {
         Self {
-            contexts: PrefixCache::default(),
+            contexts: Arc::default(),
             user_opening: std::sync::OnceLock::new(),
-            model: Box::new(model),
+            model: Arc::new(model),
         }
+    }
+
+    /// A new context of this model (see [`ModelContext::new`]).
+    pub(crate) fn new_context(
+        &self,
+        n_ctx: u32,
+        threads: i32,
+    ) -> crate::error::Result<ModelContext> {
+        ModelContext::new(&self.model, n_ctx, threads)
+    }
+
+    /// Whether `ctx` is one of this model's contexts.
+    pub(crate) fn owns(&self, ctx: &ModelContext) -> bool {
+        ctx.is_of(&self.model)
     }
 }
 

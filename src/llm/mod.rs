@@ -510,24 +510,17 @@ impl LlmService {
 /// (each stops it within one evaluation step). Counted as work, so that the process's
 /// exit waits for that step rather than freeing the model under it.
 fn keep_in_background(model: Arc<LoadedModel<ChatModel>>, u: crate::llama::generate::Unsettled) {
-    /// Field order is drop order: the context (in `u`) is freed before the model it
-    /// borrows.
-    struct Settle {
-        u: crate::llama::generate::Unsettled,
-        model: Arc<LoadedModel<ChatModel>>,
-    }
     let Ok(work) = crate::lifecycle::begin_work() else {
         return;
     };
-    let job = Settle { u, model };
     let spawned = std::thread::Builder::new()
         .name("orion-llm-keep".into())
         .spawn(move || {
             let _work = work;
-            let Settle { u, model } = job;
-            u.keep(&model.model);
+            u.keep();
+            // Held until kept: the loader counts the model as loaded until then.
             drop(model);
         });
-    // Not spawned: the job was dropped in order, the context unkept.
+    // Not spawned: the job was dropped, the context unkept.
     drop(spawned);
 }

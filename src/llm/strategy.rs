@@ -126,7 +126,7 @@ pub(crate) fn detect() -> Result<Strategy> {
         Some(v) if !v.trim().is_empty() => Some(quant::level(v.trim())?),
         _ => None,
     };
-    let gpus = crate::llama::engine::devices()
+    let gpus = crate::llama::backend::devices()
         .into_iter()
         .map(|(name, backend, free_bytes)| Gpu {
             name,
