@@ -10,6 +10,7 @@ const http = require('node:http')
 const crypto = require('node:crypto')
 const { spawn } = require('node:child_process')
 const { root, llmModelDir, embeddingModelDir, cosine } = require('./helpers')
+const { honest: serveHonestly } = require('./hostile/servers')
 
 const GGUF = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
 const SHA = 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53'
@@ -449,15 +450,7 @@ const sha = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).
 const HUB = { hubRepo: 'hostile/any', hubFile: 'small.gguf' }
 
 /** Answer as an honest server would: the file, or the range asked for. */
-function honest(req, res, body = SMALL) {
-  const range = /^bytes=(\d+)-$/.exec(req.headers.range || '')
-  const start = range ? Number(range[1]) : 0
-  if (start >= body.length) return res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end()
-  const headers = { 'content-length': body.length - start, 'content-type': 'application/octet-stream' }
-  if (range) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`
-  res.writeHead(range ? 206 : 200, headers)
-  res.end(body.subarray(start))
-}
+const honest = (req, res, body = SMALL) => serveHonestly(req, res, body)
 
 /** Load a model registered as `file` in a process of its own; a hung one is killed. */
 function loadFile(models, file, env = {}) {

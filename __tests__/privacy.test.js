@@ -1,79 +1,20 @@
 'use strict'
 // Nothing behind the user's back: a process that embeds (both precisions), generates,
 // takes a memory snapshot and exits writes nothing outside the documented cache, and makes no
-// network connection, starting from an empty HOME and TMPDIR, as on a new machine.
-const fs = require('node:fs')
-const os = require('node:os')
+// network connection, starting from an empty HOME and TMPDIR, as on a new machine
+// (the run itself is in hostile/privacy.js, which `npm run stress` repeats).
 const path = require('node:path')
-const { spawnSync } = require('node:child_process')
 const { root, embeddingModelDir } = require('./helpers')
-
-/** Every file and directory under `dir`, relative to it. */
-function tree(dir, base = dir) {
-  const out = []
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name)
-    out.push(path.relative(base, p))
-    if (e.isDirectory()) out.push(...tree(p, base))
-  }
-  return out
-}
-
-// The work runs in a worker that loads orion-native first (the main thread never does): the
-// harder case, where a worker's process.env is a copy that native code never reads.
-const SCRIPT = `
-const { Worker } = require('node:worker_threads')
-const work = \`
-const { parentPort } = require('node:worker_threads')
-const o = require(\${JSON.stringify(process.argv[1])})
-;(async () => {
-  const exact = await o.getSharedEmbeddingClient().createEmbedding('Nothing leaves this machine.')
-  const int8 = await o.getSharedEmbeddingClient({ precision: 'int8' }).createEmbedding('Nothing leaves this machine.')
-  const g = await o.getModelLoader().generate('demo', 'Say hello.', { maxTokens: 4, temperature: 0 })
-  o.getMemoryMonitor().takeSnapshot()
-  parentPort.postMessage({ exact: exact.length, int8: int8.length, tokens: g.tokens })
-})().catch((e) => parentPort.postMessage({ code: e.code, message: e.message }))
-\`
-const w = new Worker(work, { eval: true })
-w.once('message', (m) => { console.log(JSON.stringify(m)); w.terminate() })
-w.once('error', (e) => { console.log(JSON.stringify({ error: String(e) })); process.exitCode = 1 })
-`
+const { runPrivately } = require('./hostile/privacy')
 
 test('with an empty HOME and TMPDIR, nothing is written outside the cache and no connection is made', () => {
-  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-privacy-'))
-  const home = path.join(base, 'home')
-  const tmp = path.join(base, 'tmp')
-  fs.mkdirSync(home)
-  fs.mkdirSync(tmp)
-  const env = {
-    PATH: process.env.PATH,
-    HOME: home,
-    TMPDIR: tmp,
-    // The models are read where the test command fetched them; nothing is written there.
-    ORION_MODELS_DIR: path.dirname(embeddingModelDir),
-  }
-  // strace sees every connection the process and its threads try (ONNX Runtime's telemetry
-  // uploads over HTTPS where it is on); without strace, the files are still checked.
-  const traced = spawnSync('strace', ['-V'], { encoding: 'utf8' }).status === 0
-  const traceFile = path.join(base, 'trace')
-  const [cmd, args] = traced
-    ? ['strace', ['-f', '-qq', '-e', 'trace=connect', '-o', traceFile, process.execPath, '-e', SCRIPT, root]]
-    : [process.execPath, ['-e', SCRIPT, root]]
-  const r = spawnSync(cmd, args, { env, encoding: 'utf8', timeout: 120_000 })
+  const r = runPrivately(root, path.dirname(embeddingModelDir))
   expect(r.stderr).toBe('')
   expect(JSON.parse(r.stdout)).toEqual({ exact: 384, int8: 384, tokens: 4 })
-  // The documented cache is $HOME/.cache/orion-native (XDG_CACHE_HOME unset): the memory
-  // snapshot for `orion-native status` may live there, nothing else anywhere.
-  const cache = path.join('.cache', 'orion-native')
-  const outside = tree(home).filter((p) => !(p === '.cache' || p === cache || p.startsWith(cache + path.sep)))
-  expect(outside).toEqual([])
-  expect(tree(tmp)).toEqual([])
-  if (traced) {
-    const inet = fs
-      .readFileSync(traceFile, 'utf8')
-      .split('\n')
-      .filter((l) => /sa_family=AF_INET6?\b/.test(l))
-    expect(inet).toEqual([])
+  expect(r.outside).toEqual([])
+  expect(r.tmp).toEqual([])
+  if (r.traced) {
+    expect(r.inet).toEqual([])
   } else {
     console.log('strace is not installed: connections not checked')
   }

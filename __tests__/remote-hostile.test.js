@@ -4,9 +4,9 @@
 // `Retry-After`, send a 200 MB body, echo the credentials they were sent, or change the
 // vectors' width. Every call must end within its bounds, in bounded memory, with a
 // coded error that shows no secret.
-const http = require('node:http')
 const { getSharedEmbeddingClient, getModelLoader } = require('..')
 const { expectCode } = require('./helpers')
+const { serve, json, sse, pump, piece, huge } = require('./hostile/servers')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const PENDING = Symbol('still pending')
@@ -38,69 +38,6 @@ async function until(cond, ms, what) {
     await sleep(20)
   }
 }
-
-/**
- * A server whose `route(req, res, s)` answers (GET /health and /v1/models answer a model
- * `m` unless the route does). Counts requests by path and streams still open.
- */
-async function serve(route) {
-  const s = { hits: {}, open: 0 }
-  s.server = http.createServer((req, res) => {
-    s.hits[req.url] = (s.hits[req.url] || 0) + 1
-    s.open++
-    res.on('close', () => s.open--)
-    res.on('error', () => {})
-    let body = ''
-    req.on('data', (c) => (body += c))
-    req.on('end', () => {
-      req.body = body
-      if (route(req, res, s) !== undefined) return
-      if (req.url === '/health') return json(res, 200, { status: 'ok' })
-      if (req.url === '/v1/models') return json(res, 200, { data: [{ id: 'm' }] })
-      json(res, 404, { error: { message: 'no route' } })
-    })
-  })
-  await new Promise((r) => s.server.listen(0, '127.0.0.1', r))
-  s.port = s.server.address().port
-  s.url = `http://127.0.0.1:${s.port}`
-  s.close = () =>
-    new Promise((r) => {
-      s.server.close(r)
-      s.server.closeAllConnections()
-    })
-  return s
-}
-
-function json(res, status, body, headers = {}) {
-  res.writeHead(status, { 'content-type': 'application/json', ...headers })
-  res.end(JSON.stringify(body))
-  return true
-}
-
-function sse(res) {
-  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
-}
-
-/** Write `next()` (a string or Buffer, or null to stop) for as long as the client reads. */
-function pump(res, next, { everyMs = 0 } = {}) {
-  let stopped = false
-  res.on('close', () => (stopped = true))
-  const step = () => {
-    while (!stopped) {
-      const chunk = next()
-      if (chunk === null) return res.end()
-      if (everyMs > 0) {
-        res.write(chunk)
-        return setTimeout(step, everyMs)
-      }
-      if (!res.write(chunk)) return res.once('drain', step)
-    }
-  }
-  step()
-}
-
-const piece = (text, finish = null) =>
-  `data: ${JSON.stringify({ choices: [{ delta: { content: text }, finish_reason: finish }] })}\n\n`
 
 /** Peak RSS growth (bytes) while `promise` runs, sampled every 5 ms. */
 async function peakGrowth(promise) {
@@ -272,27 +209,9 @@ describe('busy servers and the deadline', () => {
 
 describe('sizes', () => {
   const MB200 = 200 << 20
-  /** A 200 MB JSON-looking body, streamed without a length and never held whole. */
-  function huge(res) {
-    res.writeHead(200, { 'content-type': 'application/json' })
-    const chunk = Buffer.alloc(1 << 20, '1')
-    let sent = 0
-    let first = true
-    pump(res, () => {
-      if (first) {
-        first = false
-        return '{"data":[{"id":"'
-      }
-      if (sent >= MB200) return null
-      sent += chunk.length
-      return chunk
-    })
-    return true
-  }
-
   test('a 200 MB /v1/models or /v1/embeddings reply: REMOTE_PROTOCOL, memory far below the body', async () => {
-    const models = await serve((req, res) => (req.url === '/v1/models' ? huge(res) : undefined))
-    const embeddings = await serve((req, res) => (req.url === '/v1/embeddings' ? huge(res) : undefined))
+    const models = await serve((req, res) => (req.url === '/v1/models' ? huge(res, MB200) : undefined))
+    const embeddings = await serve((req, res) => (req.url === '/v1/embeddings' ? huge(res, MB200) : undefined))
     try {
       const loaded = await peakGrowth(
         timed(getModelLoader().loadModel(register(models.url, { timeoutMs: 30_000 })), 30_000),
