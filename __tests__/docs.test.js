@@ -120,3 +120,20 @@ test('index.js knows every error code of the addon (a code it does not know woul
   const known = [...set[1].matchAll(/'([A-Z_]+)'/g)].map((m) => m[1]).sort()
   expect(known).toEqual(codes)
 })
+
+/** The codes of the `OrionErrorCode` union in `dts`. */
+function typedCodes(dts) {
+  const union = /export type OrionErrorCode =([\s\S]*?)\n\n/.exec(dts)
+  expect(union).not.toBeNull()
+  return [...union[1].matchAll(/'([A-Z_]+)'/g)].map((m) => m[1]).sort()
+}
+
+test('the OrionErrorCode type lists every error code, in the header and the generated index.d.ts', () => {
+  const codes = errorCodes().sort()
+  for (const file of [path.join(root, 'src', 'js', 'types.d.ts'), path.join(root, 'index.d.ts')]) {
+    expect(typedCodes(fs.readFileSync(file, 'utf8'))).toEqual(codes)
+  }
+  // It can fail: a union missing a code differs.
+  const header = fs.readFileSync(path.join(root, 'src', 'js', 'types.d.ts'), 'utf8')
+  expect(typedCodes(header.replace("  | 'REMOTE_PROTOCOL'\n", ''))).not.toEqual(codes)
+})

@@ -233,3 +233,27 @@ test('processes that exit with work in flight never crash', () => {
   }
   expect(report.exits).toHaveLength(8)
 }, 420_000)
+
+// The hostile section of `npm run stress` with fewer runs: every finding of issue 22
+// replayed in a fresh process, each within its time and memory bounds, with its codes,
+// and no secret shown (the full run is in the README).
+test('every hostile scenario holds (npm run stress --only hostile --quick)', () => {
+  const r = spawnSync(
+    process.execPath,
+    [path.join(root, 'scripts', 'stress.js'), '--only', 'hostile', '--quick', '--json'],
+    {
+      encoding: 'utf8',
+      timeout: 400_000,
+    },
+  )
+  const report = JSON.parse(r.stdout)
+  expect(report.hostile.length).toBeGreaterThanOrEqual(20)
+  for (const row of report.hostile) {
+    expect({ scenario: row.scenario, ok: row.ok, failures: row.failures }).toEqual({
+      scenario: row.scenario,
+      ok: true,
+      failures: [],
+    })
+    expect(row.runs).toBeGreaterThan(0)
+  }
+}, 420_000)

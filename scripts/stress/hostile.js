@@ -378,9 +378,11 @@ async function remoteSecrets(row, n) {
       )
       return true
     }
-    // The model list answers, or echoes in a 401 too (every other round).
-    if (!st.modelsEcho && /\/health$/.test(req.url)) return json(res, 200, { status: 'ok' })
-    if (!st.modelsEcho && /\/models$/.test(req.url)) return json(res, 200, { data: [{ id: 'm' }] })
+    // The model list answers, or echoes in a 401 too (every other round). A key in the
+    // URL's query comes after the path.
+    const route = req.url.split('?')[0]
+    if (!st.modelsEcho && /\/health$/.test(route)) return json(res, 200, { status: 'ok' })
+    if (!st.modelsEcho && /\/models$/.test(route)) return json(res, 200, { data: [{ id: 'm' }] })
     // Everything else: a 401 (the hub's 404) that echoes the request.
     return json(res, req.url.includes('/resolve/') ? 404 : 401, { error: { code: 401, message: echoed(req) } })
   })
