@@ -72,8 +72,8 @@ catalog (bge-small-en-v1.5) is fetched by loading it once.
 options:
   -h, --help  print this help and do nothing else`
 
-/** The embedding models of the catalog (src/llm/catalog.json), by name. */
-const embeddingCatalog = () => require(path.join(__dirname, '..', 'src', 'llm', 'catalog.json')).embedding || {}
+/** The embedding models of the catalog (src/store/catalog.json), by name. */
+const embeddingCatalog = () => require(path.join(__dirname, '..', 'src', 'store', 'catalog.json')).embedding || {}
 
 /**
  * One clear sentence for a failed pull. A failed download reaches us as loadModel's

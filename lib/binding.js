@@ -55,7 +55,7 @@ function tuneOpenMp() {
 // id and an event queue under ~/.cache/Microsoft, a debug log in the temp directory, uploads
 // where a CA bundle is found. ONNX Runtime reads ORT_DISABLE_TELEMETRY then, before any API
 // call could turn it off, so it is set before the addon loads the library (unless the user
-// chose). The addon sets it too when a worker loads it first (see src/embedding/model.rs).
+// chose). The addon sets it too when a worker loads it first (see src/onnx/model.rs).
 function quietOnnxRuntime() {
   if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1'
 }
