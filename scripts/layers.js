@@ -21,7 +21,7 @@ const FLOORS = [
   ['engines', ['llama', 'onnx', 'remote']],
   ['services', ['embedding', 'llm', 'monitor']],
   ['runtime', ['runtime']],
-  ['face', ['js']],
+  ['face', ['js', 'options']],
 ]
 // Names only one place may use.
 const OWNERS = [

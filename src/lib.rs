@@ -45,6 +45,7 @@ pub(crate) mod llm;
 pub(crate) mod monitor;
 pub(crate) mod net;
 pub(crate) mod onnx;
+pub(crate) mod options;
 pub(crate) mod paths;
 pub(crate) mod remote;
 pub(crate) mod runtime;

@@ -1,24 +1,12 @@
-//! Reading option objects from JS with a clear `INVALID_OPTION` for every kind of
-//! mistake: not an object, an unknown key (usually a typo), a wrong type, an
-//! out-of-range number.
-//!
-//! Each options object of the API is declared once, as an options struct: a
-//! `#[napi(object, object_from_js = false, object_to_js = false)]` struct (its fields'
-//! doc comments, with their ranges and defaults, become index.d.ts) that also derives
-//! serde's `Deserialize` (`rename_all = "camelCase"`, napi's own renaming). [`read`]
-//! fills it from the JS object through the [`Options`] reader: the struct's fields are
-//! the allowed keys and their types the checks (`f64`: a finite number, `bool`, `String`,
-//! `Vec<String>`: a string or an array of strings, a nested struct: a nested object,
-//! [`Given`]: any value, read afterwards from the returned [`Options`]). Numbers are
-//! `f64`, as JS has them: each struct's `validate` checks integer-ness and ranges with
-//! [`integer`] and [`ranged`], worded as they always were.
+//! The binding layer's side of reading options (the reader itself, its typed values
+//! and its tests are in `crate::options`): napi's values as [`JsValue`]s, JSON data
+//! read from JS with caps, and `AbortSignal`s.
 
 use crate::error::{clipped, OrionError};
+pub(crate) use crate::options::{Given, Int, Real, MAX_ARRAY_ITEMS};
+use crate::options::{JsValue as OptionValue, Kind};
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
-use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, MapAccess, Visitor};
-use std::borrow::Cow;
-use std::fmt;
 
 type R<T> = std::result::Result<T, OrionError>;
 
@@ -44,12 +32,6 @@ where
     unsafe { v.cast() }
 }
 
-/// Items of one array read from JS at most (options' string lists, a descriptor's
-/// arrays, chat messages). An array's length is only a claim: `a.length = 2 ** 32 - 1`
-/// makes an empty array that says it has four billion items, and sizing a vector by it
-/// asked for 206 GB, an allocation failure that aborts the process. Far above any real
-/// list; the embedding texts have their own cap (`MAX_TEXTS`).
-pub(crate) const MAX_ARRAY_ITEMS: u32 = 100_000;
 /// Nesting of JSON data read from JS at most (napi's own conversion allows 1024).
 const MAX_JSON_DEPTH: u32 = 64;
 /// Values in one piece of JSON data read from JS at most: an array of the same object
@@ -179,415 +161,67 @@ fn napi_err(e: napi::Error) -> OrionError {
     OrionError::InvalidOption(e.reason)
 }
 
-/// `what.key`, a number given for it, as an integer in `min..=max`.
-pub(crate) fn integer(what: &str, key: &str, n: Option<f64>, min: u64, max: u64) -> R<Option<u64>> {
-    let Some(n) = n else {
-        return Ok(None);
-    };
-    if n.fract() != 0.0 || n < min as f64 || n > max as f64 {
-        return Err(OrionError::InvalidOption(format!(
-            "{what}.{key} must be an integer from {min} to {max}, got {n}"
-        )));
-    }
-    Ok(Some(n as u64))
-}
+/// The reader of option objects, over napi's values.
+pub(crate) type Options<'e> = crate::options::Options<Unknown<'e>>;
 
-/// `what.key`, a number given for it, checked to be in `min..=max` (not necessarily an
-/// integer).
-pub(crate) fn ranged(what: &str, key: &str, n: Option<f64>, min: f64, max: f64) -> R<Option<f64>> {
-    let Some(n) = n else {
-        return Ok(None);
-    };
-    if n < min || n > max {
-        return Err(OrionError::InvalidOption(format!(
-            "{what}.{key} must be from {min} to {max}, got {n}"
-        )));
-    }
-    Ok(Some(n))
-}
-
-pub(crate) struct Options<'e> {
-    obj: Option<Object<'e>>,
-    what: Cow<'static, str>,
-    /// The allowed keys' values, once [`read`] has read them (each exactly once: a
-    /// getter runs once).
-    given: Option<Vec<(&'static str, Unknown<'e>)>>,
-}
-
-impl<'e> Options<'e> {
-    /// `value` must be undefined, null, or a plain object with only `allowed` keys.
-    pub(crate) fn parse(
-        value: Option<Unknown<'e>>,
-        what: impl Into<Cow<'static, str>>,
-        allowed: &[&str],
-    ) -> R<Self> {
-        let what = what.into();
-        let none = |what| {
-            Ok(Self {
-                obj: None,
-                what,
-                given: None,
-            })
-        };
-        let Some(v) = value else {
-            return none(what);
-        };
-        match v.get_type().map_err(napi_err)? {
-            ValueType::Undefined | ValueType::Null => return none(what),
-            ValueType::Object if !v.is_array().map_err(napi_err)? => {}
-            _ => {
-                return Err(OrionError::InvalidOption(format!(
-                    "{what} must be an object, got {}",
-                    describe(&v)
-                )))
-            }
-        }
-        let obj: Object<'e> = cast_checked(&v).map_err(napi_err)?;
-        for key in Object::keys(&obj).map_err(napi_err)? {
-            if !allowed.contains(&key.as_str()) {
-                return Err(OrionError::InvalidOption(format!(
-                    "unknown option `{}` in {what}; expected one of: {}",
-                    clipped(&key),
-                    allowed.join(", ")
-                )));
-            }
-        }
-        Ok(Self {
-            obj: Some(obj),
-            what,
-            given: None,
-        })
-    }
-
-    /// The value under `key`, `None` when absent or undefined.
-    pub(crate) fn raw(&self, key: &str) -> R<Option<Unknown<'e>>> {
-        if let Some(given) = &self.given {
-            return Ok(given.iter().find(|(k, _)| *k == key).map(|(_, v)| *v));
-        }
-        let Some(obj) = &self.obj else {
-            return Ok(None);
-        };
-        let v: Option<Unknown<'e>> = obj.get(key).map_err(napi_err)?;
-        Ok(v.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))))
-    }
-
-    fn bad(&self, key: &str, expected: &str, got: &Unknown) -> OrionError {
-        OrionError::InvalidOption(format!(
-            "{}.{key} must be {expected}, got {}",
-            self.what,
-            describe(got)
-        ))
-    }
-
-    /// `v`, the value under `key`, as a finite number.
-    fn as_number(&self, key: &str, v: &Unknown) -> R<f64> {
-        if v.get_type().map_err(napi_err)? != ValueType::Number {
-            return Err(self.bad(key, "a number", v));
-        }
-        let n: f64 = cast_checked(v).map_err(napi_err)?;
-        if !n.is_finite() {
-            return Err(self.bad(key, "a finite number", v));
-        }
-        Ok(n)
-    }
-
-    /// `v`, the value under `key`, as a boolean.
-    fn as_boolean(&self, key: &str, v: &Unknown) -> R<bool> {
-        if v.get_type().map_err(napi_err)? != ValueType::Boolean {
-            return Err(self.bad(key, "a boolean", v));
-        }
-        cast_checked::<bool>(v).map_err(napi_err)
-    }
-
-    /// `v`, the value under `key`, as a string.
-    fn as_string(&self, key: &str, v: &Unknown) -> R<String> {
-        if v.get_type().map_err(napi_err)? != ValueType::String {
-            return Err(self.bad(key, "a string", v));
-        }
-        cast_checked::<String>(v).map_err(napi_err)
-    }
-
-    /// `v`, the value under `key`, as a string or an array of strings.
-    fn as_strings(&self, key: &str, v: &Unknown) -> R<Vec<String>> {
-        if v.get_type().map_err(napi_err)? == ValueType::String {
-            return Ok(vec![cast_checked::<String>(v).map_err(napi_err)?]);
-        }
-        if !v.is_array().map_err(napi_err)? {
-            return Err(self.bad(key, "a string or an array of strings", v));
-        }
-        let arr: Object = cast_checked(v).map_err(napi_err)?;
-        let n = array_length(
-            &arr,
-            &format!("{}.{key}", self.what),
-            MAX_ARRAY_ITEMS,
-            OrionError::InvalidOption,
-        )?;
-        (0..n)
-            .map(|i| {
-                let item: Unknown = arr.get_element(i).map_err(napi_err)?;
-                if item.get_type().map_err(napi_err)? != ValueType::String {
-                    return Err(self.bad(&format!("{key}[{i}]"), "a string", &item));
-                }
-                cast_checked::<String>(&item).map_err(napi_err)
-            })
-            .collect()
-    }
-
-    /// A function value.
-    pub(crate) fn function(&self, key: &str) -> R<Option<Unknown<'e>>> {
-        let Some(v) = self.raw(key)? else {
-            return Ok(None);
-        };
-        if v.get_type().map_err(napi_err)? != ValueType::Function {
-            return Err(self.bad(key, "a function", &v));
-        }
-        Ok(Some(v))
-    }
-
-    pub(crate) fn string(&self, key: &str) -> R<Option<String>> {
-        self.raw(key)?.map(|v| self.as_string(key, &v)).transpose()
-    }
-
-    pub(crate) fn boolean(&self, key: &str) -> R<Option<bool>> {
-        self.raw(key)?.map(|v| self.as_boolean(key, &v)).transpose()
-    }
-
-    /// A string or an array of strings.
-    pub(crate) fn strings(&self, key: &str) -> R<Option<Vec<String>>> {
-        self.raw(key)?.map(|v| self.as_strings(key, &v)).transpose()
-    }
-}
-
-/// Read the options object `value` (undefined and null are no options) into the
-/// options struct `T`, whose fields are the allowed keys. The [`Options`] come back
-/// too, for the fields of type [`Given`].
-pub(crate) fn read<'e, T: DeserializeOwned>(
+/// Read the options object `value` into the options struct `T` (see
+/// [`crate::options::read`]).
+pub(crate) fn read<'e, T: serde::de::DeserializeOwned>(
     value: Option<Unknown<'e>>,
     what: &'static str,
 ) -> R<(T, Options<'e>)> {
-    let mut out = None;
-    let t = T::deserialize(ObjectDe {
-        value,
-        what: what.into(),
-        out: &mut out,
-    })
-    .map_err(|e| e.0)?;
-    let o = out.ok_or_else(|| OrionError::Internal(format!("{what}: not an options struct")))?;
-    Ok((t, o))
+    crate::options::read(value, what)
 }
 
-/// A field holding a JS value that is not plain data (an `AbortSignal`, a callback):
-/// the struct records that it was given; the code reads it from the [`Options`] that
-/// [`read`] returns, with its own checks. Its TypeScript type is the field's `ts_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Given;
-
-impl<'de> serde::Deserialize<'de> for Given {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Given;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any value")
-            }
-            fn visit_unit<E: de::Error>(self) -> std::result::Result<Given, E> {
-                Ok(Given)
-            }
-        }
-        d.deserialize_ignored_any(V)
-    }
-}
-
-/// An [`OrionError`] on its way through serde.
-#[derive(Debug)]
-struct DeError(OrionError);
-
-impl fmt::Display for DeError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for DeError {}
-
-impl de::Error for DeError {
-    fn custom<T: fmt::Display>(msg: T) -> Self {
-        Self(OrionError::InvalidOption(msg.to_string()))
-    }
-}
-
-impl From<OrionError> for DeError {
-    fn from(e: OrionError) -> Self {
-        Self(e)
-    }
-}
-
-/// An options object, to be read into a struct.
-struct ObjectDe<'a, 'e> {
-    value: Option<Unknown<'e>>,
-    what: Cow<'static, str>,
-    /// Where the object's [`Options`] go once read.
-    out: &'a mut Option<Options<'e>>,
-}
-
-impl<'de> Deserializer<'de> for ObjectDe<'_, '_> {
-    type Error = DeError;
-
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        fields: &'static [&'static str],
-        visitor: V,
-    ) -> std::result::Result<V::Value, DeError> {
-        let mut o = Options::parse(self.value, self.what, fields)?;
-        let mut given = Vec::new();
-        for key in fields {
-            if let Some(v) = o.raw(key)? {
-                given.push((*key, v));
-            }
-        }
-        o.given = Some(given.clone());
-        let value = visitor.visit_map(Entries {
-            o: &o,
-            given: given.into_iter(),
-            next: None,
-        })?;
-        *self.out = Some(o);
-        Ok(value)
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, DeError> {
-        Err(DeError(OrionError::Internal(format!(
-            "{} is read into a struct only",
-            self.what
-        ))))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
-        ignored_any
-    }
-}
-
-/// The given keys of an options object and their values, in the struct's field order.
-struct Entries<'a, 'e> {
-    o: &'a Options<'e>,
-    given: std::vec::IntoIter<(&'static str, Unknown<'e>)>,
-    next: Option<(&'static str, Unknown<'e>)>,
-}
-
-impl<'de> MapAccess<'de> for Entries<'_, '_> {
-    type Error = DeError;
-
-    fn next_key_seed<K: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> std::result::Result<Option<K::Value>, DeError> {
-        let Some((key, value)) = self.given.next() else {
-            return Ok(None);
-        };
-        self.next = Some((key, value));
-        seed.deserialize(key.into_deserializer()).map(Some)
-    }
-
-    fn next_value_seed<V: de::DeserializeSeed<'de>>(
-        &mut self,
-        seed: V,
-    ) -> std::result::Result<V::Value, DeError> {
-        let (key, value) = self.next.take().ok_or_else(|| {
-            DeError(OrionError::Internal(
-                "an option's value before its key".into(),
-            ))
-        })?;
-        seed.deserialize(ValueDe {
-            o: self.o,
-            key,
-            value,
+impl OptionValue for Unknown<'_> {
+    fn kind(&self) -> R<Kind> {
+        Ok(match self.get_type().map_err(napi_err)? {
+            ValueType::Undefined => Kind::Undefined,
+            ValueType::Null => Kind::Null,
+            ValueType::Boolean => Kind::Boolean,
+            ValueType::Number => Kind::Number,
+            ValueType::String => Kind::String,
+            ValueType::Object if self.is_array().map_err(napi_err)? => Kind::Array,
+            ValueType::Object => Kind::Object,
+            ValueType::Function => Kind::Function,
+            _ => Kind::Other,
         })
     }
-}
 
-/// One given option's value, checked as the type of its field asks.
-struct ValueDe<'a, 'e> {
-    o: &'a Options<'e>,
-    key: &'static str,
-    value: Unknown<'e>,
-}
-
-impl<'de> Deserializer<'de> for ValueDe<'_, '_> {
-    type Error = DeError;
-
-    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
-        // Absent and undefined keys are never visited: a value is there (null included,
-        // which the field's type then refuses).
-        v.visit_some(self)
+    fn number(&self) -> R<f64> {
+        cast_checked(self).map_err(napi_err)
     }
 
-    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
-        v.visit_f64(self.o.as_number(self.key, &self.value)?)
+    fn boolean(&self) -> R<bool> {
+        cast_checked(self).map_err(napi_err)
     }
 
-    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
-        v.visit_bool(self.o.as_boolean(self.key, &self.value)?)
+    fn string(&self) -> R<String> {
+        cast_checked(self).map_err(napi_err)
     }
 
-    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
-        v.visit_string(self.o.as_string(self.key, &self.value)?)
+    fn keys(&self) -> R<Vec<String>> {
+        let obj: Object = cast_checked(self).map_err(napi_err)?;
+        Object::keys(&obj).map_err(napi_err)
     }
 
-    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
-        self.deserialize_string(v)
+    fn property(&self, key: &str) -> R<Option<Self>> {
+        let obj: Object = cast_checked(self).map_err(napi_err)?;
+        obj.get(key).map_err(napi_err)
     }
 
-    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
-        let strings = self.o.as_strings(self.key, &self.value)?;
-        v.visit_seq(de::value::SeqDeserializer::new(strings.into_iter()))
+    fn claimed_len(&self) -> R<u32> {
+        let obj: Object = cast_checked(self).map_err(napi_err)?;
+        obj.get_array_length().map_err(napi_err)
     }
 
-    /// A newtype field takes a string or an array of strings (`url: string | string[]`).
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        v: V,
-    ) -> std::result::Result<V::Value, DeError> {
-        if self.value.get_type().ok() == Some(ValueType::String) {
-            return self.deserialize_string(v);
-        }
-        self.deserialize_seq(v)
+    fn item(&self, i: u32) -> R<Self> {
+        let obj: Object = cast_checked(self).map_err(napi_err)?;
+        obj.get_element(i).map_err(napi_err)
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        fields: &'static [&'static str],
-        v: V,
-    ) -> std::result::Result<V::Value, DeError> {
-        ObjectDe {
-            value: Some(self.value),
-            what: format!("{}.{}", self.o.what, self.key).into(),
-            out: &mut None,
-        }
-        .deserialize_struct(name, fields, v)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(
-        self,
-        v: V,
-    ) -> std::result::Result<V::Value, DeError> {
-        v.visit_unit()
-    }
-
-    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> std::result::Result<V::Value, DeError> {
-        Err(DeError(OrionError::Internal(format!(
-            "{}.{}: an options struct's field of a type options are not read into",
-            self.o.what, self.key
-        ))))
-    }
-
-    serde::forward_to_deserialize_any! {
-        i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 char bytes byte_buf
-        unit unit_struct tuple tuple_struct map enum identifier
+    fn describe(&self) -> String {
+        describe(self)
     }
 }
 

@@ -27,24 +27,18 @@ pub struct RemoteOptions {
     /// `Retry-After` waits included (a longer wait fails at once), and then, streaming,
     /// for each next piece of text (keep-alives do not count); an integer from 1 to
     /// 4294967295 (default 60000).
-    pub timeout_ms: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub timeout_ms: Option<crate::js::options::Int<1, 4_294_967_295>>,
 }
 
 impl RemoteOptions {
     /// The core's target, checked (`what` names the option in messages).
     pub(crate) fn into_spec(self, what: &str) -> Result<RemoteSpec, OrionError> {
-        let timeout_ms = crate::js::options::integer(
-            what,
-            "timeoutMs",
-            self.timeout_ms,
-            1,
-            u64::from(u32::MAX),
-        )?;
         let spec = RemoteSpec {
             url: self.url,
             model: self.model,
             api_key: self.api_key,
-            timeout_ms,
+            timeout_ms: self.timeout_ms.map(crate::js::options::Int::get),
         };
         spec.validate(what)?;
         Ok(spec)

@@ -72,6 +72,19 @@ impl Precision {
     }
 }
 
+/// Read from an option as its name, `'exact'` or `'int8'`.
+impl<'de> serde::Deserialize<'de> for Precision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "must be 'exact' or 'int8', got {}",
+                crate::error::echo(&s)
+            ))
+        })
+    }
+}
+
 /// What [`rewrite`] changed.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Rewritten {

@@ -18,7 +18,6 @@ type R<T> = std::result::Result<T, OrionError>;
 /// default timeout (from `timeoutMs`, `ORION_EMBEDDING_TIMEOUT_MS` or 30 s).
 pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, Duration)> {
     let (o, _): (EmbeddingClientOptions, _) = read(options, "options")?;
-    o.validate()?;
     let timeout = o.timeout()?;
     let config = o.batch_config()?;
     let precision = o.precision()?;
@@ -29,7 +28,7 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
     };
     let request = EmbeddingRequest {
         config,
-        threads: o.threads.map(|t| t as usize),
+        threads: o.threads.map(crate::js::options::Int::usize),
         model_path: o.model_path.map(PathBuf::from),
         model: o.model,
         remote,
@@ -49,10 +48,9 @@ impl CallOptions {
     /// `timeoutMs` (else `default_timeout`, the client's) and `signal`.
     pub(super) fn read(env: &Env, options: Option<Unknown>, default_timeout: Duration) -> R<Self> {
         let (options, o): (EmbedOptions, _) = read(options, "options")?;
-        options.validate()?;
         let timeout = options
             .timeout_ms
-            .map_or(default_timeout, |ms| Duration::from_millis(ms as u64));
+            .map_or(default_timeout, crate::js::options::Int::millis);
         let signal = match options.signal {
             Some(_) => o.raw("signal")?,
             None => None,

@@ -125,7 +125,6 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
 /// `getModelLoader`'s options, checked.
 pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> {
     let (o, _): (ModelLoaderOptions, _) = read(options, "options")?;
-    o.validate()?;
     Ok(o)
 }
 
@@ -152,7 +151,6 @@ pub(super) struct GenerateCall {
 /// `generate`'s options (and `generateStream`'s, which refuses `onToken`).
 pub(super) fn generate_options(env: &Env, options: Option<Unknown>) -> R<GenerateCall> {
     let (options, o): (GenerateOptions, _) = read(options, "options")?;
-    options.validate()?;
     let params = options.params();
     let cancel = Arc::new(AtomicBool::new(false));
     if let Some(signal) = options.signal.and(o.raw("signal")?) {

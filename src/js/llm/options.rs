@@ -1,17 +1,12 @@
 //! The LLM calls' options objects, each declared once: the struct is the TypeScript
 //! interface (its doc comments, ranges and defaults included), the allowed keys and
-//! their types ([`crate::js::options::read`]), and its `validate` the ranges.
+//! their types, ranges included ([`crate::js::options::read`]).
 
-use super::R;
 use crate::engine::llm::GenerateParams;
-use crate::js::options::{integer, ranged, Given};
+use crate::js::options::{Given, Int, Real};
 use crate::llm::loader::LoaderConfig;
 use napi_derive::napi;
 use serde::Deserialize;
-use std::time::Duration;
-
-/// Where the messages of range errors point.
-const WHAT: &str = "options";
 
 /// Per-call options of `loadModel`.
 #[napi(object, object_from_js = false, object_to_js = false)]
@@ -33,37 +28,21 @@ pub struct LoadOptions {
 pub struct ModelLoaderOptions {
     /// Most models loaded at once: an integer from 1 to 64 (default 2, or
     /// `ORION_MAX_CONCURRENT_MODELS`).
-    pub max_concurrent_models: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub max_concurrent_models: Option<Int<1, 64>>,
     /// Most bytes the loaded models may use: an integer from 0 to 2^53 - 1; 0 removes
     /// the budget (default: no budget).
-    pub budget_bytes: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub budget_bytes: Option<Int<0, 9_007_199_254_740_991>>,
     /// Unload a model unused for this many milliseconds: an integer from 0 to
     /// 4294967295; 0 turns it off (default: off).
-    pub idle_timeout_ms: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub idle_timeout_ms: Option<Int<0, 4_294_967_295>>,
 }
 
 impl ModelLoaderOptions {
-    /// `maxConcurrentModels`' range.
-    const MAX_CONCURRENT_MODELS: (u64, u64) = (1, 64);
-    /// `budgetBytes`' range: JS numbers are exact integers up to 2^53 - 1.
-    const BUDGET_BYTES: (u64, u64) = (0, u64::MAX >> 11);
-    /// `idleTimeoutMs`' range.
-    const IDLE_TIMEOUT_MS: (u64, u64) = (0, u32::MAX as u64);
-
-    /// Each option in its range.
-    pub(super) fn validate(&self) -> R<()> {
-        let check = |key, n, (min, max)| integer(WHAT, key, n, min, max).map(drop);
-        check(
-            "maxConcurrentModels",
-            self.max_concurrent_models,
-            Self::MAX_CONCURRENT_MODELS,
-        )?;
-        check("budgetBytes", self.budget_bytes, Self::BUDGET_BYTES)?;
-        check("idleTimeoutMs", self.idle_timeout_ms, Self::IDLE_TIMEOUT_MS)
-    }
-
-    /// `current` with the given (validated) options applied (0 turns the budget or the
-    /// idle timeout off); `None` when no option was given.
+    /// `current` with the given options applied (0 turns the budget or the idle
+    /// timeout off); `None` when no option was given.
     pub(super) fn applied_to(
         &self,
         current: impl FnOnce() -> LoaderConfig,
@@ -78,12 +57,12 @@ impl ModelLoaderOptions {
         Some(LoaderConfig {
             max_concurrent_models: self
                 .max_concurrent_models
-                .map_or(current.max_concurrent_models, |m| m as usize),
+                .map_or(current.max_concurrent_models, Int::usize),
             budget_bytes: self
                 .budget_bytes
-                .map_or(current.budget_bytes, |b| (b > 0.0).then_some(b as u64)),
+                .map_or(current.budget_bytes, |b| (b.get() > 0).then_some(b.get())),
             idle_timeout: self.idle_timeout_ms.map_or(current.idle_timeout, |ms| {
-                (ms > 0.0).then(|| Duration::from_millis(ms as u64))
+                (ms.get() > 0).then(|| ms.millis())
             }),
         })
     }
@@ -95,22 +74,29 @@ impl ModelLoaderOptions {
 #[serde(rename_all = "camelCase")]
 pub struct GenerateOptions {
     /// Most tokens to generate: an integer from 1 to 1048576 (default 256).
-    pub max_tokens: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub max_tokens: Option<Int<1, 1_048_576>>,
     /// Sampling temperature, from 0 to 100; 0 is greedy (default 0.8).
-    pub temperature: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub temperature: Option<Real<0, 10_000>>,
     /// Sample from the k most likely tokens: an integer from 0 to 1048576; 0 keeps
     /// them all (default 40).
-    pub top_k: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub top_k: Option<Int<0, 1_048_576>>,
     /// Sample from the most likely tokens whose probabilities add up to this, from 0
     /// to 1 (default 0.95).
-    pub top_p: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub top_p: Option<Real<0, 100>>,
     /// Drop tokens less likely than this fraction of the most likely one's probability,
     /// from 0 to 1 (default 0.05).
-    pub min_p: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub min_p: Option<Real<0, 100>>,
     /// Penalty on repeating recent tokens, from 0.01 to 10; 1 is none (default 1.1).
-    pub repeat_penalty: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub repeat_penalty: Option<Real<1, 1000>>,
     /// The sampler's seed: an integer from 0 to 4294967295 (default 12648430).
-    pub seed: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub seed: Option<Int<0, 4_294_967_295>>,
     /// Generation stops before any of these strings; they are not part of the text.
     #[napi(ts_type = "string | string[]")]
     pub stop: Option<Vec<String>>,
@@ -129,41 +115,18 @@ pub struct GenerateOptions {
 }
 
 impl GenerateOptions {
-    /// `maxTokens`' and `topK`'s range.
-    const TOKENS: (u64, u64) = (1, 1 << 20);
-    /// `seed`'s range.
-    const SEED: (u64, u64) = (0, u32::MAX as u64);
-
-    /// Each number in its range.
-    pub(super) fn validate(&self) -> R<()> {
-        integer(
-            WHAT,
-            "maxTokens",
-            self.max_tokens,
-            Self::TOKENS.0,
-            Self::TOKENS.1,
-        )?;
-        ranged(WHAT, "temperature", self.temperature, 0.0, 100.0)?;
-        integer(WHAT, "topK", self.top_k, 0, Self::TOKENS.1)?;
-        ranged(WHAT, "topP", self.top_p, 0.0, 1.0)?;
-        ranged(WHAT, "minP", self.min_p, 0.0, 1.0)?;
-        ranged(WHAT, "repeatPenalty", self.repeat_penalty, 0.01, 10.0)?;
-        integer(WHAT, "seed", self.seed, Self::SEED.0, Self::SEED.1)?;
-        Ok(())
-    }
-
-    /// The generation's settings: the given (validated) options, else the core's
+    /// The generation's settings: the given options, else the core's
     /// defaults (`GenerateParams::default()`, which the doc comments above state).
     pub(super) fn params(&self) -> GenerateParams {
         let d = GenerateParams::default();
         GenerateParams {
-            max_tokens: self.max_tokens.map_or(d.max_tokens, |v| v as u32),
-            temperature: self.temperature.map_or(d.temperature, |v| v as f32),
-            top_k: self.top_k.map_or(d.top_k, |v| v as i32),
-            top_p: self.top_p.map_or(d.top_p, |v| v as f32),
-            min_p: self.min_p.map_or(d.min_p, |v| v as f32),
-            repeat_penalty: self.repeat_penalty.map_or(d.repeat_penalty, |v| v as f32),
-            seed: self.seed.map_or(d.seed, |v| v as u32),
+            max_tokens: self.max_tokens.map_or(d.max_tokens, Int::u32),
+            temperature: self.temperature.map_or(d.temperature, Real::f32),
+            top_k: self.top_k.map_or(d.top_k, Int::i32),
+            top_p: self.top_p.map_or(d.top_p, Real::f32),
+            min_p: self.min_p.map_or(d.min_p, Real::f32),
+            repeat_penalty: self.repeat_penalty.map_or(d.repeat_penalty, Real::f32),
+            seed: self.seed.map_or(d.seed, Int::u32),
             stop: self
                 .stop
                 .iter()

@@ -1,9 +1,10 @@
 //! `getMemoryMonitor`'s options object, declared once: the struct is the TypeScript
 //! interface (its doc comments, ranges and defaults included), the allowed keys and
-//! their types ([`crate::js::options::read`]), and its `validate` the ranges.
+//! their types, integer ranges included ([`crate::js::options::read`]); `freeAt` and the
+//! thresholds are checked against the settings they are merged with.
 
 use crate::error::OrionError;
-use crate::js::options::integer;
+use crate::js::options::Int;
 use crate::monitor::{MonitorConfig, Pressure, Thresholds};
 use napi_derive::napi;
 use serde::Deserialize;
@@ -23,11 +24,13 @@ pub struct MemoryMonitorOptions {
     /// (default 0.6, 0.75, 0.9).
     pub thresholds: Option<MemoryThresholds>,
     /// Snapshots kept, an integer from 1 to 1000000 (default 100).
-    pub history_size: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub history_size: Option<Int<1, 1_000_000>>,
     /// This process's memory budget in bytes, an integer from 0 to 2^53 - 1; pressure
     /// is its RSS against it. 0 removes it (default: none, the memory the process may
     /// use).
-    pub budget_bytes: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub budget_bytes: Option<Int<0, 9_007_199_254_740_991>>,
     /// Free idle models and the embedding cache at `freeAt` pressure (default true).
     pub auto_free: Option<bool>,
     /// The pressure at which `autoFree` frees memory (default `'critical'`).
@@ -35,7 +38,8 @@ pub struct MemoryMonitorOptions {
     pub free_at: Option<String>,
     /// RSS growth per second that raises an alert, in bytes: an integer from 1 to
     /// 2^53 - 1 (default 100 MiB/s).
-    pub rss_growth_alert_bytes_per_sec: Option<f64>,
+    #[napi(ts_type = "number")]
+    pub rss_growth_alert_bytes_per_sec: Option<Int<1, 9_007_199_254_740_991>>,
 }
 
 /// `MemoryMonitorOptions.thresholds`: fractions of the budget in use, strictly
@@ -53,21 +57,9 @@ pub struct MemoryThresholds {
 }
 
 impl MemoryMonitorOptions {
-    /// The most bytes: JS numbers are exact integers up to 2^53 - 1.
-    const MAX_BYTES: u64 = u64::MAX >> 11;
-
-    /// Each number in its range, `freeAt` a level of `high` or above. (The thresholds
-    /// are checked with the current ones they are merged with, in `applied_to`.)
+    /// `freeAt` a level of `high` or above. (The thresholds are checked with the
+    /// current ones they are merged with, in `applied_to`.)
     pub(super) fn validate(&self) -> R<()> {
-        integer(WHAT, "historySize", self.history_size, 1, 1_000_000)?;
-        integer(WHAT, "budgetBytes", self.budget_bytes, 0, Self::MAX_BYTES)?;
-        integer(
-            WHAT,
-            "rssGrowthAlertBytesPerSec",
-            self.rss_growth_alert_bytes_per_sec,
-            1,
-            Self::MAX_BYTES,
-        )?;
         self.free_at().map(drop)
     }
 
@@ -99,10 +91,10 @@ impl MemoryMonitorOptions {
             c.thresholds = th;
         }
         if let Some(h) = self.history_size {
-            c.history = h as usize;
+            c.history = h.usize();
         }
         if let Some(b) = self.budget_bytes {
-            c.budget_bytes = (b > 0.0).then_some(b as u64);
+            c.budget_bytes = (b.get() > 0).then_some(b.get());
         }
         if let Some(a) = self.auto_free {
             c.auto_free = a;
@@ -111,7 +103,7 @@ impl MemoryMonitorOptions {
             c.free_at = p;
         }
         if let Some(g) = self.rss_growth_alert_bytes_per_sec {
-            c.rss_growth_alert_bytes_per_sec = g as u64;
+            c.rss_growth_alert_bytes_per_sec = g.get();
         }
         Ok(c)
     }
