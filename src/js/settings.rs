@@ -1,22 +1,39 @@
 //! `configure()`: process-wide settings from code, for every thread.
 
 use super::js_error;
-use super::options::Options;
+use super::options::read;
 use crate::error::{echo, OrionError};
 use crate::settings::{self, Settings};
 use crate::store::quant;
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
+use serde::Deserialize;
 use std::path::PathBuf;
 
-const CONFIGURE_OPTIONS: &[&str] = &[
-    "modelsDir",
-    "ortLibraryPath",
-    "defaultQuantization",
-    "bundledModelsDirs",
-    "allowDownloads",
-];
+/// Options of `configure()`: each one given wins over its environment variable; those
+/// left out keep their value.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigureOptions {
+    /// Where models live (else ORION_MODELS_DIR, else the per-user cache directory).
+    pub models_dir: Option<String>,
+    /// The ONNX Runtime shared library to load (else ORT_DYLIB_PATH, else the one the
+    /// platform package ships).
+    pub ort_library_path: Option<String>,
+    /// The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else
+    /// chosen from the machine).
+    #[napi(ts_type = "QuantizationLevel")]
+    pub default_quantization: Option<String>,
+    /// Read-only model directories searched before `modelsDir`, in order: models an app
+    /// ships in its resources, used in place (never copied or downloaded again). Else
+    /// ORION_BUNDLED_MODELS_DIRS (separated like PATH).
+    pub bundled_models_dirs: Option<Vec<String>>,
+    /// Download a model missing from disk when it is first used (else
+    /// ORION_ALLOW_DOWNLOADS; default false: nothing leaves the machine unless asked).
+    pub allow_downloads: Option<bool>,
+}
 
 /// The process's settings, as `configure()` returns them: what is in effect now, from
 /// code or else from the environment.
@@ -39,9 +56,11 @@ pub struct Configuration {
 #[allow(clippy::doc_markdown)]
 pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
     let run = || -> std::result::Result<Configuration, OrionError> {
-        let o = Options::parse(options, "options", CONFIGURE_OPTIONS)?;
-        let path = |key: &str| -> std::result::Result<Option<PathBuf>, OrionError> {
-            match o.string(key)? {
+        let (o, _): (ConfigureOptions, _) = read(options, "options")?;
+        let path = |key: &str,
+                    given: Option<String>|
+         -> std::result::Result<Option<PathBuf>, OrionError> {
+            match given {
                 Some(p) if p.is_empty() || p.contains('\0') => Err(OrionError::InvalidOption(
                     format!("{key} must be a non-empty path, got {}", echo(&p)),
                 )),
@@ -49,11 +68,11 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
                 None => Ok(None),
             }
         };
-        let default_quantization = match o.string("defaultQuantization")? {
+        let default_quantization = match o.default_quantization {
             Some(l) => Some(quant::level(&l)?.name.to_string()),
             None => None,
         };
-        let bundled_models_dirs = match o.strings("bundledModelsDirs")? {
+        let bundled_models_dirs = match o.bundled_models_dirs {
             Some(dirs) => Some(
                 dirs.into_iter()
                     .map(|d| {
@@ -71,11 +90,11 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
             None => None,
         };
         let update = Settings {
-            models_dir: path("modelsDir")?,
-            ort_library_path: path("ortLibraryPath")?,
+            models_dir: path("modelsDir", o.models_dir)?,
+            ort_library_path: path("ortLibraryPath", o.ort_library_path)?,
             default_quantization,
             bundled_models_dirs,
-            allow_downloads: o.boolean("allowDownloads")?,
+            allow_downloads: o.allow_downloads,
         };
         let s = settings::configure(update);
         Ok(Configuration {

@@ -1,21 +1,5 @@
 /* The hand-written head of index.d.ts (src/js/types.d.ts); napi build prepends it to the generated declarations. */
 
-/** Options of `configure`: process-wide settings from code, seen by every worker_thread. */
-export interface ConfigureOptions {
-  /** Where models live (else ORION_MODELS_DIR, else the per-user cache directory). */
-  modelsDir?: string
-  /** The ONNX Runtime shared library to load (else ORT_DYLIB_PATH, else it is searched for). */
-  ortLibraryPath?: string
-  /** The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else chosen from the machine). */
-  defaultQuantization?: QuantizationLevel
-  /**
-   * Read-only model directories searched before `modelsDir`, in order: models an app ships in
-   * its resources, used in place (never copied or downloaded again). Else ORION_BUNDLED_MODELS_DIRS
-   * (separated like PATH).
-   */
-  bundledModelsDirs?: string[]
-}
-
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant'
   content: string
