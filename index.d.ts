@@ -208,27 +208,27 @@ export declare function configure(options?: ConfigureOptions): Configuration
  * left out keep their value.
  */
 export interface ConfigureOptions {
-  /** Where models live (else ORION_MODELS_DIR, else the per-user cache directory). */
+  /** Where models live (else `ORION_MODELS_DIR`, else the per-user cache directory). */
   modelsDir?: string
   /**
-   * The ONNX Runtime shared library to load (else ORT_DYLIB_PATH, else the one the
+   * The ONNX Runtime shared library to load (else `ORT_DYLIB_PATH`, else the one the
    * platform package ships).
    */
   ortLibraryPath?: string
   /**
-   * The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else
+   * The quantization level for every model (else `ORION_DEFAULT_QUANTIZATION`, else
    * chosen from the machine).
    */
   defaultQuantization?: QuantizationLevel
   /**
    * Read-only model directories searched before `modelsDir`, in order: models an app
    * ships in its resources, used in place (never copied or downloaded again). Else
-   * ORION_BUNDLED_MODELS_DIRS (separated like PATH).
+   * `ORION_BUNDLED_MODELS_DIRS` (separated like `PATH`).
    */
   bundledModelsDirs?: Array<string>
   /**
    * Download a model missing from disk when it is first used (else
-   * ORION_ALLOW_DOWNLOADS; default false: nothing leaves the machine unless asked).
+   * `ORION_ALLOW_DOWNLOADS`; default false: nothing leaves the machine unless asked).
    */
   allowDownloads?: boolean
 }

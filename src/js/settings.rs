@@ -17,21 +17,21 @@ use std::path::PathBuf;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigureOptions {
-    /// Where models live (else ORION_MODELS_DIR, else the per-user cache directory).
+    /// Where models live (else `ORION_MODELS_DIR`, else the per-user cache directory).
     pub models_dir: Option<String>,
-    /// The ONNX Runtime shared library to load (else ORT_DYLIB_PATH, else the one the
+    /// The ONNX Runtime shared library to load (else `ORT_DYLIB_PATH`, else the one the
     /// platform package ships).
     pub ort_library_path: Option<String>,
-    /// The quantization level for every model (else ORION_DEFAULT_QUANTIZATION, else
+    /// The quantization level for every model (else `ORION_DEFAULT_QUANTIZATION`, else
     /// chosen from the machine).
     #[napi(ts_type = "QuantizationLevel")]
     pub default_quantization: Option<String>,
     /// Read-only model directories searched before `modelsDir`, in order: models an app
     /// ships in its resources, used in place (never copied or downloaded again). Else
-    /// ORION_BUNDLED_MODELS_DIRS (separated like PATH).
+    /// `ORION_BUNDLED_MODELS_DIRS` (separated like `PATH`).
     pub bundled_models_dirs: Option<Vec<String>>,
     /// Download a model missing from disk when it is first used (else
-    /// ORION_ALLOW_DOWNLOADS; default false: nothing leaves the machine unless asked).
+    /// `ORION_ALLOW_DOWNLOADS`; default false: nothing leaves the machine unless asked).
     pub allow_downloads: Option<bool>,
 }
 

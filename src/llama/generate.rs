@@ -451,13 +451,166 @@ fn context_for(
     Ok((model.new_context(n_ctx, params.threads.max(1))?, 0))
 }
 
-/// Generate on `model` in a fresh context of at most `context_length` tokens.
-/// `on_text` receives the text as it is produced; `cancel` stops within a token. With the
-/// prefix cache on, the context comes back [`Unsettled`]: the caller delivers the answer,
-/// then keeps it (see [`Unsettled::keep`]).
-// One generation from prompt to timings reads best in one piece; the parts that stand
-// alone (templating, picking, stop strings) are functions already.
-#[allow(clippy::too_many_lines)]
+/// The text of an answer as its tokens arrive: whole UTF-8 characters only, cut at the
+/// first stop string, and streamed to a sink without the bytes that may still turn out
+/// to start a stop string. The place where what is generated becomes what the caller
+/// sees (a tool-call or JSON parser would read it here).
+struct TextOut<'a> {
+    bytes: Vec<u8>,
+    /// Bytes of `bytes` already given to `sink`.
+    emitted: usize,
+    stops: &'a [String],
+    sink: &'a mut dyn FnMut(&str),
+}
+
+impl<'a> TextOut<'a> {
+    fn new(stops: &'a [String], sink: &'a mut dyn FnMut(&str)) -> Self {
+        Self {
+            bytes: Vec::new(),
+            emitted: 0,
+            stops,
+            sink,
+        }
+    }
+
+    /// Add a token's bytes; `true` when the text reached a stop string (cut before it).
+    fn push(&mut self, piece: &[u8]) -> bool {
+        self.bytes.extend_from_slice(piece);
+        // Only whole UTF-8 characters are text; a token may end mid-character.
+        let valid = match std::str::from_utf8(&self.bytes) {
+            Ok(s) => s.len(),
+            Err(e) => e.valid_up_to(),
+        };
+        let Ok(text) = std::str::from_utf8(&self.bytes[..valid]) else {
+            return false;
+        };
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| text.find(s.as_str()))
+            .min()
+        {
+            if at > self.emitted {
+                (self.sink)(&text[self.emitted..at]);
+            }
+            self.bytes.truncate(at);
+            self.emitted = at;
+            return true;
+        }
+        let safe = valid - held_back(text, self.stops);
+        if safe > self.emitted {
+            (self.sink)(&text[self.emitted..safe]);
+            self.emitted = safe;
+        }
+        false
+    }
+
+    /// The whole text, what was held back streamed.
+    fn finish(self) -> String {
+        let text = String::from_utf8_lossy(&self.bytes).into_owned();
+        if text.len() > self.emitted {
+            (self.sink)(&text[self.emitted..]);
+        }
+        text
+    }
+}
+
+/// A prompt as tokens: where its last turn starts (see [`turn_cut`]) and the tokens
+/// that open a user message after an answer.
+struct PromptTokens<'m> {
+    tokens: Vec<LlamaToken>,
+    cut: Option<usize>,
+    opening: &'m [LlamaToken],
+}
+
+/// The prompt templated and tokenized, checked to fit `context_length`.
+fn tokenize<'m>(
+    model: &'m ChatModel,
+    prompt: &Prompt,
+    params: &GenerateParams,
+    context_length: u32,
+) -> Result<PromptTokens<'m>> {
+    check_prompt_size(prompt, context_length)?;
+    let rendered = render_prompt(model, prompt, params.raw)?;
+    let vocab = model.vocab();
+    let tokens = vocab.tokenize(rendered.as_bytes(), true, true);
+    if tokens.is_empty() {
+        return Err(OrionError::InvalidInput("the prompt is empty".into()));
+    }
+    let n = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+    if n.saturating_add(1) > context_length {
+        return Err(OrionError::PromptTooLong {
+            tokens: n,
+            context: context_length,
+            at_least: false,
+        });
+    }
+    let opening: &[LlamaToken] = if params.raw {
+        &[]
+    } else {
+        model.user_opening.get_or_init(|| user_opening(model))
+    };
+    let cut = turn_cut(&vocab, &tokens, params.raw, opening);
+    Ok(PromptTokens {
+        tokens,
+        cut,
+        opening,
+    })
+}
+
+/// A context whose KV cache holds the whole prompt, its logits at the last token.
+struct Evaluated {
+    ctx: ModelContext,
+    batch: LlamaBatch<'static>,
+    step: usize,
+    /// Prompt tokens found in a kept context.
+    reused: usize,
+    /// The tokens in the context's KV cache, kept with it afterwards.
+    in_cache: Vec<LlamaToken>,
+    prompt_ms: f64,
+}
+
+/// Evaluate the prompt, from a kept context sharing a prefix with it when there is one.
+fn evaluate_prompt(
+    model: &ChatModel,
+    p: &PromptTokens<'_>,
+    context_length: u32,
+    params: &GenerateParams,
+    cancel: &AtomicBool,
+) -> Result<Evaluated> {
+    let needed = u32::try_from(p.tokens.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(params.max_tokens.max(1));
+    let (mut ctx, reused) = context_for(model, (&p.tokens, p.cut), needed, context_length, params)?;
+    let step = (ctx.n_batch() as usize).clamp(1, PROMPT_STEP);
+    let started = Instant::now();
+    let mut batch = LlamaBatch::new(step, 1);
+    let mut pos = reused;
+    evaluate(
+        &mut ctx,
+        &mut batch,
+        &p.tokens,
+        (&mut pos, p.cut),
+        step,
+        cancel,
+    )?;
+    Ok(Evaluated {
+        ctx,
+        batch,
+        step,
+        reused,
+        in_cache: p.tokens.clone(),
+        prompt_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// Generate on `model` in a fresh context of at most `context_length` tokens, in
+/// stages: the prompt as tokens ([`tokenize`]), evaluated from a kept prefix when there
+/// is one ([`evaluate_prompt`]), then token by token: picked by the sampler chain
+/// ([`Picker`]), turned into text and cut at stop strings ([`TextOut`]), streamed to
+/// `on_text`. `cancel` stops within a token. With the prefix cache on, the context comes
+/// back [`Unsettled`]: the caller delivers the answer, then keeps it (see
+/// [`Unsettled::keep`]).
 pub(crate) fn generate(
     model: &ChatModel,
     context_length: u32,
@@ -466,52 +619,29 @@ pub(crate) fn generate(
     cancel: &AtomicBool,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<(Generation, Option<Unsettled>)> {
-    check_prompt_size(prompt, context_length)?;
-    let rendered = render_prompt(model, prompt, params.raw)?;
+    let p = tokenize(model, prompt, params, context_length)?;
+    let Evaluated {
+        mut ctx,
+        mut batch,
+        step,
+        reused,
+        mut in_cache,
+        prompt_ms,
+    } = evaluate_prompt(model, &p, context_length, params, cancel)?;
+    let (tokens, opening) = (&p.tokens, p.opening);
     let vocab = model.vocab();
-    let tokens = vocab.tokenize(rendered.as_bytes(), true, true);
-    if tokens.is_empty() {
-        return Err(OrionError::InvalidInput("the prompt is empty".into()));
-    }
-    let prompt_tokens = tokens.len() as u32;
-    if prompt_tokens + 1 > context_length {
-        return Err(OrionError::PromptTooLong {
-            tokens: prompt_tokens,
-            context: context_length,
-            at_least: false,
-        });
-    }
-    let needed = prompt_tokens + params.max_tokens.max(1);
-    let opening: &[LlamaToken] = if params.raw {
-        &[]
-    } else {
-        model.user_opening.get_or_init(|| user_opening(model))
-    };
-    let cut = turn_cut(&vocab, &tokens, params.raw, opening);
-    let (mut ctx, reused) = context_for(model, (&tokens, cut), needed, context_length, params)?;
     let n_ctx = ctx.n_ctx();
-    let n_batch = ctx.n_batch() as usize;
-    // The tokens in the context's KV cache, kept with it afterwards.
-    let mut in_cache: Vec<LlamaToken> = tokens[..reused].to_vec();
-
-    let step = n_batch.clamp(1, PROMPT_STEP);
-    let started = Instant::now();
-    let mut batch = LlamaBatch::new(step, 1);
-    let mut pos = reused;
-    evaluate(&mut ctx, &mut batch, &tokens, (&mut pos, cut), step, cancel)?;
-    in_cache.extend_from_slice(&tokens[reused..]);
-    let prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
 
     let mut picker = if params.reference_sampler {
         Picker::Chain(sampler(model, params))
     } else {
         Picker::new(model, params)
     };
+    let mut out = TextOut::new(&params.stop, on_text);
     let gen_started = Instant::now();
-    let mut bytes: Vec<u8> = Vec::new();
-    let mut emitted = 0usize; // bytes of `bytes` already streamed
     let mut generated = 0u32;
-    let mut n_past = prompt_tokens as i32;
+    let mut n_past = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
     let mut finish = "length";
     let max_new = params.max_tokens.min(n_ctx - prompt_tokens);
     while generated < max_new {
@@ -530,31 +660,9 @@ pub(crate) fn generate(
             break;
         }
         generated += 1;
-        bytes.extend_from_slice(&vocab.token_to_piece(token, false, None));
-        // Only whole UTF-8 characters are text; a token may end mid-character.
-        let valid = match std::str::from_utf8(&bytes) {
-            Ok(s) => s.len(),
-            Err(e) => e.valid_up_to(),
-        };
-        let text = std::str::from_utf8(&bytes[..valid]).expect("checked above");
-        if let Some(at) = params
-            .stop
-            .iter()
-            .filter_map(|s| text.find(s.as_str()))
-            .min()
-        {
-            if at > emitted {
-                on_text(&text[emitted..at]);
-            }
-            bytes.truncate(at);
-            emitted = at;
+        if out.push(&vocab.token_to_piece(token, false, None)) {
             finish = "stop";
             break;
-        }
-        let safe = valid - held_back(text, &params.stop);
-        if safe > emitted {
-            on_text(&text[emitted..safe]);
-            emitted = safe;
         }
         if generated == max_new {
             // Not evaluated now, but by `settle`, with the end of turn the next prompt
@@ -577,14 +685,11 @@ pub(crate) fn generate(
             .map_err(|e| OrionError::InferenceFailed(format!("generation: {e}")))?;
         in_cache.push(token);
     }
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    if text.len() > emitted {
-        on_text(&text[emitted..]);
-    }
+    let text = out.finish();
     let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
     let t = ctx.timings();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
-    let first_cut = cut.unwrap_or(tokens.len());
+    let first_cut = p.cut.unwrap_or(tokens.len());
     let unsettled = params.prefix_cache.then(|| Unsettled {
         settling: model.contexts.begin_settling(in_cache.clone(), ctx.n_ctx()),
         contexts: model.contexts.clone(),
@@ -607,7 +712,7 @@ pub(crate) fn generate(
             tokens_per_second: per_s(f64::from(generated), generation_ms),
             llama_prompt_tokens_per_second: per_s(f64::from(t.n_p_eval()), t.t_p_eval_ms()),
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
-            reused_prompt_tokens: reused as u32,
+            reused_prompt_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
         },
     };
     Ok((generation, unsettled))
@@ -627,6 +732,28 @@ mod tests {
         assert!(e.to_string().contains("at least 195312 tokens"), "{e}");
         let chat = Prompt::Messages(vec![("user".into(), "y".repeat(600_000))]);
         assert!(check_prompt_size(&chat, 2048).is_err());
+    }
+
+    #[test]
+    fn text_is_whole_characters_cut_at_the_first_stop_string() {
+        let stops = vec!["\nUser:".to_string()];
+        let mut seen = String::new();
+        let mut sink = |t: &str| seen.push_str(t);
+        let mut out = TextOut::new(&stops, &mut sink);
+        // "é" split across two tokens, then a stop string split across three.
+        assert!(!out.push(b"caf\xc3"));
+        assert!(!out.push(b"\xa9 ok\nUs"));
+        assert!(out.push(b"er: more"));
+        assert_eq!(out.finish(), "café ok");
+        assert_eq!(seen, "café ok");
+        // Without stop strings everything valid streams at once; a dangling byte at the
+        // end is shown replaced.
+        let mut seen = String::new();
+        let mut sink = |t: &str| seen.push_str(t);
+        let mut out = TextOut::new(&[], &mut sink);
+        assert!(!out.push(b"a\xc3"));
+        assert_eq!(out.finish(), "a\u{fffd}");
+        assert_eq!(seen, "a\u{fffd}");
     }
 
     #[test]

@@ -194,15 +194,6 @@ impl<J: JsValue> Options<J> {
     pub(crate) fn string(&self, key: &str) -> R<Option<String>> {
         self.raw(key)?.map(|v| self.as_string(key, &v)).transpose()
     }
-
-    pub(crate) fn boolean(&self, key: &str) -> R<Option<bool>> {
-        self.raw(key)?.map(|v| self.as_boolean(key, &v)).transpose()
-    }
-
-    /// A string or an array of strings.
-    pub(crate) fn strings(&self, key: &str) -> R<Option<Vec<String>>> {
-        self.raw(key)?.map(|v| self.as_strings(key, &v)).transpose()
-    }
 }
 
 /// Read the options object `value` (undefined and null are no options) into the
