@@ -4,6 +4,7 @@
 
 use crate::error::Result;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 /// What the loader needs to know about a model file before loading it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -97,4 +98,19 @@ pub(crate) struct Generation {
     /// `stop` (end of turn or a stop string) or `length` (maxTokens reached).
     pub(crate) finish_reason: &'static str,
     pub(crate) timings: Timings,
+}
+
+/// A model ready to answer, in this process or on remote servers: the one seam the LLM
+/// service generates through, whatever serves the model. Held for one generation.
+pub(crate) trait Chat {
+    /// Generate: `on_text` receives the text as it is produced; `cancel` stops it
+    /// (`ABORTED`). Blocking. Consumes the hold: what follows the answer (keeping a
+    /// context for the next turn) happens after the caller has it.
+    fn generate(
+        self: Box<Self>,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation>;
 }

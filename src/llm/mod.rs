@@ -5,11 +5,11 @@ pub(crate) mod loader;
 pub(crate) mod registry;
 pub(crate) mod strategy;
 
-use crate::engine::llm::{GenerateParams, Generation, Prompt};
+use crate::engine::llm::{Chat, GenerateParams, Generation, Prompt};
 use crate::error::{OrionError, Result};
 use crate::llama::engine::LlamaEngine;
 use crate::llama::prefix::ChatModel;
-use loader::{LoadedModel, LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
+use loader::{Lease, LoadedModel, LoaderConfig, MemoryProbe, ModelLoader, ProgressFn};
 use registry::{Registry, Resolved};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -464,24 +464,44 @@ impl LlmService {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let r = self.resolve(spec)?;
+        self.open(&r, cancel)?
+            .generate(prompt, params, cancel, on_text)
+    }
+
+    /// `r`'s model, ready to answer: a lease on a model of the loader (loaded, and
+    /// downloaded first, when needed), or a remote model (its servers checked once).
+    fn open(&self, r: &Resolved, cancel: &AtomicBool) -> Result<Box<dyn Chat>> {
+        let stopped = || cancel.load(std::sync::atomic::Ordering::Relaxed);
         if let Some(remote) = r.remote.clone() {
-            let stopped = || cancel.load(std::sync::atomic::Ordering::Relaxed);
-            let m = self.load_remote(&r, remote, None, &stopped)?;
-            *m.last_used.lock() = std::time::Instant::now();
-            m.in_use.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (rt, _) = crate::net::http()?;
-            let result = rt.block_on(m.chat.generate(prompt, params, cancel, on_text));
-            m.in_use.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            *m.last_used.lock() = std::time::Instant::now();
-            return result;
+            let model = self.load_remote(r, remote, None, &stopped)?;
+            return Ok(Box::new(RemoteUse::new(model)));
         }
-        self.ensure_file(
-            &r,
-            None,
-            &|| cancel.load(std::sync::atomic::Ordering::Relaxed),
-            false,
-        )?;
-        let lease = self.loader.acquire(&r, None)?;
+        self.ensure_file(r, None, &stopped, false)?;
+        Ok(Box::new(LocalUse(self.loader.acquire(r, None)?)))
+    }
+
+    /// Stop and free the contexts kept or settling for `key`'s model.
+    fn forget_contexts(&self, key: &str) {
+        for m in self.loader.loaded_models() {
+            if m.key == key {
+                m.model.contexts.clear(None);
+            }
+        }
+    }
+}
+
+/// A lease on a model of the loader, for one generation.
+struct LocalUse(Lease<ChatModel>);
+
+impl Chat for LocalUse {
+    fn generate(
+        self: Box<Self>,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        let lease = self.0;
         let m = lease.shared();
         let n_ctx = m.context_length.min(m.model.n_ctx_train().max(1));
         let (generation, unsettled) =
@@ -494,14 +514,38 @@ impl LlmService {
         }
         Ok(generation)
     }
+}
 
-    /// Stop and free the contexts kept or settling for `key`'s model.
-    fn forget_contexts(&self, key: &str) {
-        for m in self.loader.loaded_models() {
-            if m.key == key {
-                m.model.contexts.clear(None);
-            }
-        }
+/// A remote model, counted in use for one generation.
+struct RemoteUse(Arc<RemoteModel>);
+
+impl RemoteUse {
+    fn new(m: Arc<RemoteModel>) -> Self {
+        *m.last_used.lock() = std::time::Instant::now();
+        m.in_use.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(m)
+    }
+}
+
+impl Drop for RemoteUse {
+    fn drop(&mut self) {
+        self.0
+            .in_use
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        *self.0.last_used.lock() = std::time::Instant::now();
+    }
+}
+
+impl Chat for RemoteUse {
+    fn generate(
+        self: Box<Self>,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Generation> {
+        let (rt, _) = crate::net::http()?;
+        rt.block_on(self.0.chat.generate(prompt, params, cancel, on_text))
     }
 }
 
