@@ -55,6 +55,15 @@ pub(crate) fn stop_http(deadline: std::time::Instant) {
     }
 }
 
+/// `base` (a URL, perhaps with a query string that carries a key) with `path` (starting
+/// with `/`) appended to its path: before the query, which stays last.
+pub(crate) fn with_path(base: &str, path: &str) -> String {
+    match base.split_once('?') {
+        Some((head, query)) => format!("{}{path}?{query}", head.trim_end_matches('/')),
+        None => format!("{}{path}", base.trim_end_matches('/')),
+    }
+}
+
 /// `url` as it may be shown: without a user name or password, and with the values of
 /// credential query parameters (`?api_key=`, `&sig=`) replaced.
 pub(crate) fn shown(url: &str) -> String {

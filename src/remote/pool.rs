@@ -114,10 +114,7 @@ impl Endpoint {
 
     /// `path` (starting with `/`) on this server, before the base's query string.
     pub(crate) fn url(&self, path: &str) -> String {
-        match self.base.split_once('?') {
-            Some((head, query)) => format!("{head}{path}?{query}"),
-            None => format!("{}{path}", self.base),
-        }
+        crate::net::with_path(&self.base, path)
     }
 
     /// The base URL without credentials, for messages and stats.

@@ -69,14 +69,7 @@ pub(crate) fn hub_url(repo: &str, file: &str) -> String {
         .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "https://huggingface.co".into());
     // A mirror's query string (a key some mirrors take there) stays after the path.
-    let (base, query) = match endpoint.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (endpoint.as_str(), String::new()),
-    };
-    format!(
-        "{}/{repo}/resolve/main/{file}{query}",
-        base.trim_end_matches('/')
-    )
+    crate::net::with_path(&endpoint, &format!("/{repo}/resolve/main/{file}"))
 }
 
 /// Why `repo` and `file` cannot name a file on the hub, if they cannot. The URL is built
