@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL=skip
 [ -x node_modules/.bin/napi ] || npm ci --no-audit --no-fund
 [ -d bench/node_modules/node-llama-cpp ] || (cd bench && npm install --ignore-scripts --no-audit --no-fund)
+node scripts/build.js --napi >/dev/null # not `napi build` alone: it would overwrite index.js
+# The model fetch downloads through the addon's downloader: after the build.
 node scripts/models.js
 node scripts/llama-server.js >/dev/null # for bench/remote.js: built once per machine, then cached
-node scripts/build.js --napi >/dev/null # not `napi build` alone: it would overwrite index.js
 # The embedding script first, before the others load the machine: int8's speed targets are
 # the tightest, and this shared machine has slow spells (int8 batches of 32 at 190 instead
 # of 300 texts/s, from 15 s to minutes), most often seconds after a heavy process ends

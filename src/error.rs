@@ -21,6 +21,9 @@ pub(crate) enum OrionError {
         url: String,
         size: Option<u64>,
     },
+    /// A file the package's own scripts fetch (`npx orion-native models`) could not be
+    /// downloaded. Model files a load downloads are `ModelNotFound` instead.
+    DownloadFailed { url: String, why: String },
     /// Model files exist but could not be loaded (corrupt, wrong format).
     ModelLoadFailed(String),
     /// No ONNX Runtime library could be loaded. Carries every place tried.
@@ -82,6 +85,7 @@ impl OrionError {
             Self::InvalidOption(_) => "INVALID_OPTION",
             Self::ModelNotFound { .. } => "MODEL_NOT_FOUND",
             Self::DownloadRequired { .. } => "DOWNLOAD_REQUIRED",
+            Self::DownloadFailed { .. } => "DOWNLOAD_FAILED",
             Self::ModelLoadFailed(_) => "MODEL_LOAD_FAILED",
             Self::RuntimeNotFound(_) | Self::RuntimePathFailed { .. } => "RUNTIME_NOT_FOUND",
             Self::EmbeddingTimeout { .. } => "EMBEDDING_TIMEOUT",
@@ -99,6 +103,15 @@ impl OrionError {
             Self::Internal(_) => "INTERNAL",
         }
     }
+}
+
+/// `DOWNLOAD_FAILED`'s message.
+fn download_failed(f: &mut fmt::Formatter<'_>, url: &str, why: &str) -> fmt::Result {
+    write!(
+        f,
+        "could not download {url}: {why}. Check the network (and the index or mirror \
+         address, if one is set), then run the command again."
+    )
 }
 
 /// `DOWNLOAD_REQUIRED`'s message: what is missing, where it would come from, and the two
@@ -141,6 +154,7 @@ impl fmt::Display for OrionError {
                 url,
                 size,
             } => download_required(f, model, path, url, *size),
+            Self::DownloadFailed { url, why } => download_failed(f, url, why),
             Self::ModelLoadFailed(m) => write!(
                 f,
                 "{m}. The file may be truncated or not a model: delete it and run `npx orion-native models` again."

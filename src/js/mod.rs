@@ -30,6 +30,7 @@
 //!   models) and `RemoteEndpointStats`.
 //! - `settings.rs`: `configure()` and its `Configuration`.
 //! - `lifecycle.rs`: the process's exit (`__attach`, `__shutdown`).
+//! - `fetch.rs`: `__fetchFile`, the addon's downloader for the package's model fetch.
 //! - `options.rs`: reading option objects (into the options structs: `read`) and JS
 //!   values, for every file above.
 //! - `env_guard.rs`: work tied to the JS environment that started it, stopped when that
@@ -38,6 +39,7 @@
 
 mod embedding;
 mod env_guard;
+mod fetch;
 mod lifecycle;
 mod llm;
 mod monitor;

@@ -207,12 +207,8 @@ impl LlmService {
                 size: r.size,
             });
         }
-        let source = crate::store::download::Source {
-            url: &url,
-            sha256: r.sha256.as_deref(),
-            size: r.size,
-            pull: Some(&r.key),
-        };
+        let source =
+            crate::store::download::Source::model(&url, r.sha256.as_deref(), r.size, Some(&r.key));
         // A file nothing can verify is fetched only when the user says so.
         if r.sha256.is_none() && !crate::store::download::unverified_allowed()? {
             return Err(OrionError::ModelNotFound {

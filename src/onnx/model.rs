@@ -275,12 +275,8 @@ impl EmbedderFactory for FastEmbedFactory {
                         searched: self.dir.display().to_string(),
                     });
                 }
-                let source = crate::store::download::Source {
-                    url: &url,
-                    sha256: sha256.as_deref(),
-                    size: None,
-                    pull: None,
-                };
+                let source =
+                    crate::store::download::Source::model(&url, sha256.as_deref(), None, None);
                 crate::store::download::fetch(
                     &source,
                     &self.dir.join(local),

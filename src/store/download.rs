@@ -138,8 +138,43 @@ pub(crate) struct Source<'a> {
     pub(crate) url: &'a str,
     pub(crate) sha256: Option<&'a str>,
     pub(crate) size: Option<u64>,
-    /// The id that `npx orion-native models pull` takes for it, when it has one.
-    pub(crate) pull: Option<&'a str>,
+    /// What the file is for, which frames the errors.
+    pub(crate) purpose: Purpose<'a>,
+    /// The `Accept` header to send (an index's JSON form), when the server needs one.
+    pub(crate) accept: Option<&'a str>,
+    /// How long a silent server is waited for; `ORION_DOWNLOAD_TIMEOUT_MS` (else 30 s)
+    /// when not given.
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl<'a> Source<'a> {
+    /// A model's file from `url`; `pull` is the id `npx orion-native models pull` takes.
+    pub(crate) fn model(
+        url: &'a str,
+        sha256: Option<&'a str>,
+        size: Option<u64>,
+        pull: Option<&'a str>,
+    ) -> Self {
+        Source {
+            url,
+            sha256,
+            size,
+            purpose: Purpose::Model { pull },
+            accept: None,
+            timeout: None,
+        }
+    }
+}
+
+/// Who asked for a download, which decides what its errors say.
+#[derive(Clone, Copy)]
+pub(crate) enum Purpose<'a> {
+    /// A file a model load needs: errors are `MODEL_NOT_FOUND` with a models-directory
+    /// remedy. `pull`: the id `npx orion-native models pull` takes for it, when it has one.
+    Model { pull: Option<&'a str> },
+    /// A file the package's model fetch asked for by URL (a model package, an index page):
+    /// errors are `DOWNLOAD_FAILED`, naming the URL and the reason.
+    File,
 }
 
 /// Holds `<file>.lock` until dropped.
@@ -216,7 +251,16 @@ fn stopped() -> OrionError {
 }
 
 fn offline(dest: &Path, src: &Source<'_>, why: &str) -> OrionError {
-    let pull = src.pull.map_or_else(String::new, |id| {
+    let pull = match src.purpose {
+        Purpose::Model { pull } => pull,
+        Purpose::File => {
+            return OrionError::DownloadFailed {
+                url: crate::net::shown(src.url),
+                why: why.to_string(),
+            }
+        }
+    };
+    let pull = pull.map_or_else(String::new, |id| {
         format!(", fetch it ahead of time with `npx orion-native models pull {id}`")
     });
     OrionError::ModelNotFound {
@@ -512,23 +556,20 @@ impl Job<'_> {
             self.check_head(&head, true)?;
             return Ok(Attempt::Done(hex(&hasher.finalize())));
         }
-        let t = timeout();
+        let t = src.timeout.unwrap_or_else(timeout);
         // The process's one HTTP client; this thread waits on its runtime.
         let (rt, client) = crate::net::http()?;
         let mut request = client.get(src.url);
+        if let Some(accept) = src.accept {
+            request = request.header(reqwest::header::ACCEPT, accept);
+        }
         if have > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
         }
         let total = rt.block_on(async {
             let response = match wait(t, cancel, request.send()).await? {
                 Some(reply) => reply.map_err(|e| offline(dest, src, &crate::net::describe(&e)))?,
-                None => {
-                    return Err(offline(
-                        dest,
-                        src,
-                        &format!("no answer in {} ms", t.as_millis()),
-                    ))
-                }
+                None => return Err(offline(dest, src, &format!("no answer in {}", seconds(t)))),
             };
             let total = match self.judge(&response, have)? {
                 Reply::Restart(why) => return Ok(Err(why)),
@@ -565,7 +606,7 @@ impl Job<'_> {
                     }
                     None if Instant::now() >= deadline_at => return Err(self.late(allowed)),
                     None => {
-                        let why = format!("no data for {} ms", t.as_millis());
+                        let why = format!("no data for {}", seconds(t));
                         return Err(offline(dest, src, &format!("interrupted ({why})")));
                     }
                 };
@@ -628,6 +669,15 @@ fn verify_and_move(part: &Path, dest: &Path, src: &Source<'_>, digest: &str) -> 
     if let Some(want) = src.sha256 {
         if !digest.eq_ignore_ascii_case(want) {
             let _ = std::fs::remove_file(part);
+            if let Purpose::File = src.purpose {
+                return Err(OrionError::DownloadFailed {
+                    url: crate::net::shown(src.url),
+                    why: format!(
+                        "sha256 {digest}, expected {want}: the download is corrupt or not the \
+                         one pinned; the partial file was removed"
+                    ),
+                });
+            }
             return Err(OrionError::ModelLoadFailed(format!(
                 "the download of {} from {} has sha256 {digest} but the registry expects {want}; \
                  the partial file was removed",
@@ -656,6 +706,18 @@ fn hash_existing(file: &mut std::fs::File) -> std::io::Result<(Sha256, u64, Vec<
         head.extend_from_slice(&buf[..take]);
         hasher.update(&buf[..n]);
         have += n as u64;
+    }
+}
+
+/// `d` as a person reads it: "30 s", "0.5 s".
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!(
+            "{} s",
+            format!("{:.3}", d.as_secs_f64()).trim_end_matches('0')
+        )
     }
 }
 
@@ -693,6 +755,13 @@ async fn wait<F: std::future::Future>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_read_in_seconds() {
+        assert_eq!(seconds(Duration::from_secs(30)), "30 s");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5 s");
+        assert_eq!(seconds(Duration::from_millis(1250)), "1.25 s");
+    }
 
     #[test]
     fn content_ranges_parse_and_nonsense_does_not() {

@@ -55,7 +55,7 @@ pub(super) fn read_descriptor(key: &str, v: &Unknown) -> R<ModelDescriptor> {
 }
 
 /// `onProgress`: a function, or nothing (undefined, null, left out).
-pub(super) fn read_on_progress(
+pub(in crate::js) fn read_on_progress(
     env: &Env,
     cb: Option<Unknown>,
 ) -> R<Option<(Rc<ProgressSink>, ProgressFn)>> {

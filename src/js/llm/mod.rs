@@ -11,11 +11,11 @@
 //! - `quantization`: `applyQuantization`, `getOptimizationStrategy` and the
 //!   `QUANTIZATION_LEVELS` export.
 
-mod args;
+pub(super) mod args;
 mod loader;
 mod options;
 mod quantization;
-mod sinks;
+pub(super) mod sinks;
 mod stream;
 mod types;
 

@@ -21,7 +21,7 @@ fn internal(e: napi::Error) -> OrionError {
 /// Delivers progress to a caller's callback on the caller's thread, never decreasing
 /// and ending at exactly 100, whichever of the background reports and the final
 /// "loaded" arrives first.
-pub(super) struct ProgressSink {
+pub(in crate::js) struct ProgressSink {
     user: FunctionRef<u32, Unknown<'static>>,
     delivered: Cell<u32>,
 }
@@ -59,7 +59,7 @@ impl ProgressSink {
     }
 
     /// Hand `p` to the callback, unless it would not move the progress forward.
-    pub(super) fn deliver(&self, env: &Env, p: u32) {
+    pub(in crate::js) fn deliver(&self, env: &Env, p: u32) {
         if p <= self.delivered.get() && !(p == 0 && self.delivered.get() == 0) {
             return;
         }
