@@ -4,6 +4,7 @@
 //! when shutdown begins ([`refuse_new_work`]) and what it stops.
 //!
 //! Locks: `WORK` (with `WORK_DONE`) is a leaf; `SHUT_DOWN` is set and checked under it.
+//! `COMPUTING` (with `COMPUTE_DONE`) is a leaf.
 
 use crate::error::{OrionError, Result};
 use parking_lot::Mutex;
@@ -43,6 +44,42 @@ pub(crate) fn begin_work() -> Result<WorkGuard> {
     }
     *n += 1;
     Ok(WorkGuard(()))
+}
+
+/// llama.cpp decode steps in flight. A step cannot be interrupted (llama-cpp-2 exposes no
+/// abort callback), and llama.cpp's static destructors crash under one, so the exit waits
+/// for the steps in flight even past its deadline; none starts once shut down.
+static COMPUTING: Mutex<usize> = Mutex::new(0);
+static COMPUTE_DONE: parking_lot::Condvar = parking_lot::Condvar::new();
+
+/// Counts one llama.cpp decode step until dropped; see [`computing`].
+pub(crate) struct ComputeGuard(());
+
+impl Drop for ComputeGuard {
+    fn drop(&mut self) {
+        let mut n = COMPUTING.lock();
+        *n -= 1;
+        if *n == 0 {
+            COMPUTE_DONE.notify_all();
+        }
+    }
+}
+
+/// Register a llama.cpp decode step (the llama layer's only way to run a graph).
+pub(crate) fn computing() -> ComputeGuard {
+    *COMPUTING.lock() += 1;
+    ComputeGuard(())
+}
+
+/// Wait, until `deadline`, for every decode step in flight to end.
+pub(crate) fn wait_for_compute(deadline: std::time::Instant) -> bool {
+    let mut n = COMPUTING.lock();
+    while *n > 0 {
+        if COMPUTE_DONE.wait_until(&mut n, deadline).timed_out() {
+            return false;
+        }
+    }
+    true
 }
 
 /// From now on [`begin_work`] refuses and [`is_shut_down`] is true.

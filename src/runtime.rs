@@ -246,7 +246,16 @@ pub(crate) fn begin_shutdown() {
 /// dropped) and every load, generation and unload to return. `true` when all did.
 pub(crate) fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
     let threads = embedding_services().iter().all(|s| s.join(deadline));
-    let work = crate::lifecycle::wait_for_work(deadline);
+    let mut work = crate::lifecycle::wait_for_work(deadline);
+    if !work {
+        // Past the deadline, a llama.cpp decode step still in flight is waited for all the
+        // same: it cannot be interrupted, it ends at the step's end (no other starts), and
+        // exiting under it crashes in llama.cpp's destructors. Measured under qemu, where a
+        // step of the demo model takes seconds; on hardware steps take milliseconds to a
+        // few seconds (a long prompt on a large model).
+        crate::lifecycle::wait_for_compute(std::time::Instant::now() + STEP_WAIT);
+        work = crate::lifecycle::wait_for_work(std::time::Instant::now() + SHUTDOWN_TIMEOUT);
+    }
     // Last: a generation streaming from a server runs on it until it sees the shutdown.
     crate::net::stop_http(deadline);
     work && threads
@@ -257,6 +266,9 @@ pub(crate) fn wait_for_shutdown(deadline: std::time::Instant) -> bool {
 /// step); ONNX Runtime's session creation, which cannot be interrupted, takes up to
 /// about a second for the default model on a slow machine.
 pub(crate) const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long shutdown waits, past [`SHUTDOWN_TIMEOUT`], for llama.cpp decode steps in flight.
+const STEP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Stop every native thread before the process's static destructors run (ONNX Runtime's
 /// and llama.cpp's own, which crash under a thread still inside them). Idempotent;

@@ -62,6 +62,8 @@ impl ModelContext {
         &mut self,
         batch: &mut LlamaBatch<'_>,
     ) -> std::result::Result<(), llama_cpp_2::DecodeError> {
+        // Counted, so that the process's exit waits for the step (see `lifecycle`).
+        let _step = crate::lifecycle::computing();
         self.ctx.decode(batch)
     }
 
