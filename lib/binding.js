@@ -25,11 +25,15 @@ function isMusl() {
   }
 }
 
-/** napi-rs's platform name for this process: linux-x64-gnu, darwin-arm64, win32-x64-msvc, ... */
+/**
+ * The platform name for this process: linux-x64-gnu, darwin-arm64, win32-x64, ... napi-rs's
+ * names, except on Windows: napi-rs's -msvc/-gnu suffix there names the toolchain of the
+ * Node it expects, while this addon, built with MinGW, finds Node-API at load time and loads
+ * in every Windows Node and in Electron, so one name serves them all.
+ */
 function platformName() {
   const { platform, arch } = process
   if (platform === 'linux') return `linux-${arch}-${isMusl() ? 'musl' : 'gnu'}`
-  if (platform === 'win32') return `win32-${arch}-msvc`
   return `${platform}-${arch}`
 }
 

@@ -7,6 +7,10 @@
 //   node scripts/build.js          in an installed package (`npx orion-native build`):
 //                                  cargo, then orion-native.<platform>.node next to index.js
 //   node scripts/build.js --napi   in a checkout: napi build, which also regenerates index.d.ts
+//   node scripts/build.js --target <platform>
+//                                  in a checkout on Linux x64: cross-compiles for another
+//                                  platform (linux-arm64-gnu, win32-x64; scripts/targets.js)
+//                                  to orion-native.<platform>.node, for `npm run package`
 //
 // Needs Rust (rustup), cmake, a C/C++ compiler and libclang (Debian/Ubuntu:
 // apt-get install -y cmake libclang-dev build-essential).
@@ -14,6 +18,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { platformName } = require('../lib/binding')
+const { target } = require('./targets')
 
 const root = path.join(__dirname, '..')
 
@@ -66,16 +71,35 @@ function need(cmd, hint) {
   if (r.error || r.status !== 0) throw new Error(`building orion-native from source needs ${cmd}: ${hint}`)
 }
 
+/** Cargo's target directory; cross builds have their own, so that one never waits on the other. */
+function targetDir(cross = false) {
+  if (process.env.CARGO_TARGET_DIR) return path.resolve(root, process.env.CARGO_TARGET_DIR)
+  return path.join(root, 'target', ...(cross ? ['cross'] : []))
+}
+
 async function main(argv) {
   const napi = argv.includes('--napi')
+  const at = argv.indexOf('--target')
+  const platform = at >= 0 ? argv[at + 1] : platformName()
+  const cross = at >= 0 && platform !== platformName()
   need('cargo', 'install Rust from https://rustup.rs')
   need('cmake', 'install cmake (Debian/Ubuntu: apt-get install -y cmake libclang-dev build-essential)')
   const started = Date.now()
-  process.stderr.write('Building orion-native from source (llama.cpp takes most of the time: ~10 min on 2 cores)\n')
-  const out = path.join(root, `orion-native.${platformName()}.node`)
-  if (napi) {
+  process.stderr.write(
+    `Building orion-native${cross ? ` for ${platform}` : ''} from source (llama.cpp takes most of the time: ~10 min on 2 cores)\n`,
+  )
+  const out = path.join(root, `orion-native.${platform}.node`)
+  if (napi && !cross) {
     const cli = path.join(root, 'node_modules', '.bin', 'napi')
     await run(cli, ['build', '--platform', '--release', '--no-js', '--', '-vv'])
+  } else if (cross) {
+    const t = target(platform)
+    if (!t.env) throw new Error(`${platform} is built by the release workflow on its own platform, not here`)
+    const env = { ...process.env, CARGO_TARGET_DIR: targetDir(true), ...t.env(targetDir(true)) }
+    const cc = env[`CC_${t.triple.replace(/-/g, '_')}`]
+    need(cc, `install Debian's ${t.apt.join(' ')} (apt-get install -y --no-install-recommends ${t.apt.join(' ')})`)
+    await run('cargo', ['build', '--release', '--lib', '--target', t.triple, '-vv'], { env })
+    fs.copyFileSync(path.join(targetDir(true), t.triple, 'release', t.lib), out)
   } else {
     await run('cargo', ['build', '--release', '--lib', '-vv'])
     const lib =
@@ -84,10 +108,7 @@ async function main(argv) {
         : process.platform === 'darwin'
           ? 'liborion_native.dylib'
           : 'liborion_native.so'
-    const targetDir = process.env.CARGO_TARGET_DIR
-      ? path.resolve(root, process.env.CARGO_TARGET_DIR)
-      : path.join(root, 'target')
-    fs.copyFileSync(path.join(targetDir, 'release', lib), out)
+    fs.copyFileSync(path.join(targetDir(), 'release', lib), out)
   }
   process.stderr.write(
     `Built ${path.relative(process.cwd(), out) || out} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,

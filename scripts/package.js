@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 'use strict'
-// `npm run package`: the two tarballs a user installs, from the release build.
+// `npm run package [-- --target <platform>]`: the two tarballs a user installs, from the
+// release build. Without --target, for this machine's platform, from `npm run build`'s
+// addon; with --target linux-arm64-gnu or win32-x64 (on Linux x64), the addon is
+// cross-compiled first (scripts/build.js --target; cargo reuses what is already built).
 //
 //   dist/orion-native-<version>.tgz             JS, types, CLI, and the sources for a build
 //                                               on platforms without a prebuilt addon
@@ -13,6 +16,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
 const { platformName } = require('../lib/binding')
+const { target } = require('./targets')
 
 const ORT_VERSION = '1.30.0'
 // The wheel's tag per platform, and the library's name inside it and in the package.
@@ -34,7 +38,7 @@ const ORT_WHEELS = {
     member: `capi/libonnxruntime.${ORT_VERSION}.dylib`,
     as: 'libonnxruntime.dylib',
   },
-  'win32-x64-msvc': { platform: 'win_amd64', member: 'capi/onnxruntime.dll', as: 'onnxruntime.dll' },
+  'win32-x64': { platform: 'win_amd64', member: 'capi/onnxruntime.dll', as: 'onnxruntime.dll' },
 }
 
 const root = path.join(__dirname, '..')
@@ -132,10 +136,12 @@ function stageMain(dist) {
   return stage
 }
 
-function main() {
-  const platform = platformName()
+async function main(argv = []) {
+  const at = argv.indexOf('--target')
+  const platform = at >= 0 ? argv[at + 1] : platformName()
   const addon = path.join(root, `orion-native.${platform}.node`)
-  if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: build it first (npm run build)`)
+  if (platform !== platformName()) await require('./build').main(['--target', platform])
+  else if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: build it first (npm run build)`)
   const dist = path.join(root, 'dist')
   const stage = path.join(dist, 'stage', platform)
   fs.rmSync(stage, { recursive: true, force: true })
@@ -148,10 +154,11 @@ function main() {
   fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(meta, null, 2) + '\n')
   fs.copyFileSync(path.join(root, 'npm', platform, 'README.md'), path.join(stage, 'README.md'))
   fs.copyFileSync(addon, path.join(stage, path.basename(addon)))
-  // Symbols are for debugging a build, not for users' disks (about 3 MB of 14 here).
+  // Symbols are for debugging a build, not for users' disks (about 3 MB of 14 here). The
+  // target's own binutils for a cross build (the host's strip may not know its format).
   if (process.platform === 'linux') {
     try {
-      execFileSync('strip', ['--strip-unneeded', path.join(stage, path.basename(addon))])
+      execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, path.basename(addon))])
     } catch (e) {
       console.warn(`not stripping the addon: ${e.message}`)
     }
@@ -184,10 +191,8 @@ function main() {
 module.exports = { main, ORT_VERSION }
 
 if (require.main === module) {
-  try {
-    main()
-  } catch (e) {
+  main(process.argv.slice(2)).catch((e) => {
     console.error(e.message)
     process.exit(1)
-  }
+  })
 }

@@ -93,11 +93,36 @@ pub(crate) fn addon_path() -> Option<PathBuf> {
     path.is_absolute().then_some(path)
 }
 
+/// This addon's own file: the module that holds this function's code, as Windows loaded it.
 #[cfg(windows)]
 pub(crate) fn addon_path() -> Option<PathBuf> {
-    // The Windows build is produced by the release workflow only; GetModuleFileNameW on
-    // this module's handle would go here. Until then the system search path applies.
-    None
+    use std::os::windows::ffi::OsStringExt;
+    use windows_sys::Win32::System::LibraryLoader::{
+        GetModuleFileNameW, GetModuleHandleExW, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
+        GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+    };
+    let mut module = std::ptr::null_mut();
+    // SAFETY: with FROM_ADDRESS the name argument is read as an address, here one inside
+    // this module's code; UNCHANGED_REFCOUNT takes no reference that would need freeing.
+    let found = unsafe {
+        GetModuleHandleExW(
+            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+            addon_path as *const u16,
+            std::ptr::addr_of_mut!(module),
+        )
+    };
+    if found == 0 {
+        return None;
+    }
+    // Long paths (`\\?\` prefixed) can reach 32,767 characters.
+    let mut buf = vec![0u16; 32 * 1024];
+    // SAFETY: `buf` is writable for `buf.len()` u16s and the call writes at most that many.
+    let n = unsafe { GetModuleFileNameW(module, buf.as_mut_ptr(), buf.len() as u32) } as usize;
+    if n == 0 || n >= buf.len() {
+        return None;
+    }
+    let path = PathBuf::from(std::ffi::OsString::from_wide(&buf[..n]));
+    path.is_absolute().then_some(path)
 }
 
 #[cfg(test)]

@@ -186,9 +186,36 @@ impl Drop for Lock {
     }
 }
 
+#[cfg(unix)]
 fn pid_alive(pid: i32) -> bool {
     // SAFETY: kill with signal 0 only checks whether the process exists; no signal is sent.
     pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+#[cfg(windows)]
+fn pid_alive(pid: i32) -> bool {
+    use windows_sys::Win32::Foundation::{CloseHandle, STILL_ACTIVE};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    let Ok(pid) = u32::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: OpenProcess takes plain values and returns a handle or null.
+    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if process.is_null() {
+        // No such process, or one we may not query: either way not ours to wait for.
+        return false;
+    }
+    let mut code = 0u32;
+    // SAFETY: `process` is a valid handle opened above, `code` a writable u32; the handle
+    // is closed once, here.
+    let alive = unsafe {
+        let ok = GetExitCodeProcess(process, std::ptr::addr_of_mut!(code)) != 0;
+        CloseHandle(process);
+        ok && code == STILL_ACTIVE as u32
+    };
+    alive
 }
 
 /// Take `<dest>.lock`, waiting while a live process holds it. `None` when `dest` appeared
