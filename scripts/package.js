@@ -141,7 +141,7 @@ async function main(argv = []) {
   const platform = at >= 0 ? argv[at + 1] : platformName()
   const addon = path.join(root, `orion-native.${platform}.node`)
   if (platform !== platformName()) await require('./build').main(['--target', platform])
-  else if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: build it first (npm run build)`)
+  else if (!fs.existsSync(addon)) await require('./build').main(['--napi'])
   const dist = path.join(root, 'dist')
   const stage = path.join(dist, 'stage', platform)
   fs.rmSync(stage, { recursive: true, force: true })
