@@ -80,6 +80,20 @@ for (const platform of PLATFORMS) {
       })
     })
 
+    // The floors of embedding.test.js, on this platform's kernels: arm64's int8 products
+    // (NEON, and i8mm or dot-product instructions where the CPU has them) are not x64's.
+    test('each precision stays within its documented accuracy of the reference', () => {
+      const a = r.accuracy.result
+      console.log(
+        `${platform} (${a.arch}) on ${a.int8.cpuFeatures.join(' ') || 'no listed features'}: exact min cosine ` +
+          `${a.exact.batched.toFixed(5)} batched, ${a.exact.single.toFixed(5)} single; int8 ` +
+          `(${a.int8.int8Weights} weights) ${a.int8.batched.toFixed(5)} batched, ${a.int8.single.toFixed(5)} single`,
+      )
+      expect(a.arch).toBe(platform === 'win32-x64' ? 'x64' : 'arm64')
+      expect(Math.min(a.exact.batched, a.exact.single)).toBeGreaterThanOrEqual(0.99999)
+      expect(Math.min(a.int8.batched, a.int8.single)).toBeGreaterThanOrEqual(0.998)
+    })
+
     test('orion-native status --json', () => {
       expect(r.status.status).toBe(0)
       expect(JSON.stringify(r.status.result)).toMatch(/pressure/)

@@ -6,7 +6,8 @@
 // addon when needed, `npm run package -- --target`), installs them into a fresh app as npm
 // would on that platform, and runs the installed-package fixtures there: embeddings from 4
 // workers through one model load, 'Paris' from the demo model, a memory snapshot (app.cjs),
-// the ES module (app.mjs) and `orion-native status --json`.
+// the ES module (app.mjs), `orion-native status --json`, and each precision against the
+// reference vectors (accuracy.cjs: int8's integer kernels differ per architecture).
 //
 //   node scripts/cross-smoke.js --target win32-x64|linux-arm64-gnu
 //   node scripts/cross-smoke.js --prepare    (the test command: build what can be run)
@@ -165,6 +166,8 @@ async function smoke(platform, { modelsDir } = {}) {
   const cjs = run(['app.cjs', '4', modelsDir], app)
   const esm = run(['app.mjs', modelsDir], app)
   const status = run([path.join('node_modules', 'orion-native', 'bin', 'orion-native.js'), 'status', '--json'], app)
+  const reference = path.join(root, '__tests__', 'fixtures', 'reference-embeddings.json')
+  const accuracy = run(['accuracy.cjs', modelsDir, reference], app)
   return {
     platform,
     node: NODE_VERSION,
@@ -174,6 +177,7 @@ async function smoke(platform, { modelsDir } = {}) {
     cjs: { seconds: cjs.seconds, result: lastJson(cjs), stderr: cjs.stderr },
     esm: { seconds: esm.seconds, result: lastJson(esm), stderr: esm.stderr },
     status: { seconds: status.seconds, status: status.status, result: lastJson(status), stderr: status.stderr },
+    accuracy: { seconds: accuracy.seconds, result: lastJson(accuracy) },
   }
 }
 
