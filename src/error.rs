@@ -105,6 +105,26 @@ impl OrionError {
     }
 }
 
+/// `RUNTIME_NOT_FOUND`'s message, with what Windows adds.
+fn runtime_not_found(f: &mut fmt::Formatter<'_>, tried: &str) -> fmt::Result {
+    write!(
+        f,
+        "no ONNX Runtime library could be loaded (tried: {tried}). The platform package \
+         (orion-native-<platform>) ships one next to the addon: reinstall orion-native, and in \
+         an Electron app unpack that package from the asar archive; or set ORT_DYLIB_PATH (or \
+         configure({{ ortLibraryPath }})) to a libonnxruntime shared library, version 1.24 or newer."
+    )?;
+    if cfg!(windows) {
+        // The loader's "module could not be found" also means a missing dependency.
+        f.write_str(
+            " On Windows onnxruntime.dll also needs the Microsoft Visual C++ 2015-2022 runtime: \
+             \"module could not be found\" for a file that is there means it is missing; install \
+             Microsoft's VC++ Redistributable (x64).",
+        )?;
+    }
+    Ok(())
+}
+
 /// `DOWNLOAD_FAILED`'s message.
 fn download_failed(f: &mut fmt::Formatter<'_>, url: &str, why: &str) -> fmt::Result {
     write!(
@@ -159,13 +179,7 @@ impl fmt::Display for OrionError {
                 f,
                 "{m}. The file may be truncated or not a model: delete it and run `npx orion-native models` again."
             ),
-            Self::RuntimeNotFound(tried) => write!(
-                f,
-                "no ONNX Runtime library could be loaded (tried: {tried}). The platform package \
-                 (orion-native-<platform>) ships one next to the addon: reinstall orion-native, and in \
-                 an Electron app unpack that package from the asar archive; or set ORT_DYLIB_PATH (or \
-                 configure({{ ortLibraryPath }})) to a libonnxruntime shared library, version 1.24 or newer."
-            ),
+            Self::RuntimeNotFound(tried) => runtime_not_found(f, tried),
             Self::RuntimePathFailed { tried, set_by } => write!(
                 f,
                 "the ONNX Runtime library that {set_by} names could not be loaded ({tried}). \

@@ -19,7 +19,7 @@
 //! In the floor that owns the resource (none of them imports this file):
 //!
 //! - `settings::SETTINGS`: what `configure()` set.
-//! - `lifecycle::{SHUT_DOWN, WORK, WORK_DONE, EXIT_HANDLERS, AT_EXIT}`: the process's
+//! - `lifecycle::{SHUT_DOWN, WORK, WORK_DONE, COMPUTING, COMPUTE_DONE, EXIT_HANDLERS, AT_EXIT}`: the process's
 //!   exit; this file decides when it begins ([`begin_shutdown`]).
 //! - `net::HTTP`: the one HTTP client (connection pool) and the async runtime its
 //!   requests run on, for remote servers and downloads; `remote::ENDPOINTS`: remote
@@ -49,6 +49,8 @@
 //!   set under it ([`begin_shutdown`], through `lifecycle::refuse_new_work`) and checked under it (`lifecycle::begin_work`), which is
 //!   what makes "no work starts once shutdown has begun" hold. [`wait_for_shutdown`]
 //!   and [`quiesce`] hold it only inside `WORK_DONE.wait_until` (`lifecycle::wait_for_work`).
+//! - `COMPUTING` (with `COMPUTE_DONE`, llama.cpp decode steps in flight) is a leaf, held
+//!   to count a step and inside `COMPUTE_DONE.wait_until`, never across the step.
 //! - `EMBEDDING` before `SETTINGS` (read) and before an embedding queue's state lock.
 //!   [`embedding_service`] reads the settings and the model's `config.json` and spawns
 //!   the service's thread under `EMBEDDING`, but loads nothing there (the model loads
