@@ -65,7 +65,15 @@ test('npm installs the two packages and nothing else; the platform package carri
   )}] }))`
   const resolved = spawnSync('node', ['-e', script], { cwd: app, env, encoding: 'utf8' }).stdout.trim().split('\n')
   for (const r of resolved) expect(r.startsWith(path.join(main, 'node_modules'))).toBe(true)
-  for (const f of ['Cargo.toml', 'Cargo.lock', 'build.rs', 'src/lib.rs', 'scripts/build.js', 'index.d.ts']) {
+  for (const f of [
+    'Cargo.toml',
+    'Cargo.lock',
+    'build.rs',
+    'src/lib.rs',
+    'scripts/build.js',
+    'scripts/targets.js',
+    'index.d.ts',
+  ]) {
     expect(fs.existsSync(path.join(main, f))).toBe(true)
   }
   const sizes = { 'orion-native': duBytes(main), [platformPkg]: duBytes(path.join(app, 'node_modules', platformPkg)) }
