@@ -210,12 +210,11 @@ fn pid_alive(pid: i32) -> bool {
     let mut code = 0u32;
     // SAFETY: `process` is a valid handle opened above, `code` a writable u32; the handle
     // is closed once, here.
-    let alive = unsafe {
+    unsafe {
         let ok = GetExitCodeProcess(process, std::ptr::addr_of_mut!(code)) != 0;
         CloseHandle(process);
         ok && code == STILL_ACTIVE as u32
-    };
-    alive
+    }
 }
 
 /// Take `<dest>.lock`, waiting while a live process holds it. `None` when `dest` appeared
