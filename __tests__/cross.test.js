@@ -26,6 +26,10 @@ for (const platform of PLATFORMS) {
       )
     }, 1_800_000)
 
+    afterAll(() => {
+      for (const d of r?.scratch || []) fs.rmSync(d, { recursive: true, force: true })
+    })
+
     test('npm installs the main package and this platform package, which carries ONNX Runtime', () => {
       expect(r.installed.sort()).toEqual(['orion-native', `orion-native-${platform}`].sort())
       const dir = path.join(r.app, 'node_modules', `orion-native-${platform}`)

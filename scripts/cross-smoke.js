@@ -155,9 +155,11 @@ async function smoke(platform, { modelsDir } = {}) {
     stdio: ['ignore', 'ignore', 'inherit'],
   })
   for (const f of fs.readdirSync(fixtures)) fs.copyFileSync(path.join(fixtures, f), path.join(app, f))
+  // The models the test command fetched, under one directory of links, as an app ships them.
+  let links = null
   if (!modelsDir) {
     const dirs = require('./models').ensureModels({ quiet: true })
-    modelsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-cross-models-'))
+    modelsDir = links = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-cross-models-'))
     fs.symlinkSync(dirs['all-MiniLM-L6-v2'], path.join(modelsDir, 'all-MiniLM-L6-v2'))
     const llm = dirs['smollm2-135m-instruct']
     fs.symlinkSync(llm, path.join(modelsDir, path.basename(llm)))
@@ -172,6 +174,8 @@ async function smoke(platform, { modelsDir } = {}) {
     platform,
     node: NODE_VERSION,
     app,
+    // What the caller removes when done: the app (about 80 MB installed) and the links.
+    scratch: [app, links].filter(Boolean),
     pack: { seconds: packSeconds, platformPackage: packed.platform, mainPackage: packed.main },
     installed: fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.')),
     cjs: { seconds: cjs.seconds, result: lastJson(cjs), stderr: cjs.stderr },
