@@ -5,6 +5,7 @@
 //! out of the README): an interface between the package's own files.
 
 use super::llm::args::read_on_progress;
+use super::llm::loader::blocking;
 use super::options::{read, Int};
 use super::{js_error, promise, rejected};
 use crate::error::{echo, OrionError};
@@ -96,24 +97,11 @@ pub fn fetch_file<'e>(
         };
         crate::store::download::fetch(&src, &dest, &mut report, &crate::lifecycle::is_shut_down)
     };
-    promise(
-        env,
-        async move {
-            // Counted until it returns, so that the process's exit waits for it.
-            let guard = crate::lifecycle::begin_work()?;
-            tokio::task::spawn_blocking(move || {
-                let _guard = guard;
-                work()
-            })
-            .await
-            .map_err(|e| OrionError::Internal(format!("download thread failed: {e}")))?
-        },
-        move |env, ()| {
-            if let Some(s) = js_sink {
-                s.deliver(env, 100);
-            }
-            Ok(())
-        },
-    )
+    promise(env, blocking(work), move |env, ()| {
+        if let Some(s) = js_sink {
+            s.deliver(env, 100);
+        }
+        Ok(())
+    })
     .map_err(|e| js_error(env, &OrionError::Internal(e.reason.clone())))
 }

@@ -85,8 +85,10 @@ where
 }
 
 /// Run `f` on tokio's blocking pool: for calls that block inside llama.cpp (loads,
-/// unloads, generations).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> R<T> + Send + 'static) -> R<T> {
+/// unloads, generations) or on the network (`__fetchFile`).
+pub(in crate::js) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> R<T> + Send + 'static,
+) -> R<T> {
     // Counted until it returns, so that the process's exit waits for it.
     let work = crate::lifecycle::begin_work()?;
     tokio::task::spawn_blocking(move || {

@@ -12,7 +12,7 @@
 //!   `QUANTIZATION_LEVELS` export.
 
 pub(super) mod args;
-mod loader;
+pub(super) mod loader;
 mod options;
 mod quantization;
 pub(super) mod sinks;
