@@ -184,10 +184,12 @@ const noop = () => {}
 
 /**
  * The per-call options as the addon gets them: `onToken` guarded, and the caller's
- * AbortSignal relayed through a signal of this call's own, whose listener on the
- * caller's signal is removed when the call settles (one app-wide signal shared by many
- * calls then holds no closure per call). Returns [options, settled]. Reading the
- * options may run the caller's getters: their exceptions become INVALID_OPTION.
+ * AbortSignal replaced by the call's stop switch (src/js/stop.rs), which this file
+ * throws when the signal aborts; the addon never listens to the signal itself. The
+ * listener on the caller's signal is removed when the call settles (one app-wide signal
+ * shared by many calls then holds no closure per call). Returns [options, settled].
+ * Reading the options may run the caller's getters: their exceptions become
+ * INVALID_OPTION.
  */
 function callOptions(options) {
   // Everything here may run the caller's code (a getter, a Proxy's trap, a revoked
@@ -208,34 +210,35 @@ function relayOptions(options) {
   let settled = noop
   if (typeof onToken === 'function') copy.onToken = guarded(onToken, 'onToken')
   if (relay) {
-    const inner = new AbortController()
-    if (signal.aborted) inner.abort(signal.reason)
-    else settled = follow(signal, inner)
-    copy.signal = inner.signal
+    // Anything else that is not an AbortSignal goes to the addon as it is, which refuses it.
+    const stop = native.__stopSwitch()
+    if (signal.aborted) native.__stop(stop)
+    else settled = follow(signal, stop)
+    copy.signal = stop
   }
   return [copy, settled]
 }
 
-// Per caller signal, the calls following it: one listener on that signal for all of
-// them (so many concurrent calls sharing it raise no MaxListenersExceededWarning),
-// removed when the last call settles.
+// Per caller signal, the stop switches of the calls following it: one listener on that
+// signal for all of them (so many concurrent calls sharing it raise no
+// MaxListenersExceededWarning), removed when the last call settles.
 const followers = new WeakMap()
 
-function follow(signal, inner) {
+function follow(signal, stop) {
   let set = followers.get(signal)
   if (!set) {
     set = new Set()
     const forward = () => {
-      for (const c of set) c.abort(signal.reason)
+      for (const s of set) native.__stop(s)
       set.clear()
     }
     set.forward = forward
     followers.set(signal, set)
     signal.addEventListener('abort', forward, { once: true })
   }
-  set.add(inner)
+  set.add(stop)
   return () => {
-    set.delete(inner)
+    set.delete(stop)
     if (set.size === 0 && followers.get(signal) === set) {
       followers.delete(signal)
       signal.removeEventListener('abort', set.forward)

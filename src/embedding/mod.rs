@@ -432,13 +432,13 @@ impl Pending {
             .collect()
     }
 
-    /// Wait for every vector, giving up after `timeout` or when `cancel` resolves.
+    /// Wait for every vector, giving up after `timeout` or when `cancel` turns `true`.
     /// Giving up drops the receivers, which tells the queue not to compute texts
     /// nobody else waits for.
     pub(crate) async fn wait(
         self,
         timeout: Duration,
-        cancel: Option<tokio::sync::oneshot::Receiver<()>>,
+        cancel: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Vec<Vector>> {
         let collect = async move {
             let mut out = Vec::with_capacity(self.slots.len());
@@ -461,9 +461,10 @@ impl Pending {
         };
         match cancel {
             None => timed.await,
-            Some(cancel) => tokio::select! {
+            // A sender gone without firing disables the branch (the call goes on).
+            Some(mut cancel) => tokio::select! {
                 r = timed => r,
-                Ok(()) = cancel => Err(OrionError::Aborted),
+                Ok(_) = cancel.wait_for(|stopped| *stopped) => Err(OrionError::Aborted),
             },
         }
     }
@@ -660,9 +661,9 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code(), "EMBEDDING_TIMEOUT");
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::watch::channel(false);
         let p = svc.submit(&["slower"]).unwrap();
-        tx.send(()).unwrap();
+        tx.send(true).unwrap();
         let e = rt().block_on(p.wait(LONG, Some(rx))).unwrap_err();
         assert_eq!(e.code(), "ABORTED");
     }

@@ -31,6 +31,8 @@
 //! - `settings.rs`: `configure()` and its `Configuration`.
 //! - `lifecycle.rs`: the process's exit (`__attach`, `__shutdown`).
 //! - `fetch.rs`: `__fetchFile`, the addon's downloader for the package's model fetch.
+//! - `stop.rs`: `__stopSwitch` and `__stop`, through which `index.js` stops a call when its
+//!   `AbortSignal` aborts.
 //! - `options.rs`: reading option objects (into the options structs: `read`) and JS
 //!   values, for every file above.
 //! - `env_guard.rs`: work tied to the JS environment that started it, stopped when that
@@ -46,6 +48,7 @@ mod monitor;
 mod options;
 mod remote;
 mod settings;
+mod stop;
 
 use crate::error::OrionError;
 use napi::bindgen_prelude::*;

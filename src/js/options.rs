@@ -1,12 +1,12 @@
 //! The binding layer's side of reading options (the reader itself, its typed values
 //! and its tests are in `crate::options`): napi's values as [`JsValue`]s, JSON data
-//! read from JS with caps, and `AbortSignal`s.
+//! read from JS with caps.
 
 use crate::error::{clipped, OrionError};
 pub(crate) use crate::options::{Given, Int, Real, MAX_ARRAY_ITEMS};
 use crate::options::{JsValue as OptionValue, Kind};
 use napi::bindgen_prelude::*;
-use napi::{Env, JsValue, ValueType};
+use napi::{JsValue, ValueType};
 
 type R<T> = std::result::Result<T, OrionError>;
 
@@ -236,33 +236,4 @@ pub(crate) fn describe(v: &Unknown) -> String {
         Ok(t) => format!("a value of type {}", format!("{t:?}").to_lowercase()),
         Err(_) => "an unreadable value".into(),
     }
-}
-
-type AddEventListener<'a> = Function<'a, FnArgs<(&'a str, Function<'a, (), ()>)>, Unknown<'a>>;
-
-/// Run `fire` (on this JS thread) when the `AbortSignal` `signal` fires. An already
-/// aborted signal is an ABORTED error right away.
-pub(crate) fn on_abort(env: &Env, signal: Unknown, fire: impl Fn() + 'static) -> R<()> {
-    let not_signal = || OrionError::InvalidOption("options.signal must be an AbortSignal".into());
-    if signal.get_type().ok() != Some(ValueType::Object) {
-        return Err(not_signal());
-    }
-    let obj: Object = cast_checked(&signal).map_err(|_| not_signal())?;
-    let aborted: Option<bool> = obj.get("aborted").ok().flatten();
-    let add: Option<AddEventListener> = obj.get("addEventListener").ok().flatten();
-    let (Some(aborted), Some(add)) = (aborted, add) else {
-        return Err(not_signal());
-    };
-    if aborted {
-        return Err(OrionError::Aborted);
-    }
-    let listener = env
-        .create_function_from_closure("orionAbort", move |_| {
-            fire();
-            Ok(())
-        })
-        .map_err(|e| OrionError::Internal(e.reason.clone()))?;
-    add.apply(obj, ("abort", listener).into())
-        .map_err(|e| OrionError::InvalidOption(format!("options.signal: {}", e.reason)))?;
-    Ok(())
 }

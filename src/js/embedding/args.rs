@@ -3,14 +3,14 @@
 
 use super::options::{EmbedOptions, EmbeddingClientOptions};
 use crate::error::OrionError;
-use crate::js::options::{array_length, cast_checked, describe, on_abort, read};
+use crate::js::options::{array_length, cast_checked, describe, read};
+use crate::js::stop::read_stop;
 use crate::runtime::EmbeddingRequest;
 use napi::bindgen_prelude::*;
-use napi::{Env, JsValue, ValueType};
-use parking_lot::Mutex;
+use napi::{JsValue, ValueType};
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 type R<T> = std::result::Result<T, OrionError>;
 
@@ -40,13 +40,13 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
 /// One embedding call's options.
 pub(super) struct CallOptions {
     pub(super) timeout: Duration,
-    /// Fires when the caller's `signal` aborts.
-    pub(super) cancel: Option<oneshot::Receiver<()>>,
+    /// Turns `true` when the caller's `signal` aborts.
+    pub(super) cancel: Option<watch::Receiver<bool>>,
 }
 
 impl CallOptions {
     /// `timeoutMs` (else `default_timeout`, the client's) and `signal`.
-    pub(super) fn read(env: &Env, options: Option<Unknown>, default_timeout: Duration) -> R<Self> {
+    pub(super) fn read(options: Option<Unknown>, default_timeout: Duration) -> R<Self> {
         let (options, o): (EmbedOptions, _) = read(options, "options")?;
         let timeout = options
             .timeout_ms
@@ -57,16 +57,7 @@ impl CallOptions {
         };
         let cancel = match signal {
             None => None,
-            Some(s) => {
-                let (tx, rx) = oneshot::channel();
-                let tx = Mutex::new(Some(tx));
-                on_abort(env, s, move || {
-                    if let Some(tx) = tx.lock().take() {
-                        let _ = tx.send(());
-                    }
-                })?;
-                Some(rx)
-            }
+            Some(s) => Some(read_stop(s)?.fired()),
         };
         Ok(Self { timeout, cancel })
     }

@@ -51,7 +51,7 @@ impl SharedEmbeddingClient {
         convert: impl FnOnce(&Env, Vec<Arc<[f32]>>) -> Result<V> + 'static,
     ) -> Result<PromiseRaw<'e, V>> {
         let prepared = texts.and_then(|texts| {
-            let call = CallOptions::read(env, options, self.timeout)?;
+            let call = CallOptions::read(options, self.timeout)?;
             let gone = crate::js::env_guard::gone(env)
                 .map_err(|e| OrionError::Internal(format!("environment hook: {}", e.reason)))?;
             let pending = self.service.submit(&texts)?;

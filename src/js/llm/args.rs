@@ -8,14 +8,15 @@ use super::R;
 use crate::engine::llm::{GenerateParams, Prompt};
 use crate::error::{echo, OrionError};
 use crate::js::options::{
-    array_length, cast_checked, describe, on_abort, read, to_json, Options, MAX_ARRAY_ITEMS,
+    array_length, cast_checked, describe, read, to_json, Options, MAX_ARRAY_ITEMS,
 };
+use crate::js::stop::read_stop;
 use crate::llm::loader::ProgressFn;
 use crate::llm::registry::ModelDescriptor;
 use napi::bindgen_prelude::*;
 use napi::{Env, JsValue, ValueType};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// A non-empty string: a model key or id.
@@ -129,13 +130,12 @@ pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> 
 }
 
 /// `loadModel`'s options: the stop flag its signal sets.
-pub(super) fn load_options(env: &Env, options: Option<Unknown>) -> R<Arc<AtomicBool>> {
+pub(super) fn load_options(options: Option<Unknown>) -> R<Arc<AtomicBool>> {
     let (options, o): (LoadOptions, _) = read(options, "options")?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    if let Some(signal) = options.signal.and(o.raw("signal")?) {
-        let flag = cancel.clone();
-        on_abort(env, signal, move || flag.store(true, Ordering::Relaxed))?;
-    }
+    let cancel = match options.signal.and(o.raw("signal")?) {
+        Some(signal) => read_stop(signal)?.flag(),
+        None => Arc::new(AtomicBool::new(false)),
+    };
     Ok(cancel)
 }
 
@@ -149,14 +149,13 @@ pub(super) struct GenerateCall {
 }
 
 /// `generate`'s options (and `generateStream`'s, which refuses `onToken`).
-pub(super) fn generate_options(env: &Env, options: Option<Unknown>) -> R<GenerateCall> {
+pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
     let (options, o): (GenerateOptions, _) = read(options, "options")?;
     let params = options.params();
-    let cancel = Arc::new(AtomicBool::new(false));
-    if let Some(signal) = options.signal.and(o.raw("signal")?) {
-        let flag = cancel.clone();
-        on_abort(env, signal, move || flag.store(true, Ordering::Relaxed))?;
-    }
+    let cancel = match options.signal.and(o.raw("signal")?) {
+        Some(signal) => read_stop(signal)?.flag(),
+        None => Arc::new(AtomicBool::new(false)),
+    };
     let on_token = match options.on_token {
         Some(_) => o.function("onToken")?,
         None => None,

@@ -57,7 +57,7 @@ where
         Ok((
             read_key(&model_key, "modelKey")?,
             read_on_progress(env, on_progress)?,
-            load_options(env, options)?,
+            load_options(options)?,
         ))
     })();
     let (key, sink, cancel) = match prepared {
@@ -205,7 +205,7 @@ impl ModelLoader {
             Ok((
                 read_key(&model_key, "modelKey")?,
                 read_prompt(&prompt)?,
-                generate_options(env, options)?,
+                generate_options(options)?,
             ))
         })();
         let (key, prompt, call) = match prepared {
@@ -274,7 +274,7 @@ impl ModelLoader {
         let prepared = (|| -> R<_> {
             let key = read_key(&model_key, "modelKey")?;
             let prompt = read_prompt(&prompt)?;
-            let call = generate_options(&env, options)?;
+            let call = generate_options(options)?;
             if call.tokens.is_some() {
                 return Err(OrionError::InvalidOption(
                     "generateStream yields the text itself: drop the onToken option".into(),
