@@ -654,6 +654,11 @@ export interface OptimizationStrategy {
   totalMemory: number
   availableMemory: number
   cpuFeatures: Array<string>
+  /**
+   * The instruction sets of the llama.cpp CPU backend in use (on Linux x64, the
+   * best of its builds that this CPU runs).
+   */
+  llamaCpuFeatures: Array<string>
   gpus: Array<GpuInfo>
   /** Why each choice was made. */
   reasons: Array<string>

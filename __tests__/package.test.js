@@ -207,16 +207,25 @@ test('Electron layout: the platform package alone in app.asar.unpacked, ONNX Run
   const script = `
     const orion = require(${JSON.stringify(main)})
     orion.configure({ modelsDir: ${JSON.stringify(modelsDir)} })
+    // llama.cpp's backend initialises here: its CPU module loads from beside the addon.
+    const llamaCpu = orion.getOptimizationStrategy().llamaCpuFeatures
     orion.getSharedEmbeddingClient().createEmbedding('from an Electron layout').then((v) => {
       const fs = require('node:fs')
       const maps = fs.readFileSync('/proc/self/maps', 'utf8')
       const loaded = (re) => [...new Set(maps.split('\\n').filter((l) => re.test(l)).map((l) => l.split(/\\s+/).pop()))]
-      console.log(JSON.stringify({ dims: v.length, addon: loaded(/orion-native\\..*\\.node$/), ort: loaded(/libonnxruntime/) }))
+      console.log(JSON.stringify({ dims: v.length, addon: loaded(/orion-native\\..*\\.node$/), ort: loaded(/libonnxruntime/),
+        llama: loaded(/\\/lib(llama|ggml)[^/]*\\.so/), llamaCpu }))
     })`
   const out = json(spawnSync('node', ['-e', script], { cwd: resources, env, encoding: 'utf8', timeout: 120_000 }))
   expect(out.dims).toBe(384)
   expect(out.addon).toEqual([path.join(unpacked, platformPkg, `orion-native.${platformName()}.node`)])
   expect(out.ort).toEqual([path.join(unpacked, platformPkg, 'libonnxruntime.so.1')])
+  // llama.cpp's shared libraries and one CPU backend module, all from the platform package.
+  expect(out.llamaCpu.length).toBeGreaterThan(0)
+  expect(out.llama.filter((f) => path.dirname(f) !== path.join(unpacked, platformPkg))).toEqual([])
+  expect(out.llama.map((f) => path.basename(f).replace(/-[\w.]+\.so$/, '-*.so')).sort()).toEqual(
+    expect.arrayContaining(['libggml-base.so.0', 'libggml-cpu-*.so', 'libggml.so.0', 'libllama.so.0']),
+  )
   fs.rmSync(path.dirname(resources), { recursive: true, force: true })
 })
 

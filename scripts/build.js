@@ -110,13 +110,50 @@ async function main(argv) {
           : 'liborion_native.so'
     fs.copyFileSync(path.join(targetDir(), 'release', lib), out)
   }
+  if (!cross) for (const f of copyLlamaLibraries(path.dirname(out))) process.stderr.write(`  with ${f}\n`)
   process.stderr.write(
     `Built ${path.relative(process.cwd(), out) || out} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
   )
   return out
 }
 
-module.exports = { main, shown }
+/**
+ * llama.cpp's shared libraries and ggml's backend modules, where a build with backends
+ * as modules (Linux x64, Cargo.toml) made them: the newest llama-cpp-sys-2 build whose
+ * `out/backends` holds modules. None for a static build.
+ */
+function llamaLibraries(dir = targetDir()) {
+  const builds = []
+  for (const profile of [path.join(dir, 'release'), ...fs.readdirSync(dir).map((d) => path.join(dir, d, 'release'))]) {
+    const b = path.join(profile, 'build')
+    if (!fs.existsSync(b)) continue
+    for (const d of fs.readdirSync(b)) {
+      const out = path.join(b, d, 'out')
+      if (!d.startsWith('llama-cpp-sys-2-') || !fs.existsSync(path.join(out, 'backends'))) continue
+      const modules = fs.readdirSync(path.join(out, 'backends')).filter((f) => /^libggml-.*\.so$/.test(f))
+      if (modules.length) builds.push({ out, modules, mtime: fs.statSync(path.join(out, 'backends')).mtimeMs })
+    }
+  }
+  if (!builds.length) return []
+  const { out, modules } = builds.sort((a, b) => b.mtime - a.mtime)[0]
+  // The versioned names the addon's DT_NEEDED entries use (libllama.so.0), as files;
+  // not libllama-common, llama.cpp's helpers for its own tools, which the addon does not use.
+  const lib = path.join(out, 'lib')
+  const shared = fs.readdirSync(lib).filter((f) => /^lib(llama|ggml|ggml-base)\.so\.\d+$/.test(f))
+  return [...shared.map((f) => path.join(lib, f)), ...modules.map((f) => path.join(out, 'backends', f))]
+}
+
+/** Copy llamaLibraries() into `dest` (following links: each is one file there). */
+function copyLlamaLibraries(dest) {
+  const files = llamaLibraries()
+  for (const f of files) {
+    fs.rmSync(path.join(dest, path.basename(f)), { force: true })
+    fs.copyFileSync(fs.realpathSync(f), path.join(dest, path.basename(f)))
+  }
+  return files.map((f) => path.basename(f))
+}
+
+module.exports = { main, shown, llamaLibraries }
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((e) => {

@@ -26,6 +26,7 @@ const FLOORS = [
 // Names only one place may use.
 const OWNERS = [
   { name: 'llama_cpp_2', pattern: /\bllama_cpp_2\b/, allowed: ['llama'] },
+  { name: 'llama_cpp_sys_2', pattern: /\bllama_cpp_sys_2\b/, allowed: ['llama'] },
   { name: 'ort', pattern: /\bort::/, allowed: ['onnx'] },
 ]
 

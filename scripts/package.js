@@ -163,6 +163,16 @@ async function main(argv = []) {
       console.warn(`not stripping the addon: ${e.message}`)
     }
   }
+  // llama.cpp's shared libraries and ggml's backend modules, where the addon is built
+  // with backends as modules (Linux x64): beside it, where its rpath and loader look.
+  if (platform === platformName()) {
+    for (const f of require('./build').llamaLibraries()) {
+      const name = path.basename(f)
+      if (!fs.existsSync(path.join(root, name))) throw new Error(`${name} is not beside the addon: run npm run build`)
+      fs.copyFileSync(path.join(root, name), path.join(stage, name))
+      execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, name)])
+    }
+  }
   extract(
     wheel,
     {

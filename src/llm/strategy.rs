@@ -39,6 +39,8 @@ pub(crate) struct Strategy {
     pub(crate) total_memory: u64,
     pub(crate) available_memory: u64,
     pub(crate) cpu_features: Vec<&'static str>,
+    /// The instruction sets llama.cpp's CPU backend was built for (`AVX2`, `AVX512`, ...).
+    pub(crate) llama_cpu_features: Vec<String>,
     pub(crate) gpus: Vec<Gpu>,
     pub(crate) reasons: Vec<String>,
 }
@@ -113,6 +115,7 @@ pub(crate) fn choose(
         total_memory: total,
         available_memory: available,
         cpu_features: Vec::new(),
+        llama_cpu_features: Vec::new(),
         gpus,
         reasons,
     }
@@ -142,6 +145,13 @@ pub(crate) fn detect() -> Result<Strategy> {
         forced,
     );
     s.cpu_features = sysmem::cpu_features();
+    s.llama_cpu_features = crate::llama::backend::cpu_features();
+    if !s.llama_cpu_features.is_empty() {
+        s.reasons.push(format!(
+            "llama.cpp's CPU backend uses {}",
+            s.llama_cpu_features.join(" ")
+        ));
+    }
     Ok(s)
 }
 

@@ -7,6 +7,7 @@
 //! library there); an `onnxruntime-node` package in a `node_modules` above the addon; the
 //! system library through the dynamic loader's search path.
 
+use crate::paths::addon_path;
 use std::path::{Path, PathBuf};
 
 /// The library's file names on this platform, most specific first.
@@ -71,58 +72,6 @@ pub(crate) fn in_onnxruntime_node_above(dir: &Path) -> Vec<PathBuf> {
         .flat_map(|d| library_names().iter().map(move |n| d.join(n)))
         .filter(|p| p.is_file())
         .collect()
-}
-
-/// This addon's own file, as the dynamic loader opened it.
-#[cfg(unix)]
-pub(crate) fn addon_path() -> Option<PathBuf> {
-    // SAFETY: `Dl_info` is plain C data for which all-zero is a valid value.
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    let here = addon_path as *const libc::c_void;
-    // SAFETY: `here` is an address inside this library's code and `info` is a valid,
-    // writable `Dl_info`; dladdr only writes to it.
-    if unsafe { libc::dladdr(here, std::ptr::addr_of_mut!(info)) } == 0 || info.dli_fname.is_null()
-    {
-        return None;
-    }
-    // SAFETY: dladdr succeeded and `dli_fname` is non-null: it points to a NUL-terminated
-    // file name owned by the dynamic loader, valid while this library stays loaded.
-    let name = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    let path = PathBuf::from(name.to_string_lossy().into_owned());
-    // Under `cargo test` this is the test executable, not an addon: no directory to search.
-    path.is_absolute().then_some(path)
-}
-
-/// This addon's own file: the module that holds this function's code, as Windows loaded it.
-#[cfg(windows)]
-pub(crate) fn addon_path() -> Option<PathBuf> {
-    use std::os::windows::ffi::OsStringExt;
-    use windows_sys::Win32::System::LibraryLoader::{
-        GetModuleFileNameW, GetModuleHandleExW, GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
-        GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-    };
-    let mut module = std::ptr::null_mut();
-    // SAFETY: with FROM_ADDRESS the name argument is read as an address, here one inside
-    // this module's code; UNCHANGED_REFCOUNT takes no reference that would need freeing.
-    let found = unsafe {
-        GetModuleHandleExW(
-            GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
-            addon_path as *const u16,
-            std::ptr::addr_of_mut!(module),
-        )
-    };
-    if found == 0 {
-        return None;
-    }
-    // Long paths (`\\?\` prefixed) can reach 32,767 characters.
-    let mut buf = vec![0u16; 32 * 1024];
-    // SAFETY: `buf` is writable for `buf.len()` u16s and the call writes at most that many.
-    let n = unsafe { GetModuleFileNameW(module, buf.as_mut_ptr(), buf.len() as u32) } as usize;
-    if n == 0 || n >= buf.len() {
-        return None;
-    }
-    let path = PathBuf::from(std::ffi::OsString::from_wide(&buf[..n]));
-    path.is_absolute().then_some(path)
 }
 
 #[cfg(test)]

@@ -288,6 +288,9 @@ pub struct OptimizationStrategy {
     pub total_memory: i64,
     pub available_memory: i64,
     pub cpu_features: Vec<String>,
+    /// The instruction sets of the llama.cpp CPU backend in use (on Linux x64, the
+    /// best of its builds that this CPU runs).
+    pub llama_cpu_features: Vec<String>,
     pub gpus: Vec<GpuInfo>,
     /// Why each choice was made.
     pub reasons: Vec<String>,
@@ -304,6 +307,7 @@ impl From<Strategy> for OptimizationStrategy {
             total_memory: s.total_memory as i64,
             available_memory: s.available_memory as i64,
             cpu_features: s.cpu_features.into_iter().map(String::from).collect(),
+            llama_cpu_features: s.llama_cpu_features,
             gpus: s.gpus.into_iter().map(GpuInfo::from).collect(),
             reasons: s.reasons,
         }

@@ -1,0 +1,89 @@
+'use strict'
+// llama.cpp's CPU backends as modules (issue 25): on Linux x64 the addon loads, from
+// beside itself, the one of ggml's CPU builds that is best for this CPU, from SSE4.2
+// only to AVX-512 and AMX. Checked against the kernel's own list of the CPU's features,
+// so that an AVX-512 machine that ran the AVX2 build (or an AVX2 machine offered an
+// AVX-512 one) fails here.
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { getOptimizationStrategy, getModelLoader } = require('..')
+const { root } = require('./helpers')
+
+const linuxX64 = process.platform === 'linux' && process.arch === 'x64'
+const flags = linuxX64
+  ? new Set(
+      (/^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8')) || [, ''])[1].split(/\s+/).filter(Boolean),
+    )
+  : new Set()
+
+// ggml's feature name for each /proc/cpuinfo flag that picks a build.
+const LEVELS = [
+  ['ssse3', 'SSSE3'],
+  ['avx', 'AVX'],
+  ['avx2', 'AVX2'],
+  ['fma', 'FMA'],
+  ['f16c', 'F16C'],
+  ['bmi2', 'BMI2'],
+  ['avx512f', 'AVX512'],
+  ['avx512_vnni', 'AVX512_VNNI'],
+  ['avx512_bf16', 'AVX512_BF16'],
+  ['amx_int8', 'AMX_INT8'],
+]
+
+;(linuxX64 ? describe : describe.skip)('llama.cpp CPU backend (Linux x64)', () => {
+  test('the build in use matches what this CPU can run', () => {
+    const s = getOptimizationStrategy()
+    const used = new Set(s.llamaCpuFeatures)
+    console.log(
+      `CPU flags: ${LEVELS.filter(([f]) => flags.has(f))
+        .map(([f]) => f)
+        .join(' ')}; llama.cpp CPU backend: ${[...used].join(' ')}`,
+    )
+    expect(used.size).toBeGreaterThan(0)
+    // The x86-64 levels nest (ggml's builds are cumulative up to AVX-512): every feature
+    // of the chosen build is one the CPU has, and every level the CPU has up to AVX-512
+    // is used. Features outside that chain (VNNI, BF16, AMX) are only checked one way.
+    for (const [flag, feature] of LEVELS) {
+      if (used.has(feature)) expect([feature, flags.has(flag)]).toEqual([feature, true])
+    }
+    const chain = ['ssse3', 'avx', 'f16c', 'fma', 'avx2', 'bmi2', 'avx512f']
+    for (const flag of chain) {
+      const feature = LEVELS.find(([f]) => f === flag)[1]
+      if (flags.has(flag)) expect([feature, used.has(feature)]).toEqual([feature, true])
+    }
+    expect(s.reasons.some((r) => r.startsWith("llama.cpp's CPU backend uses"))).toBe(true)
+  })
+
+  test('the modules come from beside the addon, not from the working directory or the build', () => {
+    // The working directory holds copies of the CPU modules: llama.cpp's own search
+    // (llama_backend_init's default) would look there, and in the directory the build
+    // wrote them to. The process's memory map says which file was loaded.
+    const dir = fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'orion-cwd-'))
+    try {
+      for (const f of fs.readdirSync(root).filter((f) => /^libggml-cpu-.*\.so$/.test(f)))
+        fs.copyFileSync(path.join(root, f), path.join(dir, f))
+      const script = `
+        const s = require(${JSON.stringify(root)}).getOptimizationStrategy()
+        const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
+        const cpu = [...new Set(maps.split('\\n').map((l) => l.split(/\\s+/).pop()).filter((f) => /libggml-cpu-/.test(f)))]
+        console.log(JSON.stringify({ features: s.llamaCpuFeatures, cpu }))`
+      const r = spawnSync(process.execPath, ['-e', script], { cwd: dir, encoding: 'utf8' })
+      expect(r.status).toBe(0)
+      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      expect(out.features.length).toBeGreaterThan(0)
+      expect(out.cpu.length).toBe(1)
+      expect(path.dirname(out.cpu[0])).toBe(root)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('the chosen build answers', async () => {
+    const r = await getModelLoader().generate('demo', 'What is the capital of France?', {
+      temperature: 0,
+      maxTokens: 48,
+    })
+    expect(r.text).toMatch(/Paris/)
+  })
+})
