@@ -11,6 +11,13 @@ const { getOptimizationStrategy, getModelLoader } = require('..')
 const { root } = require('./helpers')
 
 const linuxX64 = process.platform === 'linux' && process.arch === 'x64'
+// qemu-user emulates a chosen CPU model: Westmere has SSE4.2 and no AVX, which the
+// addon's llama.cpp could not run before its CPU builds were modules (SIGILL).
+const qemu = linuxX64
+  ? ['qemu-x86_64', 'qemu-x86_64-static'].find((q) => spawnSync(q, ['--version']).status === 0)
+  : undefined
+if (linuxX64 && !qemu)
+  console.log('skipped: the run on a CPU without AVX (install qemu-user: qemu-x86_64, as .ci/run does)')
 const flags = linuxX64
   ? new Set(
       (/^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8')) || [, ''])[1].split(/\s+/).filter(Boolean),
@@ -78,6 +85,35 @@ const LEVELS = [
       fs.rmSync(dir, { recursive: true, force: true })
     }
   })
+
+  ;(qemu ? test : test.skip)(
+    'on a CPU without AVX (qemu-x86_64 -cpu Westmere) the SSE4.2 build loads and answers',
+    () => {
+      const script = `
+        const o = require(${JSON.stringify(root)})
+        const features = o.getOptimizationStrategy().llamaCpuFeatures
+        o.getModelLoader().generate('demo', 'What is the capital of France?', { temperature: 0, maxTokens: 24 })
+          .then((r) => console.log(JSON.stringify({ features, text: r.text })))`
+      const started = Date.now()
+      const r = spawnSync(qemu, ['-cpu', 'Westmere', process.execPath, '-e', script], {
+        encoding: 'utf8',
+        timeout: 240_000,
+      })
+      expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({
+        status: 0,
+        signal: null,
+        stderr: '',
+      })
+      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      console.log(
+        `Westmere under ${qemu}: ${out.features.join(' ')}; answered in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      )
+      expect(out.features).toContain('SSSE3')
+      expect(out.features).not.toContain('AVX')
+      expect(out.text).toMatch(/Paris/)
+    },
+    300_000,
+  )
 
   test('the chosen build answers', async () => {
     const r = await getModelLoader().generate('demo', 'What is the capital of France?', {
