@@ -41,6 +41,7 @@ export type OrionErrorCode =
   | 'DOWNLOAD_FAILED'
   | 'MODEL_LOAD_FAILED'
   | 'RUNTIME_NOT_FOUND'
+  | 'GPU_UNAVAILABLE'
   | 'EMBEDDING_TIMEOUT'
   | 'OVERLOADED'
   | 'ABORTED'
@@ -194,6 +195,8 @@ export interface Configuration {
   bundledModelsDirs: Array<string>
   /** Whether models missing from disk are downloaded when first used. */
   allowDownloads: boolean
+  /** The GPU choice in effect. */
+  gpu: 'auto' | 'vulkan' | 'cuda' | 'metal' | false
 }
 
 /**
@@ -232,6 +235,13 @@ export interface ConfigureOptions {
    * `ORION_ALLOW_DOWNLOADS`; default false: nothing leaves the machine unless asked).
    */
   allowDownloads?: boolean
+  /**
+   * The device llama.cpp runs models on (else `ORION_GPU`, else `'auto'`): `'auto'`
+   * takes the best GPU device a loaded backend offers, else the CPU; a backend's name
+   * takes a device of that backend, and loads fail with `GPU_UNAVAILABLE` (saying
+   * why) where it has none; `false` keeps models on the CPU.
+   */
+  gpu?: 'auto' | 'vulkan' | 'cuda' | 'metal' | boolean
 }
 
 /** A model's file on disk, as `downloadModel` reports it. */
@@ -660,6 +670,13 @@ export interface OptimizationStrategy {
    */
   llamaCpuFeatures: Array<string>
   gpus: Array<GpuInfo>
+  /** The device models load on (every layer there); absent for the CPU. */
+  device?: GpuInfo
+  /**
+   * Why the GPU backend named by `configure({ gpu })` / `ORION_GPU` cannot be used
+   * (model loads then fail with `GPU_UNAVAILABLE`); absent otherwise.
+   */
+  gpuUnavailable?: string
   /** Why each choice was made. */
   reasons: Array<string>
 }

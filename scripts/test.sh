@@ -21,6 +21,10 @@ fi
 # has the cross toolchains, Wine and qemu (.ci/run installs them); __tests__/cross.test.js
 # packs and runs them. Where something is missing this says which smoke test is skipped.
 node scripts/cross-smoke.js --prepare
+# ggml's Vulkan backend, built from the addon's llama.cpp tree (a few minutes, once per
+# llama-cpp-sys-2 version, cached in target/) where glslc and Vulkan headers are present;
+# __tests__/vulkan.test.js runs it on lavapipe. Otherwise this says the tests are skipped.
+node scripts/ggml-backends.js --prepare
 # napi build passes --target, so its artifacts live under target/<host triple>/; naming the
 # same target lets the Rust tests reuse that one release build instead of making another.
 cargo test --release --target "$(rustc -vV | sed -n 's/^host: //p')"

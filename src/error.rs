@@ -28,6 +28,9 @@ pub(crate) enum OrionError {
     ModelLoadFailed(String),
     /// No ONNX Runtime library could be loaded. Carries every place tried.
     RuntimeNotFound(String),
+    /// The GPU backend asked for by name (`configure({ gpu })`, `ORION_GPU`) has no
+    /// usable device. Carries why, and what to do.
+    GpuUnavailable(String),
     /// The ONNX Runtime library the user named (`ORT_DYLIB_PATH` or `ortLibraryPath`)
     /// could not be loaded: the same code, but the fix is that setting, not a reinstall.
     RuntimePathFailed {
@@ -88,6 +91,7 @@ impl OrionError {
             Self::DownloadFailed { .. } => "DOWNLOAD_FAILED",
             Self::ModelLoadFailed(_) => "MODEL_LOAD_FAILED",
             Self::RuntimeNotFound(_) | Self::RuntimePathFailed { .. } => "RUNTIME_NOT_FOUND",
+            Self::GpuUnavailable(_) => "GPU_UNAVAILABLE",
             Self::EmbeddingTimeout { .. } => "EMBEDDING_TIMEOUT",
             Self::Overloaded { .. } => "OVERLOADED",
             Self::Aborted => "ABORTED",
@@ -180,6 +184,7 @@ impl fmt::Display for OrionError {
                 "{m}. The file may be truncated or not a model: delete it and run `npx orion-native models` again."
             ),
             Self::RuntimeNotFound(tried) => runtime_not_found(f, tried),
+            Self::GpuUnavailable(why) => f.write_str(why),
             Self::RuntimePathFailed { tried, set_by } => write!(
                 f,
                 "the ONNX Runtime library that {set_by} names could not be loaded ({tried}). \
@@ -337,6 +342,7 @@ mod tests {
             },
             OrionError::ModelLoadFailed(String::new()),
             OrionError::RuntimeNotFound(String::new()),
+            OrionError::GpuUnavailable(String::new()),
             OrionError::EmbeddingTimeout { timeout_ms: 1 },
             OrionError::Overloaded {
                 queued: 1,

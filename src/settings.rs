@@ -21,6 +21,111 @@ pub(crate) struct Settings {
     /// Whether a model missing from disk may be downloaded when it is first used
     /// (`ORION_ALLOW_DOWNLOADS`); see [`downloads_allowed`].
     pub(crate) allow_downloads: Option<bool>,
+    /// Which device llama.cpp runs models on (`ORION_GPU`); see [`gpu`].
+    pub(crate) gpu: Option<Gpu>,
+}
+
+/// Which device llama.cpp runs models on: `configure({ gpu })`, else `ORION_GPU`, else
+/// `auto`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gpu {
+    /// The best GPU device a loaded backend offers, else the CPU.
+    Auto,
+    /// The CPU only, even where a GPU backend is loaded.
+    Off,
+    /// A device of this backend, or the error `GPU_UNAVAILABLE`.
+    Vulkan,
+    /// A device of this backend, or the error `GPU_UNAVAILABLE`.
+    Cuda,
+    /// A device of this backend, or the error `GPU_UNAVAILABLE`.
+    Metal,
+}
+
+impl Gpu {
+    /// The values `configure({ gpu })` takes, for messages.
+    pub(crate) const EXPECTED: &'static str = "'auto', 'vulkan', 'cuda', 'metal' or false";
+
+    /// A backend's name as `configure()` takes it.
+    pub(crate) fn named(name: &str) -> Option<Self> {
+        Some(match name {
+            "auto" => Self::Auto,
+            "vulkan" => Self::Vulkan,
+            "cuda" => Self::Cuda,
+            "metal" => Self::Metal,
+            _ => return None,
+        })
+    }
+
+    /// `ORION_GPU`'s value: a name, or a false-like word for the CPU.
+    pub(crate) fn from_env(value: &str) -> Option<Self> {
+        let v = value.trim().to_ascii_lowercase();
+        match v.as_str() {
+            "" | "true" | "1" => Some(Self::Auto),
+            "false" | "0" | "off" | "cpu" | "none" => Some(Self::Off),
+            _ => Self::named(&v),
+        }
+    }
+
+    /// As `configure()` reports it: the name, or `false`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Off => "false",
+            Self::Vulkan => "vulkan",
+            Self::Cuda => "cuda",
+            Self::Metal => "metal",
+        }
+    }
+
+    /// The ggml backend names (as devices report them) this choice asks for.
+    pub(crate) fn backends(self) -> &'static [&'static str] {
+        match self {
+            Self::Vulkan => &["Vulkan"],
+            Self::Cuda => &["CUDA"],
+            // ggml-metal registers as "MTL" (older builds: "Metal").
+            Self::Metal => &["MTL", "Metal"],
+            Self::Auto | Self::Off => &[],
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Gpu {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Gpu;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(Gpu::EXPECTED)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> std::result::Result<Gpu, E> {
+                Ok(if v { Gpu::Auto } else { Gpu::Off })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Gpu, E> {
+                Gpu::named(v).ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Turns the GPU choice for the whole process: see [`Gpu`].
+pub(crate) const GPU_ENV: &str = "ORION_GPU";
+
+/// The GPU choice in effect. An `ORION_GPU` that names nothing known is an
+/// `INVALID_OPTION` error, so that a typo never silently runs on the CPU.
+pub(crate) fn gpu() -> crate::error::Result<Gpu> {
+    if let Some(g) = settings().gpu {
+        return Ok(g);
+    }
+    match std::env::var(GPU_ENV) {
+        Err(_) => Ok(Gpu::Auto),
+        Ok(v) => Gpu::from_env(&v).ok_or_else(|| {
+            crate::error::OrionError::InvalidOption(format!(
+                "{GPU_ENV}={} is not one of auto, vulkan, cuda, metal, false",
+                crate::error::echo(&v)
+            ))
+        }),
+    }
 }
 
 /// A leaf lock: nothing is taken while it is held.
@@ -30,6 +135,7 @@ static SETTINGS: parking_lot::RwLock<Settings> = parking_lot::RwLock::new(Settin
     default_quantization: None,
     bundled_models_dirs: None,
     allow_downloads: None,
+    gpu: None,
 });
 
 /// The settings given from code so far.
@@ -54,6 +160,9 @@ pub(crate) fn configure(update: Settings) -> Settings {
     }
     if update.allow_downloads.is_some() {
         s.allow_downloads = update.allow_downloads;
+    }
+    if update.gpu.is_some() {
+        s.gpu = update.gpu;
     }
     s.clone()
 }

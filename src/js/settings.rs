@@ -33,6 +33,12 @@ pub struct ConfigureOptions {
     /// Download a model missing from disk when it is first used (else
     /// `ORION_ALLOW_DOWNLOADS`; default false: nothing leaves the machine unless asked).
     pub allow_downloads: Option<bool>,
+    /// The device llama.cpp runs models on (else `ORION_GPU`, else `'auto'`): `'auto'`
+    /// takes the best GPU device a loaded backend offers, else the CPU; a backend's name
+    /// takes a device of that backend, and loads fail with `GPU_UNAVAILABLE` (saying
+    /// why) where it has none; `false` keeps models on the CPU.
+    #[napi(ts_type = "'auto' | 'vulkan' | 'cuda' | 'metal' | boolean")]
+    pub gpu: Option<crate::settings::Gpu>,
 }
 
 /// The process's settings, as `configure()` returns them: what is in effect now, from
@@ -45,6 +51,9 @@ pub struct Configuration {
     pub bundled_models_dirs: Vec<String>,
     /// Whether models missing from disk are downloaded when first used.
     pub allow_downloads: bool,
+    /// The GPU choice in effect.
+    #[napi(ts_type = "'auto' | 'vulkan' | 'cuda' | 'metal' | false")]
+    pub gpu: Either<String, bool>,
 }
 
 /// Set process-wide settings from code, once for the whole process: every worker_thread
@@ -95,9 +104,15 @@ pub fn configure(env: Env, options: Option<Unknown>) -> Result<Configuration> {
             default_quantization,
             bundled_models_dirs,
             allow_downloads: o.allow_downloads,
+            gpu: o.gpu,
         };
         let s = settings::configure(update);
+        let gpu = match settings::gpu()? {
+            settings::Gpu::Off => Either::B(false),
+            g => Either::A(g.label().to_string()),
+        };
         Ok(Configuration {
+            gpu,
             allow_downloads: settings::downloads_allowed(),
             models_dir: crate::paths::models_dir().to_string_lossy().into_owned(),
             ort_library_path: s

@@ -41,6 +41,7 @@ export type OrionErrorCode =
   | 'DOWNLOAD_FAILED'
   | 'MODEL_LOAD_FAILED'
   | 'RUNTIME_NOT_FOUND'
+  | 'GPU_UNAVAILABLE'
   | 'EMBEDDING_TIMEOUT'
   | 'OVERLOADED'
   | 'ABORTED'

@@ -172,8 +172,9 @@ pub(crate) fn new_context(
     })
 }
 
-/// GPU (and other non-CPU) devices llama.cpp was built with: (name, backend, free bytes).
-pub(crate) fn devices() -> Vec<(String, String, u64)> {
+/// GPU (and other non-CPU) devices of the backends loaded: (ggml's device index, name,
+/// backend, free bytes).
+pub(crate) fn devices() -> Vec<(usize, String, String, u64)> {
     if backend().is_err() {
         return Vec::new();
     }
@@ -182,12 +183,35 @@ pub(crate) fn devices() -> Vec<(String, String, u64)> {
         .filter(|d| !d.backend.eq_ignore_ascii_case("cpu"))
         .map(|d| {
             (
+                d.index,
                 format!("{} ({})", d.name, d.description),
                 d.backend,
                 d.memory_free as u64,
             )
         })
         .collect()
+}
+
+/// The GPU (non-CPU) backends loaded, by ggml's names (`Vulkan`, `CUDA`, ...), whether
+/// or not they found a device.
+pub(crate) fn gpu_backends() -> Vec<String> {
+    if backend().is_err() {
+        return Vec::new();
+    }
+    // SAFETY: registrations last for the process; each name is a NUL-terminated static
+    // string of its backend.
+    unsafe {
+        (0..llama_cpp_sys_2::ggml_backend_reg_count())
+            .map(|i| llama_cpp_sys_2::ggml_backend_reg_get(i))
+            .filter(|r| !r.is_null())
+            .map(|r| {
+                std::ffi::CStr::from_ptr(llama_cpp_sys_2::ggml_backend_reg_name(r))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .filter(|n| !n.eq_ignore_ascii_case("cpu"))
+            .collect()
+    }
 }
 
 /// llama.cpp's backend (`llama_backend_init`). llama.cpp's own state is process-global,

@@ -11,10 +11,33 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use std::path::Path;
 
-#[derive(Clone, Debug, Default)]
-pub(crate) struct LlamaEngine {
-    /// Layers to offload to a GPU backend, when one is compiled in.
+/// Where a model's layers go: decided at each load (the GPU choice can change with
+/// `configure()`), by whoever built the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// ggml's index of the GPU device, or `None` for the CPU alone (no device at all:
+    /// llama.cpp then sends no work to a GPU backend, not even large batches).
+    pub(crate) device: Option<usize>,
+    /// Layers to offload to that device.
     pub(crate) gpu_layers: u32,
+}
+
+/// Decides a load's [`Placement`]; an error (the device asked for is unavailable)
+/// fails the load.
+pub(crate) type Place = std::sync::Arc<dyn Fn() -> Result<Placement> + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct LlamaEngine {
+    pub(crate) place: Place,
+}
+
+impl Default for LlamaEngine {
+    /// The CPU alone.
+    fn default() -> Self {
+        Self {
+            place: std::sync::Arc::new(|| Ok(Placement::default())),
+        }
+    }
 }
 
 impl Engine for LlamaEngine {
@@ -72,9 +95,17 @@ impl Engine for LlamaEngine {
 
     fn load(&self, path: &Path, mut progress: Progress) -> Result<super::prefix::ChatModel> {
         let backend = backend()?;
+        let placement = (self.place)()?;
+        let devices: Vec<usize> = placement.device.into_iter().collect();
         let params = LlamaModelParams::default()
+            .with_devices(&devices)
+            .map_err(|e| OrionError::ModelLoadFailed(format!("{}: {e}", path.display())))?
             .with_use_mmap(true)
-            .with_n_gpu_layers(self.gpu_layers)
+            .with_n_gpu_layers(if devices.is_empty() {
+                0
+            } else {
+                placement.gpu_layers
+            })
             .with_progress_callback(move |f| {
                 progress(f);
                 // false makes llama.cpp abandon the load: the process is exiting.

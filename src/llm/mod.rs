@@ -99,8 +99,18 @@ impl LlmService {
     /// A service resolving keys against `registry`, and starting its keep-alive thread.
     pub(crate) fn new(config: LoaderConfig, registry: Registry) -> Result<Self> {
         let strategy = strategy::detect()?;
+        // Each load places its layers as the strategy says then.
         let engine = LlamaEngine {
-            gpu_layers: strategy.gpu_layers,
+            place: Arc::new(|| {
+                let s = strategy::detect()?;
+                if let Some(why) = s.unavailable {
+                    return Err(crate::error::OrionError::GpuUnavailable(why));
+                }
+                Ok(crate::llama::engine::Placement {
+                    device: s.device.map(|d| d.index),
+                    gpu_layers: s.gpu_layers,
+                })
+            }),
         };
         let loader = Arc::new(ModelLoader::new(engine, Box::new(SystemProbe), config));
         // Keep-alive sweeper: cheap, and it holds only a weak reference.

@@ -446,11 +446,27 @@ impl<'de, J: JsValue> Deserializer<'de> for ValueDe<'_, J> {
         v.visit_unit()
     }
 
-    fn deserialize_any<Vi: Visitor<'de>>(self, _: Vi) -> std::result::Result<Vi::Value, DeError> {
-        Err(DeError(OrionError::Internal(format!(
-            "{}.{}: an options struct's field of a type options are not read into",
-            self.o.what, self.key
-        ))))
+    /// A field whose type takes several kinds of value (`gpu: 'auto' | ... | false`)
+    /// gets what was given, and its visitor decides; a value it refuses is worded as
+    /// every other option's ("options.gpu must be <what it expects>, got ...").
+    fn deserialize_any<Vi: Visitor<'de>>(self, v: Vi) -> std::result::Result<Vi::Value, DeError> {
+        let r = match self.value.kind()? {
+            Kind::Boolean => v.visit_bool(self.value.boolean()?),
+            Kind::Number => v.visit_f64(self.value.number()?),
+            Kind::String => v.visit_string(self.value.string()?),
+            // Lets the visitor refuse it, saying what it expects.
+            _ => v.visit_unit(),
+        };
+        r.map_err(|DeError(e)| match e {
+            OrionError::InvalidOption(m) => match m.split_once(", expected ") {
+                Some((_, expected)) => DeError(self.o.bad(self.key, expected, &self.value)),
+                None => DeError(OrionError::InvalidOption(format!(
+                    "{}.{}: {m}",
+                    self.o.what, self.key
+                ))),
+            },
+            other => DeError(other),
+        })
     }
 
     serde::forward_to_deserialize_any! {
@@ -673,5 +689,37 @@ mod tests {
             read_opts(Js::Arr(Vec::new(), 0)).unwrap_err(),
             "options must be an object, got an array"
         );
+    }
+
+    #[test]
+    fn a_field_of_several_kinds_gets_what_was_given() {
+        use crate::settings::Gpu;
+        #[derive(Debug, Deserialize)]
+        struct G {
+            gpu: Option<Gpu>,
+        }
+        let read_gpu =
+            |v: Js| read::<G, Js>(Some(obj(&[("gpu", v)])), "options").map(|(o, _)| o.gpu);
+        assert_eq!(read_gpu(Js::Bool(false)).unwrap(), Some(Gpu::Off));
+        assert_eq!(read_gpu(Js::Bool(true)).unwrap(), Some(Gpu::Auto));
+        assert_eq!(
+            read_gpu(Js::Str("vulkan".into())).unwrap(),
+            Some(Gpu::Vulkan)
+        );
+        assert_eq!(read_gpu(Js::Str("auto".into())).unwrap(), Some(Gpu::Auto));
+        for (v, got) in [
+            (Js::Str("vulkn".into()), "a value of type string"),
+            (Js::Num(1.0), "the number 1"),
+            (Js::Arr(Vec::new(), 0), "an array"),
+        ] {
+            let e = read_gpu(v).unwrap_err();
+            assert_eq!(e.code(), "INVALID_OPTION");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "options.gpu must be 'auto', 'vulkan', 'cuda', 'metal' or false, got {got}"
+                )
+            );
+        }
     }
 }

@@ -292,6 +292,11 @@ pub struct OptimizationStrategy {
     /// best of its builds that this CPU runs).
     pub llama_cpu_features: Vec<String>,
     pub gpus: Vec<GpuInfo>,
+    /// The device models load on (every layer there); absent for the CPU.
+    pub device: Option<GpuInfo>,
+    /// Why the GPU backend named by `configure({ gpu })` / `ORION_GPU` cannot be used
+    /// (model loads then fail with `GPU_UNAVAILABLE`); absent otherwise.
+    pub gpu_unavailable: Option<String>,
     /// Why each choice was made.
     pub reasons: Vec<String>,
 }
@@ -309,6 +314,8 @@ impl From<Strategy> for OptimizationStrategy {
             cpu_features: s.cpu_features.into_iter().map(String::from).collect(),
             llama_cpu_features: s.llama_cpu_features,
             gpus: s.gpus.into_iter().map(GpuInfo::from).collect(),
+            device: s.device.map(GpuInfo::from),
+            gpu_unavailable: s.unavailable,
             reasons: s.reasons,
         }
     }
