@@ -29,11 +29,8 @@ pub(crate) fn init_backend() -> std::result::Result<LlamaBackend, String> {
     }
     #[cfg(ggml_dl)]
     modules::load()?;
-    let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
-    if quiet {
-        b.void_logs();
-    }
-    Ok(b)
+    // Quiet already: llama.cpp's logger (set above) is ggml's too.
+    LlamaBackend::init().map_err(|e| e.to_string())
 }
 
 /// llama.cpp's and ggml's log messages go nowhere.

@@ -45,8 +45,6 @@ pub(crate) struct Strategy {
     /// The instruction sets llama.cpp's CPU backend was built for (`AVX2`, `AVX512`, ...).
     pub(crate) llama_cpu_features: Vec<String>,
     pub(crate) gpus: Vec<Gpu>,
-    /// The GPU choice in effect (`configure({ gpu })`, `ORION_GPU`).
-    pub(crate) gpu: GpuChoice,
     /// The device models are loaded on (an item of `gpus`), or `None` for the CPU.
     pub(crate) device: Option<Gpu>,
     /// Why the device asked for by name cannot be used: model loads then fail with
@@ -116,7 +114,6 @@ pub(crate) fn choose(
         cpu_features: Vec::new(),
         llama_cpu_features: Vec::new(),
         gpus,
-        gpu,
         device,
         unavailable,
         reasons,
