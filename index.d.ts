@@ -458,9 +458,43 @@ export declare function getOptimizationStrategy(): OptimizationStrategy
 export declare function getSharedEmbeddingClient(options?: EmbeddingClientOptions): SharedEmbeddingClient
 
 export interface GpuInfo {
+  /** ggml's name and the device's own: `Vulkan0 (NVIDIA GeForce RTX 4070)`. */
   name: string
+  /** The backend: `Vulkan`, `CUDA`, `MTL`. */
   backend: string
+  /**
+   * `gpu` (its own memory), `igpu` (shares the host's) or `cpu` (a CPU-type device
+   * such as lavapipe: used only when its backend is asked for by name).
+   */
+  kind: 'gpu' | 'igpu' | 'cpu'
+  totalBytes: number
   freeBytes: number
+  /** The driver and its version, where the backend's API says (Vulkan). */
+  driver?: string
+  /**
+   * Why the device cannot be used: its self-test (a small graph compared with the
+   * CPU's result) failed or could not run.
+   */
+  failed?: string
+  /**
+   * In `getOptimizationStrategy().gpus`: why models do not load on this device
+   * (absent for the one they load on).
+   */
+  notChosen?: string
+}
+
+/**
+ * A GPU backend module found at start-up: an installed GPU package's, or
+ * `GGML_BACKEND_PATH`'s.
+ */
+export interface GpuModuleInfo {
+  path: string
+  /** ggml's name of the backend, once it registered (in its check or here). */
+  backend?: string
+  /** Whether this process loaded it (its check in a child process passed). */
+  loaded: boolean
+  /** Why it is not loaded. */
+  reason?: string
 }
 
 export interface HeldModelInfo {
@@ -670,6 +704,11 @@ export interface OptimizationStrategy {
    */
   llamaCpuFeatures: Array<string>
   gpus: Array<GpuInfo>
+  /**
+   * Each GPU backend module found (installed GPU packages, `GGML_BACKEND_PATH`) and
+   * whether it loaded.
+   */
+  gpuModules: Array<GpuModuleInfo>
   /** The device models load on (every layer there); absent for the CPU. */
   device?: GpuInfo
   /**

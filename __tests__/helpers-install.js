@@ -16,10 +16,17 @@ function pack() {
     const out = execFileSync(process.execPath, [path.join(root, 'scripts/package.js')], { cwd: root, encoding: 'utf8' })
     const pkg = require('../package.json')
     const { platformName } = require('../lib/binding')
+    // The GPU packages of this platform that package.js could build (it says which not).
+    const gpu = fs
+      .readdirSync(path.join(root, 'npm-gpu'))
+      .filter((d) => d.startsWith(`${platformName()}-`))
+      .map((d) => path.join(root, 'dist', `orion-native-${d}-${pkg.version}.tgz`))
+      .filter((f) => out.includes(path.basename(f)))
     packed = {
       log: out,
       main: path.join(root, 'dist', `orion-native-${pkg.version}.tgz`),
       platform: path.join(root, 'dist', `orion-native-${platformName()}-${pkg.version}.tgz`),
+      gpu,
     }
   }
   return packed

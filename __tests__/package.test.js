@@ -38,7 +38,7 @@ beforeAll(() => {
   fs.mkdirSync(modelsDir)
   fs.symlinkSync(embeddingModelDir, path.join(modelsDir, 'all-MiniLM-L6-v2'))
   fs.symlinkSync(llmModelDir, path.join(modelsDir, path.basename(llmModelDir)))
-  app = installApp([packed.main, packed.platform], env)
+  app = installApp([packed.main, packed.platform, ...packed.gpu], env)
   for (const f of fs.readdirSync(fixtures)) fs.copyFileSync(path.join(fixtures, f), path.join(app, f))
 }, 600_000)
 
@@ -47,9 +47,10 @@ test('the user shell has no compiler and no ONNX Runtime hint', () => {
   expect(Object.keys(env).filter((k) => /^(ONNXRUNTIME|ORT_)/.test(k))).toEqual([])
 })
 
-test('npm installs the two packages and nothing else; the platform package carries ONNX Runtime', () => {
+test('npm installs the packages and nothing else; the platform package carries ONNX Runtime', () => {
   const installed = fs.readdirSync(path.join(app, 'node_modules')).filter((n) => !n.startsWith('.'))
-  expect(installed.sort()).toEqual(['orion-native', platformPkg].sort())
+  const gpuPkgs = packed.gpu.map((f) => path.basename(f).replace(/-[\d.]+\.tgz$/, ''))
+  expect(installed.sort()).toEqual(['orion-native', platformPkg, ...gpuPkgs].sort())
   const files = fs.readdirSync(path.join(app, 'node_modules', platformPkg))
   expect(files).toEqual(expect.arrayContaining([`orion-native.${platformName()}.node`, 'ONNXRUNTIME-LICENSE']))
   expect(files.some((f) => /onnxruntime\.(so\.1|dylib|dll)$/.test(f))).toBe(true)
@@ -83,6 +84,41 @@ test('npm installs the two packages and nothing else; the platform package carri
         .map(([k, v]) => `${k} ${(v / 1e6).toFixed(1)} MB`)
         .join(', '),
   )
+})
+
+// The Vulkan package, on Mesa's lavapipe (a Vulkan device that runs on the CPU; ggml-vulkan
+// lists it only when GGML_VK_VISIBLE_DEVICES names it).
+const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json'
+describe('GPU packages', () => {
+  test('the Vulkan package is found, checked in a child process and loaded; npx orion-native gpu says so', () => {
+    if (!packed.gpu.length || !fs.existsSync(LAVAPIPE)) {
+      console.log(`skipped: ${packed.gpu.length ? 'no lavapipe (mesa-vulkan-drivers)' : 'no GPU package was packed'}`)
+      return
+    }
+    const vkEnv = { ...env, VK_ICD_FILENAMES: LAVAPIPE, GGML_VK_VISIBLE_DEVICES: '0' }
+    const r = spawnSync(path.join(bin, 'npx'), ['orion-native', 'gpu', '--json'], {
+      cwd: app,
+      env: vkEnv,
+      encoding: 'utf8',
+    })
+    expect(r.stderr).toBe('')
+    const doc = JSON.parse(r.stdout)
+    const name = `${platformPkg}-vulkan`
+    const module = path.join(app, 'node_modules', name, 'libggml-vulkan.so')
+    expect(doc.packages).toEqual([
+      {
+        backend: 'vulkan',
+        package: name,
+        version: require('../package.json').version,
+        module,
+        usable: true,
+        reason: null,
+      },
+    ])
+    expect(doc.modules).toEqual([{ path: module, backend: 'Vulkan', loaded: true }])
+    expect(doc.devices.map((d) => [d.backend, d.kind])).toEqual([['Vulkan', 'cpu']])
+    expect(doc.device).toBeNull()
+  })
 })
 
 test('CommonJS: 4 workers share one model load, the LLM answers, the monitor reports', () => {
@@ -226,6 +262,37 @@ test('Electron layout: the platform package alone in app.asar.unpacked, ONNX Run
   expect(out.llama.map((f) => path.basename(f).replace(/-[\w.]+\.so$/, '-*.so')).sort()).toEqual(
     expect.arrayContaining(['libggml-base.so.0', 'libggml-cpu-*.so', 'libggml.so.0', 'libllama.so.0']),
   )
+  // A GPU package left inside the archive is not offered to the addon (dlopen cannot
+  // read it) and says so; unpacked, it is.
+  for (const f of packed.gpu) {
+    const name = path.basename(f).replace(/-[\d.]+\.tgz$/, '')
+    fs.cpSync(path.join(app, 'node_modules', name), path.join(asar, name), { recursive: true })
+    const list = () =>
+      json(
+        spawnSync(
+          'node',
+          [
+            '-e',
+            `console.log(JSON.stringify(require(${JSON.stringify(path.join(main, 'lib', 'binding.js'))}).gpuPackages()))`,
+          ],
+          {
+            cwd: resources,
+            env,
+            encoding: 'utf8',
+          },
+        ),
+      ).map(({ package: p, usable, reason, dir }) => ({ p, usable, reason, dir }))
+    expect(list()).toEqual([
+      {
+        p: name,
+        usable: false,
+        reason: `it is inside the asar archive: unpack it (asarUnpack: ["**/node_modules/${name}/**"])`,
+        dir: path.join(asar, name),
+      },
+    ])
+    fs.cpSync(path.join(app, 'node_modules', name), path.join(unpacked, name), { recursive: true })
+    expect(list()).toEqual([{ p: name, usable: true, reason: null, dir: path.join(unpacked, name) }])
+  }
   fs.rmSync(path.dirname(resources), { recursive: true, force: true })
 })
 

@@ -10,6 +10,8 @@
 // GGML_VK_VISIBLE_DEVICES names it: without that, the backend loads and finds no device.
 // Every case runs in a child process: the setting and the backends are process-wide.
 const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { root } = require('./helpers')
 const { builtVulkan, missing } = require('../scripts/ggml-backends')
@@ -139,16 +141,134 @@ describe('the gpu setting', () => {
     expect(out.text).toMatch(/Paris/)
   }, 300_000)
 
-  test('auto takes the device; gpu: false keeps the model on the CPU with the backend loaded', () => {
-    const auto = child(`out(o.getOptimizationStrategy())`, vulkan()).out
-    expect(auto.device && auto.device.backend).toBe('Vulkan')
-    const { out, log } = child(generate, vulkan({ ORION_GPU: 'false' }))
+  test('the module passes its check in a child process; auto never takes the CPU-type lavapipe, and says why', () => {
+    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan())
+    expect(out.gpuModules).toEqual([{ path: module_, backend: 'Vulkan', loaded: true }])
     expect(out.gpus.length).toBe(1)
+    const [g] = out.gpus
+    // The Vulkan driver's own account: a CPU-type device, and its driver.
+    expect(g).toEqual(
+      expect.objectContaining({ backend: 'Vulkan', kind: 'cpu', driver: expect.stringMatching(/llvmpipe|Mesa/) }),
+    )
+    // Its self-test (a matrix product compared with the CPU's) passed.
+    expect(g.failed).toBeUndefined()
+    expect(g.totalBytes).toBeGreaterThanOrEqual(g.freeBytes)
+    expect(g.notChosen).toMatch(/^a CPU-type device, slower than llama\.cpp's own CPU backend/)
     expect(out.device).toBeUndefined()
-    expect(out.layers).toBe(0)
-    expect(offloaded(log)[0]).toBe(0)
+    expect(out.gpuLayers).toBe(0)
+  }, 300_000)
+
+  test('gpu: false at start: the module is neither checked nor loaded, and the model runs on the CPU', () => {
+    const { out, log } = child(
+      `
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      const s = o.getOptimizationStrategy()
+      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text, vulkan: maps().filter((f) => /libggml-vulkan\\.so$/.test(f)) })`,
+      vulkan({ ORION_GPU: 'false' }),
+    )
+    expect(out.modules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason: 'not loaded: gpu was false (configure() or ORION_GPU) when llama.cpp started',
+      },
+    ])
+    expect(out.gpus).toEqual([])
+    expect(out.vulkan).toEqual([])
     expect(out.text).toMatch(/Paris/)
   }, 300_000)
+
+  test('a driver that crashes: its check dies in the child, the app runs on the CPU and says why', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-broken-icd-'))
+    // A Vulkan driver (ICD) whose first call, made by the Vulkan loader inside
+    // vkCreateInstance, dies with SIGSEGV: a broken driver install.
+    fs.writeFileSync(
+      path.join(dir, 'broken.c'),
+      '#include <signal.h>\n' +
+        'int vk_icdNegotiateLoaderICDInterfaceVersion(unsigned *v) { raise(SIGSEGV); return 0; }\n' +
+        'void *vk_icdGetInstanceProcAddr(void *i, const char *n) { raise(SIGSEGV); return 0; }\n',
+    )
+    const cc = spawnSync('cc', ['-shared', '-fPIC', '-o', path.join(dir, 'libbroken.so'), path.join(dir, 'broken.c')])
+    expect(cc.status).toBe(0)
+    const icd = path.join(dir, 'broken.json')
+    fs.writeFileSync(
+      icd,
+      JSON.stringify({
+        file_format_version: '1.0.0',
+        ICD: { library_path: path.join(dir, 'libbroken.so'), api_version: '1.3.0' },
+      }),
+    )
+    const env = vulkan({ VK_ICD_FILENAMES: icd, ORION_LLAMA_LOG: undefined })
+    const { out } = child(
+      `
+      const s = o.getOptimizationStrategy()
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      out({ modules: s.gpuModules, gpus: s.gpus, device: s.device, reasons: s.reasons, text: r.text,
+        vulkan: maps().filter((f) => /libggml-vulkan\\.so$/.test(f)) })`,
+      env,
+    )
+    expect(out.modules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason: 'not loaded: it crashed while being checked (signal 11, SIGSEGV), a broken or incompatible driver',
+      },
+    ])
+    // Never loaded here: the crash stayed in the child.
+    expect(out.vulkan).toEqual([])
+    expect(out.gpus).toEqual([])
+    expect(out.device).toBeUndefined()
+    expect(out.reasons).toContain(`GPU module ${module_}: ${out.modules[0].reason}`)
+    expect(out.text).toMatch(/Paris/)
+    // Asked for by name: GPU_UNAVAILABLE with the same reason.
+    const named = child(`await o.getModelLoader().loadModel('demo'); out({ loaded: true })`, {
+      ...env,
+      ORION_GPU: 'vulkan',
+    }).out
+    expect(named.error.code).toBe('GPU_UNAVAILABLE')
+    expect(named.error.message).toContain(
+      `the Vulkan backend (${module_}) is not loaded: it crashed while being checked (signal 11`,
+    )
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 300_000)
+
+  test('a module that is not a library: the loader says why, and nothing else changes', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bad-module-'))
+    const bad = path.join(dir, 'libggml-vulkan.so')
+    fs.writeFileSync(bad, 'not an ELF file')
+    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan({ GGML_BACKEND_PATH: bad }))
+    expect(out.gpuModules.length).toBe(1)
+    expect(out.gpuModules[0].loaded).toBe(false)
+    expect(out.gpuModules[0].reason).toMatch(
+      /^not loaded: the module does not load: .*libggml-vulkan\.so: (invalid ELF header|file too short)/,
+    )
+    expect(out.gpus).toEqual([])
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 120_000)
+
+  test('npx orion-native gpu explains the choice: the module, the device, its driver, why it is not used', () => {
+    const env = { ...process.env, ORION_GPU: undefined, ...vulkan({ ORION_LLAMA_LOG: undefined }) }
+    const text = spawnSync(process.execPath, [path.join(root, 'bin', 'orion-native.js'), 'gpu'], {
+      encoding: 'utf8',
+      env,
+    })
+    expect(text.status).toBe(0)
+    expect(text.stdout).toContain(`${module_} (GGML_BACKEND_PATH): loaded (Vulkan)`)
+    expect(text.stdout).toMatch(/Vulkan0 \(llvmpipe.*\)  Vulkan, cpu, [\d.]+ GiB free of [\d.]+ GiB/)
+    expect(text.stdout).toMatch(/driver: .*(llvmpipe|Mesa)/)
+    expect(text.stdout).toContain('not used: a CPU-type device')
+    expect(text.stdout).toContain("Models load on the CPU (llama.cpp's CPU backend: ")
+    const json = spawnSync(process.execPath, [path.join(root, 'bin', 'orion-native.js'), 'gpu', '--json'], {
+      encoding: 'utf8',
+      env: { ...env, ORION_GPU: 'vulkan' },
+    })
+    const doc = JSON.parse(json.stdout)
+    expect(doc.gpu).toBe('vulkan')
+    expect(doc.modules).toEqual([{ path: module_, backend: 'Vulkan', loaded: true }])
+    expect(doc.device.name).toMatch(/llvmpipe/)
+    expect(doc.devices[0].notChosen).toBeUndefined()
+    expect(doc.gpuUnavailable).toBeNull()
+  }, 120_000)
 
   test("with no usable device: auto runs on the CPU, gpu: 'vulkan' is GPU_UNAVAILABLE saying why", () => {
     const auto = child(`out(o.getOptimizationStrategy())`, vulkan({ GGML_VK_VISIBLE_DEVICES: undefined })).out

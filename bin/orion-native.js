@@ -2,7 +2,8 @@
 'use strict'
 // orion-native's command line: `models` fetches the default models; `status` shows
 // what running orion-native processes hold and how much memory pressure there is;
-// `build` compiles the addon where no prebuilt platform package exists.
+// `gpu` says which device llama.cpp's models run on and why; `build` compiles the addon
+// where no prebuilt platform package exists.
 const fs = require('node:fs')
 const path = require('node:path')
 const { parseArgs } = require('node:util')
@@ -21,6 +22,8 @@ commands:
                       download catalog or registry models the way loadModel does (e.g.
                       Mistral-7B-Instruct-v0.2-q4f16_1-MLC), with a progress bar, without
                       loading them
+  gpu [--json]        GPU backends (installed packages, their checks), devices and drivers,
+                      the device models load on, and why each other one is not used
   build               build the native addon from source, for a platform with no prebuilt
                       package (needs Rust, cmake, a C++ compiler and libclang; about 10 minutes)
   status [--json] [--watch]
@@ -45,6 +48,21 @@ options:
               processes is [] when none publishes
   --watch     refresh every 2 seconds until interrupted (with --json: one JSON document
               per line and refresh, nothing else)
+  -h, --help  print this help and do nothing else`
+
+const gpuUsage = `usage: orion-native gpu [--json]
+
+Which device llama.cpp's models run on, and why: the gpu setting (configure({ gpu }) or
+ORION_GPU), the GPU backend packages installed (orion-native-<platform>-vulkan, -cuda),
+each module's check (run in a child process: it loads the module, lists its devices and
+runs a small graph on each, compared with the CPU's result), the devices with their kind,
+memory and driver, the one chosen and why each other one is not. Downloads nothing.
+
+options:
+  --json      print { gpu, packages, modules, devices, device, gpuLayers, gpuUnavailable,
+              llamaCpuFeatures, reasons }: packages as { backend, package, version, module,
+              usable, reason }, modules and devices as getOptimizationStrategy()'s
+              gpuModules and gpus
   -h, --help  print this help and do nothing else`
 
 const listUsage = `usage: orion-native models list [--json]
@@ -394,7 +412,96 @@ async function status({ json, watch }) {
   }
 }
 
+/** `gpu`'s document: the setting, the GPU packages, the strategy's account of devices. */
+function gpuDocument() {
+  const o = require(path.join(__dirname, '..'))
+  const { gpuPackages, platformName } = require('../lib/binding')
+  const setting = o.configure({}).gpu
+  const s = o.getOptimizationStrategy()
+  const installed = gpuPackages()
+  // The GPU packages published for this platform: the installed package's optional
+  // dependencies (a checkout's npm-gpu/), and any other one that is installed.
+  const pkg = require('../package.json')
+  const published = ['vulkan', 'cuda'].filter(
+    (b) =>
+      pkg.optionalDependencies?.[`orion-native-${platformName()}-${b}`] ||
+      fs.existsSync(path.join(__dirname, '..', 'npm-gpu', `${platformName()}-${b}`)) ||
+      installed.some((p) => p.backend === b),
+  )
+  const packages = published.map(
+    (backend) =>
+      installed.find((p) => p.backend === backend) || {
+        backend,
+        package: `orion-native-${platformName()}-${backend}`,
+        version: null,
+        module: null,
+        usable: false,
+        reason: 'not installed',
+      },
+  )
+  return {
+    gpu: setting,
+    packages: packages.map(({ dir, ...p }) => p),
+    modules: s.gpuModules,
+    devices: s.gpus,
+    device: s.device ?? null,
+    gpuLayers: s.gpuLayers,
+    gpuUnavailable: s.gpuUnavailable ?? null,
+    llamaCpuFeatures: s.llamaCpuFeatures,
+    reasons: s.reasons,
+  }
+}
+
+function renderGpu(d) {
+  const gib = (b) => `${(b / 2 ** 30).toFixed(1)} GiB`
+  const lines = [
+    `gpu setting: ${d.gpu === false ? 'false' : d.gpu} (configure({ gpu }) or ORION_GPU)`,
+    '',
+    'GPU packages:',
+  ]
+  for (const p of d.packages) {
+    const mod = p.module && d.modules.find((m) => m.path === p.module)
+    const state = !p.usable
+      ? p.reason
+      : !mod
+        ? 'installed, not checked'
+        : mod.loaded
+          ? `loaded (${mod.backend})`
+          : mod.reason
+    lines.push(`  ${p.package}${p.version ? ` ${p.version}` : ''}: ${state}`)
+  }
+  for (const m of d.modules.filter((m) => !d.packages.some((p) => p.module === m.path)))
+    lines.push(`  ${m.path} (GGML_BACKEND_PATH): ${m.loaded ? `loaded (${m.backend})` : m.reason}`)
+  lines.push('', 'Devices:')
+  if (!d.devices.length) lines.push('  none (no GPU backend loaded, or it found no usable device)')
+  for (const g of d.devices) {
+    lines.push(`  ${g.name}  ${g.backend}, ${g.kind}, ${gib(g.freeBytes)} free of ${gib(g.totalBytes)}`)
+    if (g.driver) lines.push(`    driver: ${g.driver}`)
+    lines.push(`    ${g.notChosen ? `not used: ${g.notChosen}` : 'used: models load here'}`)
+  }
+  lines.push(
+    '',
+    d.device
+      ? `Models load on ${d.device.name} (${d.gpuLayers} layers at most)`
+      : `Models load on the CPU (llama.cpp's CPU backend: ${d.llamaCpuFeatures.join(' ') || 'unknown'})`,
+  )
+  if (d.gpuUnavailable) lines.push(`GPU_UNAVAILABLE: ${d.gpuUnavailable}`)
+  return lines.join('\n')
+}
+
 const commands = {
+  gpu(argv) {
+    const opts = parse('orion-native gpu', gpuUsage, argv, { json: { type: 'boolean' } })
+    if (!opts) return
+    if (opts.help) return console.log(gpuUsage)
+    try {
+      const doc = gpuDocument()
+      console.log(opts.json ? JSON.stringify(doc, null, 2) : renderGpu(doc))
+    } catch (e) {
+      console.error(`orion-native gpu: ${e.code ? `${e.code}: ` : ''}${e.message}`)
+      process.exitCode = 1
+    }
+  },
   status(argv) {
     const opts = parse('orion-native status', statusUsage, argv, {
       json: { type: 'boolean' },

@@ -64,7 +64,64 @@ function quietOnnxRuntime() {
   if (process.env.ORT_DISABLE_TELEMETRY === undefined) process.env.ORT_DISABLE_TELEMETRY = '1'
 }
 
+// GPU backends ship as packages of their own, beside the platform package: ggml's Vulkan
+// backend as orion-native-<platform>-vulkan, CUDA's as -cuda. Each holds one module, named
+// by its package.json's `ggmlBackend`; the addon checks it in a child process and loads it
+// when llama.cpp starts (src/llama/modules.rs). A package of another version is left out,
+// as is a module inside an asar archive (the dynamic loader cannot open it: unpack it).
+const GPU_BACKENDS = ['vulkan', 'cuda']
+
+/** The installed GPU packages: { backend, package, version, dir, module, usable, reason }. */
+function gpuPackages(name = platformName()) {
+  const root = path.join(__dirname, '..')
+  const found = []
+  for (const backend of GPU_BACKENDS) {
+    const pkgName = `orion-native-${name}-${backend}`
+    for (const base of bases(root).reverse()) {
+      let meta
+      let dir
+      try {
+        const file = createRequire(path.join(base, 'index.js')).resolve(`${pkgName}/package.json`)
+        dir = path.dirname(file)
+        meta = JSON.parse(fs.readFileSync(file, 'utf8'))
+      } catch {
+        continue
+      }
+      const module = meta.ggmlBackend ? path.join(dir, meta.ggmlBackend) : null
+      let reason = null
+      if (meta.version !== pkg.version)
+        reason = `version ${meta.version}, orion-native is ${pkg.version}: reinstall orion-native`
+      else if (!module || !fs.existsSync(module)) reason = 'its module is missing: reinstall orion-native'
+      else if (/[\\/]app\.asar[\\/]/.test(module))
+        reason = `it is inside the asar archive: unpack it (asarUnpack: ["**/node_modules/${pkgName}/**"])`
+      found.push({ backend, package: pkgName, version: meta.version, dir, module, usable: !reason, reason })
+      break
+    }
+  }
+  return found
+}
+
+/** Names the installed GPU packages' modules to the addon, before llama.cpp starts. */
+function offerGpuModules(binding, name) {
+  if (typeof binding.__gpuModules !== 'function') return
+  try {
+    binding.__gpuModules(
+      gpuPackages(name)
+        .filter((p) => p.usable)
+        .map((p) => p.module),
+    )
+  } catch {
+    // A GPU package that cannot be read is one GPU backend less, never a failed require.
+  }
+}
+
 function load() {
+  const b = loadAddon()
+  offerGpuModules(b, platformName())
+  return b
+}
+
+function loadAddon() {
   tuneOpenMp()
   quietOnnxRuntime()
   const name = platformName()
@@ -128,4 +185,4 @@ function load() {
   throw err
 }
 
-module.exports = { load, platformName }
+module.exports = { load, platformName, gpuPackages }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 'use strict'
-// `npm run package [-- --target <platform>]`: the two tarballs a user installs, from the
+// `npm run package [-- --target <platform>]`: the tarballs a user installs, from the
 // release build. Without --target, for this machine's platform, from `npm run build`'s
 // addon; with --target linux-arm64-gnu or win32-x64 (on Linux x64), the addon is
 // cross-compiled first (scripts/build.js --target; cargo reuses what is already built).
@@ -9,6 +9,10 @@
 //                                               on platforms without a prebuilt addon
 //   dist/orion-native-<platform>-<version>.tgz  the addon, ONNX Runtime's CPU library next
 //                                               to it, and ONNX Runtime's licence
+//   dist/orion-native-<platform>-<gpu>-<version>.tgz
+//                                               a GPU backend module (npm-gpu/: Vulkan for
+//                                               linux-x64-gnu), built from the addon's own
+//                                               llama.cpp tree by scripts/ggml-backends.js
 //
 // ONNX Runtime comes from the PyPI `onnxruntime` wheel of the version below (its CPU
 // library, LICENSE and ThirdPartyNotices), downloaded once with pip and cached.
@@ -127,8 +131,7 @@ function stageMain(dist) {
   const published = { ...pkg }
   for (const k of ['scripts', 'devDependencies', 'jest']) delete published[k]
   published.optionalDependencies = Object.fromEntries(
-    fs
-      .readdirSync(path.join(root, 'npm'))
+    [...fs.readdirSync(path.join(root, 'npm')), ...fs.readdirSync(path.join(root, 'npm-gpu'))]
       .sort()
       .map((p) => [`orion-native-${p}`, pkg.version]),
   )
@@ -188,14 +191,51 @@ async function main(argv = []) {
   }
 
   const platformTgz = npmPack(stage, dist)
+  const gpuTgz = stageGpu(platform, dist).map((dir) => npmPack(dir, dist))
   const mainTgz = npmPack(stageMain(dist), dist)
   const mb = (b) => `${(b / 1e6).toFixed(1)} MB`
-  for (const t of [mainTgz, platformTgz]) {
+  for (const t of [mainTgz, platformTgz, ...gpuTgz]) {
     console.log(
       `${path.relative(root, t.file)}: ${mb(t.size)} packed, ${mb(t.unpackedSize)} installed, ${t.files} files`,
     )
   }
-  return { main: mainTgz, platform: platformTgz }
+  return { main: mainTgz, platform: platformTgz, gpu: gpuTgz }
+}
+
+/**
+ * The GPU packages of `platform` (npm-gpu/<platform>-<backend>/), staged: each holds the
+ * module its package.json names (`ggmlBackend`), stripped. Only those this machine can
+ * build (scripts/ggml-backends.js); each one left out is said, with why.
+ */
+function stageGpu(platform, dist) {
+  const staged = []
+  const dirs = fs.readdirSync(path.join(root, 'npm-gpu')).filter((d) => d.startsWith(`${platform}-`))
+  for (const d of dirs.sort()) {
+    const meta = JSON.parse(fs.readFileSync(path.join(root, 'npm-gpu', d, 'package.json'), 'utf8'))
+    const backend = d.slice(platform.length + 1)
+    const backends = require('./ggml-backends')
+    const why =
+      platform !== platformName()
+        ? 'it is built on its own platform'
+        : backend === 'vulkan'
+          ? backends.missing()
+          : 'not built here'
+    if (why) {
+      console.warn(`not packing ${meta.name}: ${why}`)
+      continue
+    }
+    const module = backends.ensureVulkan()
+    const stage = path.join(dist, 'stage', d)
+    fs.rmSync(stage, { recursive: true, force: true })
+    fs.mkdirSync(stage, { recursive: true })
+    meta.version = pkg.version
+    fs.writeFileSync(path.join(stage, 'package.json'), JSON.stringify(meta, null, 2) + '\n')
+    fs.copyFileSync(path.join(root, 'npm-gpu', d, 'README.md'), path.join(stage, 'README.md'))
+    fs.copyFileSync(module, path.join(stage, meta.ggmlBackend))
+    execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, meta.ggmlBackend)])
+    staged.push(stage)
+  }
+  return staged
 }
 
 module.exports = { main, ORT_VERSION }

@@ -27,7 +27,9 @@
 //!   names them.
 //! - `LLAMA_BACKEND`, `LLAMA_CONTEXT_CREATION` (llama.cpp's engine): llama.cpp's
 //!   backend and the lock context creation takes; llama.cpp's own state is
-//!   process-global.
+//!   process-global. `llama::modules::{OFFERED, CHECKS}`: the GPU backend modules
+//!   `lib/binding.js` names before llama.cpp starts, and what their checks found
+//!   (ggml's registry of backends is process-global too).
 //! - `ORT_ENVIRONMENT` (ONNX Runtime's engine): ort allows one environment per process.
 //! - `sysmem::SYSTEM`: sysinfo's reader, a cache of the last reading (no state of
 //!   ours), kept next to the only code that reads it.
@@ -325,6 +327,9 @@ pub(crate) fn llm_service() -> Result<&'static crate::llm::LlmService> {
         crate::llm::LlmService::default_config()?,
         crate::llm::registry::Registry::from_env(),
     )?;
+    // llama.cpp starts now, off the JS thread: with a GPU package installed that takes
+    // a second or more (the GPU module's check in a child process).
+    crate::llm::strategy::start_in_background();
     // Only ever set here, under `LLM_INIT`: this is the one build.
     Ok(LLM.get_or_init(|| created))
 }

@@ -31,6 +31,8 @@
 //! - `settings.rs`: `configure()` and its `Configuration`.
 //! - `lifecycle.rs`: the process's exit (`__attach`, `__shutdown`).
 //! - `fetch.rs`: `__fetchFile`, the addon's downloader for the package's model fetch.
+//! - `gpu.rs`: `__gpuModules` (the installed GPU packages' modules, from `lib/binding.js`)
+//!   and `__gpuCheck` (a GPU module's check, run in a child process).
 //! - `stop.rs`: `__stopSwitch` and `__stop`, through which `index.js` stops a call when its
 //!   `AbortSignal` aborts.
 //! - `options.rs`: reading option objects (into the options structs: `read`) and JS
@@ -42,6 +44,7 @@
 mod embedding;
 mod env_guard;
 mod fetch;
+mod gpu;
 mod lifecycle;
 mod llm;
 mod monitor;

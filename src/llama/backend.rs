@@ -1,6 +1,7 @@
 //! llama.cpp's process-wide state: its backend, the devices it was built with, and
 //! context creation (under one lock for the process).
 
+use super::probe::{DeviceCheck, DeviceKind};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -22,15 +23,19 @@ pub(crate) fn backend() -> Result<&'static LlamaBackend> {
 /// first, from beside the addon: `llama_backend_init` would otherwise load every module
 /// it finds in the process's working directory.
 pub(crate) fn init_backend() -> std::result::Result<LlamaBackend, String> {
-    let quiet = std::env::var(LOG_ENV).map_or(true, |v| v.is_empty() || v == "0");
-    if quiet {
-        // Before the modules load, so that their messages are quiet too.
-        silence_logs();
-    }
+    // Before the modules load, so that their messages are quiet too.
+    quiet_unless_asked();
     #[cfg(ggml_dl)]
-    modules::load()?;
+    super::modules::load()?;
     // Quiet already: llama.cpp's logger (set above) is ggml's too.
     LlamaBackend::init().map_err(|e| e.to_string())
+}
+
+/// llama.cpp's and ggml's log messages go nowhere, unless `ORION_LLAMA_LOG=1`.
+pub(super) fn quiet_unless_asked() {
+    if std::env::var(LOG_ENV).map_or(true, |v| v.is_empty() || v == "0") {
+        silence_logs();
+    }
 }
 
 /// llama.cpp's and ggml's log messages go nowhere.
@@ -44,63 +49,6 @@ fn silence_logs() {
     // SAFETY: the callback is a function that ignores its arguments, valid for the life
     // of the process; llama.cpp passes it to ggml's logger too.
     unsafe { llama_cpp_sys_2::llama_log_set(Some(nothing), std::ptr::null_mut()) };
-}
-
-/// ggml's backends as modules (the `ggml_dl` build): the shared libraries
-/// `libggml-cpu-<level>.so` (one per x86-64 level; ggml loads the best one this CPU
-/// runs) and any GPU backend's, beside the addon.
-#[cfg(ggml_dl)]
-mod modules {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    use std::path::{Path, PathBuf};
-
-    /// Where to look: the addon's directory (the platform package, or a checkout's root
-    /// after a build); in Rust's unit tests, where llama-cpp-sys-2 built the modules.
-    fn dirs() -> Vec<PathBuf> {
-        let mut dirs = Vec::new();
-        if let Some(dir) = crate::paths::addon_path().as_deref().and_then(Path::parent) {
-            dirs.push(dir.to_path_buf());
-        }
-        #[cfg(test)]
-        dirs.extend(llama_cpp_sys_2::BACKENDS_DIR.map(PathBuf::from));
-        dirs
-    }
-
-    /// Whether a CPU backend is registered.
-    fn have_cpu() -> bool {
-        // SAFETY: the name is a NUL-terminated string; the registry lookup only reads it.
-        !unsafe { llama_cpp_sys_2::ggml_backend_reg_by_name(c"CPU".as_ptr()) }.is_null()
-    }
-
-    /// Load the modules of the first directory that has a CPU backend.
-    pub(super) fn load() -> Result<(), String> {
-        let dirs = dirs();
-        for dir in &dirs {
-            let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-                continue;
-            };
-            // SAFETY: `c` is a NUL-terminated path that outlives the call. ggml loads
-            // each `libggml-<backend>*.so` there it can (a file that fails to load is
-            // skipped), scoring CPU variants against this CPU and keeping the best.
-            unsafe { llama_cpp_sys_2::ggml_backend_load_all_from_path(c.as_ptr()) };
-            if have_cpu() {
-                return Ok(());
-            }
-        }
-        let searched: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
-        Err(format!(
-            "llama.cpp's CPU backend (libggml-cpu-*.so) is not where orion-native looked ({}). \
-             The platform package (orion-native-<platform>) ships it next to the addon: \
-             reinstall orion-native, and in an Electron app unpack that package from the \
-             asar archive.",
-            if searched.is_empty() {
-                "nowhere: the addon's own path is unknown".into()
-            } else {
-                searched.join(", ")
-            }
-        ))
-    }
 }
 
 /// What the CPU backend that llama.cpp runs on was built to use (`AVX2`, `AVX512`,
@@ -169,24 +117,65 @@ pub(crate) fn new_context(
     })
 }
 
-/// GPU (and other non-CPU) devices of the backends loaded: (ggml's device index, name,
-/// backend, free bytes).
-pub(crate) fn devices() -> Vec<(usize, String, String, u64)> {
+/// A device of a GPU backend loaded in this process.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Device {
+    /// ggml's index of the device (what a model load names).
+    pub(crate) index: usize,
+    /// `<ggml name> (<description>)`: `Vulkan0 (NVIDIA GeForce RTX 4070)`.
+    pub(crate) name: String,
+    pub(crate) backend: String,
+    pub(crate) kind: DeviceKind,
+    pub(crate) total_bytes: u64,
+    pub(crate) free_bytes: u64,
+    pub(crate) driver: Option<String>,
+    /// Why its check found it unusable.
+    pub(crate) failed: Option<String>,
+}
+
+/// The devices of the GPU backends loaded, with what their checks found: kind, driver,
+/// and whether the self-test passed. Memory is read now.
+pub(crate) fn devices() -> Vec<Device> {
     if backend().is_err() {
         return Vec::new();
     }
+    let checked: Vec<&DeviceCheck> = super::modules::checks()
+        .iter()
+        .flat_map(|m| m.devices.iter())
+        .collect();
     llama_cpp_2::list_llama_ggml_backend_devices()
         .into_iter()
         .filter(|d| !d.backend.eq_ignore_ascii_case("cpu"))
         .map(|d| {
-            (
-                d.index,
-                format!("{} ({})", d.name, d.description),
-                d.backend,
-                d.memory_free as u64,
-            )
+            let check = checked.iter().find(|c| c.name == d.name);
+            let kind = check.map_or(
+                match d.device_type {
+                    llama_cpp_2::LlamaBackendDeviceType::IntegratedGpu => DeviceKind::Igpu,
+                    llama_cpp_2::LlamaBackendDeviceType::Cpu => DeviceKind::Cpu,
+                    _ => DeviceKind::Gpu,
+                },
+                |c| c.kind,
+            );
+            Device {
+                index: d.index,
+                name: format!("{} ({})", d.name, d.description),
+                backend: d.backend,
+                kind,
+                total_bytes: d.memory_total as u64,
+                free_bytes: d.memory_free as u64,
+                driver: check.and_then(|c| c.driver.clone()),
+                failed: check.and_then(|c| c.failed.clone()),
+            }
         })
         .collect()
+}
+
+/// Each GPU backend module found and what became of it (empty until llama.cpp starts).
+pub(crate) fn gpu_modules() -> &'static [super::probe::ModuleCheck] {
+    if backend().is_err() {
+        return &[];
+    }
+    super::modules::checks()
 }
 
 /// The GPU (non-CPU) backends loaded, by ggml's names (`Vulkan`, `CUDA`, ...), whether

@@ -7,4 +7,8 @@ pub(crate) mod backend;
 pub(crate) mod context;
 pub(crate) mod engine;
 pub(crate) mod generate;
+pub(crate) mod modules;
 pub(crate) mod prefix;
+pub(crate) mod probe;
+#[cfg(ggml_dl)]
+mod vulkan;

@@ -23,14 +23,9 @@ pub(crate) use crate::sysmem::physical_cores;
 const GIB: u64 = 1 << 30;
 pub(crate) const DEFAULT_QUANTIZATION_ENV: &str = "ORION_DEFAULT_QUANTIZATION";
 
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Gpu {
-    /// ggml's index of the device (what a model load names).
-    pub(crate) index: usize,
-    pub(crate) name: String,
-    pub(crate) backend: String,
-    pub(crate) free_bytes: u64,
-}
+/// A device of a GPU backend loaded, with what its check found.
+pub(crate) use crate::llama::backend::Device as Gpu;
+pub(crate) use crate::llama::probe::{DeviceKind, ModuleCheck};
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Strategy {
@@ -45,6 +40,11 @@ pub(crate) struct Strategy {
     /// The instruction sets llama.cpp's CPU backend was built for (`AVX2`, `AVX512`, ...).
     pub(crate) llama_cpu_features: Vec<String>,
     pub(crate) gpus: Vec<Gpu>,
+    /// Each GPU backend module found (installed packages, `GGML_BACKEND_PATH`) and
+    /// whether it loaded.
+    pub(crate) gpu_modules: Vec<ModuleCheck>,
+    /// Why each device of `gpus` not chosen was passed over, by ggml's device index.
+    pub(crate) not_chosen: Vec<(usize, String)>,
     /// The device models are loaded on (an item of `gpus`), or `None` for the CPU.
     pub(crate) device: Option<Gpu>,
     /// Why the device asked for by name cannot be used: model loads then fail with
@@ -57,17 +57,30 @@ fn gib(b: u64) -> String {
     format!("{:.1} GiB", b as f64 / GIB as f64)
 }
 
-/// The pure decision, from measurements: `gpus` are the devices of the GPU backends
-/// loaded (`backends`, by ggml's names), `gpu` what the process asked for.
+/// What llama.cpp has of GPUs: the devices of the GPU backends loaded, those backends
+/// (by ggml's names), and each GPU module found with what became of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Gpus {
+    pub(crate) devices: Vec<Gpu>,
+    pub(crate) backends: Vec<String>,
+    pub(crate) modules: Vec<ModuleCheck>,
+}
+
+/// The pure decision, from measurements: `gpus` what llama.cpp has, `gpu` what the
+/// process asked for.
 pub(crate) fn choose(
     total: u64,
     available: u64,
     cores: usize,
-    gpus: Vec<Gpu>,
     forced: Option<&'static QuantLevel>,
     gpu: GpuChoice,
-    backends: &[String],
+    gpus: Gpus,
 ) -> Strategy {
+    let Gpus {
+        devices: gpus,
+        backends,
+        modules,
+    } = gpus;
     let mut reasons = Vec::new();
     let (mut level, max_models, context) = match total {
         t if t < 3 * GIB / 2 => ("q3", 1, 1024),
@@ -100,7 +113,12 @@ pub(crate) fn choose(
         ));
         level = f.name;
     }
-    let (device, unavailable) = choose_device(&gpus, gpu, backends, &mut reasons);
+    let (device, unavailable) = choose_device(&gpus, gpu, &backends, &modules, &mut reasons);
+    let not_chosen = gpus
+        .iter()
+        .filter(|g| device.as_ref().is_none_or(|d| d.index != g.index))
+        .map(|g| (g.index, passed_over(g, gpu, device.as_ref())))
+        .collect();
     let gpu_layers = if device.is_some() { 999 } else { 0 };
     reasons.push(format!("{cores} physical core(s): {cores} thread(s)"));
     Strategy {
@@ -114,20 +132,73 @@ pub(crate) fn choose(
         cpu_features: Vec::new(),
         llama_cpu_features: Vec::new(),
         gpus,
+        gpu_modules: modules,
+        not_chosen,
         device,
         unavailable,
         reasons,
     }
 }
 
+/// Why `g` is not a candidate for `auto`, or `None`.
+fn not_for_auto(g: &Gpu) -> Option<String> {
+    if let Some(f) = &g.failed {
+        return Some(f.clone());
+    }
+    if g.kind == DeviceKind::Cpu {
+        return Some(
+            "a CPU-type device, slower than llama.cpp's own CPU backend: used only when its \
+             backend is asked for by name"
+                .into(),
+        );
+    }
+    (g.free_bytes < 2 * GIB).then(|| format!("{} free, less than 2 GiB", gib(g.free_bytes)))
+}
+
+/// Why `g` is not the device chosen (`chosen`) under the setting `gpu`.
+fn passed_over(g: &Gpu, gpu: GpuChoice, chosen: Option<&Gpu>) -> String {
+    match gpu {
+        GpuChoice::Off => format!("gpu: false (configure() or {GPU_ENV})"),
+        GpuChoice::Auto => not_for_auto(g).unwrap_or_else(|| match chosen {
+            Some(c) => format!("{} is faster or has more memory free", c.name),
+            None => "not chosen".into(),
+        }),
+        named => {
+            if !named
+                .backends()
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(&g.backend))
+            {
+                format!("gpu: '{}' asks for another backend", named.label())
+            } else if let Some(f) = &g.failed {
+                f.clone()
+            } else {
+                format!(
+                    "{} is the first of its backend",
+                    chosen.map_or("another", |c| c.name.as_str())
+                )
+            }
+        }
+    }
+}
+
 /// The device for `gpu` among `gpus` (every layer goes there), or the CPU; a reason for
-/// the choice in `reasons`, and for a backend asked for by name that has no device, why.
+/// the choice and for each device or module passed over in `reasons`, and for a backend
+/// asked for by name that cannot be used, why.
 fn choose_device(
     gpus: &[Gpu],
     gpu: GpuChoice,
     backends: &[String],
+    modules: &[ModuleCheck],
     reasons: &mut Vec<String>,
 ) -> (Option<Gpu>, Option<String>) {
+    for m in modules.iter().filter(|m| !m.loaded) {
+        reasons.push(format!(
+            "GPU module {}: {}",
+            m.path.display(),
+            m.reason.as_deref().unwrap_or("not loaded")
+        ));
+    }
     let loaded = if backends.is_empty() {
         "no GPU backend is loaded".to_string()
     } else {
@@ -141,7 +212,17 @@ fn choose_device(
             (None, None)
         }
         GpuChoice::Auto => {
-            if let Some(g) = gpus.iter().find(|g| g.free_bytes >= 2 * GIB) {
+            let rank = |g: &Gpu| (g.kind == DeviceKind::Gpu, g.free_bytes);
+            let best = gpus
+                .iter()
+                .filter(|g| not_for_auto(g).is_none())
+                .max_by_key(|g| rank(g));
+            for g in gpus {
+                if let Some(why) = not_for_auto(g) {
+                    reasons.push(format!("GPU {} ({}) not chosen: {why}", g.name, g.backend));
+                }
+            }
+            if let Some(g) = best {
                 reasons.push(format!(
                     "GPU {} ({}) has {} free: offload every layer",
                     g.name,
@@ -154,7 +235,7 @@ fn choose_device(
                     "no GPU device (no GPU backend is loaded, or it found no usable device): CPU only"
                         .to_string()
                 } else {
-                    "no GPU with 2 GiB free: CPU only".to_string()
+                    "no GPU device fit for auto: CPU only".to_string()
                 });
                 (None, None)
             }
@@ -162,20 +243,40 @@ fn choose_device(
         named => {
             let wanted = named.backends();
             let matching = |b: &str| wanted.iter().any(|w| w.eq_ignore_ascii_case(b));
-            if let Some(g) = gpus.iter().find(|g| matching(&g.backend)) {
+            let of_backend: Vec<&Gpu> = gpus.iter().filter(|g| matching(&g.backend)).collect();
+            if let Some(g) = of_backend.iter().find(|g| g.failed.is_none()) {
                 reasons.push(format!(
                     "gpu: '{}' asked for: GPU {} ({} free), every layer",
                     named.label(),
                     g.name,
                     gib(g.free_bytes)
                 ));
-                return (Some(g.clone()), None);
+                return (Some((*g).clone()), None);
             }
-            let why = if backends.iter().any(|b| matching(b)) {
+            let module = modules.iter().find(|m| {
+                !m.loaded
+                    && m.path
+                        .file_name()
+                        .is_some_and(|f| f.to_string_lossy().to_lowercase().contains(named.label()))
+            });
+            let why = if let Some(g) = of_backend.first() {
+                format!(
+                    "its device {} failed its check: {}",
+                    g.name,
+                    g.failed.as_deref().unwrap_or("")
+                )
+            } else if backends.iter().any(|b| matching(b)) {
                 format!(
                     "the {} backend is loaded but found no usable device (a driver missing \
                      or too old, or only a CPU-type device such as lavapipe, which it skips)",
                     wanted[0]
+                )
+            } else if let Some(m) = module {
+                format!(
+                    "the {} backend ({}) is {}",
+                    wanted[0],
+                    m.path.display(),
+                    m.reason.as_deref().unwrap_or("not loaded")
                 )
             } else {
                 format!("no {} backend is loaded ({loaded})", wanted[0])
@@ -191,6 +292,38 @@ fn choose_device(
     }
 }
 
+/// Start llama.cpp (its modules, each GPU module's check in a child process) on a thread
+/// of its own, so that the first synchronous call that needs it (the strategy) finds it
+/// ready rather than waiting on the JS thread. The thread ends when llama.cpp has
+/// started (a GPU check is bounded by its timeout).
+pub(crate) fn start_in_background() {
+    let _ = std::thread::Builder::new()
+        .name("orion-llama-start".into())
+        .spawn(|| {
+            let _ = crate::llama::backend::backend();
+        });
+}
+
+/// GPU backend modules (the installed GPU packages') to check and load when llama.cpp
+/// starts.
+pub(crate) fn offer_gpu_modules(paths: Vec<std::path::PathBuf>) {
+    crate::llama::modules::offer(paths);
+}
+
+/// A GPU module's check, as JSON: what a child process started by the check runs
+/// (`llama::probe`). Where llama.cpp is not built as modules, it says so.
+pub(crate) fn gpu_check_json(module: &std::path::Path) -> String {
+    #[cfg(ggml_dl)]
+    let check = crate::llama::modules::check_here(module);
+    #[cfg(not(ggml_dl))]
+    let check = ModuleCheck {
+        path: module.to_path_buf(),
+        reason: Some("this build of the addon has llama.cpp built in, without GPU modules".into()),
+        ..ModuleCheck::default()
+    };
+    serde_json::to_string(&check).unwrap_or_default()
+}
+
 /// The strategy for this machine now.
 pub(crate) fn detect() -> Result<Strategy> {
     let mem = sysmem::memory();
@@ -200,23 +333,18 @@ pub(crate) fn detect() -> Result<Strategy> {
         _ => None,
     };
     let gpu = crate::settings::gpu()?;
-    let gpus = crate::llama::backend::devices()
-        .into_iter()
-        .map(|(index, name, backend, free_bytes)| Gpu {
-            index,
-            name,
-            backend,
-            free_bytes,
-        })
-        .collect();
+    let gpus = Gpus {
+        devices: crate::llama::backend::devices(),
+        backends: crate::llama::backend::gpu_backends(),
+        modules: crate::llama::backend::gpu_modules().to_vec(),
+    };
     let mut s = choose(
         mem.effective_total(),
         mem.effective_available(),
         physical_cores(),
-        gpus,
         forced,
         gpu,
-        &crate::llama::backend::gpu_backends(),
+        gpus,
     );
     s.cpu_features = sysmem::cpu_features();
     s.llama_cpu_features = crate::llama::backend::cpu_features();
@@ -233,9 +361,33 @@ pub(crate) fn detect() -> Result<Strategy> {
 mod tests {
     use super::*;
 
+    fn auto(total: u64, available: u64, cores: usize) -> Strategy {
+        choose(
+            total,
+            available,
+            cores,
+            None,
+            GpuChoice::Auto,
+            Gpus::default(),
+        )
+    }
+
+    fn device(index: usize, name: &str, backend: &str, kind: DeviceKind, free: u64) -> Gpu {
+        Gpu {
+            index,
+            name: name.into(),
+            backend: backend.into(),
+            kind,
+            total_bytes: free,
+            free_bytes: free,
+            driver: None,
+            failed: None,
+        }
+    }
+
     #[test]
     fn the_apps_two_device_profiles() {
-        let low = choose(2 * GIB, GIB, 2, vec![], None, GpuChoice::Auto, &[]);
+        let low = auto(2 * GIB, GIB, 2);
         assert_eq!(
             (
                 low.quantization,
@@ -244,7 +396,7 @@ mod tests {
             ),
             ("q4", 1, 1024)
         );
-        let high = choose(8 * GIB, 6 * GIB, 4, vec![], None, GpuChoice::Auto, &[]);
+        let high = auto(8 * GIB, 6 * GIB, 4);
         assert_eq!(
             (
                 high.quantization,
@@ -259,113 +411,152 @@ mod tests {
 
     #[test]
     fn low_free_memory_steps_down_and_forcing_wins() {
-        let busy = choose(8 * GIB, GIB, 4, vec![], None, GpuChoice::Auto, &[]);
-        assert_eq!(busy.quantization, "q4");
+        assert_eq!(auto(8 * GIB, GIB, 4).quantization, "q4");
         let forced = choose(
             8 * GIB,
             GIB,
             4,
-            vec![],
             Some(quant::level("f16").unwrap()),
             GpuChoice::Auto,
-            &[],
+            Gpus::default(),
         );
         assert_eq!(forced.quantization, "f16");
-        assert_eq!(
-            choose(GIB, GIB / 2, 1, vec![], None, GpuChoice::Auto, &[]).quantization,
-            "q3"
-        );
+        assert_eq!(auto(GIB, GIB / 2, 1).quantization, "q3");
+    }
+
+    fn pick(
+        gpus: Vec<Gpu>,
+        gpu: GpuChoice,
+        backends: &[&str],
+        modules: &[ModuleCheck],
+    ) -> Strategy {
+        let gpus = Gpus {
+            devices: gpus,
+            backends: backends.iter().map(|b| (*b).to_string()).collect(),
+            modules: modules.to_vec(),
+        };
+        choose(16 * GIB, 8 * GIB, 8, None, gpu, gpus)
     }
 
     #[test]
-    fn a_gpu_with_room_gets_the_layers() {
-        let gpu = Gpu {
-            index: 1,
-            name: "GPU0".into(),
-            backend: "CUDA".into(),
-            free_bytes: 8 * GIB,
-        };
-        assert_eq!(
-            choose(
-                16 * GIB,
-                8 * GIB,
-                8,
-                vec![gpu.clone()],
-                None,
-                GpuChoice::Auto,
-                &[]
-            )
-            .gpu_layers,
-            999
+    fn auto_takes_the_best_gpu_never_a_cpu_type_device_nor_one_that_failed() {
+        let discrete = device(1, "CUDA0 (RTX)", "CUDA", DeviceKind::Gpu, 8 * GIB);
+        let integrated = device(2, "Vulkan0 (Intel)", "Vulkan", DeviceKind::Igpu, 12 * GIB);
+        let lavapipe = device(3, "Vulkan1 (llvmpipe)", "Vulkan", DeviceKind::Cpu, 64 * GIB);
+        let all = vec![integrated.clone(), lavapipe.clone(), discrete.clone()];
+        let s = pick(all.clone(), GpuChoice::Auto, &["CUDA", "Vulkan"], &[]);
+        assert_eq!((s.device.map(|d| d.index), s.gpu_layers), (Some(1), 999));
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r
+                    .starts_with("GPU Vulkan1 (llvmpipe) (Vulkan) not chosen: a CPU-type device")),
+            "{:?}",
+            s.reasons
         );
+        // Without the discrete GPU: the integrated one; a failed self-test rules one out.
+        let s = pick(
+            vec![integrated.clone(), lavapipe.clone()],
+            GpuChoice::Auto,
+            &["Vulkan"],
+            &[],
+        );
+        assert_eq!(s.device.map(|d| d.index), Some(2));
+        let broken = Gpu {
+            failed: Some("its self-test differs".into()),
+            ..discrete.clone()
+        };
+        let s = pick(
+            vec![broken, lavapipe.clone()],
+            GpuChoice::Auto,
+            &["CUDA", "Vulkan"],
+            &[],
+        );
+        assert_eq!((s.device, s.gpu_layers), (None, 0));
+        assert!(s
+            .reasons
+            .iter()
+            .any(|r| r == "GPU CUDA0 (RTX) (CUDA) not chosen: its self-test differs"));
+        // Less than 2 GiB free: not for auto.
         let small = Gpu {
             free_bytes: GIB,
-            ..gpu
+            ..discrete
         };
         assert_eq!(
-            choose(
-                16 * GIB,
-                8 * GIB,
-                8,
-                vec![small],
-                None,
-                GpuChoice::Auto,
-                &[]
-            )
-            .gpu_layers,
+            pick(vec![small], GpuChoice::Auto, &["CUDA"], &[]).gpu_layers,
             0
         );
     }
 
     #[test]
     fn the_gpu_setting_picks_a_device_or_says_why_not() {
-        let vulkan = Gpu {
-            index: 1,
-            name: "Vulkan0 (llvmpipe)".into(),
-            backend: "Vulkan".into(),
-            free_bytes: GIB,
-        };
-        let pick = |gpus: Vec<Gpu>, gpu, backends: &[&str]| {
-            let backends: Vec<String> = backends.iter().map(|b| (*b).to_string()).collect();
-            choose(16 * GIB, 8 * GIB, 8, gpus, None, gpu, &backends)
-        };
-        // Named: its device, even with less than auto's 2 GiB.
-        let s = pick(vec![vulkan.clone()], GpuChoice::Vulkan, &["Vulkan"]);
+        let vulkan = device(1, "Vulkan0 (llvmpipe)", "Vulkan", DeviceKind::Cpu, GIB);
+        // Named: its device, a CPU-type one included.
+        let s = pick(vec![vulkan.clone()], GpuChoice::Vulkan, &["Vulkan"], &[]);
         assert_eq!(
             (s.device.map(|d| d.index), s.gpu_layers, s.unavailable),
             (Some(1), 999, None)
         );
-        // Auto: not below 2 GiB free.
-        let s = pick(vec![vulkan.clone()], GpuChoice::Auto, &["Vulkan"]);
+        // Auto: never a CPU-type device.
+        let s = pick(vec![vulkan.clone()], GpuChoice::Auto, &["Vulkan"], &[]);
         assert_eq!((s.device, s.gpu_layers), (None, 0));
         // Off: the CPU, whatever is there.
-        let s = pick(
-            vec![Gpu {
-                free_bytes: 8 * GIB,
-                ..vulkan.clone()
-            }],
-            GpuChoice::Off,
-            &["Vulkan"],
-        );
+        let fast = device(1, "Vulkan0", "Vulkan", DeviceKind::Gpu, 8 * GIB);
+        let s = pick(vec![fast], GpuChoice::Off, &["Vulkan"], &[]);
         assert_eq!((s.device, s.gpu_layers, s.unavailable), (None, 0, None));
         assert!(s.reasons.iter().any(|r| r.starts_with("gpu: false")));
         // Named and missing: why, for GPU_UNAVAILABLE.
-        let s = pick(vec![vulkan.clone()], GpuChoice::Cuda, &["Vulkan"]);
+        let s = pick(vec![vulkan.clone()], GpuChoice::Cuda, &["Vulkan"], &[]);
         let why = s.unavailable.unwrap();
         assert!(
             why.contains("no CUDA backend is loaded (GPU backends loaded: Vulkan)"),
             "{why}"
         );
-        let s = pick(vec![], GpuChoice::Vulkan, &["Vulkan"]);
+        let s = pick(vec![], GpuChoice::Vulkan, &["Vulkan"], &[]);
         let why = s.unavailable.unwrap();
         assert!(
             why.contains("the Vulkan backend is loaded but found no usable device"),
             "{why}"
         );
-        let s = pick(vec![], GpuChoice::Metal, &[]);
+        let s = pick(vec![], GpuChoice::Metal, &[], &[]);
         assert!(s
             .unavailable
             .unwrap()
             .contains("no MTL backend is loaded (no GPU backend is loaded)"));
+        // Named, its module not loaded: the module's reason.
+        let crashed = ModuleCheck {
+            path: "/x/libggml-vulkan.so".into(),
+            reason: Some("not loaded: it crashed while being checked (signal 11, SIGSEGV)".into()),
+            ..ModuleCheck::default()
+        };
+        let s = pick(
+            vec![],
+            GpuChoice::Vulkan,
+            &[],
+            std::slice::from_ref(&crashed),
+        );
+        let why = s.unavailable.unwrap();
+        assert!(
+            why.contains("the Vulkan backend (/x/libggml-vulkan.so) is not loaded: it crashed while being checked"),
+            "{why}"
+        );
+        assert!(s
+            .reasons
+            .iter()
+            .any(|r| r.starts_with("GPU module /x/libggml-vulkan.so: not loaded: it crashed")));
+        // Named, its device failed the self-test.
+        let failed = Gpu {
+            failed: Some("its self-test did not run".into()),
+            ..vulkan
+        };
+        let why = pick(vec![failed], GpuChoice::Vulkan, &["Vulkan"], &[])
+            .unavailable
+            .unwrap();
+        assert!(
+            why.contains(
+                "its device Vulkan0 (llvmpipe) failed its check: its self-test did not run"
+            ),
+            "{why}"
+        );
     }
 }

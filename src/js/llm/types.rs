@@ -4,7 +4,7 @@
 use crate::engine::llm::{Generation, Timings};
 use crate::llm::loader::{LoaderStats, ModelStats};
 use crate::llm::registry::ModelDescriptor;
-use crate::llm::strategy::{Gpu, Strategy};
+use crate::llm::strategy::{Gpu, ModuleCheck, Strategy};
 use crate::llm::LoadInfo;
 use napi_derive::napi;
 
@@ -262,9 +262,24 @@ impl ModelListing {
 
 #[napi(object)]
 pub struct GpuInfo {
+    /// ggml's name and the device's own: `Vulkan0 (NVIDIA GeForce RTX 4070)`.
     pub name: String,
+    /// The backend: `Vulkan`, `CUDA`, `MTL`.
     pub backend: String,
+    /// `gpu` (its own memory), `igpu` (shares the host's) or `cpu` (a CPU-type device
+    /// such as lavapipe: used only when its backend is asked for by name).
+    #[napi(ts_type = "'gpu' | 'igpu' | 'cpu'")]
+    pub kind: String,
+    pub total_bytes: i64,
     pub free_bytes: i64,
+    /// The driver and its version, where the backend's API says (Vulkan).
+    pub driver: Option<String>,
+    /// Why the device cannot be used: its self-test (a small graph compared with the
+    /// CPU's result) failed or could not run.
+    pub failed: Option<String>,
+    /// In `getOptimizationStrategy().gpus`: why models do not load on this device
+    /// (absent for the one they load on).
+    pub not_chosen: Option<String>,
 }
 
 impl From<Gpu> for GpuInfo {
@@ -272,7 +287,36 @@ impl From<Gpu> for GpuInfo {
         Self {
             name: g.name,
             backend: g.backend,
+            kind: g.kind.label().into(),
+            total_bytes: g.total_bytes as i64,
             free_bytes: g.free_bytes as i64,
+            driver: g.driver,
+            failed: g.failed,
+            not_chosen: None,
+        }
+    }
+}
+
+/// A GPU backend module found at start-up: an installed GPU package's, or
+/// `GGML_BACKEND_PATH`'s.
+#[napi(object)]
+pub struct GpuModuleInfo {
+    pub path: String,
+    /// ggml's name of the backend, once it registered (in its check or here).
+    pub backend: Option<String>,
+    /// Whether this process loaded it (its check in a child process passed).
+    pub loaded: bool,
+    /// Why it is not loaded.
+    pub reason: Option<String>,
+}
+
+impl From<ModuleCheck> for GpuModuleInfo {
+    fn from(m: ModuleCheck) -> Self {
+        Self {
+            path: m.path.display().to_string(),
+            backend: m.backend,
+            loaded: m.loaded,
+            reason: m.reason,
         }
     }
 }
@@ -292,6 +336,9 @@ pub struct OptimizationStrategy {
     /// best of its builds that this CPU runs).
     pub llama_cpu_features: Vec<String>,
     pub gpus: Vec<GpuInfo>,
+    /// Each GPU backend module found (installed GPU packages, `GGML_BACKEND_PATH`) and
+    /// whether it loaded.
+    pub gpu_modules: Vec<GpuModuleInfo>,
     /// The device models load on (every layer there); absent for the CPU.
     pub device: Option<GpuInfo>,
     /// Why the GPU backend named by `configure({ gpu })` / `ORION_GPU` cannot be used
@@ -313,7 +360,22 @@ impl From<Strategy> for OptimizationStrategy {
             available_memory: s.available_memory as i64,
             cpu_features: s.cpu_features.into_iter().map(String::from).collect(),
             llama_cpu_features: s.llama_cpu_features,
-            gpus: s.gpus.into_iter().map(GpuInfo::from).collect(),
+            gpus: s
+                .gpus
+                .into_iter()
+                .map(|g| {
+                    let why = s
+                        .not_chosen
+                        .iter()
+                        .find(|(i, _)| *i == g.index)
+                        .map(|(_, w)| w.clone());
+                    GpuInfo {
+                        not_chosen: why,
+                        ..GpuInfo::from(g)
+                    }
+                })
+                .collect(),
+            gpu_modules: s.gpu_modules.into_iter().map(GpuModuleInfo::from).collect(),
             device: s.device.map(GpuInfo::from),
             gpu_unavailable: s.unavailable,
             reasons: s.reasons,

@@ -1,0 +1,234 @@
+//! ggml's backends as modules (the `ggml_dl` build): the CPU backend, one shared library
+//! per x86-64 level beside the addon (`libggml-cpu-<level>.so`; the best this CPU runs
+//! is loaded), and GPU backends from their own packages (`libggml-vulkan.so`, ...),
+//! each loaded only after its check in a child process passed ([`super::probe`]).
+//!
+//! Every module is loaded by name from a known place: ggml's own search
+//! (`ggml_backend_load_all`) would also load whatever it finds in the working directory,
+//! and any GPU module without a check.
+
+use super::probe::ModuleCheck;
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// `GGML_BACKEND_PATH`, ggml's own variable: one more GPU module to check and load (a
+/// backend built from source, as the tests do).
+pub(crate) const BACKEND_PATH_ENV: &str = "GGML_BACKEND_PATH";
+
+/// GPU modules offered by the JS side (the GPU packages installed), before llama.cpp
+/// starts; later offers are too late and ignored.
+static OFFERED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// What became of each GPU module, once llama.cpp started.
+static CHECKS: OnceLock<Vec<ModuleCheck>> = OnceLock::new();
+
+/// GPU backend modules to check and load when llama.cpp starts.
+pub(crate) fn offer(paths: Vec<PathBuf>) {
+    let mut offered = OFFERED.lock();
+    for p in paths {
+        if !offered.contains(&p) {
+            offered.push(p);
+        }
+    }
+}
+
+/// Each GPU module's check, once llama.cpp has started (empty before, and where
+/// backends are not modules).
+pub(crate) fn checks() -> &'static [ModuleCheck] {
+    CHECKS.get().map_or(&[], Vec::as_slice)
+}
+
+#[cfg(ggml_dl)]
+pub(crate) use dl::{check_here, load};
+
+#[cfg(ggml_dl)]
+mod dl {
+    use super::super::probe::{self, ModuleCheck};
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+
+    /// Where the CPU modules are: the addon's directory (the platform package, or a
+    /// checkout's root after a build); in Rust's unit tests, where llama-cpp-sys-2 built
+    /// them.
+    fn dirs() -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        if let Some(dir) = crate::paths::addon_path().as_deref().and_then(Path::parent) {
+            dirs.push(dir.to_path_buf());
+        }
+        #[cfg(test)]
+        dirs.extend(llama_cpp_sys_2::BACKENDS_DIR.map(PathBuf::from));
+        dirs
+    }
+
+    /// The CPU module of `dir` that scores best on this CPU (ggml's own rule: each
+    /// module's `ggml_backend_score` is 0 where the CPU lacks what it was built for,
+    /// higher the more it uses).
+    fn best_cpu(dir: &Path) -> Option<PathBuf> {
+        let mut best: (i32, Option<PathBuf>) = (0, None);
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with("libggml-cpu-") && name.ends_with(".so")) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: `c` is a NUL-terminated path. Loading a CPU module runs no code of
+            // its own beyond static initialisers; it is closed again below.
+            let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+            if handle.is_null() {
+                continue;
+            }
+            // SAFETY: `handle` is open; the name is NUL-terminated.
+            let f = unsafe { libc::dlsym(handle, c"ggml_backend_score".as_ptr()) };
+            if !f.is_null() {
+                // SAFETY: ggml's modules export this name as `int (*)(void)`
+                // (`ggml_backend_score_t`), which only reads the CPU's features.
+                let score: unsafe extern "C" fn() -> std::os::raw::c_int =
+                    unsafe { std::mem::transmute(f) };
+                // SAFETY: as above.
+                let s = unsafe { score() };
+                if s > best.0 {
+                    best = (s, Some(path));
+                }
+            }
+            // SAFETY: opened above; nothing of it is in use.
+            unsafe { libc::dlclose(handle) };
+        }
+        best.1
+    }
+
+    /// Whether a CPU backend is registered.
+    fn have_cpu() -> bool {
+        // SAFETY: the name is a NUL-terminated string; the registry lookup only reads it.
+        !unsafe { llama_cpp_sys_2::ggml_backend_reg_by_name(c"CPU".as_ptr()) }.is_null()
+    }
+
+    /// A GPU module's check, in the child process started for it: quiet, the CPU
+    /// backend, then the module ([`probe::run`]).
+    pub(crate) fn check_here(module: &Path) -> ModuleCheck {
+        super::super::backend::quiet_unless_asked();
+        if let Err(e) = load_cpu() {
+            return ModuleCheck {
+                path: module.to_path_buf(),
+                reason: Some(e),
+                ..ModuleCheck::default()
+            };
+        }
+        probe::run(module)
+    }
+
+    /// The best CPU module of the first directory that has one.
+    fn load_cpu() -> Result<(), String> {
+        if have_cpu() {
+            return Ok(());
+        }
+        let dirs = dirs();
+        for dir in &dirs {
+            let Some(best) = best_cpu(dir) else { continue };
+            let Ok(c) = CString::new(best.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: `c` is a NUL-terminated path that outlives the call; ggml loads
+            // and registers the module (null if it cannot).
+            unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) };
+            if have_cpu() {
+                return Ok(());
+            }
+        }
+        let searched: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
+        Err(format!(
+            "llama.cpp's CPU backend (libggml-cpu-*.so) is not where orion-native looked ({}). \
+             The platform package (orion-native-<platform>) ships it next to the addon: \
+             reinstall orion-native, and in an Electron app unpack that package from the \
+             asar archive.",
+            if searched.is_empty() {
+                "nowhere: the addon's own path is unknown".into()
+            } else {
+                searched.join(", ")
+            }
+        ))
+    }
+
+    /// The CPU backend, then each GPU module whose check passes (unless `gpu: false`
+    /// was set when llama.cpp started). Called once per process, before
+    /// `llama_backend_init`.
+    pub(crate) fn load() -> Result<(), String> {
+        load_cpu()?;
+        let off = matches!(crate::settings::gpu(), Ok(crate::settings::Gpu::Off));
+        let checks = gpu_modules()
+            .into_iter()
+            .map(|path| {
+                if off {
+                    ModuleCheck {
+                        path,
+                        reason: Some(format!(
+                            "not loaded: gpu was false (configure() or {}) when llama.cpp started",
+                            crate::settings::GPU_ENV
+                        )),
+                        ..ModuleCheck::default()
+                    }
+                } else {
+                    check_and_load(path)
+                }
+            })
+            .collect();
+        let _ = super::CHECKS.set(checks);
+        Ok(())
+    }
+
+    /// The GPU modules to try: those offered, then `GGML_BACKEND_PATH`'s.
+    fn gpu_modules() -> Vec<PathBuf> {
+        let mut all = super::OFFERED.lock().clone();
+        if let Some(p) = std::env::var_os(super::BACKEND_PATH_ENV).filter(|p| !p.is_empty()) {
+            let p = PathBuf::from(p);
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        all
+    }
+
+    /// A GPU module's check in a child process; when it passes, the module is loaded here.
+    fn check_and_load(path: PathBuf) -> ModuleCheck {
+        if !path.is_file() {
+            return ModuleCheck {
+                reason: Some("not loaded: no such file".into()),
+                path,
+                ..ModuleCheck::default()
+            };
+        }
+        let mut check = match probe::in_child(&path) {
+            Ok(check) => check,
+            Err(why) => {
+                return ModuleCheck {
+                    reason: Some(format!("not loaded: {why}")),
+                    path,
+                    ..ModuleCheck::default()
+                }
+            }
+        };
+        check.loaded = false;
+        if check.reason.is_some() {
+            check.reason = check.reason.map(|r| format!("not loaded: {r}"));
+            return check;
+        }
+        let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
+            check.reason = Some("not loaded: its path holds a NUL byte".into());
+            return check;
+        };
+        // SAFETY: `c` is a NUL-terminated path; the same module loaded, registered and
+        // ran a graph on each device in the child.
+        let reg = unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) };
+        if reg.is_null() {
+            check.reason = Some("not loaded: it loaded in its check but not here".into());
+        } else {
+            check.loaded = true;
+        }
+        check
+    }
+}
