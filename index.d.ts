@@ -244,6 +244,23 @@ export interface ConfigureOptions {
   gpu?: 'auto' | 'vulkan' | 'cuda' | 'metal' | boolean
 }
 
+/** A GPU device's memory (once llama.cpp has started). */
+export interface DeviceMemoryInfo {
+  /** `Vulkan0 (NVIDIA GeForce RTX 4070)`. */
+  name: string
+  backend: string
+  total: number
+  /** As its driver reports it (lavapipe reports its whole heap, whatever is in use). */
+  free: number
+  /**
+   * Device memory this process's models hold there, estimated from their files;
+   * given back when they are unloaded.
+   */
+  modelsBytes: number
+  /** The share in use: by the driver's account, or by the models' where that is more. */
+  usedFraction: number
+}
+
 /** A model's file on disk, as `downloadModel` reports it. */
 export interface DownloadInfo {
   key: string
@@ -521,6 +538,8 @@ export interface LoadedModelStats {
   /** Generations using it now. */
   inUse: number
   loads: number
+  /** Where its layers went, when some are on a GPU device; absent on the CPU. */
+  gpu?: ModelPlacement
 }
 
 /** Per-call options of `loadModel`. */
@@ -531,6 +550,13 @@ export interface LoadOptions {
    * other callers goes on for them.
    */
   signal?: AbortSignal
+  /**
+   * Layers to put on the GPU device (`configure({ gpu })`'s choice), instead of as
+   * many as fit its free memory: an integer from 0 to 100000; more than the model's
+   * layer count puts the output there too. Applies when this call starts the load;
+   * ignored when models run on the CPU.
+   */
+  gpuLayers?: number
 }
 
 export interface MemoryAlert {
@@ -586,6 +612,11 @@ export interface MemorySnapshot {
   timestamp: number
   system: SystemMemoryInfo
   process: ProcessMemoryInfo
+  /**
+   * GPU devices, once llama.cpp has started; their pressure counts in `pressure`
+   * where models are on them.
+   */
+  devices: Array<DeviceMemoryInfo>
   /** The heap of the thread that took the snapshot. */
   jsHeap?: JsHeapInfo
   orion: OrionMemoryInfo
@@ -636,6 +667,8 @@ export interface ModelInfo {
   contextLength: number
   /** Times this key was loaded in this process. */
   loads: number
+  /** Where its layers went, when some are on a GPU device; absent on the CPU. */
+  gpu?: ModelPlacement
 }
 
 export interface ModelListing {
@@ -686,6 +719,20 @@ export interface ModelLoaderStats {
   models: Array<LoadedModelStats>
   /** Models served by remote servers (registered with `remote`), once loaded. */
   remoteModels: Array<RemoteModelStats>
+}
+
+/** A model's layers on a GPU device. */
+export interface ModelPlacement {
+  /** The device (`Vulkan0 (NVIDIA GeForce RTX 4070)`) and its backend. */
+  device: string
+  backend: string
+  /** Layers on the device, of `layers` (`layers + 1`: the output too). */
+  gpuLayers: number
+  layers: number
+  /** Device memory its weights and KV cache take, estimated from the file. */
+  deviceBytes: number
+  /** Why that many: as many as fit, or `gpuLayers`. */
+  reason: string
 }
 
 export interface OptimizationStrategy {

@@ -282,4 +282,115 @@ describe('the gpu setting', () => {
     expect(out.error.code).toBe('GPU_UNAVAILABLE')
     expect(out.error.message).toContain('the Vulkan backend is loaded but found no usable device')
   }, 300_000)
+
+  // The measure of agreement with the CPU: the first RIVER_TOKENS tokens of a greedy
+  // answer are the same. On lavapipe the first 8 agree, then the device's fp16
+  // arithmetic picks another word ("vital waterway" / "vital and ancient river").
+  const RIVERS = 'Name three rivers of Europe and say one thing about each.'
+  const RIVER_TOKENS = 5
+  const stream = (max) => `
+    const pieces = []
+    for await (const t of o.getModelLoader().generateStream('demo', ${JSON.stringify(RIVERS)}, { temperature: 0, maxTokens: ${max} })) pieces.push(t)`
+
+  test('the layers that fit, the device memory the model holds, an answer that agrees with the CPU, and the memory back after unload', () => {
+    const cpu = child(`${stream(12)}; out({ pieces })`).out.pieces
+    const { out } = child(
+      `
+      const l = o.getModelLoader(), m = o.getMemoryMonitor()
+      const info = await l.loadModel('demo')
+      const loaded = (await m.takeSnapshot()).devices
+      const stats = l.getStats().models[0].gpu
+      ${stream(12)}
+      await l.unloadModel('demo')
+      // Freed when the last use ends: a context still settling into the cache holds the
+      // model for a few evaluation steps (seconds on lavapipe).
+      let after, waited = 0
+      for (;;) {
+        after = (await m.takeSnapshot()).devices
+        if (after[0].modelsBytes === 0 || waited > 60000) break
+        await new Promise((r) => setTimeout(r, 250)); waited += 250
+      }
+      out({ gpu: info.gpu, loaded, stats, pieces, after })`,
+      vulkan({ ORION_GPU: 'vulkan', ORION_LLAMA_LOG: undefined }),
+    )
+    // Every layer and the output fit lavapipe's 2 GiB: the estimate says why.
+    expect(out.gpu).toEqual({
+      device: expect.stringMatching(/^Vulkan0 \(llvmpipe/),
+      backend: 'Vulkan',
+      gpuLayers: 31,
+      layers: 30,
+      deviceBytes: expect.any(Number),
+      reason: expect.stringMatching(
+        /^all 30 layers and the output fit: 0\.\d\d GiB needed, [\d.]+ GiB free for models$/,
+      ),
+    })
+    expect(out.stats).toEqual(out.gpu)
+    // The weights and KV cache, estimated from the file: about the file's size.
+    expect(out.gpu.deviceBytes).toBeGreaterThan(50e6)
+    expect(out.gpu.deviceBytes).toBeLessThan(200e6)
+    expect(out.loaded).toEqual([expect.objectContaining({ backend: 'Vulkan', modelsBytes: out.gpu.deviceBytes })])
+    expect(out.loaded[0].usedFraction).toBeGreaterThan(0)
+    const same = out.pieces.findIndex((p, i) => p !== cpu[i])
+    console.log(
+      `lavapipe vs CPU: ${same < 0 ? out.pieces.length : same} of ${out.pieces.length} greedy tokens the same`,
+    )
+    expect(out.pieces.slice(0, RIVER_TOKENS)).toEqual(cpu.slice(0, RIVER_TOKENS))
+    // Unloaded: the device memory the model held is given back.
+    expect(out.after[0].modelsBytes).toBe(0)
+    expect(out.after[0].free).toBeGreaterThanOrEqual(out.loaded[0].free)
+  }, 300_000)
+
+  test('gpuLayers splits the model between the device and the CPU, and it still answers', () => {
+    const { out, log } = child(
+      `
+      const l = o.getModelLoader()
+      const info = await l.loadModel('demo', undefined, { gpuLayers: 10 })
+      const r = await l.generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 12 })
+      out({ gpu: info.gpu, text: r.text })`,
+      vulkan({ ORION_GPU: 'vulkan' }),
+    )
+    expect(out.gpu).toEqual(expect.objectContaining({ gpuLayers: 10, layers: 30, reason: 'gpuLayers: 10 asked for' }))
+    // llama.cpp's own account: 10 of 31 (30 layers and the output) on the device.
+    expect(offloaded(log)).toEqual([10, 31])
+    expect(out.text).toMatch(/Paris/)
+  }, 300_000)
+
+  test('on the device, a stream aborts and the process exits cleanly mid-generation', () => {
+    const { out } = child(
+      `
+      const l = o.getModelLoader()
+      const ac = new AbortController()
+      const pieces = []
+      let error = null
+      try {
+        for await (const t of l.generateStream('demo', ${JSON.stringify(RIVERS)}, { temperature: 0, maxTokens: 200, signal: ac.signal })) {
+          pieces.push(t)
+          if (pieces.length === 3) ac.abort()
+        }
+      } catch (e) { error = e.code }
+      out({ pieces: pieces.length, error })`,
+      vulkan({ ORION_GPU: 'vulkan' }),
+    )
+    expect(out.error).toBe('ABORTED')
+    expect(out.pieces).toBeGreaterThanOrEqual(3)
+    expect(out.pieces).toBeLessThan(10)
+    // Exit while the device computes: no crash, no hang, exit code 0.
+    const started = Date.now()
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const o = require(${JSON.stringify(root)})
+        o.getModelLoader().generateStream('demo', ${JSON.stringify(RIVERS)}, { maxTokens: 200 })[Symbol.asyncIterator]().next()
+          .then(() => setTimeout(() => process.exit(0), 500))`,
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, ...vulkan({ ORION_GPU: 'vulkan', ORION_LLAMA_LOG: undefined }) },
+      },
+    )
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' })
+    console.log(`exit mid-generation on lavapipe: ${((Date.now() - started) / 1000).toFixed(1)} s`)
+  }, 300_000)
 })

@@ -42,7 +42,7 @@ ORION_ENABLE_MEMORY_MONITOR=1), then this machine's memory.
 options:
   --json      print { processes: [<snapshot>, ...], machine: {...} }: each process's
               published snapshot (pid, timestamp, pressure, usedFraction, usedBytes,
-              budgetBytes, system, process, models, embeddingCacheBytes,
+              budgetBytes, system, process, models, devices, embeddingCacheBytes,
               recommendations, alerts) and this machine's memory (timestamp, pressure,
               usedFraction, total, available, used, swapTotal, swapUsed, cgroupLimit);
               processes is [] when none publishes

@@ -142,11 +142,60 @@ pub(crate) trait Holder: Send + Sync {
 }
 
 /// One measurement.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Reading {
     pub(crate) system: SystemMemory,
     pub(crate) rss: u64,
     pub(crate) virtual_bytes: u64,
+    /// The GPU devices llama.cpp has (once it has started: a reading never starts it).
+    pub(crate) devices: Vec<DeviceMemory>,
+}
+
+/// A GPU device's memory.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceMemory {
+    pub(crate) name: String,
+    pub(crate) backend: String,
+    pub(crate) total: u64,
+    /// As its driver reports it (some, lavapipe among them, report their whole heap).
+    pub(crate) free: u64,
+    /// What this process's models hold there (estimated from their files).
+    pub(crate) models_bytes: u64,
+}
+
+impl DeviceMemory {
+    /// The share of the device in use: by the driver's account, or by what the models
+    /// hold where that is more.
+    pub(crate) fn used_fraction(&self) -> f64 {
+        let used = self.total.saturating_sub(self.free).max(self.models_bytes);
+        used as f64 / self.total.max(1) as f64
+    }
+}
+
+/// The device under the most pressure among those holding models: its index in
+/// `r.devices`, its used fraction and pressure. A device no model uses is not this
+/// process's concern.
+pub(crate) fn device_pressure(
+    r: &Reading,
+    config: &MonitorConfig,
+) -> Option<(usize, f64, Pressure)> {
+    r.devices
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.models_bytes > 0)
+        .map(|(i, d)| {
+            let f = d.used_fraction();
+            (i, f, config.thresholds.classify(f))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// The process's pressure: the system's (or the budget's) and its GPU devices', the
+/// higher.
+fn overall(r: &Reading, config: &MonitorConfig) -> Pressure {
+    let system = assess(r, config).3;
+    device_pressure(r, config).map_or(system, |(_, _, p)| p.max(system))
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -251,6 +300,7 @@ pub(crate) struct Status<'a> {
     system: StatusSystem,
     process: StatusProcess,
     models: &'a [HeldModel],
+    devices: &'a [DeviceMemory],
     embedding_cache_bytes: u64,
     recommendations: &'a [String],
     /// The five latest alerts, newest first.
@@ -298,6 +348,7 @@ impl Snapshot {
                 virtual_bytes: self.reading.virtual_bytes,
             },
             models: &self.models,
+            devices: &self.reading.devices,
             embedding_cache_bytes: self.embedding_cache_bytes,
             recommendations: &self.recommendations,
             alerts: alerts.iter().rev().take(5).collect(),
@@ -423,15 +474,15 @@ impl Monitor {
     ) -> Snapshot {
         let config = self.config();
         let mut reading = read();
-        let mut assessed = assess(&reading, &config);
+        let mut pressure = overall(&reading, &config);
         let mut actions = Vec::new();
-        if config.auto_free && assessed.3 >= config.free_at {
-            while assessed.3 >= config.free_at {
+        if config.auto_free && pressure >= config.free_at {
+            while pressure >= config.free_at {
                 if let Some((key, bytes)) = self.holder.unload_lru_idle() {
                     actions.push(format!(
                         "Unloaded idle model '{key}' ({}) at {} pressure",
                         human_bytes(bytes),
-                        assessed.3.as_str()
+                        pressure.as_str()
                     ));
                 } else {
                     let cache = self.holder.embedding_cache_bytes();
@@ -442,14 +493,14 @@ impl Monitor {
                     actions.push(format!(
                         "Shrank the embedding cache by {} at {} pressure",
                         human_bytes(freed),
-                        assessed.3.as_str()
+                        pressure.as_str()
                     ));
                 }
                 reading = read();
-                assessed = assess(&reading, &config);
+                pressure = overall(&reading, &config);
             }
         }
-        let (budget, used, fraction, pressure) = assessed;
+        let (budget, used, fraction, _) = assess(&reading, &config);
         let models = self.holder.models();
         let cache = self.holder.embedding_cache_bytes();
         let snap = Snapshot {
@@ -480,14 +531,27 @@ impl Monitor {
         let mut alerts: Vec<Alert> = actions.into_iter().map(|a| alert("freed", a)).collect();
         let previous = st.last.map_or(Pressure::Low, |(_, p, _)| p);
         if snap.pressure >= Pressure::High && snap.pressure > previous {
+            let on_device = device_pressure(&snap.reading, config)
+                .filter(|(_, _, p)| *p == snap.pressure)
+                .map(|(i, f, _)| (&snap.reading.devices[i], f));
             alerts.push(alert(
                 "pressure",
-                format!(
-                    "Memory pressure rose to {} ({:.0} % of {} in use)",
-                    snap.pressure.as_str(),
-                    snap.used_fraction * 100.0,
-                    human_bytes(snap.budget_bytes)
-                ),
+                match on_device {
+                    Some((d, f)) => format!(
+                        "GPU memory pressure on {} rose to {} ({:.0} % of {} in use, {} of it by models)",
+                        d.name,
+                        snap.pressure.as_str(),
+                        f * 100.0,
+                        human_bytes(d.total),
+                        human_bytes(d.models_bytes)
+                    ),
+                    None => format!(
+                        "Memory pressure rose to {} ({:.0} % of {} in use)",
+                        snap.pressure.as_str(),
+                        snap.used_fraction * 100.0,
+                        human_bytes(snap.budget_bytes)
+                    ),
+                },
             ));
         }
         if let Some((t, p, rss)) = st.last {
@@ -589,6 +653,7 @@ mod tests {
             },
             rss,
             virtual_bytes: rss * 2,
+            devices: Vec::new(),
         }
     }
 
@@ -683,6 +748,74 @@ mod tests {
         assert!(alerts.iter().any(|a| a.kind == "freed"));
         m.clear_alerts();
         assert!(m.alerts().is_empty());
+    }
+
+    #[test]
+    fn a_full_gpu_device_holding_models_raises_the_pressure_and_frees_an_idle_model() {
+        // Plenty of RAM; a 4 GB device 97 % full, 3 GB of it this process's models, until
+        // the idle one goes.
+        let held = Arc::new(AtomicU64::new(3 * GB));
+        let holder = FakeHolder {
+            models: Mutex::new(vec![model("on-gpu", 2 * GB, false, "Q4_K_M")]),
+            cache: AtomicU64::new(0),
+            rss: Arc::new(AtomicU64::new(GB)),
+        };
+        let m = Monitor::new(MonitorConfig::default(), Box::new(holder));
+        let device = |models_bytes: u64| DeviceMemory {
+            name: "CUDA0 (RTX)".into(),
+            backend: "CUDA".into(),
+            total: 4 * GB,
+            free: (4 * GB).saturating_sub(models_bytes + 900 * (1 << 20)),
+            models_bytes,
+        };
+        let h = held.clone();
+        let read = move || Reading {
+            devices: vec![device(h.load(Ordering::SeqCst))],
+            ..reading(24 * GB, 20 * GB, GB)
+        };
+        // Without auto-freeing: the device's pressure is the snapshot's, and an alert
+        // names the device.
+        m.set_config(MonitorConfig {
+            auto_free: false,
+            ..MonitorConfig::default()
+        });
+        let snap = m.take(&read, None);
+        assert_eq!(snap.pressure, Pressure::Critical);
+        assert!(snap.used_fraction < 0.5, "the system itself is fine");
+        let alert = m.alerts().pop().unwrap();
+        assert!(
+            alert
+                .message
+                .starts_with("GPU memory pressure on CUDA0 (RTX) rose to critical"),
+            "{}",
+            alert.message
+        );
+        // A device no model of ours uses is not our pressure.
+        let other = Reading {
+            devices: vec![DeviceMemory {
+                models_bytes: 0,
+                ..device(3 * GB)
+            }],
+            ..reading(24 * GB, 20 * GB, GB)
+        };
+        assert_eq!(overall(&other, &MonitorConfig::default()), Pressure::Low);
+        // With auto-freeing: the idle model is unloaded (its device memory with it).
+        m.set_config(MonitorConfig::default());
+        let h = held.clone();
+        let snap = m.take(
+            move || {
+                let r = read();
+                // What unloading gives back: the fake holder forgets the model.
+                h.store(GB, Ordering::SeqCst);
+                r
+            },
+            None,
+        );
+        assert!(
+            snap.actions.iter().any(|a| a.contains("'on-gpu'")),
+            "{:?}",
+            snap.actions
+        );
     }
 
     #[test]
@@ -789,7 +922,7 @@ mod tests {
         };
         assert_eq!(
             keys(&v),
-            "alerts,budgetBytes,embeddingCacheBytes,models,pid,pressure,process,\
+            "alerts,budgetBytes,devices,embeddingCacheBytes,models,pid,pressure,process,\
              recommendations,system,timestamp,usedBytes,usedFraction"
         );
         assert_eq!(keys(&v["system"]), "available,cgroupLimit,total,used");

@@ -394,6 +394,16 @@ pub(crate) fn memory_reading() -> crate::monitor::Reading {
         system: crate::sysmem::memory(),
         rss,
         virtual_bytes,
+        devices: crate::llm::strategy::started_devices()
+            .into_iter()
+            .map(|(d, held)| crate::monitor::DeviceMemory {
+                name: d.name,
+                backend: d.backend,
+                total: d.total_bytes,
+                free: d.free_bytes,
+                models_bytes: held,
+            })
+            .collect(),
     }
 }
 

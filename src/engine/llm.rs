@@ -18,6 +18,33 @@ pub(crate) struct ModelMeta {
 }
 
 pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;
+
+/// What a load asks of the engine besides the file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LoadRequest {
+    /// The context size its contexts will have (their KV cache goes where the layers go).
+    pub(crate) context_length: u32,
+    /// Layers to offload to the GPU device, instead of as many as fit.
+    pub(crate) gpu_layers: Option<u32>,
+}
+
+/// Where a loaded model's layers went.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Placed {
+    /// ggml's index of the device.
+    pub(crate) device_index: usize,
+    /// The device's name (`Vulkan0 (NVIDIA GeForce RTX 4070)`) and backend.
+    pub(crate) device: String,
+    pub(crate) backend: String,
+    /// Layers on the device (`layers + 1`: the output too), of `layers`.
+    pub(crate) gpu_layers: u32,
+    pub(crate) layers: u32,
+    /// Device memory its weights and KV cache take (estimated from the file).
+    pub(crate) device_bytes: u64,
+    /// Why that many.
+    pub(crate) reason: String,
+}
+
 /// Load progress in 0..=1.
 /// Reads and loads model files for the loader.
 pub(crate) trait Engine: Send + Sync + 'static {
@@ -25,7 +52,28 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Read the file's header: fails with `MODEL_NOT_FOUND` or `MODEL_LOAD_FAILED`.
     fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta>;
     /// Load the model, reporting progress in 0..=1.
-    fn load(&self, path: &Path, progress: Progress) -> Result<Self::Model>;
+    fn load(&self, path: &Path, request: LoadRequest, progress: Progress) -> Result<Self::Model>;
+    /// Where `model`'s layers went, when some are on a GPU device.
+    fn placed(_model: &Self::Model) -> Option<Placed> {
+        None
+    }
+    /// The GPU device a load of `path` would go to and the bytes it would take there
+    /// (every layer, or `gpuLayers`'): the loader makes that room first, unloading idle
+    /// models on the device, before the load fits what is left.
+    fn device_need(&self, _path: &Path, _request: LoadRequest) -> Option<DeviceNeed> {
+        None
+    }
+    /// What is free for models on GPU device `index` now.
+    fn device_free(&self, _index: usize) -> u64 {
+        0
+    }
+}
+
+/// Room a load wants on a GPU device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DeviceNeed {
+    pub(crate) index: usize,
+    pub(crate) bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -170,6 +170,27 @@ pub(crate) fn devices() -> Vec<Device> {
         .collect()
 }
 
+/// The GPU device of ggml's index `index`, its memory read now.
+pub(crate) fn device(index: usize) -> Option<Device> {
+    devices().into_iter().find(|d| d.index == index)
+}
+
+/// The devices of the GPU backends, if llama.cpp has started (never starts it: a
+/// memory reading must not load GPU modules), with the device bytes this process's
+/// models hold on each.
+pub(crate) fn started_devices() -> Vec<(Device, u64)> {
+    if LLAMA_BACKEND.get().is_none() {
+        return Vec::new();
+    }
+    devices()
+        .into_iter()
+        .map(|d| {
+            let held = super::fit::held(d.index);
+            (d, held)
+        })
+        .collect()
+}
+
 /// Each GPU backend module found and what became of it (empty until llama.cpp starts).
 pub(crate) fn gpu_modules() -> &'static [super::probe::ModuleCheck] {
     if backend().is_err() {

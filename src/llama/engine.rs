@@ -3,7 +3,7 @@
 //! (llama.cpp's context creation mutates the model, so concurrent creation is unsound).
 
 use super::backend::backend;
-use crate::engine::llm::{Engine, ModelMeta, Progress};
+use crate::engine::llm::{DeviceNeed, Engine, LoadRequest, ModelMeta, Placed, Progress};
 use crate::error::{OrionError, Result};
 use crate::store::gguf_check;
 use llama_cpp_2::gguf::GgufContext;
@@ -16,10 +16,9 @@ use std::path::Path;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Placement {
     /// ggml's index of the GPU device, or `None` for the CPU alone (no device at all:
-    /// llama.cpp then sends no work to a GPU backend, not even large batches).
+    /// llama.cpp then sends no work to a GPU backend, not even large batches). As many
+    /// layers as fit its memory go there ([`super::fit`]), or the load's `gpuLayers`.
     pub(crate) device: Option<usize>,
-    /// Layers to offload to that device.
-    pub(crate) gpu_layers: u32,
 }
 
 /// Decides a load's [`Placement`]; an error (the device asked for is unavailable)
@@ -93,19 +92,30 @@ impl Engine for LlamaEngine {
         })
     }
 
-    fn load(&self, path: &Path, mut progress: Progress) -> Result<super::prefix::ChatModel> {
+    fn load(
+        &self,
+        path: &Path,
+        request: LoadRequest,
+        mut progress: Progress,
+    ) -> Result<super::prefix::ChatModel> {
         let backend = backend()?;
         let placement = (self.place)()?;
-        let devices: Vec<usize> = placement.device.into_iter().collect();
+        let placed = match placement.device {
+            Some(device) => Some(place_layers(path, device, request)?),
+            None => None,
+        };
+        // No device at all when no layer goes there.
+        let devices: Vec<usize> = placed
+            .as_ref()
+            .filter(|(p, _)| p.gpu_layers > 0)
+            .map(|(_, device)| *device)
+            .into_iter()
+            .collect();
         let params = LlamaModelParams::default()
             .with_devices(&devices)
             .map_err(|e| OrionError::ModelLoadFailed(format!("{}: {e}", path.display())))?
             .with_use_mmap(true)
-            .with_n_gpu_layers(if devices.is_empty() {
-                0
-            } else {
-                placement.gpu_layers
-            })
+            .with_n_gpu_layers(placed.as_ref().map_or(0, |(p, _)| p.gpu_layers))
             .with_progress_callback(move |f| {
                 progress(f);
                 // false makes llama.cpp abandon the load: the process is exiting.
@@ -118,8 +128,97 @@ impl Engine for LlamaEngine {
             OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
         })?;
         crate::lifecycle::shutdown_before_later_destructors(crate::lifecycle::Library::LlamaCpp);
-        Ok(super::prefix::ChatModel::new(model))
+        let share = placed
+            .as_ref()
+            .filter(|(p, _)| p.device_bytes > 0)
+            .map(|(p, device)| super::fit::DeviceShare::take(*device, p.device_bytes));
+        Ok(super::prefix::ChatModel::new(
+            model,
+            placed.map(|(p, _)| p),
+            share,
+        ))
     }
+
+    fn placed(model: &super::prefix::ChatModel) -> Option<Placed> {
+        model.placed.clone()
+    }
+
+    fn device_need(&self, path: &Path, request: LoadRequest) -> Option<DeviceNeed> {
+        let index = (self.place)().ok()?.device?;
+        let h = gguf_check::check_file(path).ok()?;
+        let kv = kv_bytes(&h, request.context_length);
+        let layers = request.gpu_layers.unwrap_or(h.n_layer + 1);
+        Some(DeviceNeed {
+            index,
+            bytes: super::fit::bytes_for(&h.layer_bytes, &kv, h.output_bytes, layers)
+                .saturating_add(super::fit::HEADROOM),
+        })
+    }
+
+    fn device_free(&self, index: usize) -> u64 {
+        super::backend::device(index).map_or(0, |d| {
+            super::fit::free_for_models(d.free_bytes, d.total_bytes, super::fit::held(index))
+        })
+    }
+}
+
+/// Bytes of f16 K and V per layer for `n_ctx` tokens.
+fn kv_bytes(h: &gguf_check::Hparams, n_ctx: u32) -> Vec<u64> {
+    h.kv_per_layer
+        .iter()
+        .map(|values| values.saturating_mul(2).saturating_mul(n_ctx.into()))
+        .collect()
+}
+
+/// How many of the model's layers go to `device`: the load's `gpuLayers`, else as many
+/// as fit what is free there for models ([`super::fit`]); with the device's index.
+fn place_layers(path: &Path, device: usize, request: LoadRequest) -> Result<(Placed, usize)> {
+    let h = gguf_check::check_file(path).map_err(|e| {
+        OrionError::ModelLoadFailed(format!("{} has a bad GGUF header: {e}", path.display()))
+    })?;
+    let kv = kv_bytes(&h, request.context_length);
+    let d = super::backend::device(device)
+        .ok_or_else(|| OrionError::GpuUnavailable(format!("GPU device {device} is gone")))?;
+    let held = super::fit::held(device);
+    let free = super::fit::free_for_models(d.free_bytes, d.total_bytes, held);
+    let all = h.n_layer + 1;
+    let gib = |b: u64| format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30));
+    let (gpu_layers, reason) = if let Some(n) = request.gpu_layers {
+        (n.min(all), format!("gpuLayers: {n} asked for"))
+    } else {
+        let f = super::fit::fit(&h.layer_bytes, &kv, h.output_bytes, free);
+        let reason = if f.gpu_layers == all {
+            format!(
+                "all {} layers and the output fit: {} needed, {} free for models",
+                h.n_layer,
+                gib(f.device_bytes),
+                gib(free)
+            )
+        } else {
+            format!(
+                "{} of {} layers fit {} free for models (less {} kept for compute \
+                     buffers); the rest run on the CPU",
+                f.gpu_layers,
+                h.n_layer,
+                gib(free),
+                gib(super::fit::HEADROOM)
+            )
+        };
+        (f.gpu_layers, reason)
+    };
+    let device_bytes = super::fit::bytes_for(&h.layer_bytes, &kv, h.output_bytes, gpu_layers);
+    Ok((
+        Placed {
+            device_index: device,
+            device: d.name,
+            backend: d.backend,
+            gpu_layers,
+            layers: h.n_layer,
+            device_bytes,
+            reason,
+        },
+        device,
+    ))
 }
 
 #[cfg(test)]
@@ -569,6 +668,45 @@ mod tests {
         cases
     }
 
+    /// The demo model's tensors, by layer: every layer the same size, the output
+    /// (tied to the token embeddings: only its norm), and every byte of the tensor data
+    /// counted once.
+    #[test]
+    fn the_demo_models_layers_have_sizes_that_add_up() {
+        let demo = crate::paths::models_dir().join(DEMO);
+        assert!(demo.is_file(), "needs the demo model at {}", demo.display());
+        let h = gguf_check::read_header(&demo).expect("the demo model's header");
+        let hp = gguf_check::check(&h).expect("checked");
+        assert_eq!(hp.layer_bytes.len(), 30);
+        assert!(hp
+            .layer_bytes
+            .iter()
+            .all(|&b| b == hp.layer_bytes[0] && b > 1_000_000));
+        let embd: u64 = {
+            let (layers, output) = gguf_check::tensor_bytes(&h, hp.n_layer);
+            assert_eq!((layers, output), (hp.layer_bytes.clone(), hp.output_bytes));
+            h.file_len - h.data_start() - hp.layer_bytes.iter().sum::<u64>() - hp.output_bytes
+        };
+        // What is left is the token embeddings: vocabulary × width at Q4_1-ish or 8 bits.
+        let vocab_by_width = 49_152 * 576;
+        assert!(
+            embd >= vocab_by_width / 2 && embd <= vocab_by_width * 2,
+            "{embd}"
+        );
+        assert!(hp.output_bytes > 0 && hp.output_bytes < 10_000);
+        // A fit: everything on a big device, a few layers on a small one.
+        let kv: Vec<u64> = hp.kv_per_layer.iter().map(|v| v * 2 * 2048).collect();
+        let all = crate::llama::fit::fit(&hp.layer_bytes, &kv, hp.output_bytes, 1 << 30);
+        assert_eq!(all.gpu_layers, 31);
+        let few = crate::llama::fit::fit(
+            &hp.layer_bytes,
+            &kv,
+            hp.output_bytes,
+            crate::llama::fit::HEADROOM + 5 * (hp.layer_bytes[0] + kv[0]),
+        );
+        assert_eq!(few.gpu_layers, 5);
+    }
+
     /// Hundreds of broken copies of the demo model's header, each probed and (when the
     /// probe passes) loaded and asked for one token: every one must be a
     /// `MODEL_LOAD_FAILED` error or a model, never a llama.cpp abort, which would kill
@@ -658,7 +796,7 @@ mod tests {
                 .map_err(|e| ("probe", e))
                 .and_then(|_| {
                     engine
-                        .load(&path, Box::new(|_| {}))
+                        .load(&path, LoadRequest::default(), Box::new(|_| {}))
                         .map_err(|e| ("load", e))
                 })
                 .and_then(|model| {

@@ -784,7 +784,7 @@ mod tests {
     }
 
     fn demo_model() -> ChatModel {
-        ChatModel::new(demo_llama_model())
+        ChatModel::new(demo_llama_model(), None, None)
     }
 
     fn demo_llama_model() -> LlamaModel {

@@ -6,6 +6,7 @@
 pub(crate) mod backend;
 pub(crate) mod context;
 pub(crate) mod engine;
+pub(crate) mod fit;
 pub(crate) mod generate;
 pub(crate) mod modules;
 pub(crate) mod prefix;

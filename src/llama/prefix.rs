@@ -191,15 +191,26 @@ pub(crate) struct ChatModel {
     /// The tokens its chat template opens a user message with after an answer (see
     /// `generate::user_opening`), worked out on first use.
     pub(crate) user_opening: std::sync::OnceLock<Vec<LlamaToken>>,
+    /// Where its layers went, when some are on a GPU device.
+    pub(crate) placed: Option<crate::engine::llm::Placed>,
     model: Arc<LlamaModel>,
+    /// The device memory it holds, given back when it is dropped. After `model` (fields
+    /// drop in order): the model's buffers are freed first.
+    _share: Option<super::fit::DeviceShare>,
 }
 
 impl ChatModel {
-    pub(crate) fn new(model: LlamaModel) -> Self {
+    pub(crate) fn new(
+        model: LlamaModel,
+        placed: Option<crate::engine::llm::Placed>,
+        share: Option<super::fit::DeviceShare>,
+    ) -> Self {
         Self {
             contexts: Arc::default(),
             user_opening: std::sync::OnceLock::new(),
+            placed,
             model: Arc::new(model),
+            _share: share,
         }
     }
 

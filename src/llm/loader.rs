@@ -205,6 +205,8 @@ pub(crate) struct ModelStats {
     pub(crate) last_used_ms: f64,
     pub(crate) in_use: usize,
     pub(crate) loads: u64,
+    /// Where its layers went, when some are on a GPU device.
+    pub(crate) placed: Option<crate::engine::llm::Placed>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -428,11 +430,16 @@ impl<E: Engine> ModelLoader<E> {
         // Before make_room: a bad file must not cost another model its place.
         self.verify_file(model, meta.file_bytes)?;
         let need = meta.file_bytes + meta.kv_bytes_per_context;
-        self.make_room(slot.id, &model.key, need, queued_behind)?;
+        let request = crate::engine::llm::LoadRequest {
+            context_length: model.context_length,
+            gpu_layers: model.gpu_layers,
+        };
+        let device = self.engine.device_need(&model.path, request);
+        self.make_room(slot.id, &model.key, need, device, queued_behind)?;
         let reporter = slot.clone();
-        let loaded = self
-            .engine
-            .load(&model.path, Box::new(move |f| reporter.report(f)))?;
+        let loaded =
+            self.engine
+                .load(&model.path, request, Box::new(move |f| reporter.report(f)))?;
         let mut st = self.state.lock();
         let loads = st.loads.entry(model.key.clone()).or_insert(0);
         *loads += 1;
@@ -468,11 +475,17 @@ impl<E: Engine> ModelLoader<E> {
     /// load begins later still, so waits run forward in time and cannot form a cycle.
     /// Otherwise every loaded model was in use before this load asked: `MODEL_BUSY` (or
     /// `INSUFFICIENT_MEMORY`) right away.
+    ///
+    /// A load going to a GPU device (`device`) also wants its bytes free there: idle
+    /// models on that device are unloaded for it, least recently used first. Where
+    /// none is left to unload, the load goes ahead and puts there the layers that fit
+    /// (the rest run on the CPU): device memory never refuses a load.
     fn make_room(
         &self,
         id: u64,
         key: &str,
         need: u64,
+        device: Option<crate::engine::llm::DeviceNeed>,
         mut queued_behind: HashSet<u64>,
     ) -> Result<()> {
         loop {
@@ -494,6 +507,25 @@ impl<E: Engine> ModelLoader<E> {
                     available = available.min(budget.saturating_sub(held + promised));
                 }
                 if !over_count && need <= available {
+                    // Room on the device: an idle model there to unload, if short.
+                    let device_victim = device
+                        .filter(|d| self.engine.device_free(d.index) < d.bytes)
+                        .and_then(|d| {
+                            st.loaded
+                                .values()
+                                .filter(|e| {
+                                    e.in_use() == 0
+                                        && E::placed(&e.model)
+                                            .is_some_and(|p| p.device_index == d.index)
+                                })
+                                .max_by_key(|e| e.idle_for())
+                                .map(|e| e.key.clone())
+                        });
+                    if let Some(v) = device_victim {
+                        st.loaded.remove(&v);
+                        evicted = true;
+                        continue;
+                    }
                     st.reserved.insert(id, need);
                     drop(st);
                     if evicted {
@@ -632,6 +664,7 @@ impl<E: Engine> ModelLoader<E> {
                 last_used_ms: e.last_used_ms(),
                 in_use: e.in_use(),
                 loads: e.loads,
+                placed: E::placed(&e.model),
             })
             .collect();
         models.sort_by(|a, b| a.key.cmp(&b.key));
@@ -693,7 +726,12 @@ mod tests {
                 quantization: None,
             })
         }
-        fn load(&self, path: &Path, mut progress: Progress) -> Result<String> {
+        fn load(
+            &self,
+            path: &Path,
+            _request: crate::engine::llm::LoadRequest,
+            mut progress: Progress,
+        ) -> Result<String> {
             let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
             self.peak.fetch_max(now, Ordering::SeqCst);
             for i in 1..=4 {
@@ -748,7 +786,109 @@ mod tests {
             size: None,
             hub: None,
             remote: None,
+            gpu_layers: None,
         }
+    }
+
+    /// A fake GPU: 100 bytes of device memory; a model whose path says `gpu` takes 60.
+    struct GpuFake {
+        used: Arc<AtomicU64>,
+    }
+    struct GpuModel {
+        on_gpu: bool,
+        used: Arc<AtomicU64>,
+    }
+    impl Drop for GpuModel {
+        fn drop(&mut self) {
+            if self.on_gpu {
+                self.used.fetch_sub(60, Ordering::SeqCst);
+            }
+        }
+    }
+    impl Engine for GpuFake {
+        type Model = GpuModel;
+        fn probe(&self, _path: &Path, _ctx: u32) -> Result<ModelMeta> {
+            Ok(ModelMeta {
+                file_bytes: 100,
+                kv_bytes_per_context: 10,
+                quantization: None,
+            })
+        }
+        fn load(
+            &self,
+            path: &Path,
+            _request: crate::engine::llm::LoadRequest,
+            _progress: Progress,
+        ) -> Result<GpuModel> {
+            let on_gpu = path.to_string_lossy().contains("gpu");
+            if on_gpu {
+                self.used.fetch_add(60, Ordering::SeqCst);
+            }
+            Ok(GpuModel {
+                on_gpu,
+                used: self.used.clone(),
+            })
+        }
+        fn placed(model: &GpuModel) -> Option<crate::engine::llm::Placed> {
+            model.on_gpu.then(|| crate::engine::llm::Placed {
+                device_index: 0,
+                device: "GPU0".into(),
+                backend: "Fake".into(),
+                gpu_layers: 31,
+                layers: 30,
+                device_bytes: 60,
+                reason: String::new(),
+            })
+        }
+        fn device_need(
+            &self,
+            path: &Path,
+            _request: crate::engine::llm::LoadRequest,
+        ) -> Option<crate::engine::llm::DeviceNeed> {
+            path.to_string_lossy()
+                .contains("gpu")
+                .then_some(crate::engine::llm::DeviceNeed {
+                    index: 0,
+                    bytes: 60,
+                })
+        }
+        fn device_free(&self, _index: usize) -> u64 {
+            100 - self.used.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_load_for_a_full_gpu_unloads_idle_models_there_only_and_never_fails_for_it() {
+        let used = Arc::new(AtomicU64::new(0));
+        let l = ModelLoader::new(
+            GpuFake { used: used.clone() },
+            Box::new(Mem(1 << 30)),
+            LoaderConfig {
+                max_concurrent_models: 4,
+                budget_bytes: None,
+                idle_timeout: None,
+            },
+        );
+        drop(l.acquire(&model("cpu-a"), None).unwrap());
+        drop(l.acquire(&model("gpu-b"), None).unwrap());
+        assert_eq!(used.load(Ordering::SeqCst), 60);
+        // gpu-c needs 60 of the 40 free: idle gpu-b goes (not cpu-a), and its memory with it.
+        let c = l.acquire(&model("gpu-c"), None).unwrap();
+        assert!(!l.is_loaded("gpu-b"));
+        assert!(l.is_loaded("cpu-a"));
+        assert_eq!(used.load(Ordering::SeqCst), 60);
+        assert_eq!(
+            l.stats()
+                .models
+                .iter()
+                .filter_map(|m| m.placed.as_ref())
+                .count(),
+            1
+        );
+        // gpu-c in use: gpu-d loads anyway (it would fit what is left), nothing else goes.
+        drop(l.acquire(&model("gpu-d"), None).unwrap());
+        assert!(l.is_loaded("gpu-c") && l.is_loaded("cpu-a") && l.is_loaded("gpu-d"));
+        drop(c);
     }
 
     #[test]

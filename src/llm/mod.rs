@@ -36,6 +36,8 @@ pub(crate) struct LoadInfo {
     pub(crate) bytes: u64,
     pub(crate) context_length: u32,
     pub(crate) loads: u64,
+    /// Where its layers went, when some are on a GPU device.
+    pub(crate) placed: Option<crate::engine::llm::Placed>,
 }
 
 /// What a successful `downloadModel` reports: the model's file, on disk and checked.
@@ -108,7 +110,6 @@ impl LlmService {
                 }
                 Ok(crate::llama::engine::Placement {
                     device: s.device.map(|d| d.index),
-                    gpu_layers: s.gpu_layers,
                 })
             }),
         };
@@ -261,14 +262,17 @@ impl LlmService {
         Ok(progress.map(|p| Arc::new(move |x: u32| p(90 + x.min(100) / 10)) as ProgressFn))
     }
 
-    /// Load (or join the load of) `spec`. Blocking.
+    /// Load (or join the load of) `spec`, with `gpu_layers` on the GPU device instead of
+    /// as many as fit (when this call starts the load). Blocking.
     pub(crate) fn load(
         &self,
         spec: &str,
+        gpu_layers: Option<u32>,
         progress: Option<ProgressFn>,
         cancel: &dyn Fn() -> bool,
     ) -> Result<LoadInfo> {
-        let r = self.resolve(spec)?;
+        let mut r = self.resolve(spec)?;
+        r.gpu_layers = gpu_layers;
         if let Some(remote) = r.remote.clone() {
             let m = self.load_remote(&r, remote, progress.as_ref(), cancel)?;
             return Ok(LoadInfo {
@@ -278,6 +282,7 @@ impl LlmService {
                 bytes: 0,
                 context_length: m.context_length,
                 loads: m.loads,
+                placed: None,
             });
         }
         let progress = self
@@ -300,6 +305,7 @@ impl LlmService {
             bytes: m.bytes,
             context_length: m.context_length,
             loads: m.loads,
+            placed: <LlamaEngine as crate::engine::llm::Engine>::placed(&m.model),
         })
     }
 

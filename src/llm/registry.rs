@@ -354,6 +354,9 @@ pub(crate) struct Resolved {
     pub(crate) hub: Option<(String, String)>,
     /// Served by these remote servers: there is no file.
     pub(crate) remote: Option<crate::remote::RemoteSpec>,
+    /// `gpuLayers` of the load that asked for it: layers on the GPU device instead of
+    /// as many as fit.
+    pub(crate) gpu_layers: Option<u32>,
 }
 
 pub(crate) const DEFAULT_CONTEXT: u32 = 2048;
@@ -383,6 +386,8 @@ impl Registry {
     /// `preferred` is the level to use when the spec does not name one. Registry files
     /// are found first in `bundled` (read-only directories an app ships), else in
     /// `models_dir`.
+    // Each kind of spec (path, registry key, MLC id, remote) resolved in turn, in order.
+    #[allow(clippy::too_many_lines)]
     pub(crate) fn resolve_in(
         &self,
         spec: &str,
@@ -410,6 +415,7 @@ impl Registry {
                 size: None,
                 hub: None,
                 remote: None,
+                gpu_layers: None,
             });
         }
         let (base, forced) = match quant::split_quantized_id(spec) {
@@ -452,6 +458,7 @@ impl Registry {
                 size: None,
                 hub: None,
                 remote: Some(remote),
+                gpu_layers: None,
             });
         }
         let want = forced.or(preferred);
@@ -488,6 +495,7 @@ impl Registry {
             size: file.size,
             hub: file.hub_repo.clone().zip(file.hub_file.clone()),
             remote: None,
+            gpu_layers: None,
         })
     }
 }

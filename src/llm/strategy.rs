@@ -304,6 +304,13 @@ pub(crate) fn start_in_background() {
         });
 }
 
+/// The GPU devices, with the device bytes this process's models hold on each, once
+/// llama.cpp has started (never starting it: a memory reading must not load GPU
+/// modules).
+pub(crate) fn started_devices() -> Vec<(Gpu, u64)> {
+    crate::llama::backend::started_devices()
+}
+
 /// GPU backend modules (the installed GPU packages') to check and load when llama.cpp
 /// starts.
 pub(crate) fn offer_gpu_modules(paths: Vec<std::path::PathBuf>) {

@@ -359,7 +359,6 @@ pub(crate) struct TensorInfo {
     pub(crate) name: Vec<u8>,
     pub(crate) dims: Vec<i64>,
     pub(crate) ggml_type: u32,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) offset: u64,
 }
 
@@ -367,15 +366,12 @@ pub(crate) struct TensorInfo {
 pub(crate) struct Header {
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) version: u32,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) file_len: u64,
     pub(crate) kvs: Vec<Kv>,
     index: HashMap<Vec<u8>, usize>,
     pub(crate) tensors: Vec<TensorInfo>,
     /// The tensor infos, as a byte range of the file.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) tensor_span: Range<u64>,
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) alignment: u64,
 }
 
@@ -698,6 +694,11 @@ pub(crate) struct Hparams {
     /// The file's quantization (`Q4_K_M`, `Q8_0`, ...), from its tensors: see
     /// [`quantization`].
     pub(crate) quantization: Option<String>,
+    /// Bytes of each layer's tensors (`blk.<i>.*`) and of the output's (`output.*`,
+    /// `output_norm.*`), which llama.cpp offloads after the last layer: what a GPU
+    /// device needs for them ([`tensor_bytes`]).
+    pub(crate) layer_bytes: Vec<u64>,
+    pub(crate) output_bytes: u64,
 }
 
 impl Hparams {
@@ -870,6 +871,7 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
     check_floats(h, arch)?;
     let kv_per_layer = check_heads(h, arch, n_layer, n_embd, &k)?;
     check_vocab(h)?;
+    let (layer_bytes, output_bytes) = tensor_bytes(h, n_layer);
     Ok(Hparams {
         arch: arch.to_string(),
         n_layer,
@@ -877,7 +879,35 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
         n_ctx_train,
         kv_per_layer,
         quantization: quantization(h),
+        layer_bytes,
+        output_bytes,
     })
+}
+
+/// Bytes of each layer's tensors and of the output's, from where each tensor's data
+/// starts: up to the next tensor's start (alignment padding included), the last one to
+/// the end of the file.
+pub(crate) fn tensor_bytes(h: &Header, n_layer: u32) -> (Vec<u64>, u64) {
+    let data_start = h.tensor_span.end.div_ceil(h.alignment.max(1)) * h.alignment.max(1);
+    let data_len = h.file_len.saturating_sub(data_start);
+    let mut order: Vec<&TensorInfo> = h.tensors.iter().collect();
+    order.sort_by_key(|t| t.offset);
+    let mut layers = vec![0u64; n_layer as usize];
+    let mut output = 0u64;
+    for (i, t) in order.iter().enumerate() {
+        let end = order.get(i + 1).map_or(data_len, |n| n.offset);
+        let bytes = end.saturating_sub(t.offset);
+        let name = String::from_utf8_lossy(&t.name);
+        if let Some(rest) = name.strip_prefix("blk.") {
+            let layer = rest.split('.').next().and_then(|n| n.parse::<usize>().ok());
+            if let Some(slot) = layer.and_then(|l| layers.get_mut(l)) {
+                *slot = slot.saturating_add(bytes);
+            }
+        } else if name.starts_with("output") {
+            output = output.saturating_add(bytes);
+        }
+    }
+    (layers, output)
 }
 
 /// `LLAMA_FTYPE_*` (include/llama.h): the name of each file type and the ggml type of
@@ -1421,6 +1451,8 @@ pub(crate) mod tests {
             n_ctx_train: 2048,
             kv_per_layer: vec![1 << 40, 1 << 40],
             quantization: None,
+            layer_bytes: vec![0, 0],
+            output_bytes: 0,
         };
         assert_eq!(h.kv_cache_bytes(1 << 21), Some(1 << 63));
         assert_eq!(h.kv_cache_bytes(1 << 22), None);

@@ -129,14 +129,14 @@ pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> 
     Ok(o)
 }
 
-/// `loadModel`'s options: the stop flag its signal sets.
-pub(super) fn load_options(options: Option<Unknown>) -> R<Arc<AtomicBool>> {
+/// `loadModel`'s options: the stop flag its signal sets, and `gpuLayers`.
+pub(super) fn load_options(options: Option<Unknown>) -> R<(Arc<AtomicBool>, Option<u32>)> {
     let (options, o): (LoadOptions, _) = read(options, "options")?;
     let cancel = match options.signal.and(o.raw("signal")?) {
         Some(signal) => read_stop(signal)?.flag(),
         None => Arc::new(AtomicBool::new(false)),
     };
-    Ok(cancel)
+    Ok((cancel, options.gpu_layers.map(|n| n.usize() as u32)))
 }
 
 /// A generation's settings, its stop flag and where its text goes.

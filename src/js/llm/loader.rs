@@ -46,7 +46,7 @@ fn loader(options: Option<Unknown>) -> R<ModelLoader> {
 fn with_progress<'e, T, V>(
     env: &'e Env,
     (model_key, on_progress, options): (Unknown, Option<Unknown>, Option<Unknown>),
-    work: impl FnOnce(&str, Option<ProgressFn>, &dyn Fn() -> bool) -> R<T> + Send + 'static,
+    work: impl FnOnce(&str, Option<u32>, Option<ProgressFn>, &dyn Fn() -> bool) -> R<T> + Send + 'static,
     to_js: impl FnOnce(T) -> V + 'static,
 ) -> Result<PromiseRaw<'e, V>>
 where
@@ -60,7 +60,7 @@ where
             load_options(options)?,
         ))
     })();
-    let (key, sink, cancel) = match prepared {
+    let (key, sink, (cancel, gpu_layers)) = match prepared {
         Ok(p) => p,
         Err(e) => return rejected(env, e),
     };
@@ -71,7 +71,7 @@ where
     promise(
         env,
         blocking(move || {
-            work(&key, progress, &|| {
+            work(&key, gpu_layers, progress, &|| {
                 cancel.load(std::sync::atomic::Ordering::Relaxed)
             })
         }),
@@ -122,7 +122,7 @@ impl ModelLoader {
         with_progress(
             env,
             (model_key, on_progress, options),
-            move |key, progress, cancel| svc.load(key, progress, cancel),
+            move |key, gpu_layers, progress, cancel| svc.load(key, gpu_layers, progress, cancel),
             ModelInfo::from,
         )
     }
@@ -147,7 +147,7 @@ impl ModelLoader {
         with_progress(
             env,
             (model_key, on_progress, options),
-            move |key, progress, cancel| svc.download(key, progress, cancel),
+            move |key, _, progress, cancel| svc.download(key, progress, cancel),
             DownloadInfo::from,
         )
     }

@@ -18,6 +18,12 @@ pub struct LoadOptions {
     /// other callers goes on for them.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Given>,
+    /// Layers to put on the GPU device (`configure({ gpu })`'s choice), instead of as
+    /// many as fit its free memory: an integer from 0 to 100000; more than the model's
+    /// layer count puts the output there too. Applies when this call starts the load;
+    /// ignored when models run on the CPU.
+    #[napi(ts_type = "number")]
+    pub gpu_layers: Option<Int<0, 100_000>>,
 }
 
 /// Options of `getModelLoader`. They are process-wide: every thread shares the loader,

@@ -1,7 +1,7 @@
 //! What the LLM calls return to JS: one `#[napi(object)]` per shape, each with its one
 //! conversion from the core type beside it.
 
-use crate::engine::llm::{Generation, Timings};
+use crate::engine::llm::{Generation, Placed, Timings};
 use crate::llm::loader::{LoaderStats, ModelStats};
 use crate::llm::registry::ModelDescriptor;
 use crate::llm::strategy::{Gpu, ModuleCheck, Strategy};
@@ -20,6 +20,36 @@ pub struct ModelInfo {
     pub context_length: u32,
     /// Times this key was loaded in this process.
     pub loads: i64,
+    /// Where its layers went, when some are on a GPU device; absent on the CPU.
+    pub gpu: Option<ModelPlacement>,
+}
+
+/// A model's layers on a GPU device.
+#[napi(object)]
+pub struct ModelPlacement {
+    /// The device (`Vulkan0 (NVIDIA GeForce RTX 4070)`) and its backend.
+    pub device: String,
+    pub backend: String,
+    /// Layers on the device, of `layers` (`layers + 1`: the output too).
+    pub gpu_layers: u32,
+    pub layers: u32,
+    /// Device memory its weights and KV cache take, estimated from the file.
+    pub device_bytes: i64,
+    /// Why that many: as many as fit, or `gpuLayers`.
+    pub reason: String,
+}
+
+impl From<Placed> for ModelPlacement {
+    fn from(p: Placed) -> Self {
+        Self {
+            device: p.device,
+            backend: p.backend,
+            gpu_layers: p.gpu_layers,
+            layers: p.layers,
+            device_bytes: p.device_bytes as i64,
+            reason: p.reason,
+        }
+    }
 }
 
 impl From<LoadInfo> for ModelInfo {
@@ -31,6 +61,7 @@ impl From<LoadInfo> for ModelInfo {
             bytes: i.bytes as i64,
             context_length: i.context_length,
             loads: i.loads as i64,
+            gpu: i.placed.map(ModelPlacement::from),
         }
     }
 }
@@ -71,6 +102,8 @@ pub struct LoadedModelStats {
     /// Generations using it now.
     pub in_use: u32,
     pub loads: i64,
+    /// Where its layers went, when some are on a GPU device; absent on the CPU.
+    pub gpu: Option<ModelPlacement>,
 }
 
 impl From<ModelStats> for LoadedModelStats {
@@ -83,6 +116,7 @@ impl From<ModelStats> for LoadedModelStats {
             last_used: m.last_used_ms,
             in_use: m.in_use as u32,
             loads: m.loads as i64,
+            gpu: m.placed.map(ModelPlacement::from),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! What the memory monitor returns to JS: one `#[napi(object)]` per shape, each with
 //! its one conversion from the core type beside it.
 
-use crate::monitor::{Alert, HeldModel, MonitorStats, Pressure, Reading, Snapshot};
+use crate::monitor::{Alert, DeviceMemory, HeldModel, MonitorStats, Pressure, Reading, Snapshot};
 use crate::sysmem::SystemMemory;
 use napi_derive::napi;
 
@@ -92,12 +92,44 @@ pub struct OrionMemoryInfo {
     pub embedding_cache_bytes: i64,
 }
 
+/// A GPU device's memory (once llama.cpp has started).
+#[napi(object)]
+pub struct DeviceMemoryInfo {
+    /// `Vulkan0 (NVIDIA GeForce RTX 4070)`.
+    pub name: String,
+    pub backend: String,
+    pub total: i64,
+    /// As its driver reports it (lavapipe reports its whole heap, whatever is in use).
+    pub free: i64,
+    /// Device memory this process's models hold there, estimated from their files;
+    /// given back when they are unloaded.
+    pub models_bytes: i64,
+    /// The share in use: by the driver's account, or by the models' where that is more.
+    pub used_fraction: f64,
+}
+
+impl From<DeviceMemory> for DeviceMemoryInfo {
+    fn from(d: DeviceMemory) -> Self {
+        Self {
+            used_fraction: d.used_fraction(),
+            name: d.name,
+            backend: d.backend,
+            total: d.total as i64,
+            free: d.free as i64,
+            models_bytes: d.models_bytes as i64,
+        }
+    }
+}
+
 #[napi(object)]
 pub struct MemorySnapshot {
     /// Milliseconds since the epoch.
     pub timestamp: f64,
     pub system: SystemMemoryInfo,
     pub process: ProcessMemoryInfo,
+    /// GPU devices, once llama.cpp has started; their pressure counts in `pressure`
+    /// where models are on them.
+    pub devices: Vec<DeviceMemoryInfo>,
     /// The heap of the thread that took the snapshot.
     pub js_heap: Option<JsHeapInfo>,
     pub orion: OrionMemoryInfo,
@@ -119,6 +151,13 @@ impl From<Snapshot> for MemorySnapshot {
         Self {
             timestamp: s.timestamp_ms,
             system: s.reading.system.into(),
+            devices: s
+                .reading
+                .devices
+                .iter()
+                .cloned()
+                .map(DeviceMemoryInfo::from)
+                .collect(),
             process: s.reading.into(),
             js_heap: s.js_heap.map(JsHeapInfo::from),
             orion: OrionMemoryInfo {

@@ -1,0 +1,156 @@
+//! How many of a model's layers go to a GPU device, and the device memory this
+//! process's models hold.
+//!
+//! The fit is our own estimate, from the GGUF file's tensor sizes (not llama.cpp's
+//! `common_fit_params`, which lives in llama.cpp's `common` library, not built into the
+//! addon): llama.cpp offloads the last layers first and the output after all of them,
+//! each offloaded layer with its share of the KV cache; a headroom is kept for the
+//! compute buffers (which grow with the batch, not the model) and for the driver.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+
+const MIB: u64 = 1 << 20;
+
+/// Kept free on the device: compute buffers (about 100-300 MiB for a 512-token batch
+/// of a 7B model) and the driver's own allocations.
+pub(crate) const HEADROOM: u64 = 384 * MIB;
+
+/// A model's layers and the device memory they need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fit {
+    /// What llama.cpp is told (`n_gpu_layers`): `n_layer + 1` puts the output there too.
+    pub(crate) gpu_layers: u32,
+    /// Bytes of weights and KV cache on the device.
+    pub(crate) device_bytes: u64,
+}
+
+/// Device bytes for the last `n` layers (and the output when `n > layers.len()`).
+pub(crate) fn bytes_for(layer_bytes: &[u64], kv_bytes: &[u64], output_bytes: u64, n: u32) -> u64 {
+    let n_layer = layer_bytes.len();
+    let take = (n as usize).min(n_layer);
+    let layers: u64 = (n_layer - take..n_layer)
+        .map(|i| layer_bytes[i].saturating_add(kv_bytes.get(i).copied().unwrap_or(0)))
+        .fold(0u64, u64::saturating_add);
+    if n as usize > n_layer {
+        layers.saturating_add(output_bytes)
+    } else {
+        layers
+    }
+}
+
+/// As many layers as fit `free` bytes less [`HEADROOM`]: all of them and the output
+/// when they fit, else the last ones that do (the rest run on the CPU).
+pub(crate) fn fit(layer_bytes: &[u64], kv_bytes: &[u64], output_bytes: u64, free: u64) -> Fit {
+    let room = free.saturating_sub(HEADROOM);
+    let n_layer = layer_bytes.len() as u32;
+    let all = n_layer + 1;
+    if bytes_for(layer_bytes, kv_bytes, output_bytes, all) <= room {
+        return Fit {
+            gpu_layers: all,
+            device_bytes: bytes_for(layer_bytes, kv_bytes, output_bytes, all),
+        };
+    }
+    let mut n = 0;
+    while n < n_layer && bytes_for(layer_bytes, kv_bytes, output_bytes, n + 1) <= room {
+        n += 1;
+    }
+    Fit {
+        gpu_layers: n,
+        device_bytes: bytes_for(layer_bytes, kv_bytes, output_bytes, n),
+    }
+}
+
+/// Device bytes held by this process's models, by ggml's device index.
+static HELD: Mutex<Option<HashMap<usize, u64>>> = Mutex::new(None);
+
+/// Device memory a loaded model holds, given back when it is dropped (its model
+/// unloaded and freed).
+#[derive(Debug)]
+pub(crate) struct DeviceShare {
+    pub(crate) device: usize,
+    pub(crate) bytes: u64,
+}
+
+impl DeviceShare {
+    pub(crate) fn take(device: usize, bytes: u64) -> Self {
+        let mut held = HELD.lock();
+        let e = held
+            .get_or_insert_with(HashMap::new)
+            .entry(device)
+            .or_insert(0);
+        *e = e.saturating_add(bytes);
+        Self { device, bytes }
+    }
+}
+
+impl Drop for DeviceShare {
+    fn drop(&mut self) {
+        if let Some(e) = HELD.lock().as_mut().and_then(|h| h.get_mut(&self.device)) {
+            *e = e.saturating_sub(self.bytes);
+        }
+    }
+}
+
+/// Device bytes this process's models hold on `device`.
+pub(crate) fn held(device: usize) -> u64 {
+    HELD.lock()
+        .as_ref()
+        .and_then(|h| h.get(&device).copied())
+        .unwrap_or(0)
+}
+
+/// What is free for a new model on a device: what the driver reports, but never more
+/// than its total less what this process's models hold (some drivers, lavapipe among
+/// them, report their whole heap as free whatever is allocated).
+pub(crate) fn free_for_models(reported_free: u64, total: u64, held: u64) -> u64 {
+    reported_free.min(total.saturating_sub(held))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn everything_fits_a_big_device_and_the_last_layers_a_small_one() {
+        // A 7B-like model: 32 layers of 120 MiB and 16 MiB of KV each, a 250 MiB output.
+        let layers = vec![120 * MIB; 32];
+        let kv = vec![16 * MIB; 32];
+        let out = 250 * MIB;
+        let whole = bytes_for(&layers, &kv, out, 33);
+        assert_eq!(whole, 32 * 136 * MIB + 250 * MIB);
+        assert_eq!(
+            fit(&layers, &kv, out, 8 * GIB),
+            Fit {
+                gpu_layers: 33,
+                device_bytes: whole
+            }
+        );
+        // 2 GiB: (2048 - 384) / 136 = 12 layers, not the output.
+        let f = fit(&layers, &kv, out, 2 * GIB);
+        assert_eq!(f.gpu_layers, 12);
+        assert_eq!(f.device_bytes, 12 * 136 * MIB);
+        assert!(f.device_bytes <= 2 * GIB - HEADROOM);
+        // Less than the headroom: nothing.
+        assert_eq!(fit(&layers, &kv, out, 300 * MIB).gpu_layers, 0);
+    }
+
+    #[test]
+    fn held_bytes_are_given_back_and_cap_what_is_free() {
+        let device = 4242;
+        assert_eq!(held(device), 0);
+        let a = DeviceShare::take(device, 3 * GIB);
+        let b = DeviceShare::take(device, GIB);
+        assert_eq!(held(device), 4 * GIB);
+        // A driver that reports its whole heap free: what models hold still counts.
+        assert_eq!(free_for_models(8 * GIB, 8 * GIB, held(device)), 4 * GIB);
+        // A driver that reports real use: its number.
+        assert_eq!(free_for_models(3 * GIB, 8 * GIB, held(device)), 3 * GIB);
+        drop(a);
+        assert_eq!(held(device), GIB);
+        drop(b);
+        assert_eq!(held(device), 0);
+    }
+}
