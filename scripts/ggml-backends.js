@@ -70,20 +70,46 @@ function run(cmd, args, opts = {}) {
   if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
 }
 
-/** The Vulkan module's path, built first if this tree has none. */
-function ensureVulkan() {
-  const why = missing()
-  if (why) throw new Error(`cannot build ggml's Vulkan backend: ${why}`)
+/** nvcc: CUDACXX, PATH, or CUDA's default place. */
+function nvcc() {
+  for (const c of [process.env.CUDACXX, 'nvcc', '/usr/local/cuda/bin/nvcc'].filter(Boolean)) if (has(c)) return c
+  return null
+}
+
+/** Why ggml's `backend` module ('vulkan' or 'cuda') cannot be built here, or null. */
+function missingFor(backend) {
+  if (backend === 'vulkan') return missing()
+  if (backend !== 'cuda') return `no build for ${backend}`
+  if (process.platform !== 'linux' || process.arch !== 'x64') return 'it is built on Linux x64 only so far'
+  if (!has('cmake')) return 'cmake is missing (apt-get install cmake)'
+  if (!nvcc()) return 'no CUDA toolkit (nvcc) on PATH, in CUDACXX or in /usr/local/cuda'
+  return null
+}
+
+// What each backend adds to the build: its CMake switch, and for CUDA this machine's GPU
+// architecture only (CMake's `native`), which keeps the build to a few minutes.
+const BACKENDS = {
+  vulkan: { defines: ['-DGGML_VULKAN=ON'], env: () => ({ VULKAN_SDK: vulkanSdk() }) },
+  cuda: {
+    defines: ['-DGGML_CUDA=ON', '-DCMAKE_CUDA_ARCHITECTURES=native', '-DGGML_CUDA_NCCL=OFF'],
+    env: () => ({ CUDACXX: nvcc() }),
+  },
+}
+
+/** ggml's `backend` module's path, built first if this tree has none. */
+function ensure(backend) {
+  const why = missingFor(backend)
+  if (why) throw new Error(`cannot build ggml's ${backend} backend: ${why}`)
   const sys = llamaSys()
-  const dir = path.join(root, 'target', 'ggml-backends', sys.version, 'vulkan')
-  const out = path.join(dir, 'libggml-vulkan.so')
+  const dir = path.join(root, 'target', 'ggml-backends', sys.version, backend)
+  const out = path.join(dir, `libggml-${backend}.so`)
   if (fs.existsSync(out)) return out
   const build = path.join(dir, 'build')
   fs.rmSync(build, { recursive: true, force: true })
   const started = Date.now()
-  process.stderr.write(`Building ggml's Vulkan backend from llama-cpp-sys-2 ${sys.version} (a few minutes)\n`)
+  process.stderr.write(`Building ggml's ${backend} backend from llama-cpp-sys-2 ${sys.version} (a few minutes)\n`)
   // Options that shape ggml's ABI are the ones the addon's build uses (llama-cpp-sys-2's
-  // build.rs with `dynamic-backends`); only the Vulkan module is built.
+  // build.rs with `dynamic-backends`); only the backend's module is built.
   run(
     'cmake',
     [
@@ -96,7 +122,7 @@ function ensureVulkan() {
       '-DGGML_BACKEND_DL=ON',
       '-DGGML_NATIVE=OFF',
       '-DGGML_OPENMP=ON',
-      '-DGGML_VULKAN=ON',
+      ...BACKENDS[backend].defines,
       '-DLLAMA_BUILD_COMMON=OFF',
       '-DLLAMA_BUILD_TESTS=OFF',
       '-DLLAMA_BUILD_TOOLS=OFF',
@@ -104,13 +130,25 @@ function ensureVulkan() {
       '-DLLAMA_BUILD_SERVER=OFF',
       '-DLLAMA_BUILD_APP=OFF',
     ],
-    { env: { ...process.env, VULKAN_SDK: vulkanSdk() } },
+    { env: { ...process.env, ...BACKENDS[backend].env() } },
   )
-  run('cmake', ['--build', build, '--target', 'ggml-vulkan', '-j', String(require('node:os').availableParallelism())])
-  fs.copyFileSync(path.join(build, 'bin', 'libggml-vulkan.so'), out)
+  run('cmake', [
+    '--build',
+    build,
+    '--target',
+    `ggml-${backend}`,
+    '-j',
+    String(require('node:os').availableParallelism()),
+  ])
+  fs.copyFileSync(path.join(build, 'bin', `libggml-${backend}.so`), out)
   fs.rmSync(build, { recursive: true, force: true })
   process.stderr.write(`Built ${path.relative(root, out)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   return out
+}
+
+/** The Vulkan module's path, built first if this tree has none. */
+function ensureVulkan() {
+  return ensure('vulkan')
 }
 
 /** The Vulkan module where this tree has it built, or null. */
@@ -123,7 +161,7 @@ function builtVulkan() {
   }
 }
 
-module.exports = { ensureVulkan, builtVulkan, missing }
+module.exports = { ensure, ensureVulkan, builtVulkan, missing, missingFor }
 
 if (require.main === module) {
   if (process.argv.includes('--prepare')) {
