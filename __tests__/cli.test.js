@@ -60,7 +60,7 @@ test('--help lists the commands', () => {
   const r = cli('--help')
   expect(r.status).toBe(0)
   expect(r.stderr).toBe('')
-  for (const c of ['models', 'status', 'build']) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'))
+  for (const c of ['models', 'status', 'gpu', 'build']) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\b`, 'm'))
 })
 
 test('an unknown command or top-level flag is exit 2 with the usage on stderr', () => {
@@ -74,7 +74,7 @@ test('an unknown command or top-level flag is exit 2 with the usage on stderr', 
 })
 
 test('every command has --help, which prints its usage and does nothing else', () => {
-  for (const c of ['models', 'status', 'build']) {
+  for (const c of ['models', 'status', 'gpu', 'build']) {
     const r = cli(c, '--help')
     expect(r.status).toBe(0)
     expect(r.stderr).toBe('')

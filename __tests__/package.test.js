@@ -114,6 +114,15 @@ describe('GPU packages', () => {
         usable: true,
         reason: null,
       },
+      // Published (an optional dependency), not installed here: npm found no copy offline.
+      {
+        backend: 'cuda',
+        package: `${platformPkg}-cuda`,
+        version: null,
+        module: null,
+        usable: false,
+        reason: 'not installed',
+      },
     ])
     expect(doc.modules).toEqual([{ path: module, backend: 'Vulkan', loaded: true }])
     expect(doc.devices.map((d) => [d.backend, d.kind])).toEqual([['Vulkan', 'cpu']])

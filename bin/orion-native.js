@@ -364,6 +364,10 @@ function render({ processes, machine }) {
     } else {
       lines.push('  no models loaded')
     }
+    for (const d of s.devices || [])
+      lines.push(
+        `  GPU ${d.name}: ${mb(d.modelsBytes)} held by models, ${mb(d.free)} free of ${mb(d.total)} (driver's account)`,
+      )
     lines.push(`  embedding cache ${mb(s.embeddingCacheBytes)}`)
     for (const r of s.recommendations) lines.push(`  → ${r}`)
     for (const a of s.alerts) lines.push(`  ! ${new Date(a.timestamp).toLocaleTimeString()} ${a.message}`)

@@ -87,11 +87,16 @@ function missingFor(backend) {
 }
 
 // What each backend adds to the build: its CMake switch, and for CUDA this machine's GPU
-// architecture only (CMake's `native`), which keeps the build to a few minutes.
+// architecture only (CMake's `native`), which keeps the build to a few minutes, unless
+// ORION_CUDA_ARCHITECTURES lists others (the release workflow's, for GPUs it has not).
 const BACKENDS = {
   vulkan: { defines: ['-DGGML_VULKAN=ON'], env: () => ({ VULKAN_SDK: vulkanSdk() }) },
   cuda: {
-    defines: ['-DGGML_CUDA=ON', '-DCMAKE_CUDA_ARCHITECTURES=native', '-DGGML_CUDA_NCCL=OFF'],
+    defines: [
+      '-DGGML_CUDA=ON',
+      `-DCMAKE_CUDA_ARCHITECTURES=${process.env.ORION_CUDA_ARCHITECTURES || 'native'}`,
+      '-DGGML_CUDA_NCCL=OFF',
+    ],
     env: () => ({ CUDACXX: nvcc() }),
   },
 }

@@ -142,6 +142,16 @@ function stageMain(dist) {
 async function main(argv = []) {
   const at = argv.indexOf('--target')
   const platform = at >= 0 ? argv[at + 1] : platformName()
+  // `--gpu <backend>`: that GPU package alone (the release workflow's CUDA job).
+  const gpuAt = argv.indexOf('--gpu')
+  if (gpuAt >= 0) {
+    const dist = path.join(root, 'dist')
+    const staged = stageGpu(platform, dist, [argv[gpuAt + 1]])
+    if (!staged.length) throw new Error(`no ${argv[gpuAt + 1]} package could be built for ${platform}`)
+    const packed = staged.map((dir) => npmPack(dir, dist))
+    for (const t of packed) console.log(`${path.relative(root, t.file)}: ${(t.size / 1e6).toFixed(1)} MB packed`)
+    return { gpu: packed }
+  }
   const addon = path.join(root, `orion-native.${platform}.node`)
   if (platform !== platformName()) await require('./build').main(['--target', platform])
   else if (!fs.existsSync(addon)) await require('./build').main(['--napi'])
@@ -207,24 +217,24 @@ async function main(argv = []) {
  * module its package.json names (`ggmlBackend`), stripped. Only those this machine can
  * build (scripts/ggml-backends.js); each one left out is said, with why.
  */
-function stageGpu(platform, dist) {
+function stageGpu(platform, dist, only = ['vulkan']) {
   const staged = []
   const dirs = fs.readdirSync(path.join(root, 'npm-gpu')).filter((d) => d.startsWith(`${platform}-`))
   for (const d of dirs.sort()) {
     const meta = JSON.parse(fs.readFileSync(path.join(root, 'npm-gpu', d, 'package.json'), 'utf8'))
     const backend = d.slice(platform.length + 1)
     const backends = require('./ggml-backends')
-    const why =
-      platform !== platformName()
+    // CUDA takes a CUDA toolkit and long to build: only when asked for (--gpu cuda).
+    const why = !only.includes(backend)
+      ? `built only with --gpu ${backend}`
+      : platform !== platformName()
         ? 'it is built on its own platform'
-        : backend === 'vulkan'
-          ? backends.missing()
-          : 'not built here'
+        : backends.missingFor(backend)
     if (why) {
       console.warn(`not packing ${meta.name}: ${why}`)
       continue
     }
-    const module = backends.ensureVulkan()
+    const module = backends.ensure(backend)
     const stage = path.join(dist, 'stage', d)
     fs.rmSync(stage, { recursive: true, force: true })
     fs.mkdirSync(stage, { recursive: true })

@@ -212,7 +212,11 @@ fn choose_device(
             (None, None)
         }
         GpuChoice::Auto => {
-            let rank = |g: &Gpu| (g.kind == DeviceKind::Gpu, g.free_bytes);
+            // A GPU with its own memory first; then a vendor's own backend before Vulkan
+            // (one NVIDIA GPU shows as both CUDA0 and Vulkan0, and CUDA runs it faster);
+            // then the most memory free.
+            let vendor = |b: &str| u8::from(!b.eq_ignore_ascii_case("vulkan"));
+            let rank = |g: &Gpu| (g.kind == DeviceKind::Gpu, vendor(&g.backend), g.free_bytes);
             let best = gpus
                 .iter()
                 .filter(|g| not_for_auto(g).is_none())
@@ -461,6 +465,15 @@ mod tests {
             "{:?}",
             s.reasons
         );
+        // One NVIDIA GPU seen by two backends: CUDA's view, even with a little less free.
+        let same_by_vulkan = device(4, "Vulkan0 (RTX)", "Vulkan", DeviceKind::Gpu, 8 * GIB + 1);
+        let s = pick(
+            vec![same_by_vulkan, discrete.clone()],
+            GpuChoice::Auto,
+            &["CUDA", "Vulkan"],
+            &[],
+        );
+        assert_eq!(s.device.map(|d| d.index), Some(1));
         // Without the discrete GPU: the integrated one; a failed self-test rules one out.
         let s = pick(
             vec![integrated.clone(), lavapipe.clone()],
