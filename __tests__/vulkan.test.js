@@ -246,6 +246,36 @@ describe('the gpu setting', () => {
     fs.rmSync(dir, { recursive: true, force: true })
   }, 120_000)
 
+  test('without the Vulkan loader the module does not load, and the reason names the library', () => {
+    // The module as it is on a machine without libvulkan.so.1: the same file with its
+    // dependency renamed (same length, so the ELF stays valid) to a library nowhere.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-no-loader-'))
+    const bytes = fs.readFileSync(module_)
+    const at = bytes.indexOf('libvulkan.so.1\0')
+    expect(at).toBeGreaterThan(0)
+    bytes.write('libvulkaX.so.1', at)
+    const copy = path.join(dir, 'libggml-vulkan.so')
+    fs.writeFileSync(copy, bytes)
+    const { out } = child(
+      `
+      const s = o.getOptimizationStrategy()
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text })`,
+      vulkan({ GGML_BACKEND_PATH: copy, ORION_LLAMA_LOG: undefined }),
+    )
+    expect(out.modules).toEqual([
+      {
+        path: copy,
+        loaded: false,
+        reason:
+          'not loaded: the module does not load: libvulkaX.so.1: cannot open shared object file: No such file or directory',
+      },
+    ])
+    expect(out.gpus).toEqual([])
+    expect(out.text).toMatch(/Paris/)
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 120_000)
+
   test('npx orion-native gpu explains the choice: the module, the device, its driver, why it is not used', () => {
     const env = { ...process.env, ORION_GPU: undefined, ...vulkan({ ORION_LLAMA_LOG: undefined }) }
     const text = spawnSync(process.execPath, [path.join(root, 'bin', 'orion-native.js'), 'gpu'], {
