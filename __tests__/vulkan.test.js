@@ -276,6 +276,21 @@ describe('the gpu setting', () => {
     fs.rmSync(dir, { recursive: true, force: true })
   }, 120_000)
 
+  test("a check's child process checks nothing itself, so an executable that is not Node cannot start checks in turn", () => {
+    // What the check sets in its child: were the host executable an app that ignores
+    // `-e` (an Electron app with its RunAsNode fuse off), that app would load orion-native
+    // with this set and start no check of its own.
+    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan({ ORION_GPU_CHECK_CHILD: '1' }))
+    expect(out.gpuModules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason: 'not checked: this process was started to check a GPU module (ORION_GPU_CHECK_CHILD)',
+      },
+    ])
+    expect(out.gpus).toEqual([])
+  }, 120_000)
+
   test('npx orion-native gpu explains the choice: the module, the device, its driver, why it is not used', () => {
     const env = { ...process.env, ORION_GPU: undefined, ...vulkan({ ORION_LLAMA_LOG: undefined }) }
     const text = spawnSync(process.execPath, [path.join(root, 'bin', 'orion-native.js'), 'gpu'], {

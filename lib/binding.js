@@ -104,6 +104,13 @@ function gpuPackages(name = platformName()) {
 /** Names the installed GPU packages' modules to the addon, before llama.cpp starts. */
 function offerGpuModules(binding, name) {
   if (typeof binding.__gpuModules !== 'function') return
+  // A single-executable app is its own executable: the check's child (the executable run
+  // as Node with -e) would start the app itself.
+  try {
+    if (require('node:sea').isSea()) return
+  } catch {
+    // No node:sea (Node before 20): not a single-executable app.
+  }
   try {
     binding.__gpuModules(
       gpuPackages(name)

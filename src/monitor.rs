@@ -137,6 +137,9 @@ pub(crate) trait Holder: Send + Sync {
     fn embedding_cache_bytes(&self) -> u64;
     /// Unload the least recently used idle model: its key and bytes.
     fn unload_lru_idle(&self) -> Option<(String, u64)>;
+    /// Unload the least recently used idle model with layers on GPU device `device`
+    /// (its name): its key and the device bytes it held.
+    fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)>;
     /// Shrink every embedding cache to at most `bytes`; the bytes freed.
     fn shrink_embedding_cache(&self, bytes: u64) -> u64;
 }
@@ -162,6 +165,10 @@ pub(crate) struct DeviceMemory {
     pub(crate) free: u64,
     /// What this process's models hold there (estimated from their files).
     pub(crate) models_bytes: u64,
+    /// What the loader keeps free there for compute buffers when it fits a model's
+    /// layers: pressure is measured against it.
+    #[serde(skip)]
+    pub(crate) headroom: u64,
 }
 
 impl DeviceMemory {
@@ -171,31 +178,37 @@ impl DeviceMemory {
         let used = self.total.saturating_sub(self.free).max(self.models_bytes);
         used as f64 / self.total.max(1) as f64
     }
+
+    /// What is left: the driver's free memory, and never more than the total less what
+    /// the models hold (lavapipe reports its whole heap as free).
+    pub(crate) fn left(&self) -> u64 {
+        self.free.min(self.total.saturating_sub(self.models_bytes))
+    }
+
+    /// A device the loader filled on purpose keeps its headroom (compute buffers take
+    /// part of it): pressure rises as what is left falls through half, a quarter and an
+    /// eighth of that headroom, where the next context or buffer may not fit.
+    pub(crate) fn pressure(&self) -> Pressure {
+        let left = self.left();
+        match self.headroom {
+            h if left >= h / 2 => Pressure::Low,
+            h if left >= h / 4 => Pressure::Medium,
+            h if left >= h / 8 => Pressure::High,
+            _ => Pressure::Critical,
+        }
+    }
 }
 
 /// The device under the most pressure among those holding models: its index in
-/// `r.devices`, its used fraction and pressure. A device no model uses is not this
-/// process's concern.
-pub(crate) fn device_pressure(
-    r: &Reading,
-    config: &MonitorConfig,
-) -> Option<(usize, f64, Pressure)> {
+/// `r.devices` and its pressure. A device no model of this process uses is not its
+/// concern.
+pub(crate) fn device_pressure(r: &Reading) -> Option<(usize, Pressure)> {
     r.devices
         .iter()
         .enumerate()
         .filter(|(_, d)| d.models_bytes > 0)
-        .map(|(i, d)| {
-            let f = d.used_fraction();
-            (i, f, config.thresholds.classify(f))
-        })
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-}
-
-/// The process's pressure: the system's (or the budget's) and its GPU devices', the
-/// higher.
-fn overall(r: &Reading, config: &MonitorConfig) -> Pressure {
-    let system = assess(r, config).3;
-    device_pressure(r, config).map_or(system, |(_, _, p)| p.max(system))
+        .map(|(i, d)| (i, d.pressure()))
+        .max_by_key(|(_, p)| *p)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -474,8 +487,24 @@ impl Monitor {
     ) -> Snapshot {
         let config = self.config();
         let mut reading = read();
-        let mut pressure = overall(&reading, &config);
         let mut actions = Vec::new();
+        // A full GPU device: its idle models go (least recently used first), nothing else,
+        // reading again after each until the device is fine or nothing idle is left on it.
+        while let Some((i, p)) =
+            device_pressure(&reading).filter(|(_, p)| config.auto_free && *p >= config.free_at)
+        {
+            let device = reading.devices[i].name.clone();
+            let Some((key, bytes)) = self.holder.unload_lru_idle_on(&device) else {
+                break;
+            };
+            actions.push(format!(
+                "Unloaded idle model '{key}' ({} on {device}) at {} GPU memory pressure",
+                human_bytes(bytes),
+                p.as_str()
+            ));
+            reading = read();
+        }
+        let mut pressure = assess(&reading, &config).3;
         if config.auto_free && pressure >= config.free_at {
             while pressure >= config.free_at {
                 if let Some((key, bytes)) = self.holder.unload_lru_idle() {
@@ -497,10 +526,11 @@ impl Monitor {
                     ));
                 }
                 reading = read();
-                pressure = overall(&reading, &config);
+                pressure = assess(&reading, &config).3;
             }
         }
         let (budget, used, fraction, _) = assess(&reading, &config);
+        let pressure = device_pressure(&reading).map_or(pressure, |(_, p)| p.max(pressure));
         let models = self.holder.models();
         let cache = self.holder.embedding_cache_bytes();
         let snap = Snapshot {
@@ -531,17 +561,17 @@ impl Monitor {
         let mut alerts: Vec<Alert> = actions.into_iter().map(|a| alert("freed", a)).collect();
         let previous = st.last.map_or(Pressure::Low, |(_, p, _)| p);
         if snap.pressure >= Pressure::High && snap.pressure > previous {
-            let on_device = device_pressure(&snap.reading, config)
-                .filter(|(_, _, p)| *p == snap.pressure)
-                .map(|(i, f, _)| (&snap.reading.devices[i], f));
+            let on_device = device_pressure(&snap.reading)
+                .filter(|(_, p)| *p == snap.pressure)
+                .map(|(i, _)| &snap.reading.devices[i]);
             alerts.push(alert(
                 "pressure",
                 match on_device {
-                    Some((d, f)) => format!(
-                        "GPU memory pressure on {} rose to {} ({:.0} % of {} in use, {} of it by models)",
+                    Some(d) => format!(
+                        "GPU memory pressure on {} rose to {} ({} left of {}, {} held by models)",
                         d.name,
                         snap.pressure.as_str(),
-                        f * 100.0,
+                        human_bytes(d.left()),
                         human_bytes(d.total),
                         human_bytes(d.models_bytes)
                     ),
@@ -682,6 +712,10 @@ mod tests {
         models: Mutex<Vec<HeldModel>>,
         cache: AtomicU64,
         rss: Arc<AtomicU64>,
+        /// Idle models with layers on a GPU device: (key, device, device bytes), and
+        /// the device bytes held in all.
+        on_gpu: Mutex<Vec<(String, String, u64)>>,
+        gpu_held: Arc<AtomicU64>,
     }
     impl Holder for FakeHolder {
         fn models(&self) -> Vec<HeldModel> {
@@ -696,6 +730,13 @@ mod tests {
             let gone = m.remove(i);
             self.rss.fetch_sub(gone.bytes, Ordering::SeqCst);
             Some((gone.key, gone.bytes))
+        }
+        fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)> {
+            let mut m = self.on_gpu.lock();
+            let i = m.iter().position(|(_, d, _)| d == device)?;
+            let (key, _, bytes) = m.remove(i);
+            self.gpu_held.fetch_sub(bytes, Ordering::SeqCst);
+            Some((key, bytes))
         }
         fn shrink_embedding_cache(&self, bytes: u64) -> u64 {
             let before = self.cache.swap(bytes, Ordering::SeqCst);
@@ -724,6 +765,8 @@ mod tests {
             ]),
             cache: AtomicU64::new(64 << 20),
             rss: rss.clone(),
+            on_gpu: Mutex::new(Vec::new()),
+            gpu_held: Arc::new(AtomicU64::new(0)),
         };
         let m = Monitor::new(
             MonitorConfig {
@@ -751,29 +794,46 @@ mod tests {
     }
 
     #[test]
-    fn a_full_gpu_device_holding_models_raises_the_pressure_and_frees_an_idle_model() {
-        // Plenty of RAM; a 4 GB device 97 % full, 3 GB of it this process's models, until
-        // the idle one goes.
-        let held = Arc::new(AtomicU64::new(3 * GB));
+    fn a_gpu_device_short_of_its_headroom_raises_the_pressure_and_frees_its_idle_models_only() {
+        const MIB: u64 = 1 << 20;
+        let gpu_held = Arc::new(AtomicU64::new(7 * GB + GB / 2));
         let holder = FakeHolder {
-            models: Mutex::new(vec![model("on-gpu", 2 * GB, false, "Q4_K_M")]),
+            models: Mutex::new(vec![model("on-cpu", GB, false, "Q4_K_M")]),
             cache: AtomicU64::new(0),
             rss: Arc::new(AtomicU64::new(GB)),
+            on_gpu: Mutex::new(vec![
+                ("gpu-a".into(), "CUDA0 (RTX)".into(), 3 * GB + GB / 2),
+                ("gpu-b".into(), "CUDA0 (RTX)".into(), 4 * GB),
+            ]),
+            gpu_held: gpu_held.clone(),
         };
-        let m = Monitor::new(MonitorConfig::default(), Box::new(holder));
-        let device = |models_bytes: u64| DeviceMemory {
+        // An 8 GB device; `others` bytes taken by other processes.
+        let device = |held: u64, others: u64| DeviceMemory {
             name: "CUDA0 (RTX)".into(),
             backend: "CUDA".into(),
-            total: 4 * GB,
-            free: (4 * GB).saturating_sub(models_bytes + 900 * (1 << 20)),
-            models_bytes,
+            total: 8 * GB,
+            free: (8 * GB).saturating_sub(held + others),
+            models_bytes: held,
+            headroom: 384 * MIB,
         };
-        let h = held.clone();
+        // Filled by the loader on purpose (its 384 MiB headroom and more left): no pressure.
+        assert_eq!(device(7 * GB + GB / 2, 0).pressure(), Pressure::Low);
+        // Another process takes most of that headroom: critical below 48 MiB left.
+        assert_eq!(
+            device(7 * GB + GB / 2, 400 * MIB).pressure(),
+            Pressure::Medium
+        );
+        assert_eq!(
+            device(7 * GB + GB / 2, 480 * MIB).pressure(),
+            Pressure::Critical
+        );
+        let m = Monitor::new(MonitorConfig::default(), Box::new(holder));
+        let held = gpu_held.clone();
         let read = move || Reading {
-            devices: vec![device(h.load(Ordering::SeqCst))],
+            devices: vec![device(held.load(Ordering::SeqCst), 480 * MIB)],
             ..reading(24 * GB, 20 * GB, GB)
         };
-        // Without auto-freeing: the device's pressure is the snapshot's, and an alert
+        // Without auto-freeing: the device's pressure is the snapshot's, and the alert
         // names the device.
         m.set_config(MonitorConfig {
             auto_free: false,
@@ -786,36 +846,30 @@ mod tests {
         assert!(
             alert
                 .message
-                .starts_with("GPU memory pressure on CUDA0 (RTX) rose to critical"),
+                .starts_with("GPU memory pressure on CUDA0 (RTX) rose to critical (33.6 MB left"),
             "{}",
             alert.message
         );
-        // A device no model of ours uses is not our pressure.
+        // A device no model of ours uses is not our concern.
         let other = Reading {
             devices: vec![DeviceMemory {
                 models_bytes: 0,
-                ..device(3 * GB)
+                ..device(0, 8 * GB)
             }],
             ..reading(24 * GB, 20 * GB, GB)
         };
-        assert_eq!(overall(&other, &MonitorConfig::default()), Pressure::Low);
-        // With auto-freeing: the idle model is unloaded (its device memory with it).
+        assert_eq!(device_pressure(&other), None);
+        // With auto-freeing: the least recently used idle model on that device goes, and
+        // only it: the idle CPU model stays.
         m.set_config(MonitorConfig::default());
-        let h = held.clone();
-        let snap = m.take(
-            move || {
-                let r = read();
-                // What unloading gives back: the fake holder forgets the model.
-                h.store(GB, Ordering::SeqCst);
-                r
-            },
-            None,
+        let snap = m.take(&read, None);
+        assert_eq!(
+            snap.actions,
+            vec!["Unloaded idle model 'gpu-a' (3.8 GB on CUDA0 (RTX)) at critical GPU memory pressure"]
         );
-        assert!(
-            snap.actions.iter().any(|a| a.contains("'on-gpu'")),
-            "{:?}",
-            snap.actions
-        );
+        assert_eq!(gpu_held.load(Ordering::SeqCst), 4 * GB);
+        assert_eq!(snap.models.len(), 1, "the CPU model stays");
+        assert_eq!(snap.pressure, Pressure::Low);
     }
 
     #[test]
@@ -845,6 +899,8 @@ mod tests {
             models: Mutex::new(vec![]),
             cache: AtomicU64::new(0),
             rss: Arc::new(AtomicU64::new(0)),
+            on_gpu: Mutex::new(Vec::new()),
+            gpu_held: Arc::new(AtomicU64::new(0)),
         };
         let m: &'static Monitor = Box::leak(Box::new(Monitor::new(
             MonitorConfig::default(),
@@ -873,6 +929,8 @@ mod tests {
             models: Mutex::new(vec![]),
             cache: AtomicU64::new(0),
             rss: Arc::new(AtomicU64::new(0)),
+            on_gpu: Mutex::new(Vec::new()),
+            gpu_held: Arc::new(AtomicU64::new(0)),
         };
         let m = Monitor::new(
             MonitorConfig {
@@ -904,6 +962,8 @@ mod tests {
             models: Mutex::new(vec![model("demo", 98_000_000, false, "Q4_1")]),
             cache: AtomicU64::new(0),
             rss: Arc::new(AtomicU64::new(0)),
+            on_gpu: Mutex::new(Vec::new()),
+            gpu_held: Arc::new(AtomicU64::new(0)),
         };
         let m = Monitor::new(
             MonitorConfig {

@@ -371,6 +371,11 @@ impl crate::monitor::Holder for Services {
         llm.loader().unload_lru_idle()
     }
 
+    fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)> {
+        let _work = crate::lifecycle::begin_work().ok()?;
+        LLM.get()?.loader().unload_lru_idle_on(device)
+    }
+
     fn shrink_embedding_cache(&self, bytes: u64) -> u64 {
         let services = embedding_services();
         let each = bytes as usize / services.len().max(1);
@@ -396,12 +401,13 @@ pub(crate) fn memory_reading() -> crate::monitor::Reading {
         virtual_bytes,
         devices: crate::llm::strategy::started_devices()
             .into_iter()
-            .map(|(d, held)| crate::monitor::DeviceMemory {
+            .map(|d| crate::monitor::DeviceMemory {
                 name: d.name,
                 backend: d.backend,
                 total: d.total_bytes,
                 free: d.free_bytes,
-                models_bytes: held,
+                models_bytes: d.models_bytes,
+                headroom: crate::llm::strategy::DEVICE_HEADROOM,
             })
             .collect(),
     }

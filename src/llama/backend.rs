@@ -128,9 +128,20 @@ pub(crate) struct Device {
     pub(crate) kind: DeviceKind,
     pub(crate) total_bytes: u64,
     pub(crate) free_bytes: u64,
+    /// Device bytes this process's models hold there.
+    pub(crate) models_bytes: u64,
     pub(crate) driver: Option<String>,
     /// Why its check found it unusable.
     pub(crate) failed: Option<String>,
+}
+
+impl Device {
+    /// What models can have there: what is free for them, and what they hold already
+    /// (a load may unload idle ones).
+    pub(crate) fn room(&self) -> u64 {
+        super::fit::free_for_models(self.free_bytes, self.total_bytes, self.models_bytes)
+            .saturating_add(self.models_bytes)
+    }
 }
 
 /// The devices of the GPU backends loaded, with what their checks found: kind, driver,
@@ -163,6 +174,7 @@ pub(crate) fn devices() -> Vec<Device> {
                 kind,
                 total_bytes: d.memory_total as u64,
                 free_bytes: d.memory_free as u64,
+                models_bytes: super::fit::held(d.index),
                 driver: check.and_then(|c| c.driver.clone()),
                 failed: check.and_then(|c| c.failed.clone()),
             }
@@ -178,17 +190,11 @@ pub(crate) fn device(index: usize) -> Option<Device> {
 /// The devices of the GPU backends, if llama.cpp has started (never starts it: a
 /// memory reading must not load GPU modules), with the device bytes this process's
 /// models hold on each.
-pub(crate) fn started_devices() -> Vec<(Device, u64)> {
+pub(crate) fn started_devices() -> Vec<Device> {
     if LLAMA_BACKEND.get().is_none() {
         return Vec::new();
     }
     devices()
-        .into_iter()
-        .map(|d| {
-            let held = super::fit::held(d.index);
-            (d, held)
-        })
-        .collect()
 }
 
 /// Each GPU backend module found and what became of it (empty until llama.cpp starts).

@@ -100,15 +100,17 @@ impl Engine for LlamaEngine {
     ) -> Result<super::prefix::ChatModel> {
         let backend = backend()?;
         let placement = (self.place)()?;
+        // The device memory is taken now, before the load: a concurrent load to the same
+        // device fits what is left. Given back if the load fails.
         let placed = match placement.device {
             Some(device) => Some(place_layers(path, device, request)?),
             None => None,
-        };
+        }
         // No device at all when no layer goes there.
+        .filter(|(p, _)| p.gpu_layers > 0);
         let devices: Vec<usize> = placed
             .as_ref()
-            .filter(|(p, _)| p.gpu_layers > 0)
-            .map(|(_, device)| *device)
+            .map(|(p, _)| p.device_index)
             .into_iter()
             .collect();
         let params = LlamaModelParams::default()
@@ -128,15 +130,8 @@ impl Engine for LlamaEngine {
             OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
         })?;
         crate::lifecycle::shutdown_before_later_destructors(crate::lifecycle::Library::LlamaCpp);
-        let share = placed
-            .as_ref()
-            .filter(|(p, _)| p.device_bytes > 0)
-            .map(|(p, device)| super::fit::DeviceShare::take(*device, p.device_bytes));
-        Ok(super::prefix::ChatModel::new(
-            model,
-            placed.map(|(p, _)| p),
-            share,
-        ))
+        let (placed, share) = placed.unzip();
+        Ok(super::prefix::ChatModel::new(model, placed, share))
     }
 
     fn placed(model: &super::prefix::ChatModel) -> Option<Placed> {
@@ -144,6 +139,9 @@ impl Engine for LlamaEngine {
     }
 
     fn device_need(&self, path: &Path, request: LoadRequest) -> Option<DeviceNeed> {
+        if request.gpu_layers == Some(0) {
+            return None;
+        }
         let index = (self.place)().ok()?.device?;
         let h = gguf_check::check_file(path).ok()?;
         let kv = kv_bytes(&h, request.context_length);
@@ -171,8 +169,13 @@ fn kv_bytes(h: &gguf_check::Hparams, n_ctx: u32) -> Vec<u64> {
 }
 
 /// How many of the model's layers go to `device`: the load's `gpuLayers`, else as many
-/// as fit what is free there for models ([`super::fit`]); with the device's index.
-fn place_layers(path: &Path, device: usize, request: LoadRequest) -> Result<(Placed, usize)> {
+/// as fit what is free there for models ([`super::fit`]); with the device memory they
+/// take, held from now on.
+fn place_layers(
+    path: &Path,
+    device: usize,
+    request: LoadRequest,
+) -> Result<(Placed, super::fit::DeviceShare)> {
     let h = gguf_check::check_file(path).map_err(|e| {
         OrionError::ModelLoadFailed(format!("{} has a bad GGUF header: {e}", path.display()))
     })?;
@@ -195,9 +198,17 @@ fn place_layers(path: &Path, device: usize, request: LoadRequest) -> Result<(Pla
                 gib(free)
             )
         } else {
+            let on_cpu = if f.gpu_layers == h.n_layer {
+                "the output runs on the CPU".to_string()
+            } else {
+                format!(
+                    "{} layers and the output run on the CPU",
+                    h.n_layer - f.gpu_layers
+                )
+            };
             format!(
                 "{} of {} layers fit {} free for models (less {} kept for compute \
-                     buffers); the rest run on the CPU",
+                 buffers); {on_cpu}",
                 f.gpu_layers,
                 h.n_layer,
                 gib(free),
@@ -207,6 +218,7 @@ fn place_layers(path: &Path, device: usize, request: LoadRequest) -> Result<(Pla
         (f.gpu_layers, reason)
     };
     let device_bytes = super::fit::bytes_for(&h.layer_bytes, &kv, h.output_bytes, gpu_layers);
+    let share = super::fit::DeviceShare::take(device, device_bytes);
     Ok((
         Placed {
             device_index: device,
@@ -217,7 +229,7 @@ fn place_layers(path: &Path, device: usize, request: LoadRequest) -> Result<(Pla
             device_bytes,
             reason,
         },
-        device,
+        share,
     ))
 }
 
@@ -668,9 +680,9 @@ mod tests {
         cases
     }
 
-    /// The demo model's tensors, by layer: every layer the same size, the output
-    /// (tied to the token embeddings: only its norm), and every byte of the tensor data
-    /// counted once.
+    /// The demo model's tensors, by layer: every layer the same size, and the output,
+    /// tied to the token embeddings (whose copy llama.cpp puts with it): every byte of
+    /// the tensor data counted once.
     #[test]
     fn the_demo_models_layers_have_sizes_that_add_up() {
         let demo = crate::paths::models_dir().join(DEMO);
@@ -682,18 +694,20 @@ mod tests {
             .layer_bytes
             .iter()
             .all(|&b| b == hp.layer_bytes[0] && b > 1_000_000));
-        let embd: u64 = {
-            let (layers, output) = gguf_check::tensor_bytes(&h, hp.n_layer);
-            assert_eq!((layers, output), (hp.layer_bytes.clone(), hp.output_bytes));
-            h.file_len - h.data_start() - hp.layer_bytes.iter().sum::<u64>() - hp.output_bytes
-        };
-        // What is left is the token embeddings: vocabulary × width at Q4_1-ish or 8 bits.
+        let (layers, output) = gguf_check::tensor_bytes(&h, hp.n_layer);
+        assert_eq!((layers, output), (hp.layer_bytes.clone(), hp.output_bytes));
+        // Nothing else but the layers and the output (the tied embeddings and a norm).
+        assert_eq!(
+            h.file_len - h.data_start(),
+            hp.layer_bytes.iter().sum::<u64>() + hp.output_bytes
+        );
+        // The embeddings: vocabulary × width, at 4.5 to 8.5 bits a weight.
         let vocab_by_width = 49_152 * 576;
         assert!(
-            embd >= vocab_by_width / 2 && embd <= vocab_by_width * 2,
-            "{embd}"
+            hp.output_bytes >= vocab_by_width / 2 && hp.output_bytes <= vocab_by_width * 2,
+            "{}",
+            hp.output_bytes
         );
-        assert!(hp.output_bytes > 0 && hp.output_bytes < 10_000);
         // A fit: everything on a big device, a few layers on a small one.
         let kv: Vec<u64> = hp.kv_per_layer.iter().map(|v| v * 2 * 2048).collect();
         let all = crate::llama::fit::fit(&hp.layer_bytes, &kv, hp.output_bytes, 1 << 30);

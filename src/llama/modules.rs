@@ -160,10 +160,20 @@ mod dl {
     pub(crate) fn load() -> Result<(), String> {
         load_cpu()?;
         let off = matches!(crate::settings::gpu(), Ok(crate::settings::Gpu::Off));
+        let in_check = std::env::var_os(probe::CHILD_ENV).is_some();
         let checks = gpu_modules()
             .into_iter()
             .map(|path| {
-                if off {
+                if in_check {
+                    ModuleCheck {
+                        path,
+                        reason: Some(format!(
+                            "not checked: this process was started to check a GPU module ({})",
+                            probe::CHILD_ENV
+                        )),
+                        ..ModuleCheck::default()
+                    }
+                } else if off {
                     ModuleCheck {
                         path,
                         reason: Some(format!(

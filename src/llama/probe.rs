@@ -68,7 +68,7 @@ pub(crate) struct ModuleCheck {
 const SELF_TEST_TOLERANCE: f64 = 2e-2;
 
 #[cfg(ggml_dl)]
-pub(crate) use dl::{in_child, run};
+pub(crate) use dl::{in_child, run, CHILD_ENV};
 
 #[cfg(ggml_dl)]
 mod dl {
@@ -85,11 +85,18 @@ mod dl {
     /// taken to hang.
     const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
+    /// Set in the check's child: a process with it checks no GPU module of its own. Where
+    /// the host executable does not run `-e` as Node would (an Electron app with its
+    /// `RunAsNode` fuse off starts itself instead), this keeps the app it started from
+    /// starting checks in turn.
+    pub(crate) const CHILD_ENV: &str = "ORION_GPU_CHECK_CHILD";
+
     /// The check, in a child process: the host executable (node, or Electron as node)
     /// loads this addon and calls its `__gpuCheck`, which runs [`run`] and prints the
     /// result as JSON. An error says why there is no result (crashed, timed out, could
     /// not start).
     pub(crate) fn in_child(module: &Path) -> Result<ModuleCheck, String> {
+        use std::os::unix::process::CommandExt;
         let addon = crate::paths::addon_path()
             .ok_or("the addon's own file is unknown, so no child process can load it")?;
         let exe = std::env::current_exe()
@@ -104,6 +111,11 @@ mod dl {
             .arg(module)
             // Electron runs as plain Node with this; node ignores it.
             .env("ELECTRON_RUN_AS_NODE", "1")
+            .env(CHILD_ENV, "1")
+            // Preloads (`--require`) would run the app's code, and could print to stdout.
+            .env_remove("NODE_OPTIONS")
+            // Its own process group: whatever it starts is stopped with it.
+            .process_group(0)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -121,6 +133,12 @@ mod dl {
         let out = drain(Box::new(child.stdout.take().expect("piped")));
         let err = drain(Box::new(child.stderr.take().expect("piped")));
         let started = Instant::now();
+        let group = child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a negative pid signals that process group, the child's
+        // own (process_group(0) above); an already empty group is ESRCH, ignored.
+        let stop_group = || unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        };
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
@@ -128,16 +146,22 @@ mod dl {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Ok(None) => {
-                    let _ = child.kill();
+                    stop_group();
                     let _ = child.wait();
                     return Err(format!(
                         "its check did not finish in {} s (a driver that hangs?), so it was stopped",
                         CHECK_TIMEOUT.as_secs()
                     ));
                 }
-                Err(e) => return Err(format!("its check could not be waited for ({e})")),
+                Err(e) => {
+                    stop_group();
+                    let _ = child.wait();
+                    return Err(format!("its check could not be waited for ({e})"));
+                }
             }
         };
+        // Anything the check left running goes with it.
+        stop_group();
         let out = out.join().unwrap_or_default();
         let err = err.join().unwrap_or_default();
         let tail = || {
@@ -261,7 +285,9 @@ mod dl {
             }
         };
         let description = text(props.description);
-        let physical = vulkan.iter().find(|p| description.starts_with(&p.name));
+        let physical = vulkan
+            .iter()
+            .find(|p| !p.name.is_empty() && description.starts_with(&p.name));
         let kind = match (physical.map(|p| p.kind), props.type_) {
             (Some(k), _) => k,
             (None, sys::GGML_BACKEND_DEVICE_TYPE_IGPU) => DeviceKind::Igpu,
@@ -274,7 +300,7 @@ mod dl {
             kind,
             total_bytes: props.memory_total as u64,
             free_bytes: props.memory_free as u64,
-            driver: physical.map(|p| p.driver.clone()),
+            driver: physical.map(|p| p.driver.clone()).filter(|d| !d.is_empty()),
             self_test_ms: None,
             self_test_error: None,
             failed: None,

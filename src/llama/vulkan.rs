@@ -16,11 +16,10 @@ pub(crate) struct Physical {
     pub(crate) driver: String,
 }
 
-fn text(chars: &[std::os::raw::c_char]) -> String {
-    // SAFETY: Vulkan's fixed-size name fields hold NUL-terminated strings.
-    unsafe { std::ffi::CStr::from_ptr(chars.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+/// A name field's text: up to its NUL, or nothing when the driver left none.
+fn text(name: Result<&std::ffi::CStr, std::ffi::FromBytesUntilNulError>) -> String {
+    name.map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The physical devices, or none when there is no Vulkan loader or instance.
@@ -44,26 +43,33 @@ pub(crate) fn physical_devices() -> Vec<Physical> {
             .unwrap_or_default()
             .into_iter()
             .map(|pd| {
-                let mut driver = ash::vk::PhysicalDeviceDriverProperties::default();
-                let mut props =
-                    ash::vk::PhysicalDeviceProperties2::default().push_next(&mut driver);
-                instance.get_physical_device_properties2(pd, &mut props);
-                let p = props.properties;
+                let p = instance.get_physical_device_properties(pd);
+                // The driver's name and version: Vulkan 1.2's driver properties, which
+                // only a 1.2 device fills.
+                let driver = if p.api_version >= ash::vk::API_VERSION_1_2 {
+                    let mut driver = ash::vk::PhysicalDeviceDriverProperties::default();
+                    let mut props =
+                        ash::vk::PhysicalDeviceProperties2::default().push_next(&mut driver);
+                    instance.get_physical_device_properties2(pd, &mut props);
+                    format!(
+                        "{} {}",
+                        text(driver.driver_name_as_c_str()),
+                        text(driver.driver_info_as_c_str())
+                    )
+                    .trim()
+                    .to_string()
+                } else {
+                    String::new()
+                };
                 let kind = match p.device_type {
                     ash::vk::PhysicalDeviceType::CPU => DeviceKind::Cpu,
                     ash::vk::PhysicalDeviceType::INTEGRATED_GPU => DeviceKind::Igpu,
                     _ => DeviceKind::Gpu,
                 };
                 Physical {
-                    name: text(&p.device_name),
+                    name: text(p.device_name_as_c_str()),
                     kind,
-                    driver: format!(
-                        "{} {}",
-                        text(&driver.driver_name),
-                        text(&driver.driver_info)
-                    )
-                    .trim()
-                    .to_string(),
+                    driver,
                 }
             })
             .collect()

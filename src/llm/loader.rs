@@ -494,6 +494,10 @@ impl<E: Engine> ModelLoader<E> {
             let config = self.config();
             // Every setter refuses 0; were it set, one model is the least that works.
             let max = config.max_concurrent_models.max(1);
+            // Read before the state lock: it asks the driver. What evictions free below
+            // is added as they happen.
+            let device_free = device.map_or(0, |d| self.engine.device_free(d.index));
+            let mut device_freed = 0u64;
             let mut st = self.state.lock();
             let mut evicted = false;
             let (over_count, available, in_use) = loop {
@@ -507,22 +511,30 @@ impl<E: Engine> ModelLoader<E> {
                     available = available.min(budget.saturating_sub(held + promised));
                 }
                 if !over_count && need <= available {
-                    // Room on the device: an idle model there to unload, if short.
+                    // Room on the device: an idle model there to unload, when short, and
+                    // only when unloading them all would make the whole model fit (else
+                    // the load splits between the device and the CPU as things are).
                     let device_victim = device
-                        .filter(|d| self.engine.device_free(d.index) < d.bytes)
+                        .filter(|d| device_free + device_freed < d.bytes)
                         .and_then(|d| {
-                            st.loaded
+                            let idle: Vec<(String, u64, Duration)> = st
+                                .loaded
                                 .values()
-                                .filter(|e| {
-                                    e.in_use() == 0
-                                        && E::placed(&e.model)
-                                            .is_some_and(|p| p.device_index == d.index)
+                                .filter(|e| e.in_use() == 0)
+                                .filter_map(|e| {
+                                    E::placed(&e.model)
+                                        .filter(|p| p.device_index == d.index)
+                                        .map(|p| (e.key.clone(), p.device_bytes, e.idle_for()))
                                 })
-                                .max_by_key(|e| e.idle_for())
-                                .map(|e| e.key.clone())
+                                .collect();
+                            let could_free: u64 = idle.iter().map(|(_, b, _)| b).sum();
+                            (device_free + device_freed + could_free >= d.bytes)
+                                .then(|| idle.into_iter().max_by_key(|(_, _, t)| *t))
+                                .flatten()
                         });
-                    if let Some(v) = device_victim {
+                    if let Some((v, bytes, _)) = device_victim {
                         st.loaded.remove(&v);
+                        device_freed += bytes;
                         evicted = true;
                         continue;
                     }
@@ -648,6 +660,26 @@ impl<E: Engine> ModelLoader<E> {
         drop(st);
         self.changes.bump();
         Some((victim.key.clone(), victim.bytes))
+    }
+
+    /// Unload the least recently used idle model with layers on GPU device `device` (its
+    /// name): its key and the device bytes it held.
+    pub(crate) fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)> {
+        let mut st = self.state.lock();
+        let (victim, bytes) = st
+            .loaded
+            .values()
+            .filter(|e| e.in_use() == 0)
+            .filter_map(|e| {
+                E::placed(&e.model)
+                    .filter(|p| p.device == device && p.device_bytes > 0)
+                    .map(|p| (e.clone(), p.device_bytes))
+            })
+            .max_by_key(|(e, _)| e.idle_for())?;
+        st.loaded.remove(&victim.key);
+        drop(st);
+        self.changes.bump();
+        Some((victim.key.clone(), bytes))
     }
 
     pub(crate) fn stats(&self) -> LoaderStats {

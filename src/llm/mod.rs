@@ -100,7 +100,9 @@ pub(crate) struct RemoteModelStats {
 impl LlmService {
     /// A service resolving keys against `registry`, and starting its keep-alive thread.
     pub(crate) fn new(config: LoaderConfig, registry: Registry) -> Result<Self> {
-        let strategy = strategy::detect()?;
+        // Quantization and context size only: llama.cpp starts in the background
+        // (`strategy::start_in_background`), not on the caller's (JS) thread.
+        let strategy = strategy::detect_host()?;
         // Each load places its layers as the strategy says then.
         let engine = LlamaEngine {
             place: Arc::new(|| {

@@ -152,7 +152,12 @@ fn not_for_auto(g: &Gpu) -> Option<String> {
                 .into(),
         );
     }
-    (g.free_bytes < 2 * GIB).then(|| format!("{} free, less than 2 GiB", gib(g.free_bytes)))
+    (g.room() < 2 * GIB).then(|| {
+        format!(
+            "{} for models (free, or held by this process's), less than 2 GiB",
+            gib(g.room())
+        )
+    })
 }
 
 /// Why `g` is not the device chosen (`chosen`) under the setting `gpu`.
@@ -160,7 +165,11 @@ fn passed_over(g: &Gpu, gpu: GpuChoice, chosen: Option<&Gpu>) -> String {
     match gpu {
         GpuChoice::Off => format!("gpu: false (configure() or {GPU_ENV})"),
         GpuChoice::Auto => not_for_auto(g).unwrap_or_else(|| match chosen {
-            Some(c) => format!("{} is faster or has more memory free", c.name),
+            Some(c) => format!(
+                "{} comes first (a GPU with its own memory before one that shares the \
+                 host's, a vendor's backend before Vulkan, then the most memory for models)",
+                c.name
+            ),
             None => "not chosen".into(),
         }),
         named => {
@@ -216,7 +225,7 @@ fn choose_device(
             // (one NVIDIA GPU shows as both CUDA0 and Vulkan0, and CUDA runs it faster);
             // then the most memory free.
             let vendor = |b: &str| u8::from(!b.eq_ignore_ascii_case("vulkan"));
-            let rank = |g: &Gpu| (g.kind == DeviceKind::Gpu, vendor(&g.backend), g.free_bytes);
+            let rank = |g: &Gpu| (g.kind == DeviceKind::Gpu, vendor(&g.backend), g.room());
             let best = gpus
                 .iter()
                 .filter(|g| not_for_auto(g).is_none())
@@ -228,10 +237,10 @@ fn choose_device(
             }
             if let Some(g) = best {
                 reasons.push(format!(
-                    "GPU {} ({}) has {} free: offload every layer",
+                    "GPU {} ({}) has {} for models: the layers that fit go there",
                     g.name,
                     g.backend,
-                    gib(g.free_bytes)
+                    gib(g.room())
                 ));
                 (Some(g.clone()), None)
             } else {
@@ -311,9 +320,13 @@ pub(crate) fn start_in_background() {
 /// The GPU devices, with the device bytes this process's models hold on each, once
 /// llama.cpp has started (never starting it: a memory reading must not load GPU
 /// modules).
-pub(crate) fn started_devices() -> Vec<(Gpu, u64)> {
+pub(crate) fn started_devices() -> Vec<Gpu> {
     crate::llama::backend::started_devices()
 }
+
+/// What a GPU load keeps free on its device for compute buffers: the monitor measures
+/// device pressure against it.
+pub(crate) const DEVICE_HEADROOM: u64 = crate::llama::fit::HEADROOM;
 
 /// GPU backend modules (the installed GPU packages') to check and load when llama.cpp
 /// starts.
@@ -337,6 +350,16 @@ pub(crate) fn gpu_check_json(module: &std::path::Path) -> String {
 
 /// The strategy for this machine now.
 pub(crate) fn detect() -> Result<Strategy> {
+    detect_with(true)
+}
+
+/// The strategy's memory-based choices (quantization, context size, threads) without
+/// starting llama.cpp: no GPU is looked at, so no GPU module is checked on this thread.
+pub(crate) fn detect_host() -> Result<Strategy> {
+    detect_with(false)
+}
+
+fn detect_with(with_gpus: bool) -> Result<Strategy> {
     let mem = sysmem::memory();
     let configured = crate::settings::settings().default_quantization;
     let forced = match configured.or_else(|| std::env::var(DEFAULT_QUANTIZATION_ENV).ok()) {
@@ -344,10 +367,14 @@ pub(crate) fn detect() -> Result<Strategy> {
         _ => None,
     };
     let gpu = crate::settings::gpu()?;
-    let gpus = Gpus {
-        devices: crate::llama::backend::devices(),
-        backends: crate::llama::backend::gpu_backends(),
-        modules: crate::llama::backend::gpu_modules().to_vec(),
+    let gpus = if with_gpus {
+        Gpus {
+            devices: crate::llama::backend::devices(),
+            backends: crate::llama::backend::gpu_backends(),
+            modules: crate::llama::backend::gpu_modules().to_vec(),
+        }
+    } else {
+        Gpus::default()
     };
     let mut s = choose(
         mem.effective_total(),
@@ -358,7 +385,9 @@ pub(crate) fn detect() -> Result<Strategy> {
         gpus,
     );
     s.cpu_features = sysmem::cpu_features();
-    s.llama_cpu_features = crate::llama::backend::cpu_features();
+    if with_gpus {
+        s.llama_cpu_features = crate::llama::backend::cpu_features();
+    }
     if !s.llama_cpu_features.is_empty() {
         s.reasons.push(format!(
             "llama.cpp's CPU backend uses {}",
@@ -391,6 +420,7 @@ mod tests {
             kind,
             total_bytes: free,
             free_bytes: free,
+            models_bytes: 0,
             driver: None,
             failed: None,
         }

@@ -886,7 +886,9 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
 
 /// Bytes of each layer's tensors and of the output's, from where each tensor's data
 /// starts: up to the next tensor's start (alignment padding included), the last one to
-/// the end of the file.
+/// the end of the file. A model without `output.weight` ties its output to the token
+/// embeddings, and llama.cpp then puts a copy of `token_embd.weight` with the output:
+/// counted there.
 pub(crate) fn tensor_bytes(h: &Header, n_layer: u32) -> (Vec<u64>, u64) {
     let data_start = h.tensor_span.end.div_ceil(h.alignment.max(1)) * h.alignment.max(1);
     let data_len = h.file_len.saturating_sub(data_start);
@@ -894,6 +896,7 @@ pub(crate) fn tensor_bytes(h: &Header, n_layer: u32) -> (Vec<u64>, u64) {
     order.sort_by_key(|t| t.offset);
     let mut layers = vec![0u64; n_layer as usize];
     let mut output = 0u64;
+    let tied = !h.tensors.iter().any(|t| t.name == b"output.weight");
     for (i, t) in order.iter().enumerate() {
         let end = order.get(i + 1).map_or(data_len, |n| n.offset);
         let bytes = end.saturating_sub(t.offset);
@@ -903,7 +906,7 @@ pub(crate) fn tensor_bytes(h: &Header, n_layer: u32) -> (Vec<u64>, u64) {
             if let Some(slot) = layer.and_then(|l| layers.get_mut(l)) {
                 *slot = slot.saturating_add(bytes);
             }
-        } else if name.starts_with("output") {
+        } else if name.starts_with("output") || (tied && name == "token_embd.weight") {
             output = output.saturating_add(bytes);
         }
     }
