@@ -10,7 +10,8 @@
 //      this machine's GPU architecture only), each checked as the addon checks it (its devices,
 //      the driver, the self-test) through `orion-native gpu --json`;
 //   3. for every backend that has a device (and the CPU): the model loaded there, one greedy
-//      answer, and generation speed (tokens/s over `--tokens` tokens, default 128) for
+//      answer, and generation speed (tokens/s over `--tokens` tokens, default 128, wall time
+//      from the first streamed token to the last, as a caller sees it) for
 //      orion-native and for node-llama-cpp's prebuilt binaries of the same backend (bench/'s
 //      node-llama-cpp, `cd bench && npm install`), on the same GGUF (default: the demo model)
 //      and thread count.
@@ -47,7 +48,15 @@ function run(cmd, argv, opts = {}) {
 }
 
 function machine() {
-  const cpu = os.cpus()[0]?.model || 'unknown CPU'
+  // The CPU's widest vector extension: CPU figures differ between AVX2 and AVX-512 machines.
+  let isa = ''
+  try {
+    const flags = fs.readFileSync('/proc/cpuinfo', 'utf8')
+    isa = /\bavx512f\b/.test(flags) ? ' with AVX-512' : /\bavx2\b/.test(flags) ? ' with AVX2' : ''
+  } catch {
+    // Not Linux: the model name alone.
+  }
+  const cpu = (os.cpus()[0]?.model || 'unknown CPU') + isa
   const smi = run('nvidia-smi', ['--query-gpu=name,driver_version,memory.total', '--format=csv,noheader'])
   const nvidia = smi && smi.status === 0 ? smi.stdout.trim().split('\n').filter(Boolean) : []
   const vk = run('vulkaninfo', ['--summary'])
@@ -97,9 +106,15 @@ function orion(gpu, module, model, tokens) {
       const info = await l.loadModel(key)
       const q = await l.generate(key, 'What is the capital of France?', { temperature: 0, maxTokens: 12 })
       await l.generate(key, 'Hello', { temperature: 0, maxTokens: 4 })
-      const r = await l.generate(key, ${JSON.stringify(PROMPT)}, { temperature: 0, maxTokens: ${tokens}, stop: [] })
-      console.log(JSON.stringify({ gpu: info.gpu ?? null, answer: q.text, tokensPerSecond: r.timings.tokensPerSecond,
-        promptTokensPerSecond: r.timings.promptTokensPerSecond, tokens: r.timings.generatedTokens }))
+      // As a caller sees it, and as node-llama-cpp is measured below: from the first
+      // streamed token to the answer, wall time.
+      let t0 = 0
+      const r = await l.generate(key, ${JSON.stringify(PROMPT)}, { temperature: 0, maxTokens: ${tokens},
+        onToken: () => { if (!t0) t0 = performance.now() } })
+      const ms = performance.now() - t0
+      const n = r.timings.generatedTokens
+      console.log(JSON.stringify({ gpu: info.gpu ?? null, answer: q.text, tokensPerSecond: ((n - 1) * 1000) / ms,
+        llamaTokensPerSecond: r.timings.llamaTokensPerSecond, tokens: n }))
     })().catch((e) => { console.log(JSON.stringify({ error: (e.code ? e.code + ': ' : '') + e.message })) })`
   const env = { ...process.env, ORION_GPU: gpu === false ? 'false' : gpu }
   if (module) env.GGML_BACKEND_PATH = module

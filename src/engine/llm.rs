@@ -15,17 +15,33 @@ pub(crate) struct ModelMeta {
     /// The quantization the file's tensors hold, when the header tells: it wins over
     /// the file name's and the registry level's.
     pub(crate) quantization: Option<String>,
+    /// What each layer would take on a GPU device, from the same header.
+    pub(crate) layout: Layout,
+}
+
+/// A model's device bytes by layer, for the configured context: what a GPU load fits.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[allow(clippy::struct_field_names)] // each is a size in bytes, of a different part
+pub(crate) struct Layout {
+    /// Each layer's weights.
+    pub(crate) layer_bytes: Vec<u64>,
+    /// Each layer's share of one context's f16 KV cache.
+    pub(crate) kv_bytes: Vec<u64>,
+    /// The output (with a tied model's copy of its token embeddings).
+    pub(crate) output_bytes: u64,
 }
 
 pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;
 
 /// What a load asks of the engine besides the file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct LoadRequest {
-    /// The context size its contexts will have (their KV cache goes where the layers go).
-    pub(crate) context_length: u32,
-    /// Layers to offload to the GPU device, instead of as many as fit.
+    /// The GPU device the load goes to ([`Engine::device_need`]'s), or the CPU.
+    pub(crate) device: Option<usize>,
+    /// Layers to offload to that device, instead of as many as fit.
     pub(crate) gpu_layers: Option<u32>,
+    /// The model's device bytes by layer ([`ModelMeta::layout`]).
+    pub(crate) layout: Layout,
 }
 
 /// Where a loaded model's layers went.
@@ -57,11 +73,16 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn placed(_model: &Self::Model) -> Option<Placed> {
         None
     }
-    /// The GPU device a load of `path` would go to and the bytes it would take there
-    /// (every layer, or `gpuLayers`'): the loader makes that room first, unloading idle
-    /// models on the device, before the load fits what is left.
-    fn device_need(&self, _path: &Path, _request: LoadRequest) -> Option<DeviceNeed> {
-        None
+    /// The GPU device a load of the model `meta` describes goes to, and the bytes it
+    /// would take there (every layer, or `gpu_layers`): the loader makes that room first,
+    /// unloading idle models on the device, before the load fits what is left. `None`:
+    /// the CPU. An error (the device asked for is unavailable) fails the load.
+    fn device_need(
+        &self,
+        _meta: &ModelMeta,
+        _gpu_layers: Option<u32>,
+    ) -> Result<Option<DeviceNeed>> {
+        Ok(None)
     }
     /// What is free for models on GPU device `index` now.
     fn device_free(&self, _index: usize) -> u64 {

@@ -3,7 +3,7 @@
 //! (llama.cpp's context creation mutates the model, so concurrent creation is unsound).
 
 use super::backend::backend;
-use crate::engine::llm::{DeviceNeed, Engine, LoadRequest, ModelMeta, Placed, Progress};
+use crate::engine::llm::{DeviceNeed, Engine, Layout, LoadRequest, ModelMeta, Placed, Progress};
 use crate::error::{OrionError, Result};
 use crate::store::gguf_check;
 use llama_cpp_2::gguf::GgufContext;
@@ -85,10 +85,25 @@ impl Engine for LlamaEngine {
                 hparams.n_layer
             ))
         })?;
+        // Each layer's share of that cache, where the layer goes.
+        let kv_bytes = hparams
+            .kv_per_layer
+            .iter()
+            .map(|values| {
+                values
+                    .saturating_mul(2)
+                    .saturating_mul(context_length.into())
+            })
+            .collect();
         Ok(ModelMeta {
             file_bytes,
             kv_bytes_per_context: kv,
             quantization: hparams.quantization,
+            layout: Layout {
+                layer_bytes: hparams.layer_bytes,
+                kv_bytes,
+                output_bytes: hparams.output_bytes,
+            },
         })
     }
 
@@ -99,11 +114,10 @@ impl Engine for LlamaEngine {
         mut progress: Progress,
     ) -> Result<super::prefix::ChatModel> {
         let backend = backend()?;
-        let placement = (self.place)()?;
         // The device memory is taken now, before the load: a concurrent load to the same
         // device fits what is left. Given back if the load fails.
-        let placed = match placement.device {
-            Some(device) => Some(place_layers(path, device, request)?),
+        let placed = match request.device {
+            Some(device) => Some(place_layers(device, &request)?),
             None => None,
         }
         // No device at all when no layer goes there.
@@ -138,19 +152,22 @@ impl Engine for LlamaEngine {
         model.placed.clone()
     }
 
-    fn device_need(&self, path: &Path, request: LoadRequest) -> Option<DeviceNeed> {
-        if request.gpu_layers == Some(0) {
-            return None;
+    fn device_need(&self, meta: &ModelMeta, gpu_layers: Option<u32>) -> Result<Option<DeviceNeed>> {
+        // The setting decides (and fails the load for a backend asked for that has no
+        // device), once per load.
+        let Some(index) = (self.place)()?.device else {
+            return Ok(None);
+        };
+        if gpu_layers == Some(0) {
+            return Ok(None);
         }
-        let index = (self.place)().ok()?.device?;
-        let h = gguf_check::check_file(path).ok()?;
-        let kv = kv_bytes(&h, request.context_length);
-        let layers = request.gpu_layers.unwrap_or(h.n_layer + 1);
-        Some(DeviceNeed {
+        let l = &meta.layout;
+        let layers = gpu_layers.unwrap_or(l.layer_bytes.len() as u32 + 1);
+        Ok(Some(DeviceNeed {
             index,
-            bytes: super::fit::bytes_for(&h.layer_bytes, &kv, h.output_bytes, layers)
+            bytes: super::fit::bytes_for(&l.layer_bytes, &l.kv_bytes, l.output_bytes, layers)
                 .saturating_add(super::fit::HEADROOM),
-        })
+        }))
     }
 
     fn device_free(&self, index: usize) -> u64 {
@@ -160,64 +177,51 @@ impl Engine for LlamaEngine {
     }
 }
 
-/// Bytes of f16 K and V per layer for `n_ctx` tokens.
-fn kv_bytes(h: &gguf_check::Hparams, n_ctx: u32) -> Vec<u64> {
-    h.kv_per_layer
-        .iter()
-        .map(|values| values.saturating_mul(2).saturating_mul(n_ctx.into()))
-        .collect()
-}
-
 /// How many of the model's layers go to `device`: the load's `gpuLayers`, else as many
 /// as fit what is free there for models ([`super::fit`]); with the device memory they
 /// take, held from now on.
-fn place_layers(
-    path: &Path,
-    device: usize,
-    request: LoadRequest,
-) -> Result<(Placed, super::fit::DeviceShare)> {
-    let h = gguf_check::check_file(path).map_err(|e| {
-        OrionError::ModelLoadFailed(format!("{} has a bad GGUF header: {e}", path.display()))
-    })?;
-    let kv = kv_bytes(&h, request.context_length);
+fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::fit::DeviceShare)> {
+    let l = &request.layout;
+    let n_layer = l.layer_bytes.len() as u32;
     let d = super::backend::device(device)
         .ok_or_else(|| OrionError::GpuUnavailable(format!("GPU device {device} is gone")))?;
     let held = super::fit::held(device);
     let free = super::fit::free_for_models(d.free_bytes, d.total_bytes, held);
-    let all = h.n_layer + 1;
+    let all = n_layer + 1;
     let gib = |b: u64| format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30));
     let (gpu_layers, reason) = if let Some(n) = request.gpu_layers {
         (n.min(all), format!("gpuLayers: {n} asked for"))
     } else {
-        let f = super::fit::fit(&h.layer_bytes, &kv, h.output_bytes, free);
+        let f = super::fit::fit(&l.layer_bytes, &l.kv_bytes, l.output_bytes, free);
         let reason = if f.gpu_layers == all {
             format!(
                 "all {} layers and the output fit: {} needed, {} free for models",
-                h.n_layer,
+                n_layer,
                 gib(f.device_bytes),
                 gib(free)
             )
         } else {
-            let on_cpu = if f.gpu_layers == h.n_layer {
+            let on_cpu = if f.gpu_layers == n_layer {
                 "the output runs on the CPU".to_string()
             } else {
                 format!(
                     "{} layers and the output run on the CPU",
-                    h.n_layer - f.gpu_layers
+                    n_layer - f.gpu_layers
                 )
             };
             format!(
                 "{} of {} layers fit {} free for models (less {} kept for compute \
                  buffers); {on_cpu}",
                 f.gpu_layers,
-                h.n_layer,
+                n_layer,
                 gib(free),
                 gib(super::fit::HEADROOM)
             )
         };
         (f.gpu_layers, reason)
     };
-    let device_bytes = super::fit::bytes_for(&h.layer_bytes, &kv, h.output_bytes, gpu_layers);
+    let device_bytes =
+        super::fit::bytes_for(&l.layer_bytes, &l.kv_bytes, l.output_bytes, gpu_layers);
     let share = super::fit::DeviceShare::take(device, device_bytes);
     Ok((
         Placed {
@@ -225,7 +229,7 @@ fn place_layers(
             device: d.name,
             backend: d.backend,
             gpu_layers,
-            layers: h.n_layer,
+            layers: n_layer,
             device_bytes,
             reason,
         },

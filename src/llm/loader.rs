@@ -430,12 +430,13 @@ impl<E: Engine> ModelLoader<E> {
         // Before make_room: a bad file must not cost another model its place.
         self.verify_file(model, meta.file_bytes)?;
         let need = meta.file_bytes + meta.kv_bytes_per_context;
-        let request = crate::engine::llm::LoadRequest {
-            context_length: model.context_length,
-            gpu_layers: model.gpu_layers,
-        };
-        let device = self.engine.device_need(&model.path, request);
+        let device = self.engine.device_need(&meta, model.gpu_layers)?;
         self.make_room(slot.id, &model.key, need, device, queued_behind)?;
+        let request = crate::engine::llm::LoadRequest {
+            device: device.map(|d| d.index),
+            gpu_layers: model.gpu_layers,
+            layout: meta.layout.clone(),
+        };
         let reporter = slot.clone();
         let loaded =
             self.engine
@@ -756,6 +757,7 @@ mod tests {
                 file_bytes: 100,
                 kv_bytes_per_context: 10,
                 quantization: None,
+                ..ModelMeta::default()
             })
         }
         fn load(
@@ -839,20 +841,26 @@ mod tests {
     }
     impl Engine for GpuFake {
         type Model = GpuModel;
-        fn probe(&self, _path: &Path, _ctx: u32) -> Result<ModelMeta> {
+        /// A model whose path says `gpu` has one layer (of 60 bytes) for the device.
+        fn probe(&self, path: &Path, _ctx: u32) -> Result<ModelMeta> {
+            let gpu = path.to_string_lossy().contains("gpu");
             Ok(ModelMeta {
                 file_bytes: 100,
                 kv_bytes_per_context: 10,
                 quantization: None,
+                layout: crate::engine::llm::Layout {
+                    layer_bytes: if gpu { vec![60] } else { Vec::new() },
+                    ..Default::default()
+                },
             })
         }
         fn load(
             &self,
-            path: &Path,
-            _request: crate::engine::llm::LoadRequest,
+            _path: &Path,
+            request: crate::engine::llm::LoadRequest,
             _progress: Progress,
         ) -> Result<GpuModel> {
-            let on_gpu = path.to_string_lossy().contains("gpu");
+            let on_gpu = request.device.is_some();
             if on_gpu {
                 self.used.fetch_add(60, Ordering::SeqCst);
             }
@@ -874,15 +882,15 @@ mod tests {
         }
         fn device_need(
             &self,
-            path: &Path,
-            _request: crate::engine::llm::LoadRequest,
-        ) -> Option<crate::engine::llm::DeviceNeed> {
-            path.to_string_lossy()
-                .contains("gpu")
-                .then_some(crate::engine::llm::DeviceNeed {
+            meta: &ModelMeta,
+            _gpu_layers: Option<u32>,
+        ) -> Result<Option<crate::engine::llm::DeviceNeed>> {
+            Ok(
+                (!meta.layout.layer_bytes.is_empty()).then_some(crate::engine::llm::DeviceNeed {
                     index: 0,
                     bytes: 60,
-                })
+                }),
+            )
         }
         fn device_free(&self, _index: usize) -> u64 {
             100 - self.used.load(Ordering::SeqCst)
