@@ -278,9 +278,15 @@ export interface DownloadInfo {
  * batching, queue and thread settings; later clients share them.
  */
 export interface EmbeddingClientOptions {
-  /** A model name: a directory under `ORION_MODELS_DIR` (default `all-MiniLM-L6-v2`). */
+  /**
+   * A model name: a directory under `ORION_MODELS_DIR` (an ONNX model), or a GGUF
+   * file there (`name.gguf`, run by llama.cpp). Default `all-MiniLM-L6-v2`.
+   */
   model?: string
-  /** A directory holding model.onnx and the tokenizer files; wins over `model`. */
+  /**
+   * A directory holding model.onnx and the tokenizer files, or a GGUF embedding
+   * model's file (run by llama.cpp, pooled as the file declares); wins over `model`.
+   */
   modelPath?: string
   /**
    * Size of the shared cache in bytes, an integer from 0 to 2^40 (default 32 MiB,
@@ -304,7 +310,10 @@ export interface EmbeddingClientOptions {
    * from 1 to 10000000 (default 10000).
    */
   maxQueue?: number
-  /** ONNX Runtime intra-op threads, an integer from 1 to 1024 (default: every core). */
+  /**
+   * Threads of the model's computation (ONNX Runtime's intra-op threads, or
+   * llama.cpp's), an integer from 1 to 1024 (default: every core).
+   */
   threads?: number
   /**
    * Embed on remote servers instead (`/v1/embeddings`), with the same cache,
@@ -328,6 +337,11 @@ export interface EmbeddingClientOptions {
 export interface EmbeddingStats {
   /** Model name. */
   model: string
+  /**
+   * What computes the vectors: `'onnx'` (ONNX Runtime, a model directory), `'llama'`
+   * (llama.cpp, a GGUF file) or `'remote'` (servers).
+   */
+  engine: 'onnx' | 'llama' | 'remote'
   /** Vector length (0 until known). */
   dimension: number
   /** Times the model was loaded in this process: 1 once it is in use. */

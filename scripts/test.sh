@@ -12,6 +12,10 @@ export ONNXRUNTIME_NODE_INSTALL=skip
 node scripts/build.js --napi
 # The model fetch downloads through the addon's downloader: after the build.
 node scripts/models.js
+# The GGUF twins of the default embedding model (its weights and vocabulary for llama.cpp,
+# written with PyPI's gguf package into target/gguf-twin/); __tests__/embedding-gguf.test.js
+# compares the two engines on them. Where python3 or pip is missing this says so.
+node scripts/gguf-twin.js --prepare
 if [ -d .git ] && ! git diff --quiet -- index.d.ts; then
   echo "index.d.ts differs from what napi build generates: commit the regenerated file" >&2
   git --no-pager diff --stat -- index.d.ts >&2

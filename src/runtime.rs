@@ -146,9 +146,17 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         Some(p) => p.clone(),
         None => crate::paths::locate(std::path::Path::new(&name)),
     };
+    // A GGUF file (by its name or its first bytes) is a llama.cpp model; a directory is
+    // an ONNX one.
+    let gguf = is_gguf(&dir);
     let key = ServiceKey::Local(
         std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()),
-        req.precision,
+        // llama.cpp computes with the file's own types.
+        if gguf {
+            crate::onnx::graph::Precision::Exact
+        } else {
+            req.precision
+        },
     );
     let mut services = EMBEDDING.lock();
     // Under the lock that `begin_shutdown` takes to close every service: none starts
@@ -166,6 +174,35 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             .unwrap_or(name),
         None => name,
     };
+    if gguf {
+        let svc = EmbeddingService::start(
+            display
+                .strip_suffix(".gguf")
+                .unwrap_or(&display)
+                .to_string(),
+            crate::store::gguf_check::read_header(&dir)
+                .ok()
+                .and_then(|h| crate::store::gguf_check::check(&h).ok())
+                .map(|h| h.n_embd as usize),
+            Backend::Llama {
+                factory: Box::new(crate::llama::embed::LlamaEmbedFactory {
+                    path: dir,
+                    threads: req.threads,
+                    place: Arc::new(|| {
+                        let s = crate::llm::strategy::detect()?;
+                        Ok(crate::llama::engine::Placement {
+                            // `auto`'s device, or none: an embedding model does not fail
+                            // for want of the GPU asked for; it runs on the CPU.
+                            device: s.device.map(|d| d.index),
+                        })
+                    }),
+                }),
+            },
+            req.config,
+        )?;
+        services.insert(key, svc.clone());
+        return Ok(svc);
+    }
     let factory = FastEmbedFactory {
         dir: dir.clone(),
         searched: match &req.model_path {
@@ -198,6 +235,22 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
     )?;
     services.insert(key, svc.clone());
     Ok(svc)
+}
+
+/// Whether `path` is a GGUF file: named `.gguf`, or a file that starts with GGUF's magic.
+fn is_gguf(path: &std::path::Path) -> bool {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok()
+        && &magic == b"GGUF"
 }
 
 /// The embedding service for a remote target, started on first request; one per

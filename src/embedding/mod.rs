@@ -19,6 +19,8 @@ pub(crate) enum Backend {
         factory: Box<dyn EmbedderFactory>,
         precision: crate::onnx::graph::Precision,
     },
+    /// A GGUF model run by llama.cpp, loaded on the service's thread.
+    Llama { factory: Box<dyn EmbedderFactory> },
     /// A remote engine, whose batches run on `runtime`.
     Remote {
         engine: Arc<dyn RemoteEngine>,
@@ -64,6 +66,9 @@ pub(crate) struct EmbeddingStats {
     pub(crate) int8_weights: Option<crate::onnx::graph::Int8Weights>,
     /// How long texts waited in the queue for their batch, on average.
     pub(crate) mean_queue_wait: Duration,
+    /// What computes the vectors: `onnx` (ONNX Runtime), `llama` (llama.cpp, a GGUF
+    /// model) or `remote`.
+    pub(crate) engine: &'static str,
 }
 
 pub(crate) struct EmbeddingService {
@@ -78,6 +83,8 @@ pub(crate) struct EmbeddingService {
     remote: Option<Arc<dyn RemoteEngine>>,
     /// A local model's precision.
     precision: Option<crate::onnx::graph::Precision>,
+    /// What computes the vectors: `onnx`, `llama` or `remote`.
+    engine: &'static str,
 }
 
 impl EmbeddingService {
@@ -102,11 +109,16 @@ impl EmbeddingService {
             busy: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             remote: match &backend {
                 Backend::Remote { engine, .. } => Some(engine.clone()),
-                Backend::Local { .. } => None,
+                Backend::Local { .. } | Backend::Llama { .. } => None,
             },
             precision: match &backend {
                 Backend::Local { precision, .. } => Some(*precision),
-                Backend::Remote { .. } => None,
+                Backend::Remote { .. } | Backend::Llama { .. } => None,
+            },
+            engine: match &backend {
+                Backend::Local { .. } => "onnx",
+                Backend::Llama { .. } => "llama",
+                Backend::Remote { .. } => "remote",
             },
         });
         let (queue, counters, dimension, busy) = (
@@ -120,7 +132,7 @@ impl EmbeddingService {
         let handle = std::thread::Builder::new()
             .name(name)
             .spawn(move || match backend {
-                Backend::Local { factory, .. } => {
+                Backend::Local { factory, .. } | Backend::Llama { factory } => {
                     run(&queue, &counters, &dimension, &busy, &*factory);
                 }
                 Backend::Remote { engine, runtime } => {
@@ -210,6 +222,7 @@ impl EmbeddingService {
             int8_weights: (self.precision == Some(crate::onnx::graph::Precision::Int8))
                 .then(crate::onnx::graph::Int8Weights::for_this_cpu),
             mean_queue_wait: self.queue.mean_wait(),
+            engine: self.engine,
         }
     }
 

@@ -117,6 +117,36 @@ pub(crate) fn new_context(
     })
 }
 
+/// A context that computes pooled embeddings: `n_ctx` tokens in all, each decode one
+/// batch of at most `n_ctx` tokens in up to `n_seq` sequences (a non-causal model needs
+/// a whole batch in one micro-batch), with the pooling the model declares. Created
+/// under the process-wide lock.
+pub(crate) fn new_embedding_context(
+    model: &LlamaModel,
+    n_ctx: u32,
+    n_seq: u32,
+    threads: i32,
+) -> Result<LlamaContext<'_>> {
+    let backend = backend()?;
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(n_ctx))
+        .with_n_batch(n_ctx)
+        .with_n_ubatch(n_ctx)
+        .with_n_seq_max(n_seq)
+        // One KV cache shared by the batch's sequences (a causal model's), so that any
+        // of them can take up to `n_ctx` tokens.
+        .with_kv_unified(true)
+        .with_embeddings(true)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let _one_at_a_time = llama_context_creation();
+    model.new_context(backend, params).map_err(|e| {
+        OrionError::ModelLoadFailed(format!(
+            "could not create an embedding context of {n_ctx} tokens: {e}"
+        ))
+    })
+}
+
 /// A device of a GPU backend loaded in this process.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Device {

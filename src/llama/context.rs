@@ -35,6 +35,27 @@ impl ModelContext {
         })
     }
 
+    /// A context that computes pooled embeddings ([`backend::new_embedding_context`]).
+    pub(crate) fn for_embeddings(
+        model: &Arc<LlamaModel>,
+        n_ctx: u32,
+        n_seq: u32,
+        threads: i32,
+    ) -> Result<Self> {
+        let ctx = backend::new_embedding_context(model, n_ctx, n_seq, threads)?;
+        // SAFETY: as in `new`.
+        let ctx = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        Ok(Self {
+            ctx: ManuallyDrop::new(ctx),
+            model: model.clone(),
+        })
+    }
+
+    /// Forget every sequence's cache (a causal embedding model's, between batches).
+    pub(crate) fn clear(&mut self) {
+        self.ctx.clear_kv_cache();
+    }
+
     /// The context, to read from (logits, samplers), for as long as `self` is borrowed.
     pub(crate) fn get(&self) -> &LlamaContext<'_> {
         &self.ctx

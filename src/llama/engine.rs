@@ -25,6 +25,47 @@ pub(crate) struct Placement {
 /// fails the load.
 pub(crate) type Place = std::sync::Arc<dyn Fn() -> Result<Placement> + Send + Sync>;
 
+/// A GGUF file's size and hyperparameters, once everything llama.cpp would assert on
+/// (and abort the process for) is checked, in Rust, and gguf.cpp has read the header.
+/// Starts llama.cpp's backend.
+pub(crate) fn checked(path: &Path) -> Result<(u64, gguf_check::Hparams)> {
+    let file_bytes = match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => {
+            return Err(OrionError::ModelLoadFailed(format!(
+                "{} is not a file",
+                path.display()
+            )))
+        }
+        Err(_) => {
+            return Err(OrionError::ModelNotFound {
+                what: format!(
+                    "model file `{}`",
+                    path.file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                ),
+                searched: path
+                    .parent()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            })
+        }
+    };
+    // llama.cpp asserts on header values it cannot use, and an assert aborts the
+    // whole process: every such value is checked here, in Rust, first.
+    let hparams = gguf_check::check_file(path).map_err(|e| {
+        OrionError::ModelLoadFailed(format!("{} has a bad GGUF header: {e}", path.display()))
+    })?;
+    backend()?;
+    // gguf.cpp's own checks (tensor types, offsets, sizes) fail without aborting.
+    GgufContext::from_file(path).ok_or_else(|| {
+        OrionError::ModelLoadFailed(format!(
+            "{} is not a readable GGUF file (bad or truncated header)",
+            path.display()
+        ))
+    })?;
+    Ok((file_bytes, hparams))
+}
+
 #[derive(Clone)]
 pub(crate) struct LlamaEngine {
     pub(crate) place: Place,
@@ -43,40 +84,7 @@ impl Engine for LlamaEngine {
     type Model = super::prefix::ChatModel;
 
     fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta> {
-        let file_bytes = match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => {
-                return Err(OrionError::ModelLoadFailed(format!(
-                    "{} is not a file",
-                    path.display()
-                )))
-            }
-            Err(_) => {
-                return Err(OrionError::ModelNotFound {
-                    what: format!(
-                        "model file `{}`",
-                        path.file_name()
-                            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-                    ),
-                    searched: path
-                        .parent()
-                        .map_or_else(String::new, |p| p.display().to_string()),
-                })
-            }
-        };
-        // llama.cpp asserts on header values it cannot use, and an assert aborts the
-        // whole process: every such value is checked here, in Rust, first.
-        let hparams = gguf_check::check_file(path).map_err(|e| {
-            OrionError::ModelLoadFailed(format!("{} has a bad GGUF header: {e}", path.display()))
-        })?;
-        backend()?;
-        // gguf.cpp's own checks (tensor types, offsets, sizes) fail without aborting.
-        GgufContext::from_file(path).ok_or_else(|| {
-            OrionError::ModelLoadFailed(format!(
-                "{} is not a readable GGUF file (bad or truncated header)",
-                path.display()
-            ))
-        })?;
+        let (file_bytes, hparams) = checked(path)?;
         // K and V, f16, for every layer and position of one context.
         let kv = hparams.kv_cache_bytes(context_length).ok_or_else(|| {
             OrionError::ModelLoadFailed(format!(

@@ -1,10 +1,11 @@
 //! llama.cpp, the one layer that touches it (llama-cpp-2): its backend and devices,
-//! reading and loading GGUF models ([`engine`]), generation on a context ([`generate`])
-//! and the contexts kept between turns ([`prefix`]). Everything unsafe about
+//! reading and loading GGUF models ([`engine`]), generation on a context ([`generate`]),
+//! the contexts kept between turns ([`prefix`]) and GGUF embedding models ([`embed`]). Everything unsafe about
 //! llama.cpp lives here.
 
 pub(crate) mod backend;
 pub(crate) mod context;
+pub(crate) mod embed;
 pub(crate) mod engine;
 pub(crate) mod fit;
 pub(crate) mod generate;

@@ -699,6 +699,9 @@ pub(crate) struct Hparams {
     /// device needs for them ([`tensor_bytes`]).
     pub(crate) layer_bytes: Vec<u64>,
     pub(crate) output_bytes: u64,
+    /// `<arch>.pooling_type`: how an embedding model pools its tokens (llama.cpp's
+    /// `llama_pooling_type`: 0 none, 1 mean, 2 CLS, 3 last token, 4 rank).
+    pub(crate) pooling: Option<u32>,
 }
 
 impl Hparams {
@@ -774,6 +777,53 @@ fn per_layer(h: &Header, key: &str, n_layer: u32) -> Result<Option<Vec<u32>>, St
     }
 }
 
+/// `<arch>.rope.scaling.type`, one of llama.cpp's names.
+fn check_rope_scaling(h: &Header, k: &dyn Fn(&str) -> String) -> Result<(), String> {
+    // GGML_ASSERT(hparams.rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED)
+    if let Some(kv) = h.get(&k("rope.scaling.type")) {
+        match &kv.value {
+            Value::Str(s) if ROPE_SCALING_TYPES.iter().any(|t| t.as_bytes() == s) => {}
+            Value::Str(s) => {
+                return Err(format!(
+                    "{} = {}: llama.cpp knows {}",
+                    k("rope.scaling.type"),
+                    shown(s),
+                    ROPE_SCALING_TYPES.join(", ")
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{} has type {}, not string",
+                    k("rope.scaling.type"),
+                    kv.ty.name()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `<arch>.pooling_type`, checked with the classifier's: an embedding context's graph
+/// aborts (`GGML_ABORT`, "unknown pooling type") on any value but 0 to 4.
+fn check_pooling(h: &Header, k: &dyn Fn(&str) -> String) -> Result<Option<u32>, String> {
+    let pooling = opt_u32(h, &k("pooling_type"))?;
+    for (name, value) in [
+        ("pooling_type", pooling),
+        (
+            "classifier.pooling_type",
+            opt_u32(h, &k("classifier.pooling_type"))?,
+        ),
+    ] {
+        if let Some(p) = value.filter(|&p| p > 4) {
+            return Err(format!(
+                "{} = {p}: llama.cpp knows 0 (none) to 4 (rank)",
+                k(name)
+            ));
+        }
+    }
+    Ok(pooling)
+}
+
 /// Check what llama.cpp asserts on while loading a model from this header.
 pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
     let arch = match h.get("general.architecture") {
@@ -847,28 +897,9 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
             }
         }
     }
-    // GGML_ASSERT(hparams.rope_scaling_type_train != LLAMA_ROPE_SCALING_TYPE_UNSPECIFIED)
-    if let Some(kv) = h.get(&k("rope.scaling.type")) {
-        match &kv.value {
-            Value::Str(s) if ROPE_SCALING_TYPES.iter().any(|t| t.as_bytes() == s) => {}
-            Value::Str(s) => {
-                return Err(format!(
-                    "{} = {}: llama.cpp knows {}",
-                    k("rope.scaling.type"),
-                    shown(s),
-                    ROPE_SCALING_TYPES.join(", ")
-                ))
-            }
-            _ => {
-                return Err(format!(
-                    "{} has type {}, not string",
-                    k("rope.scaling.type"),
-                    kv.ty.name()
-                ))
-            }
-        }
-    }
+    check_rope_scaling(h, &k)?;
     check_floats(h, arch)?;
+    let pooling = check_pooling(h, &k)?;
     let kv_per_layer = check_heads(h, arch, n_layer, n_embd, &k)?;
     check_vocab(h)?;
     let (layer_bytes, output_bytes) = tensor_bytes(h, n_layer);
@@ -881,6 +912,7 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
         quantization: quantization(h),
         layer_bytes,
         output_bytes,
+        pooling,
     })
 }
 
@@ -1456,6 +1488,7 @@ pub(crate) mod tests {
             quantization: None,
             layer_bytes: vec![0, 0],
             output_bytes: 0,
+            pooling: None,
         };
         assert_eq!(h.kv_cache_bytes(1 << 21), Some(1 << 63));
         assert_eq!(h.kv_cache_bytes(1 << 22), None);
@@ -1464,6 +1497,27 @@ pub(crate) mod tests {
             ..h
         };
         assert_eq!(sum_overflows.kv_cache_bytes(1), None);
+    }
+
+    #[test]
+    fn an_unknown_pooling_type_is_an_error() {
+        for (key, value, ok) in [
+            ("llama.pooling_type", 1u32, true),
+            ("llama.pooling_type", 4, true),
+            ("llama.pooling_type", 5, false),
+            ("llama.classifier.pooling_type", 9, false),
+        ] {
+            let bytes = llama(|kvs| kvs.push(kv(key, Ty::U32, &value.to_le_bytes())));
+            match checked(&bytes) {
+                Ok(h) if ok => {
+                    if key == "llama.pooling_type" {
+                        assert_eq!(h.pooling, Some(value));
+                    }
+                }
+                Err(e) if !ok => assert!(e.contains(&format!("{key} = {value}")), "{e}"),
+                other => panic!("{key} = {value}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -22,9 +22,11 @@ type TimeoutMs = Int<1, 4_294_967_295>;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EmbeddingClientOptions {
-    /// A model name: a directory under `ORION_MODELS_DIR` (default `all-MiniLM-L6-v2`).
+    /// A model name: a directory under `ORION_MODELS_DIR` (an ONNX model), or a GGUF
+    /// file there (`name.gguf`, run by llama.cpp). Default `all-MiniLM-L6-v2`.
     pub model: Option<String>,
-    /// A directory holding model.onnx and the tokenizer files; wins over `model`.
+    /// A directory holding model.onnx and the tokenizer files, or a GGUF embedding
+    /// model's file (run by llama.cpp, pooled as the file declares); wins over `model`.
     pub model_path: Option<String>,
     /// Size of the shared cache in bytes, an integer from 0 to 2^40 (default 32 MiB,
     /// or `ORION_EMBEDDING_CACHE_BYTES`).
@@ -45,7 +47,8 @@ pub struct EmbeddingClientOptions {
     /// from 1 to 10000000 (default 10000).
     #[napi(ts_type = "number")]
     pub max_queue: Option<Int<1, 10_000_000>>,
-    /// ONNX Runtime intra-op threads, an integer from 1 to 1024 (default: every core).
+    /// Threads of the model's computation (ONNX Runtime's intra-op threads, or
+    /// llama.cpp's), an integer from 1 to 1024 (default: every core).
     #[napi(ts_type = "number")]
     pub threads: Option<Int<1, 1024>>,
     /// Embed on remote servers instead (`/v1/embeddings`), with the same cache,

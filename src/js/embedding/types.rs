@@ -8,6 +8,10 @@ use napi_derive::napi;
 pub struct EmbeddingStats {
     /// Model name.
     pub model: String,
+    /// What computes the vectors: `'onnx'` (ONNX Runtime, a model directory), `'llama'`
+    /// (llama.cpp, a GGUF file) or `'remote'` (servers).
+    #[napi(ts_type = "'onnx' | 'llama' | 'remote'")]
+    pub engine: String,
     /// Vector length (0 until known).
     pub dimension: u32,
     /// Times the model was loaded in this process: 1 once it is in use.
@@ -48,6 +52,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
     fn from(s: crate::embedding::EmbeddingStats) -> Self {
         Self {
             model: s.model,
+            engine: s.engine.to_string(),
             dimension: s.dimension as u32,
             model_loads: s.model_loads as i64,
             requests: s.requests as i64,

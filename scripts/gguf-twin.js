@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+'use strict'
+// Makes the GGUF twins of the default embedding model (all-MiniLM-L6-v2, int8 ONNX):
+// the same weights and vocabulary in GGUF files for llama.cpp, as f32, f16 and q8_0
+// (scripts/gguf-twin.py writes them with PyPI's `gguf` package, reading the ONNX file
+// with PyPI's `onnx`). __tests__/embedding-gguf.test.js compares the llama.cpp engine's
+// vectors on them with the ONNX engine's. Everything goes under target/gguf-twin/ (the
+// Python packages too): nothing is installed on the machine.
+//
+//   node scripts/gguf-twin.js            make the twins if needed; print their paths
+//   node scripts/gguf-twin.js --prepare  (the test command) make them where they can be
+//                                        made, else say which tests are skipped
+//
+// Needs python3 with pip, and the default model fetched (node scripts/models.js).
+
+const fs = require('node:fs')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { modelsDir } = require('../lib/paths')
+
+const root = path.join(__dirname, '..')
+const dir = path.join(root, 'target', 'gguf-twin')
+// Pinned, so that every machine writes the same files.
+const PACKAGES = ['gguf==0.19.0', 'onnx==1.23.2', 'numpy==2.4.6']
+const TYPES = ['f32', 'f16', 'q8_0']
+const MODEL = 'all-MiniLM-L6-v2'
+
+function python() {
+  for (const p of ['python3', 'python']) {
+    const r = spawnSync(p, ['-m', 'pip', '--version'], { stdio: 'ignore' })
+    if (!r.error && r.status === 0) return p
+  }
+  return null
+}
+
+/** Why the twins cannot be made here, or null. */
+function missing() {
+  if (!python()) return 'python3 with pip is missing (Debian: apt-get install python3-pip)'
+  if (!fs.existsSync(path.join(modelsDir(), MODEL, 'model.onnx')))
+    return `${MODEL} is not fetched (node scripts/models.js)`
+  return null
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: ['ignore', process.stderr, process.stderr], ...opts })
+  if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
+}
+
+/** Each twin's path by weight type, made first where missing. */
+function ensure() {
+  const why = missing()
+  if (why) throw new Error(`cannot make the GGUF twins: ${why}`)
+  const out = Object.fromEntries(TYPES.map((t) => [t, path.join(dir, `${MODEL}.${t}.gguf`)]))
+  if (TYPES.every((t) => fs.existsSync(out[t]))) return out
+  const py = python()
+  const site = path.join(dir, 'python')
+  const stamp = path.join(site, '.packages')
+  if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== PACKAGES.join(' ')) {
+    fs.rmSync(site, { recursive: true, force: true })
+    process.stderr.write(`Installing ${PACKAGES.join(', ')} into ${path.relative(root, site)}\n`)
+    run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', site, ...PACKAGES])
+    fs.writeFileSync(stamp, PACKAGES.join(' '))
+  }
+  for (const t of TYPES) {
+    if (fs.existsSync(out[t])) continue
+    const tmp = `${out[t]}.partial`
+    run(py, [path.join(__dirname, 'gguf-twin.py'), path.join(modelsDir(), MODEL), tmp, t], {
+      env: { ...process.env, PYTHONPATH: site },
+    })
+    fs.renameSync(tmp, out[t])
+  }
+  return out
+}
+
+/** The twins' paths where they are made, or null. */
+function built() {
+  const out = Object.fromEntries(TYPES.map((t) => [t, path.join(dir, `${MODEL}.${t}.gguf`)]))
+  return TYPES.every((t) => fs.existsSync(out[t])) ? out : null
+}
+
+module.exports = { ensure, built, missing }
+
+if (require.main === module) {
+  const prepare = process.argv.includes('--prepare')
+  const why = missing()
+  if (why && prepare) {
+    console.log(`skipped: the GGUF embedding tests (no GGUF twin of ${MODEL}: ${why})`)
+  } else {
+    try {
+      const out = ensure()
+      if (!prepare) for (const t of TYPES) console.log(out[t])
+    } catch (e) {
+      console.error(e.message)
+      process.exit(1)
+    }
+  }
+}

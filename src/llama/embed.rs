@@ -1,0 +1,217 @@
+//! GGUF embedding models run by llama.cpp: the second engine behind the embedding
+//! service (ONNX Runtime's is the first). Texts of one service batch go into one
+//! llama.cpp batch as separate sequences, pooled as the model's GGUF declares (mean,
+//! CLS, last token) and L2-normalised, as sentence-transformers' `Normalize` and
+//! llama.cpp's server do.
+
+use super::context::ModelContext;
+use super::engine::{checked, Place};
+use crate::engine::embedding::{Embedder, EmbedderFactory};
+use crate::error::{OrionError, Result};
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Most tokens one text may have, whatever the model was trained for: a batch of
+/// non-causal attention is computed whole, its attention scores growing with the
+/// square of its tokens (2048 tokens, 16 heads: 256 MiB), so longer contexts cost more
+/// memory than retrieval's passages are worth.
+pub(crate) const MAX_TOKENS: u32 = 2048;
+/// Most texts in one llama.cpp batch.
+const MAX_SEQUENCES: u32 = 64;
+
+/// How llama.cpp pools a model's tokens into one vector, by its `pooling_type`.
+fn pooling_name(p: u32) -> &'static str {
+    match p {
+        0 => "none",
+        1 => "mean",
+        2 => "cls",
+        3 => "last",
+        4 => "rank",
+        _ => "unknown",
+    }
+}
+
+/// Loads a GGUF embedding model on the service's thread, the first time it is needed.
+pub(crate) struct LlamaEmbedFactory {
+    pub(crate) path: PathBuf,
+    /// Threads for llama.cpp's CPU work (default: every core).
+    pub(crate) threads: Option<usize>,
+    /// Where the model's layers go, decided at load.
+    pub(crate) place: Place,
+}
+
+impl EmbedderFactory for LlamaEmbedFactory {
+    fn load(&self) -> Result<Box<dyn Embedder>> {
+        let path = &self.path;
+        let (_, hparams) = checked(path)?;
+        let bad = |why: String| OrionError::ModelLoadFailed(format!("{}: {why}", path.display()));
+        match hparams.pooling {
+            Some(1..=3) => {}
+            Some(4) => {
+                return Err(bad(
+                    "this is a reranker (pooling_type 4, rank), not an embedding model".into(),
+                ))
+            }
+            other => {
+                return Err(bad(format!(
+                    "{}.pooling_type is {}: not an embedding model (embedding models pool \
+                     their tokens: mean, cls or last)",
+                    hparams.arch,
+                    other.map_or("missing".into(), |p| format!("{p} ({})", pooling_name(p)))
+                )))
+            }
+        }
+        let backend = super::backend::backend()?;
+        // An embedding model is small next to a GPU: all of it goes there, when it fits
+        // with the compute buffers' headroom; else it stays on the CPU.
+        let device = (self.place)()?.device.and_then(|d| {
+            let dev = super::backend::device(d)?;
+            let need = hparams.layer_bytes.iter().sum::<u64>() + hparams.output_bytes;
+            let free =
+                super::fit::free_for_models(dev.free_bytes, dev.total_bytes, super::fit::held(d));
+            (need.saturating_add(super::fit::HEADROOM) <= free)
+                .then(|| (d, super::fit::DeviceShare::take(d, need)))
+        });
+        let devices: Vec<usize> = device.iter().map(|(d, _)| *d).collect();
+        let params = LlamaModelParams::default()
+            .with_devices(&devices)
+            .map_err(|e| bad(e.to_string()))?
+            .with_use_mmap(true)
+            .with_n_gpu_layers(if devices.is_empty() { 0 } else { u32::MAX >> 1 });
+        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+            if crate::lifecycle::is_shut_down() {
+                return OrionError::ShutDown;
+            }
+            OrionError::ModelLoadFailed(format!("llama.cpp could not load {}: {e}", path.display()))
+        })?;
+        crate::lifecycle::shutdown_before_later_destructors(crate::lifecycle::Library::LlamaCpp);
+        let model = Arc::new(model);
+        let n_ctx = hparams.n_ctx_train.min(MAX_TOKENS);
+        let threads = self
+            .threads
+            .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+            .unwrap_or(1)
+            .min(1024) as i32;
+        let ctx = ModelContext::for_embeddings(&model, n_ctx, MAX_SEQUENCES, threads)?;
+        let vocab = model.vocab();
+        // What ends a text, kept when a long one is cut (BERT's [SEP], a decoder's EOS,
+        // whose position last-token pooling reads).
+        let end = [vocab.sep(), vocab.eos()]
+            .into_iter()
+            .filter(|t| t.0 >= 0)
+            .collect();
+        Ok(Box::new(LlamaEmbedder {
+            ctx,
+            model,
+            n_ctx,
+            end,
+            _device: device.map(|(_, share)| share),
+        }))
+    }
+}
+
+/// A loaded GGUF embedding model and its context.
+pub(crate) struct LlamaEmbedder {
+    // Dropped before `model` (the context holds its own share of it anyway).
+    ctx: ModelContext,
+    model: Arc<LlamaModel>,
+    /// Most tokens of one text, and of one batch.
+    n_ctx: u32,
+    end: Vec<LlamaToken>,
+    /// The device memory this model holds, given back when it is dropped.
+    _device: Option<super::fit::DeviceShare>,
+}
+
+impl LlamaEmbedder {
+    /// `text`'s tokens, with the model's own special tokens, at most `n_ctx` of them: a
+    /// longer text is cut, keeping its closing special token.
+    fn tokens(&self, text: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        // Special tokens written in the text are read as text: an input cannot end its
+        // own sequence early.
+        let mut t = vocab.tokenize(text.as_bytes(), true, false);
+        if t.is_empty() {
+            // Nothing to pool (a model that adds no special token, an empty text): its
+            // end token stands for it.
+            t.extend(self.end.first());
+        }
+        let max = self.n_ctx as usize;
+        if t.len() > max {
+            let last = t[t.len() - 1];
+            t.truncate(max);
+            if self.end.contains(&last) {
+                t[max - 1] = last;
+            }
+        }
+        t
+    }
+}
+
+impl Embedder for LlamaEmbedder {
+    fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let tokens: Vec<Vec<LlamaToken>> = texts.iter().map(|t| self.tokens(t)).collect();
+        let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+        let mut batch = LlamaBatch::new(self.n_ctx as usize, MAX_SEQUENCES as i32);
+        let mut next = 0;
+        while next < tokens.len() {
+            batch.clear();
+            let first = next;
+            let mut used = 0usize;
+            while next < tokens.len()
+                && next - first < MAX_SEQUENCES as usize
+                && used + tokens[next].len() <= self.n_ctx as usize
+            {
+                let seq = (next - first) as i32;
+                for (pos, &t) in tokens[next].iter().enumerate() {
+                    batch
+                        .add(t, pos as i32, &[seq], true)
+                        .map_err(|e| OrionError::Internal(format!("embedding batch: {e}")))?;
+                }
+                used += tokens[next].len();
+                next += 1;
+            }
+            self.ctx.decode(&mut batch).map_err(|e| {
+                OrionError::InferenceFailed(format!("llama.cpp could not embed the batch: {e}"))
+            })?;
+            for seq in 0..(next - first) {
+                let v = self.ctx.get().embeddings_seq_ith(seq as i32).map_err(|_| {
+                    OrionError::InferenceFailed(
+                        "llama.cpp returned no pooled vector for a text".into(),
+                    )
+                })?;
+                out.push(normalized(v));
+            }
+            self.ctx.clear();
+        }
+        Ok(out)
+    }
+}
+
+/// `v` scaled to length 1 (a zero vector stays zero).
+fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
+    if norm == 0.0 || !norm.is_finite() {
+        return v.to_vec();
+    }
+    v.iter().map(|x| (f64::from(*x) / norm) as f32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_are_normalised() {
+        let v = normalized(&[3.0, 4.0]);
+        assert!((v[0] - 0.6).abs() < 1e-6 && (v[1] - 0.8).abs() < 1e-6);
+        assert_eq!(normalized(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}
