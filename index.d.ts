@@ -162,6 +162,24 @@ export declare class SharedEmbeddingClient {
 }
 
 /**
+ * A handle on a process-wide reranker. Every reranker for the same model, from any
+ * thread, shares one loaded model, one queue and one cache of scores.
+ */
+export declare class SharedReranker {
+  /** The model's name. */
+  get model(): string
+  /**
+   * Score each document's relevance to `query` and rank them, best first:
+   * `[{ index, score }]`, the first `topK` of them. An empty array gives `[]`.
+   */
+  rerank(query: string, documents: string[], options?: RerankOptions): Promise<RerankResult[]>
+  /** Counters of the process-wide reranker. */
+  getStats(): RerankerStats
+  /** Empty the shared cache of scores (for every thread). */
+  clearCache(): void
+}
+
+/**
  * Generated text as an async iterator: `for await (const text of stream)`. Leaving
  * the loop early (`break`) stops the generation. After the last step, `result`
  * holds the full result.
@@ -487,6 +505,13 @@ export declare function getOptimizationStrategy(): OptimizationStrategy
  * Throws an Error with code `INVALID_OPTION` on bad options.
  */
 export declare function getSharedEmbeddingClient(options?: EmbeddingClientOptions): SharedEmbeddingClient
+
+/**
+ * The shared reranker of a model. Options: `modelPath` or `model` (a GGUF reranker),
+ * or `remote`; `timeoutMs`, `cacheBytes`, `maxBatchSize`, `maxWaitMs`, `maxQueue`,
+ * `threads`. Throws an Error with code `INVALID_OPTION` on bad options.
+ */
+export declare function getSharedReranker(options?: RerankerOptions): SharedReranker
 
 export interface GpuInfo {
   /** ggml's name and the device's own: `Vulkan0 (NVIDIA GeForce RTX 4070)`. */
@@ -851,6 +876,101 @@ export interface RemoteOptions {
    * 4294967295 (default 60000).
    */
   timeoutMs?: number
+}
+
+/**
+ * Options of `getSharedReranker`. The first reranker of a model decides its batching,
+ * queue and thread settings; later ones share them.
+ */
+export interface RerankerOptions {
+  /**
+   * A GGUF reranker's file (rank pooling: bge-reranker-v2-m3, jina-reranker-v1-tiny-en,
+   * Qwen3-Reranker), run by llama.cpp; wins over `model`.
+   */
+  modelPath?: string
+  /** A GGUF reranker's file name under `ORION_MODELS_DIR`. */
+  model?: string
+  /**
+   * Rank on remote servers instead (`/v1/rerank`: llama.cpp's server with `--rerank`,
+   * vLLM, TEI, Infinity), with the same cache, batching, timeouts and stats; wins over
+   * `model` and `modelPath`.
+   */
+  remote?: RemoteOptions
+  /**
+   * Size of the shared cache of scores in bytes, an integer from 0 to 2^40 (default
+   * 32 MiB, or `ORION_EMBEDDING_CACHE_BYTES`).
+   */
+  cacheBytes?: number
+  /**
+   * Default per-call timeout in milliseconds, an integer from 1 to 4294967295
+   * (default 30000, or `ORION_EMBEDDING_TIMEOUT_MS`).
+   */
+  timeoutMs?: number
+  /**
+   * Most (query, document) pairs per model call, an integer from 1 to 1024 (default
+   * 32).
+   */
+  maxBatchSize?: number
+  /**
+   * How long a first queued pair waits for company, in milliseconds: an integer from
+   * 0 to 1000 (default 2).
+   */
+  maxWaitMs?: number
+  /**
+   * Most pairs waiting before calls are rejected with `OVERLOADED`, an integer from 1
+   * to 10000000 (default 10000).
+   */
+  maxQueue?: number
+  /** llama.cpp's threads, an integer from 1 to 1024 (default: every core). */
+  threads?: number
+}
+
+/** Statistics of a shared reranker (process-wide, the same from every thread). */
+export interface RerankerStats {
+  /** Model name. */
+  model: string
+  /** What scores the pairs: `'llama'` (llama.cpp, a GGUF reranker) or `'remote'`. */
+  engine: 'llama' | 'remote'
+  /** Times the model was loaded in this process: 1 once it is in use. */
+  modelLoads: number
+  /** (query, document) pairs asked for, over every call from every thread. */
+  requests: number
+  cacheHits: number
+  cacheMisses: number
+  cacheBytes: number
+  /** Model calls made (for a remote reranker, batches sent). */
+  batches: number
+  /** Pairs per model call, on average. */
+  meanBatchSize: number
+  /** Pairs waiting for the model now. */
+  queueDepth: number
+  /** A remote reranker's servers. */
+  endpoints?: Array<RemoteEndpointStats>
+}
+
+/** Per-call options of `rerank`. */
+export interface RerankOptions {
+  /** Only the best `topK` documents, an integer from 1 to 10000000 (default: all). */
+  topK?: number
+  /**
+   * Overrides the reranker's timeout for this call: milliseconds, an integer from 1
+   * to 4294967295.
+   */
+  timeoutMs?: number
+  /** Rejects the call with code `ABORTED` when it fires. */
+  signal?: AbortSignal
+}
+
+/** One document's place in a ranking. */
+export interface RerankResult {
+  /** The document's index in the array given. */
+  index: number
+  /**
+   * The model's relevance score (higher is more relevant): the classifier's raw
+   * output for llama.cpp, the server's `relevance_score` (or `score`) for a remote
+   * reranker. Scores compare within one reranker only.
+   */
+  score: number
 }
 
 /** One step of a `TokenStream`, as async iterators return them. */

@@ -294,6 +294,26 @@ class SharedEmbeddingClient {
   }
 }
 
+class SharedReranker {
+  #native
+  constructor(token, n) {
+    internalOnly(token, 'SharedReranker', 'getSharedReranker')
+    this.#native = n
+  }
+  get model() {
+    return this.#native.model
+  }
+  rerank(query, documents, options) {
+    return callWithOptions(this.#native.rerank, this.#native, arguments, 2)
+  }
+  getStats() {
+    return call(this.#native.getStats, this.#native, arguments)
+  }
+  clearCache() {
+    return call(this.#native.clearCache, this.#native, arguments)
+  }
+}
+
 // A stream dropped unfinished (no end, no return()) stops its generation when the addon's
 // object is collected; this releases its signal relay when the wrapper is.
 const unfinishedStreams = new FinalizationRegistry((settled) => settled())
@@ -437,6 +457,9 @@ class MemoryMonitor {
 function getSharedEmbeddingClient(options) {
   return new SharedEmbeddingClient(INTERNAL, call(native.getSharedEmbeddingClient, native, arguments))
 }
+function getSharedReranker(options) {
+  return new SharedReranker(INTERNAL, call(native.getSharedReranker, native, arguments))
+}
 function getModelLoader(options) {
   return new ModelLoader(INTERNAL, call(native.getModelLoader, native, arguments))
 }
@@ -456,10 +479,12 @@ const QUANTIZATION_LEVELS = adopt(native.QUANTIZATION_LEVELS)
 
 // One assignment per name, so that Node's ESM loader sees every named export.
 exports.SharedEmbeddingClient = SharedEmbeddingClient
+exports.SharedReranker = SharedReranker
 exports.ModelLoader = ModelLoader
 exports.TokenStream = TokenStream
 exports.MemoryMonitor = MemoryMonitor
 exports.getSharedEmbeddingClient = getSharedEmbeddingClient
+exports.getSharedReranker = getSharedReranker
 exports.getModelLoader = getModelLoader
 exports.getMemoryMonitor = getMemoryMonitor
 exports.getOptimizationStrategy = getOptimizationStrategy

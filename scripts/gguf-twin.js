@@ -4,7 +4,10 @@
 // the same weights and vocabulary in GGUF files for llama.cpp, as f32, f16 and q8_0
 // (scripts/gguf-twin.py writes them with PyPI's `gguf` package, reading the ONNX file
 // with PyPI's `onnx`). __tests__/embedding-gguf.test.js compares the llama.cpp engine's
-// vectors on them with the ONNX engine's. Everything goes under target/gguf-twin/ (the
+// vectors on them with the ONNX engine's. Also a reranker fixture (`rerank`, f16): the
+// same encoder with a classification head of seeded random weights, for
+// __tests__/rerank.test.js (no cross-encoder is in a registry package; its scores test
+// the plumbing, not ranking quality). Everything goes under target/gguf-twin/ (the
 // Python packages too): nothing is installed on the machine.
 //
 //   node scripts/gguf-twin.js            make the twins if needed; print their paths
@@ -22,7 +25,8 @@ const root = path.join(__dirname, '..')
 const dir = path.join(root, 'target', 'gguf-twin')
 // Pinned, so that every machine writes the same files.
 const PACKAGES = ['gguf==0.19.0', 'onnx==1.23.2', 'numpy==2.4.6']
-const TYPES = ['f32', 'f16', 'q8_0']
+const TYPES = ['f32', 'f16', 'q8_0', 'rerank']
+const ARGS = { f32: ['f32'], f16: ['f16'], q8_0: ['q8_0'], rerank: ['f16', '--rank'] }
 const MODEL = 'all-MiniLM-L6-v2'
 
 function python() {
@@ -64,7 +68,7 @@ function ensure() {
   for (const t of TYPES) {
     if (fs.existsSync(out[t])) continue
     const tmp = `${out[t]}.partial`
-    run(py, [path.join(__dirname, 'gguf-twin.py'), path.join(modelsDir(), MODEL), tmp, t], {
+    run(py, [path.join(__dirname, 'gguf-twin.py'), path.join(modelsDir(), MODEL), tmp, ...ARGS[t]], {
       env: { ...process.env, PYTHONPATH: site },
     })
     fs.renameSync(tmp, out[t])

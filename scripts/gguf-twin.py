@@ -4,7 +4,13 @@ vocabulary, for llama.cpp's `bert` architecture with mean pooling. The llama.cpp
 embedding engine's vectors are compared with the ONNX engine's on this twin
 (__tests__/embedding-gguf.test.js), so that both engines are tested on one model.
 
-    python3 scripts/gguf-twin.py <model dir> <out.gguf> [f32|f16|q8_0]
+    python3 scripts/gguf-twin.py <model dir> <out.gguf> [f32|f16|q8_0] [--rank]
+
+With --rank it writes a reranker instead: the same encoder with a classification head
+(llama.cpp's `cls` dense + tanh and `cls.output` projection, rank pooling on [CLS]) whose
+weights are drawn from a fixed seed. No cross-encoder is in a registry package; this
+fixture tests the reranker's plumbing (input layout, batching, scores against llama.cpp's
+own server), not ranking quality: its scores mean nothing.
 
 The model directory holds model.onnx, tokenizer.json and config.json (the default
 model's layout). Needs PyPI's `onnx`, `gguf` and `numpy` (scripts/gguf-twin.js installs
@@ -18,8 +24,10 @@ import onnx
 from onnx import numpy_helper
 import gguf
 
-model_dir, out_path = sys.argv[1], sys.argv[2]
-wtype = sys.argv[3] if len(sys.argv) > 3 else "f32"
+rank = "--rank" in sys.argv
+args = [a for a in sys.argv[1:] if a != "--rank"]
+model_dir, out_path = args[0], args[1]
+wtype = args[2] if len(args) > 2 else "f32"
 if wtype not in ("f32", "f16", "q8_0"):
     sys.exit(f"unknown weight type {wtype}: f32, f16 or q8_0")
 
@@ -86,7 +94,7 @@ writer.add_block_count(n_layer)
 writer.add_head_count(config["num_attention_heads"])
 writer.add_layer_norm_eps(config["layer_norm_eps"])
 writer.add_causal_attention(False)
-writer.add_pooling_type(gguf.PoolingType.MEAN)
+writer.add_pooling_type(gguf.PoolingType.RANK if rank else gguf.PoolingType.MEAN)
 writer.add_file_type(
     {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[wtype]
 )
@@ -147,7 +155,20 @@ for name, data in sorted(hf.items()):
         writer.add_tensor(f"{mapped}.{suffix}", data)
     written += 1
 
-expected = 5 + 16 * n_layer
+if rank:
+    rng = np.random.default_rng(20261203)
+    n = config["hidden_size"]
+    head = {
+        "cls.weight": rng.normal(0, n**-0.5, (n, n)).astype(np.float32),
+        "cls.bias": np.zeros(n, np.float32),
+        "cls.output.weight": rng.normal(0, n**-0.5, (1, n)).astype(np.float32),
+        "cls.output.bias": np.zeros(1, np.float32),
+    }
+    for name, data in head.items():
+        writer.add_tensor(name, data)
+        written += 1
+
+expected = 5 + 16 * n_layer + (4 if rank else 0)
 if written != expected:
     raise SystemExit(f"wrote {written} tensors, expected {expected}: the ONNX graph is not the BERT layout this reads")
 writer.write_header_to_file()

@@ -113,13 +113,15 @@ function freePort() {
  * Start `llama-server` on 127.0.0.1 with the GGUF `model`, and resolve once its /health
  * says ok. `embeddings` serves /v1/embeddings (mean pooling) instead of chat; give it
  * `parallel: 1`, since with several slots llama-server returns wrong vectors for some
- * texts of a batch (llama.cpp issue #26282, seen here with this build). The result's
+ * texts of a batch (llama.cpp issue #26282, seen here with this build). `rerank` serves
+ * /v1/rerank (a GGUF reranker: rank pooling), a batch as large as the context. The result's
  * `stop()` ends it (SIGTERM, then SIGKILL) and `kill()` kills it at once, as a crash would.
  */
 async function startServer({
   model,
   alias,
   embeddings = false,
+  rerank = false,
   apiKey,
   parallel = 2,
   threads = 1,
@@ -144,6 +146,7 @@ async function startServer({
   ]
   if (alias) args.push('-a', alias)
   if (embeddings) args.push('--embeddings', '--pooling', 'mean', '-b', '2048', '-ub', '2048')
+  if (rerank) args.push('--rerank', '-b', String(ctx), '-ub', String(ctx))
   if (apiKey) args.push('--api-key', apiKey)
   const { spawn } = require('node:child_process')
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] })

@@ -119,6 +119,113 @@ enum ServiceKey {
     /// Remote servers and the model they serve (and the key: another key is another
     /// client of the servers).
     Remote(crate::remote::RemoteSpec),
+    /// A reranker's GGUF file, canonicalised.
+    Rerank(PathBuf),
+    /// Servers ranking with `/v1/rerank`.
+    RemoteRerank(crate::remote::RemoteSpec),
+}
+
+/// What a caller asks of the shared reranker.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RerankRequest {
+    /// A GGUF file under the models directory.
+    pub(crate) model: Option<String>,
+    /// A GGUF file; wins over the name.
+    pub(crate) model_path: Option<PathBuf>,
+    pub(crate) config: BatchConfig,
+    pub(crate) threads: Option<usize>,
+    /// Servers to rank on instead; wins over the rest.
+    pub(crate) remote: Option<crate::remote::RemoteSpec>,
+}
+
+/// The reranking service for the requested model, started on first request: like an
+/// embedding service (and among them, for shutdown, the monitor and the statistics),
+/// each (query, document) pair a queued text whose vector is its one score.
+pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>> {
+    crate::lifecycle::set_exit_hook(shutdown_at_exit);
+    let path = match (&req.remote, &req.model_path, &req.model) {
+        (Some(spec), _, _) => {
+            spec.validate("remote")?;
+            let key = ServiceKey::RemoteRerank(spec.clone());
+            let mut services = EMBEDDING.lock();
+            if crate::lifecycle::is_shut_down() {
+                return Err(OrionError::ShutDown);
+            }
+            if let Some(s) = services.get(&key) {
+                return Ok(s.clone());
+            }
+            let (runtime, client) = crate::net::http()?;
+            let pool = Arc::new(crate::remote::pool_for(spec, client));
+            let engine =
+                crate::remote::rerank::RemoteRerank::new(pool, spec.model.clone(), spec.timeout());
+            let svc = EmbeddingService::start(
+                spec.model.clone(),
+                Some(1),
+                Backend::Remote {
+                    engine: Arc::new(engine),
+                    runtime,
+                },
+                req.config,
+            )?;
+            services.insert(key, svc.clone());
+            return Ok(svc);
+        }
+        (None, Some(p), _) => p.clone(),
+        (None, None, Some(name)) => {
+            if name.is_empty() || name.contains(['/', '\\', '\0']) || name == ".." {
+                return Err(OrionError::InvalidOption(format!(
+                    "model {name:?} is not a model name; pass a file as `modelPath` instead"
+                )));
+            }
+            crate::paths::locate(std::path::Path::new(name))
+        }
+        (None, None, None) => {
+            return Err(OrionError::InvalidOption(
+                "a reranker needs a model: `modelPath` (a GGUF reranker's file), `model` (one \
+                 in the models directory) or `remote` (servers with /v1/rerank); none ships \
+                 with the package"
+                    .into(),
+            ))
+        }
+    };
+    if !is_gguf(&path) && path.exists() {
+        return Err(OrionError::InvalidOption(format!(
+            "{} is not a GGUF file: rerankers run on llama.cpp (GGUF, rank pooling)",
+            path.display()
+        )));
+    }
+    let key = ServiceKey::Rerank(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
+    let mut services = EMBEDDING.lock();
+    if crate::lifecycle::is_shut_down() {
+        return Err(OrionError::ShutDown);
+    }
+    if let Some(s) = services.get(&key) {
+        return Ok(s.clone());
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let svc = EmbeddingService::start(
+        name.strip_suffix(".gguf").unwrap_or(&name).to_string(),
+        Some(1),
+        Backend::Llama {
+            factory: Box::new(crate::llama::embed::LlamaEmbedFactory {
+                path,
+                threads: req.threads,
+                rank: true,
+                place: Arc::new(|| {
+                    let s = crate::llm::strategy::detect()?;
+                    Ok(crate::llama::engine::Placement {
+                        device: s.device.map(|d| d.index),
+                    })
+                }),
+            }),
+        },
+        req.config,
+    )?;
+    services.insert(key, svc.clone());
+    Ok(svc)
 }
 
 /// The embedding services, by canonical model directory. Taken before `SETTINGS` and a
@@ -188,6 +295,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
                 factory: Box::new(crate::llama::embed::LlamaEmbedFactory {
                     path: dir,
                     threads: req.threads,
+                    rank: false,
                     place: Arc::new(|| {
                         let s = crate::llm::strategy::detect()?;
                         Ok(crate::llama::engine::Placement {

@@ -4,6 +4,7 @@
 
 pub(crate) mod embedding;
 pub(crate) mod llm;
+pub(crate) mod rerank;
 
 /// What `getStats()` shows of a remote server, for the engines that use one.
 #[derive(Clone, Debug, PartialEq)]

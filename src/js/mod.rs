@@ -26,6 +26,9 @@
 //!   - `args.rs`: reading texts, the client's options and each call's options.
 //!   - `options.rs`: `EmbeddingClientOptions` and `EmbedOptions`, each declared once.
 //!   - `types.rs`: `EmbeddingStats`, with `impl From<core type>` beside it.
+//! - `rerank.rs`: the shared reranker: `getSharedReranker`, the `SharedReranker` class,
+//!   `RerankerOptions` and `RerankOptions` (each declared once), `RerankResult` and
+//!   `RerankerStats`.
 //! - `remote.rs`: `RemoteOptions` (remote servers, for embeddings and registered chat
 //!   models) and `RemoteEndpointStats`.
 //! - `settings.rs`: `configure()` and its `Configuration`.
@@ -50,6 +53,7 @@ mod llm;
 mod monitor;
 mod options;
 mod remote;
+mod rerank;
 mod settings;
 mod stop;
 

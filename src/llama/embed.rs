@@ -1,8 +1,10 @@
-//! GGUF embedding models run by llama.cpp: the second engine behind the embedding
-//! service (ONNX Runtime's is the first). Texts of one service batch go into one
-//! llama.cpp batch as separate sequences, pooled as the model's GGUF declares (mean,
-//! CLS, last token) and L2-normalised, as sentence-transformers' `Normalize` and
-//! llama.cpp's server do.
+//! GGUF embedding models and rerankers run by llama.cpp: the second engine behind the
+//! embedding service (ONNX Runtime's is the first), and the reranker's. Texts of one
+//! service batch go into one llama.cpp batch as separate sequences. An embedding model's
+//! are pooled as its GGUF declares (mean, CLS, last token) and L2-normalised, as
+//! sentence-transformers' `Normalize` and llama.cpp's server do; a reranker's (rank
+//! pooling) are (query, document) pairs, laid out as llama.cpp's server does, each
+//! scored by the model's classifier.
 
 use super::context::ModelContext;
 use super::engine::{checked, Place};
@@ -35,6 +37,39 @@ fn pooling_name(p: u32) -> &'static str {
     }
 }
 
+/// Why a model of this pooling cannot serve: an embedding model pools its tokens (mean,
+/// CLS, last), a reranker ranks (4).
+fn check_pooling(
+    hparams: &crate::store::gguf_check::Hparams,
+    rank: bool,
+) -> std::result::Result<(), String> {
+    match (hparams.pooling, rank) {
+        (Some(1..=3), false) | (Some(4), true) => Ok(()),
+        (Some(4), false) => Err(
+            "this is a reranker (pooling_type 4, rank), not an embedding model: use \
+             getSharedReranker"
+                .into(),
+        ),
+        (Some(p @ 1..=3), true) => Err(format!(
+            "this is an embedding model ({}.pooling_type {p}, {}), not a reranker (rank \
+             pooling): use getSharedEmbeddingClient",
+            hparams.arch,
+            pooling_name(p)
+        )),
+        (other, rank) => Err(format!(
+            "{}.pooling_type is {}: not {} (an embedding model pools its tokens: mean, \
+             cls or last; a reranker ranks)",
+            hparams.arch,
+            other.map_or("missing".into(), |p| format!("{p} ({})", pooling_name(p))),
+            if rank {
+                "a reranker"
+            } else {
+                "an embedding model"
+            }
+        )),
+    }
+}
+
 /// Loads a GGUF embedding model on the service's thread, the first time it is needed.
 pub(crate) struct LlamaEmbedFactory {
     pub(crate) path: PathBuf,
@@ -42,6 +77,9 @@ pub(crate) struct LlamaEmbedFactory {
     pub(crate) threads: Option<usize>,
     /// Where the model's layers go, decided at load.
     pub(crate) place: Place,
+    /// A reranker (rank pooling) scoring pairs ([`crate::engine::rerank`]), rather than an
+    /// embedding model.
+    pub(crate) rank: bool,
 }
 
 impl EmbedderFactory for LlamaEmbedFactory {
@@ -49,22 +87,7 @@ impl EmbedderFactory for LlamaEmbedFactory {
         let path = &self.path;
         let (_, hparams) = checked(path)?;
         let bad = |why: String| OrionError::ModelLoadFailed(format!("{}: {why}", path.display()));
-        match hparams.pooling {
-            Some(1..=3) => {}
-            Some(4) => {
-                return Err(bad(
-                    "this is a reranker (pooling_type 4, rank), not an embedding model".into(),
-                ))
-            }
-            other => {
-                return Err(bad(format!(
-                    "{}.pooling_type is {}: not an embedding model (embedding models pool \
-                     their tokens: mean, cls or last)",
-                    hparams.arch,
-                    other.map_or("missing".into(), |p| format!("{p} ({})", pooling_name(p)))
-                )))
-            }
-        }
+        check_pooling(&hparams, self.rank).map_err(bad)?;
         let backend = super::backend::backend()?;
         // An embedding model is small next to a GPU: all of it goes there, when it fits
         // with the compute buffers' headroom; else it stays on the CPU.
@@ -104,11 +127,22 @@ impl EmbedderFactory for LlamaEmbedFactory {
             .into_iter()
             .filter(|t| t.0 >= 0)
             .collect();
+        // A reranker's own layout of a pair, when its GGUF has one (Qwen3-Reranker's).
+        let rank_template = if self.rank {
+            model
+                .chat_template(Some("rerank"))
+                .ok()
+                .and_then(|t| t.to_str().ok().map(str::to_string))
+        } else {
+            None
+        };
         Ok(Box::new(LlamaEmbedder {
             ctx,
             model,
             n_ctx,
             end,
+            rank: self.rank,
+            rank_template,
             _device: device.map(|(_, share)| share),
         }))
     }
@@ -122,6 +156,10 @@ pub(crate) struct LlamaEmbedder {
     /// Most tokens of one text, and of one batch.
     n_ctx: u32,
     end: Vec<LlamaToken>,
+    /// Scores pairs instead of embedding texts.
+    rank: bool,
+    /// The GGUF's `rerank` template, with `{query}` and `{document}`.
+    rank_template: Option<String>,
     /// The device memory this model holds, given back when it is dropped.
     _device: Option<super::fit::DeviceShare>,
 }
@@ -151,9 +189,75 @@ impl LlamaEmbedder {
     }
 }
 
+impl LlamaEmbedder {
+    /// A (query, document) pair's tokens as llama.cpp's server lays them out
+    /// (`format_prompt_rerank`): the model's `rerank` template, or
+    /// `[BOS] query [EOS] [SEP] document [EOS]` with each special token where the
+    /// vocabulary adds it. Too long, the document is cut first, then the query.
+    fn pair_tokens(&self, key: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        let (query, document) = crate::engine::rerank::split_pair(key);
+        let max = self.n_ctx as usize;
+        if let Some(template) = &self.rank_template {
+            let text = template
+                .replace("{query}", query)
+                .replace("{document}", document);
+            let mut t = vocab.tokenize(text.as_bytes(), false, true);
+            t.truncate(max);
+            if t.is_empty() {
+                t.extend(self.end.first());
+            }
+            return t;
+        }
+        let mut q = vocab.tokenize(query.as_bytes(), false, false);
+        let mut d = vocab.tokenize(document.as_bytes(), false, false);
+        let eos = [vocab.eos(), vocab.sep()].into_iter().find(|t| t.0 >= 0);
+        let mut head = Vec::new();
+        if vocab.should_add_bos() && vocab.bos().0 >= 0 {
+            head.push(vocab.bos());
+        }
+        let mut middle = Vec::new();
+        let mut tail = Vec::new();
+        if vocab.should_add_eos() {
+            middle.extend(eos);
+            tail.extend(eos);
+        }
+        if vocab.should_add_sep() && vocab.sep().0 >= 0 {
+            middle.push(vocab.sep());
+        }
+        let fixed = head.len() + middle.len() + tail.len();
+        let room = max.saturating_sub(fixed);
+        if q.len() + d.len() > room {
+            // The query is kept whole where half the room holds it.
+            let keep_q = q.len().min(room.saturating_sub(d.len().min(room / 2)));
+            q.truncate(keep_q);
+            d.truncate(room - q.len());
+        }
+        let mut t = head;
+        t.extend(q);
+        t.extend(middle);
+        t.extend(d);
+        t.extend(tail);
+        if t.is_empty() {
+            t.extend(self.end.first());
+        }
+        t.truncate(max);
+        t
+    }
+}
+
 impl Embedder for LlamaEmbedder {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let tokens: Vec<Vec<LlamaToken>> = texts.iter().map(|t| self.tokens(t)).collect();
+        let tokens: Vec<Vec<LlamaToken>> = texts
+            .iter()
+            .map(|t| {
+                if self.rank {
+                    self.pair_tokens(t)
+                } else {
+                    self.tokens(t)
+                }
+            })
+            .collect();
         let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
         let mut batch = LlamaBatch::new(self.n_ctx as usize, MAX_SEQUENCES as i32);
         let mut next = 0;
@@ -183,7 +287,12 @@ impl Embedder for LlamaEmbedder {
                         "llama.cpp returned no pooled vector for a text".into(),
                     )
                 })?;
-                out.push(normalized(v));
+                out.push(if self.rank {
+                    // The classifier's first output, as llama.cpp's server reports it.
+                    vec![v.first().copied().unwrap_or(f32::NAN)]
+                } else {
+                    normalized(v)
+                });
             }
             self.ctx.clear();
         }

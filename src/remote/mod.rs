@@ -13,6 +13,7 @@
 pub(crate) mod chat;
 pub(crate) mod embeddings;
 pub(crate) mod pool;
+pub(crate) mod rerank;
 pub(crate) mod sse;
 
 use crate::error::{OrionError, Result};

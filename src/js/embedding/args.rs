@@ -38,10 +38,10 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
 }
 
 /// One embedding call's options.
-pub(super) struct CallOptions {
-    pub(super) timeout: Duration,
+pub(in crate::js) struct CallOptions {
+    pub(in crate::js) timeout: Duration,
     /// Turns `true` when the caller's `signal` aborts.
-    pub(super) cancel: Option<watch::Receiver<bool>>,
+    pub(in crate::js) cancel: Option<watch::Receiver<bool>>,
 }
 
 impl CallOptions {
@@ -64,7 +64,7 @@ impl CallOptions {
 }
 
 /// One text to embed.
-pub(super) fn read_text(v: &Unknown) -> R<String> {
+pub(in crate::js) fn read_text(v: &Unknown) -> R<String> {
     if v.get_type().ok() != Some(ValueType::String) {
         return Err(OrionError::InvalidInput(format!(
             "text must be a string, got {}",
@@ -79,7 +79,7 @@ pub(super) fn read_text(v: &Unknown) -> R<String> {
 const MAX_TEXTS: u32 = 10_000_000;
 
 /// An array of texts to embed.
-pub(super) fn read_texts(v: &Unknown) -> R<Vec<String>> {
+pub(in crate::js) fn read_texts(v: &Unknown) -> R<Vec<String>> {
     if !v.is_array().unwrap_or(false) {
         return Err(OrionError::InvalidInput(format!(
             "texts must be an array of strings, got {}",

@@ -10,3 +10,6 @@ mod args;
 mod client;
 mod options;
 mod types;
+
+// Reading texts and a call's timeout and signal, shared with the reranker.
+pub(super) use args::{read_text, read_texts, CallOptions};

@@ -1,0 +1,156 @@
+'use strict'
+// The shared reranker: llama.cpp's rank pooling on a GGUF reranker fixture (the default
+// embedding model's encoder with a seeded random classification head: no cross-encoder is
+// in a registry package, so its scores test the plumbing, not ranking quality), checked
+// against llama.cpp's own server on the same file; remote /v1/rerank against that server;
+// eight workers on one load; topK, cache, cancellation, coded errors, exit in flight.
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { getSharedReranker } = require('..')
+const { inWorker, expectCode, expectThrowCode, root } = require('./helpers')
+const { startServer } = require('../scripts/llama-server')
+const twins = require('../scripts/gguf-twin')
+
+const why = twins.missing()
+if (why) console.log(`skipped: the reranker tests (${why})`)
+const files = why ? null : twins.ensure()
+
+const QUERY = 'How do plants make food from sunlight?'
+// 100 documents of varied length (up to about 120 tokens), the last ones repeated.
+const DOCUMENTS = Array.from(
+  { length: 100 },
+  (_, i) =>
+    [
+      'Photosynthesis turns light, water and carbon dioxide into sugar and oxygen.',
+      'The stock market closed higher on Tuesday.',
+      'Chlorophyll in the leaves absorbs mostly blue and red light.',
+      'A recipe for banana bread with walnuts.',
+      `Passage ${i}: ` + 'plants store the energy of sunlight in chemical bonds, '.repeat(1 + (i % 12)),
+    ][i % 5],
+)
+
+;(why ? describe.skip : describe)('the shared reranker', () => {
+  let server
+  beforeAll(async () => {
+    server = await startServer({ model: files.rerank, alias: 'twin-rerank', rerank: true, ctx: 512, parallel: 1 })
+  }, 120_000)
+  afterAll(() => server && server.stop())
+
+  /** llama.cpp's own server's scores for the documents, in document order. */
+  async function serverScores(query, documents) {
+    const r = await fetch(`${server.url}/v1/rerank`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'twin-rerank', query, documents, top_n: documents.length }),
+    })
+    const body = await r.json()
+    const scores = new Array(documents.length)
+    for (const { index, relevance_score } of body.results) scores[index] = relevance_score
+    return scores
+  }
+
+  test("scores are llama.cpp's server's on the same file, ranked best first", async () => {
+    const reranker = getSharedReranker({ modelPath: files.rerank })
+    const ranking = await reranker.rerank(QUERY, DOCUMENTS)
+    expect(ranking).toHaveLength(DOCUMENTS.length)
+    expect(new Set(ranking.map((r) => r.index)).size).toBe(DOCUMENTS.length)
+    for (let i = 1; i < ranking.length; i++) expect(ranking[i - 1].score).toBeGreaterThanOrEqual(ranking[i].score)
+    const expected = await serverScores(QUERY, DOCUMENTS)
+    let worst = 0
+    for (const { index, score } of ranking) worst = Math.max(worst, Math.abs(score - expected[index]))
+    console.log(`largest difference from llama-server's scores over ${DOCUMENTS.length} documents: ${worst}`)
+    // Not bit for bit: the server scores each pair alone, this in batches of pairs.
+    expect(worst).toBeLessThan(2e-3)
+    const s = reranker.getStats()
+    expect(s).toMatchObject({ engine: 'llama', modelLoads: 1, model: 'all-MiniLM-L6-v2.rerank' })
+    // Pairs went to llama.cpp several at a time.
+    expect(s.batches).toBeLessThan(DOCUMENTS.length / 4)
+    // Asked again: from the cache.
+    const again = await reranker.rerank(QUERY, DOCUMENTS, { topK: 3 })
+    expect(again).toEqual(ranking.slice(0, 3))
+    expect(reranker.getStats().cacheHits).toBeGreaterThanOrEqual(DOCUMENTS.length)
+  })
+
+  test('a remote reranker (/v1/rerank on llama.cpp’s server) ranks as the local one', async () => {
+    const remote = getSharedReranker({ remote: { url: server.url, model: 'twin-rerank' } })
+    const docs = DOCUMENTS.slice(0, 10)
+    const [a, b] = await Promise.all([
+      remote.rerank(QUERY, docs),
+      getSharedReranker({ modelPath: files.rerank }).rerank(QUERY, docs),
+    ])
+    // The same scores by document (the order can differ between near-equal scores).
+    const local = Object.fromEntries(b.map((r) => [r.index, r.score]))
+    expect(a).toHaveLength(docs.length)
+    for (const r of a) expect(Math.abs(r.score - local[r.index])).toBeLessThan(2e-3)
+    const s = remote.getStats()
+    expect(s.engine).toBe('remote')
+    expect(s.endpoints[0]).toMatchObject({ healthy: true, errors: 0 })
+    // Two queries at once: each goes to the server with its own documents.
+    const [x, y] = await Promise.all([
+      remote.rerank('first question', docs.slice(0, 3)),
+      remote.rerank('second question', docs.slice(3, 6)),
+    ])
+    expect(x).toHaveLength(3)
+    expect(y).toHaveLength(3)
+    const exp = await serverScores('second question', docs.slice(3, 6))
+    for (const { index, score } of y) expect(score).toBeCloseTo(exp[index], 5)
+  })
+
+  test('eight worker_threads share one load of the reranker', async () => {
+    const options = { modelPath: files.rerank, maxWaitMs: 20 }
+    const documents = DOCUMENTS.slice(0, 6)
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, id) => inWorker('rerank-worker.js', { id, options, query: QUERY, documents })),
+    )
+    for (const r of results) {
+      expect(r.ranking).toEqual(results[0].ranking)
+      expect(r.stats).toMatchObject({ engine: 'llama', modelLoads: 1 })
+    }
+  })
+
+  test('topK, empty input and bad input', async () => {
+    const reranker = getSharedReranker({ modelPath: files.rerank })
+    expect(await reranker.rerank(QUERY, [])).toEqual([])
+    expect(await reranker.rerank(QUERY, DOCUMENTS.slice(0, 4), { topK: 10 })).toHaveLength(4)
+    expect(await reranker.rerank('', ['', 'x'], { topK: 1 })).toHaveLength(1)
+    await expectCode(reranker.rerank(42, ['x']), 'INVALID_INPUT')
+    await expectCode(reranker.rerank(QUERY, 'x'), 'INVALID_INPUT')
+    await expectCode(reranker.rerank(QUERY, ['x', 7]), 'INVALID_INPUT')
+    await expectCode(reranker.rerank(QUERY, ['x'], { topK: 0 }), 'INVALID_OPTION')
+    await expectCode(reranker.rerank(QUERY, ['x'], { topK: 1.5 }), 'INVALID_OPTION')
+    await expectCode(reranker.rerank(QUERY, ['x'], { topN: 1 }), 'INVALID_OPTION')
+    const ac = new AbortController()
+    ac.abort()
+    await expectCode(reranker.rerank(QUERY, ['never scored'], { signal: ac.signal }), 'ABORTED')
+    // A very long document is cut to fit the model, not refused.
+    const [r] = await reranker.rerank(QUERY, ['word '.repeat(5000)])
+    expect(Number.isFinite(r.score)).toBe(true)
+  })
+
+  test('a reranker needs a reranker: coded errors that say what to do', async () => {
+    expectThrowCode(() => getSharedReranker(), 'INVALID_OPTION')
+    expectThrowCode(() => getSharedReranker({ modelPath: path.dirname(files.f32) }), 'INVALID_OPTION')
+    expectThrowCode(() => getSharedReranker({ model: '../x.gguf' }), 'INVALID_OPTION')
+    const e = await expectCode(getSharedReranker({ modelPath: files.f32 }).rerank('q', ['d']), 'MODEL_LOAD_FAILED')
+    expect(e.message).toMatch(/an embedding model .* not a reranker/)
+    await expectCode(
+      getSharedReranker({ modelPath: '/nonexistent/reranker.gguf' }).rerank('q', ['d']),
+      'MODEL_NOT_FOUND',
+    )
+  })
+
+  test('a process exiting with rankings in flight exits cleanly', () => {
+    const script = `
+      const { getSharedReranker } = require(${JSON.stringify(root)})
+      const r = getSharedReranker({ modelPath: ${JSON.stringify(files.rerank)} })
+      r.rerank('warm', ['up']).then(() => {
+        r.rerank('in flight', Array.from({ length: 300 }, (_, i) => 'document ' + i))
+        setTimeout(() => { console.log('exiting'); process.exit(0) }, 30)
+      })
+    `
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60000 })
+    expect(r.signal).toBeNull()
+    expect(r.status).toBe(0)
+    expect(r.stdout.trim()).toBe('exiting')
+  })
+})
