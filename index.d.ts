@@ -349,6 +349,10 @@ export interface EmbeddingClientOptions {
    * are different services.
    */
   precision?: 'exact' | 'int8'
+  /** This client's default `dimensions` (see `EmbedOptions`). */
+  dimensions?: number
+  /** This client's default `inputType` (see `EmbedOptions`). */
+  inputType?: 'query' | 'document'
 }
 
 /** Statistics of the shared embedding service (process-wide, the same from every thread). */
@@ -360,6 +364,12 @@ export interface EmbeddingStats {
    * (llama.cpp, a GGUF file) or `'remote'` (servers).
    */
   engine: 'onnx' | 'llama' | 'remote'
+  /**
+   * The model's family, when its name says it (`nomic-embed-text-v1.5`,
+   * `Qwen3-Embedding`, `EmbeddingGemma`, `bge-en-v1.5`, `e5`, `MiniLM`, ...): what
+   * `inputType` and `dimensions` go by.
+   */
+  family?: string
   /** Vector length (0 until known). */
   dimension: number
   /** Times the model was loaded in this process: 1 once it is in use. */
@@ -409,6 +419,27 @@ export interface EmbedOptions {
   timeoutMs?: number
   /** Rejects the call with code `ABORTED` when it fires. */
   signal?: AbortSignal
+  /**
+   * Vectors of this many values, an integer from 1 to 65536: the first ones,
+   * renormalised, for models trained for shorter vectors (Matryoshka:
+   * nomic-embed-text-v1.5 64 or more, Qwen3-Embedding 32 or more, `EmbeddingGemma` 128,
+   * 256 or 512, mxbai-embed-large 64 or more); `INVALID_OPTION` for other models. A
+   * remote model's vectors are cut as asked.
+   */
+  dimensions?: number
+  /**
+   * `'query'` or `'document'`: the texts get the prefix (or instruction) the model's
+   * family is trained with (nomic's `search_query: `/`search_document: `, Qwen3's
+   * instruction, `EmbeddingGemma`'s and bge's prompts, e5's `query: `/`passage: `);
+   * nothing for models that need none.
+   */
+  inputType?: 'query' | 'document'
+  /**
+   * A query's task, for Qwen3-Embedding (`Instruct: <instruction>\nQuery:<text>`;
+   * default: web search); `INVALID_OPTION` for models that take none. With
+   * `inputType: 'query'`.
+   */
+  instruction?: string
 }
 
 /** Options of `ModelLoader.generate` (and of `generateStream`, without `onToken`). */

@@ -162,6 +162,100 @@ const FLOOR = { f32: 0.999, f16: 0.999, q8_0: 0.99 }
     expect(JSON.parse(r.stdout)).toMatchObject({ n: 384, model: 'minilm-twin', engine: 'llama', modelLoads: 1 })
   })
 
+  describe("a model family's prefixes and shorter vectors", () => {
+    // The twin under the names of other families: their rules are applied by name (its
+    // weights are MiniLM's, so this tests the plumbing, not those models).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-gguf-family-'))
+    const named = (name) => {
+      const file = path.join(dir, name)
+      if (!fs.existsSync(file)) fs.copyFileSync(files.f32, file)
+      return getSharedEmbeddingClient({ modelPath: file })
+    }
+    const norm = (v) => Math.hypot(...v)
+    const cut = (v, d) => {
+      const head = v.slice(0, d)
+      const n = norm(head)
+      return head.map((x) => x / n)
+    }
+
+    test("inputType writes the family's prefix; dimensions cuts and renormalises", async () => {
+      const nomic = named('nomic-embed-text-v1.5.Q8_0.gguf')
+      expect(nomic.getStats().family).toBe('nomic-embed-text-v1.5')
+      const text = 'what is a GGUF file?'
+      const [plain, asQuery, asDoc] = await Promise.all([
+        nomic.createEmbedding(`search_query: ${text}`),
+        nomic.createEmbedding(text, { inputType: 'query' }),
+        nomic.createEmbedding(text, { inputType: 'document' }),
+      ])
+      expect(asQuery).toEqual(plain)
+      expect(asDoc).toEqual(await nomic.createEmbedding(`search_document: ${text}`))
+      const short = await nomic.createEmbedding(text, { inputType: 'query', dimensions: 64 })
+      expect(short).toHaveLength(64)
+      expect(norm(short)).toBeCloseTo(1, 5)
+      short.forEach((x, i) => expect(x).toBeCloseTo(cut(plain, 64)[i], 6))
+      // A client's defaults, overridden per call.
+      const client = getSharedEmbeddingClient({
+        modelPath: path.join(dir, 'nomic-embed-text-v1.5.Q8_0.gguf'),
+        inputType: 'query',
+        dimensions: 128,
+      })
+      const d128 = await client.createEmbedding(text)
+      cut(plain, 128).forEach((x, i) => expect(d128[i]).toBeCloseTo(x, 6))
+      expect(await client.createEmbedding(text, { dimensions: 384 })).toEqual(plain)
+      await expectCode(nomic.createEmbedding(text, { dimensions: 32 }), 'INVALID_OPTION')
+      await expectCode(nomic.createEmbedding(text, { dimensions: 1000 }), 'INVALID_OPTION')
+      await expectCode(nomic.createEmbedding(text, { inputType: 'query', instruction: 'x' }), 'INVALID_OPTION')
+    })
+
+    test('a Qwen3-Embedding query carries its instruction; EmbeddingGemma takes its sizes only', async () => {
+      const qwen = named('Qwen3-Embedding-0.6B-Q8_0.gguf')
+      const text = 'capital of France'
+      const task = 'Given a web search query, retrieve relevant passages that answer the query'
+      expect(await qwen.createEmbedding(text, { inputType: 'query' })).toEqual(
+        await qwen.createEmbedding(`Instruct: ${task}\nQuery:${text}`),
+      )
+      expect(await qwen.createEmbedding(text, { inputType: 'query', instruction: 'Find French facts' })).toEqual(
+        await qwen.createEmbedding(`Instruct: Find French facts\nQuery:${text}`),
+      )
+      // Documents take no instruction.
+      expect(await qwen.createEmbedding(text, { inputType: 'document' })).toEqual(await qwen.createEmbedding(text))
+      expect(await qwen.createEmbedding(text, { dimensions: 32 })).toHaveLength(32)
+      await expectCode(qwen.createEmbedding(text, { dimensions: 16 }), 'INVALID_OPTION')
+      const gemma = named('embeddinggemma-300m-Q8_0.gguf')
+      expect(await gemma.createEmbedding(text, { inputType: 'document' })).toEqual(
+        await gemma.createEmbedding(`title: none | text: ${text}`),
+      )
+      expect(await gemma.createEmbedding(text, { dimensions: 256 })).toHaveLength(256)
+      const e = await expectCode(gemma.createEmbedding(text, { dimensions: 200 }), 'INVALID_OPTION')
+      expect(e.message).toMatch(/128, 256, 512, 768/)
+    })
+
+    test('a remote model gets its family by its name on the server, and is cut as asked', async () => {
+      const { startServer } = require('../scripts/llama-server')
+      const server = await startServer({
+        model: files.f32,
+        alias: 'nomic-embed-text-v1.5',
+        embeddings: true,
+        parallel: 1,
+        ctx: 512,
+      })
+      try {
+        const remote = getSharedEmbeddingClient({ remote: { url: server.url, model: 'nomic-embed-text-v1.5' } })
+        const local = named('nomic-embed-text-v1.5.Q8_0.gguf')
+        const text = 'remote and local agree'
+        const [r, l] = await Promise.all([
+          remote.createEmbedding(text, { inputType: 'query', dimensions: 64 }),
+          local.createEmbedding(text, { inputType: 'query', dimensions: 64 }),
+        ])
+        expect(remote.getStats()).toMatchObject({ engine: 'remote', family: 'nomic-embed-text-v1.5' })
+        expect(r).toHaveLength(64)
+        expect(cosine(r, l)).toBeGreaterThan(0.9999)
+      } finally {
+        await server.stop()
+      }
+    })
+  })
+
   test('a process exiting with GGUF embeddings in flight exits cleanly', () => {
     const script = `
       const { getSharedEmbeddingClient } = require(${JSON.stringify(root)})

@@ -166,6 +166,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
                     runtime,
                 },
                 req.config,
+                None,
             )?;
             services.insert(key, svc.clone());
             return Ok(svc);
@@ -223,6 +224,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
             }),
         },
         req.config,
+        None,
     )?;
     services.insert(key, svc.clone());
     Ok(svc)
@@ -282,32 +284,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         None => name,
     };
     if gguf {
-        let svc = EmbeddingService::start(
-            display
-                .strip_suffix(".gguf")
-                .unwrap_or(&display)
-                .to_string(),
-            crate::store::gguf_check::read_header(&dir)
-                .ok()
-                .and_then(|h| crate::store::gguf_check::check(&h).ok())
-                .map(|h| h.n_embd as usize),
-            Backend::Llama {
-                factory: Box::new(crate::llama::embed::LlamaEmbedFactory {
-                    path: dir,
-                    threads: req.threads,
-                    rank: false,
-                    place: Arc::new(|| {
-                        let s = crate::llm::strategy::detect()?;
-                        Ok(crate::llama::engine::Placement {
-                            // `auto`'s device, or none: an embedding model does not fail
-                            // for want of the GPU asked for; it runs on the CPU.
-                            device: s.device.map(|d| d.index),
-                        })
-                    }),
-                }),
-            },
-            req.config,
-        )?;
+        let svc = gguf_embedding_service(dir, &display, &req)?;
         services.insert(key, svc.clone());
         return Ok(svc);
     }
@@ -332,6 +309,7 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
         precision: req.precision,
         int8_weights: crate::onnx::graph::Int8Weights::for_this_cpu(),
     };
+    let family = crate::store::family::of(&[&display]);
     let svc = EmbeddingService::start(
         display,
         read_dimension(&dir),
@@ -340,8 +318,52 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             precision: req.precision,
         },
         req.config,
+        family,
     )?;
     services.insert(key, svc.clone());
+    Ok(svc)
+}
+
+/// An embedding service for the GGUF model at `dir`, run by llama.cpp.
+fn gguf_embedding_service(
+    dir: PathBuf,
+    display: &str,
+    req: &EmbeddingRequest,
+) -> Result<Arc<EmbeddingService>> {
+    let header = crate::store::gguf_check::read_header(&dir).ok();
+    let text = |key: &str| match header.as_ref().and_then(|h| h.get(key)) {
+        Some(crate::store::gguf_check::Kv {
+            value: crate::store::gguf_check::Value::Str(s),
+            ..
+        }) => String::from_utf8_lossy(s).into_owned(),
+        _ => String::new(),
+    };
+    let family =
+        crate::store::family::of(&[&text("general.name"), &text("general.basename"), display]);
+    let svc = EmbeddingService::start(
+        display.strip_suffix(".gguf").unwrap_or(display).to_string(),
+        header
+            .as_ref()
+            .and_then(|h| crate::store::gguf_check::check(h).ok())
+            .map(|h| h.n_embd as usize),
+        Backend::Llama {
+            factory: Box::new(crate::llama::embed::LlamaEmbedFactory {
+                path: dir,
+                threads: req.threads,
+                rank: false,
+                place: Arc::new(|| {
+                    let s = crate::llm::strategy::detect()?;
+                    Ok(crate::llama::engine::Placement {
+                        // `auto`'s device, or none: an embedding model does not fail
+                        // for want of the GPU asked for; it runs on the CPU.
+                        device: s.device.map(|d| d.index),
+                    })
+                }),
+            }),
+        },
+        req.config.clone(),
+        family,
+    )?;
     Ok(svc)
 }
 
@@ -388,6 +410,8 @@ fn remote_embedding_service(
             runtime,
         },
         config,
+        // The model the servers serve, by its name there (`nomic-embed-text`, ...).
+        crate::store::family::of(&[&spec.model]),
     )?;
     services.insert(key, svc.clone());
     Ok(svc)

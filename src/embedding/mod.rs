@@ -69,6 +69,8 @@ pub(crate) struct EmbeddingStats {
     /// What computes the vectors: `onnx` (ONNX Runtime), `llama` (llama.cpp, a GGUF
     /// model) or `remote`.
     pub(crate) engine: &'static str,
+    /// The model's family's name, when known.
+    pub(crate) family: Option<&'static str>,
 }
 
 pub(crate) struct EmbeddingService {
@@ -85,6 +87,8 @@ pub(crate) struct EmbeddingService {
     precision: Option<crate::onnx::graph::Precision>,
     /// What computes the vectors: `onnx`, `llama` or `remote`.
     engine: &'static str,
+    /// The model's family, when its name says it: prefixes and shorter vectors.
+    family: Option<&'static crate::store::family::Family>,
 }
 
 impl EmbeddingService {
@@ -99,6 +103,7 @@ impl EmbeddingService {
         dimension_hint: Option<usize>,
         backend: Backend,
         config: BatchConfig,
+        family: Option<&'static crate::store::family::Family>,
     ) -> Result<Arc<Self>> {
         let svc = Arc::new(Self {
             model,
@@ -115,6 +120,7 @@ impl EmbeddingService {
                 Backend::Local { precision, .. } => Some(*precision),
                 Backend::Remote { .. } | Backend::Llama { .. } => None,
             },
+            family,
             engine: match &backend {
                 Backend::Local { .. } => "onnx",
                 Backend::Llama { .. } => "llama",
@@ -193,7 +199,98 @@ impl EmbeddingService {
             .fetch_add(texts.len() as u64, Relaxed);
         self.counters.cache_hits.fetch_add(counts.hits, Relaxed);
         self.counters.cache_misses.fetch_add(counts.misses, Relaxed);
-        Ok(Pending { slots })
+        Ok(Pending {
+            slots,
+            dimensions: None,
+        })
+    }
+
+    /// [`EmbeddingService::submit`] for texts written as `shape` says (the family's
+    /// prefix or instruction), whose vectors come back cut to `shape.dimensions`.
+    pub(crate) fn submit_shaped<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        shape: &Shape,
+    ) -> Result<Pending> {
+        let family = self.family;
+        let name = |f: Option<&crate::store::family::Family>| {
+            f.map_or_else(
+                || format!("model {}", self.model),
+                |f| format!("{} ({})", self.model, f.name),
+            )
+        };
+        if let Some(i) = &shape.instruction {
+            if shape.input != Some(InputType::Query) {
+                return Err(OrionError::InvalidOption(
+                    "instruction describes a query's task: give it with inputType: 'query'".into(),
+                ));
+            }
+            if family.and_then(|f| f.query_instruction).is_none() {
+                return Err(OrionError::InvalidOption(format!(
+                    "{} takes no instruction (Qwen3-Embedding models do); got {}",
+                    name(family),
+                    crate::error::echo(i)
+                )));
+            }
+        }
+        if let Some(d) = shape.dimensions {
+            let full = self.dimension.load(Relaxed);
+            if full > 0 && d > full {
+                return Err(OrionError::InvalidOption(format!(
+                    "dimensions is {d}, more than the {full} values of {}",
+                    name(family)
+                )));
+            }
+            // A remote model's training is the server's business: its vectors are cut
+            // here as asked.
+            if self.remote.is_none() {
+                use crate::store::family::Shorter;
+                match family.and_then(|f| f.shorter) {
+                    Some(Shorter::From(min)) if d >= min => {}
+                    Some(Shorter::Only(sizes)) if sizes.contains(&d) || d == full => {}
+                    Some(Shorter::From(min)) => {
+                        return Err(OrionError::InvalidOption(format!(
+                            "dimensions is {d}; {} was trained for vectors of {min} values or more",
+                            name(family)
+                        )))
+                    }
+                    Some(Shorter::Only(sizes)) => {
+                        return Err(OrionError::InvalidOption(format!(
+                            "dimensions is {d}; {} was trained for vectors of {sizes:?} values",
+                            name(family)
+                        )))
+                    }
+                    None if d == full => {}
+                    None => {
+                        return Err(OrionError::InvalidOption(format!(
+                            "dimensions is {d}, but {} is not known to be trained for shorter \
+                             vectors (Matryoshka): cut, its vectors would lose meaning",
+                            name(family)
+                        )))
+                    }
+                }
+            }
+        }
+        let written: Vec<String> = texts
+            .iter()
+            .map(|t| {
+                let t = t.as_ref();
+                match (shape.input, family) {
+                    (Some(InputType::Query), Some(f)) => match f.query_instruction {
+                        Some(default) => format!(
+                            "Instruct: {}\nQuery:{t}",
+                            shape.instruction.as_deref().unwrap_or(default)
+                        ),
+                        None => format!("{}{t}", f.query_prefix),
+                    },
+                    (Some(InputType::Document), Some(f)) => format!("{}{t}", f.document_prefix),
+                    _ => t.to_string(),
+                }
+            })
+            .collect();
+        let mut pending = self.submit(&written)?;
+        pending.dimensions = shape.dimensions;
+        Ok(pending)
     }
 
     pub(crate) fn stats(&self) -> EmbeddingStats {
@@ -223,6 +320,7 @@ impl EmbeddingService {
                 .then(crate::onnx::graph::Int8Weights::for_this_cpu),
             mean_queue_wait: self.queue.mean_wait(),
             engine: self.engine,
+            family: self.family.map(|f| f.name),
         }
     }
 
@@ -426,6 +524,8 @@ fn run_remote(
 /// The answers to one `submit`, in order.
 pub(crate) struct Pending {
     slots: Vec<Slot>,
+    /// Vectors cut to this many values and renormalised ([`Shape::dimensions`]).
+    dimensions: Option<usize>,
 }
 
 impl Pending {
@@ -435,14 +535,17 @@ impl Pending {
     }
 
     /// The answers of a ready `Pending`, in order (empty slots where one was not ready).
-    pub(crate) fn into_ready(self) -> Vec<Vector> {
-        self.slots
+    pub(crate) fn into_ready(self) -> Result<Vec<Vector>> {
+        let dimensions = self.dimensions;
+        let out = self
+            .slots
             .into_iter()
             .filter_map(|s| match s {
                 Slot::Ready(v) => Some(v),
                 Slot::Waiting(_) => None,
             })
-            .collect()
+            .collect();
+        shorten(out, dimensions)
     }
 
     /// Wait for every vector, giving up after `timeout` or when `cancel` turns `true`.
@@ -453,6 +556,7 @@ impl Pending {
         timeout: Duration,
         cancel: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Vec<Vector>> {
+        let dimensions = self.dimensions;
         let collect = async move {
             let mut out = Vec::with_capacity(self.slots.len());
             for slot in self.slots {
@@ -472,15 +576,64 @@ impl Pending {
                 },
             ))
         };
-        match cancel {
+        let out = match cancel {
             None => timed.await,
             // A sender gone without firing disables the branch (the call goes on).
             Some(mut cancel) => tokio::select! {
                 r = timed => r,
                 Ok(_) = cancel.wait_for(|stopped| *stopped) => Err(OrionError::Aborted),
             },
-        }
+        }?;
+        shorten(out, dimensions)
     }
+}
+
+/// `vectors` cut to their first `dimensions` values, each renormalised to length 1 (as
+/// a Matryoshka model's shorter vectors are used); unchanged when `None`.
+fn shorten(vectors: Vec<Vector>, dimensions: Option<usize>) -> Result<Vec<Vector>> {
+    let Some(d) = dimensions else {
+        return Ok(vectors);
+    };
+    vectors
+        .into_iter()
+        .map(|v| {
+            if d > v.len() {
+                return Err(OrionError::InvalidOption(format!(
+                    "dimensions is {d}, more than the model's {} values",
+                    v.len()
+                )));
+            }
+            let head = &v[..d];
+            let norm = head
+                .iter()
+                .map(|x| f64::from(*x) * f64::from(*x))
+                .sum::<f64>()
+                .sqrt();
+            Ok(if norm > 0.0 && norm.is_finite() {
+                head.iter().map(|x| (f64::from(*x) / norm) as f32).collect()
+            } else {
+                Vector::from(head)
+            })
+        })
+        .collect()
+}
+
+/// Whether a text is a query or a document, for the models that write them differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InputType {
+    Query,
+    Document,
+}
+
+/// How a call wants its texts written for the model and its vectors shaped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Shape {
+    /// The model family's prefix (or instruction) for this kind of text.
+    pub(crate) input: Option<InputType>,
+    /// A query's instruction, for families that take one (Qwen3-Embedding).
+    pub(crate) instruction: Option<String>,
+    /// Vectors this long, for models trained for shorter vectors.
+    pub(crate) dimensions: Option<usize>,
 }
 
 #[cfg(test)]
@@ -561,6 +714,7 @@ mod tests {
                     precision: crate::onnx::graph::Precision::Exact,
                 },
                 config,
+                None,
             )
             .unwrap(),
             loads,
@@ -756,6 +910,7 @@ mod tests {
                 runtime: http.handle().clone(),
             },
             config,
+            None,
         )
         .unwrap();
         (svc, engine, http)

@@ -228,11 +228,10 @@ impl SharedReranker {
             Ok::<_, OrionError>((pending, top_k, call, gone))
         })();
         match prepared {
-            Ok((pending, top_k, _, _)) if pending.is_ready() => {
-                resolved(env, pending.into_ready(), move |_, s| {
-                    Ok(ranking(&s, top_k))
-                })
-            }
+            Ok((pending, top_k, _, _)) if pending.is_ready() => match pending.into_ready() {
+                Ok(s) => resolved(env, s, move |_, s| Ok(ranking(&s, top_k))),
+                Err(e) => rejected(env, e),
+            },
             Ok((pending, top_k, call, gone)) => {
                 let fut = async move {
                     tokio::select! {
@@ -290,6 +289,10 @@ fn read_call(
     };
     Ok((
         options.top_k.map(Int::usize),
-        CallOptions { timeout, cancel },
+        CallOptions {
+            timeout,
+            cancel,
+            shape: crate::embedding::Shape::default(),
+        },
     ))
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod download;
+pub(crate) mod family;
 pub(crate) mod gguf_check;
 pub(crate) mod integrity;
 pub(crate) mod quant;

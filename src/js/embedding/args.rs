@@ -3,7 +3,7 @@
 
 use super::options::{EmbedOptions, EmbeddingClientOptions};
 use crate::error::OrionError;
-use crate::js::options::{array_length, cast_checked, describe, read};
+use crate::js::options::{array_length, cast_checked, describe, read, Int};
 use crate::js::stop::read_stop;
 use crate::runtime::EmbeddingRequest;
 use napi::bindgen_prelude::*;
@@ -16,7 +16,9 @@ type R<T> = std::result::Result<T, OrionError>;
 
 /// `getSharedEmbeddingClient`'s options: the service to ask for, and the client's
 /// default timeout (from `timeoutMs`, `ORION_EMBEDDING_TIMEOUT_MS` or 30 s).
-pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, Duration)> {
+pub(super) fn client_options(
+    options: Option<Unknown>,
+) -> R<(EmbeddingRequest, Duration, crate::embedding::Shape)> {
     let (o, _): (EmbeddingClientOptions, _) = read(options, "options")?;
     let timeout = o.timeout()?;
     let config = o.batch_config()?;
@@ -34,7 +36,12 @@ pub(super) fn client_options(options: Option<Unknown>) -> R<(EmbeddingRequest, D
         remote,
         precision,
     };
-    Ok((request, timeout))
+    let shape = crate::embedding::Shape {
+        input: o.input_type.map(Into::into),
+        instruction: None,
+        dimensions: o.dimensions.map(Int::usize),
+    };
+    Ok((request, timeout, shape))
 }
 
 /// One embedding call's options.
@@ -42,11 +49,19 @@ pub(in crate::js) struct CallOptions {
     pub(in crate::js) timeout: Duration,
     /// Turns `true` when the caller's `signal` aborts.
     pub(in crate::js) cancel: Option<watch::Receiver<bool>>,
+    /// How the texts are written and the vectors shaped.
+    pub(in crate::js) shape: crate::embedding::Shape,
 }
 
 impl CallOptions {
-    /// `timeoutMs` (else `default_timeout`, the client's) and `signal`.
-    pub(super) fn read(options: Option<Unknown>, default_timeout: Duration) -> R<Self> {
+    /// `timeoutMs` (else `default_timeout`, the client's), `signal`, and the shape (the
+    /// client's `defaults`, overridden by the call's `dimensions`, `inputType`,
+    /// `instruction`).
+    pub(super) fn read(
+        options: Option<Unknown>,
+        default_timeout: Duration,
+        defaults: &crate::embedding::Shape,
+    ) -> R<Self> {
         let (options, o): (EmbedOptions, _) = read(options, "options")?;
         let timeout = options
             .timeout_ms
@@ -59,7 +74,19 @@ impl CallOptions {
             None => None,
             Some(s) => Some(read_stop(s)?.fired()),
         };
-        Ok(Self { timeout, cancel })
+        let shape = crate::embedding::Shape {
+            input: options.input_type.map(Into::into).or(defaults.input),
+            instruction: options.instruction,
+            dimensions: options
+                .dimensions
+                .map(crate::js::options::Int::usize)
+                .or(defaults.dimensions),
+        };
+        Ok(Self {
+            timeout,
+            cancel,
+            shape,
+        })
     }
 }
 

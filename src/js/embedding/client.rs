@@ -19,6 +19,8 @@ use std::time::Duration;
 pub struct SharedEmbeddingClient {
     service: Arc<EmbeddingService>,
     timeout: Duration,
+    /// `dimensions` and `inputType` given to `getSharedEmbeddingClient`.
+    shape: crate::embedding::Shape,
 }
 
 /// The shared embedding client. Options: `model` (a name under the models directory,
@@ -34,10 +36,11 @@ pub fn get_shared_embedding_client(
 }
 
 fn client(options: Option<Unknown>) -> std::result::Result<SharedEmbeddingClient, OrionError> {
-    let (request, timeout) = client_options(options)?;
+    let (request, timeout, shape) = client_options(options)?;
     Ok(SharedEmbeddingClient {
         service: embedding_service(request)?,
         timeout,
+        shape,
     })
 }
 
@@ -51,16 +54,17 @@ impl SharedEmbeddingClient {
         convert: impl FnOnce(&Env, Vec<Arc<[f32]>>) -> Result<V> + 'static,
     ) -> Result<PromiseRaw<'e, V>> {
         let prepared = texts.and_then(|texts| {
-            let call = CallOptions::read(options, self.timeout)?;
+            let call = CallOptions::read(options, self.timeout, &self.shape)?;
             let gone = crate::js::env_guard::gone(env)
                 .map_err(|e| OrionError::Internal(format!("environment hook: {}", e.reason)))?;
-            let pending = self.service.submit(&texts)?;
+            let pending = self.service.submit_shaped(&texts, &call.shape)?;
             Ok((pending, call, gone))
         });
         match prepared {
-            Ok((pending, _, _)) if pending.is_ready() => {
-                resolved(env, pending.into_ready(), convert)
-            }
+            Ok((pending, _, _)) if pending.is_ready() => match pending.into_ready() {
+                Ok(v) => resolved(env, v, convert),
+                Err(e) => rejected(env, e),
+            },
             Ok((pending, call, gone)) => {
                 // A terminated worker's requests are given up at once: dropping the wait
                 // drops its receivers, and the queue then skips texts nobody waits for.

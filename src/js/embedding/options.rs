@@ -64,6 +64,29 @@ pub struct EmbeddingClientOptions {
     /// are different services.
     #[napi(ts_type = "'exact' | 'int8'")]
     pub precision: Option<crate::onnx::graph::Precision>,
+    /// This client's default `dimensions` (see `EmbedOptions`).
+    #[napi(ts_type = "number")]
+    pub dimensions: Option<Int<1, 65_536>>,
+    /// This client's default `inputType` (see `EmbedOptions`).
+    #[napi(ts_type = "'query' | 'document'")]
+    pub input_type: Option<InputType>,
+}
+
+/// Whether texts are queries or documents.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    Query,
+    Document,
+}
+
+impl From<InputType> for crate::embedding::InputType {
+    fn from(t: InputType) -> Self {
+        match t {
+            InputType::Query => Self::Query,
+            InputType::Document => Self::Document,
+        }
+    }
 }
 
 impl EmbeddingClientOptions {
@@ -129,4 +152,21 @@ pub struct EmbedOptions {
     /// Rejects the call with code `ABORTED` when it fires.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Given>,
+    /// Vectors of this many values, an integer from 1 to 65536: the first ones,
+    /// renormalised, for models trained for shorter vectors (Matryoshka:
+    /// nomic-embed-text-v1.5 64 or more, Qwen3-Embedding 32 or more, `EmbeddingGemma` 128,
+    /// 256 or 512, mxbai-embed-large 64 or more); `INVALID_OPTION` for other models. A
+    /// remote model's vectors are cut as asked.
+    #[napi(ts_type = "number")]
+    pub dimensions: Option<Int<1, 65_536>>,
+    /// `'query'` or `'document'`: the texts get the prefix (or instruction) the model's
+    /// family is trained with (nomic's `search_query: `/`search_document: `, Qwen3's
+    /// instruction, `EmbeddingGemma`'s and bge's prompts, e5's `query: `/`passage: `);
+    /// nothing for models that need none.
+    #[napi(ts_type = "'query' | 'document'")]
+    pub input_type: Option<InputType>,
+    /// A query's task, for Qwen3-Embedding (`Instruct: <instruction>\nQuery:<text>`;
+    /// default: web search); `INVALID_OPTION` for models that take none. With
+    /// `inputType: 'query'`.
+    pub instruction: Option<String>,
 }

@@ -12,6 +12,10 @@ pub struct EmbeddingStats {
     /// (llama.cpp, a GGUF file) or `'remote'` (servers).
     #[napi(ts_type = "'onnx' | 'llama' | 'remote'")]
     pub engine: String,
+    /// The model's family, when its name says it (`nomic-embed-text-v1.5`,
+    /// `Qwen3-Embedding`, `EmbeddingGemma`, `bge-en-v1.5`, `e5`, `MiniLM`, ...): what
+    /// `inputType` and `dimensions` go by.
+    pub family: Option<String>,
     /// Vector length (0 until known).
     pub dimension: u32,
     /// Times the model was loaded in this process: 1 once it is in use.
@@ -53,6 +57,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
         Self {
             model: s.model,
             engine: s.engine.to_string(),
+            family: s.family.map(str::to_string),
             dimension: s.dimension as u32,
             model_loads: s.model_loads as i64,
             requests: s.requests as i64,
