@@ -50,6 +50,7 @@ export type OrionErrorCode =
   | 'MODEL_BUSY'
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
+  | 'INPUT_TOO_LONG'
   | 'SHUT_DOWN'
   | 'REMOTE_UNAVAILABLE'
   | 'REMOTE_ERROR'
@@ -353,6 +354,8 @@ export interface EmbeddingClientOptions {
   dimensions?: number
   /** This client's default `inputType` (see `EmbedOptions`). */
   inputType?: 'query' | 'document'
+  /** This client's default `truncate` (see `EmbedOptions`). */
+  truncate?: boolean
 }
 
 /** Statistics of the shared embedding service (process-wide, the same from every thread). */
@@ -381,6 +384,13 @@ export interface EmbeddingStats {
   cacheBytes: number
   cacheEntries: number
   cacheCapacityBytes: number
+  /**
+   * Tokens the model read for the texts it embedded, special tokens included (0 for
+   * a remote client).
+   */
+  tokens: number
+  /** Texts longer than the model reads, cut to fit (with `truncate` on). */
+  truncated: number
   /** Model calls made. */
   batches: number
   /** Texts per model call, on average. */
@@ -440,6 +450,11 @@ export interface EmbedOptions {
    * `inputType: 'query'`.
    */
   instruction?: string
+  /**
+   * `false`: a text longer than the model reads rejects the call with
+   * `INPUT_TOO_LONG` (naming the text) instead of being cut to fit (default `true`).
+   */
+  truncate?: boolean
 }
 
 /** Options of `ModelLoader.generate` (and of `generateStream`, without `onToken`). */
@@ -969,6 +984,10 @@ export interface RerankerStats {
   cacheHits: number
   cacheMisses: number
   cacheBytes: number
+  /** Tokens the model read for the pairs it scored (0 for a remote reranker). */
+  tokens: number
+  /** Pairs longer than the model reads, their document cut (with `truncate` on). */
+  truncated: number
   /** Model calls made (for a remote reranker, batches sent). */
   batches: number
   /** Pairs per model call, on average. */
@@ -990,6 +1009,11 @@ export interface RerankOptions {
   timeoutMs?: number
   /** Rejects the call with code `ABORTED` when it fires. */
   signal?: AbortSignal
+  /**
+   * `false`: a (query, document) pair longer than the model reads rejects the call
+   * with `INPUT_TOO_LONG` instead of the document being cut (default `true`).
+   */
+  truncate?: boolean
 }
 
 /** One document's place in a ranking. */

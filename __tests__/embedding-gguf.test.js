@@ -96,11 +96,27 @@ const FLOOR = { f32: 0.999, f16: 0.999, q8_0: 0.99 }
     expect(getSharedEmbeddingClient(options).getStats().modelLoads).toBe(1)
   })
 
-  test('a text longer than the model was trained for is cut to fit, not refused', async () => {
+  test.each([
+    ['llama.cpp (GGUF twin, 512 tokens)', () => ({ modelPath: files.f16 }), 512],
+    ['ONNX Runtime (256 tokens)', () => undefined, 256],
+  ])('%s: a longer text is cut and counted, or refused with truncate: false', async (_, options, max) => {
+    const client = getSharedEmbeddingClient(options())
     const long = Array.from({ length: 400 }, (_, i) => `word${i}`).join(' ')
-    const v = await getSharedEmbeddingClient({ modelPath: files.f16 }).createEmbedding(long)
+    const before = client.getStats()
+    const [v] = await client.createEmbeddings([long, 'a short text'])
     expect(v).toHaveLength(384)
     expect(Math.hypot(...v)).toBeCloseTo(1, 5)
+    const after = client.getStats()
+    expect(after.truncated - before.truncated).toBe(1)
+    // The long text's tokens (all the model reads) and the short one's ([CLS] a short text [SEP]).
+    expect(after.tokens - before.tokens).toBe(max + 5)
+    const e = await expectCode(client.createEmbeddings(['fine', long], { truncate: false }), 'INPUT_TOO_LONG')
+    expect(e.message).toMatch(new RegExp(`text 1 is longer than the ${max} tokens`))
+    // The client's default, and a text that fits.
+    const strict = getSharedEmbeddingClient({ ...options(), truncate: false })
+    await expectCode(strict.createEmbedding(long), 'INPUT_TOO_LONG')
+    expect(await strict.createEmbedding('a short text')).toHaveLength(384)
+    expect(await strict.createEmbedding(long, { truncate: true })).toEqual(v)
   })
 
   test('a chat model is not an embedding model: a coded error that says why', async () => {

@@ -122,9 +122,11 @@ const DOCUMENTS = Array.from(
     const ac = new AbortController()
     ac.abort()
     await expectCode(reranker.rerank(QUERY, ['never scored'], { signal: ac.signal }), 'ABORTED')
-    // A very long document is cut to fit the model, not refused.
+    // A very long document is cut to fit the model, not refused, unless asked.
     const [r] = await reranker.rerank(QUERY, ['word '.repeat(5000)])
     expect(Number.isFinite(r.score)).toBe(true)
+    expect(reranker.getStats().truncated).toBeGreaterThanOrEqual(1)
+    await expectCode(reranker.rerank(QUERY, ['fits', 'word '.repeat(5000)], { truncate: false }), 'INPUT_TOO_LONG')
   })
 
   test('a reranker needs a reranker: coded errors that say what to do', async () => {

@@ -64,6 +64,9 @@ pub(crate) enum OrionError {
         context: u32,
         at_least: bool,
     },
+    /// A text to embed (or a pair to rank) is longer than the model reads, and the call
+    /// asked for `truncate: false`.
+    InputTooLong { index: usize, tokens: u32 },
     /// The process is exiting: orion-native has stopped its threads and takes no work.
     ShutDown,
     /// No remote server could be reached. Carries each endpoint's last error.
@@ -100,6 +103,7 @@ impl OrionError {
             Self::ModelBusy(_) => "MODEL_BUSY",
             Self::InsufficientMemory { .. } => "INSUFFICIENT_MEMORY",
             Self::PromptTooLong { .. } => "PROMPT_TOO_LONG",
+            Self::InputTooLong { .. } => "INPUT_TOO_LONG",
             Self::ShutDown => "SHUT_DOWN",
             Self::RemoteUnavailable { .. } => "REMOTE_UNAVAILABLE",
             Self::RemoteError { .. } => "REMOTE_ERROR",
@@ -219,6 +223,11 @@ impl fmt::Display for OrionError {
                 "the prompt is {}{tokens} tokens but the model's context holds {context}: shorten it \
                  (or drop older chat messages)",
                 if *at_least { "at least " } else { "" }
+            ),
+            Self::InputTooLong { index, tokens } => write!(
+                f,
+                "text {index} is longer than the {tokens} tokens the model reads: shorten or split it, \
+                 or leave `truncate` on to have it cut"
             ),
             Self::ShutDown => write!(
                 f,
@@ -361,6 +370,10 @@ mod tests {
                 tokens: 2,
                 context: 1,
                 at_least: false,
+            },
+            OrionError::InputTooLong {
+                index: 0,
+                tokens: 1,
             },
             OrionError::ShutDown,
             OrionError::RemoteUnavailable { endpoints: vec![] },

@@ -11,7 +11,7 @@ pub(crate) fn entry_bytes(text: &str, dim: usize) -> usize {
 }
 
 pub(crate) struct EmbeddingCache {
-    entries: LruCache<Arc<str>, Arc<[f32]>>,
+    entries: LruCache<Arc<str>, crate::engine::embedding::Vector>,
     bytes: usize,
     capacity_bytes: usize,
 }
@@ -25,11 +25,11 @@ impl EmbeddingCache {
         }
     }
 
-    pub(crate) fn get(&mut self, text: &str) -> Option<Arc<[f32]>> {
+    pub(crate) fn get(&mut self, text: &str) -> Option<crate::engine::embedding::Vector> {
         self.entries.get(text).cloned()
     }
 
-    pub(crate) fn insert(&mut self, text: Arc<str>, vector: Arc<[f32]>) {
+    pub(crate) fn insert(&mut self, text: Arc<str>, vector: crate::engine::embedding::Vector) {
         let cost = entry_bytes(&text, vector.len());
         if cost > self.capacity_bytes {
             return;
@@ -83,8 +83,11 @@ impl EmbeddingCache {
 mod tests {
     use super::*;
 
-    fn v(x: f32, dim: usize) -> Arc<[f32]> {
-        vec![x; dim].into()
+    fn v(x: f32, dim: usize) -> crate::engine::embedding::Vector {
+        crate::engine::embedding::Embedded::new(
+            vec![x; dim],
+            crate::engine::embedding::Read::default(),
+        )
     }
 
     #[test]

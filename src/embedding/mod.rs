@@ -6,7 +6,7 @@ pub(crate) mod queue;
 use crate::engine::embedding::{Embedder, EmbedderFactory, RemoteEngine};
 use crate::error::{OrionError, Result};
 use crate::onnx::model::clip_text;
-use queue::{BatchConfig, Queue, Slot, Vector};
+use queue::{BatchConfig, Embedded, Queue, Slot, Vector};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -39,6 +39,9 @@ struct Counters {
     cache_misses: AtomicU64,
     batches: AtomicU64,
     embedded: AtomicU64,
+    /// Tokens the model read, and texts it cut, where the engine says.
+    tokens: AtomicU64,
+    cut: AtomicU64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +74,10 @@ pub(crate) struct EmbeddingStats {
     pub(crate) engine: &'static str,
     /// The model's family's name, when known.
     pub(crate) family: Option<&'static str>,
+    /// Tokens the model read for the texts it embedded (special tokens included), and
+    /// texts it cut to its length; 0 for a remote service.
+    pub(crate) tokens: u64,
+    pub(crate) truncated: u64,
 }
 
 pub(crate) struct EmbeddingService {
@@ -202,6 +209,7 @@ impl EmbeddingService {
         Ok(Pending {
             slots,
             dimensions: None,
+            whole: false,
         })
     }
 
@@ -290,6 +298,7 @@ impl EmbeddingService {
             .collect();
         let mut pending = self.submit(&written)?;
         pending.dimensions = shape.dimensions;
+        pending.whole = shape.truncate == Some(false);
         Ok(pending)
     }
 
@@ -321,6 +330,8 @@ impl EmbeddingService {
             mean_queue_wait: self.queue.mean_wait(),
             engine: self.engine,
             family: self.family.map(|f| f.name),
+            tokens: c.tokens.load(Relaxed),
+            truncated: c.cut.load(Relaxed),
         }
     }
 
@@ -417,7 +428,17 @@ fn run(
                 }
                 counters.batches.fetch_add(1, Relaxed);
                 counters.embedded.fetch_add(texts.len() as u64, Relaxed);
-                Ok(vectors.into_iter().map(Vector::from).collect())
+                let mut read = m.last_read();
+                read.resize(vectors.len(), crate::engine::embedding::Read::default());
+                for r in &read {
+                    counters.tokens.fetch_add(u64::from(r.tokens), Relaxed);
+                    counters.cut.fetch_add(u64::from(r.cut), Relaxed);
+                }
+                Ok(vectors
+                    .into_iter()
+                    .zip(read)
+                    .map(|(v, r)| Embedded::new(v, r))
+                    .collect())
             }
             Ok(Ok(vectors)) => Err(OrionError::Internal(format!(
                 "the model returned {} vectors for {} texts",
@@ -507,7 +528,10 @@ fn run_remote(
                     }
                     counters.batches.fetch_add(1, Relaxed);
                     counters.embedded.fetch_add(batch.len() as u64, Relaxed);
-                    Ok(vectors.into_iter().map(Vector::from).collect())
+                    Ok(vectors
+                        .into_iter()
+                        .map(|v| Embedded::new(v, crate::engine::embedding::Read::default()))
+                        .collect())
                 }
                 Ok(vectors) => Err(OrionError::Internal(format!(
                     "the engine returned {} vectors for {} texts",
@@ -526,6 +550,8 @@ pub(crate) struct Pending {
     slots: Vec<Slot>,
     /// Vectors cut to this many values and renormalised ([`Shape::dimensions`]).
     dimensions: Option<usize>,
+    /// `INPUT_TOO_LONG` rather than vectors of texts the model cut.
+    whole: bool,
 }
 
 impl Pending {
@@ -536,8 +562,8 @@ impl Pending {
 
     /// The answers of a ready `Pending`, in order (empty slots where one was not ready).
     pub(crate) fn into_ready(self) -> Result<Vec<Vector>> {
-        let dimensions = self.dimensions;
-        let out = self
+        let (dimensions, whole) = (self.dimensions, self.whole);
+        let out: Vec<Vector> = self
             .slots
             .into_iter()
             .filter_map(|s| match s {
@@ -545,7 +571,7 @@ impl Pending {
                 Slot::Waiting(_) => None,
             })
             .collect();
-        shorten(out, dimensions)
+        shorten(check_whole(out, whole)?, dimensions)
     }
 
     /// Wait for every vector, giving up after `timeout` or when `cancel` turns `true`.
@@ -556,7 +582,7 @@ impl Pending {
         timeout: Duration,
         cancel: Option<tokio::sync::watch::Receiver<bool>>,
     ) -> Result<Vec<Vector>> {
-        let dimensions = self.dimensions;
+        let (dimensions, whole) = (self.dimensions, self.whole);
         let collect = async move {
             let mut out = Vec::with_capacity(self.slots.len());
             for slot in self.slots {
@@ -584,8 +610,21 @@ impl Pending {
                 Ok(_) = cancel.wait_for(|stopped| *stopped) => Err(OrionError::Aborted),
             },
         }?;
-        shorten(out, dimensions)
+        shorten(check_whole(out, whole)?, dimensions)
     }
+}
+
+/// `vectors`, or `INPUT_TOO_LONG` for the first whose text the model cut, when `whole`.
+fn check_whole(vectors: Vec<Vector>, whole: bool) -> Result<Vec<Vector>> {
+    if whole {
+        if let Some((index, v)) = vectors.iter().enumerate().find(|(_, v)| v.read.cut) {
+            return Err(OrionError::InputTooLong {
+                index,
+                tokens: v.read.tokens,
+            });
+        }
+    }
+    Ok(vectors)
 }
 
 /// `vectors` cut to their first `dimensions` values, each renormalised to length 1 (as
@@ -609,11 +648,12 @@ fn shorten(vectors: Vec<Vector>, dimensions: Option<usize>) -> Result<Vec<Vector
                 .map(|x| f64::from(*x) * f64::from(*x))
                 .sum::<f64>()
                 .sqrt();
-            Ok(if norm > 0.0 && norm.is_finite() {
+            let values = if norm > 0.0 && norm.is_finite() {
                 head.iter().map(|x| (f64::from(*x) / norm) as f32).collect()
             } else {
-                Vector::from(head)
-            })
+                head.to_vec()
+            };
+            Ok(Embedded::new(values, v.read))
         })
         .collect()
 }
@@ -634,6 +674,9 @@ pub(crate) struct Shape {
     pub(crate) instruction: Option<String>,
     /// Vectors this long, for models trained for shorter vectors.
     pub(crate) dimensions: Option<usize>,
+    /// `Some(false)`: `INPUT_TOO_LONG` for a text longer than the model reads, rather
+    /// than its vector of the text cut (the default).
+    pub(crate) truncate: Option<bool>,
 }
 
 #[cfg(test)]

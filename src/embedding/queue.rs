@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-pub(crate) type Vector = Arc<[f32]>;
+pub(crate) use crate::engine::embedding::{Embedded, Vector};
 pub(crate) type Reply = Result<Vector>;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -400,10 +400,16 @@ mod tests {
         let (s2, _) = q.submit(&texts(&["same", "same"])).unwrap();
         let batch = q.next_batch().unwrap();
         assert_eq!(batch, texts(&["same"]));
-        q.complete(&batch, Ok(vec![Arc::from(vec![1.0f32, 2.0])]));
+        q.complete(
+            &batch,
+            Ok(vec![Embedded::new(
+                vec![1.0f32, 2.0],
+                crate::engine::embedding::Read::default(),
+            )]),
+        );
         for slot in s1.into_iter().chain(s2) {
             let v = waiting(slot).blocking_recv().unwrap().unwrap();
-            assert_eq!(&*v, &[1.0, 2.0]);
+            assert_eq!(&v[..], &[1.0, 2.0]);
         }
         let (s3, counts) = q.submit(&texts(&["same"])).unwrap();
         assert_eq!(counts, SubmitCounts { hits: 1, misses: 0 });
@@ -515,7 +521,16 @@ mod tests {
         assert_eq!(batch.len(), 7);
         // The eighth caller's text arrives while the seven are computed.
         let _late = q.submit(&texts(&["w7-1"])).unwrap();
-        q.complete(&batch, Ok(vec![Vector::from(vec![0.0]); 7]));
+        q.complete(
+            &batch,
+            Ok(vec![
+                Embedded::new(
+                    vec![0.0],
+                    crate::engine::embedding::Read::default()
+                );
+                7
+            ]),
+        );
         let consumer = {
             let q = q.clone();
             std::thread::spawn(move || q.next_batch().unwrap().len())
@@ -635,8 +650,8 @@ mod tests {
         q.complete(
             &batch,
             Ok(vec![
-                Arc::from(vec![0.0f32; 16]),
-                Arc::from(vec![0.0f32; 16]),
+                Embedded::new(vec![0.0f32; 16], crate::engine::embedding::Read::default()),
+                Embedded::new(vec![0.0f32; 16], crate::engine::embedding::Read::default()),
             ]),
         );
         let before = q.cache_bytes();

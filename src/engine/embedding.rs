@@ -9,6 +9,20 @@ use std::sync::Arc;
 /// fakes.
 pub(crate) trait Embedder: Send {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
+    /// What the model made of each text of the last [`Embedder::embed`], in order, where
+    /// the engine knows (empty where it does not).
+    fn last_read(&mut self) -> Vec<Read> {
+        Vec::new()
+    }
+}
+
+/// What a model made of one text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Read {
+    /// Tokens the model read, special tokens included (after any cut).
+    pub(crate) tokens: u32,
+    /// The text was longer than the model reads, and was cut.
+    pub(crate) cut: bool,
 }
 
 /// Loads an [`Embedder`] on the inference thread, the first time it is needed.
@@ -30,3 +44,29 @@ pub(crate) trait RemoteEngine: Send + Sync + 'static {
     /// The servers, for the stats.
     fn endpoints(&self) -> Vec<super::EndpointStats>;
 }
+
+/// A computed vector, with what the model made of its text; reads as its values.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Embedded {
+    pub(crate) values: Box<[f32]>,
+    pub(crate) read: Read,
+}
+
+impl std::ops::Deref for Embedded {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.values
+    }
+}
+
+impl Embedded {
+    /// `values`, of a text the model read as `read`.
+    pub(crate) fn new(values: Vec<f32>, read: Read) -> Vector {
+        Arc::new(Self {
+            values: values.into_boxed_slice(),
+            read,
+        })
+    }
+}
+
+pub(crate) type Vector = Arc<Embedded>;

@@ -72,6 +72,9 @@ pub struct RerankOptions {
     /// Rejects the call with code `ABORTED` when it fires.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Given>,
+    /// `false`: a (query, document) pair longer than the model reads rejects the call
+    /// with `INPUT_TOO_LONG` instead of the document being cut (default `true`).
+    pub truncate: Option<bool>,
 }
 
 /// One document's place in a ranking.
@@ -100,6 +103,10 @@ pub struct RerankerStats {
     pub cache_hits: i64,
     pub cache_misses: i64,
     pub cache_bytes: i64,
+    /// Tokens the model read for the pairs it scored (0 for a remote reranker).
+    pub tokens: i64,
+    /// Pairs longer than the model reads, their document cut (with `truncate` on).
+    pub truncated: i64,
     /// Model calls made (for a remote reranker, batches sent).
     pub batches: i64,
     /// Pairs per model call, on average.
@@ -165,7 +172,7 @@ fn reranker(options: Option<Unknown>) -> R<SharedReranker> {
 
 /// `scores` as a ranking: best first (equal scores in document order), the first
 /// `top_k`.
-fn ranking(scores: &[Arc<[f32]>], top_k: Option<usize>) -> Vec<RerankResult> {
+fn ranking(scores: &[crate::embedding::queue::Vector], top_k: Option<usize>) -> Vec<RerankResult> {
     let mut ranked: Vec<(usize, f32)> = scores
         .iter()
         .enumerate()
@@ -224,7 +231,7 @@ impl SharedReranker {
                 .collect();
             let gone = crate::js::env_guard::gone(env)
                 .map_err(|e| OrionError::Internal(format!("environment hook: {}", e.reason)))?;
-            let pending = self.service.submit(&keys)?;
+            let pending = self.service.submit_shaped(&keys, &call.shape)?;
             Ok::<_, OrionError>((pending, top_k, call, gone))
         })();
         match prepared {
@@ -257,6 +264,8 @@ impl SharedReranker {
             cache_hits: s.cache_hits as i64,
             cache_misses: s.cache_misses as i64,
             cache_bytes: s.cache_bytes as i64,
+            tokens: s.tokens as i64,
+            truncated: s.truncated as i64,
             batches: s.batches as i64,
             mean_batch_size: s.mean_batch_size,
             queue_depth: s.queue_depth as u32,
@@ -292,7 +301,10 @@ fn read_call(
         CallOptions {
             timeout,
             cancel,
-            shape: crate::embedding::Shape::default(),
+            shape: crate::embedding::Shape {
+                truncate: options.truncate,
+                ..Default::default()
+            },
         },
     ))
 }

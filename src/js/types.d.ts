@@ -50,6 +50,7 @@ export type OrionErrorCode =
   | 'MODEL_BUSY'
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
+  | 'INPUT_TOO_LONG'
   | 'SHUT_DOWN'
   | 'REMOTE_UNAVAILABLE'
   | 'REMOTE_ERROR'

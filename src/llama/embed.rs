@@ -8,7 +8,7 @@
 
 use super::context::ModelContext;
 use super::engine::{checked, Place};
-use crate::engine::embedding::{Embedder, EmbedderFactory};
+use crate::engine::embedding::{Embedder, EmbedderFactory, Read};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -143,6 +143,7 @@ impl EmbedderFactory for LlamaEmbedFactory {
             end,
             rank: self.rank,
             rank_template,
+            read: Vec::new(),
             _device: device.map(|(_, share)| share),
         }))
     }
@@ -160,6 +161,8 @@ pub(crate) struct LlamaEmbedder {
     rank: bool,
     /// The GGUF's `rerank` template, with `{query}` and `{document}`.
     rank_template: Option<String>,
+    /// What the last batch's texts came to.
+    read: Vec<Read>,
     /// The device memory this model holds, given back when it is dropped.
     _device: Option<super::fit::DeviceShare>,
 }
@@ -167,7 +170,7 @@ pub(crate) struct LlamaEmbedder {
 impl LlamaEmbedder {
     /// `text`'s tokens, with the model's own special tokens, at most `n_ctx` of them: a
     /// longer text is cut, keeping its closing special token.
-    fn tokens(&self, text: &str) -> Vec<LlamaToken> {
+    fn tokens(&self, text: &str) -> (Vec<LlamaToken>, bool) {
         let vocab = self.model.vocab();
         // Special tokens written in the text are read as text: an input cannot end its
         // own sequence early.
@@ -178,14 +181,15 @@ impl LlamaEmbedder {
             t.extend(self.end.first());
         }
         let max = self.n_ctx as usize;
-        if t.len() > max {
+        let cut = t.len() > max;
+        if cut {
             let last = t[t.len() - 1];
             t.truncate(max);
             if self.end.contains(&last) {
                 t[max - 1] = last;
             }
         }
-        t
+        (t, cut)
     }
 }
 
@@ -194,7 +198,7 @@ impl LlamaEmbedder {
     /// (`format_prompt_rerank`): the model's `rerank` template, or
     /// `[BOS] query [EOS] [SEP] document [EOS]` with each special token where the
     /// vocabulary adds it. Too long, the document is cut first, then the query.
-    fn pair_tokens(&self, key: &str) -> Vec<LlamaToken> {
+    fn pair_tokens(&self, key: &str) -> (Vec<LlamaToken>, bool) {
         let vocab = self.model.vocab();
         let (query, document) = crate::engine::rerank::split_pair(key);
         let max = self.n_ctx as usize;
@@ -203,11 +207,12 @@ impl LlamaEmbedder {
                 .replace("{query}", query)
                 .replace("{document}", document);
             let mut t = vocab.tokenize(text.as_bytes(), false, true);
+            let cut = t.len() > max;
             t.truncate(max);
             if t.is_empty() {
                 t.extend(self.end.first());
             }
-            return t;
+            return (t, cut);
         }
         let mut q = vocab.tokenize(query.as_bytes(), false, false);
         let mut d = vocab.tokenize(document.as_bytes(), false, false);
@@ -227,7 +232,8 @@ impl LlamaEmbedder {
         }
         let fixed = head.len() + middle.len() + tail.len();
         let room = max.saturating_sub(fixed);
-        if q.len() + d.len() > room {
+        let cut = q.len() + d.len() > room;
+        if cut {
             // The query is kept whole where half the room holds it.
             let keep_q = q.len().min(room.saturating_sub(d.len().min(room / 2)));
             q.truncate(keep_q);
@@ -242,13 +248,13 @@ impl LlamaEmbedder {
             t.extend(self.end.first());
         }
         t.truncate(max);
-        t
+        (t, cut)
     }
 }
 
 impl Embedder for LlamaEmbedder {
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let tokens: Vec<Vec<LlamaToken>> = texts
+        let (tokens, cut): (Vec<Vec<LlamaToken>>, Vec<bool>) = texts
             .iter()
             .map(|t| {
                 if self.rank {
@@ -256,6 +262,14 @@ impl Embedder for LlamaEmbedder {
                 } else {
                     self.tokens(t)
                 }
+            })
+            .unzip();
+        self.read = tokens
+            .iter()
+            .zip(&cut)
+            .map(|(t, &cut)| Read {
+                tokens: t.len() as u32,
+                cut,
             })
             .collect();
         let mut out: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
@@ -297,6 +311,10 @@ impl Embedder for LlamaEmbedder {
             self.ctx.clear();
         }
         Ok(out)
+    }
+
+    fn last_read(&mut self) -> Vec<Read> {
+        std::mem::take(&mut self.read)
     }
 }
 

@@ -40,6 +40,7 @@ pub(super) fn client_options(
         input: o.input_type.map(Into::into),
         instruction: None,
         dimensions: o.dimensions.map(Int::usize),
+        truncate: o.truncate,
     };
     Ok((request, timeout, shape))
 }
@@ -81,6 +82,7 @@ impl CallOptions {
                 .dimensions
                 .map(crate::js::options::Int::usize)
                 .or(defaults.dimensions),
+            truncate: options.truncate.or(defaults.truncate),
         };
         Ok(Self {
             timeout,

@@ -51,7 +51,7 @@ impl SharedEmbeddingClient {
         env: &'e Env,
         texts: std::result::Result<Vec<String>, OrionError>,
         options: Option<Unknown>,
-        convert: impl FnOnce(&Env, Vec<Arc<[f32]>>) -> Result<V> + 'static,
+        convert: impl FnOnce(&Env, Vec<crate::embedding::queue::Vector>) -> Result<V> + 'static,
     ) -> Result<PromiseRaw<'e, V>> {
         let prepared = texts.and_then(|texts| {
             let call = CallOptions::read(options, self.timeout, &self.shape)?;

@@ -70,6 +70,8 @@ pub struct EmbeddingClientOptions {
     /// This client's default `inputType` (see `EmbedOptions`).
     #[napi(ts_type = "'query' | 'document'")]
     pub input_type: Option<InputType>,
+    /// This client's default `truncate` (see `EmbedOptions`).
+    pub truncate: Option<bool>,
 }
 
 /// Whether texts are queries or documents.
@@ -169,4 +171,7 @@ pub struct EmbedOptions {
     /// default: web search); `INVALID_OPTION` for models that take none. With
     /// `inputType: 'query'`.
     pub instruction: Option<String>,
+    /// `false`: a text longer than the model reads rejects the call with
+    /// `INPUT_TOO_LONG` (naming the text) instead of being cut to fit (default `true`).
+    pub truncate: Option<bool>,
 }

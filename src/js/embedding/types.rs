@@ -27,6 +27,11 @@ pub struct EmbeddingStats {
     pub cache_bytes: i64,
     pub cache_entries: i64,
     pub cache_capacity_bytes: i64,
+    /// Tokens the model read for the texts it embedded, special tokens included (0 for
+    /// a remote client).
+    pub tokens: i64,
+    /// Texts longer than the model reads, cut to fit (with `truncate` on).
+    pub truncated: i64,
     /// Model calls made.
     pub batches: i64,
     /// Texts per model call, on average.
@@ -66,6 +71,8 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             cache_bytes: s.cache_bytes as i64,
             cache_entries: s.cache_entries as i64,
             cache_capacity_bytes: s.cache_capacity_bytes as i64,
+            tokens: s.tokens as i64,
+            truncated: s.truncated as i64,
             batches: s.batches as i64,
             mean_batch_size: s.mean_batch_size,
             mean_queue_wait_ms: s.mean_queue_wait.as_secs_f64() * 1000.0,
