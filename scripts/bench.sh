@@ -19,7 +19,9 @@ node scripts/llama-server.js >/dev/null # for bench/remote.js: built once per ma
 # day's full runs each started it in one; first, three of seven batch runs still fell in
 # one, and medians of per-run ratios absorb that. vmstat shows no steal and no competing
 # process, and they are not page faults.
-for kind in embedding workers llm monitor remote chat; do
+# The GGUF twins of the default embedding model, for bench/retrieval.js (made once, in target/).
+node scripts/gguf-twin.js >/dev/null
+for kind in embedding workers llm monitor remote chat retrieval; do
   node "bench/$kind.js" "$@"
 done
 node bench/report.js "$@"

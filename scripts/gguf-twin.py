@@ -5,12 +5,17 @@ embedding engine's vectors are compared with the ONNX engine's on this twin
 (__tests__/embedding-gguf.test.js), so that both engines are tested on one model.
 
     python3 scripts/gguf-twin.py <model dir> <out.gguf> [f32|f16|q8_0] [--rank]
+    python3 scripts/gguf-twin.py <model dir> <out dir> --onnx-rank
 
 With --rank it writes a reranker instead: the same encoder with a classification head
 (llama.cpp's `cls` dense + tanh and `cls.output` projection, rank pooling on [CLS]) whose
 weights are drawn from a fixed seed. No cross-encoder is in a registry package; this
 fixture tests the reranker's plumbing (input layout, batching, scores against llama.cpp's
 own server), not ranking quality: its scores mean nothing.
+
+With --onnx-rank it writes that same reranker as an ONNX cross-encoder instead (the ONNX
+graph with the same head appended, output `logits`, in a Hugging Face style folder for
+transformers.js's AutoModelForSequenceClassification): `npm run bench` ranks with both.
 
 The model directory holds model.onnx, tokenizer.json and config.json (the default
 model's layout). Needs PyPI's `onnx`, `gguf` and `numpy` (scripts/gguf-twin.js installs
@@ -25,7 +30,8 @@ from onnx import numpy_helper
 import gguf
 
 rank = "--rank" in sys.argv
-args = [a for a in sys.argv[1:] if a != "--rank"]
+onnx_rank = "--onnx-rank" in sys.argv
+args = [a for a in sys.argv[1:] if a not in ("--rank", "--onnx-rank")]
 model_dir, out_path = args[0], args[1]
 wtype = args[2] if len(args) > 2 else "f32"
 if wtype not in ("f32", "f16", "q8_0"):
@@ -84,6 +90,58 @@ for name in hf:
         prefix = name[: -len("embeddings.word_embeddings.weight")]
 n_layer = config["num_hidden_layers"]
 names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, n_layer)
+
+
+
+def head(n):
+    """The classification head's weights, drawn in one order from one seed (both forms)."""
+    rng = np.random.default_rng(20261203)
+    return {
+        "cls.weight": rng.normal(0, n**-0.5, (n, n)).astype(np.float32),
+        "cls.bias": np.zeros(n, np.float32),
+        "cls.output.weight": rng.normal(0, n**-0.5, (1, n)).astype(np.float32),
+        "cls.output.bias": np.zeros(1, np.float32),
+    }
+
+
+if onnx_rank:
+    import os
+    import shutil
+    from onnx import helper, TensorProto
+
+    model = onnx.load(f"{model_dir}/model.onnx")
+    g = model.graph
+    w = head(config["hidden_size"])
+    for name, data in (
+        ("rank_cls_w", w["cls.weight"].T.copy()),
+        ("rank_cls_b", w["cls.bias"]),
+        ("rank_out_w", w["cls.output.weight"].T.copy()),
+        ("rank_out_b", w["cls.output.bias"]),
+        ("rank_first", np.array(0, dtype=np.int64)),
+    ):
+        g.initializer.append(numpy_helper.from_array(data, name))
+    # [CLS]'s hidden state -> dense + tanh -> one logit (BertForSequenceClassification).
+    g.node.extend([
+        helper.make_node("Gather", ["last_hidden_state", "rank_first"], ["rank_cls"], axis=1),
+        helper.make_node("MatMul", ["rank_cls", "rank_cls_w"], ["rank_h0"]),
+        helper.make_node("Add", ["rank_h0", "rank_cls_b"], ["rank_h1"]),
+        helper.make_node("Tanh", ["rank_h1"], ["rank_h2"]),
+        helper.make_node("MatMul", ["rank_h2", "rank_out_w"], ["rank_l0"]),
+        helper.make_node("Add", ["rank_l0", "rank_out_b"], ["logits"]),
+    ])
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1]))
+    # transformers.js 2.17's onnxruntime-node 1.14 reads IR versions up to 8.
+    model.ir_version = min(model.ir_version, 8)
+    os.makedirs(f"{out_path}/onnx", exist_ok=True)
+    onnx.save(model, f"{out_path}/onnx/model_quantized.onnx")
+    conf = dict(config)
+    conf.update({"architectures": ["BertForSequenceClassification"], "num_labels": 1,
+                 "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}})
+    json.dump(conf, open(f"{out_path}/config.json", "w"))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(f"{model_dir}/{name}", f"{out_path}/{name}")
+    sys.exit(0)
 
 writer = gguf.GGUFWriter(out_path, "bert")
 writer.add_name(f"{config.get('_name_or_path', 'bert')} (GGUF twin of {model_dir}/model.onnx)")
@@ -156,15 +214,7 @@ for name, data in sorted(hf.items()):
     written += 1
 
 if rank:
-    rng = np.random.default_rng(20261203)
-    n = config["hidden_size"]
-    head = {
-        "cls.weight": rng.normal(0, n**-0.5, (n, n)).astype(np.float32),
-        "cls.bias": np.zeros(n, np.float32),
-        "cls.output.weight": rng.normal(0, n**-0.5, (1, n)).astype(np.float32),
-        "cls.output.bias": np.zeros(1, np.float32),
-    }
-    for name, data in head.items():
+    for name, data in head(config["hidden_size"]).items():
         writer.add_tensor(name, data)
         written += 1
 

@@ -1,0 +1,340 @@
+#!/usr/bin/env node
+'use strict'
+// Retrieval benchmark: the llama.cpp embedding engine against the ONNX engine on the same
+// model, and the shared reranker against transformers.js's cross-encoder on the same
+// weights, in one run.
+//
+//   node bench/retrieval.js [--quick] [--json]
+//
+// Measures
+//   1. all-MiniLM-L6-v2 on both engines: the ONNX engine (the default model.onnx, exact
+//      precision) and the llama.cpp engine on its GGUF twins (f16: the same weights; q8_0),
+//      made by scripts/gguf-twin.js. Texts/s one at a time, in batches of 32
+//      (createEmbeddingsFloat32) and from eight worker_threads sending single texts at
+//      once; model memory (RSS growth to a first batch, each in a fresh process). Every
+//      run embeds texts never seen before; contenders' runs are interleaved. Goal: the
+//      llama.cpp engine at 0.8× the ONNX engine's rate or better on the CPU.
+//   2. reranking 100 documents of 100 to 300 tokens against one query: orion-native's
+//      shared reranker (llama.cpp, the GGUF reranker fixture: the model's encoder with a
+//      seeded classification head) against transformers.js 2.17.2's
+//      AutoModelForSequenceClassification on the same weights (the ONNX graph with the same
+//      head appended, scripts/gguf-twin.py --onnx-rank), in batches of 16 pairs, after
+//      checking that their scores agree. Goal: 2× transformers.js or better.
+//
+// Threads: both engines use every core; transformers.js's onnxruntime-node 1.14 its default
+// (the physical cores, see bench/transformers.js).
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { performance } = require('node:perf_hooks')
+const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
+const {
+  log,
+  fmt,
+  summary,
+  median,
+  machine,
+  machineLines,
+  writeResults,
+  parseArgs,
+  die,
+  markdownTable,
+  embeddingModelDir,
+} = require('./common')
+
+const ROOT = path.join(__dirname, '..')
+const MIB = 1024 * 1024
+const BATCH = 32
+const WORKERS = 8
+const ENGINE_TARGET = 0.8 // llama.cpp engine ≥ 0.8 × the ONNX engine
+const RERANK_TARGET = 2 // reranker ≥ 2 × transformers.js
+const RERANK_BATCH = 16
+
+// Short texts of retrieval's kind, each made unique by its run and index.
+const STEMS = [
+  'how do I reset my password',
+  'quarterly revenue grew twelve percent to four billion dollars',
+  'the mitochondria is the powerhouse of the cell',
+  'which planet has the most moons in the solar system',
+  'symptoms include fever, cough and shortness of breath',
+  'the treaty was signed in 1648, ending the war',
+  'order 48213 shipped on monday by express delivery',
+  'a quick brown fox jumps over the lazy dog',
+]
+const text = (tag, i) => `${STEMS[i % STEMS.length]} (${tag} ${i})`
+
+/** The contenders of part 1: each a getSharedEmbeddingClient's options. */
+function contenders(twins) {
+  return [
+    { name: 'ONNX engine (model.onnx, exact)', key: 'onnx', options: {} },
+    { name: 'llama.cpp engine (GGUF twin, f16)', key: 'llamaF16', options: { modelPath: twins.f16 } },
+    { name: 'llama.cpp engine (GGUF twin, q8_0)', key: 'llamaQ8', options: { modelPath: twins.q8_0 } },
+  ]
+}
+
+async function singles(client, tag, n) {
+  const t = performance.now()
+  for (let i = 0; i < n; i++) await client.createEmbedding(text(tag, i))
+  return (n / (performance.now() - t)) * 1000
+}
+
+async function batches(client, tag, n) {
+  const t = performance.now()
+  for (let b = 0; b < n; b++) {
+    await client.createEmbeddingsFloat32(Array.from({ length: BATCH }, (_, i) => text(`${tag}-${b}`, i)))
+  }
+  return ((n * BATCH) / (performance.now() - t)) * 1000
+}
+
+/** Eight workers, each sending `n` single texts at once: texts/s over all of them. */
+async function workers(options, tag, n) {
+  const ws = Array.from(
+    { length: WORKERS },
+    (_, id) => new Worker(__filename, { workerData: { options, tag: `${tag}-w${id}`, n } }),
+  )
+  const ready = ws.map((w) => new Promise((r) => w.once('message', r)))
+  await Promise.all(ready)
+  const t = performance.now()
+  const done = ws.map((w) => new Promise((r) => w.once('message', r)))
+  for (const w of ws) w.postMessage('go')
+  await Promise.all(done)
+  const rate = ((WORKERS * n) / (performance.now() - t)) * 1000
+  await Promise.all(ws.map((w) => w.terminate()))
+  return rate
+}
+
+function workerMain() {
+  const client = require(ROOT).getSharedEmbeddingClient(workerData.options)
+  client.createEmbedding(`warm ${workerData.tag}`).then(() => {
+    parentPort.postMessage('ready')
+    parentPort.once('message', async () => {
+      for (let i = 0; i < workerData.n; i++) await client.createEmbedding(text(workerData.tag, i))
+      parentPort.postMessage('done')
+    })
+  })
+}
+
+/** RSS growth from before the client to after a first batch of 32, in a fresh process. */
+function memory(options) {
+  const script = `
+    const before = process.memoryUsage().rss
+    const c = require(${JSON.stringify(ROOT)}).getSharedEmbeddingClient(${JSON.stringify(options)})
+    c.createEmbeddings(Array.from({ length: 32 }, (_, i) => 'memory ' + i)).then(() => {
+      console.log(process.memoryUsage().rss - before)
+    })
+  `
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120000 })
+  if (r.status !== 0) throw new Error(`memory run failed: ${r.stderr}`)
+  return Number(r.stdout.trim())
+}
+
+/** 100 documents of 100 to 300 tokens (about 1.3 tokens a word here), unique per run. */
+function documents(tag, n) {
+  const words = 'plants store the energy of sunlight in chemical bonds while markets and recipes do not'.split(' ')
+  return Array.from({ length: n }, (_, i) => {
+    const count = 75 + ((i * 37) % 150)
+    return `${tag} ${i}: ` + Array.from({ length: count }, (_, k) => words[(k * 7 + i) % words.length]).join(' ')
+  })
+}
+
+async function transformersReranker(dir) {
+  // Sharp, imported at load by transformers.js, is stubbed as bench/transformers.js does.
+  const Module = require('node:module')
+  const tdir = path.dirname(require.resolve('@xenova/transformers/package.json'))
+  try {
+    const file = require.resolve('sharp', { paths: [tdir] })
+    if (!require.cache[file]) {
+      const stub = new Module(file, module)
+      stub.filename = file
+      stub.loaded = true
+      stub.exports = () => {
+        throw new Error('sharp is stubbed out')
+      }
+      require.cache[file] = stub
+    }
+  } catch {}
+  const { AutoTokenizer, AutoModelForSequenceClassification, env } = await import('@xenova/transformers')
+  env.localModelPath = dir
+  env.allowRemoteModels = false
+  env.allowLocalModels = true
+  env.useFSCache = false
+  const tokenizer = await AutoTokenizer.from_pretrained('orion/rerank')
+  const model = await AutoModelForSequenceClassification.from_pretrained('orion/rerank', { quantized: true })
+  return async (query, docs) => {
+    const scores = []
+    for (let i = 0; i < docs.length; i += RERANK_BATCH) {
+      const part = docs.slice(i, i + RERANK_BATCH)
+      const inputs = tokenizer(new Array(part.length).fill(query), { text_pair: part, padding: true, truncation: true })
+      const { logits } = await model(inputs)
+      scores.push(...logits.data)
+    }
+    return scores
+  }
+}
+
+async function main() {
+  const { quick, json } = parseArgs('retrieval.js', process.argv.slice(2))
+  const twins = require('../scripts/gguf-twin').ensure()
+  embeddingModelDir('all-MiniLM-L6-v2')
+  const orion = require(ROOT)
+  const rounds = quick ? 1 : 3
+  const n = { singles: quick ? 20 : 150, batches: quick ? 2 : 8, workers: quick ? 5 : 30, docs: quick ? 20 : 100 }
+  const results = { date: new Date().toISOString(), quick, machine: machine(), config: { rounds, ...n } }
+
+  // 1. The engines, their runs interleaved.
+  const cs = contenders(twins)
+  const rates = Object.fromEntries(cs.map((c) => [c.key, { singles: [], batches: [], workers: [] }]))
+  for (const c of cs) await orion.getSharedEmbeddingClient(c.options).createEmbedding(`warm ${c.key}`)
+  for (let r = 0; r < rounds; r++) {
+    for (const c of cs) {
+      const client = orion.getSharedEmbeddingClient(c.options)
+      rates[c.key].singles.push(await singles(client, `s${r}${c.key}`, n.singles))
+      rates[c.key].batches.push(await batches(client, `b${r}${c.key}`, n.batches))
+      rates[c.key].workers.push(await workers(c.options, `w${r}${c.key}`, n.workers))
+      log(
+        `round ${r + 1}/${rounds} ${c.name}: ${fmt(rates[c.key].singles.at(-1))} one at a time, ` +
+          `${fmt(rates[c.key].batches.at(-1))} in batches, ${fmt(rates[c.key].workers.at(-1))} from 8 workers (texts/s)`,
+      )
+    }
+  }
+  results.engines = cs.map((c) => ({
+    name: c.name,
+    key: c.key,
+    singles: summary(rates[c.key].singles),
+    batches: summary(rates[c.key].batches),
+    workers: summary(rates[c.key].workers),
+    memoryBytes: memory(c.options),
+  }))
+
+  // 2. Reranking: both on the same weights, scores checked to agree first.
+  const onnxDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bench-rerank-'))
+  const py = spawnSync(
+    'python3',
+    [
+      path.join(ROOT, 'scripts/gguf-twin.py'),
+      embeddingModelDir('all-MiniLM-L6-v2'),
+      path.join(onnxDir, 'orion', 'rerank'),
+      '--onnx-rank',
+    ],
+    { env: { ...process.env, PYTHONPATH: path.join(ROOT, 'target/gguf-twin/python') }, encoding: 'utf8' },
+  )
+  if (py.status !== 0) throw new Error(`the ONNX cross-encoder could not be written: ${py.stderr}`)
+  try {
+    const tjs = await transformersReranker(onnxDir)
+    const reranker = orion.getSharedReranker({ modelPath: twins.rerank })
+    const query = 'how do plants store the energy of sunlight?'
+    const check = documents('check', 8)
+    const a = await tjs(query, check)
+    const b = (await reranker.rerank(query, check)).sort((x, y) => x.index - y.index).map((x) => x.score)
+    // Not equal: transformers.js gives the document token type 1 and ends it with [SEP],
+    // llama.cpp (as its server) reads every token as type 0 and adds no last [SEP].
+    results.rerankAgreement = { maxAbsDiff: Math.max(...a.map((s, i) => Math.abs(s - b[i]))) }
+    const orionRates = []
+    const tjsRates = []
+    for (let r = 0; r < rounds; r++) {
+      const docs = documents(`o${r}`, n.docs)
+      let t = performance.now()
+      await reranker.rerank(query, docs)
+      orionRates.push((docs.length / (performance.now() - t)) * 1000)
+      const docs2 = documents(`t${r}`, n.docs)
+      t = performance.now()
+      await tjs(query, docs2)
+      tjsRates.push((docs2.length / (performance.now() - t)) * 1000)
+      log(
+        `rerank round ${r + 1}/${rounds}: orion-native ${fmt(orionRates.at(-1))}, transformers.js ${fmt(tjsRates.at(-1))} documents/s`,
+      )
+    }
+    const s = reranker.getStats()
+    results.rerank = {
+      documents: n.docs,
+      meanTokensPerPair: s.tokens / Math.max(1, s.requests),
+      orion: summary(orionRates),
+      transformers: summary(tjsRates),
+      ratio: median(orionRates) / median(tjsRates),
+      transformersVersion: require('@xenova/transformers/package.json').version,
+    }
+  } finally {
+    fs.rmSync(onnxDir, { recursive: true, force: true })
+  }
+  const onnx = results.engines.find((e) => e.key === 'onnx')
+  for (const e of results.engines) {
+    e.vsOnnx = {
+      singles: e.singles.median / onnx.singles.median,
+      batches: e.batches.median / onnx.batches.median,
+      workers: e.workers.median / onnx.workers.median,
+    }
+  }
+  const f16 = results.engines.find((e) => e.key === 'llamaF16')
+  results.pass = {
+    engine: Math.min(f16.vsOnnx.singles, f16.vsOnnx.batches, f16.vsOnnx.workers) >= ENGINE_TARGET,
+    rerank: results.rerank.ratio >= RERANK_TARGET,
+  }
+  const file = writeResults('retrieval', results)
+  log(`wrote ${path.relative(process.cwd(), file)}`)
+  process.stdout.write(json ? JSON.stringify(results, null, 2) + '\n' : report(results) + '\n')
+}
+
+/** The README's rows: each llama.cpp twin against the ONNX engine, and the reranker. */
+function headline(r) {
+  const onnx = r.engines.find((e) => e.key === 'onnx')
+  const rows = [['comparison', 'orion-native', 'peer', 'peer’s result', 'orion-native vs peer']]
+  for (const e of r.engines.filter((e) => e.key !== 'onnx')) {
+    const label = e.key === 'llamaF16' ? 'f16' : 'q8_0'
+    for (const [what, k] of [
+      ['one text at a time', 'singles'],
+      ['batches of 32', 'batches'],
+      ['8 workers, single texts', 'workers'],
+    ]) {
+      rows.push([
+        `GGUF embeddings (llama.cpp, ${label}), ${what} (texts/s)`,
+        fmt(e[k].median),
+        'ONNX engine, same model',
+        fmt(onnx[k].median),
+        `${fmt(e.vsOnnx[k], 2)}×`,
+      ])
+    }
+  }
+  for (const e of r.engines.filter((e) => e.key !== 'onnx')) {
+    rows.push([
+      `GGUF embedding model memory (${e.key === 'llamaF16' ? 'f16' : 'q8_0'})`,
+      `${fmt(e.memoryBytes / MIB)} MiB`,
+      'ONNX engine, same model',
+      `${fmt(onnx.memoryBytes / MIB)} MiB`,
+      `${fmt(e.memoryBytes / onnx.memoryBytes, 2)}×`,
+    ])
+  }
+  rows.push([
+    `rerank ${r.rerank.documents} documents of 100-300 tokens (documents/s)`,
+    fmt(r.rerank.orion.median),
+    `transformers.js ${r.rerank.transformersVersion} cross-encoder, same weights`,
+    fmt(r.rerank.transformers.median),
+    `${fmt(r.rerank.ratio, 2)}×`,
+  ])
+  return rows
+}
+
+function report(r) {
+  return [
+    '## Retrieval: GGUF embeddings on llama.cpp, and the shared reranker',
+    '',
+    ...machineLines(r),
+    `- medians of ${r.config.rounds} interleaved rounds; ${r.config.singles} single texts, ${r.config.batches} batches of ${BATCH}, ${WORKERS} workers × ${r.config.workers} texts per round`,
+    `- reranking: ${r.rerank.documents} documents, ${fmt(r.rerank.meanTokensPerPair, 0)} tokens per (query, document) pair on average; largest score difference from transformers.js on 8 pairs: ${fmt(r.rerankAgreement.maxAbsDiff, 3)} (its document tokens are of type 1 and end with [SEP]; llama.cpp's, as its server's, are type 0 without the last [SEP])`,
+    '',
+    ...markdownTable(headline(r)),
+    '',
+    `llama.cpp engine (f16) ≥ ${ENGINE_TARGET}× the ONNX engine everywhere: ${r.pass.engine ? '✓' : '✗'}; rerank ≥ ${RERANK_TARGET}× transformers.js: ${r.pass.rerank ? '✓' : '✗'}`,
+  ].join('\n')
+}
+
+if (!isMainThread) {
+  workerMain()
+} else if (require.main === module) {
+  main()
+    .then(() => process.exit(0))
+    .catch(die)
+}
+
+module.exports = { report, headline }
