@@ -13,6 +13,11 @@ const { root, llmModelDir, embeddingModelDir, cosine } = require('./helpers')
 const { honest: serveHonestly } = require('./hostile/servers')
 
 const GGUF = path.join(llmModelDir, 'SmolLM2-135M-Instruct.Q4_1.gguf')
+// The catalog's GGUF embedding models and rerankers, served as the default model's GGUF
+// twins (scripts/gguf-twin.js) where those can be made.
+const twins = require('../scripts/gguf-twin')
+const TWINS = twins.missing() ? null : twins.ensure()
+const GGUF_CATALOG = require('../src/store/catalog.json').gguf
 const SHA = 'b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53'
 const SIZE = fs.statSync(GGUF).size
 let server, port, tmp
@@ -32,6 +37,12 @@ beforeAll(async () => {
       const local = { 'onnx/model_quantized.onnx': 'model.onnx' }[hub[2]] || hub[2]
       const file = path.join(embeddingModelDir, local)
       if (!fs.existsSync(file)) return res.writeHead(404).end()
+      res.writeHead(200, { 'content-length': fs.statSync(file).size })
+      return fs.createReadStream(file).pipe(res)
+    }
+    const entry = hub && Object.values(GGUF_CATALOG).find((e) => e.hubRepo === hub[1] && e.hubFile === hub[2])
+    if (entry && TWINS) {
+      const file = entry.kind === 'reranker' ? TWINS.rerank : TWINS.q8_0
       res.writeHead(200, { 'content-length': fs.statSync(file).size })
       return fs.createReadStream(file).pipe(res)
     }
@@ -396,6 +407,62 @@ test('an embedding model of the catalog downloads its ONNX and tokenizer files a
   ])
   expect(log.map((r) => r.url)).toContain('/Xenova/bge-small-en-v1.5/resolve/main/onnx/model_quantized.onnx')
 })
+
+;(TWINS ? test : test.skip)(
+  "the catalog's GGUF embedding models and rerankers download their file on first use, as the catalog says",
+  async () => {
+    const models = fresh('gguf-catalog')
+    const [embedId, embed] = Object.entries(GGUF_CATALOG).find(([, e]) => e.kind === 'embedding')
+    const [rerankId, rerank] = Object.entries(GGUF_CATALOG).find(([, e]) => e.kind === 'reranker')
+    const script = `
+      const o = require(${JSON.stringify(root)})
+      const settle = (p) => p.then((v) => ({ ok: v }), (e) => ({ code: e.code, message: e.message }))
+      ;(async () => {
+        const e = o.getSharedEmbeddingClient({ model: ${JSON.stringify(embedId)} })
+        const r = o.getSharedReranker({ model: ${JSON.stringify(rerankId)} })
+        const embedding = await settle(e.createEmbedding('hello'))
+        const ranking = await settle(r.rerank('q', ['a', 'b']))
+        console.log(JSON.stringify({ embedding, ranking, stats: e.getStats(), rstats: r.getStats() }))
+      })()`
+    // Downloads off: nothing leaves, and the error names the file and where it comes from.
+    const off = await runScript(script, models, { ORION_ALLOW_DOWNLOADS: '' })
+    expect(off.embedding.code).toBe('DOWNLOAD_REQUIRED')
+    expect(off.embedding.message).toContain(embed.hubFile)
+    expect(off.ranking.code).toBe('DOWNLOAD_REQUIRED')
+    expect(log).toEqual([])
+    // Allowed: the twin served for them is not the catalog's file, whose sha256 the
+    // download is checked against: refused, and nothing is kept.
+    const on = await runScript(script, models)
+    for (const [result, entry, id] of [
+      [on.embedding, embed, embedId],
+      [on.ranking, rerank, rerankId],
+    ]) {
+      expect(entry.sha256).toMatch(/^[0-9a-f]{64}$/)
+      expect(log.map((r) => r.url)).toContain(`/${entry.hubRepo}/resolve/main/${entry.hubFile}`)
+      expect(result.code).toBe('MODEL_NOT_FOUND')
+      // Its size (where the catalog gives one) or its sha256 give it away.
+      expect(result.message).toMatch(/sha256 .* expected|the registry says/)
+      expect(fs.existsSync(path.join(models, id, entry.hubFile))).toBe(false)
+    }
+    // A file put in place by hand is used as it is, with no request, and the model's
+    // family (prefixes, dimensions) comes from the catalog's name.
+    for (const [entry, id, twin] of [
+      [embed, embedId, TWINS.q8_0],
+      [rerank, rerankId, TWINS.rerank],
+    ]) {
+      fs.mkdirSync(path.join(models, id), { recursive: true })
+      fs.copyFileSync(twin, path.join(models, id, entry.hubFile))
+    }
+    log = []
+    const placed = await runScript(script, models, { ORION_ALLOW_DOWNLOADS: '' })
+    expect(log).toEqual([])
+    expect(placed.embedding.ok).toHaveLength(384)
+    expect(placed.stats).toMatchObject({ engine: 'llama', model: embedId, modelLoads: 1 })
+    expect(placed.stats.family).toBeTruthy()
+    expect(placed.ranking.ok).toHaveLength(2)
+    expect(placed.rstats).toMatchObject({ engine: 'llama', model: rerankId })
+  },
+)
 
 test('nothing is downloaded unless asked: DOWNLOAD_REQUIRED names the command and the option, and no request leaves', async () => {
   const models = fresh('not-asked')

@@ -92,6 +92,8 @@ options:
 
 /** The embedding models of the catalog (src/store/catalog.json), by name. */
 const embeddingCatalog = () => require(path.join(__dirname, '..', 'src', 'store', 'catalog.json')).embedding || {}
+/** The GGUF embedding models and rerankers of the catalog, by name. */
+const ggufCatalog = () => require(path.join(__dirname, '..', 'src', 'store', 'catalog.json')).gguf || {}
 
 /**
  * One clear sentence for a failed pull. A failed download reaches us as loadModel's
@@ -124,11 +126,30 @@ async function pull(argv) {
   })
   if (opts.values.help) return console.log(pullUsage)
   if (!opts.positionals.length) return usageError('orion-native models pull', 'name at least one model', pullUsage)
-  const { getModelLoader, getSharedEmbeddingClient, configure } = require(path.join(__dirname, '..'))
+  const { getModelLoader, getSharedEmbeddingClient, getSharedReranker, configure } = require(path.join(__dirname, '..'))
   configure({ allowDownloads: true })
   const embedding = embeddingCatalog()
+  const gguf = ggufCatalog()
   const loader = getModelLoader()
   for (const id of opts.positionals) {
+    if (Object.hasOwn(gguf, id)) {
+      // The service downloads a catalog GGUF's file when it first loads it.
+      try {
+        if (gguf[id].kind === 'reranker') {
+          await getSharedReranker({ model: id }).rerank('ready?', ['yes'])
+          console.log(`${id}: ready (reranker)`)
+        } else {
+          const client = getSharedEmbeddingClient({ model: id })
+          await client.createEmbedding('ready?')
+          console.log(`${id}: ready (${client.getStats().dimension} dimensions)`)
+        }
+      } catch (e) {
+        console.error(`orion-native models pull: ${pullFailure(id, e)}`)
+        process.exitCode = 1
+        return
+      }
+      continue
+    }
     if (Object.hasOwn(embedding, id)) {
       // The embedding service fetches a catalog model's files when it first loads it.
       try {
@@ -205,6 +226,19 @@ function listRows() {
     ...defaults.filter((d) => d.kind === 'embedding').map((d) => d.name),
     ...Object.keys(embeddingCatalog()),
   ])
+  for (const [name, e] of Object.entries(ggufCatalog())) {
+    const file = [...bundledModelsDirs, modelsDir]
+      .map((d) => path.join(d, name, e.hubFile))
+      .find((f) => fs.existsSync(f))
+    rows.push({
+      key: name,
+      kind: e.kind,
+      quantization: null,
+      onDisk: Boolean(file),
+      bytes: file ? fs.statSync(file).size : (e.size ?? null),
+      path: file || path.join(modelsDir, name, e.hubFile),
+    })
+  }
   for (const name of names) {
     const dir = [...bundledModelsDirs, modelsDir].map((d) => path.join(d, name)).find(hasEmbeddingModel)
     rows.push({

@@ -143,6 +143,7 @@ pub(crate) struct RerankRequest {
 /// each (query, document) pair a queued text whose vector is its one score.
 pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>> {
     crate::lifecycle::set_exit_hook(shutdown_at_exit);
+    let mut catalog = None;
     let path = match (&req.remote, &req.model_path, &req.model) {
         (Some(spec), _, _) => {
             spec.validate("remote")?;
@@ -178,7 +179,14 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
                     "model {name:?} is not a model name; pass a file as `modelPath` instead"
                 )));
             }
-            crate::paths::locate(std::path::Path::new(name))
+            match crate::store::catalog::gguf_entry(name).filter(|c| c.reranker) {
+                Some(c) => {
+                    let path = crate::paths::locate(&std::path::Path::new(name).join(&c.hub_file));
+                    catalog = Some((name.clone(), c));
+                    path
+                }
+                None => crate::paths::locate(std::path::Path::new(name)),
+            }
         }
         (None, None, None) => {
             return Err(OrionError::InvalidOption(
@@ -189,7 +197,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
             ))
         }
     };
-    if !is_gguf(&path) && path.exists() {
+    if catalog.is_none() && !is_gguf(&path) && path.exists() {
         return Err(OrionError::InvalidOption(format!(
             "{} is not a GGUF file: rerankers run on llama.cpp (GGUF, rank pooling)",
             path.display()
@@ -203,10 +211,13 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
     if let Some(s) = services.get(&key) {
         return Ok(s.clone());
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = match &catalog {
+        Some((id, _)) => id.clone(),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
     let svc = EmbeddingService::start(
         name.strip_suffix(".gguf").unwrap_or(&name).to_string(),
         Some(1),
@@ -215,6 +226,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
                 path,
                 threads: req.threads,
                 rank: true,
+                catalog,
                 place: Arc::new(|| {
                     let s = crate::llm::strategy::detect()?;
                     Ok(crate::llama::engine::Placement {
@@ -251,13 +263,21 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             "model {name:?} is not a model name; pass a directory as `modelPath` instead"
         )));
     }
-    let dir = match &req.model_path {
-        Some(p) => p.clone(),
-        None => crate::paths::locate(std::path::Path::new(&name)),
+    // A GGUF model of the catalog: its file in a directory of its name.
+    let catalog = req
+        .model_path
+        .is_none()
+        .then(|| crate::store::catalog::gguf_entry(&name))
+        .flatten()
+        .filter(|c| !c.reranker);
+    let dir = match (&req.model_path, &catalog) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => crate::paths::locate(&std::path::Path::new(&name).join(&c.hub_file)),
+        (None, None) => crate::paths::locate(std::path::Path::new(&name)),
     };
     // A GGUF file (by its name or its first bytes) is a llama.cpp model; a directory is
     // an ONNX one.
-    let gguf = is_gguf(&dir);
+    let gguf = catalog.is_some() || is_gguf(&dir);
     let key = ServiceKey::Local(
         std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone()),
         // llama.cpp computes with the file's own types.
@@ -283,8 +303,9 @@ pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingSe
             .unwrap_or(name),
         None => name,
     };
-    if gguf {
-        let svc = gguf_embedding_service(dir, &display, &req)?;
+    if gguf || catalog.is_some() {
+        let catalog = catalog.map(|c| (display.clone(), c));
+        let svc = gguf_embedding_service(dir, &display, &req, catalog)?;
         services.insert(key, svc.clone());
         return Ok(svc);
     }
@@ -329,6 +350,7 @@ fn gguf_embedding_service(
     dir: PathBuf,
     display: &str,
     req: &EmbeddingRequest,
+    catalog: Option<(String, crate::store::catalog::CatalogGguf)>,
 ) -> Result<Arc<EmbeddingService>> {
     let header = crate::store::gguf_check::read_header(&dir).ok();
     let text = |key: &str| match header.as_ref().and_then(|h| h.get(key)) {
@@ -351,6 +373,7 @@ fn gguf_embedding_service(
                 path: dir,
                 threads: req.threads,
                 rank: false,
+                catalog,
                 place: Arc::new(|| {
                     let s = crate::llm::strategy::detect()?;
                     Ok(crate::llama::engine::Placement {

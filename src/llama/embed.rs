@@ -86,10 +86,60 @@ pub(crate) struct LlamaEmbedFactory {
     /// A reranker (rank pooling) scoring pairs ([`crate::engine::rerank`]), rather than an
     /// embedding model.
     pub(crate) rank: bool,
+    /// The catalog's entry, when the model is one of its: the file is downloaded when it
+    /// is missing and downloads are allowed.
+    pub(crate) catalog: Option<(String, crate::store::catalog::CatalogGguf)>,
+}
+
+impl LlamaEmbedFactory {
+    /// The catalog model's file, downloaded first where it is missing: `DOWNLOAD_REQUIRED`
+    /// when downloads are off, `MODEL_NOT_FOUND` for a file without a digest unless
+    /// unverified downloads are allowed.
+    fn fetch(&self) -> Result<()> {
+        let Some((name, c)) = &self.catalog else {
+            return Ok(());
+        };
+        if self.path.exists() {
+            return Ok(());
+        }
+        let url = crate::store::download::hub_url(&c.hub_repo, &c.hub_file);
+        if !crate::settings::downloads_allowed() {
+            return Err(OrionError::DownloadRequired {
+                model: name.clone(),
+                path: self.path.display().to_string(),
+                url,
+                size: c.size,
+            });
+        }
+        if c.sha256.is_none() && !crate::store::download::unverified_allowed()? {
+            return Err(OrionError::ModelNotFound {
+                what: format!(
+                    "model file `{}` (not on disk; {} has it, but the catalog gives no sha256 \
+                     to check a download against: set {}=1 to download it unchecked, or put \
+                     the file there by hand)",
+                    c.hub_file,
+                    crate::net::shown(&url),
+                    crate::store::download::UNVERIFIED_ENV
+                ),
+                searched: self
+                    .path
+                    .parent()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+            });
+        }
+        let source = crate::store::download::Source::model(&url, c.sha256.as_deref(), c.size, None);
+        crate::store::download::fetch(
+            &source,
+            &self.path,
+            &mut |_, _| {},
+            &crate::lifecycle::is_shut_down,
+        )
+    }
 }
 
 impl EmbedderFactory for LlamaEmbedFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
+        self.fetch()?;
         let path = &self.path;
         let (_, hparams) = checked(path)?;
         let bad = |why: String| OrionError::ModelLoadFailed(format!("{}: {why}", path.display()));

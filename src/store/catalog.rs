@@ -59,3 +59,43 @@ pub(crate) fn embedding_entry(name: &str) -> Option<CatalogEmbedding> {
         cls_pooling: e.pooling == "cls",
     })
 }
+
+/// A GGUF embedding model or reranker of the catalog (`src/store/catalog.json`, section
+/// `gguf`), run by llama.cpp: its one file on the hub.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CatalogGguf {
+    pub(crate) hub_repo: String,
+    pub(crate) hub_file: String,
+    pub(crate) size: Option<u64>,
+    pub(crate) sha256: Option<String>,
+    /// A reranker (rank pooling), not an embedding model.
+    pub(crate) reranker: bool,
+}
+
+/// The catalog's GGUF entry `name`, if it has one.
+pub(crate) fn gguf_entry(name: &str) -> Option<CatalogGguf> {
+    #[derive(serde::Deserialize)]
+    struct Catalog {
+        gguf: std::collections::BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Entry {
+        kind: String,
+        hub_repo: String,
+        hub_file: String,
+        #[serde(default)]
+        size: Option<u64>,
+        #[serde(default)]
+        sha256: Option<String>,
+    }
+    let catalog: Catalog = serde_json::from_str(CATALOG).ok()?;
+    let e = catalog.gguf.get(name)?;
+    Some(CatalogGguf {
+        hub_repo: e.hub_repo.clone(),
+        hub_file: e.hub_file.clone(),
+        size: e.size,
+        sha256: e.sha256.clone(),
+        reranker: e.kind == "reranker",
+    })
+}
