@@ -62,7 +62,11 @@ function ensure() {
   if (!fs.existsSync(stamp) || fs.readFileSync(stamp, 'utf8') !== PACKAGES.join(' ')) {
     fs.rmSync(site, { recursive: true, force: true })
     process.stderr.write(`Installing ${PACKAGES.join(', ')} into ${path.relative(root, site)}\n`)
-    run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', site, ...PACKAGES])
+    // Into target/ only; PIP_BREAK_SYSTEM_PACKAGES lets a Debian pip (PEP 668) install
+    // there too, and older pips ignore it.
+    run(py, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '--target', site, ...PACKAGES], {
+      env: { ...process.env, PIP_BREAK_SYSTEM_PACKAGES: '1' },
+    })
     fs.writeFileSync(stamp, PACKAGES.join(' '))
   }
   for (const t of TYPES) {
