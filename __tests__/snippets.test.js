@@ -26,6 +26,18 @@ const SKIP = [
     reason: 'needs OpenAI-compatible servers at gpu-1 and gpu-2',
   },
   {
+    doc: 'README.md',
+    has: "modelPath: '/models/nomic-embed-text-v1.5.Q8_0.gguf'",
+    reason:
+      'needs a GGUF embedding model at /models (no hub here; __tests__/embedding-gguf.test.js runs the same calls on a GGUF twin)',
+  },
+  {
+    doc: 'README.md',
+    has: "modelPath: '/models/bge-reranker-v2-m3-Q8_0.gguf'",
+    reason:
+      'needs a GGUF reranker at /models (no hub here; __tests__/rerank.test.js runs the same calls on a reranker fixture)',
+  },
+  {
     doc: 'docs/MIGRATION.md',
     has: "from '@xenova/transformers'",
     reason: "the app's code before the migration, on @xenova/transformers (not a dependency)",
