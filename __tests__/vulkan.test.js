@@ -141,6 +141,30 @@ describe('the gpu setting', () => {
     expect(out.text).toMatch(/Paris/)
   }, 300_000)
 
+  const twins = require('../scripts/gguf-twin').built()
+  ;(twins ? test : test.skip)(
+    "gpu: 'vulkan' puts a GGUF embedding model on the device whole, and its vectors are the CPU's",
+    () => {
+      const texts = ['Paris is the capital of France.', 'How do plants make food?', '']
+      const body = `
+        const c = o.getSharedEmbeddingClient({ modelPath: ${JSON.stringify(twins.f16)} })
+        const vectors = await c.createEmbeddings(${JSON.stringify(texts)})
+        out({ vectors, stats: c.getStats() })`
+      const gpu = child(body, vulkan({ ORION_GPU: 'vulkan' }))
+      const cpu = child(body, vulkan({ ORION_GPU: 'false' }))
+      // llama.cpp's account of the load: every layer (and the output) on lavapipe.
+      const [n, total] = offloaded(gpu.log)
+      expect(n).toBe(total)
+      expect(n).toBeGreaterThan(0)
+      // On the CPU, no device at all: llama.cpp offloads nothing (and says nothing of it).
+      expect(offloaded(cpu.log) || [0, total]).toEqual([0, total])
+      expect(gpu.out.stats).toMatchObject({ engine: 'llama', modelLoads: 1 })
+      const { cosine } = require('./helpers')
+      gpu.out.vectors.forEach((v, i) => expect(cosine(v, cpu.out.vectors[i])).toBeGreaterThan(0.999))
+    },
+    300_000,
+  )
+
   test('the module passes its check in a child process; auto never takes the CPU-type lavapipe, and says why', () => {
     const { out } = child(`out(o.getOptimizationStrategy())`, vulkan())
     expect(out.gpuModules).toEqual([{ path: module_, backend: 'Vulkan', loaded: true }])
