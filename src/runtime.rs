@@ -145,33 +145,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
     crate::lifecycle::set_exit_hook(shutdown_at_exit);
     let mut catalog = None;
     let path = match (&req.remote, &req.model_path, &req.model) {
-        (Some(spec), _, _) => {
-            spec.validate("remote")?;
-            let key = ServiceKey::RemoteRerank(spec.clone());
-            let mut services = EMBEDDING.lock();
-            if crate::lifecycle::is_shut_down() {
-                return Err(OrionError::ShutDown);
-            }
-            if let Some(s) = services.get(&key) {
-                return Ok(s.clone());
-            }
-            let (runtime, client) = crate::net::http()?;
-            let pool = Arc::new(crate::remote::pool_for(spec, client));
-            let engine =
-                crate::remote::rerank::RemoteRerank::new(pool, spec.model.clone(), spec.timeout());
-            let svc = EmbeddingService::start(
-                spec.model.clone(),
-                Some(1),
-                Backend::Remote {
-                    engine: Arc::new(engine),
-                    runtime,
-                },
-                req.config,
-                None,
-            )?;
-            services.insert(key, svc.clone());
-            return Ok(svc);
-        }
+        (Some(spec), _, _) => return remote_service(spec, req.config, true),
         (None, Some(p), _) => p.clone(),
         (None, None, Some(name)) => {
             if name.is_empty() || name.contains(['/', '\\', '\0']) || name == ".." {
@@ -227,12 +201,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
                 threads: req.threads,
                 rank: true,
                 catalog,
-                place: Arc::new(|| {
-                    let s = crate::llm::strategy::detect()?;
-                    Ok(crate::llama::engine::Placement {
-                        device: s.device.map(|d| d.index),
-                    })
-                }),
+                place: strategy_device(),
             }),
         },
         req.config,
@@ -252,7 +221,7 @@ static EMBEDDING: LazyLock<Mutex<HashMap<ServiceKey, Arc<EmbeddingService>>>> =
 pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>> {
     crate::lifecycle::set_exit_hook(shutdown_at_exit);
     if let Some(spec) = &req.remote {
-        return remote_embedding_service(spec, req.config);
+        return remote_service(spec, req.config, false);
     }
     let name = req
         .model
@@ -374,20 +343,25 @@ fn gguf_embedding_service(
                 threads: req.threads,
                 rank: false,
                 catalog,
-                place: Arc::new(|| {
-                    let s = crate::llm::strategy::detect()?;
-                    Ok(crate::llama::engine::Placement {
-                        // `auto`'s device, or none: an embedding model does not fail
-                        // for want of the GPU asked for; it runs on the CPU.
-                        device: s.device.map(|d| d.index),
-                    })
-                }),
+                place: strategy_device(),
             }),
         },
         req.config.clone(),
         family,
     )?;
     Ok(svc)
+}
+
+/// Where a GGUF embedding model or reranker goes: the strategy's device at load, or none.
+/// Unlike a chat model's load, it does not fail for want of the GPU asked for: it runs
+/// on the CPU.
+fn strategy_device() -> crate::llama::engine::Place {
+    Arc::new(|| {
+        let s = crate::llm::strategy::detect()?;
+        Ok(crate::llama::engine::Placement {
+            device: s.device.map(|d| d.index),
+        })
+    })
 }
 
 /// Whether `path` is a GGUF file: named `.gguf`, or a file that starts with GGUF's magic.
@@ -406,14 +380,20 @@ fn is_gguf(path: &std::path::Path) -> bool {
         && &magic == b"GGUF"
 }
 
-/// The embedding service for a remote target, started on first request; one per
-/// target (servers, model and key) for the whole process, like a local model.
-fn remote_embedding_service(
+/// The embedding (or, with `rerank`, reranking) service for a remote target, started on
+/// first request; one per target (servers, model and key) for the whole process, like a
+/// local model.
+fn remote_service(
     spec: &crate::remote::RemoteSpec,
     config: BatchConfig,
+    rerank: bool,
 ) -> Result<Arc<EmbeddingService>> {
     spec.validate("remote")?;
-    let key = ServiceKey::Remote(spec.clone());
+    let key = if rerank {
+        ServiceKey::RemoteRerank(spec.clone())
+    } else {
+        ServiceKey::Remote(spec.clone())
+    };
     let mut services = EMBEDDING.lock();
     if crate::lifecycle::is_shut_down() {
         return Err(OrionError::ShutDown);
@@ -423,18 +403,26 @@ fn remote_embedding_service(
     }
     let (runtime, client) = crate::net::http()?;
     let pool = Arc::new(crate::remote::pool_for(spec, client));
-    let engine =
-        crate::remote::embeddings::RemoteEmbeddings::new(pool, spec.model.clone(), spec.timeout());
+    let (model, timeout) = (spec.model.clone(), spec.timeout());
+    let (engine, dimension, family): (Arc<dyn crate::engine::embedding::RemoteEngine>, _, _) =
+        if rerank {
+            let engine = crate::remote::rerank::RemoteRerank::new(pool, model, timeout);
+            (Arc::new(engine), Some(1), None)
+        } else {
+            let engine = crate::remote::embeddings::RemoteEmbeddings::new(pool, model, timeout);
+            // The model the servers serve, by its name there (`nomic-embed-text`, ...).
+            (
+                Arc::new(engine),
+                None,
+                crate::store::family::of(&[&spec.model]),
+            )
+        };
     let svc = EmbeddingService::start(
         spec.model.clone(),
-        None,
-        Backend::Remote {
-            engine: Arc::new(engine),
-            runtime,
-        },
+        dimension,
+        Backend::Remote { engine, runtime },
         config,
-        // The model the servers serve, by its name there (`nomic-embed-text`, ...).
-        crate::store::family::of(&[&spec.model]),
+        family,
     )?;
     services.insert(key, svc.clone());
     Ok(svc)

@@ -135,29 +135,20 @@ pub fn get_shared_reranker(env: Env, options: Option<Unknown>) -> Result<SharedR
 
 fn reranker(options: Option<Unknown>) -> R<SharedReranker> {
     let (o, _): (RerankerOptions, _) = read(options, "options")?;
-    let defaults = crate::embedding::queue::BatchConfig::default();
-    let cache_bytes = match o.cache_bytes {
-        Some(b) => b.usize(),
-        None => crate::config::env_u64("ORION_EMBEDDING_CACHE_BYTES")?
-            .map_or(defaults.cache_bytes, |b| {
-                usize::try_from(b).unwrap_or(usize::MAX)
-            }),
+    // The same batching and timeout options as an embedding client's, read the same way.
+    let shared = super::embedding::EmbeddingClientOptions {
+        cache_bytes: o.cache_bytes,
+        timeout_ms: o.timeout_ms,
+        max_batch_size: o.max_batch_size,
+        max_wait_ms: o.max_wait_ms,
+        max_queue: o.max_queue,
+        ..Default::default()
     };
-    let timeout = Duration::from_millis(match o.timeout_ms {
-        Some(t) => t.get(),
-        None => crate::config::env_u64("ORION_EMBEDDING_TIMEOUT_MS")?
-            .filter(|t| *t > 0)
-            .unwrap_or(30_000),
-    });
+    let timeout = shared.timeout()?;
     let request = RerankRequest {
         model: o.model,
         model_path: o.model_path.map(PathBuf::from),
-        config: crate::embedding::queue::BatchConfig {
-            max_batch: o.max_batch_size.map_or(defaults.max_batch, Int::usize),
-            max_wait: o.max_wait_ms.map_or(defaults.max_wait, Int::millis),
-            max_queue: o.max_queue.map_or(defaults.max_queue, Int::usize),
-            cache_bytes,
-        },
+        config: shared.batch_config()?,
         threads: o.threads.map(Int::usize),
         remote: o
             .remote

@@ -506,8 +506,9 @@ impl Embedder for FastEmbedder {
 
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         // Tokens and cuts, from the model's own (truncating) tokenizer: a text whose
-        // encoding overflows was cut. A second tokenization of each text, a small cost
-        // next to the model's (see `npm run bench`).
+        // encoding overflows was cut. A second tokenization of each text (fastembed
+        // tokenizes inside `embed` and returns no encodings): not measured on its own;
+        // bench/retrieval.js measured the ONNX engine's rates with it in place.
         self.read = texts
             .iter()
             .map(|t| match self.inner.tokenizer.encode(*t, true) {

@@ -13,3 +13,5 @@ mod types;
 
 // Reading texts and a call's timeout and signal, shared with the reranker.
 pub(super) use args::{read_text, read_texts, CallOptions};
+// The batching and timeout options, read the same way for the reranker.
+pub(super) use options::EmbeddingClientOptions;

@@ -96,7 +96,7 @@ impl EmbeddingClientOptions {
     pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 30_000;
     /// The client's default timeout: `timeoutMs`, else `ORION_EMBEDDING_TIMEOUT_MS`,
     /// else 30 s.
-    pub(super) fn timeout(&self) -> R<Duration> {
+    pub(in crate::js) fn timeout(&self) -> R<Duration> {
         let ms = match self.timeout_ms {
             Some(t) => t.get(),
             None => crate::config::env_u64("ORION_EMBEDDING_TIMEOUT_MS")?
@@ -126,7 +126,7 @@ impl EmbeddingClientOptions {
     /// The service's batching: the given options, else the core's
     /// defaults (`BatchConfig::default()`, which the doc comments above state), with
     /// `cacheBytes` from `ORION_EMBEDDING_CACHE_BYTES` first.
-    pub(super) fn batch_config(&self) -> R<BatchConfig> {
+    pub(in crate::js) fn batch_config(&self) -> R<BatchConfig> {
         let d = BatchConfig::default();
         let cache_bytes = match self.cache_bytes {
             Some(b) => b.usize(),
