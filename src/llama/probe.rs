@@ -142,6 +142,13 @@ mod dl {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break s,
+                // The process is exiting: llama.cpp starting in the background is
+                // waited for by the exit, so the check must not hold it up.
+                Ok(None) if crate::lifecycle::is_shut_down() => {
+                    stop_group();
+                    let _ = child.wait();
+                    return Err("its check was stopped: the process is exiting".into());
+                }
                 Ok(None) if started.elapsed() < CHECK_TIMEOUT => {
                     std::thread::sleep(Duration::from_millis(20));
                 }

@@ -308,11 +308,20 @@ fn choose_device(
 /// Start llama.cpp (its modules, each GPU module's check in a child process) on a thread
 /// of its own, so that the first synchronous call that needs it (the strategy) finds it
 /// ready rather than waiting on the JS thread. The thread ends when llama.cpp has
-/// started (a GPU check is bounded by its timeout).
+/// started (a GPU check is bounded by its timeout, and stops when the process exits).
+///
+/// The start is counted as work (`lifecycle::begin_work`): a process that exits right
+/// after its first call (an error at once, a CLI's failed lookup) would otherwise run
+/// llama.cpp's static destructors while this thread is still loading its modules, and
+/// crash there.
 pub(crate) fn start_in_background() {
+    let Ok(work) = crate::lifecycle::begin_work() else {
+        return;
+    };
     let _ = std::thread::Builder::new()
         .name("orion-llama-start".into())
-        .spawn(|| {
+        .spawn(move || {
+            let _work = work;
             let _ = crate::llama::backend::backend();
         });
 }
