@@ -51,6 +51,8 @@ export type OrionErrorCode =
   | 'INSUFFICIENT_MEMORY'
   | 'PROMPT_TOO_LONG'
   | 'INPUT_TOO_LONG'
+  | 'SCHEMA_UNSUPPORTED'
+  | 'OUTPUT_INCOMPLETE'
   | 'SHUT_DOWN'
   | 'REMOTE_UNAVAILABLE'
   | 'REMOTE_ERROR'
@@ -123,6 +125,22 @@ export declare class ModelLoader {
    * messages. The model is loaded first when needed.
    */
   generate(modelKey: string, prompt: string | ChatMessage[], options?: GenerateOptions): Promise<GenerateResult>
+  /**
+   * The tokens `generate(modelKey, prompt, { raw })` would evaluate for `prompt` (its
+   * `timings.promptTokens`): the chat template's included. The model is loaded first
+   * when needed; in-process models only.
+   */
+  countTokens(modelKey: string, prompt: string | ChatMessage[], options?: CountTokensOptions): Promise<number>
+  /**
+   * `text`'s token ids, without the start-of-text token the model's prompts begin
+   * with. The model is loaded first when needed; in-process models only.
+   */
+  tokenize(modelKey: string, text: string, options?: TokenizeOptions): Promise<number[]>
+  /**
+   * The text of token ids (special tokens written out). An id that is not one of
+   * the model's tokens rejects with `INVALID_INPUT`.
+   */
+  detokenize(modelKey: string, tokens: number[]): Promise<string>
   /** Add or replace a model in the registry (process-wide). */
   registerModel(key: string, descriptor: ModelDescriptor): void
   /** Every model in the registry. */
@@ -203,6 +221,17 @@ export declare class TokenStream {
  */
 export declare function applyQuantization(modelId: string, level: QuantizationLevel): string
 
+/** A model's chat template. */
+export interface ChatTemplateInfo {
+  /**
+   * The family its markers say: `'chatml'`, `'hermes'`, `'llama3'`, `'gemma'`,
+   * `'phi3'`, `'mistral'`, `'mistral-tools'`, `'deepseek'`; absent for another.
+   */
+  family?: string
+  /** The SHA-256 of its text, in hex. */
+  sha256: string
+}
+
 /**
  * The process's settings, as `configure()` returns them: what is in effect now, from
  * code or else from the environment.
@@ -261,6 +290,15 @@ export interface ConfigureOptions {
    * why) where it has none; `false` keeps models on the CPU.
    */
   gpu?: 'auto' | 'vulkan' | 'cuda' | 'metal' | boolean
+}
+
+/** Options of `ModelLoader.countTokens`. */
+export interface CountTokensOptions {
+  /**
+   * Count a string prompt as is, without the model's chat template, as `generate`'s
+   * `raw` sends it (default false).
+   */
+  raw?: boolean
 }
 
 /** A GPU device's memory (once llama.cpp has started). */
@@ -496,15 +534,35 @@ export interface GenerateOptions {
    * keep this one's context for the next (default true; in-process models only).
    */
   prefixCache?: boolean
+  /**
+   * A JSON schema the answer must follow: sampling is constrained so that the text
+   * parses and validates, and the result's `json` holds the parsed value. A keyword
+   * that is not enforced (the README lists those that are) rejects with
+   * `SCHEMA_UNSUPPORTED`; an answer cut by `maxTokens` or the context, with
+   * `OUTPUT_INCOMPLETE`. Remote models send it as `response_format`.
+   */
+  jsonSchema?: object | boolean
+  /**
+   * A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
+   * Remote models send it as `grammar` (llama.cpp's server reads it).
+   */
+  grammar?: string
 }
 
 export interface GenerateResult {
   text: string
   /** Tokens generated. */
   tokens: number
-  /** `'stop'` (end of turn or a stop string) or `'length'` (maxTokens reached). */
-  finishReason: string
+  /**
+   * Why the answer ended: `'eos'` (the model ended its turn), `'stop'` (a stop
+   * string), `'maxTokens'` (the option's limit) or `'contextFull'` (no room left in
+   * the model's context). A remote server does not tell a stop string from the end of
+   * its turn: both are `'eos'` there.
+   */
+  finishReason: 'eos' | 'stop' | 'maxTokens' | 'contextFull'
   timings: GenerateTimings
+  /** The answer parsed, when it followed a `jsonSchema` (it validates against it). */
+  json?: unknown
 }
 
 export interface GenerateTimings {
@@ -642,6 +700,14 @@ export interface LoadOptions {
    * ignored when models run on the CPU.
    */
   gpuLayers?: number
+  /**
+   * The context length in tokens the model generates in, instead of its registry
+   * entry's (`contextLength`, 4096 for the catalog's models): an integer from 256 to
+   * 1048576, bounded by the length the model was trained with (`ModelInfo` says what
+   * is used). Applies when this call starts the load; asking a model loaded with
+   * another size is `INVALID_OPTION`. The loader's memory budget counts its KV cache.
+   */
+  contextSize?: number
 }
 
 export interface MemoryAlert {
@@ -749,11 +815,31 @@ export interface ModelInfo {
   quantization?: string
   /** Size of the model file (mapped, not copied). */
   bytes: number
+  /**
+   * The context length it generates in: its registry entry's or the load's
+   * `contextSize`, bounded by `trainedContextLength`.
+   */
   contextLength: number
   /** Times this key was loaded in this process. */
   loads: number
   /** Where its layers went, when some are on a GPU device; absent on the CPU. */
   gpu?: ModelPlacement
+  /**
+   * The GGUF's `general.architecture` (`llama`, `qwen2`, `gemma3`, ...); absent for
+   * remote models.
+   */
+  architecture?: string
+  /** Its parameter count; absent for remote models. */
+  parameterCount?: number
+  /** The context length it was trained with; absent for remote models. */
+  trainedContextLength?: number
+  /**
+   * Its own chat template (absent when it has none and `ChatML` is used, and for
+   * remote models).
+   */
+  chatTemplate?: ChatTemplateInfo
+  /** Whether its chat template renders tools. */
+  supportsTools: boolean
 }
 
 export interface ModelListing {
@@ -1042,4 +1128,13 @@ export interface SystemMemoryInfo {
   swapUsed: number
   /** The cgroup's limit, when the process runs in one that sets it. */
   cgroupLimit?: number
+}
+
+/** Options of `ModelLoader.tokenize`. */
+export interface TokenizeOptions {
+  /**
+   * Read special-token text (`<|im_end|>`) as those tokens, as chat templates are
+   * read; else it is plain text (default false).
+   */
+  special?: boolean
 }

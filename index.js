@@ -69,6 +69,8 @@ const CODES = new Set([
   'INSUFFICIENT_MEMORY',
   'PROMPT_TOO_LONG',
   'INPUT_TOO_LONG',
+  'SCHEMA_UNSUPPORTED',
+  'OUTPUT_INCOMPLETE',
   'SHUT_DOWN',
   'REMOTE_UNAVAILABLE',
   'REMOTE_ERROR',
@@ -398,6 +400,15 @@ class ModelLoader {
       settled()
       throw e
     }
+  }
+  countTokens(modelKey, prompt, options) {
+    return callAsync(this.#native.countTokens, this.#native, arguments)
+  }
+  tokenize(modelKey, text, options) {
+    return callAsync(this.#native.tokenize, this.#native, arguments)
+  }
+  detokenize(modelKey, tokens) {
+    return callAsync(this.#native.detokenize, this.#native, arguments)
   }
   registerModel(key, descriptor) {
     return call(this.#native.registerModel, this.#native, arguments)

@@ -345,9 +345,9 @@ test('npx orion-native models pull downloads a registry model the way loadModel 
         const child = spawn(process.execPath, [cli, 'models', 'pull', 'no-such-model'], { env })
         let err = ''
         child.stderr.on('data', (d) => (err += d))
-        child.on('close', (code) => {
+        child.on('close', (code, signal) => {
           try {
-            expect(code).toBe(1)
+            expect({ code, signal }).toEqual({ code: 1, signal: null })
             expect(err).toMatch(/UNKNOWN_MODEL/)
             resolve()
           } catch (e) {
@@ -546,7 +546,7 @@ function loadFile(models, file, env = {}) {
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       if (signal === 'SIGKILL') return resolve({ ok: false, code: 'HUNG' })
-      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code}: ${err}`))
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code} (signal ${signal}): ${err}`))
     })
   })
 }

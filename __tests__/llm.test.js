@@ -127,7 +127,7 @@ describe('generation', () => {
     const r = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 48 })
     expect(r.text).toMatch(/Paris/)
     expect(r.tokens).toBeGreaterThan(0)
-    expect(['stop', 'length']).toContain(r.finishReason)
+    expect(['eos', 'maxTokens']).toContain(r.finishReason)
     expect(r.timings.tokensPerSecond).toBeGreaterThan(0)
     expect(r.timings.promptTokensPerSecond).toBeGreaterThan(0)
     expect(r.timings.promptTokens).toBeGreaterThan(5)
@@ -198,12 +198,25 @@ describe('generation', () => {
   test('maxTokens and stop strings end the text', async () => {
     const short = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 3 })
     expect(short.tokens).toBe(3)
-    expect(short.finishReason).toBe('length')
+    expect(short.finishReason).toBe('maxTokens')
     const full = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 40 })
     const cut = full.text.indexOf('Paris')
     const stopped = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 40, stop: ['Paris'] })
     expect(stopped.text).toBe(full.text.slice(0, cut))
     expect(stopped.finishReason).toBe('stop')
+    expect(full.finishReason).toBe('eos')
+  })
+
+  test("an answer cut by the context's end says contextFull, not maxTokens", async () => {
+    loader.registerModel('demo-256', { files: { q4: { path: GGUF } }, contextLength: 256 })
+    const prompt = 'Tell me a very long story about a dragon who learns to paint. '.repeat(12)
+    const n = await loader.countTokens('demo-256', [{ role: 'user', content: prompt }])
+    expect(n).toBeGreaterThan(150)
+    const r = await loader.generate('demo-256', prompt, { temperature: 0, maxTokens: 500, repeatPenalty: 1 })
+    expect(r.timings.promptTokens).toBe(n)
+    expect(r.finishReason).toBe('contextFull')
+    expect(r.tokens).toBe(256 - n)
+    await loader.unloadModel('demo-256')
   })
 
   test('a chat continued turn by turn evaluates only its new tokens and answers as without the kept context', async () => {
@@ -230,7 +243,7 @@ describe('generation', () => {
         expect(kept.timings.reusedPromptTokens).toBe(previous.timings.promptTokens + previous.tokens + 1 + 4)
         expect(kept.timings.promptTokens - kept.timings.reusedPromptTokens).toBeLessThan(20)
       }
-      expect(kept.finishReason).toBe(turn === 1 ? 'length' : 'stop')
+      expect(kept.finishReason).toBe(turn === 1 ? 'maxTokens' : 'eos')
       previous = kept
       history.push({ role: 'assistant', content: kept.text })
     }
@@ -326,6 +339,94 @@ describe('generation', () => {
     // The generation it started runs out on its own; the model keeps serving.
     const r = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 16 })
     expect(r.tokens).toBeGreaterThan(0)
+  })
+})
+
+describe('tokens, context size and model facts', () => {
+  const loader = getModelLoader()
+
+  test('loadModel reports what the model is, from its GGUF', async () => {
+    const info = await loader.loadModel('demo')
+    // SmolLM2-135M: a llama-architecture model of about 135 million parameters, trained
+    // with an 8192-token context, with a ChatML template that has no tool section.
+    expect(info).toMatchObject({ architecture: 'llama', trainedContextLength: 8192, supportsTools: false })
+    expect(info.parameterCount).toBeGreaterThan(130e6)
+    expect(info.parameterCount).toBeLessThan(140e6)
+    expect(info.contextLength).toBeLessThanOrEqual(info.trainedContextLength)
+    expect(info.chatTemplate.family).toBe('chatml')
+    expect(info.chatTemplate.sha256).toMatch(/^[0-9a-f]{64}$/)
+  })
+
+  test('countTokens counts what generate evaluates, template included', async () => {
+    const messages = [
+      { role: 'system', content: 'You are terse.' },
+      { role: 'user', content: QUESTION },
+    ]
+    const n = await loader.countTokens('demo', messages)
+    const r = await loader.generate('demo', messages, { temperature: 0, maxTokens: 2, prefixCache: false })
+    expect(r.timings.promptTokens).toBe(n)
+    const asText = await loader.countTokens('demo', QUESTION)
+    const g = await loader.generate('demo', QUESTION, { temperature: 0, maxTokens: 2, prefixCache: false })
+    expect(g.timings.promptTokens).toBe(asText)
+    const raw = await loader.countTokens('demo', QUESTION, { raw: true })
+    expect(raw).toBeLessThan(asText)
+    // Raw, it is the text's tokens, and the start-of-text token where the model adds one.
+    const alone = (await loader.tokenize('demo', QUESTION, { special: true })).length
+    expect([alone, alone + 1]).toContain(raw)
+  })
+
+  test('tokenize and detokenize go there and back; special tokens only when asked', async () => {
+    const text = 'Bonjour, café! <|im_end|> 12345 🐉'
+    const plain = await loader.tokenize('demo', text)
+    const special = await loader.tokenize('demo', text, { special: true })
+    expect(plain.every(Number.isInteger)).toBe(true)
+    expect(special.length).toBeLessThan(plain.length)
+    expect(await loader.detokenize('demo', plain)).toBe(text)
+    expect(await loader.detokenize('demo', special)).toBe(text)
+    expect(await loader.tokenize('demo', '')).toEqual([])
+    expect(await loader.detokenize('demo', [])).toBe('')
+    // A list cut inside the dragon's bytes shows the cut character replaced.
+    const cut = await loader.detokenize('demo', plain.slice(0, -1))
+    expect(text.startsWith(cut.replace(/\uFFFD+$/, ''))).toBe(true)
+  })
+
+  test.each([
+    ['not an array', () => loader.detokenize('demo', 'abc')],
+    ['a fraction', () => loader.detokenize('demo', [1.5])],
+    ['a negative id', () => loader.detokenize('demo', [-1])],
+    ['an id past the vocabulary', () => loader.detokenize('demo', [1, 10_000_000])],
+    ['text that is not a string', () => loader.tokenize('demo', 42)],
+    ['an empty prompt', () => loader.countTokens('demo', '')],
+    ['a bad message', () => loader.countTokens('demo', [{ role: 'wizard', content: 'x' }])],
+  ])('%s is INVALID_INPUT', async (_, call) => {
+    await expectCode(call(), 'INVALID_INPUT')
+  })
+
+  test('unknown options of the token calls are INVALID_OPTION; an unknown key UNKNOWN_MODEL', async () => {
+    await expectCode(loader.countTokens('demo', 'x', { special: true }), 'INVALID_OPTION')
+    await expectCode(loader.tokenize('demo', 'x', { raw: 1 }), 'INVALID_OPTION')
+    await expectCode(loader.countTokens('gpt-17', 'x'), 'UNKNOWN_MODEL')
+  })
+
+  test('contextSize sets the context a model generates in, bounded by its trained length', async () => {
+    loader.registerModel('demo-ctx', { files: { q4: { path: GGUF } } })
+    const small = await loader.loadModel('demo-ctx', undefined, { contextSize: 512 })
+    expect(small.contextLength).toBe(512)
+    // Asking again with the size it has is the same load; another size says what to do.
+    expect((await loader.loadModel('demo-ctx', undefined, { contextSize: 512 })).loads).toBe(small.loads)
+    const e = await expectCode(loader.loadModel('demo-ctx', undefined, { contextSize: 1024 }), 'INVALID_OPTION')
+    expect(e.message).toMatch(/512 tokens.*unloadModel/)
+    const long = 'Tell me about the history of Paris in great detail. '.repeat(60)
+    await expectCode(loader.generate('demo-ctx', long, { maxTokens: 4 }), 'PROMPT_TOO_LONG')
+    await loader.unloadModel('demo-ctx')
+    // Past the trained length (8192), the trained length is used.
+    const big = await loader.loadModel('demo-ctx', undefined, { contextSize: 65536 })
+    expect(big.contextLength).toBe(8192)
+    const r = await loader.generate('demo-ctx', long, { temperature: 0, maxTokens: 4 })
+    expect(r.tokens).toBe(4)
+    await loader.unloadModel('demo-ctx')
+    for (const bad of [0, 100, 1.5, '4096', 2 ** 21])
+      await expectCode(loader.loadModel('demo-ctx', undefined, { contextSize: bad }), 'INVALID_OPTION')
   })
 })
 
@@ -468,6 +569,21 @@ describe('errors', () => {
     await running
     await err
     expect(one.getStats().models.map((m) => m.key)).toEqual(['busy-a'])
+  })
+
+  // The loader starts llama.cpp on a thread of its own; a process that ends at once (a
+  // CLI's failed lookup) must wait for it rather than run llama.cpp's static destructors
+  // under it (a crash, exit code null, seen in CI's download tests).
+  test('a process that exits right after its first loader call exits cleanly', () => {
+    const script = `const o = require(${JSON.stringify(root)}); o.getModelLoader().loadModel('no-such-model').catch((e) => { console.log(e.code); process.exit(3) })`
+    for (let i = 0; i < 8; i++) {
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+      expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim() }).toEqual({
+        status: 3,
+        signal: null,
+        stdout: 'UNKNOWN_MODEL',
+      })
+    }
   })
 
   test("llama.cpp's own log output is quiet by default", () => {

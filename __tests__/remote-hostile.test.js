@@ -76,7 +76,7 @@ describe('time and tokens', () => {
       expect(r.error).toBeUndefined()
       expect(r.value.text).toBe('p0;p1;p2;p3;p4;p5;p6;')
       expect(r.value.tokens).toBe(7)
-      expect(r.value.finishReason).toBe('length')
+      expect(r.value.finishReason).toBe('maxTokens')
       expect(r.ms).toBeLessThan(2000)
       let streamed = ''
       const stream = loader.generateStream(key, 'hi', { maxTokens: 5 })

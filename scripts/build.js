@@ -137,9 +137,11 @@ function llamaLibraries(dir = targetDir()) {
   if (!builds.length) return []
   const { out, modules } = builds.sort((a, b) => b.mtime - a.mtime)[0]
   // The versioned names the addon's DT_NEEDED entries use (libllama.so.0), as files;
-  // not libllama-common, llama.cpp's helpers for its own tools, which the addon does not use.
+  // libllama-common for its JSON-schema-to-grammar conversion (constrained generation).
   const lib = path.join(out, 'lib')
-  const shared = fs.readdirSync(lib).filter((f) => /^lib(llama|ggml|ggml-base)\.so\.\d+$/.test(f))
+  const shared = fs
+    .readdirSync(lib)
+    .filter((f) => /^lib(llama|llama-common|llama-common-base|ggml|ggml-base)\.so\.\d+$/.test(f))
   return [...shared.map((f) => path.join(lib, f)), ...modules.map((f) => path.join(out, 'backends', f))]
 }
 

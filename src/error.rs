@@ -67,6 +67,12 @@ pub(crate) enum OrionError {
     /// A text to embed (or a pair to rank) is longer than the model reads, and the call
     /// asked for `truncate: false`.
     InputTooLong { index: usize, tokens: u32 },
+    /// A `jsonSchema` holds a keyword constrained generation does not enforce. Carries
+    /// where and which.
+    SchemaUnsupported(String),
+    /// A constrained answer (`jsonSchema`) ended before its JSON did: `maxTokens` or the
+    /// context was reached. Carries which and how many tokens were generated.
+    OutputIncomplete { reason: &'static str, tokens: u32 },
     /// The process is exiting: orion-native has stopped its threads and takes no work.
     ShutDown,
     /// No remote server could be reached. Carries each endpoint's last error.
@@ -104,6 +110,8 @@ impl OrionError {
             Self::InsufficientMemory { .. } => "INSUFFICIENT_MEMORY",
             Self::PromptTooLong { .. } => "PROMPT_TOO_LONG",
             Self::InputTooLong { .. } => "INPUT_TOO_LONG",
+            Self::SchemaUnsupported(_) => "SCHEMA_UNSUPPORTED",
+            Self::OutputIncomplete { .. } => "OUTPUT_INCOMPLETE",
             Self::ShutDown => "SHUT_DOWN",
             Self::RemoteUnavailable { .. } => "REMOTE_UNAVAILABLE",
             Self::RemoteError { .. } => "REMOTE_ERROR",
@@ -134,6 +142,32 @@ fn runtime_not_found(f: &mut fmt::Formatter<'_>, tried: &str) -> fmt::Result {
 }
 
 /// `DOWNLOAD_FAILED`'s message.
+fn model_not_found(f: &mut fmt::Formatter<'_>, what: &str, searched: &str) -> fmt::Result {
+    write!(
+        f,
+        "{what} not found (searched {searched}). Run `npx orion-native models` \
+         (or `npm run models` in the orion-native checkout) to fetch the default models, \
+         or point ORION_MODELS_DIR or the `modelPath` option at a directory that holds them."
+    )
+}
+
+fn schema_unsupported(f: &mut fmt::Formatter<'_>, what: &str) -> fmt::Result {
+    write!(
+        f,
+        "the JSON schema cannot be enforced as given ({what}); the README lists the keywords \
+         that are"
+    )
+}
+
+fn output_incomplete(f: &mut fmt::Formatter<'_>, reason: &str, tokens: u32) -> fmt::Result {
+    write!(
+        f,
+        "the answer's JSON was not complete when generation stopped at {reason} ({tokens} \
+         tokens): raise `maxTokens`, load the model with a larger `contextSize`, or ask for a \
+         smaller object"
+    )
+}
+
 fn download_failed(f: &mut fmt::Formatter<'_>, url: &str, why: &str) -> fmt::Result {
     write!(
         f,
@@ -169,13 +203,9 @@ impl fmt::Display for OrionError {
             Self::InvalidInput(m)
             | Self::InvalidOption(m)
             | Self::UnknownModel(m)
-            | Self::ModelBusy(m) => write!(f, "{m}"),
-            Self::ModelNotFound { what, searched } => write!(
-                f,
-                "{what} not found (searched {searched}). Run `npx orion-native models` \
-                 (or `npm run models` in the orion-native checkout) to fetch the default models, \
-                 or point ORION_MODELS_DIR or the `modelPath` option at a directory that holds them."
-            ),
+            | Self::ModelBusy(m)
+            | Self::GpuUnavailable(m) => f.write_str(m),
+            Self::ModelNotFound { what, searched } => model_not_found(f, what, searched),
             Self::DownloadRequired {
                 model,
                 path,
@@ -188,7 +218,6 @@ impl fmt::Display for OrionError {
                 "{m}. The file may be truncated or not a model: delete it and run `npx orion-native models` again."
             ),
             Self::RuntimeNotFound(tried) => runtime_not_found(f, tried),
-            Self::GpuUnavailable(why) => f.write_str(why),
             Self::RuntimePathFailed { tried, set_by } => write!(
                 f,
                 "the ONNX Runtime library that {set_by} names could not be loaded ({tried}). \
@@ -229,6 +258,8 @@ impl fmt::Display for OrionError {
                 "text {index} is longer than the {tokens} tokens the model reads: shorten or split it, \
                  or leave `truncate` on to have it cut"
             ),
+            Self::SchemaUnsupported(m) => schema_unsupported(f, m),
+            Self::OutputIncomplete { reason, tokens } => output_incomplete(f, reason, *tokens),
             Self::ShutDown => write!(
                 f,
                 "orion-native has shut down because the process is exiting; it takes no new work"
@@ -373,6 +404,11 @@ mod tests {
             },
             OrionError::InputTooLong {
                 index: 0,
+                tokens: 1,
+            },
+            OrionError::SchemaUnsupported(String::new()),
+            OrionError::OutputIncomplete {
+                reason: "maxTokens",
                 tokens: 1,
             },
             OrionError::ShutDown,

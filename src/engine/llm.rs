@@ -73,6 +73,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn placed(_model: &Self::Model) -> Option<Placed> {
         None
     }
+    /// What `model` is, from its metadata.
+    fn facts(_model: &Self::Model) -> ModelFacts {
+        ModelFacts::default()
+    }
     /// The GPU device a load of the model `meta` describes goes to, and the bytes it
     /// would take there (every layer, or `gpu_layers`): the loader makes that room first,
     /// unloading idle models on the device, before the load fits what is left. `None`:
@@ -90,6 +94,29 @@ pub(crate) trait Engine: Send + Sync + 'static {
     }
 }
 
+/// What a loaded model is, from its own metadata.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ModelFacts {
+    /// `general.architecture` (`llama`, `qwen2`, ...).
+    pub(crate) architecture: Option<String>,
+    pub(crate) parameters: u64,
+    /// The context length it was trained with.
+    pub(crate) trained_context: u32,
+    /// Its own chat template, when it has one (else `ChatML` is used).
+    pub(crate) chat_template: Option<ChatTemplate>,
+    /// Whether its template renders tools.
+    pub(crate) supports_tools: bool,
+}
+
+/// A model's chat template, named.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct ChatTemplate {
+    /// The family its markers say (`chatml`, `llama3`, `hermes`, ...), when known.
+    pub(crate) family: Option<&'static str>,
+    /// The SHA-256 of its text, in hex: two models with the same template have the same.
+    pub(crate) sha256: String,
+}
+
 /// Room a load wants on a GPU device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct DeviceNeed {
@@ -103,6 +130,15 @@ pub(crate) enum Prompt {
     Text(String),
     /// `(role, content)` pairs.
     Messages(Vec<(String, String)>),
+}
+
+/// What an answer must be, beyond text: sampling is constrained to it.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Output {
+    /// JSON valid against this schema (its keywords checked by `llm::schema`).
+    JsonSchema(std::sync::Arc<serde_json::Value>),
+    /// Text of this GBNF grammar (llama.cpp's grammar format), from its rule `root`.
+    Grammar(std::sync::Arc<str>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -124,6 +160,8 @@ pub(crate) struct GenerateParams {
     /// Start from a kept context sharing a prefix with the prompt, and keep this one
     /// (see `prefix`).
     pub(crate) prefix_cache: bool,
+    /// What the answer must be, when constrained.
+    pub(crate) output: Option<Output>,
 }
 
 impl Default for GenerateParams {
@@ -141,6 +179,7 @@ impl Default for GenerateParams {
             threads: crate::sysmem::physical_cores() as i32,
             reference_sampler: false,
             prefix_cache: true,
+            output: None,
         }
     }
 }
@@ -164,14 +203,62 @@ pub(crate) struct Timings {
 pub(crate) struct Generation {
     pub(crate) text: String,
     pub(crate) tokens: u32,
-    /// `stop` (end of turn or a stop string) or `length` (maxTokens reached).
-    pub(crate) finish_reason: &'static str,
+    pub(crate) finish_reason: FinishReason,
     pub(crate) timings: Timings,
+    /// The answer's JSON, parsed, when `output` was a JSON schema.
+    pub(crate) json: Option<serde_json::Value>,
+}
+
+/// Why an answer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FinishReason {
+    /// The model ended its turn (an end-of-generation token).
+    Eos,
+    /// The text reached one of the caller's stop strings.
+    Stop,
+    /// The caller's `maxTokens` was reached.
+    MaxTokens,
+    /// The context had no room for another token (a long prompt, a long chat).
+    ContextFull,
+}
+
+impl FinishReason {
+    /// The name JS sees (`finishReason`).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Eos => "eos",
+            Self::Stop => "stop",
+            Self::MaxTokens => "maxTokens",
+            Self::ContextFull => "contextFull",
+        }
+    }
+}
+
+/// A question about a model's tokens (`countTokens`, `tokenize`, `detokenize`).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum TokenRequest {
+    /// The tokens generation would evaluate for a prompt (`raw`: without the template).
+    Count { prompt: Prompt, raw: bool },
+    /// A text's token ids (`special`: special-token text is those tokens).
+    Tokenize { text: String, special: bool },
+    /// Token ids back to text.
+    Detokenize { ids: Vec<u32> },
+}
+
+/// Its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum TokenAnswer {
+    Count(u32),
+    Tokens(Vec<u32>),
+    Text(String),
 }
 
 /// A model ready to answer, in this process or on remote servers: the one seam the LLM
 /// service generates through, whatever serves the model. Held for one generation.
 pub(crate) trait Chat {
+    /// Answer a question about the model's tokens. Blocking.
+    fn tokens(self: Box<Self>, request: &TokenRequest) -> Result<TokenAnswer>;
+
     /// Generate: `on_text` receives the text as it is produced; `cancel` stops it
     /// (`ABORTED`). Blocking. Consumes the hold: what follows the answer (keeping a
     /// context for the next turn) happens after the caller has it.

@@ -85,6 +85,11 @@ impl Engine for LlamaEngine {
 
     fn probe(&self, path: &Path, context_length: u32) -> Result<ModelMeta> {
         let (file_bytes, hparams) = checked(path)?;
+        // Generation never uses more than the trained length (see `LocalUse`).
+        let context_length = match hparams.n_ctx_train {
+            0 => context_length,
+            trained => context_length.min(trained),
+        };
         // K and V, f16, for every layer and position of one context.
         let kv = hparams.kv_cache_bytes(context_length).ok_or_else(|| {
             OrionError::ModelLoadFailed(format!(
@@ -158,6 +163,10 @@ impl Engine for LlamaEngine {
 
     fn placed(model: &super::prefix::ChatModel) -> Option<Placed> {
         model.placed.clone()
+    }
+
+    fn facts(model: &super::prefix::ChatModel) -> crate::engine::llm::ModelFacts {
+        super::facts::facts(model)
     }
 
     fn device_need(&self, meta: &ModelMeta, gpu_layers: Option<u32>) -> Result<Option<DeviceNeed>> {

@@ -2,8 +2,9 @@
 //! sampling, stop strings and streaming, one fresh context per request.
 
 use super::context::ModelContext;
+use super::grammar::{self, Grammar};
 use super::prefix::{common_prefix, Cached, ChatModel, PrefixCache, Settling};
-use crate::engine::llm::{GenerateParams, Generation, Prompt, Timings};
+use crate::engine::llm::{FinishReason, GenerateParams, Generation, Prompt, Timings};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -64,67 +65,125 @@ const PENALTY_LAST_N: usize = 64;
 /// greedy), so the choice is identical.
 enum Picker {
     Chain(LlamaSampler),
-    Greedy {
-        penalty: f32,
-        recent: std::collections::VecDeque<LlamaToken>,
-        penalized: Vec<bool>,
-    },
+    Greedy(FastGreedy),
+}
+
+struct FastGreedy {
+    penalty: f32,
+    recent: std::collections::VecDeque<LlamaToken>,
+    penalized: Vec<bool>,
+}
+
+impl FastGreedy {
+    /// The first token of highest penalized logit, among the `allowed` ones when given.
+    fn best(&mut self, logits: &[f32], allowed: Option<&[bool]>) -> LlamaToken {
+        for t in &self.recent {
+            self.penalized[t.0 as usize] = true;
+        }
+        let (penalized, penalty) = (&self.penalized, self.penalty);
+        // Exactly 1.0 (as given) means no penalty: llama.cpp's penalty sampler
+        // makes the same exact comparison.
+        #[allow(clippy::float_cmp)]
+        let adjusted = |i: usize, l: f32| {
+            if !penalized[i] || penalty == 1.0 {
+                l
+            } else if l <= 0.0 {
+                l * penalty
+            } else {
+                l / penalty
+            }
+        };
+        let mut best = None;
+        let mut best_logit = f32::NEG_INFINITY;
+        for (i, &l) in logits.iter().enumerate() {
+            if allowed.is_some_and(|a| !a[i]) {
+                continue;
+            }
+            let l = adjusted(i, l);
+            if best.is_none() || l > best_logit {
+                best = Some(i);
+                best_logit = l;
+            }
+        }
+        for t in &self.recent {
+            self.penalized[t.0 as usize] = false;
+        }
+        LlamaToken(best.unwrap_or(0) as i32)
+    }
+
+    /// `token` was chosen: it counts as recent for the penalty.
+    fn note(&mut self, token: LlamaToken) {
+        if self.recent.len() == PENALTY_LAST_N {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(token);
+    }
 }
 
 impl Picker {
     fn new(model: &LlamaModel, p: &GenerateParams) -> Self {
         if p.temperature <= 0.0 {
-            return Picker::Greedy {
+            return Picker::Greedy(FastGreedy {
                 penalty: p.repeat_penalty,
                 recent: std::collections::VecDeque::default(),
                 penalized: vec![false; model.n_vocab().max(0) as usize],
-            };
+            });
         }
         Picker::Chain(sampler(model, p))
     }
 
-    fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
-        match self {
-            Picker::Chain(s) => s.sample(ctx, idx),
-            Picker::Greedy {
-                penalty,
-                recent,
-                penalized,
-            } => {
-                let logits = ctx.get_logits_ith(idx);
-                for t in recent.iter() {
-                    penalized[t.0 as usize] = true;
-                }
-                // Exactly 1.0 (as given) means no penalty: llama.cpp's penalty sampler
-                // makes the same exact comparison.
-                #[allow(clippy::float_cmp)]
-                let adjusted = |i: usize, l: f32| {
-                    if !penalized[i] || *penalty == 1.0 {
-                        l
-                    } else if l <= 0.0 {
-                        l * *penalty
-                    } else {
-                        l / *penalty
-                    }
+    /// The next token; with `grammar`, one it allows (see `grammar`): the unconstrained
+    /// choice when it is allowed, else the choice among the allowed tokens. `None` when
+    /// the grammar allows none.
+    fn pick(
+        &mut self,
+        ctx: &LlamaContext<'_>,
+        idx: i32,
+        grammar: Option<&mut Grammar>,
+    ) -> Option<LlamaToken> {
+        let logits = ctx.get_logits_ith(idx);
+        let allowed = |g: &mut Grammar| {
+            let mut c = grammar::candidates(logits);
+            g.mask(&mut c);
+            let allowed: Vec<bool> = c
+                .data
+                .iter()
+                .map(|d| d.logit() > f32::NEG_INFINITY)
+                .collect();
+            allowed.iter().any(|&a| a).then_some((c, allowed))
+        };
+        match (self, grammar) {
+            (Picker::Chain(s), None) => Some(s.sample(ctx, idx)),
+            (Picker::Greedy(g), None) => {
+                let token = g.best(logits, None);
+                g.note(token);
+                Some(token)
+            }
+            (Picker::Greedy(greedy), Some(gr)) => {
+                let first = greedy.best(logits, None);
+                let token = if gr.allows(first) {
+                    first
+                } else {
+                    let (_, mask) = allowed(gr)?;
+                    greedy.best(logits, Some(&mask))
                 };
-                let mut best = 0usize;
-                let mut best_logit = adjusted(0, logits[0]);
-                for (i, &l) in logits.iter().enumerate().skip(1) {
-                    let l = adjusted(i, l);
-                    if l > best_logit {
-                        best = i;
-                        best_logit = l;
-                    }
-                }
-                for t in recent.iter() {
-                    penalized[t.0 as usize] = false;
-                }
-                let token = LlamaToken(best as i32);
-                if recent.len() == PENALTY_LAST_N {
-                    recent.pop_front();
-                }
-                recent.push_back(token);
-                token
+                greedy.note(token);
+                Some(token)
+            }
+            (Picker::Chain(s), Some(gr)) => {
+                // Applied, not sampled: the chain takes the token chosen in the end.
+                let mut all = grammar::candidates(logits);
+                all.apply_sampler(s);
+                let first = all.selected_token()?;
+                let token = if gr.allows(first) {
+                    first
+                } else {
+                    let (mut masked, _) = allowed(gr)?;
+                    masked.apply_sampler(s);
+                    masked.selected_token()?
+                };
+                s.accept(token);
+                Some(token)
             }
         }
     }
@@ -604,6 +663,16 @@ fn evaluate_prompt(
     })
 }
 
+/// Most tokens an answer may have, and why it ends when it has them: the caller's
+/// `maxTokens`, or no room left in the context (a long prompt).
+fn limit(max_tokens: u32, room: u32) -> (u32, FinishReason) {
+    if max_tokens <= room {
+        (max_tokens, FinishReason::MaxTokens)
+    } else {
+        (room, FinishReason::ContextFull)
+    }
+}
+
 /// Generate on `model` in a fresh context of at most `context_length` tokens, in
 /// stages: the prompt as tokens ([`tokenize`]), evaluated from a kept prefix when there
 /// is one ([`evaluate_prompt`]), then token by token: picked by the sampler chain
@@ -638,19 +707,23 @@ pub(crate) fn generate(
     } else {
         Picker::new(model, params)
     };
+    let mut grammar = Grammar::for_output(model, params.output.as_ref())?;
     let mut out = TextOut::new(&params.stop, on_text);
     let gen_started = Instant::now();
     let mut generated = 0u32;
     let mut n_past = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
-    let mut finish = "length";
-    let max_new = params.max_tokens.min(n_ctx - prompt_tokens);
+    let (max_new, mut finish) = limit(params.max_tokens, n_ctx - prompt_tokens);
     while generated < max_new {
         if cancel.load(Ordering::Relaxed) || crate::lifecycle::is_shut_down() {
             return Err(stopped());
         }
-        let token = picker.pick(ctx.get(), batch.n_tokens() - 1);
+        let Some(token) = picker.pick(ctx.get(), batch.n_tokens() - 1, grammar.as_mut()) else {
+            return Err(OrionError::InferenceFailed(
+                "the grammar allows no next token (a grammar that cannot be completed?)".into(),
+            ));
+        };
         if vocab.is_eog(token) {
-            finish = "stop";
+            finish = FinishReason::Eos;
             // Not evaluated now, but by `settle`: the next prompt has it after this answer,
             // and then the opening of the next user message.
             if params.prefix_cache && in_cache.len() + 1 + opening.len() <= n_ctx as usize {
@@ -660,8 +733,11 @@ pub(crate) fn generate(
             break;
         }
         generated += 1;
+        if let Some(g) = grammar.as_mut() {
+            g.accept(token);
+        }
         if out.push(&vocab.token_to_piece(token, false, None)) {
-            finish = "stop";
+            finish = FinishReason::Stop;
             break;
         }
         if generated == max_new {
@@ -714,6 +790,7 @@ pub(crate) fn generate(
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
             reused_prompt_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
         },
+        json: None,
     };
     Ok((generation, unsettled))
 }
@@ -861,7 +938,7 @@ mod tests {
                 }
                 // Otherwise as much was reused as was settled (from none to all): the
                 // answers are the same either way.
-                ended_turns += u32::from(with.finish_reason == "stop");
+                ended_turns += u32::from(with.finish_reason == FinishReason::Eos);
                 history.push(("assistant".into(), with.text.clone()));
                 let unsettled = unsettled.unwrap();
                 previous = turn % 3;

@@ -7,10 +7,13 @@ pub(crate) mod backend;
 pub(crate) mod context;
 pub(crate) mod embed;
 pub(crate) mod engine;
+pub(crate) mod facts;
 pub(crate) mod fit;
 pub(crate) mod generate;
+pub(crate) mod grammar;
 pub(crate) mod modules;
 pub(crate) mod prefix;
 pub(crate) mod probe;
+pub(crate) mod tokens;
 #[cfg(ggml_dl)]
 mod vulkan;

@@ -3,9 +3,10 @@
 
 pub(crate) mod loader;
 pub(crate) mod registry;
+pub(crate) mod schema;
 pub(crate) mod strategy;
 
-use crate::engine::llm::{Chat, GenerateParams, Generation, Prompt};
+use crate::engine::llm::{Chat, GenerateParams, Generation, Prompt, TokenAnswer, TokenRequest};
 use crate::error::{OrionError, Result};
 use crate::llama::engine::LlamaEngine;
 use crate::llama::prefix::ChatModel;
@@ -34,10 +35,23 @@ pub(crate) struct LoadInfo {
     pub(crate) path: String,
     pub(crate) quantization: Option<String>,
     pub(crate) bytes: u64,
+    /// The context it generates in: the registry's (or the load's `contextSize`),
+    /// bounded by the length it was trained with.
     pub(crate) context_length: u32,
     pub(crate) loads: u64,
     /// Where its layers went, when some are on a GPU device.
     pub(crate) placed: Option<crate::engine::llm::Placed>,
+    /// What it is, from its metadata (unknown for remote models).
+    pub(crate) facts: crate::engine::llm::ModelFacts,
+}
+
+/// What one `loadModel` call asks besides the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LoadOverrides {
+    /// Layers on the GPU device instead of as many as fit.
+    pub(crate) gpu_layers: Option<u32>,
+    /// The context length instead of the registry's.
+    pub(crate) context_size: Option<u32>,
 }
 
 /// What a successful `downloadModel` reports: the model's file, on disk and checked.
@@ -264,17 +278,21 @@ impl LlmService {
         Ok(progress.map(|p| Arc::new(move |x: u32| p(90 + x.min(100) / 10)) as ProgressFn))
     }
 
-    /// Load (or join the load of) `spec`, with `gpu_layers` on the GPU device instead of
-    /// as many as fit (when this call starts the load). Blocking.
+    /// Load (or join the load of) `spec`, with `overrides`' GPU layers and context size
+    /// instead of the registry's (when this call starts the load; a model loaded with
+    /// another context size is `INVALID_OPTION`). Blocking.
     pub(crate) fn load(
         &self,
         spec: &str,
-        gpu_layers: Option<u32>,
+        overrides: LoadOverrides,
         progress: Option<ProgressFn>,
         cancel: &dyn Fn() -> bool,
     ) -> Result<LoadInfo> {
         let mut r = self.resolve(spec)?;
-        r.gpu_layers = gpu_layers;
+        r.gpu_layers = overrides.gpu_layers;
+        if let Some(n) = overrides.context_size {
+            r.context_length = n;
+        }
         if let Some(remote) = r.remote.clone() {
             let m = self.load_remote(&r, remote, progress.as_ref(), cancel)?;
             return Ok(LoadInfo {
@@ -285,6 +303,7 @@ impl LlmService {
                 context_length: m.context_length,
                 loads: m.loads,
                 placed: None,
+                facts: crate::engine::llm::ModelFacts::default(),
             });
         }
         let progress = self
@@ -300,14 +319,24 @@ impl LlmService {
         if cancel() {
             return Err(OrionError::Aborted);
         }
+        if let Some(n) = overrides.context_size.filter(|&n| n != m.context_length) {
+            return Err(OrionError::InvalidOption(format!(
+                "contextSize {n}: {} is loaded with a context of {} tokens; unloadModel() it \
+                 first to load it with another",
+                crate::error::echo(&m.key),
+                m.context_length
+            )));
+        }
+        let facts = <LlamaEngine as crate::engine::llm::Engine>::facts(&m.model);
         Ok(LoadInfo {
             key: m.key.clone(),
             path: m.path.display().to_string(),
             quantization: m.quantization.clone(),
             bytes: m.bytes,
-            context_length: m.context_length,
+            context_length: m.context_length.min(facts.trained_context.max(1)),
             loads: m.loads,
             placed: <LlamaEngine as crate::engine::llm::Engine>::placed(&m.model),
+            facts,
         })
     }
 
@@ -478,8 +507,21 @@ impl LlmService {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let r = self.resolve(spec)?;
-        self.open(&r, cancel)?
-            .generate(prompt, params, cancel, on_text)
+        let g = self
+            .open(&r, cancel)?
+            .generate(prompt, params, cancel, on_text)?;
+        parsed(g, params)
+    }
+
+    /// Answer a question about `spec`'s tokens, loading it first when needed. Blocking.
+    pub(crate) fn tokens(
+        &self,
+        spec: &str,
+        request: &TokenRequest,
+        cancel: &AtomicBool,
+    ) -> Result<TokenAnswer> {
+        let r = self.resolve(spec)?;
+        self.open(&r, cancel)?.tokens(request)
     }
 
     /// `r`'s model, ready to answer: a lease on a model of the loader (loaded, and
@@ -504,10 +546,54 @@ impl LlmService {
     }
 }
 
+/// `g` with its JSON parsed when the answer was to follow a JSON schema. Constrained
+/// sampling makes the text valid unless it was cut short: then `OUTPUT_INCOMPLETE`. A
+/// remote server that ignored the schema gives text that is not JSON: `REMOTE_PROTOCOL`
+/// would blame the protocol, so `INFERENCE_FAILED` says what happened.
+fn parsed(mut g: Generation, params: &GenerateParams) -> Result<Generation> {
+    use crate::engine::llm::{FinishReason, Output};
+    if !matches!(params.output, Some(Output::JsonSchema(_))) {
+        return Ok(g);
+    }
+    match serde_json::from_str(&g.text) {
+        Ok(v) => {
+            g.json = Some(v);
+            Ok(g)
+        }
+        Err(_) if g.finish_reason != FinishReason::Eos => Err(OrionError::OutputIncomplete {
+            reason: match g.finish_reason {
+                FinishReason::MaxTokens => "maxTokens",
+                FinishReason::ContextFull => "the context's end",
+                _ => "a stop string",
+            },
+            tokens: g.tokens,
+        }),
+        Err(e) => Err(OrionError::InferenceFailed(format!(
+            "the answer is not the JSON its schema asked for ({e}): a remote server that ignores \
+             `response_format`?"
+        ))),
+    }
+}
+
 /// A lease on a model of the loader, for one generation.
 struct LocalUse(Lease<ChatModel>);
 
 impl Chat for LocalUse {
+    fn tokens(self: Box<Self>, request: &TokenRequest) -> Result<TokenAnswer> {
+        use crate::llama::tokens;
+        let shared = self.0.shared();
+        let m = &shared.model;
+        Ok(match request {
+            TokenRequest::Count { prompt, raw } => {
+                TokenAnswer::Count(tokens::count_prompt(m, prompt, *raw)?)
+            }
+            TokenRequest::Tokenize { text, special } => {
+                TokenAnswer::Tokens(tokens::tokenize(m, text, *special))
+            }
+            TokenRequest::Detokenize { ids } => TokenAnswer::Text(tokens::detokenize(m, ids)?),
+        })
+    }
+
     fn generate(
         self: Box<Self>,
         prompt: &Prompt,
@@ -551,6 +637,14 @@ impl Drop for RemoteUse {
 }
 
 impl Chat for RemoteUse {
+    fn tokens(self: Box<Self>, _request: &TokenRequest) -> Result<TokenAnswer> {
+        Err(OrionError::InvalidInput(
+            "token counts need the model's tokenizer, which a remote model's OpenAI API does \
+             not offer: count with an in-process copy of the model (its GGUF file)"
+                .into(),
+        ))
+    }
+
     fn generate(
         self: Box<Self>,
         prompt: &Prompt,

@@ -13,7 +13,7 @@
 
 use super::pool::{check_model, widen, Deadline, Lease, Outcome, Pool};
 use super::sse::{Events, SseError, MAX_LINE};
-use crate::engine::llm::{GenerateParams, Generation, Prompt, Timings};
+use crate::engine::llm::{FinishReason, GenerateParams, Generation, Output, Prompt, Timings};
 use crate::engine::EndpointStats;
 use crate::error::{OrionError, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -212,7 +212,7 @@ impl RemoteChat {
         if tail_until.is_some() && reply.finish.is_none() {
             reply.finish = Some("length".into());
         }
-        reply.finish(started, &shown)
+        reply.finish(started, &shown, params.max_tokens)
     }
 
     /// Post `body` to `path` and wait for the reply to start: `timeoutMs` bounds it,
@@ -379,7 +379,7 @@ impl Reply {
     }
 
     /// The generation, once the stream has ended.
-    fn finish(self, started: Instant, endpoint: &str) -> Result<Generation> {
+    fn finish(self, started: Instant, endpoint: &str, max_tokens: u32) -> Result<Generation> {
         let Some(finish) = self.finish else {
             return Err(OrionError::RemoteProtocol {
                 endpoint: endpoint.to_string(),
@@ -387,12 +387,13 @@ impl Reply {
                     .into(),
             });
         };
+        let generated = self
+            .usage
+            .map(|(_, c)| c)
+            .filter(|&c| c > 0)
+            .unwrap_or(self.pieces);
         Ok(Generation {
-            tokens: self
-                .usage
-                .map(|(_, c)| c)
-                .filter(|&c| c > 0)
-                .unwrap_or(self.pieces),
+            tokens: generated,
             timings: timings(
                 started,
                 self.first_piece,
@@ -401,7 +402,13 @@ impl Reply {
                 self.timings.as_ref(),
             ),
             text: self.text,
-            finish_reason: if finish == "length" { "length" } else { "stop" },
+            json: None,
+            // The server's `length` is its `max_tokens` (which we sent) or its context.
+            finish_reason: match finish.as_str() {
+                "length" if generated >= max_tokens => FinishReason::MaxTokens,
+                "length" => FinishReason::ContextFull,
+                _ => FinishReason::Eos,
+            },
         })
     }
 }
@@ -427,6 +434,18 @@ fn request_body(
     });
     if !p.stop.is_empty() {
         body["stop"] = serde_json::json!(p.stop);
+    }
+    match &p.output {
+        // OpenAI's structured output, which llama.cpp's server, vLLM and Ollama read.
+        Some(Output::JsonSchema(schema)) => {
+            body["response_format"] = serde_json::json!({
+                "type": "json_schema",
+                "json_schema": { "name": "answer", "schema": &**schema, "strict": true },
+            });
+        }
+        // Not OpenAI's: llama.cpp's server reads it (a strict server refuses it, 400).
+        Some(Output::Grammar(g)) => body["grammar"] = serde_json::json!(&**g),
+        None => {}
     }
     let path = match prompt {
         Prompt::Text(t) if p.raw => {

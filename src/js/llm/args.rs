@@ -2,13 +2,15 @@
 //! the loader's options and `generate`'s options. Bad input is `INVALID_INPUT` (the
 //! thing to work on) or `INVALID_OPTION` (how to work on it).
 
-use super::options::{GenerateOptions, LoadOptions, ModelLoaderOptions};
+use super::options::{
+    CountTokensOptions, GenerateOptions, LoadOptions, ModelLoaderOptions, TokenizeOptions,
+};
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
-use crate::engine::llm::{GenerateParams, Prompt};
+use crate::engine::llm::{GenerateParams, Output, Prompt};
 use crate::error::{echo, OrionError};
 use crate::js::options::{
-    array_length, cast_checked, describe, read, to_json, Options, MAX_ARRAY_ITEMS,
+    array_length, cast_checked, describe, read, to_json, Int, Options, MAX_ARRAY_ITEMS,
 };
 use crate::js::stop::read_stop;
 use crate::llm::loader::ProgressFn;
@@ -123,6 +125,63 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
     }
 }
 
+/// `countTokens`'s options: whether the prompt is raw.
+pub(super) fn count_options(options: Option<Unknown>) -> R<bool> {
+    let (o, _): (CountTokensOptions, _) = read(options, "options")?;
+    Ok(o.raw.unwrap_or(false))
+}
+
+/// `tokenize`'s options: whether special-token text is parsed.
+pub(super) fn tokenize_options(options: Option<Unknown>) -> R<bool> {
+    let (o, _): (TokenizeOptions, _) = read(options, "options")?;
+    Ok(o.special.unwrap_or(false))
+}
+
+/// A string to tokenize (empty is allowed: it has no tokens).
+pub(super) fn read_text(v: &Unknown) -> R<String> {
+    if v.get_type().ok() != Some(ValueType::String) {
+        return Err(OrionError::InvalidInput(format!(
+            "text must be a string, got {}",
+            describe(v)
+        )));
+    }
+    cast_checked(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))
+}
+
+/// Token ids: an array of integers from 0 to 2^31 - 1 (each checked against the
+/// model's vocabulary later).
+pub(super) fn read_token_ids(v: &Unknown) -> R<Vec<u32>> {
+    let bad = || {
+        OrionError::InvalidInput(format!(
+            "tokens must be an array of token ids (integers), got {}",
+            describe(v)
+        ))
+    };
+    if !v.is_array().unwrap_or(false) {
+        return Err(bad());
+    }
+    let arr: Object = cast_checked(v).map_err(|_| bad())?;
+    let n = array_length(&arr, "tokens", MAX_ARRAY_ITEMS, OrionError::InvalidInput)?;
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        let x: Unknown = arr.get_element(i).map_err(|_| bad())?;
+        let id = (x.get_type().ok() == Some(ValueType::Number))
+            .then(|| cast_checked::<f64>(&x).ok())
+            .flatten()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(i32::MAX)).contains(f));
+        match id {
+            Some(f) => out.push(f as u32),
+            None => {
+                return Err(OrionError::InvalidInput(format!(
+                    "tokens[{i}] must be a token id (an integer from 0 to 2147483647), got {}",
+                    describe(&x)
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `getModelLoader`'s options, checked.
 pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> {
     let (o, _): (ModelLoaderOptions, _) = read(options, "options")?;
@@ -130,13 +189,21 @@ pub(super) fn loader_options(options: Option<Unknown>) -> R<ModelLoaderOptions> 
 }
 
 /// `loadModel`'s options: the stop flag its signal sets, and `gpuLayers`.
-pub(super) fn load_options(options: Option<Unknown>) -> R<(Arc<AtomicBool>, Option<u32>)> {
+pub(super) fn load_options(
+    options: Option<Unknown>,
+) -> R<(Arc<AtomicBool>, crate::llm::LoadOverrides)> {
     let (options, o): (LoadOptions, _) = read(options, "options")?;
     let cancel = match options.signal.and(o.raw("signal")?) {
         Some(signal) => read_stop(signal)?.flag(),
         None => Arc::new(AtomicBool::new(false)),
     };
-    Ok((cancel, options.gpu_layers.map(|n| n.usize() as u32)))
+    Ok((
+        cancel,
+        crate::llm::LoadOverrides {
+            gpu_layers: options.gpu_layers.map(Int::u32),
+            context_size: options.context_size.map(Int::u32),
+        },
+    ))
 }
 
 /// A generation's settings, its stop flag and where its text goes.
@@ -151,7 +218,30 @@ pub(super) struct GenerateCall {
 /// `generate`'s options (and `generateStream`'s, which refuses `onToken`).
 pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
     let (options, o): (GenerateOptions, _) = read(options, "options")?;
-    let params = options.params();
+    let mut params = options.params();
+    params.output = match (
+        options.json_schema.and(o.raw("jsonSchema")?),
+        &options.grammar,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(OrionError::InvalidOption(
+                "options.jsonSchema and options.grammar are alternatives: give one".into(),
+            ))
+        }
+        (Some(schema), None) => {
+            let schema = to_json(&schema)
+                .map_err(|e| OrionError::InvalidOption(format!("options.jsonSchema: {e}")))?;
+            crate::llm::schema::check(&schema)?;
+            Some(Output::JsonSchema(Arc::new(schema)))
+        }
+        (None, Some(g)) if g.trim().is_empty() => {
+            return Err(OrionError::InvalidOption(
+                "options.grammar must not be empty".into(),
+            ))
+        }
+        (None, Some(g)) => Some(Output::Grammar(Arc::from(g.as_str()))),
+        (None, None) => None,
+    };
     let cancel = match options.signal.and(o.raw("signal")?) {
         Some(signal) => read_stop(signal)?.flag(),
         None => Arc::new(AtomicBool::new(false)),

@@ -2,12 +2,13 @@
 //! `getModelLoader`.
 
 use super::args::{
-    generate_options, load_options, loader_options, read_descriptor, read_key, read_on_progress,
-    read_prompt,
+    count_options, generate_options, load_options, loader_options, read_descriptor, read_key,
+    read_on_progress, read_prompt, read_text, read_token_ids, tokenize_options,
 };
 use super::stream::TokenStream;
 use super::types::{DownloadInfo, GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
 use super::R;
+use crate::engine::llm::{TokenAnswer, TokenRequest};
 use crate::error::OrionError;
 use crate::js::{js_error, promise, rejected};
 use crate::llm::loader::ProgressFn;
@@ -46,7 +47,9 @@ fn loader(options: Option<Unknown>) -> R<ModelLoader> {
 fn with_progress<'e, T, V>(
     env: &'e Env,
     (model_key, on_progress, options): (Unknown, Option<Unknown>, Option<Unknown>),
-    work: impl FnOnce(&str, Option<u32>, Option<ProgressFn>, &dyn Fn() -> bool) -> R<T> + Send + 'static,
+    work: impl FnOnce(&str, crate::llm::LoadOverrides, Option<ProgressFn>, &dyn Fn() -> bool) -> R<T>
+        + Send
+        + 'static,
     to_js: impl FnOnce(T) -> V + 'static,
 ) -> Result<PromiseRaw<'e, V>>
 where
@@ -60,7 +63,7 @@ where
             load_options(options)?,
         ))
     })();
-    let (key, sink, (cancel, gpu_layers)) = match prepared {
+    let (key, sink, (cancel, overrides)) = match prepared {
         Ok(p) => p,
         Err(e) => return rejected(env, e),
     };
@@ -71,7 +74,7 @@ where
     promise(
         env,
         blocking(move || {
-            work(&key, gpu_layers, progress, &|| {
+            work(&key, overrides, progress, &|| {
                 cancel.load(std::sync::atomic::Ordering::Relaxed)
             })
         }),
@@ -122,7 +125,7 @@ impl ModelLoader {
         with_progress(
             env,
             (model_key, on_progress, options),
-            move |key, gpu_layers, progress, cancel| svc.load(key, gpu_layers, progress, cancel),
+            move |key, overrides, progress, cancel| svc.load(key, overrides, progress, cancel),
             ModelInfo::from,
         )
     }
@@ -231,6 +234,79 @@ impl ModelLoader {
         promise(env, fut, |_, g| Ok(GenerateResult::from(g)))
     }
 
+    /// The tokens `generate(modelKey, prompt, { raw })` would evaluate for `prompt` (its
+    /// `timings.promptTokens`): the chat template's included. The model is loaded first
+    /// when needed; in-process models only.
+    #[napi(
+        ts_args_type = "modelKey: string, prompt: string | ChatMessage[], options?: CountTokensOptions",
+        ts_return_type = "Promise<number>",
+        catch_unwind
+    )]
+    pub fn count_tokens<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+        prompt: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, u32>> {
+        let request = (|| -> R<_> {
+            Ok(TokenRequest::Count {
+                prompt: read_prompt(&prompt)?,
+                raw: count_options(options)?,
+            })
+        })();
+        self.tokens(env, &model_key, request, |a| match a {
+            TokenAnswer::Count(n) => n,
+            _ => 0,
+        })
+    }
+
+    /// `text`'s token ids, without the start-of-text token the model's prompts begin
+    /// with. The model is loaded first when needed; in-process models only.
+    #[napi(
+        ts_args_type = "modelKey: string, text: string, options?: TokenizeOptions",
+        ts_return_type = "Promise<number[]>",
+        catch_unwind
+    )]
+    pub fn tokenize<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+        text: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<PromiseRaw<'e, Vec<u32>>> {
+        let request = (|| -> R<_> {
+            Ok(TokenRequest::Tokenize {
+                text: read_text(&text)?,
+                special: tokenize_options(options)?,
+            })
+        })();
+        self.tokens(env, &model_key, request, |a| match a {
+            TokenAnswer::Tokens(t) => t,
+            _ => Vec::new(),
+        })
+    }
+
+    /// The text of token ids (special tokens written out). An id that is not one of
+    /// the model's tokens rejects with `INVALID_INPUT`.
+    #[napi(
+        ts_args_type = "modelKey: string, tokens: number[]",
+        ts_return_type = "Promise<string>",
+        catch_unwind
+    )]
+    pub fn detokenize<'e>(
+        &self,
+        env: &'e Env,
+        model_key: Unknown,
+        tokens: Unknown,
+    ) -> Result<PromiseRaw<'e, String>> {
+        let request = read_token_ids(&tokens).map(|ids| TokenRequest::Detokenize { ids });
+        self.tokens(env, &model_key, request, |a| match a {
+            TokenAnswer::Text(t) => t,
+            _ => String::new(),
+        })
+    }
+
     /// Add or replace a model in the registry (process-wide).
     #[napi(
         ts_args_type = "key: string, descriptor: ModelDescriptor",
@@ -283,5 +359,29 @@ impl ModelLoader {
             Ok((key, prompt, call))
         })();
         TokenStream::start(&env, self.svc, prepared)
+    }
+}
+
+impl ModelLoader {
+    /// What the token calls share: the key read here, the question answered on the
+    /// blocking pool, the answer converted by `to_js`.
+    fn tokens<'e, V: ToNapiValue + 'static>(
+        &self,
+        env: &'e Env,
+        model_key: &Unknown,
+        request: R<TokenRequest>,
+        to_js: fn(TokenAnswer) -> V,
+    ) -> Result<PromiseRaw<'e, V>> {
+        let (key, request) = match read_key(model_key, "modelKey").and_then(|k| Ok((k, request?))) {
+            Ok(p) => p,
+            Err(e) => return rejected(env, e),
+        };
+        let svc = self.svc;
+        let never = std::sync::atomic::AtomicBool::new(false);
+        promise(
+            env,
+            blocking(move || svc.tokens(&key, &request, &never)),
+            move |_, a| Ok(to_js(a)),
+        )
     }
 }

@@ -24,6 +24,33 @@ pub struct LoadOptions {
     /// ignored when models run on the CPU.
     #[napi(ts_type = "number")]
     pub gpu_layers: Option<Int<0, 100_000>>,
+    /// The context length in tokens the model generates in, instead of its registry
+    /// entry's (`contextLength`, 4096 for the catalog's models): an integer from 256 to
+    /// 1048576, bounded by the length the model was trained with (`ModelInfo` says what
+    /// is used). Applies when this call starts the load; asking a model loaded with
+    /// another size is `INVALID_OPTION`. The loader's memory budget counts its KV cache.
+    #[napi(ts_type = "number")]
+    pub context_size: Option<Int<256, 1_048_576>>,
+}
+
+/// Options of `ModelLoader.countTokens`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountTokensOptions {
+    /// Count a string prompt as is, without the model's chat template, as `generate`'s
+    /// `raw` sends it (default false).
+    pub raw: Option<bool>,
+}
+
+/// Options of `ModelLoader.tokenize`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenizeOptions {
+    /// Read special-token text (`<|im_end|>`) as those tokens, as chat templates are
+    /// read; else it is plain text (default false).
+    pub special: Option<bool>,
 }
 
 /// Options of `getModelLoader`. They are process-wide: every thread shares the loader,
@@ -118,6 +145,16 @@ pub struct GenerateOptions {
     /// prompts share a beginning, evaluating only the rest (a chat's next turn), and
     /// keep this one's context for the next (default true; in-process models only).
     pub prefix_cache: Option<bool>,
+    /// A JSON schema the answer must follow: sampling is constrained so that the text
+    /// parses and validates, and the result's `json` holds the parsed value. A keyword
+    /// that is not enforced (the README lists those that are) rejects with
+    /// `SCHEMA_UNSUPPORTED`; an answer cut by `maxTokens` or the context, with
+    /// `OUTPUT_INCOMPLETE`. Remote models send it as `response_format`.
+    #[napi(ts_type = "object | boolean")]
+    pub json_schema: Option<Given>,
+    /// A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
+    /// Remote models send it as `grammar` (llama.cpp's server reads it).
+    pub grammar: Option<String>,
 }
 
 impl GenerateOptions {

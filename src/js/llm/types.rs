@@ -17,11 +17,35 @@ pub struct ModelInfo {
     pub quantization: Option<String>,
     /// Size of the model file (mapped, not copied).
     pub bytes: i64,
+    /// The context length it generates in: its registry entry's or the load's
+    /// `contextSize`, bounded by `trainedContextLength`.
     pub context_length: u32,
     /// Times this key was loaded in this process.
     pub loads: i64,
     /// Where its layers went, when some are on a GPU device; absent on the CPU.
     pub gpu: Option<ModelPlacement>,
+    /// The GGUF's `general.architecture` (`llama`, `qwen2`, `gemma3`, ...); absent for
+    /// remote models.
+    pub architecture: Option<String>,
+    /// Its parameter count; absent for remote models.
+    pub parameter_count: Option<f64>,
+    /// The context length it was trained with; absent for remote models.
+    pub trained_context_length: Option<u32>,
+    /// Its own chat template (absent when it has none and `ChatML` is used, and for
+    /// remote models).
+    pub chat_template: Option<ChatTemplateInfo>,
+    /// Whether its chat template renders tools.
+    pub supports_tools: bool,
+}
+
+/// A model's chat template.
+#[napi(object)]
+pub struct ChatTemplateInfo {
+    /// The family its markers say: `'chatml'`, `'hermes'`, `'llama3'`, `'gemma'`,
+    /// `'phi3'`, `'mistral'`, `'mistral-tools'`, `'deepseek'`; absent for another.
+    pub family: Option<String>,
+    /// The SHA-256 of its text, in hex.
+    pub sha256: String,
 }
 
 /// A model's layers on a GPU device.
@@ -62,6 +86,16 @@ impl From<LoadInfo> for ModelInfo {
             context_length: i.context_length,
             loads: i.loads as i64,
             gpu: i.placed.map(ModelPlacement::from),
+            // Remote models have no facts: a zero count and length mean unknown.
+            architecture: i.facts.architecture,
+            parameter_count: (i.facts.parameters > 0).then_some(i.facts.parameters as f64),
+            trained_context_length: (i.facts.trained_context > 0)
+                .then_some(i.facts.trained_context),
+            chat_template: i.facts.chat_template.map(|t| ChatTemplateInfo {
+                family: t.family.map(str::to_string),
+                sha256: t.sha256,
+            }),
+            supports_tools: i.facts.supports_tools,
         }
     }
 }
@@ -210,9 +244,16 @@ pub struct GenerateResult {
     pub text: String,
     /// Tokens generated.
     pub tokens: u32,
-    /// `'stop'` (end of turn or a stop string) or `'length'` (maxTokens reached).
+    /// Why the answer ended: `'eos'` (the model ended its turn), `'stop'` (a stop
+    /// string), `'maxTokens'` (the option's limit) or `'contextFull'` (no room left in
+    /// the model's context). A remote server does not tell a stop string from the end of
+    /// its turn: both are `'eos'` there.
+    #[napi(ts_type = "'eos' | 'stop' | 'maxTokens' | 'contextFull'")]
     pub finish_reason: String,
     pub timings: GenerateTimings,
+    /// The answer parsed, when it followed a `jsonSchema` (it validates against it).
+    #[napi(ts_type = "unknown")]
+    pub json: Option<serde_json::Value>,
 }
 
 impl From<Generation> for GenerateResult {
@@ -220,8 +261,9 @@ impl From<Generation> for GenerateResult {
         Self {
             text: g.text,
             tokens: g.tokens,
-            finish_reason: g.finish_reason.to_string(),
+            finish_reason: g.finish_reason.as_str().to_string(),
             timings: g.timings.into(),
+            json: g.json,
         }
     }
 }
