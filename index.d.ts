@@ -65,6 +65,39 @@ export interface TokenStream {
   [Symbol.asyncIterator](): AsyncIterator<string, undefined>
 }
 
+/**
+ * A conversation with one model: `send` a message, get the answer; the history (the
+ * system message, then each message and answer) is kept here and sent with every turn.
+ * When a turn would not fit the model's context, the oldest exchanges after the system
+ * message are dropped first (`droppedMessages` says how many), unless the session was
+ * created with `contextShift: false` (then `PROMPT_TOO_LONG`).
+ */
+export declare class ChatSession {
+  /** The model key the session talks to. */
+  get modelKey(): string
+  /**
+   * Send a message (a string, or `{ role: 'user', content }`) with the history; the
+   * message and the answer join it. Options are `generate`'s; the result's
+   * `droppedMessages` counts the messages dropped from the history's start for this
+   * turn to fit. Turns of one session run one after the other.
+   */
+  send(message: string | ChatMessage, options?: GenerateOptions): Promise<GenerateResult>
+  /**
+   * `send` as an async iterator of text pieces; `stream.result` holds the result
+   * (with `droppedMessages`) at the end. Leaving the loop early stops the turn, which
+   * then leaves the history as it was.
+   */
+  sendStream(message: string | ChatMessage, options?: Omit<GenerateOptions, 'onToken'>): TokenStream
+  /** The system message (when there is one), then every message and answer kept. */
+  get history(): Array<ChatMessageOut>
+  /** Forget the history; the system message stays. */
+  reset(): void
+  /** The conversation as plain data, for `restore` (JSON-serialisable). */
+  save(): SavedChat
+  /** Continue a saved conversation: its system message and history replace these. */
+  restore(saved: SavedChat): void
+}
+
 /** The process-wide memory monitor, the same history from every thread. */
 export declare class MemoryMonitor {
   /**
@@ -141,6 +174,12 @@ export declare class ModelLoader {
    * the model's tokens rejects with `INVALID_INPUT`.
    */
   detokenize(modelKey: string, tokens: number[]): Promise<string>
+  /**
+   * A conversation with `modelKey`'s model (see `ChatSession`). Throws
+   * `UNKNOWN_MODEL` for a key the registry does not know, `INVALID_OPTION` for bad
+   * options; loads nothing until the first `send`.
+   */
+  createChatSession(modelKey: string, options?: ChatSessionOptions): ChatSession
   /** Add or replace a model in the registry (process-wide). */
   registerModel(key: string, descriptor: ModelDescriptor): void
   /** Every model in the registry. */
@@ -220,6 +259,23 @@ export declare class TokenStream {
  * `'Mistral-7B-Instruct-v0.2-q4f16_1-MLC'`. `loadModel` accepts such ids.
  */
 export declare function applyQuantization(modelId: string, level: QuantizationLevel): string
+
+/** A chat message, as a session's `history` and `save()` give it. */
+export interface ChatMessageOut {
+  role: 'system' | 'user' | 'assistant'
+  content: string
+}
+
+/** Options of `ModelLoader.createChatSession`. */
+export interface ChatSessionOptions {
+  /** The system message every turn starts with (none by default). */
+  system?: string
+  /**
+   * When a turn would not fit the model's context, drop the oldest exchanges after
+   * the system message (true, the default), or reject with `PROMPT_TOO_LONG` (false).
+   */
+  contextShift?: boolean
+}
 
 /** A model's chat template. */
 export interface ChatTemplateInfo {
@@ -563,6 +619,11 @@ export interface GenerateResult {
   timings: GenerateTimings
   /** The answer parsed, when it followed a `jsonSchema` (it validates against it). */
   json?: unknown
+  /**
+   * For a chat session's turn: how many messages were dropped from the start of its
+   * history (after the system message) for the turn to fit the model's context.
+   */
+  droppedMessages?: number
 }
 
 export interface GenerateTimings {
@@ -1112,6 +1173,12 @@ export interface RerankResult {
    * reranker. Scores compare within one reranker only.
    */
   score: number
+}
+
+/** A chat session's conversation as plain data (`save()`, `restore()`). */
+export interface SavedChat {
+  system?: string
+  messages: Array<ChatMessageOut>
 }
 
 /** One step of a `TokenStream`, as async iterators return them. */

@@ -391,15 +391,10 @@ class ModelLoader {
     return callWithOptions(this.#native.generate, this.#native, arguments, 2)
   }
   generateStream(modelKey, prompt, options) {
-    const [opts, settled] = callOptions(options)
-    const a = Array.prototype.slice.call(arguments)
-    if (a.length > 2) a[2] = opts
-    try {
-      return new TokenStream(INTERNAL, call(this.#native.generateStream, this.#native, a), settled)
-    } catch (e) {
-      settled()
-      throw e
-    }
+    return startStream(this.#native.generateStream, this.#native, arguments, 2)
+  }
+  createChatSession(modelKey, options) {
+    return new ChatSession(INTERNAL, call(this.#native.createChatSession, this.#native, arguments))
   }
   countTokens(modelKey, prompt, options) {
     return callAsync(this.#native.countTokens, this.#native, arguments)
@@ -415,6 +410,48 @@ class ModelLoader {
   }
   listModels() {
     return call(this.#native.listModels, this.#native, arguments)
+  }
+}
+
+/** A stream of `n`'s generation (`generateStream`, `sendStream`), its options relayed. */
+function startStream(method, self, args, at) {
+  const [opts, settled] = callOptions(args[at])
+  const a = Array.prototype.slice.call(args)
+  if (a.length > at) a[at] = opts
+  try {
+    return new TokenStream(INTERNAL, call(method, self, a), settled)
+  } catch (e) {
+    settled()
+    throw e
+  }
+}
+
+class ChatSession {
+  #native
+  constructor(token, n) {
+    internalOnly(token, 'ChatSession', 'loader.createChatSession')
+    this.#native = n
+  }
+  get modelKey() {
+    return this.#native.modelKey
+  }
+  get history() {
+    return adopt(this.#native.history)
+  }
+  send(message, options) {
+    return callWithOptions(this.#native.send, this.#native, arguments, 1)
+  }
+  sendStream(message, options) {
+    return startStream(this.#native.sendStream, this.#native, arguments, 1)
+  }
+  reset() {
+    return call(this.#native.reset, this.#native, arguments)
+  }
+  save() {
+    return call(this.#native.save, this.#native, arguments)
+  }
+  restore(saved) {
+    return call(this.#native.restore, this.#native, arguments)
   }
 }
 
@@ -494,6 +531,7 @@ exports.SharedEmbeddingClient = SharedEmbeddingClient
 exports.SharedReranker = SharedReranker
 exports.ModelLoader = ModelLoader
 exports.TokenStream = TokenStream
+exports.ChatSession = ChatSession
 exports.MemoryMonitor = MemoryMonitor
 exports.getSharedEmbeddingClient = getSharedEmbeddingClient
 exports.getSharedReranker = getSharedReranker

@@ -21,7 +21,7 @@ node scripts/llama-server.js >/dev/null # for bench/remote.js: built once per ma
 # process, and they are not page faults.
 # The GGUF twins of the default embedding model, for bench/retrieval.js (made once, in target/).
 node scripts/gguf-twin.js >/dev/null
-for kind in embedding workers llm monitor remote chat retrieval; do
+for kind in embedding workers llm monitor remote chat retrieval structured; do
   node "bench/$kind.js" "$@"
 done
 node bench/report.js "$@"

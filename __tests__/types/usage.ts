@@ -12,6 +12,7 @@ import {
   QUANTIZATION_LEVELS,
   ModelLoader,
   TokenStream,
+  ChatSession,
   type ModelInfo,
   type ModelLoaderStats,
   type GenerateResult,
@@ -65,6 +66,28 @@ async function usage(): Promise<void> {
   const level: QuantizationLevel = 'q8'
   const gguf: readonly string[] = QUANTIZATION_LEVELS[level].gguf
   const strategy: OptimizationStrategy = getOptimizationStrategy()
+
+  const shaped: GenerateResult = await loader.generate('demo', 'A person?', {
+    jsonSchema: { type: 'object', properties: { name: { type: 'string' } } },
+  })
+  const value: unknown = shaped.json
+  const why: 'eos' | 'stop' | 'maxTokens' | 'contextFull' = shaped.finishReason
+  await loader.generate('demo', 'yes?', { grammar: 'root ::= "yes" | "no"' })
+  const count: number = await loader.countTokens('demo', [{ role: 'user', content: 'Hi' }], { raw: false })
+  const ids: number[] = await loader.tokenize('demo', 'Hi', { special: true })
+  const back: string = await loader.detokenize('demo', ids)
+  const sized: ModelInfo = await loader.loadModel('demo', undefined, { contextSize: 2048 })
+  const facts = [sized.architecture, sized.parameterCount, sized.trainedContextLength, sized.supportsTools]
+  const session: ChatSession = loader.createChatSession('demo', { system: 'Be brief.', contextShift: true })
+  const turn: GenerateResult = await session.send('Hi', { maxTokens: 8 })
+  const dropped: number | undefined = turn.droppedMessages
+  for await (const piece of session.sendStream({ role: 'user', content: 'More?' })) void (piece satisfies string)
+  session.restore(session.save())
+  session.reset()
+  const kept: { role: string; content: string }[] = session.history
+  // @ts-expect-error contextShift is a boolean
+  loader.createChatSession('demo', { contextShift: 'no' })
+  void [value, why, count, back, facts, dropped, kept]
 
   // @ts-expect-error unknown quantization level
   applyQuantization('m', 'q9')

@@ -184,7 +184,7 @@ impl Default for GenerateParams {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Timings {
     pub(crate) prompt_tokens: u32,
     pub(crate) prompt_ms: f64,
@@ -199,7 +199,7 @@ pub(crate) struct Timings {
     pub(crate) reused_prompt_tokens: u32,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Generation {
     pub(crate) text: String,
     pub(crate) tokens: u32,
@@ -207,12 +207,15 @@ pub(crate) struct Generation {
     pub(crate) timings: Timings,
     /// The answer's JSON, parsed, when `output` was a JSON schema.
     pub(crate) json: Option<serde_json::Value>,
+    /// For a chat session's turn: messages dropped from its history's start to fit.
+    pub(crate) dropped_messages: Option<u32>,
 }
 
 /// Why an answer ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum FinishReason {
     /// The model ended its turn (an end-of-generation token).
+    #[default]
     Eos,
     /// The text reached one of the caller's stop strings.
     Stop,

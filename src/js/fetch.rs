@@ -4,8 +4,8 @@
 //! messages) rather than a second HTTP client of its own. Hidden (two underscores, left
 //! out of the README): an interface between the package's own files.
 
+use super::blocking;
 use super::llm::args::read_on_progress;
-use super::llm::loader::blocking;
 use super::options::{read, Int};
 use super::{js_error, promise, rejected};
 use crate::error::{echo, OrionError};

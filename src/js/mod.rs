@@ -151,3 +151,18 @@ pub(crate) fn rejected<V: ToNapiValue + 'static>(
         |_, ()| -> napi::Result<V> { unreachable!("a rejected promise never converts a value") },
     )
 }
+
+/// Run `f` on tokio's blocking pool: for calls that block inside llama.cpp (loads,
+/// unloads, generations) or on the network (`__fetchFile`).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, OrionError> + Send + 'static,
+) -> std::result::Result<T, OrionError> {
+    // Counted until it returns, so that the process's exit waits for it.
+    let work = crate::lifecycle::begin_work()?;
+    tokio::task::spawn_blocking(move || {
+        let _work = work;
+        f()
+    })
+    .await
+    .map_err(|e| OrionError::Internal(format!("worker thread failed: {e}")))?
+}

@@ -790,7 +790,7 @@ pub(crate) fn generate(
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
             reused_prompt_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
         },
-        json: None,
+        ..Generation::default()
     };
     Ok((generation, unsettled))
 }

@@ -4,6 +4,7 @@
 pub(crate) mod loader;
 pub(crate) mod registry;
 pub(crate) mod schema;
+pub(crate) mod session;
 pub(crate) mod strategy;
 
 use crate::engine::llm::{Chat, GenerateParams, Generation, Prompt, TokenAnswer, TokenRequest};
@@ -511,6 +512,20 @@ impl LlmService {
             .open(&r, cancel)?
             .generate(prompt, params, cancel, on_text)?;
         parsed(g, params)
+    }
+
+    /// The context length `spec`'s model generates in, loading it first when needed (a
+    /// remote model's is its descriptor's). Blocking.
+    pub(crate) fn context_length(&self, spec: &str, cancel: &AtomicBool) -> Result<u32> {
+        let stopped = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(self
+            .load(spec, LoadOverrides::default(), None, &stopped)?
+            .context_length)
+    }
+
+    /// Whether `spec` is served by remote servers.
+    pub(crate) fn is_remote(&self, spec: &str) -> Result<bool> {
+        Ok(self.resolve(spec)?.remote.is_some())
     }
 
     /// Answer a question about `spec`'s tokens, loading it first when needed. Blocking.

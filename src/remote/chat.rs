@@ -403,6 +403,7 @@ impl Reply {
             ),
             text: self.text,
             json: None,
+            dropped_messages: None,
             // The server's `length` is its `max_tokens` (which we sent) or its context.
             finish_reason: match finish.as_str() {
                 "length" if generated >= max_tokens => FinishReason::MaxTokens,

@@ -3,7 +3,8 @@
 //! thing to work on) or `INVALID_OPTION` (how to work on it).
 
 use super::options::{
-    CountTokensOptions, GenerateOptions, LoadOptions, ModelLoaderOptions, TokenizeOptions,
+    ChatSessionOptions, CountTokensOptions, GenerateOptions, LoadOptions, ModelLoaderOptions,
+    TokenizeOptions,
 };
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
@@ -123,6 +124,12 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
         }
         _ => Err(bad()),
     }
+}
+
+/// `createChatSession`'s options: the system message and whether context shifts.
+pub(super) fn session_options(options: Option<Unknown>) -> R<(Option<String>, bool)> {
+    let (o, _): (ChatSessionOptions, _) = read(options, "options")?;
+    Ok((o.system, o.context_shift.unwrap_or(true)))
 }
 
 /// `countTokens`'s options: whether the prompt is raw.

@@ -3,14 +3,15 @@
 
 use super::args::{
     count_options, generate_options, load_options, loader_options, read_descriptor, read_key,
-    read_on_progress, read_prompt, read_text, read_token_ids, tokenize_options,
+    read_on_progress, read_prompt, read_text, read_token_ids, session_options, tokenize_options,
 };
+use super::session::ChatSession;
 use super::stream::TokenStream;
 use super::types::{DownloadInfo, GenerateResult, ModelInfo, ModelListing, ModelLoaderStats};
 use super::R;
 use crate::engine::llm::{TokenAnswer, TokenRequest};
 use crate::error::OrionError;
-use crate::js::{js_error, promise, rejected};
+use crate::js::{blocking, js_error, promise, rejected};
 use crate::llm::loader::ProgressFn;
 use crate::llm::LlmService;
 use crate::runtime::llm_service;
@@ -85,21 +86,6 @@ where
             Ok(to_js(info))
         },
     )
-}
-
-/// Run `f` on tokio's blocking pool: for calls that block inside llama.cpp (loads,
-/// unloads, generations) or on the network (`__fetchFile`).
-pub(in crate::js) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> R<T> + Send + 'static,
-) -> R<T> {
-    // Counted until it returns, so that the process's exit waits for it.
-    let work = crate::lifecycle::begin_work()?;
-    tokio::task::spawn_blocking(move || {
-        let _work = work;
-        f()
-    })
-    .await
-    .map_err(|e| OrionError::Internal(format!("worker thread failed: {e}")))?
 }
 
 #[napi]
@@ -307,6 +293,31 @@ impl ModelLoader {
         })
     }
 
+    /// A conversation with `modelKey`'s model (see `ChatSession`). Throws
+    /// `UNKNOWN_MODEL` for a key the registry does not know, `INVALID_OPTION` for bad
+    /// options; loads nothing until the first `send`.
+    #[napi(
+        ts_args_type = "modelKey: string, options?: ChatSessionOptions",
+        catch_unwind
+    )]
+    pub fn create_chat_session(
+        &self,
+        env: Env,
+        model_key: Unknown,
+        options: Option<Unknown>,
+    ) -> Result<ChatSession> {
+        let run = || -> R<ChatSession> {
+            let key = read_key(&model_key, "modelKey")?;
+            let (system, context_shift) = session_options(options)?;
+            self.svc.is_remote(&key)?;
+            Ok(ChatSession::new(
+                self.svc,
+                crate::llm::session::ChatSession::new(key, system, context_shift),
+            ))
+        };
+        run().map_err(|e| js_error(&env, &e))
+    }
+
     /// Add or replace a model in the registry (process-wide).
     #[napi(
         ts_args_type = "key: string, descriptor: ModelDescriptor",
@@ -356,9 +367,13 @@ impl ModelLoader {
                     "generateStream yields the text itself: drop the onToken option".into(),
                 ));
             }
-            Ok((key, prompt, call))
+            let svc = self.svc;
+            let work: super::stream::StreamWork = Box::new(move |call, on_text| {
+                svc.generate(&key, &prompt, &call.params, &call.cancel, on_text)
+            });
+            Ok((call, work))
         })();
-        TokenStream::start(&env, self.svc, prepared)
+        TokenStream::start(&env, prepared)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The LLM side of the addon, one concern per file:
 //! - `loader`: the `ModelLoader` class (every method in one `#[napi] impl`) and
 //!   `getModelLoader`; loads and generations run on tokio's blocking pool (`blocking`).
+//! - `session`: `ChatSession`, the conversation `loader.createChatSession` returns.
 //! - `stream`: `TokenStream`, the async iterator `generateStream` returns, and its steps.
 //! - `sinks`: `ProgressSink` and `TokenSink`, which call back into JS (`onProgress`,
 //!   `onToken`) from the loading and generating threads.
@@ -15,6 +16,7 @@ pub(super) mod args;
 pub(super) mod loader;
 mod options;
 mod quantization;
+mod session;
 pub(super) mod sinks;
 mod stream;
 mod types;

@@ -33,6 +33,18 @@ pub struct LoadOptions {
     pub context_size: Option<Int<256, 1_048_576>>,
 }
 
+/// Options of `ModelLoader.createChatSession`.
+#[napi(object, object_from_js = false, object_to_js = false)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSessionOptions {
+    /// The system message every turn starts with (none by default).
+    pub system: Option<String>,
+    /// When a turn would not fit the model's context, drop the oldest exchanges after
+    /// the system message (true, the default), or reject with `PROMPT_TOO_LONG` (false).
+    pub context_shift: Option<bool>,
+}
+
 /// Options of `ModelLoader.countTokens`.
 #[napi(object, object_from_js = false, object_to_js = false)]
 #[derive(Debug, Default, Deserialize)]

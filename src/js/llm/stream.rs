@@ -4,9 +4,8 @@
 use super::args::GenerateCall;
 use super::types::GenerateResult;
 use super::R;
-use crate::engine::llm::{Generation, Prompt};
+use crate::engine::llm::Generation;
 use crate::js::promise;
-use crate::llm::LlmService;
 use napi::bindgen_prelude::*;
 use napi::Env;
 use napi_derive::napi;
@@ -19,6 +18,11 @@ enum StreamEvent {
     Text(String),
     Done(R<Generation>),
 }
+
+/// What a stream runs on the blocking pool: a generation with the call's settings, its
+/// text going to the sink it is given.
+pub(super) type StreamWork =
+    Box<dyn FnOnce(&GenerateCall, &mut dyn FnMut(&str)) -> R<Generation> + Send>;
 
 /// One step of a `TokenStream`, as async iterators return them.
 #[napi(object)]
@@ -57,19 +61,15 @@ impl Drop for TokenStream {
 }
 
 impl TokenStream {
-    /// Start generating on tokio's blocking pool, with `prepared` the checked arguments
-    /// of `generateStream`; a failure to prepare is reported by the first `next()`,
-    /// like every other failure.
-    pub(super) fn start(
-        env: &Env,
-        svc: &'static LlmService,
-        prepared: R<(String, Prompt, GenerateCall)>,
-    ) -> Result<Self> {
+    /// Start generating on tokio's blocking pool, with `prepared` the checked call and
+    /// its work; a failure to prepare is reported by the first `next()`, like every
+    /// other failure.
+    pub(super) fn start(env: &Env, prepared: R<(GenerateCall, StreamWork)>) -> Result<Self> {
         let (tx, rx) = unbounded_channel();
         // The caller's signal and leaving the loop early set the same flag.
         let cancel = prepared.as_ref().map_or_else(
             |_| Arc::new(AtomicBool::new(false)),
-            |(_, _, c)| c.cancel.clone(),
+            |(c, _)| c.cancel.clone(),
         );
         let stream = TokenStream {
             events: Arc::new(tokio::sync::Mutex::new(rx)),
@@ -78,7 +78,7 @@ impl TokenStream {
         };
         match prepared {
             Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
-            Ok((key, prompt, call)) => match crate::lifecycle::begin_work() {
+            Ok((call, work_fn)) => match crate::lifecycle::begin_work() {
                 Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
                 Ok(work) => {
                     let registration = crate::js::env_guard::register(env, &call.cancel)?;
@@ -86,8 +86,7 @@ impl TokenStream {
                         let _work = work;
                         let _registration = registration;
                         let mut on_text = |t: &str| drop(tx.send(StreamEvent::Text(t.to_string())));
-                        let result =
-                            svc.generate(&key, &prompt, &call.params, &call.cancel, &mut on_text);
+                        let result = work_fn(&call, &mut on_text);
                         let _ = tx.send(StreamEvent::Done(result));
                     });
                 }

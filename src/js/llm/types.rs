@@ -254,6 +254,30 @@ pub struct GenerateResult {
     /// The answer parsed, when it followed a `jsonSchema` (it validates against it).
     #[napi(ts_type = "unknown")]
     pub json: Option<serde_json::Value>,
+    /// For a chat session's turn: how many messages were dropped from the start of its
+    /// history (after the system message) for the turn to fit the model's context.
+    pub dropped_messages: Option<u32>,
+}
+
+/// A chat message, as a session's `history` and `save()` give it.
+#[napi(object)]
+pub struct ChatMessageOut {
+    #[napi(ts_type = "'system' | 'user' | 'assistant'")]
+    pub role: String,
+    pub content: String,
+}
+
+impl From<(String, String)> for ChatMessageOut {
+    fn from((role, content): (String, String)) -> Self {
+        Self { role, content }
+    }
+}
+
+/// A chat session's conversation as plain data (`save()`, `restore()`).
+#[napi(object)]
+pub struct SavedChat {
+    pub system: Option<String>,
+    pub messages: Vec<ChatMessageOut>,
 }
 
 impl From<Generation> for GenerateResult {
@@ -264,6 +288,7 @@ impl From<Generation> for GenerateResult {
             finish_reason: g.finish_reason.as_str().to_string(),
             timings: g.timings.into(),
             json: g.json,
+            dropped_messages: g.dropped_messages,
         }
     }
 }

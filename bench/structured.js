@@ -1,0 +1,230 @@
+#!/usr/bin/env node
+'use strict'
+// Structured-output benchmark: constrained generation (a JSON schema) against unconstrained
+// generation on the demo model, and against node-llama-cpp's JSON-schema grammar on the
+// same GGUF, threads and prompts, in one run.
+//
+//   node bench/structured.js [--quick] [--json]
+//
+// Measures
+//   Generation tokens/s (the generation phase alone: orion-native's timings, node-llama-cpp's
+//   first streamed token to its last) for the prompts below, each asking for a small object, sampled at temperature 0.8 with
+//   one seed per prompt:
+//   - orion-native, unconstrained (at most as many tokens as the constrained answer had,
+//     so both runs generate about as much);
+//   - orion-native with `jsonSchema` (llama.cpp's schema-to-grammar conversion, the grammar
+//     checking the sampled token and filtering the vocabulary only when it refuses it);
+//   - node-llama-cpp 3.x with `llama.createGrammarForJsonSchema(schema)` in a
+//     LlamaChatSession (its prebuilt CPU binaries, the same thread count).
+//   Goals: constrained ≥ 0.9× unconstrained; ≥ 2× node-llama-cpp's constrained rate.
+//   Every constrained answer is parsed and checked against the schema's required keys.
+//
+// Peers come from bench/package.json (`cd bench && npm install --ignore-scripts`).
+
+const path = require('node:path')
+const { performance } = require('node:perf_hooks')
+const {
+  log,
+  fmt,
+  summary,
+  median,
+  machine,
+  machineLines,
+  writeResults,
+  parseArgs,
+  die,
+  markdownTable,
+} = require('./common')
+
+const ROOT = path.join(__dirname, '..')
+const SELF_TARGET = 0.9 // constrained ≥ 0.9 × unconstrained
+const PEER_TARGET = 2 // constrained ≥ 2 × node-llama-cpp's JSON-schema grammar
+
+const SCHEMA = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', maxLength: 24 },
+    age: { type: 'integer', minimum: 0, maximum: 120 },
+    city: { type: 'string', maxLength: 24 },
+    hobbies: { type: 'array', items: { type: 'string', maxLength: 16 }, maxItems: 3 },
+  },
+  required: ['name', 'age', 'city', 'hobbies'],
+  additionalProperties: false,
+}
+
+const SUBJECTS = [
+  'a retired sailor',
+  'a young painter in Lyon',
+  'a chess champion',
+  'a baker who loves bread',
+  'a librarian in Cairo',
+  'an astronaut on Mars',
+  'a gardener in Kyoto',
+  'a detective in London',
+]
+const prompt = (s) => `Invent a person: ${s}. Answer in JSON with name, age, city and hobbies.`
+
+const perSecond = (n, ms) => (ms > 0 ? (n * 1000) / ms : NaN)
+
+/** orion-native's generation rate for one prompt: its generation phase's, as it times it. */
+async function orionRun(loader, text, options) {
+  const r = await loader.generate('demo', text, options)
+  return { text: r.text, tokens: r.tokens, json: r.json, tokensPerSecond: r.timings.tokensPerSecond }
+}
+
+async function nodeLlamaCpp(modelPath, threads) {
+  const nlc = await import('node-llama-cpp')
+  const llama = await nlc.getLlama({
+    gpu: false,
+    build: 'never',
+    skipDownload: true,
+    progressLogs: false,
+    maxThreads: threads,
+    logLevel: 'warn',
+    logger: () => {},
+  })
+  const model = await llama.loadModel({ modelPath })
+  const grammar = await llama.createGrammarForJsonSchema(SCHEMA)
+  const context = await model.createContext({ contextSize: 2048, threads: { ideal: threads, min: threads } })
+  const version = require(path.join(__dirname, 'node_modules/node-llama-cpp/package.json')).version
+  return {
+    version,
+    async run(text, seed) {
+      const sequence = context.getSequence()
+      const session = new nlc.LlamaChatSession({ contextSequence: sequence })
+      let first = null
+      let last = null
+      let tokens = 0
+      const answer = await session.prompt(text, {
+        grammar,
+        temperature: 0.8,
+        seed,
+        maxTokens: 400,
+        onToken: (chunk) => {
+          const now = performance.now()
+          first ??= now
+          last = now
+          tokens += chunk.length
+        },
+      })
+      session.dispose()
+      sequence.dispose()
+      return { text: answer, tokens, json: grammar.parse(answer), tokensPerSecond: perSecond(tokens - 1, last - first) }
+    },
+    dispose: () => llama.dispose(),
+  }
+}
+
+function checked(run, who) {
+  for (const k of SCHEMA.required)
+    if (!(k in (run.json ?? {}))) throw new Error(`${who}: an answer without "${k}": ${run.text}`)
+  return run
+}
+
+async function main() {
+  const { quick, json } = parseArgs('structured.js', process.argv.slice(2))
+  const orion = require(ROOT)
+  const threads = orion.getOptimizationStrategy().threads
+  const loader = orion.getModelLoader()
+  const info = await loader.loadModel('demo')
+  const subjects = quick ? SUBJECTS.slice(0, 2) : SUBJECTS
+  const results = {
+    date: new Date().toISOString(),
+    quick,
+    machine: machine(),
+    config: { threads, prompts: subjects.length, model: path.basename(info.path), schema: SCHEMA },
+  }
+  let peer = null
+  try {
+    peer = await nodeLlamaCpp(info.path, threads)
+  } catch (e) {
+    results.peerError = String(e.message ?? e)
+    log(`node-llama-cpp unavailable (${results.peerError}): run \`cd bench && npm install --ignore-scripts\``)
+  }
+  // Warm both up (the first generation pays for page faults and the grammar's first use).
+  await orionRun(loader, prompt('a warm-up'), { jsonSchema: SCHEMA, temperature: 0.8, maxTokens: 200 })
+  if (peer) await peer.run(prompt('a warm-up'), 1)
+  const rates = { constrained: [], unconstrained: [], peer: [] }
+  const tokens = { constrained: [], unconstrained: [], peer: [] }
+  for (const [i, s] of subjects.entries()) {
+    const seed = 100 + i
+    const c = checked(
+      await orionRun(loader, prompt(s), { jsonSchema: SCHEMA, temperature: 0.8, seed, maxTokens: 400 }),
+      'orion-native',
+    )
+    // The same request unconstrained, cut at the constrained answer's length.
+    const u = await orionRun(loader, prompt(s), { temperature: 0.8, seed, maxTokens: c.tokens })
+    rates.constrained.push(c.tokensPerSecond)
+    rates.unconstrained.push(u.tokensPerSecond)
+    tokens.constrained.push(c.tokens)
+    tokens.unconstrained.push(u.tokens)
+    let line = `${i + 1}/${subjects.length}: constrained ${fmt(c.tokensPerSecond)} (${c.tokens} tokens), unconstrained ${fmt(u.tokensPerSecond)}`
+    if (peer) {
+      const p = checked(await peer.run(prompt(s), seed), 'node-llama-cpp')
+      rates.peer.push(p.tokensPerSecond)
+      tokens.peer.push(p.tokens)
+      line += `, node-llama-cpp ${fmt(p.tokensPerSecond)} (${p.tokens} tokens)`
+    }
+    log(line)
+  }
+  if (peer) await peer.dispose()
+  results.orion = {
+    constrained: summary(rates.constrained),
+    unconstrained: summary(rates.unconstrained),
+    tokens: { constrained: summary(tokens.constrained), unconstrained: summary(tokens.unconstrained) },
+  }
+  results.vsUnconstrained = median(rates.constrained) / median(rates.unconstrained)
+  if (peer) {
+    results.peer = { version: peer.version, constrained: summary(rates.peer), tokens: summary(tokens.peer) }
+    results.vsPeer = median(rates.constrained) / median(rates.peer)
+  }
+  results.pass = {
+    self: results.vsUnconstrained >= SELF_TARGET,
+    peer: results.vsPeer == null ? null : results.vsPeer >= PEER_TARGET,
+  }
+  const file = writeResults('structured', results)
+  log(`wrote ${path.relative(process.cwd(), file)}`)
+  process.stdout.write(json ? JSON.stringify(results, null, 2) + '\n' : report(results) + '\n')
+}
+
+/** The README's rows. */
+function headline(r) {
+  const rows = [['comparison', 'orion-native', 'peer', 'peer’s result', 'orion-native vs peer']]
+  rows.push([
+    'JSON-schema generation (tokens/s)',
+    fmt(r.orion.constrained.median),
+    'orion-native unconstrained, same prompts',
+    fmt(r.orion.unconstrained.median),
+    `${fmt(r.vsUnconstrained, 2)}×`,
+  ])
+  rows.push([
+    'JSON-schema generation (tokens/s)',
+    fmt(r.orion.constrained.median),
+    r.peer ? `node-llama-cpp ${r.peer.version} createGrammarForJsonSchema` : 'node-llama-cpp (not installed)',
+    r.peer ? fmt(r.peer.constrained.median) : 'n/a',
+    r.peer ? `${fmt(r.vsPeer, 2)}×` : 'n/a',
+  ])
+  return rows
+}
+
+function report(r) {
+  return [
+    '## Structured output: JSON-schema generation',
+    '',
+    ...machineLines(r),
+    `- ${r.config.model}, ${r.config.threads} thread(s) for both, ${r.config.prompts} prompts at temperature 0.8 (one seed each); medians of the generation phase's tokens/s`,
+    `- tokens per answer (median): constrained ${fmt(r.orion.tokens.constrained.median, 0)}, unconstrained ${fmt(r.orion.tokens.unconstrained.median, 0)}${r.peer ? `, node-llama-cpp ${fmt(r.peer.tokens.median, 0)}` : ''}`,
+    '',
+    ...markdownTable(headline(r)),
+    '',
+    `constrained ≥ ${SELF_TARGET}× unconstrained: ${r.pass.self ? '✓' : '✗'}; ≥ ${PEER_TARGET}× node-llama-cpp: ${r.pass.peer == null ? 'not measured' : r.pass.peer ? '✓' : '✗'}`,
+  ].join('\n')
+}
+
+if (require.main === module) {
+  main()
+    .then(() => process.exit(0))
+    .catch(die)
+}
+
+module.exports = { report, headline }
