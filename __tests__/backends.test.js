@@ -137,6 +137,31 @@ describe.each(backends)('$name backend', (backend) => {
       expect(stopped.finishReason).toBe(backend.name === 'remote' ? 'eos' : 'stop')
     })
 
+    test('a JSON schema is followed: the answer parses, validates and comes parsed', async () => {
+      const Ajv2020 = require('ajv/dist/2020').default
+      const schema = {
+        type: 'object',
+        properties: {
+          city: { type: 'string', maxLength: 24 },
+          country: { type: 'string', maxLength: 24 },
+          population: { type: 'integer', minimum: 0 },
+        },
+        required: ['city', 'country', 'population'],
+        additionalProperties: false,
+      }
+      const ask = [...QUESTION.slice(0, 1), { role: 'user', content: 'Describe Paris as JSON.' }]
+      for (const seed of [1, 2, 3]) {
+        const r = await loader().generate(env.llmKey, ask, {
+          jsonSchema: schema,
+          temperature: 0.8,
+          seed,
+          maxTokens: 200,
+        })
+        expect(r.json).toEqual(JSON.parse(r.text))
+        expect(new Ajv2020().validate(schema, r.json)).toBe(true)
+      }
+    })
+
     test('an abort mid-generation rejects ABORTED', async () => {
       const ac = new AbortController()
       const story = [{ role: 'user', content: 'Tell me a long story about a dragon.' }]
