@@ -86,6 +86,29 @@ test('npm installs the packages and nothing else; the platform package carries O
   )
 })
 
+// What the Linux x64 platform package's files need from the system: the C and C++
+// runtimes and OpenMP, nothing else (llama.cpp's common library would link OpenSSL where
+// its headers are installed; .cargo/config.toml keeps it from looking).
+test('the platform package needs nothing from the system but the C/C++ runtimes and OpenMP', () => {
+  const readelf = spawnSync('readelf', ['--version'])
+  if (platformName() !== 'linux-x64-gnu' || readelf.error) {
+    console.log(`skipped: ${readelf.error ? 'no readelf (binutils)' : `not linux-x64-gnu`}`)
+    return
+  }
+  const dir = path.join(app, 'node_modules', platformPkg)
+  const files = fs.readdirSync(dir).filter((f) => /\.(node|so)(\.\d+)*$/.test(f))
+  expect(files).toContain('libllama-common.so.0')
+  const system = /^(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|libgomp)\.so\.\d+$|^ld-linux-x86-64\.so\.2$/
+  const needed = {}
+  for (const f of files) {
+    const out = spawnSync('readelf', ['-d', path.join(dir, f)], { encoding: 'utf8' }).stdout
+    const libs = [...out.matchAll(/\(NEEDED\)\s+Shared library: \[(\S+)\]/g)].map((m) => m[1])
+    const foreign = libs.filter((l) => !system.test(l) && !files.includes(l))
+    if (foreign.length) needed[f] = foreign
+  }
+  expect(needed).toEqual({})
+})
+
 // The Vulkan package, on Mesa's lavapipe (a Vulkan device that runs on the CPU; ggml-vulkan
 // lists it only when GGML_VK_VISIBLE_DEVICES names it).
 const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json'

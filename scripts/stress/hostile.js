@@ -169,7 +169,7 @@ async function remoteMaxTokens(row, n) {
     if (i % 2 === 0) {
       await row.call(`generate maxTokens ${maxTokens}`, loader.generate(key, 'hi', { maxTokens }), {
         check: (r) =>
-          r.text !== expected(maxTokens) || r.tokens !== maxTokens || r.finishReason !== 'length'
+          r.text !== expected(maxTokens) || r.tokens !== maxTokens || r.finishReason !== 'maxTokens'
             ? `got ${r.tokens} tokens (${r.finishReason}): ${r.text.slice(0, 80)}`
             : null,
       })
