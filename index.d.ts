@@ -597,7 +597,7 @@ export interface GenerateOptions {
    * `SCHEMA_UNSUPPORTED`; an answer cut by `maxTokens` or the context, with
    * `OUTPUT_INCOMPLETE`. Remote models send it as `response_format`.
    */
-  jsonSchema?: object | boolean
+  jsonSchema?: object
   /**
    * A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
    * Remote models send it as `grammar` (llama.cpp's server reads it).

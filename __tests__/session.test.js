@@ -131,5 +131,10 @@ test('bad messages, options and saves are coded errors', async () => {
   expectThrowCode(() => chat.restore({ messages: [{ role: 'system', content: 'x' }] }), 'INVALID_INPUT')
   expectThrowCode(() => chat.restore({ messages: 'x' }), 'INVALID_INPUT')
   expectThrowCode(() => chat.restore({ history: [] }), 'INVALID_OPTION')
+  expectThrowCode(() => chat.restore(), 'INVALID_INPUT')
   expect(chat.history).toEqual([])
+  // A new session's save restores (no messages yet).
+  const fresh = loader.createChatSession('demo', { system: 'S' })
+  chat.restore(fresh.save())
+  expect(chat.history).toEqual([{ role: 'system', content: 'S' }])
 })

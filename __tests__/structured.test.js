@@ -183,6 +183,13 @@ describe('jsonSchema', () => {
     [{ type: 'object', properties: { a: { not: { type: 'null' } } } }, /#\/properties\/a: `not`/],
     [{ $ref: 'https://example.com/schema.json' }, /only references/],
     [{ type: 'object', if: { required: ['a'] }, then: { required: ['b'] } }, /`if`/],
+    [{ allOf: [{ type: 'string' }, { maxLength: 5 }] }, /`allOf`/],
+    [{ type: 'string', maxLength: 5000 }, /from 0 to 2000/],
+    // `.` could write a raw quote or backslash into the JSON string.
+    [{ type: 'string', pattern: '^.{1,40}$' }, /`\.`/],
+    [{ type: 'string', pattern: '^[a-z]+$', maxLength: 5 }, /together/],
+    [{ type: 'object', required: ['id'] }, /required "id"/],
+    [{ type: 'string', anyOf: [{ maxLength: 3 }] }, /beside `anyOf`/],
   ])('%j is SCHEMA_UNSUPPORTED, never silently loosened', async (schema, says) => {
     const e = await expectCode(loader.generate('demo', 'x', { jsonSchema: schema }), 'SCHEMA_UNSUPPORTED')
     expect(e.message).toMatch(says)
@@ -198,6 +205,17 @@ describe('jsonSchema', () => {
     // A $ref that leads nowhere passes the keyword check and fails the conversion.
     await expectCode(loader.generate('demo', 'x', { jsonSchema: { $ref: '#/$defs/none' } }), 'SCHEMA_UNSUPPORTED')
   })
+})
+
+test('sampling that lands on a refused token (a temperature so low every probability is NaN) still follows the schema', async () => {
+  const r = await loader.generate('demo', ASK.person('a sailor'), {
+    jsonSchema: SCHEMAS.person,
+    temperature: 1e-39,
+    topP: 1,
+    minP: 0,
+    maxTokens: 200,
+  })
+  expect(ajv.validate(SCHEMAS.person, r.json)).toBe(true)
 })
 
 describe('grammar', () => {
@@ -220,6 +238,7 @@ describe('grammar', () => {
     ['no root rule', 'answer ::= "a"'],
     ['left recursion', 'root ::= root "a" | "b"'],
     ['nesting too deep', `root ::= ${'('.repeat(100)}"a"${')'.repeat(100)}`],
+    ['nesting hidden behind a comment', `# [ "\nroot ::= ${'('.repeat(100)}"a"${')'.repeat(100)}`],
     ['empty', '  '],
   ])('%s is INVALID_OPTION', async (_, grammar) => {
     await expectCode(loader.generate('demo', 'x', { grammar }), 'INVALID_OPTION')

@@ -178,15 +178,31 @@ impl Picker {
                 let token = if gr.allows(first) {
                     first
                 } else {
-                    let (mut masked, _) = allowed(gr)?;
+                    let (mut masked, mask) = allowed(gr)?;
                     masked.apply_sampler(s);
-                    masked.selected_token()?
+                    match masked.selected_token() {
+                        Some(t) if gr.allows(t) => t,
+                        // Sampling can still land on a refused token (a temperature so
+                        // low that every probability is NaN falls back to the last
+                        // entry): the most likely allowed one then.
+                        _ => LlamaToken(most_likely(logits, &mask)? as i32),
+                    }
                 };
                 s.accept(token);
                 Some(token)
             }
         }
     }
+}
+
+/// The allowed token of highest logit.
+fn most_likely(logits: &[f32], allowed: &[bool]) -> Option<usize> {
+    logits
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| allowed[i])
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
 }
 
 fn sampler(model: &LlamaModel, p: &GenerateParams) -> LlamaSampler {
@@ -689,6 +705,9 @@ pub(crate) fn generate(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<(Generation, Option<Unsettled>)> {
     let p = tokenize(model, prompt, params, context_length)?;
+    // Before the prompt is evaluated: a schema or grammar llama.cpp refuses costs nothing
+    // then, and the kept context a chat would continue from is not taken.
+    let mut grammar = Grammar::for_output(model, params.output.as_ref())?;
     let Evaluated {
         mut ctx,
         mut batch,
@@ -707,7 +726,6 @@ pub(crate) fn generate(
     } else {
         Picker::new(model, params)
     };
-    let mut grammar = Grammar::for_output(model, params.output.as_ref())?;
     let mut out = TextOut::new(&params.stop, on_text);
     let gen_started = Instant::now();
     let mut generated = 0u32;
@@ -734,7 +752,7 @@ pub(crate) fn generate(
         }
         generated += 1;
         if let Some(g) = grammar.as_mut() {
-            g.accept(token);
+            g.accept(token)?;
         }
         if out.push(&vocab.token_to_piece(token, false, None)) {
             finish = FinishReason::Stop;

@@ -75,9 +75,13 @@ impl Grammar {
     }
 
     /// Advance past `token`, which [`Self::allows`] or [`Self::mask`] allowed (never an
-    /// end-of-generation token: the answer ends there).
-    pub(crate) fn accept(&mut self, token: LlamaToken) {
-        self.sampler.accept(token);
+    /// end-of-generation token: the answer ends there). llama.cpp's refusal (an
+    /// exception, caught in its wrapper) would leave the grammar with no state to go on
+    /// from, and its next check would abort: it ends the generation instead.
+    pub(crate) fn accept(&mut self, token: LlamaToken) -> Result<()> {
+        self.sampler.try_accept(token).map_err(|e| {
+            OrionError::InferenceFailed(format!("the grammar refused the token chosen ({e})"))
+        })
     }
 }
 
@@ -92,13 +96,20 @@ fn check_gbnf(g: &str) -> Result<()> {
     let (mut depth, mut deepest) = (0usize, 0usize);
     let mut in_literal = None;
     let mut escaped = false;
+    let mut in_comment = false;
     for c in g.chars() {
         if escaped {
             escaped = false;
             continue;
         }
+        if in_comment {
+            in_comment = c != '\n';
+            continue;
+        }
         match (in_literal, c) {
             (_, '\\') => escaped = true,
+            // A comment runs to the end of its line, brackets and quotes in it included.
+            (None, '#') => in_comment = true,
             (Some(q), c) if c == q => in_literal = None,
             (None, '"') => in_literal = Some('"'),
             (None, '[') => in_literal = Some(']'),
@@ -138,9 +149,16 @@ mod tests {
     fn deep_or_huge_grammars_are_refused_before_llama_cpp_parses_them() {
         let deep = format!("root ::= {}\"a\"{}", "(".repeat(200), ")".repeat(200));
         assert_eq!(check_gbnf(&deep).unwrap_err().code(), "INVALID_OPTION");
-        // Parentheses inside literals and classes do not count.
+        // Parentheses inside literals and classes do not count; a comment's brackets
+        // and quotes do not hide what follows them.
         let quoted = format!("root ::= \"{}\" [(]", "(".repeat(200));
         assert!(check_gbnf(&quoted).is_ok());
+        let hidden = format!(
+            "# [ \"\nroot ::= {}\"a\"{}",
+            "(".repeat(200),
+            ")".repeat(200)
+        );
+        assert_eq!(check_gbnf(&hidden).unwrap_err().code(), "INVALID_OPTION");
         let huge = format!("root ::= \"{}\"", "a".repeat(MAX_GRAMMAR_BYTES));
         assert_eq!(check_gbnf(&huge).unwrap_err().code(), "INVALID_OPTION");
     }

@@ -320,21 +320,26 @@ impl LlmService {
         if cancel() {
             return Err(OrionError::Aborted);
         }
-        if let Some(n) = overrides.context_size.filter(|&n| n != m.context_length) {
+        let facts = <LlamaEngine as crate::engine::llm::Engine>::facts(&m.model);
+        // Both bounded by the trained length, as generation is.
+        let bounded = |n: u32| n.min(facts.trained_context.max(1));
+        let context_length = bounded(m.context_length);
+        if let Some(n) = overrides
+            .context_size
+            .filter(|&n| bounded(n) != context_length)
+        {
             return Err(OrionError::InvalidOption(format!(
-                "contextSize {n}: {} is loaded with a context of {} tokens; unloadModel() it \
-                 first to load it with another",
+                "contextSize {n}: {} is loaded with a context of {context_length} tokens; \
+                 unloadModel() it first to load it with another",
                 crate::error::echo(&m.key),
-                m.context_length
             )));
         }
-        let facts = <LlamaEngine as crate::engine::llm::Engine>::facts(&m.model);
         Ok(LoadInfo {
             key: m.key.clone(),
             path: m.path.display().to_string(),
             quantization: m.quantization.clone(),
             bytes: m.bytes,
-            context_length: m.context_length.min(facts.trained_context.max(1)),
+            context_length,
             loads: m.loads,
             placed: <LlamaEngine as crate::engine::llm::Engine>::placed(&m.model),
             facts,

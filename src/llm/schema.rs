@@ -22,7 +22,6 @@ const ENFORCED: &[&str] = &[
     "const",
     "anyOf",
     "oneOf",
-    "allOf",
     "$ref",
     "$defs",
     "definitions",
@@ -66,9 +65,96 @@ const FORMATS: &[&str] = &[
 /// Deepest nesting of schemas accepted: the conversion recurses through them.
 const MAX_DEPTH: usize = 64;
 
+/// Most `$ref`s in a schema: the conversion recurses once per reference it follows, so
+/// a chain of them is a nesting the depth above does not see.
+const MAX_REFS: usize = 64;
+
+/// Largest count (`minLength`, `maxItems`, ...) a grammar repeats exactly: llama.cpp's
+/// grammar parser makes a larger upper bound unbounded.
+const MAX_COUNT: u64 = 2000;
+
+/// Keywords that may stand beside `$ref`, `anyOf` or `oneOf` (which the conversion
+/// follows alone).
+const BESIDE_ALTERNATIVES: &[&str] = &["$defs", "definitions"];
+
 /// Check `schema` before it is converted; `Ok` when every keyword is enforced.
 pub(crate) fn check(schema: &Value) -> Result<()> {
+    let refs = serde_json::to_string(schema).map_or(0, |s| s.matches("\"$ref\"").count());
+    if refs > MAX_REFS {
+        return Err(unsupported(
+            "#",
+            format!("{refs} $refs; at most {MAX_REFS} are followed"),
+        ));
+    }
     walk(schema, "#", 0)
+}
+
+/// Combinations of keywords the conversion would follow in part only.
+fn check_combinations(o: &serde_json::Map<String, Value>, at: &str) -> Result<()> {
+    let has = |k: &str| o.contains_key(k);
+    let constraining = |k: &&String| {
+        !ANNOTATIONS.contains(&k.as_str()) && !BESIDE_ALTERNATIVES.contains(&k.as_str())
+    };
+    for alone in ["$ref", "anyOf", "oneOf"] {
+        if has(alone) {
+            if let Some(other) = o.keys().filter(constraining).find(|k| *k != alone) {
+                return Err(unsupported(
+                    at,
+                    format!("`{other}` beside `{alone}` is not enforced (the conversion follows `{alone}` alone): move it into the schemas it leads to"),
+                ));
+            }
+        }
+    }
+    for (a, b) in [
+        ("pattern", "format"),
+        ("pattern", "minLength"),
+        ("pattern", "maxLength"),
+        ("items", "prefixItems"),
+        ("prefixItems", "minItems"),
+        ("prefixItems", "maxItems"),
+        ("minimum", "exclusiveMinimum"),
+        ("maximum", "exclusiveMaximum"),
+    ] {
+        if has(a) && has(b) {
+            return Err(unsupported(
+                at,
+                format!("`{a}` and `{b}` together are not enforced: keep one"),
+            ));
+        }
+    }
+    let array = o.get("type").and_then(Value::as_str) == Some("array")
+        || has("items")
+        || has("prefixItems");
+    if (has("minItems") || has("maxItems")) && !array {
+        return Err(unsupported(
+            at,
+            "minItems and maxItems are enforced on arrays only (\"type\": \"array\")",
+        ));
+    }
+    for k in ["minLength", "maxLength", "minItems", "maxItems"] {
+        if let Some(n) = o.get(k) {
+            if n.as_u64().is_none_or(|n| n > MAX_COUNT) {
+                return Err(unsupported(
+                    at,
+                    format!("`{k}` must be an integer from 0 to {MAX_COUNT}, got {n}"),
+                ));
+            }
+        }
+    }
+    if let Some(required) = o.get("required").and_then(Value::as_array) {
+        let properties = o.get("properties").and_then(Value::as_object);
+        if let Some(name) = required
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|n| !properties.is_some_and(|p| p.contains_key(*n)))
+        {
+            return Err(unsupported(
+                at,
+                format!("required \"{name}\" has no schema in `properties`, so it is not enforced"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn unsupported(at: &str, what: impl std::fmt::Display) -> OrionError {
@@ -82,17 +168,13 @@ fn walk(s: &Value, at: &str, depth: usize) -> Result<()> {
             format!("schemas nested more than {MAX_DEPTH} deep"),
         ));
     }
-    let o = match s {
-        Value::Object(o) => o,
-        // `true` (anything) is what an absent schema means; `false` allows nothing.
-        Value::Bool(true) => return Ok(()),
-        _ => {
-            return Err(OrionError::InvalidOption(format!(
-                "jsonSchema at {at} must be an object, got {}",
-                kind(s)
-            )))
-        }
+    let Value::Object(o) = s else {
+        return Err(OrionError::InvalidOption(format!(
+            "jsonSchema at {at} must be an object, got {}",
+            kind(s)
+        )));
     };
+    check_combinations(o, at)?;
     for (k, v) in o {
         if ANNOTATIONS.contains(&k.as_str()) {
             continue;
@@ -114,11 +196,12 @@ fn walk(s: &Value, at: &str, depth: usize) -> Result<()> {
                     walk(sub, &format!("{here}/{name}"), depth + 1)?;
                 }
             }
-            "additionalProperties" | "items" => match v {
+            "additionalProperties" => match v {
                 Value::Bool(_) => {}
                 _ => walk(v, &here, depth + 1)?,
             },
-            "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+            "items" => walk(v, &here, depth + 1)?,
+            "anyOf" | "oneOf" | "prefixItems" => {
                 let Value::Array(list) = v else {
                     return Err(OrionError::InvalidOption(format!(
                         "jsonSchema at {here} must be an array of schemas, got {}",
@@ -160,16 +243,6 @@ fn walk(s: &Value, at: &str, depth: usize) -> Result<()> {
                         ),
                     ));
                 }
-                // The conversion follows the reference and ignores what is beside it.
-                if let Some(other) = o
-                    .keys()
-                    .find(|x| *x != "$ref" && !ANNOTATIONS.contains(&x.as_str()))
-                {
-                    return Err(unsupported(
-                        at,
-                        format!("`{other}` beside a $ref is not enforced: move it into the schema referred to"),
-                    ));
-                }
             }
             _ => {}
         }
@@ -197,10 +270,12 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A `pattern` the conversion translates into grammar: anchored with `^` and `$`, with
-/// groups, classes, repetitions and the escapes llama.cpp's grammars know. Others (an
-/// unanchored pattern, `\d`, a lookahead, a backreference) it would replace with "any
-/// string".
+/// A `pattern` the conversion translates into grammar, and whose strings are JSON
+/// strings as they are written: anchored with `^` and `$`, with groups, alternatives,
+/// classes and counted repetitions. Refused: what llama.cpp would replace with "any
+/// string" (an unanchored pattern, `\d`, a lookahead, an escape it does not know) and
+/// what would write a character raw that JSON must escape (`.`, a negated class, a quote,
+/// a backslash or a control character), which would leave the answer unparseable.
 fn check_pattern(value: &Value, at: &str) -> Result<()> {
     let Some(pattern) = value.as_str() else {
         return Err(OrionError::InvalidOption(format!(
@@ -214,48 +289,66 @@ fn check_pattern(value: &Value, at: &str) -> Result<()> {
             "it must be anchored with ^ at the start and $ at the end",
         ));
     }
-    let bytes = pattern.as_bytes();
-    let mut at_byte = 1;
+    let body: Vec<char> = pattern[1..pattern.len() - 1].chars().collect();
+    let mut pos = 0;
     // Inside a character class `^` and `$` are characters.
     let mut in_class = false;
-    while at_byte < bytes.len() - 1 {
-        match bytes[at_byte] {
-            b'[' if !in_class => {
-                in_class = true;
-                at_byte += 1;
-            }
-            b']' if in_class => {
-                in_class = false;
-                at_byte += 1;
-            }
-            b'\\' => {
-                let next = bytes.get(at_byte + 1).copied().unwrap_or(0);
-                let width = match next {
-                    b'x' => 4,
-                    b'u' => 6,
-                    b'U' => 10,
-                    b't' | b'r' | b'n' | b'\\' | b'"' | b'[' | b']' | b'-' | b'^' | b'$' | b'.'
-                    | b'(' | b')' | b'|' | b'{' | b'}' | b'*' | b'+' | b'?' | b'/' => 2,
-                    _ => {
-                        return Err(refuse(&format!(
-                        "the escape \\{} is not supported (write a class such as [0-9] for \\d)",
-                        char::from(next)
-                    )))
-                    }
+    while pos < body.len() {
+        match body[pos] {
+            '\\' => {
+                let next = body.get(pos + 1).copied().unwrap_or(' ');
+                let known = if in_class {
+                    matches!(next, '[' | ']' | '-')
+                } else {
+                    "^$.[]()|{}*+?-".contains(next)
                 };
-                at_byte += width;
+                if !known {
+                    return Err(refuse(&format!(
+                        "the escape \\{next} is not supported (write a class such as [0-9] for \\d)"
+                    )));
+                }
+                pos += 1;
             }
-            b'(' if !in_class
-                && bytes.get(at_byte + 1) == Some(&b'?')
-                && bytes.get(at_byte + 2) != Some(&b':') =>
-            {
+            '"' => return Err(refuse("a quote in it would be written unescaped in the JSON")),
+            c if c.is_control() => {
+                return Err(refuse("a control character would be written unescaped in the JSON"))
+            }
+            '[' if !in_class => {
+                if body.get(pos + 1) == Some(&'^') {
+                    return Err(refuse(
+                        "a negated class could write a quote or a backslash unescaped in the JSON",
+                    ));
+                }
+                in_class = true;
+            }
+            ']' if in_class => in_class = false,
+            '.' if !in_class => {
+                return Err(refuse(
+                    "`.` could write a quote or a backslash unescaped in the JSON: list what may come, as in [a-z0-9 ]",
+                ))
+            }
+            '(' if !in_class && body.get(pos + 1) == Some(&'?') && body.get(pos + 2) != Some(&':') => {
                 return Err(refuse("lookarounds and named groups are not supported"));
             }
-            b'^' | b'$' if !in_class => {
-                return Err(refuse("anchors inside it are not supported"));
+            '^' | '$' if !in_class => return Err(refuse("anchors inside it are not supported")),
+            '{' if !in_class => {
+                let Some(len) = body[pos..].iter().position(|&x| x == '}') else {
+                    return Err(refuse("a repetition must be {n}, {n,} or {n,m}"));
+                };
+                let inner: String = body[pos + 1..pos + len].iter().collect();
+                let counts: Vec<&str> = inner.split(',').collect();
+                let well_formed = counts.len() <= 2
+                    && counts.iter().enumerate().all(|(i, n)| {
+                        n.chars().all(|d| d.is_ascii_digit()) && (i == 1 || !n.is_empty())
+                    });
+                if !well_formed {
+                    return Err(refuse("a repetition must be {n}, {n,} or {n,m}"));
+                }
+                pos += len;
             }
-            _ => at_byte += 1,
+            _ => {}
         }
+        pos += 1;
     }
     Ok(())
 }
@@ -279,6 +372,7 @@ mod tests {
                 "name": { "type": "string", "minLength": 1, "maxLength": 40, "description": "x" },
                 "age": { "type": "integer", "minimum": 0, "maximum": 150 },
                 "email": { "type": "string", "pattern": "^[a-z]+@[a-z]+\\.com$" },
+                "code": { "type": "string", "pattern": "^([A-Z]{3}|x)-[0-9]{2,4}(?:[a-c\\-]+)?$" },
                 "born": { "type": "string", "format": "date" },
                 "tags": { "type": "array", "items": { "enum": ["a", "b"] }, "maxItems": 3 },
                 "pet": { "$ref": "#/$defs/pet" },
@@ -289,7 +383,6 @@ mod tests {
             "$defs": { "pet": { "type": "object", "properties": { "kind": { "const": "cat" } } } }
         });
         assert_eq!(code(&s), "OK");
-        assert_eq!(code(&json!(true)), "OK");
     }
 
     #[test]
@@ -315,7 +408,35 @@ mod tests {
             (json!({ "$ref": "https://x.org/s.json" }), "only references"),
             (
                 json!({ "$ref": "#/$defs/a", "maxLength": 3 }),
-                "beside a $ref",
+                "beside `$ref`",
+            ),
+            (
+                json!({ "type": "string", "anyOf": [{ "maxLength": 1 }] }),
+                "beside `anyOf`",
+            ),
+            (json!({ "allOf": [{ "type": "string" }] }), "`allOf`"),
+            (
+                json!({ "type": "string", "pattern": "^[a-z]+$", "maxLength": 5 }),
+                "together",
+            ),
+            (
+                json!({ "type": "string", "maxLength": 5000 }),
+                "from 0 to 2000",
+            ),
+            (json!({ "minItems": 1 }), "arrays only"),
+            (
+                json!({ "type": "object", "required": ["id"] }),
+                "required \"id\"",
+            ),
+            (json!({ "type": "string", "pattern": "^.{1,40}$" }), "`.`"),
+            (json!({ "type": "string", "pattern": "^[^a]+$" }), "negated"),
+            (
+                json!({ "type": "string", "pattern": "^[0-9\\.]+$" }),
+                "escape",
+            ),
+            (
+                json!({ "type": "string", "pattern": "^a{x}$" }),
+                "repetition",
             ),
             (
                 json!({ "properties": { "a": { "patternProperties": {} } } }),
@@ -331,6 +452,24 @@ mod tests {
     #[test]
     fn malformed_schemas_are_bad_options() {
         assert_eq!(code(&json!(42)), "INVALID_OPTION");
+        assert_eq!(code(&json!(true)), "INVALID_OPTION");
+        assert_eq!(
+            code(&json!({ "type": "array", "items": true })),
+            "INVALID_OPTION"
+        );
+        let mut chain = serde_json::Map::new();
+        for i in 0..100 {
+            chain.insert(
+                format!("d{i}"),
+                json!({ "$ref": format!("#/$defs/d{}", i + 1) }),
+            );
+        }
+        chain.insert("d100".into(), json!({ "type": "string" }));
+        let chained = json!({ "$ref": "#/$defs/d0", "$defs": chain });
+        assert_eq!(code(&chained), "SCHEMA_UNSUPPORTED");
+        // $defs beside a root $ref, as Pydantic writes recursive models, is fine.
+        let pydantic = json!({ "$ref": "#/$defs/a", "$defs": { "a": { "type": "string" } } });
+        assert_eq!(code(&pydantic), "OK");
         assert_eq!(code(&json!({ "properties": [1] })), "INVALID_OPTION");
         assert_eq!(code(&json!({ "anyOf": {} })), "INVALID_OPTION");
         let mut deep = json!({ "type": "string" });

@@ -162,7 +162,7 @@ pub struct GenerateOptions {
     /// that is not enforced (the README lists those that are) rejects with
     /// `SCHEMA_UNSUPPORTED`; an answer cut by `maxTokens` or the context, with
     /// `OUTPUT_INCOMPLETE`. Remote models send it as `response_format`.
-    #[napi(ts_type = "object | boolean")]
+    #[napi(ts_type = "object")]
     pub json_schema: Option<Given>,
     /// A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
     /// Remote models send it as `grammar` (llama.cpp's server reads it).

@@ -71,6 +71,14 @@ fn read_message(v: &Unknown) -> R<Message> {
 
 /// The turns of a saved chat: `{ role: 'user' | 'assistant', content }` messages.
 fn read_turns(v: &Unknown, what: &str) -> R<Vec<Message>> {
+    // A new or reset session saves no messages.
+    if v.is_array().unwrap_or(false) {
+        let arr: Object =
+            cast_checked(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
+        if arr.get_array_length().unwrap_or(1) == 0 {
+            return Ok(Vec::new());
+        }
+    }
     let Prompt::Messages(m) = read_prompt(v)? else {
         return Err(OrionError::InvalidInput(format!(
             "{what} must be an array of {{ role, content }} messages"
@@ -192,6 +200,13 @@ impl ChatSession {
     #[napi(ts_args_type = "saved: SavedChat", catch_unwind)]
     pub fn restore(&self, env: Env, saved: Unknown) -> Result<()> {
         let run = || -> R<()> {
+            if saved.get_type().ok() != Some(ValueType::Object) || saved.is_array().unwrap_or(false)
+            {
+                return Err(OrionError::InvalidInput(format!(
+                    "saved must be what save() returned ({{ system, messages }}), got {}",
+                    describe(&saved)
+                )));
+            }
             let o = Options::parse(Some(saved), "saved", &["system", "messages"])?;
             let system = o.string("system")?;
             let messages = match o.raw("messages")? {
