@@ -765,8 +765,9 @@ export interface LoadOptions {
    * The context length in tokens the model generates in, instead of its registry
    * entry's (`contextLength`, 4096 for the catalog's models): an integer from 256 to
    * 1048576, bounded by the length the model was trained with (`ModelInfo` says what
-   * is used). Applies when this call starts the load; asking a model loaded with
-   * another size is `INVALID_OPTION`. The loader's memory budget counts its KV cache.
+   * is used). It stays the model's for its later loads (after an eviction) until
+   * `unloadModel`; asking a model loaded with another size is `INVALID_OPTION`. The
+   * loader's memory budget counts its KV cache. Remote models ignore it.
    */
   contextSize?: number
 }

@@ -418,6 +418,13 @@ describe('tokens, context size and model facts', () => {
     expect(e.message).toMatch(/512 tokens.*unloadModel/)
     const long = 'Tell me about the history of Paris in great detail. '.repeat(60)
     await expectCode(loader.generate('demo-ctx', long, { maxTokens: 4 }), 'PROMPT_TOO_LONG')
+    // Evicted, then loaded again by generate, it keeps the size it was loaded with.
+    getModelLoader({ maxConcurrentModels: 1 })
+    await loader.loadModel('demo')
+    expect(loader.getStats().models.map((m) => m.key)).toEqual(['demo'])
+    await expectCode(loader.generate('demo-ctx', long, { maxTokens: 4 }), 'PROMPT_TOO_LONG')
+    expect((await loader.loadModel('demo-ctx')).contextLength).toBe(512)
+    getModelLoader({ maxConcurrentModels: 2 })
     await loader.unloadModel('demo-ctx')
     // Past the trained length (8192), the trained length is used.
     const big = await loader.loadModel('demo-ctx', undefined, { contextSize: 65536 })

@@ -89,6 +89,9 @@ pub(crate) struct LlmService {
     registry: Registry,
     /// Remote models whose servers were checked, by key. A leaf lock.
     remote: parking_lot::Mutex<std::collections::HashMap<String, Arc<RemoteModel>>>,
+    /// The `contextSize` a model was loaded with, by key: its later loads (after an
+    /// eviction, by `generate`) use it too, until `unloadModel`. A leaf lock.
+    context_sizes: parking_lot::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// A model served by remote servers, "loaded" once they were found to serve it.
@@ -157,6 +160,7 @@ impl LlmService {
             strategy,
             registry,
             remote: parking_lot::Mutex::default(),
+            context_sizes: parking_lot::Mutex::default(),
         })
     }
 
@@ -194,6 +198,9 @@ impl LlmService {
             &crate::paths::bundled_dirs(),
         )?;
         r.context_length = r.context_length.min(self.strategy.context_size);
+        if let Some(&n) = self.context_sizes.lock().get(&r.key) {
+            r.context_length = n;
+        }
         Ok(r)
     }
 
@@ -334,6 +341,9 @@ impl LlmService {
                 crate::error::echo(&m.key),
             )));
         }
+        if let Some(n) = overrides.context_size {
+            self.context_sizes.lock().insert(m.key.clone(), n);
+        }
         Ok(LoadInfo {
             key: m.key.clone(),
             path: m.path.display().to_string(),
@@ -466,6 +476,7 @@ impl LlmService {
     /// Unload a model (forget a remote one); `false` when it was not loaded.
     pub(crate) fn unload(&self, key: &str) -> bool {
         let remote = self.remote.lock().remove(key).is_some();
+        self.context_sizes.lock().remove(key);
         // A context settling after a generation holds the model: stopped now, it lets the
         // memory go within one evaluation step rather than after the whole settling.
         self.forget_contexts(key);
