@@ -419,6 +419,7 @@ describe('tokens, context size and model facts', () => {
     const long = 'Tell me about the history of Paris in great detail. '.repeat(60)
     await expectCode(loader.generate('demo-ctx', long, { maxTokens: 4 }), 'PROMPT_TOO_LONG')
     // Evicted, then loaded again by generate, it keeps the size it was loaded with.
+    await loader.unloadModel('demo')
     getModelLoader({ maxConcurrentModels: 1 })
     await loader.loadModel('demo')
     expect(loader.getStats().models.map((m) => m.key)).toEqual(['demo'])
