@@ -1,8 +1,26 @@
 /* The hand-written head of index.d.ts (src/js/types.d.ts); napi build prepends it to the generated declarations. */
 
+/**
+ * A message of a conversation: `system`, `user` or `assistant` text; an assistant's
+ * answer that called tools (`toolCalls`, as `GenerateResult.toolCalls` gave them); or a
+ * tool's result (`role: 'tool'`, `toolCallId` naming the call; `content` any JSON data,
+ * sent as its JSON text unless a string).
+ */
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant'
-  content: string
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content: string | unknown
+  toolCalls?: Array<{ id?: string; name: string; arguments: Record<string, unknown> | string }>
+  toolCallId?: string
+  name?: string
+}
+
+/** A tool the model may call (`GenerateOptions.tools`). */
+export interface ToolDefinition {
+  /** 1 to 64 letters, digits, `_` or `-`. */
+  name: string
+  description?: string
+  /** A JSON schema of the arguments object (default: an object without properties). */
+  parameters?: Record<string, unknown>
 }
 
 export type QuantizationLevel = 'q3' | 'q4' | 'q4f32' | 'q5' | 'q6' | 'q8' | 'f16' | 'f32'
@@ -62,7 +80,7 @@ export type OrionErrorCode =
 
 /** `for await (const text of loader.generateStream(...))`: the stream is its own async iterator. */
 export interface TokenStream {
-  [Symbol.asyncIterator](): AsyncIterator<string, undefined>
+  [Symbol.asyncIterator](): AsyncIterator<string | ToolCallEvent, undefined>
 }
 
 /**
@@ -247,9 +265,9 @@ export declare class TokenStream {
    * The next piece of text; `{ done: true }` at the end. Rejects with the
    * generation's coded error (`ABORTED`, `UNKNOWN_MODEL`, ...).
    */
-  next(): Promise<IteratorResult<string, undefined>>
+  next(): Promise<IteratorResult<string | ToolCallEvent, undefined>>
   /** Stop early (what `break` in `for await` calls). */
-  return(): Promise<IteratorResult<string, undefined>>
+  return(): Promise<IteratorResult<string | ToolCallEvent, undefined>>
   /** The whole result, once the stream has ended. */
   get result(): GenerateResult | null
 }
@@ -262,8 +280,14 @@ export declare function applyQuantization(modelId: string, level: QuantizationLe
 
 /** A chat message, as a session's `history` and `save()` give it. */
 export interface ChatMessageOut {
-  role: 'system' | 'user' | 'assistant'
+  role: 'system' | 'user' | 'assistant' | 'tool'
   content: string
+  /** An assistant's calls. */
+  toolCalls?: Array<ToolCall>
+  /** A tool result's call. */
+  toolCallId?: string
+  /** A tool result's tool. */
+  name?: string
 }
 
 /** Options of `ModelLoader.createChatSession`. */
@@ -286,6 +310,12 @@ export interface ChatTemplateInfo {
   family?: string
   /** The SHA-256 of its text, in hex. */
   sha256: string
+  /**
+   * The syntax `tools` are called in with it: `'hermes'` (`<tool_call>`), `'llama3'`,
+   * `'mistral'` (`[TOOL_CALLS]`), or `'generic'` (a template without tools: a JSON
+   * answer); absent when it cannot render tool calls.
+   */
+  toolFormat?: 'hermes' | 'llama3' | 'mistral' | 'generic'
 }
 
 /**
@@ -355,6 +385,13 @@ export interface CountTokensOptions {
    * `raw` sends it (default false).
    */
   raw?: boolean
+  /**
+   * The tools `generate` would show (`GenerateOptions.tools`): they are part of the
+   * prompt.
+   */
+  tools?: ToolDefinition[]
+  /** `GenerateOptions.toolChoice` (`'none'` shows no tools). */
+  toolChoice?: 'auto' | 'none' | 'required' | { name: string }
 }
 
 /** A GPU device's memory (once llama.cpp has started). */
@@ -603,6 +640,25 @@ export interface GenerateOptions {
    * Remote models send it as `grammar` (llama.cpp's server reads it).
    */
   grammar?: string
+  /**
+   * Tools the model may call: `[{ name, description?, parameters? }]` (`parameters`
+   * a JSON schema of the arguments object; its keywords checked as `jsonSchema`'s).
+   * The prompt shows them through the model's own chat template; calls come back in
+   * the result's `toolCalls` (`finishReason: 'toolCalls'`), their arguments following
+   * the schema. Not with `jsonSchema`, `grammar` or `raw`.
+   */
+  tools?: ToolDefinition[]
+  /**
+   * Whether the answer calls a tool: `'auto'` (the model decides, the default),
+   * `'none'` (text only; the tools are not shown), `'required'` (at least one call)
+   * or `{ name }` (a call of that tool).
+   */
+  toolChoice?: 'auto' | 'none' | 'required' | { name: string }
+  /**
+   * Whether one answer may call several tools (default false: one call at most, as
+   * llama.cpp's server does; small models given the choice repeat a call).
+   */
+  parallelToolCalls?: boolean
 }
 
 export interface GenerateResult {
@@ -611,11 +667,12 @@ export interface GenerateResult {
   tokens: number
   /**
    * Why the answer ended: `'eos'` (the model ended its turn), `'stop'` (a stop
-   * string), `'maxTokens'` (the option's limit) or `'contextFull'` (no room left in
-   * the model's context). A remote server does not tell a stop string from the end of
-   * its turn: both are `'eos'` there.
+   * string), `'maxTokens'` (the option's limit), `'contextFull'` (no room left in
+   * the model's context) or `'toolCalls'` (it calls tools: `toolCalls`). A remote
+   * server does not tell a stop string from the end of its turn: both are `'eos'`
+   * there.
    */
-  finishReason: 'eos' | 'stop' | 'maxTokens' | 'contextFull'
+  finishReason: 'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls'
   timings: GenerateTimings
   /** The answer parsed, when it followed a `jsonSchema` (it validates against it). */
   json?: unknown
@@ -624,6 +681,13 @@ export interface GenerateResult {
    * history (after the system message) for the turn to fit the model's context.
    */
   droppedMessages?: number
+  /**
+   * The tools the answer calls (`finishReason: 'toolCalls'`), with `options.tools`:
+   * each call's arguments follow its tool's `parameters`. Send each result back as
+   * a `{ role: 'tool', toolCallId, content }` message after this answer's
+   * `{ role: 'assistant', content: text, toolCalls }`.
+   */
+  toolCalls?: Array<ToolCall>
 }
 
 export interface GenerateTimings {
@@ -1182,10 +1246,13 @@ export interface SavedChat {
   messages: Array<ChatMessageOut>
 }
 
-/** One step of a `TokenStream`, as async iterators return them. */
+/**
+ * One step of a `TokenStream`, as async iterators return them: text, or (with
+ * tools) a call the answer makes, after its text.
+ */
 export interface StreamStep {
   done: boolean
-  value?: string
+  value?: string | ToolCallEvent
 }
 
 export interface SystemMemoryInfo {
@@ -1205,4 +1272,21 @@ export interface TokenizeOptions {
    * read; else it is plain text (default false).
    */
   special?: boolean
+}
+
+/** A call of a tool. */
+export interface ToolCall {
+  /** Its id, which the tool's result message names (`toolCallId`). */
+  id: string
+  name: string
+  /** The arguments: an object valid against the tool's `parameters`. */
+  arguments: Record<string, unknown>
+}
+
+/**
+ * A tool call in a stream (`options.tools`): it comes after the answer's text, once
+ * the call is complete.
+ */
+export interface ToolCallEvent {
+  toolCall: ToolCall
 }

@@ -50,12 +50,8 @@ function run(cmd, args, opts = {}) {
   if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
 }
 
-/** Each twin's path by weight type, made first where missing. */
-function ensure() {
-  const why = missing()
-  if (why) throw new Error(`cannot make the GGUF twins: ${why}`)
-  const out = Object.fromEntries(TYPES.map((t) => [t, path.join(dir, `${MODEL}.${t}.gguf`)]))
-  if (TYPES.every((t) => fs.existsSync(out[t]))) return out
+/** The pinned Python packages, installed under target/gguf-twin/python once; that path. */
+function packages() {
   const py = python()
   const site = path.join(dir, 'python')
   const stamp = path.join(site, '.packages')
@@ -69,6 +65,17 @@ function ensure() {
     })
     fs.writeFileSync(stamp, PACKAGES.join(' '))
   }
+  return site
+}
+
+/** Each twin's path by weight type, made first where missing. */
+function ensure() {
+  const why = missing()
+  if (why) throw new Error(`cannot make the GGUF twins: ${why}`)
+  const out = Object.fromEntries(TYPES.map((t) => [t, path.join(dir, `${MODEL}.${t}.gguf`)]))
+  if (TYPES.every((t) => fs.existsSync(out[t]))) return out
+  const py = python()
+  const site = packages()
   for (const t of TYPES) {
     if (fs.existsSync(out[t])) continue
     const tmp = `${out[t]}.partial`
@@ -86,7 +93,44 @@ function built() {
   return TYPES.every((t) => fs.existsSync(out[t])) ? out : null
 }
 
-module.exports = { ensure, built, missing }
+/**
+ * The demo chat model (SmolLM2-135M-Instruct) with another model family's chat template
+ * in its metadata: `templates` maps a template name (`default`, `tool_use`) to a file of
+ * __tests__/fixtures/templates/. The tool-call tests render, constrain and parse each
+ * family's syntax through it (its weights answer whatever the template; a forced call's
+ * grammar makes the answer a call). Written with gguf's gguf_new_metadata script into
+ * target/gguf-twin/, once; its path.
+ */
+function templated(name, templates) {
+  const py = python()
+  if (!py) throw new Error('python3 with pip is missing (Debian: apt-get install python3-pip)')
+  const source = path.join(modelsDir(), 'smollm2-135m-instruct', 'SmolLM2-135M-Instruct.Q4_1.gguf')
+  const out = path.join(dir, `SmolLM2-135M-Instruct.${name}.gguf`)
+  if (fs.existsSync(out)) return out
+  const site = packages()
+  const fixtures = path.join(root, '__tests__', 'fixtures', 'templates')
+  const list = Object.entries(templates).map(([n, file]) => ({
+    name: n,
+    template: fs.readFileSync(path.join(fixtures, file), 'utf8'),
+  }))
+  const tmp = `${out}.partial`
+  run(
+    py,
+    [
+      path.join(site, 'gguf', 'scripts', 'gguf_new_metadata.py'),
+      source,
+      tmp,
+      '--chat-template',
+      JSON.stringify(list),
+      '--force',
+    ],
+    { env: { ...process.env, PYTHONPATH: site } },
+  )
+  fs.renameSync(tmp, out)
+  return out
+}
+
+module.exports = { ensure, built, missing, templated }
 
 if (require.main === module) {
   const prepare = process.argv.includes('--prepare')

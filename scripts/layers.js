@@ -17,7 +17,7 @@ let SRC = SRC_DIR
 
 // Floors, lowest first: a file's floor is that of the longest prefix of its module path.
 const FLOORS = [
-  ['ground', ['error', 'paths', 'sysmem', 'config', 'settings', 'lifecycle', 'net', 'store', 'engine']],
+  ['ground', ['chat', 'error', 'paths', 'sysmem', 'config', 'settings', 'lifecycle', 'net', 'store', 'engine']],
   ['engines', ['llama', 'onnx', 'remote']],
   ['services', ['embedding', 'llm', 'monitor']],
   ['runtime', ['runtime']],

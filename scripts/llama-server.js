@@ -122,6 +122,7 @@ async function startServer({
   alias,
   embeddings = false,
   rerank = false,
+  jinja = false,
   apiKey,
   parallel = 2,
   threads = 1,
@@ -148,6 +149,8 @@ async function startServer({
   if (embeddings) args.push('--embeddings', '--pooling', 'mean', '-b', '2048', '-ub', '2048')
   if (rerank) args.push('--rerank', '-b', String(ctx), '-ub', String(ctx))
   if (apiKey) args.push('--api-key', apiKey)
+  // The model's Jinja chat template (tools, tool calls): llama.cpp's own engine.
+  if (jinja) args.push('--jinja')
   const { spawn } = require('node:child_process')
   const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''

@@ -35,6 +35,7 @@
 // lint command checks as well.
 #![cfg_attr(test, allow(dead_code))]
 
+pub(crate) mod chat;
 pub(crate) mod config;
 pub(crate) mod embedding;
 pub(crate) mod engine;

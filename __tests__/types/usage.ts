@@ -16,6 +16,9 @@ import {
   type ModelInfo,
   type ModelLoaderStats,
   type GenerateResult,
+  type ToolCall,
+  type ToolCallEvent,
+  type ToolDefinition,
   type OptimizationStrategy,
   type QuantizationLevel,
   getSharedEmbeddingClient,
@@ -59,7 +62,7 @@ async function usage(): Promise<void> {
   })
   const chat: GenerateResult = await loader.generate('demo', [{ role: 'user', content: 'Hi' }])
   const stream: TokenStream = loader.generateStream('demo', 'Hi', { maxTokens: 4 })
-  for await (const piece of stream) void (piece satisfies string)
+  for await (const piece of stream) void (piece satisfies string | ToolCallEvent)
   const unloaded: boolean = await loader.unloadModel('demo')
   loader.registerModel('mine', { files: { q4: { path: 'mine.Q4_K_M.gguf' } }, contextLength: 4096 })
   const id: string = applyQuantization('Mistral-7B-Instruct-v0.2', 'q4')
@@ -71,7 +74,7 @@ async function usage(): Promise<void> {
     jsonSchema: { type: 'object', properties: { name: { type: 'string' } } },
   })
   const value: unknown = shaped.json
-  const why: 'eos' | 'stop' | 'maxTokens' | 'contextFull' = shaped.finishReason
+  const why: 'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls' = shaped.finishReason
   await loader.generate('demo', 'yes?', { grammar: 'root ::= "yes" | "no"' })
   const count: number = await loader.countTokens('demo', [{ role: 'user', content: 'Hi' }], { raw: false })
   const ids: number[] = await loader.tokenize('demo', 'Hi', { special: true })
@@ -81,7 +84,27 @@ async function usage(): Promise<void> {
   const session: ChatSession = loader.createChatSession('demo', { system: 'Be brief.', contextShift: true })
   const turn: GenerateResult = await session.send('Hi', { maxTokens: 8 })
   const dropped: number | undefined = turn.droppedMessages
-  for await (const piece of session.sendStream({ role: 'user', content: 'More?' })) void (piece satisfies string)
+  for await (const piece of session.sendStream({ role: 'user', content: 'More?' }))
+    void (piece satisfies string | ToolCallEvent)
+  const tools: ToolDefinition[] = [
+    { name: 'add', parameters: { type: 'object', properties: { a: { type: 'integer' } } } },
+  ]
+  const called: GenerateResult = await loader.generate('demo', 'Add', {
+    tools,
+    toolChoice: { name: 'add' },
+    parallelToolCalls: false,
+  })
+  const calls: ToolCall[] | undefined = called.toolCalls
+  for await (const piece of loader.generateStream('demo', 'Add', { tools, toolChoice: 'required' }))
+    if (typeof piece !== 'string') void (piece.toolCall satisfies ToolCall)
+  await loader.generate('demo', [
+    { role: 'user', content: 'Add' },
+    { role: 'assistant', content: '', toolCalls: calls },
+    { role: 'tool', toolCallId: calls?.[0]?.id, content: { sum: 3 } },
+  ])
+  await loader.countTokens('demo', 'Add', { tools, toolChoice: 'none' })
+  // @ts-expect-error toolChoice is 'auto', 'none', 'required' or { name }
+  await loader.generate('demo', 'Add', { tools, toolChoice: 'always' })
   session.restore(session.save())
   session.reset()
   const kept: { role: string; content: string }[] = session.history

@@ -2,6 +2,7 @@
 //! llama.cpp in this process (`llama/`) or an OpenAI-compatible server (`remote/`).
 //! The loader (`llm::loader`) is generic over [`Engine`].
 
+use crate::chat::{Message, ToolCall, Tools};
 use crate::error::Result;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -104,7 +105,7 @@ pub(crate) struct ModelFacts {
     pub(crate) trained_context: u32,
     /// Its own chat template, when it has one (else `ChatML` is used).
     pub(crate) chat_template: Option<ChatTemplate>,
-    /// Whether its template renders tools.
+    /// Whether its template renders tools (probed: a tool given to it shows).
     pub(crate) supports_tools: bool,
 }
 
@@ -115,6 +116,9 @@ pub(crate) struct ChatTemplate {
     pub(crate) family: Option<&'static str>,
     /// The SHA-256 of its text, in hex: two models with the same template have the same.
     pub(crate) sha256: String,
+    /// The syntax its tool calls come in (`hermes`, `llama3`, `mistral`, or `generic`
+    /// for a template without tools).
+    pub(crate) tool_format: Option<&'static str>,
 }
 
 /// Room a load wants on a GPU device.
@@ -128,8 +132,8 @@ pub(crate) struct DeviceNeed {
 pub(crate) enum Prompt {
     /// Sent as one user message through the chat template (unless `raw`).
     Text(String),
-    /// `(role, content)` pairs.
-    Messages(Vec<(String, String)>),
+    /// A conversation (with tool calls and results).
+    Messages(Vec<Message>),
 }
 
 /// What an answer must be, beyond text: sampling is constrained to it.
@@ -162,6 +166,8 @@ pub(crate) struct GenerateParams {
     pub(crate) prefix_cache: bool,
     /// What the answer must be, when constrained.
     pub(crate) output: Option<Output>,
+    /// Tools the answer may call, and the choice among them.
+    pub(crate) tools: Option<std::sync::Arc<Tools>>,
 }
 
 impl Default for GenerateParams {
@@ -180,6 +186,7 @@ impl Default for GenerateParams {
             reference_sampler: false,
             prefix_cache: true,
             output: None,
+            tools: None,
         }
     }
 }
@@ -209,6 +216,8 @@ pub(crate) struct Generation {
     pub(crate) json: Option<serde_json::Value>,
     /// For a chat session's turn: messages dropped from its history's start to fit.
     pub(crate) dropped_messages: Option<u32>,
+    /// The tools the answer calls (then `text` is what it says besides, often nothing).
+    pub(crate) tool_calls: Vec<ToolCall>,
 }
 
 /// Why an answer ended.
@@ -223,6 +232,8 @@ pub(crate) enum FinishReason {
     MaxTokens,
     /// The context had no room for another token (a long prompt, a long chat).
     ContextFull,
+    /// The answer calls tools (`tool_calls`).
+    ToolCalls,
 }
 
 impl FinishReason {
@@ -233,6 +244,7 @@ impl FinishReason {
             Self::Stop => "stop",
             Self::MaxTokens => "maxTokens",
             Self::ContextFull => "contextFull",
+            Self::ToolCalls => "toolCalls",
         }
     }
 }
@@ -241,7 +253,11 @@ impl FinishReason {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum TokenRequest {
     /// The tokens generation would evaluate for a prompt (`raw`: without the template).
-    Count { prompt: Prompt, raw: bool },
+    Count {
+        prompt: Prompt,
+        raw: bool,
+        tools: Option<std::sync::Arc<Tools>>,
+    },
     /// A text's token ids (`special`: special-token text is those tokens).
     Tokenize { text: String, special: bool },
     /// Token ids back to text.

@@ -1,8 +1,26 @@
 /* The hand-written head of index.d.ts (src/js/types.d.ts); napi build prepends it to the generated declarations. */
 
+/**
+ * A message of a conversation: `system`, `user` or `assistant` text; an assistant's
+ * answer that called tools (`toolCalls`, as `GenerateResult.toolCalls` gave them); or a
+ * tool's result (`role: 'tool'`, `toolCallId` naming the call; `content` any JSON data,
+ * sent as its JSON text unless a string).
+ */
 export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant'
-  content: string
+  role: 'system' | 'user' | 'assistant' | 'tool'
+  content: string | unknown
+  toolCalls?: Array<{ id?: string; name: string; arguments: Record<string, unknown> | string }>
+  toolCallId?: string
+  name?: string
+}
+
+/** A tool the model may call (`GenerateOptions.tools`). */
+export interface ToolDefinition {
+  /** 1 to 64 letters, digits, `_` or `-`. */
+  name: string
+  description?: string
+  /** A JSON schema of the arguments object (default: an object without properties). */
+  parameters?: Record<string, unknown>
 }
 
 export type QuantizationLevel = 'q3' | 'q4' | 'q4f32' | 'q5' | 'q6' | 'q8' | 'f16' | 'f32'
@@ -62,5 +80,5 @@ export type OrionErrorCode =
 
 /** `for await (const text of loader.generateStream(...))`: the stream is its own async iterator. */
 export interface TokenStream {
-  [Symbol.asyncIterator](): AsyncIterator<string, undefined>
+  [Symbol.asyncIterator](): AsyncIterator<string | ToolCallEvent, undefined>
 }

@@ -1,13 +1,20 @@
 //! What a loaded GGUF chat model is: its architecture, size, trained context and chat
-//! template (which family's, a digest of its text, whether it renders tools), read
-//! from the model's metadata once, at load.
+//! template (which family's, a digest of its text, whether it renders tools and in
+//! which syntax calls come), read from the model's metadata once, on first use.
 
+use super::prefix::ChatModel;
 use crate::engine::llm::{ChatTemplate, ModelFacts};
-use llama_cpp_2::model::LlamaModel;
 use sha2::Digest;
 
-/// `model`'s facts.
-pub(crate) fn facts(model: &LlamaModel) -> ModelFacts {
+/// `model`'s facts, worked out once.
+pub(crate) fn facts(model: &ChatModel) -> ModelFacts {
+    model.facts.get_or_init(|| read(model)).clone()
+}
+
+fn read(model: &ChatModel) -> ModelFacts {
+    // The template tools are rendered with (Hermes-style models keep it apart), probed by
+    // rendering a tool: whether it shows it.
+    let jinja = model.jinja(true).ok();
     let template = model
         .chat_template(None)
         .ok()
@@ -17,10 +24,11 @@ pub(crate) fn facts(model: &LlamaModel) -> ModelFacts {
         architecture: model.meta_val_str("general.architecture").ok(),
         parameters: model.n_params(),
         trained_context: model.n_ctx_train(),
-        supports_tools: template.as_deref().is_some_and(renders_tools),
+        supports_tools: jinja.as_ref().is_some_and(|j| j.renders_tools()),
         chat_template: template.as_deref().map(|t| ChatTemplate {
             family: family(t),
             sha256: hex(&sha2::Sha256::digest(t.as_bytes())),
+            tool_format: jinja.as_ref().map(|j| j.format.as_str()),
         }),
     }
 }
@@ -31,12 +39,6 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-/// Whether a Jinja chat template renders the tools it is given: it reads a `tools`
-/// variable (every HF template with a tool section does).
-fn renders_tools(template: &str) -> bool {
-    template.contains("tools")
 }
 
 /// The family a chat template belongs to, by the markers its text writes; `None` for
@@ -84,7 +86,5 @@ mod tests {
         assert_eq!(family("<|user|>x<|end|>"), Some("phi3"));
         assert_eq!(family("[INST] x [/INST]"), Some("mistral"));
         assert_eq!(family("{{ 'User: ' + m.content }}"), None);
-        assert!(renders_tools("{% if tools %}"));
-        assert!(!renders_tools("{{ messages }}"));
     }
 }

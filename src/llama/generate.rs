@@ -1,9 +1,12 @@
 //! Text generation on a loaded llama.cpp model: chat templating, prompt evaluation,
 //! sampling, stop strings and streaming, one fresh context per request.
 
+use super::chat::has_tool_turns;
 use super::context::ModelContext;
 use super::grammar::{self, Grammar};
 use super::prefix::{common_prefix, Cached, ChatModel, PrefixCache, Settling};
+use crate::chat::tools::{self, Format};
+use crate::chat::{Message, ToolCall, ToolChoice, Tools};
 use crate::engine::llm::{FinishReason, GenerateParams, Generation, Prompt, Timings};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::context::LlamaContext;
@@ -16,26 +19,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The prompt text the model sees.
-pub(crate) fn render_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<String> {
+/// The prompt text the model sees: a conversation with tools, calls or tool results
+/// through the model's Jinja template ([`super::chat::Jinja`]); others through llama.cpp's own
+/// rendering of it, as before tools existed (the same text for these templates).
+pub(crate) fn render_prompt(
+    model: &ChatModel,
+    prompt: &Prompt,
+    raw: bool,
+    tools: Option<&Tools>,
+) -> Result<String> {
     let messages = match prompt {
         Prompt::Text(t) if raw => return Ok(t.clone()),
-        Prompt::Text(t) => vec![("user".to_string(), t.clone())],
+        Prompt::Text(t) => vec![Message::text("user", t.clone())],
         Prompt::Messages(m) => m.clone(),
     };
-    render_messages(model, messages, true)
+    let offered = tools.filter(|t| t.choice != ToolChoice::None);
+    if offered.is_some() || has_tool_turns(&messages) {
+        return model.jinja(offered.is_some())?.render(&messages, tools);
+    }
+    render_messages(model, &messages, true)
 }
 
 /// `messages` through the model's chat template, with the opening of the assistant's
 /// answer after them when `answer`.
-fn render_messages(
-    model: &LlamaModel,
-    messages: Vec<(String, String)>,
-    answer: bool,
-) -> Result<String> {
+fn render_messages(model: &LlamaModel, messages: &[Message], answer: bool) -> Result<String> {
     let chat: Vec<LlamaChatMessage> = messages
-        .into_iter()
-        .map(|(role, content)| LlamaChatMessage::new(role, content))
+        .iter()
+        .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| {
             OrionError::InvalidInput(format!(
@@ -121,8 +131,10 @@ impl FastGreedy {
 }
 
 impl Picker {
+    /// llama.cpp's chain when asked for (`reference_sampler`), else the fast greedy
+    /// picker at temperature 0.
     fn new(model: &LlamaModel, p: &GenerateParams) -> Self {
-        if p.temperature <= 0.0 {
+        if p.temperature <= 0.0 && !p.reference_sampler {
             return Picker::Greedy(FastGreedy {
                 penalty: p.repeat_penalty,
                 recent: std::collections::VecDeque::default(),
@@ -265,7 +277,7 @@ pub(crate) const MAX_BYTES_PER_TOKEN: usize = 256;
 pub(crate) fn check_prompt_size(prompt: &Prompt, context_length: u32) -> Result<()> {
     let bytes = match prompt {
         Prompt::Text(t) => t.len(),
-        Prompt::Messages(messages) => messages.iter().map(|(r, c)| r.len() + c.len()).sum(),
+        Prompt::Messages(messages) => messages.iter().map(Message::bytes).sum(),
     };
     if bytes > context_length as usize * MAX_BYTES_PER_TOKEN {
         return Err(OrionError::PromptTooLong {
@@ -353,12 +365,12 @@ fn turn_cut(
 /// the two differ. Empty when the template does not show one.
 pub(crate) fn user_opening(model: &LlamaModel) -> Vec<LlamaToken> {
     let render = |last: &str| -> Option<Vec<LlamaToken>> {
-        let messages = vec![
-            ("user".to_string(), "Hello.".to_string()),
-            ("assistant".to_string(), "Hi.".to_string()),
-            ("user".to_string(), last.to_string()),
+        let messages = [
+            Message::text("user", "Hello."),
+            Message::text("assistant", "Hi."),
+            Message::text("user", last),
         ];
-        let text = render_messages(model, messages, false).ok()?;
+        let text = render_messages(model, &messages, false).ok()?;
         Some(model.vocab().tokenize(text.as_bytes(), true, true))
     };
     let (Some(a), Some(b)) = (render("Apples?"), render("Zebras!")) else {
@@ -536,6 +548,9 @@ struct TextOut<'a> {
     emitted: usize,
     stops: &'a [String],
     sink: &'a mut dyn FnMut(&str),
+    /// With tools: the syntax of their calls, whose text is held back from the sink
+    /// from where a call may open (the calls come in the result).
+    calls: Option<Format>,
 }
 
 impl<'a> TextOut<'a> {
@@ -545,6 +560,7 @@ impl<'a> TextOut<'a> {
             emitted: 0,
             stops,
             sink,
+            calls: None,
         }
     }
 
@@ -572,7 +588,10 @@ impl<'a> TextOut<'a> {
             self.emitted = at;
             return true;
         }
-        let safe = valid - held_back(text, self.stops);
+        let mut safe = valid - held_back(text, self.stops);
+        if let Some(format) = self.calls {
+            safe = safe.min(tools::content_prefix(format, text));
+        }
         if safe > self.emitted {
             (self.sink)(&text[self.emitted..safe]);
             self.emitted = safe;
@@ -606,7 +625,7 @@ fn tokenize<'m>(
     context_length: u32,
 ) -> Result<PromptTokens<'m>> {
     check_prompt_size(prompt, context_length)?;
-    let rendered = render_prompt(model, prompt, params.raw)?;
+    let rendered = render_prompt(model, prompt, params.raw, params.tools.as_deref())?;
     let vocab = model.vocab();
     let tokens = vocab.tokenize(rendered.as_bytes(), true, true);
     if tokens.is_empty() {
@@ -707,7 +726,7 @@ pub(crate) fn generate(
     let p = tokenize(model, prompt, params, context_length)?;
     // Before the prompt is evaluated: a schema or grammar llama.cpp refuses costs nothing
     // then, and the kept context a chat would continue from is not taken.
-    let mut grammar = Grammar::for_output(model, params.output.as_ref())?;
+    let (mut grammar, calls) = constraint(model, params)?;
     let Evaluated {
         mut ctx,
         mut batch,
@@ -721,12 +740,9 @@ pub(crate) fn generate(
     let n_ctx = ctx.n_ctx();
     let prompt_tokens = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
 
-    let mut picker = if params.reference_sampler {
-        Picker::Chain(sampler(model, params))
-    } else {
-        Picker::new(model, params)
-    };
+    let mut picker = Picker::new(model, params);
     let mut out = TextOut::new(&params.stop, on_text);
+    out.calls = calls.map(|(f, _)| f);
     let gen_started = Instant::now();
     let mut generated = 0u32;
     let mut n_past = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
@@ -754,7 +770,9 @@ pub(crate) fn generate(
         if let Some(g) = grammar.as_mut() {
             g.accept(token)?;
         }
-        if out.push(&vocab.token_to_piece(token, false, None)) {
+        // A call's markers are special tokens in some vocabularies (`[TOOL_CALLS]`):
+        // with tools they are written out, for the calls to be read.
+        if out.push(&vocab.token_to_piece(token, calls.is_some(), None)) {
             finish = FinishReason::Stop;
             break;
         }
@@ -779,7 +797,7 @@ pub(crate) fn generate(
             .map_err(|e| OrionError::InferenceFailed(format!("generation: {e}")))?;
         in_cache.push(token);
     }
-    let text = out.finish();
+    let (text, tool_calls, finish) = answer(out, calls, finish);
     let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
     let t = ctx.timings();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
@@ -808,9 +826,80 @@ pub(crate) fn generate(
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
             reused_prompt_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
         },
+        tool_calls,
         ..Generation::default()
     };
     Ok((generation, unsettled))
+}
+
+/// The grammar a generation follows (a schema's, a GBNF grammar, or the offered tools'
+/// calls), and with tools, the syntax their calls come in.
+fn constraint<'p>(model: &ChatModel, params: &'p GenerateParams) -> Result<Constrained<'p>> {
+    let offered = params
+        .tools
+        .as_deref()
+        .filter(|t| t.choice != ToolChoice::None);
+    let Some(t) = offered else {
+        return Ok((Grammar::for_output(model, params.output.as_ref())?, None));
+    };
+    let format = model.jinja(true)?.format;
+    let grammar = tools::constraint(format, t, &grammar::schema_to_gbnf)
+        .map_err(OrionError::SchemaUnsupported)?
+        .map(|c| Grammar::for_tools(model, &c))
+        .transpose()?;
+    Ok((grammar, Some((format, t))))
+}
+
+/// The answer's text and calls (with tools, see [`read_calls`]), and why it ended.
+fn answer(
+    out: TextOut<'_>,
+    calls: Option<(Format, &Tools)>,
+    finish: FinishReason,
+) -> (String, Vec<ToolCall>, FinishReason) {
+    match calls {
+        None => (out.finish(), Vec::new(), finish),
+        Some((format, t)) => {
+            let (text, calls) = read_calls(out, format, &t.tools);
+            let finish = if calls.is_empty() {
+                finish
+            } else {
+                FinishReason::ToolCalls
+            };
+            (text, calls, finish)
+        }
+    }
+}
+
+/// The grammar and the tool-call syntax of a generation (see [`constraint`]).
+type Constrained<'p> = (Option<Grammar>, Option<(Format, &'p Tools)>);
+
+/// An answer given tools: its calls, read in `format`, and its text without them. What
+/// was held back from the stream is streamed when the answer calls nothing (in the
+/// generic format, the reply inside its JSON).
+fn read_calls(
+    out: TextOut<'_>,
+    format: Format,
+    offered: &[crate::chat::Tool],
+) -> (String, Vec<ToolCall>) {
+    let TextOut {
+        bytes,
+        emitted,
+        sink,
+        ..
+    } = out;
+    let whole = String::from_utf8_lossy(&bytes).into_owned();
+    let parsed = tools::parse(format, &whole, offered);
+    if !parsed.calls.is_empty() {
+        return (parsed.content, parsed.calls);
+    }
+    if format == Format::Generic {
+        sink(&parsed.content);
+        return (parsed.content, Vec::new());
+    }
+    if whole.len() > emitted && whole.is_char_boundary(emitted) {
+        sink(&whole[emitted..]);
+    }
+    (whole, Vec::new())
 }
 
 #[cfg(test)]
@@ -825,7 +914,7 @@ mod tests {
         let e = check_prompt_size(&huge, 2048).unwrap_err();
         assert_eq!(e.code(), "PROMPT_TOO_LONG");
         assert!(e.to_string().contains("at least 195312 tokens"), "{e}");
-        let chat = Prompt::Messages(vec![("user".into(), "y".repeat(600_000))]);
+        let chat = Prompt::Messages(vec![Message::text("user", "y".repeat(600_000))]);
         assert!(check_prompt_size(&chat, 2048).is_err());
     }
 
@@ -878,6 +967,25 @@ mod tests {
         assert!(!logits.is_empty() && logits.iter().all(|x| x.is_finite()));
     }
 
+    /// A conversation without tools renders the same through the Jinja template (used
+    /// once tools or calls appear) as through llama.cpp's: a chat that starts using tools
+    /// keeps its kept prefix, and counts agree.
+    #[test]
+    fn jinja_and_llama_cpp_render_a_plain_chat_alike() {
+        let model = demo_model();
+        let messages = [
+            Message::text("system", "Be brief."),
+            Message::text("user", "Hello."),
+            Message::text("assistant", "Hi."),
+            Message::text("user", "Apples?"),
+        ];
+        let jinja = model.jinja(false).unwrap();
+        assert_eq!(
+            jinja.render(&messages, None).unwrap(),
+            render_messages(&model, &messages, true).unwrap()
+        );
+    }
+
     fn demo_model() -> ChatModel {
         ChatModel::new(demo_llama_model(), None, None)
     }
@@ -912,10 +1020,7 @@ mod tests {
             "Suggest a name for a small black cat.",
             "Summarize our conversation in one sentence.",
         ];
-        let mut history = vec![(
-            "system".to_string(),
-            "You are a helpful assistant.".to_string(),
-        )];
+        let mut history = vec![Message::text("system", "You are a helpful assistant.")];
         let base = GenerateParams {
             temperature: 0.0,
             max_tokens: 48,
@@ -930,7 +1035,7 @@ mod tests {
         std::thread::scope(|scope| {
             let mut settling = None;
             for (turn, q) in questions.iter().enumerate() {
-                history.push(("user".into(), (*q).into()));
+                history.push(Message::text("user", *q));
                 let prompt = Prompt::Messages(history.clone());
                 let fresh = GenerateParams {
                     prefix_cache: false,
@@ -957,7 +1062,7 @@ mod tests {
                 // Otherwise as much was reused as was settled (from none to all): the
                 // answers are the same either way.
                 ended_turns += u32::from(with.finish_reason == FinishReason::Eos);
-                history.push(("assistant".into(), with.text.clone()));
+                history.push(Message::text("assistant", with.text.clone()));
                 let unsettled = unsettled.unwrap();
                 previous = turn % 3;
                 match previous {

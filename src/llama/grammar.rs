@@ -55,6 +55,46 @@ impl Grammar {
         Ok(Self { sampler })
     }
 
+    /// The grammar of a tool call (`crate::chat::tools::constraint`): from the first
+    /// token when a call is required, else lazy, from where a call opens (a trigger
+    /// pattern's match, or a trigger token) onward.
+    pub(crate) fn for_tools(
+        model: &LlamaModel,
+        c: &crate::chat::tools::Constraint,
+    ) -> Result<Self> {
+        let failed = |e: llama_cpp_2::GrammarError| {
+            OrionError::SchemaUnsupported(format!(
+                "llama.cpp could not build the tool-call grammar from the tools' parameters ({e})"
+            ))
+        };
+        let sampler = match &c.lazy {
+            None => LlamaSampler::grammar(model, &c.gbnf, "root").map_err(failed)?,
+            Some(trigger) => {
+                // Trigger texts that are one token of this vocabulary (`<tool_call>`,
+                // `[TOOL_CALLS]`); others are matched as text by the patterns.
+                let tokens: Vec<LlamaToken> = trigger
+                    .tokens
+                    .iter()
+                    .filter_map(
+                        |t| match model.vocab().tokenize(t.as_bytes(), false, true)[..] {
+                            [one] => Some(one),
+                            _ => None,
+                        },
+                    )
+                    .collect();
+                LlamaSampler::grammar_lazy_patterns(
+                    model,
+                    &c.gbnf,
+                    "root",
+                    &trigger.patterns,
+                    &tokens,
+                )
+                .map_err(failed)?
+            }
+        };
+        Ok(Self { sampler })
+    }
+
     /// [`Self::new`] for `output`, when there is one.
     pub(crate) fn for_output(model: &LlamaModel, output: Option<&Output>) -> Result<Option<Self>> {
         output.map(|o| Self::new(model, o)).transpose()
@@ -83,6 +123,14 @@ impl Grammar {
             OrionError::InferenceFailed(format!("the grammar refused the token chosen ({e})"))
         })
     }
+}
+
+/// A JSON schema (as JSON text) as GBNF, by llama.cpp's own conversion (the rule
+/// `root` its start).
+pub(crate) fn schema_to_gbnf(schema: &str) -> std::result::Result<String, String> {
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
+        format!("llama.cpp could not convert the tools' parameters to a grammar ({e})")
+    })
 }
 
 /// A GBNF grammar small and shallow enough for llama.cpp's recursive parser.

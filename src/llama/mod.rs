@@ -4,6 +4,7 @@
 //! llama.cpp lives here.
 
 pub(crate) mod backend;
+pub(crate) mod chat;
 pub(crate) mod context;
 pub(crate) mod embed;
 pub(crate) mod engine;

@@ -193,6 +193,11 @@ pub(crate) struct ChatModel {
     pub(crate) user_opening: std::sync::OnceLock<Vec<LlamaToken>>,
     /// Where its layers went, when some are on a GPU device.
     pub(crate) placed: Option<crate::engine::llm::Placed>,
+    /// Its chat template compiled for Jinja rendering (tool calls), the default one and
+    /// the one for tools (`tool_use`, when it has one), each on first use.
+    templates: [std::sync::OnceLock<std::result::Result<Arc<super::chat::Jinja>, String>>; 2],
+    /// What it is, from its metadata (`facts`), on first use.
+    pub(crate) facts: std::sync::OnceLock<crate::engine::llm::ModelFacts>,
     model: Arc<LlamaModel>,
     /// The device memory it holds, given back when it is dropped. After `model` (fields
     /// drop in order): the model's buffers are freed first.
@@ -209,6 +214,8 @@ impl ChatModel {
             contexts: Arc::default(),
             user_opening: std::sync::OnceLock::new(),
             placed,
+            templates: Default::default(),
+            facts: std::sync::OnceLock::new(),
             model: Arc::new(model),
             _share: share,
         }
@@ -221,6 +228,19 @@ impl ChatModel {
         threads: i32,
     ) -> crate::error::Result<ModelContext> {
         ModelContext::new(&self.model, n_ctx, threads)
+    }
+
+    /// Its chat template compiled for Jinja rendering (see `chat`), on first use: the one
+    /// for tools (`tool_use`, where it has one) when `for_tools`.
+    pub(crate) fn jinja(&self, for_tools: bool) -> crate::error::Result<Arc<super::chat::Jinja>> {
+        self.templates[usize::from(for_tools)]
+            .get_or_init(|| super::chat::Jinja::new(&self.model, for_tools).map(Arc::new))
+            .clone()
+            .map_err(|e| {
+                crate::error::OrionError::InvalidInput(format!(
+                    "the model's chat template cannot render tool calls: {e}"
+                ))
+            })
     }
 
     /// Whether `ctx` is one of this model's contexts.

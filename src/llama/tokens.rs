@@ -10,8 +10,13 @@ use llama_cpp_2::token::LlamaToken;
 /// The tokens generation evaluates for `prompt`: templated as it would be (unless
 /// `raw`), with the model's start-of-text token and special tokens parsed, so that the
 /// count is the generation's `timings.promptTokens`.
-pub(crate) fn count_prompt(model: &LlamaModel, prompt: &Prompt, raw: bool) -> Result<u32> {
-    let rendered = render_prompt(model, prompt, raw)?;
+pub(crate) fn count_prompt(
+    model: &super::prefix::ChatModel,
+    prompt: &Prompt,
+    raw: bool,
+    tools: Option<&crate::chat::Tools>,
+) -> Result<u32> {
+    let rendered = render_prompt(model, prompt, raw, tools)?;
     let n = model
         .vocab()
         .tokenize(rendered.as_bytes(), true, true)
@@ -56,13 +61,15 @@ pub(crate) fn detokenize(model: &LlamaModel, ids: &[u32]) -> Result<String> {
 mod tests {
     use super::*;
 
-    fn demo() -> LlamaModel {
+    fn demo() -> super::super::prefix::ChatModel {
         let path = crate::paths::models_dir()
             .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
         assert!(path.exists(), "run `node scripts/models.js` first");
         let params = llama_cpp_2::model::params::LlamaModelParams::default();
-        LlamaModel::load_from_file(super::super::backend::backend().unwrap(), path, &params)
-            .unwrap()
+        let model =
+            LlamaModel::load_from_file(super::super::backend::backend().unwrap(), path, &params)
+                .unwrap();
+        super::super::prefix::ChatModel::new(model, None, None)
     }
 
     #[test]
@@ -81,9 +88,9 @@ mod tests {
         assert_eq!(e.code(), "INVALID_INPUT");
         // A prompt counts its template's tokens too.
         let prompt = Prompt::Text(text.into());
-        assert!(count_prompt(&model, &prompt, false).unwrap() > plain.len() as u32);
+        assert!(count_prompt(&model, &prompt, false, None).unwrap() > plain.len() as u32);
         // Raw, it is the text's tokens, with the start-of-text token where the model adds one.
-        let raw = count_prompt(&model, &prompt, true).unwrap() as usize;
+        let raw = count_prompt(&model, &prompt, true, None).unwrap() as usize;
         assert!(raw == special.len() || raw == special.len() + 1, "{raw}");
     }
 }

@@ -615,8 +615,8 @@ impl Chat for LocalUse {
         let shared = self.0.shared();
         let m = &shared.model;
         Ok(match request {
-            TokenRequest::Count { prompt, raw } => {
-                TokenAnswer::Count(tokens::count_prompt(m, prompt, *raw)?)
+            TokenRequest::Count { prompt, raw, tools } => {
+                TokenAnswer::Count(tokens::count_prompt(m, prompt, *raw, tools.as_deref())?)
             }
             TokenRequest::Tokenize { text, special } => {
                 TokenAnswer::Tokens(tokens::tokenize(m, text, *special))

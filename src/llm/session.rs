@@ -11,8 +11,7 @@ use crate::engine::llm::{GenerateParams, Generation, Prompt, TokenAnswer, TokenR
 use crate::error::{OrionError, Result};
 use std::sync::atomic::AtomicBool;
 
-/// One message: `(role, content)`.
-pub(crate) type Message = (String, String);
+pub(crate) use crate::chat::Message;
 
 /// A conversation with one model.
 pub(crate) struct ChatSession {
@@ -45,7 +44,7 @@ impl History {
     fn with(&self, turns: &[Message]) -> Vec<Message> {
         self.system
             .iter()
-            .map(|s| ("system".to_string(), s.clone()))
+            .map(|s| Message::text("system", s.clone()))
             .chain(turns.iter().cloned())
             .collect()
     }
@@ -113,11 +112,14 @@ impl ChatSession {
         let state = self.state.lock().clone();
         let mut turns = state.turns.clone();
         turns.push(message);
-        let dropped = self.fit(svc, &state, &mut turns, params.max_tokens, cancel)?;
+        let dropped = self.fit(svc, &state, &mut turns, params, cancel)?;
         let prompt = Prompt::Messages(state.with(&turns));
         let mut generation = svc.generate(&self.key, &prompt, params, cancel, on_text)?;
         generation.dropped_messages = Some(u32::try_from(dropped).unwrap_or(u32::MAX));
-        turns.push(("assistant".into(), generation.text.clone()));
+        turns.push(Message {
+            tool_calls: generation.tool_calls.clone(),
+            ..Message::text("assistant", generation.text.clone())
+        });
         let mut now = self.state.lock();
         if now.epoch == state.epoch {
             now.turns = turns;
@@ -137,14 +139,15 @@ impl ChatSession {
         svc: &LlmService,
         state: &History,
         turns: &mut Vec<Message>,
-        max_tokens: u32,
+        params: &GenerateParams,
         cancel: &AtomicBool,
     ) -> Result<usize> {
+        let max_tokens = params.max_tokens;
         let context = svc.context_length(&self.key, cancel)?;
         let room = max_tokens.min(context / 4).max(1);
         let mut dropped = 0;
         loop {
-            let tokens = self.count(svc, &state.with(turns), cancel)?;
+            let tokens = self.count(svc, &state.with(turns), params, cancel)?;
             let target = if dropped == 0 { context } else { context / 2 };
             if tokens.saturating_add(room) <= target {
                 return Ok(dropped);
@@ -163,7 +166,7 @@ impl ChatSession {
             // user message (never the last message).
             let end = turns[1..turns.len() - 1]
                 .iter()
-                .position(|(role, _)| role == "user")
+                .position(|m| m.role == "user")
                 .map_or(turns.len() - 1, |i| i + 1);
             turns.drain(..end);
             dropped += end;
@@ -173,14 +176,21 @@ impl ChatSession {
     /// The prompt's tokens with `turns`: counted by the model's tokenizer in process;
     /// estimated from its bytes for a remote model (a token per 3 bytes, more than most
     /// tokenizers make of text), whose API has no tokenizer.
-    fn count(&self, svc: &LlmService, messages: &[Message], cancel: &AtomicBool) -> Result<u32> {
+    fn count(
+        &self,
+        svc: &LlmService,
+        messages: &[Message],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+    ) -> Result<u32> {
         if svc.is_remote(&self.key)? {
-            let bytes: usize = messages.iter().map(|(r, c)| r.len() + c.len() + 8).sum();
+            let bytes: usize = messages.iter().map(Message::bytes).sum();
             return Ok(u32::try_from(bytes / 3).unwrap_or(u32::MAX));
         }
         let request = TokenRequest::Count {
             prompt: Prompt::Messages(messages.to_vec()),
             raw: false,
+            tools: params.tools.clone(),
         };
         match svc.tokens(&self.key, &request, cancel)? {
             TokenAnswer::Count(n) => Ok(n),

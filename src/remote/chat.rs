@@ -298,6 +298,9 @@ struct Reply {
     finish: Option<String>,
     usage: Option<(u32, u32)>,
     timings: Option<serde_json::Value>,
+    /// Tool calls as their pieces arrive (`delta.tool_calls`, by `index`): id, name and
+    /// the arguments' JSON text.
+    calls: Vec<(String, String, String)>,
 }
 
 impl Reply {
@@ -347,8 +350,16 @@ impl Reply {
             Some(c) => (text(c, "/text"), false),
             None => (None, false),
         };
-        if capped && (piece.is_some() || reasoning) {
+        let calls = choice
+            .filter(|_| chat)
+            .and_then(|c| c.pointer("/delta/tool_calls"))
+            .and_then(serde_json::Value::as_array)
+            .filter(|a| !a.is_empty());
+        if capped && (piece.is_some() || reasoning || calls.is_some()) {
             return Ok(Absorbed::OverLimit);
+        }
+        if let Some(calls) = calls {
+            self.absorb_calls(calls);
         }
         if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
             let n = |k: &str| {
@@ -367,7 +378,7 @@ impl Reply {
         {
             self.finish = Some(f.to_string());
         }
-        if piece.is_none() && !reasoning {
+        if piece.is_none() && !reasoning && calls.is_none() {
             return Ok(Absorbed::Nothing);
         }
         self.first_piece.get_or_insert_with(Instant::now);
@@ -378,8 +389,82 @@ impl Reply {
         Ok(Absorbed::Piece(piece))
     }
 
+    /// Tool-call pieces: `OpenAI` streams a call's id and name first, then its
+    /// arguments' JSON text in pieces, each under the call's `index`.
+    fn absorb_calls(&mut self, calls: &[serde_json::Value]) {
+        /// Most calls one answer carries here (a server cannot make us hold more).
+        const MAX_CALLS: usize = 128;
+        for c in calls {
+            let index = c
+                .get("index")
+                .and_then(serde_json::Value::as_u64)
+                .map_or(self.calls.len().saturating_sub(1), |i| i as usize);
+            if index >= MAX_CALLS {
+                continue;
+            }
+            while self.calls.len() <= index {
+                self.calls.push(Default::default());
+            }
+            let call = &mut self.calls[index];
+            let s = |p: &str| c.pointer(p).and_then(serde_json::Value::as_str);
+            if let Some(id) = s("/id").filter(|id| !id.is_empty()) {
+                call.0 = id.to_string();
+            }
+            if let Some(name) = s("/function/name") {
+                call.1.push_str(name);
+            }
+            if let Some(args) = s("/function/arguments") {
+                call.2.push_str(args);
+            }
+        }
+    }
+
+    /// The calls the answer made, their arguments parsed. A call whose arguments are
+    /// not a JSON object is the server's error, unless the answer was cut (`cut`: at
+    /// `maxTokens` or the context's end), which leaves the last call unfinished: that
+    /// one is dropped.
+    fn tool_calls(&mut self, endpoint: &str, cut: bool) -> Result<Vec<crate::chat::ToolCall>> {
+        let mut calls = std::mem::take(&mut self.calls);
+        if cut {
+            calls.retain(|(_, _, args)| {
+                serde_json::from_str::<serde_json::Value>(args).is_ok_and(|v| v.is_object())
+            });
+        }
+        calls
+            .into_iter()
+            .filter(|(_, name, _)| !name.is_empty())
+            .map(|(id, name, args)| {
+                let arguments = if args.trim().is_empty() {
+                    serde_json::Value::Object(serde_json::Map::new())
+                } else {
+                    serde_json::from_str::<serde_json::Value>(&args)
+                        .ok()
+                        .filter(serde_json::Value::is_object)
+                        .ok_or_else(|| OrionError::RemoteProtocol {
+                            endpoint: endpoint.to_string(),
+                            detail: format!(
+                                "the server's call of {name} has arguments that are not a JSON object: {}",
+                                crate::error::clipped(&args)
+                            ),
+                        })?
+                };
+                Ok(crate::chat::ToolCall {
+                    id: if id.is_empty() {
+                        crate::chat::tools::new_id()
+                    } else {
+                        id
+                    },
+                    name,
+                    arguments,
+                })
+            })
+            .collect()
+    }
+
     /// The generation, once the stream has ended.
-    fn finish(self, started: Instant, endpoint: &str, max_tokens: u32) -> Result<Generation> {
+    fn finish(mut self, started: Instant, endpoint: &str, max_tokens: u32) -> Result<Generation> {
+        let cut = self.finish.as_deref() == Some("length");
+        let tool_calls = self.tool_calls(endpoint, cut)?;
         let Some(finish) = self.finish else {
             return Err(OrionError::RemoteProtocol {
                 endpoint: endpoint.to_string(),
@@ -406,10 +491,12 @@ impl Reply {
             dropped_messages: None,
             // The server's `length` is its `max_tokens` (which we sent) or its context.
             finish_reason: match finish.as_str() {
+                _ if !tool_calls.is_empty() => FinishReason::ToolCalls,
                 "length" if generated >= max_tokens => FinishReason::MaxTokens,
                 "length" => FinishReason::ContextFull,
                 _ => FinishReason::Eos,
             },
+            tool_calls,
         })
     }
 }
@@ -458,14 +545,67 @@ fn request_body(
             CHAT
         }
         Prompt::Messages(m) => {
-            body["messages"] = m
-                .iter()
-                .map(|(role, content)| serde_json::json!({ "role": role, "content": content }))
-                .collect();
+            body["messages"] = m.iter().map(message_json).collect();
             CHAT
         }
     };
+    if let Some(t) = &p.tools {
+        add_tools(&mut body, t);
+    }
     (path, body)
+}
+
+/// A message as `OpenAI`'s chat API takes it: an assistant's calls with their
+/// arguments as JSON text, a tool result with the call it answers.
+fn message_json(m: &crate::chat::Message) -> serde_json::Value {
+    let mut v = serde_json::json!({ "role": m.role, "content": m.content });
+    if !m.tool_calls.is_empty() {
+        v["tool_calls"] = m
+            .tool_calls
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments.to_string() },
+                })
+            })
+            .collect();
+    }
+    if let Some(id) = &m.tool_call_id {
+        v["tool_call_id"] = serde_json::json!(id);
+    }
+    if let Some(name) = &m.name {
+        v["name"] = serde_json::json!(name);
+    }
+    v
+}
+
+/// `OpenAI`'s `tools` and `tool_choice`; `'none'` sends no tools (as it is done in
+/// process: the tools are not shown).
+fn add_tools(body: &mut serde_json::Value, t: &crate::chat::Tools) {
+    use crate::chat::ToolChoice;
+    let choice = match &t.choice {
+        ToolChoice::None => return,
+        ToolChoice::Auto => serde_json::json!("auto"),
+        ToolChoice::Required => serde_json::json!("required"),
+        ToolChoice::Named(n) => {
+            serde_json::json!({ "type": "function", "function": { "name": n } })
+        }
+    };
+    body["tools"] = t
+        .tools
+        .iter()
+        .map(|tool| {
+            let mut f = serde_json::json!({ "name": tool.name, "parameters": tool.parameters });
+            if let Some(d) = &tool.description {
+                f["description"] = serde_json::json!(d);
+            }
+            serde_json::json!({ "type": "function", "function": f })
+        })
+        .collect();
+    body["tool_choice"] = choice;
+    body["parallel_tool_calls"] = serde_json::json!(t.parallel);
 }
 
 /// `fut`, unless `stopped()` turns true first (checked every [`CANCEL_POLL`]): then
@@ -581,12 +721,49 @@ mod tests {
         assert_eq!(path, COMPLETIONS);
         assert_eq!(b["prompt"], "raw");
         let msgs = Prompt::Messages(vec![
-            ("system".into(), "s".into()),
-            ("user".into(), "u".into()),
+            crate::chat::Message::text("system", "s"),
+            crate::chat::Message::text("user", "u"),
         ]);
         let (_, b) = request_body("m", &msgs, &GenerateParams::default());
         assert_eq!(b["messages"][1]["role"], "user");
         assert!(b.get("stop").is_none());
+    }
+
+    #[test]
+    fn streamed_tool_calls_are_put_together() {
+        let mut r = Reply::default();
+        let chunk = |delta: serde_json::Value| {
+            serde_json::json!({ "choices": [{ "index": 0, "delta": delta, "finish_reason": null }] })
+                .to_string()
+        };
+        let args = r#"{"city":"Paris","unit":"celsius"}"#;
+        let mut events = vec![chunk(
+            serde_json::json!({ "tool_calls": [{ "index": 0, "id": "call_1",
+            "type": "function", "function": { "name": "get_weather", "arguments": "" } }] }),
+        )];
+        for piece in args.as_bytes().chunks(7) {
+            let piece = std::str::from_utf8(piece).unwrap();
+            events.push(chunk(serde_json::json!({ "tool_calls": [{ "index": 0,
+                "function": { "arguments": piece } }] })));
+        }
+        events.push(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#.into());
+        for e in &events {
+            assert!(r.absorb(e, true, false).is_ok());
+        }
+        let g = r.finish(Instant::now(), "http://x", 64).unwrap();
+        assert_eq!(g.finish_reason, FinishReason::ToolCalls);
+        assert_eq!(g.tool_calls.len(), 1);
+        assert_eq!(g.tool_calls[0].id, "call_1");
+        assert_eq!(g.tool_calls[0].arguments["unit"], "celsius");
+        // Cut at maxTokens mid-arguments: no call, and it says why.
+        let mut r = Reply::default();
+        for e in &events[..3] {
+            assert!(r.absorb(e, true, false).is_ok());
+        }
+        r.finish = Some("length".into());
+        let g = r.finish(Instant::now(), "http://x", 3).unwrap();
+        assert_eq!(g.finish_reason, FinishReason::MaxTokens);
+        assert!(g.tool_calls.is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::options::{
 };
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
+use crate::chat::Message;
 use crate::engine::llm::{GenerateParams, Output, Prompt};
 use crate::error::{echo, OrionError};
 use crate::js::options::{
@@ -77,7 +78,7 @@ pub(in crate::js) fn read_on_progress(
     }
 }
 
-/// A prompt: a non-empty string, or a non-empty array of `{ role, content }` messages.
+/// A prompt: a non-empty string, or a non-empty array of messages.
 pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
     let bad = || {
         OrionError::InvalidInput(format!(
@@ -104,26 +105,82 @@ pub(super) fn read_prompt(v: &Unknown) -> R<Prompt> {
             let mut out = Vec::new();
             for i in 0..n {
                 let m: Unknown = arr.get_element(i).map_err(|_| bad())?;
-                let o = Options::parse(Some(m), "message", &["role", "content"])
-                    .map_err(|e| OrionError::InvalidInput(format!("messages[{i}]: {e}")))?;
-                let field = |k: &str| {
-                    o.string(k).ok().flatten().ok_or_else(|| {
-                        OrionError::InvalidInput(format!("messages[{i}].{k} must be a string"))
-                    })
-                };
-                let role = field("role")?;
-                if !matches!(role.as_str(), "system" | "user" | "assistant") {
-                    return Err(OrionError::InvalidInput(format!(
-                        "messages[{i}].role must be 'system', 'user' or 'assistant', got {}",
-                        echo(&role)
-                    )));
-                }
-                out.push((role, field("content")?));
+                out.push(read_message(m, &format!("messages[{i}]"))?);
             }
             Ok(Prompt::Messages(out))
         }
         _ => Err(bad()),
     }
+}
+
+/// One message: `{ role, content }`, an assistant's with `toolCalls`, or a tool
+/// result `{ role: 'tool', content, toolCallId?, name? }` (`content` any JSON data,
+/// sent as its JSON text unless a string).
+pub(super) fn read_message(m: Unknown, at: &str) -> R<Message> {
+    let o = Options::parse(
+        Some(m),
+        "message",
+        &["role", "content", "toolCalls", "toolCallId", "name"],
+    )
+    .map_err(|e| OrionError::InvalidInput(format!("{at}: {e}")))?;
+    let string = |k: &str| {
+        o.string(k)
+            .map_err(|_| OrionError::InvalidInput(format!("{at}.{k} must be a string")))
+    };
+    let role = string("role")?
+        .ok_or_else(|| OrionError::InvalidInput(format!("{at}.role must be a string")))?;
+    if !matches!(role.as_str(), "system" | "user" | "assistant" | "tool") {
+        return Err(OrionError::InvalidInput(format!(
+            "{at}.role must be 'system', 'user', 'assistant' or 'tool', got {}",
+            echo(&role)
+        )));
+    }
+    let tool_calls = match o.raw("toolCalls")? {
+        Some(c) if role == "assistant" => {
+            let json = to_json(&c)
+                .map_err(|e| OrionError::InvalidInput(format!("{at}.toolCalls: {e}")))?;
+            super::tools::read_calls(&json, at)?
+        }
+        Some(_) => {
+            return Err(OrionError::InvalidInput(format!(
+                "{at}.toolCalls is for assistant messages"
+            )))
+        }
+        None => Vec::new(),
+    };
+    let content = match o.raw("content")? {
+        Some(c) if c.get_type().ok() == Some(ValueType::String) => {
+            string("content")?.unwrap_or_default()
+        }
+        // A tool's result may be any JSON data; an assistant's calls need no text.
+        Some(c) if role == "tool" && c.get_type().ok() != Some(ValueType::Null) => {
+            let json =
+                to_json(&c).map_err(|e| OrionError::InvalidInput(format!("{at}.content: {e}")))?;
+            json.to_string()
+        }
+        None if !tool_calls.is_empty() => String::new(),
+        Some(c) if !tool_calls.is_empty() && c.get_type().ok() == Some(ValueType::Null) => {
+            String::new()
+        }
+        _ => {
+            return Err(OrionError::InvalidInput(format!(
+                "{at}.content must be a string"
+            )))
+        }
+    };
+    let (tool_call_id, name) = (string("toolCallId")?, string("name")?);
+    if role != "tool" && (tool_call_id.is_some() || name.is_some()) {
+        return Err(OrionError::InvalidInput(format!(
+            "{at}: toolCallId and name are for tool messages"
+        )));
+    }
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        tool_call_id,
+        name,
+    })
 }
 
 /// `createChatSession`'s options: the system message and whether context shifts.
@@ -132,10 +189,27 @@ pub(super) fn session_options(options: Option<Unknown>) -> R<(Option<String>, bo
     Ok((o.system, o.context_shift.unwrap_or(true)))
 }
 
-/// `countTokens`'s options: whether the prompt is raw.
-pub(super) fn count_options(options: Option<Unknown>) -> R<bool> {
-    let (o, _): (CountTokensOptions, _) = read(options, "options")?;
-    Ok(o.raw.unwrap_or(false))
+/// `countTokens`'s options: whether the prompt is raw, and the tools it shows.
+pub(super) fn count_options(
+    options: Option<Unknown>,
+) -> R<(bool, Option<Arc<crate::chat::Tools>>)> {
+    let (options, o): (CountTokensOptions, _) = read(options, "options")?;
+    let tools = match (&options.tools, &options.tool_choice) {
+        (None, None) => None,
+        _ => super::tools::read(
+            json(&o, "tools")?.as_ref(),
+            json(&o, "toolChoice")?.as_ref(),
+            None,
+        )?,
+    };
+    Ok((options.raw.unwrap_or(false), tools.map(Arc::new)))
+}
+
+/// The option `key` as JSON data, when given.
+fn json(o: &Options<'_>, key: &str) -> R<Option<serde_json::Value>> {
+    o.raw(key)?
+        .map(|v| to_json(&v).map_err(|e| OrionError::InvalidOption(format!("options.{key}: {e}"))))
+        .transpose()
 }
 
 /// `tokenize`'s options: whether special-token text is parsed.
@@ -249,6 +323,20 @@ pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
         (None, Some(g)) => Some(Output::Grammar(Arc::from(g.as_str()))),
         (None, None) => None,
     };
+    let tools = match (&options.tools, &options.tool_choice) {
+        (None, None) => None,
+        _ => super::tools::read(
+            json(&o, "tools")?.as_ref(),
+            json(&o, "toolChoice")?.as_ref(),
+            options.parallel_tool_calls,
+        )?,
+    };
+    if tools.is_some() && (params.output.is_some() || params.raw) {
+        return Err(OrionError::InvalidOption(
+            "options.tools does not go with jsonSchema, grammar or raw: tool calls have their own grammar and need the chat template".into(),
+        ));
+    }
+    params.tools = tools.map(Arc::new);
     let cancel = match options.signal.and(o.raw("signal")?) {
         Some(signal) => read_stop(signal)?.flag(),
         None => Arc::new(AtomicBool::new(false)),

@@ -236,9 +236,11 @@ impl ModelLoader {
         options: Option<Unknown>,
     ) -> Result<PromiseRaw<'e, u32>> {
         let request = (|| -> R<_> {
+            let (raw, tools) = count_options(options)?;
             Ok(TokenRequest::Count {
                 prompt: read_prompt(&prompt)?,
-                raw: count_options(options)?,
+                raw,
+                tools,
             })
         })();
         self.tokens(env, &model_key, request, |a| match a {

@@ -19,6 +19,7 @@ mod quantization;
 mod session;
 pub(super) mod sinks;
 mod stream;
+mod tools;
 mod types;
 
 type R<T> = std::result::Result<T, crate::error::OrionError>;

@@ -54,6 +54,13 @@ pub struct CountTokensOptions {
     /// Count a string prompt as is, without the model's chat template, as `generate`'s
     /// `raw` sends it (default false).
     pub raw: Option<bool>,
+    /// The tools `generate` would show (`GenerateOptions.tools`): they are part of the
+    /// prompt.
+    #[napi(ts_type = "ToolDefinition[]")]
+    pub tools: Option<Given>,
+    /// `GenerateOptions.toolChoice` (`'none'` shows no tools).
+    #[napi(ts_type = "'auto' | 'none' | 'required' | { name: string }")]
+    pub tool_choice: Option<Given>,
 }
 
 /// Options of `ModelLoader.tokenize`.
@@ -168,6 +175,21 @@ pub struct GenerateOptions {
     /// A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
     /// Remote models send it as `grammar` (llama.cpp's server reads it).
     pub grammar: Option<String>,
+    /// Tools the model may call: `[{ name, description?, parameters? }]` (`parameters`
+    /// a JSON schema of the arguments object; its keywords checked as `jsonSchema`'s).
+    /// The prompt shows them through the model's own chat template; calls come back in
+    /// the result's `toolCalls` (`finishReason: 'toolCalls'`), their arguments following
+    /// the schema. Not with `jsonSchema`, `grammar` or `raw`.
+    #[napi(ts_type = "ToolDefinition[]")]
+    pub tools: Option<Given>,
+    /// Whether the answer calls a tool: `'auto'` (the model decides, the default),
+    /// `'none'` (text only; the tools are not shown), `'required'` (at least one call)
+    /// or `{ name }` (a call of that tool).
+    #[napi(ts_type = "'auto' | 'none' | 'required' | { name: string }")]
+    pub tool_choice: Option<Given>,
+    /// Whether one answer may call several tools (default false: one call at most, as
+    /// llama.cpp's server does; small models given the choice repeat a call).
+    pub parallel_tool_calls: Option<bool>,
 }
 
 impl GenerateOptions {

@@ -8,6 +8,7 @@ use super::R;
 use crate::engine::llm::Prompt;
 use crate::error::{echo, OrionError};
 use crate::js::options::{cast_checked, describe, Options};
+
 use crate::js::{js_error, promise, rejected};
 use crate::llm::session::{ChatSession as Session, Message};
 use crate::llm::LlmService;
@@ -36,14 +37,15 @@ impl ChatSession {
     }
 }
 
-/// A message to send: a string (the user's), or `{ role: 'user', content }`.
+/// A message to send: a string (the user's), `{ role: 'user', content }`, or a tool's
+/// result `{ role: 'tool', content, toolCallId?, name? }` answering the last turn's call.
 fn read_message(v: &Unknown) -> R<Message> {
     if v.get_type().ok() == Some(ValueType::String) {
         let s: String = cast_checked(v).map_err(|e| OrionError::InvalidInput(e.reason.clone()))?;
         if s.is_empty() {
             return Err(OrionError::InvalidInput("message must not be empty".into()));
         }
-        return Ok(("user".into(), s));
+        return Ok(Message::text("user", s));
     }
     if v.get_type().ok() != Some(ValueType::Object) || v.is_array().unwrap_or(false) {
         return Err(OrionError::InvalidInput(format!(
@@ -51,22 +53,15 @@ fn read_message(v: &Unknown) -> R<Message> {
             describe(v)
         )));
     }
-    let o = Options::parse(Some(*v), "message", &["role", "content"])?;
-    let field = |k: &str| {
-        o.string(k)
-            .ok()
-            .flatten()
-            .ok_or_else(|| OrionError::InvalidInput(format!("message.{k} must be a string")))
-    };
-    let (role, content) = (field("role")?, field("content")?);
-    if role != "user" {
+    let m = super::args::read_message(*v, "message")?;
+    if m.role != "user" && m.role != "tool" {
         return Err(OrionError::InvalidInput(format!(
-            "message.role must be 'user' (the session adds the answers, and its system message \
-             is set when it is created), got {}",
-            echo(&role)
+            "message.role must be 'user' or 'tool' (the session adds the answers, and its system \
+             message is set when it is created), got {}",
+            echo(&m.role)
         )));
     }
-    Ok((role, content))
+    Ok(m)
 }
 
 /// The turns of a saved chat: `{ role: 'user' | 'assistant', content }` messages.
@@ -84,10 +79,10 @@ fn read_turns(v: &Unknown, what: &str) -> R<Vec<Message>> {
             "{what} must be an array of {{ role, content }} messages"
         )));
     };
-    if let Some((i, (role, _))) = m.iter().enumerate().find(|(_, (r, _))| r == "system") {
+    if let Some((i, m)) = m.iter().enumerate().find(|(_, m)| m.role == "system") {
         return Err(OrionError::InvalidInput(format!(
             "{what}[{i}].role is {}: a saved chat's system message is its `system`",
-            echo(role)
+            echo(&m.role)
         )));
     }
     Ok(m)

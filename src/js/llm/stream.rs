@@ -2,7 +2,7 @@
 //! thread through a channel.
 
 use super::args::GenerateCall;
-use super::types::GenerateResult;
+use super::types::{GenerateResult, ToolCall};
 use super::R;
 use crate::engine::llm::Generation;
 use crate::js::promise;
@@ -24,11 +24,20 @@ enum StreamEvent {
 pub(super) type StreamWork =
     Box<dyn FnOnce(&GenerateCall, &mut dyn FnMut(&str)) -> R<Generation> + Send>;
 
-/// One step of a `TokenStream`, as async iterators return them.
+/// One step of a `TokenStream`, as async iterators return them: text, or (with
+/// tools) a call the answer makes, after its text.
 #[napi(object)]
 pub struct StreamStep {
     pub done: bool,
-    pub value: Option<String>,
+    #[napi(ts_type = "string | ToolCallEvent")]
+    pub value: Option<Either<String, ToolCallEvent>>,
+}
+
+/// A tool call in a stream (`options.tools`): it comes after the answer's text, once
+/// the call is complete.
+#[napi(object)]
+pub struct ToolCallEvent {
+    pub tool_call: ToolCall,
 }
 
 impl StreamStep {
@@ -49,6 +58,8 @@ pub struct TokenStream {
     events: Arc<tokio::sync::Mutex<UnboundedReceiver<StreamEvent>>>,
     cancel: Arc<AtomicBool>,
     result: Arc<parking_lot::Mutex<Option<Generation>>>,
+    /// The answer's tool calls still to be yielded, once it is complete.
+    calls: Arc<parking_lot::Mutex<std::collections::VecDeque<crate::chat::ToolCall>>>,
 }
 
 /// A stream the program dropped without finishing it (no `break`, no `return()`) stops
@@ -75,6 +86,7 @@ impl TokenStream {
             events: Arc::new(tokio::sync::Mutex::new(rx)),
             cancel,
             result: Arc::new(parking_lot::Mutex::new(None)),
+            calls: Arc::default(),
         };
         match prepared {
             Err(e) => drop(tx.send(StreamEvent::Done(Err(e)))),
@@ -101,20 +113,34 @@ impl TokenStream {
     /// The next piece of text; `{ done: true }` at the end. Rejects with the
     /// generation's coded error (`ABORTED`, `UNKNOWN_MODEL`, ...).
     #[napi(
-        ts_return_type = "Promise<IteratorResult<string, undefined>>",
+        ts_return_type = "Promise<IteratorResult<string | ToolCallEvent, undefined>>",
         catch_unwind
     )]
     pub fn next<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, StreamStep>> {
-        let (events, result) = (self.events.clone(), self.result.clone());
+        let (events, result, calls) =
+            (self.events.clone(), self.result.clone(), self.calls.clone());
+        let call_step = move |c: crate::chat::ToolCall| StreamStep {
+            done: false,
+            value: Some(Either::B(ToolCallEvent {
+                tool_call: ToolCall::from(c),
+            })),
+        };
         let fut = async move {
-            match events.lock().await.recv().await {
+            let mut events = events.lock().await;
+            if let Some(c) = calls.lock().pop_front() {
+                return Ok(call_step(c));
+            }
+            match events.recv().await {
                 Some(StreamEvent::Text(t)) => Ok(StreamStep {
                     done: false,
-                    value: Some(t),
+                    value: Some(Either::A(t)),
                 }),
                 Some(StreamEvent::Done(Ok(g))) => {
+                    let mut pending: std::collections::VecDeque<_> = g.tool_calls.clone().into();
                     *result.lock() = Some(g);
-                    Ok(StreamStep::end())
+                    let first = pending.pop_front();
+                    *calls.lock() = pending;
+                    Ok(first.map_or_else(StreamStep::end, call_step))
                 }
                 Some(StreamEvent::Done(Err(e))) => Err(e),
                 None => Ok(StreamStep::end()),
@@ -126,7 +152,7 @@ impl TokenStream {
     /// Stop early (what `break` in `for await` calls).
     #[napi(
         js_name = "return",
-        ts_return_type = "Promise<IteratorResult<string, undefined>>",
+        ts_return_type = "Promise<IteratorResult<string | ToolCallEvent, undefined>>",
         catch_unwind
     )]
     pub fn finish<'e>(&self, env: &'e Env) -> Result<PromiseRaw<'e, StreamStep>> {

@@ -46,6 +46,11 @@ pub struct ChatTemplateInfo {
     pub family: Option<String>,
     /// The SHA-256 of its text, in hex.
     pub sha256: String,
+    /// The syntax `tools` are called in with it: `'hermes'` (`<tool_call>`), `'llama3'`,
+    /// `'mistral'` (`[TOOL_CALLS]`), or `'generic'` (a template without tools: a JSON
+    /// answer); absent when it cannot render tool calls.
+    #[napi(ts_type = "'hermes' | 'llama3' | 'mistral' | 'generic'")]
+    pub tool_format: Option<String>,
 }
 
 /// A model's layers on a GPU device.
@@ -94,6 +99,7 @@ impl From<LoadInfo> for ModelInfo {
             chat_template: i.facts.chat_template.map(|t| ChatTemplateInfo {
                 family: t.family.map(str::to_string),
                 sha256: t.sha256,
+                tool_format: t.tool_format.map(str::to_string),
             }),
             supports_tools: i.facts.supports_tools,
         }
@@ -245,10 +251,11 @@ pub struct GenerateResult {
     /// Tokens generated.
     pub tokens: u32,
     /// Why the answer ended: `'eos'` (the model ended its turn), `'stop'` (a stop
-    /// string), `'maxTokens'` (the option's limit) or `'contextFull'` (no room left in
-    /// the model's context). A remote server does not tell a stop string from the end of
-    /// its turn: both are `'eos'` there.
-    #[napi(ts_type = "'eos' | 'stop' | 'maxTokens' | 'contextFull'")]
+    /// string), `'maxTokens'` (the option's limit), `'contextFull'` (no room left in
+    /// the model's context) or `'toolCalls'` (it calls tools: `toolCalls`). A remote
+    /// server does not tell a stop string from the end of its turn: both are `'eos'`
+    /// there.
+    #[napi(ts_type = "'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls'")]
     pub finish_reason: String,
     pub timings: GenerateTimings,
     /// The answer parsed, when it followed a `jsonSchema` (it validates against it).
@@ -257,19 +264,58 @@ pub struct GenerateResult {
     /// For a chat session's turn: how many messages were dropped from the start of its
     /// history (after the system message) for the turn to fit the model's context.
     pub dropped_messages: Option<u32>,
+    /// The tools the answer calls (`finishReason: 'toolCalls'`), with `options.tools`:
+    /// each call's arguments follow its tool's `parameters`. Send each result back as
+    /// a `{ role: 'tool', toolCallId, content }` message after this answer's
+    /// `{ role: 'assistant', content: text, toolCalls }`.
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// A call of a tool.
+#[napi(object)]
+pub struct ToolCall {
+    /// Its id, which the tool's result message names (`toolCallId`).
+    pub id: String,
+    pub name: String,
+    /// The arguments: an object valid against the tool's `parameters`.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub arguments: serde_json::Value,
+}
+
+impl From<crate::chat::ToolCall> for ToolCall {
+    fn from(c: crate::chat::ToolCall) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            arguments: c.arguments,
+        }
+    }
 }
 
 /// A chat message, as a session's `history` and `save()` give it.
 #[napi(object)]
 pub struct ChatMessageOut {
-    #[napi(ts_type = "'system' | 'user' | 'assistant'")]
+    #[napi(ts_type = "'system' | 'user' | 'assistant' | 'tool'")]
     pub role: String,
     pub content: String,
+    /// An assistant's calls.
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A tool result's call.
+    pub tool_call_id: Option<String>,
+    /// A tool result's tool.
+    pub name: Option<String>,
 }
 
-impl From<(String, String)> for ChatMessageOut {
-    fn from((role, content): (String, String)) -> Self {
-        Self { role, content }
+impl From<crate::chat::Message> for ChatMessageOut {
+    fn from(m: crate::chat::Message) -> Self {
+        Self {
+            role: m.role,
+            content: m.content,
+            tool_calls: (!m.tool_calls.is_empty())
+                .then(|| m.tool_calls.into_iter().map(ToolCall::from).collect()),
+            tool_call_id: m.tool_call_id,
+            name: m.name,
+        }
     }
 }
 
@@ -289,6 +335,8 @@ impl From<Generation> for GenerateResult {
             timings: g.timings.into(),
             json: g.json,
             dropped_messages: g.dropped_messages,
+            tool_calls: (!g.tool_calls.is_empty())
+                .then(|| g.tool_calls.into_iter().map(ToolCall::from).collect()),
         }
     }
 }
