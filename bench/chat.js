@@ -50,6 +50,7 @@ const {
   die,
   markdownTable,
   machineLines,
+  nodeLlama,
 } = require('./common')
 
 const ROOT = path.join(__dirname, '..')
@@ -142,16 +143,8 @@ async function importNodeLlamaCpp() {
 
 async function nlcWay(threads, modelPath) {
   const nlc = await importNodeLlamaCpp()
-  const llama = await nlc.getLlama({
-    gpu: false,
-    build: 'never',
-    skipDownload: true,
-    progressLogs: false,
-    maxThreads: threads,
-    logLevel: 'warn',
-    logger: (level, message) => {
-      if (level === 'error' || level === 'fatal') log(`node-llama-cpp: ${message}`)
-    },
+  const llama = await nodeLlama(nlc, threads, (level, message) => {
+    if (level === 'error' || level === 'fatal') log(`node-llama-cpp: ${message}`)
   })
   const model = await llama.loadModel({ modelPath })
   // The GGUF's own chat template, as orion-native renders it: node-llama-cpp's default for this

@@ -117,8 +117,25 @@ function die(e) {
   process.exit(1)
 }
 
+/**
+ * node-llama-cpp's `getLlama` as every benchmark runs it: its prebuilt CPU binaries only
+ * (no GPU, no build, no download) at `threads` threads. llama.cpp's log goes to `logger`.
+ */
+async function nodeLlama(nlc, threads, logger = () => {}) {
+  return nlc.getLlama({
+    gpu: false,
+    build: 'never',
+    skipDownload: true,
+    progressLogs: false,
+    maxThreads: threads,
+    logLevel: 'warn',
+    logger,
+  })
+}
+
 module.exports = {
   RESULTS_DIR,
+  nodeLlama,
   log,
   sleep,
   fmt,

@@ -46,6 +46,7 @@ const {
   die,
   markdownTable,
   machineLines,
+  nodeLlama,
 } = require('./common')
 const { spawnSync } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
@@ -80,20 +81,6 @@ const orionThreads = () => require(ROOT).getOptimizationStrategy().threads
 async function importNodeLlamaCpp() {
   // ESM-only: a dynamic import, resolved from bench/node_modules.
   return import('node-llama-cpp')
-}
-
-// getLlama with the prebuilt CPU binaries only, at the given thread count. llama.cpp's log
-// goes to `logger`; the level is raised to 'info' only to read the performance timings.
-async function nodeLlama(nlc, threads, logger = () => {}) {
-  return nlc.getLlama({
-    gpu: false,
-    build: 'never',
-    skipDownload: true,
-    progressLogs: false,
-    maxThreads: threads,
-    logLevel: 'warn',
-    logger,
-  })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@
 //   node bench/structured.js [--quick] [--json]
 //
 // Measures
-//   Generation tokens/s (the generation phase alone: orion-native's timings, node-llama-cpp's
-//   first streamed token to its last) for the prompts below, each asking for a small object, sampled at temperature 0.8 with
-//   one seed per prompt:
+//   Generation tokens/s as the caller sees it, measured the same way for all three: from the
+//   first streamed piece to the last on the JS thread (orion-native's `onToken`,
+//   node-llama-cpp's `onToken`), tokens after the first, for the prompts below, each asking
+//   for a small object, sampled at temperature 0.8 with one seed per prompt:
 //   - orion-native, unconstrained (at most as many tokens as the constrained answer had,
 //     so both runs generate about as much);
 //   - orion-native with `jsonSchema` (llama.cpp's schema-to-grammar conversion, the grammar
@@ -34,6 +35,7 @@ const {
   parseArgs,
   die,
   markdownTable,
+  nodeLlama,
 } = require('./common')
 
 const ROOT = path.join(__dirname, '..')
@@ -66,23 +68,34 @@ const prompt = (s) => `Invent a person: ${s}. Answer in JSON with name, age, cit
 
 const perSecond = (n, ms) => (ms > 0 ? (n * 1000) / ms : NaN)
 
-/** orion-native's generation rate for one prompt: its generation phase's, as it times it. */
+/**
+ * A streamed answer's rate as its caller sees it, measured the same way for both
+ * contenders: tokens after the first over the time from the first streamed piece to the
+ * last, on the JS thread.
+ */
+function streamClock() {
+  let first = null
+  let last = null
+  return {
+    onToken() {
+      const now = performance.now()
+      first ??= now
+      last = now
+    },
+    rate: (tokens) => perSecond(tokens - 1, last - first),
+  }
+}
+
+/** orion-native's rate for one prompt (see `streamClock`). */
 async function orionRun(loader, text, options) {
-  const r = await loader.generate('demo', text, options)
-  return { text: r.text, tokens: r.tokens, json: r.json, tokensPerSecond: r.timings.tokensPerSecond }
+  const clock = streamClock()
+  const r = await loader.generate('demo', text, { ...options, onToken: clock.onToken })
+  return { text: r.text, tokens: r.tokens, json: r.json, tokensPerSecond: clock.rate(r.tokens) }
 }
 
 async function nodeLlamaCpp(modelPath, threads) {
   const nlc = await import('node-llama-cpp')
-  const llama = await nlc.getLlama({
-    gpu: false,
-    build: 'never',
-    skipDownload: true,
-    progressLogs: false,
-    maxThreads: threads,
-    logLevel: 'warn',
-    logger: () => {},
-  })
+  const llama = await nodeLlama(nlc, threads)
   const model = await llama.loadModel({ modelPath })
   const grammar = await llama.createGrammarForJsonSchema(SCHEMA)
   const context = await model.createContext({ contextSize: 2048, threads: { ideal: threads, min: threads } })
@@ -92,8 +105,7 @@ async function nodeLlamaCpp(modelPath, threads) {
     async run(text, seed) {
       const sequence = context.getSequence()
       const session = new nlc.LlamaChatSession({ contextSequence: sequence })
-      let first = null
-      let last = null
+      const clock = streamClock()
       let tokens = 0
       const answer = await session.prompt(text, {
         grammar,
@@ -101,15 +113,13 @@ async function nodeLlamaCpp(modelPath, threads) {
         seed,
         maxTokens: 400,
         onToken: (chunk) => {
-          const now = performance.now()
-          first ??= now
-          last = now
+          clock.onToken()
           tokens += chunk.length
         },
       })
       session.dispose()
       sequence.dispose()
-      return { text: answer, tokens, json: grammar.parse(answer), tokensPerSecond: perSecond(tokens - 1, last - first) }
+      return { text: answer, tokens, json: grammar.parse(answer), tokensPerSecond: clock.rate(tokens) }
     },
     dispose: () => llama.dispose(),
   }
