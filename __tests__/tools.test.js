@@ -11,7 +11,7 @@
 // validator.
 const Ajv2020 = require('ajv/dist/2020').default
 const { getModelLoader } = require('..')
-const { expectCode } = require('./helpers')
+const { expectCode, inWorker } = require('./helpers')
 const twin = require('../scripts/gguf-twin')
 const { GGUF, startServer } = require('./backends')
 
@@ -194,6 +194,28 @@ describe('tool calls on the demo model (a template without tools: the generic JS
     expect(other.history).toEqual(history)
   }, 180_000)
 
+  test('eight worker_threads call tools on one loaded model', async () => {
+    loader.registerModel('tools-workers', { files: { q4: { path: GGUF } } })
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        inWorker('llm-worker.js', {
+          mode: 'tool-call',
+          key: 'tools-workers',
+          messages: ASK,
+          options: { tools: TOOLS, toolChoice: i % 2 ? 'required' : { name: 'add' }, temperature: 0.8, seed: i + 1, maxTokens: 96 },
+        }),
+      ),
+    )
+    for (const [i, r] of runs.entries()) {
+      expect(r.result.finishReason).toBe('toolCalls')
+      expect(r.events).toEqual(r.result.toolCalls)
+      expectValidCalls(r.events)
+      if (i % 2 === 0) expect(r.events.every((c) => c.name === 'add')).toBe(true)
+    }
+    expect(loader.getStats().models.find((m) => m.key === 'tools-workers').loads).toBe(1)
+    await loader.unloadModel('tools-workers')
+  }, 180_000)
+
   test('bad tools, choices and messages are coded errors', async () => {
     const gen = (opts, messages = ASK) => loader.generate('demo', messages, { maxTokens: 4, ...opts })
     await expectCode(gen({ tools: [{ name: 'bad name!' }] }), 'INVALID_OPTION')
@@ -218,6 +240,8 @@ describe('tool calls on the demo model (a template without tools: the generic JS
     await expectCode(gen({}, [{ role: 'user', content: 'x', toolCalls: [] }]), 'INVALID_INPUT')
     await expectCode(gen({}, [{ role: 'assistant', toolCalls: [{ name: 'f', arguments: '[1]' }] }]), 'INVALID_INPUT')
     await expectCode(gen({}, [{ role: 'user', content: 'x', toolCallId: 'a' }]), 'INVALID_INPUT')
+    // A call it had to make, cut by maxTokens.
+    await expectCode(gen({ tools: TOOLS, toolChoice: 'required', maxTokens: 4 }), 'OUTPUT_INCOMPLETE')
   }, 60_000)
 })
 

@@ -162,9 +162,9 @@ fn schema_unsupported(f: &mut fmt::Formatter<'_>, what: &str) -> fmt::Result {
 fn output_incomplete(f: &mut fmt::Formatter<'_>, reason: &str, tokens: u32) -> fmt::Result {
     write!(
         f,
-        "the answer's JSON was not complete when generation stopped at {reason} ({tokens} \
-         tokens): raise `maxTokens`, load the model with a larger `contextSize`, or ask for a \
-         smaller object"
+        "the answer's JSON (its schema's value, or the tool call it had to make) was not \
+         complete when generation stopped at {reason} ({tokens} tokens): raise `maxTokens`, \
+         load the model with a larger `contextSize`, or ask for a smaller object"
     )
 }
 

@@ -581,8 +581,30 @@ impl LlmService {
 /// sampling makes the text valid unless it was cut short: then `OUTPUT_INCOMPLETE`. A
 /// remote server that ignored the schema gives text that is not JSON: `REMOTE_PROTOCOL`
 /// would blame the protocol, so `INFERENCE_FAILED` says what happened.
+///
+/// An answer that had to call a tool (`toolChoice` `'required'` or `{ name }`) and was
+/// cut before its call was complete is `OUTPUT_INCOMPLETE` too.
 fn parsed(mut g: Generation, params: &GenerateParams) -> Result<Generation> {
+    use crate::chat::ToolChoice;
     use crate::engine::llm::{FinishReason, Output};
+    let forced = params
+        .tools
+        .as_deref()
+        .is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)));
+    let cut = matches!(
+        g.finish_reason,
+        FinishReason::MaxTokens | FinishReason::ContextFull
+    );
+    if forced && cut && g.tool_calls.is_empty() {
+        return Err(OrionError::OutputIncomplete {
+            reason: if g.finish_reason == FinishReason::MaxTokens {
+                "maxTokens"
+            } else {
+                "the context's end"
+            },
+            tokens: g.tokens,
+        });
+    }
     if !matches!(params.output, Some(Output::JsonSchema(_))) {
         return Ok(g);
     }
