@@ -202,7 +202,13 @@ describe('tool calls on the demo model (a template without tools: the generic JS
           mode: 'tool-call',
           key: 'tools-workers',
           messages: ASK,
-          options: { tools: TOOLS, toolChoice: i % 2 ? 'required' : { name: 'add' }, temperature: 0.8, seed: i + 1, maxTokens: 96 },
+          options: {
+            tools: TOOLS,
+            toolChoice: i % 2 ? 'required' : { name: 'add' },
+            temperature: 0.8,
+            seed: i + 1,
+            maxTokens: 96,
+          },
         }),
       ),
     )
