@@ -1143,7 +1143,9 @@ export interface RemoteOptions {
 export interface RerankerOptions {
   /**
    * A GGUF reranker's file (rank pooling: bge-reranker-v2-m3, jina-reranker-v1-tiny-en,
-   * Qwen3-Reranker), run by llama.cpp; wins over `model`.
+   * Qwen3-Reranker), run by llama.cpp, or a cross-encoder's directory (its ONNX file,
+   * `model.onnx` or `onnx/model.onnx`/`onnx/model_quantized.onnx`, and tokenizer files:
+   * ms-marco-MiniLM, bge-reranker-base), run by ONNX Runtime; wins over `model`.
    */
   modelPath?: string
   /** A GGUF reranker's file name under `ORION_MODELS_DIR`. */
@@ -1179,7 +1181,10 @@ export interface RerankerOptions {
    * to 10000000 (default 10000).
    */
   maxQueue?: number
-  /** llama.cpp's threads, an integer from 1 to 1024 (default: every core). */
+  /**
+   * llama.cpp's (or ONNX Runtime's) threads, an integer from 1 to 1024 (default: every
+   * core).
+   */
   threads?: number
 }
 
@@ -1187,8 +1192,11 @@ export interface RerankerOptions {
 export interface RerankerStats {
   /** Model name. */
   model: string
-  /** What scores the pairs: `'llama'` (llama.cpp, a GGUF reranker) or `'remote'`. */
-  engine: 'llama' | 'remote'
+  /**
+   * What scores the pairs: `'llama'` (llama.cpp, a GGUF reranker), `'onnx'` (ONNX
+   * Runtime, a cross-encoder's directory) or `'remote'`.
+   */
+  engine: 'llama' | 'onnx' | 'remote'
   /** Times the model was loaded in this process: 1 once it is in use. */
   modelLoads: number
   /** (query, document) pairs asked for, over every call from every thread. */

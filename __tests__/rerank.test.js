@@ -108,6 +108,51 @@ const DOCUMENTS = Array.from(
     }
   })
 
+  test('an ONNX cross-encoder (ONNX Runtime) scores as transformers does, with the same machinery', async () => {
+    const dir = files['rerank-onnx']
+    const reranker = getSharedReranker({ modelPath: dir })
+    const docs = DOCUMENTS.slice(0, 20)
+    const ranking = await reranker.rerank(QUERY, docs)
+    expect(ranking).toHaveLength(docs.length)
+    for (let i = 1; i < ranking.length; i++) expect(ranking[i - 1].score).toBeGreaterThanOrEqual(ranking[i].score)
+    // The reference: Hugging Face's tokenizers (the document as token type 1) and ONNX
+    // Runtime's Python package, one pair at a time.
+    const expected = twins.referenceScores(dir, QUERY, docs)
+    let worst = 0
+    for (const { index, score } of ranking) worst = Math.max(worst, Math.abs(score - expected[index]))
+    console.log(`ONNX cross-encoder: largest difference from the reference over ${docs.length} documents: ${worst}`)
+    expect(worst).toBeLessThan(1e-3)
+    expect(reranker.getStats()).toMatchObject({ engine: 'onnx', modelLoads: 1 })
+    // Two queries in one batch (from two callers at once) are each scored with their own.
+    const [a, b] = await Promise.all([
+      reranker.rerank('first question', docs.slice(0, 3)),
+      reranker.rerank('second question', docs.slice(0, 3)),
+    ])
+    const refB = twins.referenceScores(dir, 'second question', docs.slice(0, 3))
+    for (const { index, score } of b) expect(Math.abs(score - refB[index])).toBeLessThan(1e-3)
+    expect(a).toHaveLength(3)
+    // Eight workers, one load.
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, id) =>
+        inWorker('rerank-worker.js', {
+          id,
+          options: { modelPath: dir, maxWaitMs: 20 },
+          query: QUERY,
+          documents: docs.slice(0, 6),
+        }),
+      ),
+    )
+    for (const r of results) {
+      expect(r.ranking.map((x) => x.index)).toEqual(results[0].ranking.map((x) => x.index))
+      expect(r.stats).toMatchObject({ engine: 'onnx', modelLoads: 1 })
+    }
+    // Too long: cut, or refused when asked.
+    const [long] = await reranker.rerank(QUERY, ['word '.repeat(2000)])
+    expect(Number.isFinite(long.score)).toBe(true)
+    expect(reranker.getStats().truncated).toBeGreaterThanOrEqual(1)
+    await expectCode(reranker.rerank(QUERY, ['fits', 'word '.repeat(2000)], { truncate: false }), 'INPUT_TOO_LONG')
+  })
+
   test('topK, empty input and bad input', async () => {
     const reranker = getSharedReranker({ modelPath: files.rerank })
     expect(await reranker.rerank(QUERY, [])).toEqual([])

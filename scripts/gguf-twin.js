@@ -24,9 +24,11 @@ const { modelsDir } = require('../lib/paths')
 const root = path.join(__dirname, '..')
 const dir = path.join(root, 'target', 'gguf-twin')
 // Pinned, so that every machine writes the same files.
-const PACKAGES = ['gguf==0.19.0', 'onnx==1.23.2', 'numpy==2.4.6']
-const TYPES = ['f32', 'f16', 'q8_0', 'rerank']
-const ARGS = { f32: ['f32'], f16: ['f16'], q8_0: ['q8_0'], rerank: ['f16', '--rank'] }
+// onnxruntime and tokenizers: the reference scores of the ONNX reranker fixture
+// (scripts/rerank-reference.py).
+const PACKAGES = ['gguf==0.19.0', 'onnx==1.23.2', 'numpy==2.4.6', 'onnxruntime==1.23.2', 'tokenizers==0.22.1']
+const TYPES = ['f32', 'f16', 'q8_0', 'rerank', 'rerank-onnx']
+const ARGS = { f32: ['f32'], f16: ['f16'], q8_0: ['q8_0'], rerank: ['f16', '--rank'], 'rerank-onnx': ['--onnx-rank'] }
 const MODEL = 'all-MiniLM-L6-v2'
 
 function python() {
@@ -72,13 +74,14 @@ function packages() {
 function ensure() {
   const why = missing()
   if (why) throw new Error(`cannot make the GGUF twins: ${why}`)
-  const out = Object.fromEntries(TYPES.map((t) => [t, path.join(dir, `${MODEL}.${t}.gguf`)]))
+  const out = paths()
   if (TYPES.every((t) => fs.existsSync(out[t]))) return out
   const py = python()
   const site = packages()
   for (const t of TYPES) {
     if (fs.existsSync(out[t])) continue
     const tmp = `${out[t]}.partial`
+    fs.rmSync(tmp, { recursive: true, force: true })
     run(py, [path.join(__dirname, 'gguf-twin.py'), path.join(modelsDir(), MODEL), tmp, ...ARGS[t]], {
       env: { ...process.env, PYTHONPATH: site },
     })
@@ -87,9 +90,16 @@ function ensure() {
   return out
 }
 
+/** Each twin's path: a GGUF file, or for `rerank-onnx` a directory (the ONNX form). */
+function paths() {
+  return Object.fromEntries(
+    TYPES.map((t) => [t, path.join(dir, t === 'rerank-onnx' ? `${MODEL}.${t}` : `${MODEL}.${t}.gguf`)]),
+  )
+}
+
 /** The twins' paths where they are made, or null. */
 function built() {
-  const out = Object.fromEntries(TYPES.map((t) => [t, path.join(dir, `${MODEL}.${t}.gguf`)]))
+  const out = paths()
   return TYPES.every((t) => fs.existsSync(out[t])) ? out : null
 }
 
@@ -130,7 +140,20 @@ function templated(name, templates) {
   return out
 }
 
-module.exports = { ensure, built, missing, templated }
+/** The reference scores of the cross-encoder in `dir` (scripts/rerank-reference.py). */
+function referenceScores(dir, query, documents) {
+  const site = packages()
+  const r = spawnSync(python(), [path.join(__dirname, 'rerank-reference.py'), dir], {
+    input: JSON.stringify({ query, documents }),
+    env: { ...process.env, PYTHONPATH: site },
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+  })
+  if (r.status !== 0) throw new Error(`rerank-reference.py failed: ${r.stderr}`)
+  return JSON.parse(r.stdout)
+}
+
+module.exports = { ensure, built, missing, templated, referenceScores }
 
 if (require.main === module) {
   const prepare = process.argv.includes('--prepare')

@@ -171,9 +171,13 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
             ))
         }
     };
+    if catalog.is_none() && path.is_dir() {
+        return onnx_rerank_service(&path, req);
+    }
     if catalog.is_none() && !is_gguf(&path) && path.exists() {
         return Err(OrionError::InvalidOption(format!(
-            "{} is not a GGUF file: rerankers run on llama.cpp (GGUF, rank pooling)",
+            "{} is not a GGUF file nor a directory: rerankers run on llama.cpp (a GGUF file, \
+             rank pooling) or ONNX Runtime (a cross-encoder's directory)",
             path.display()
         )));
     }
@@ -203,6 +207,48 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
                 catalog,
                 place: strategy_device(),
             }),
+        },
+        req.config,
+        None,
+    )?;
+    services.insert(key, svc.clone());
+    Ok(svc)
+}
+
+/// The reranking service for the ONNX cross-encoder in the directory `dir`.
+fn onnx_rerank_service(dir: &std::path::Path, req: RerankRequest) -> Result<Arc<EmbeddingService>> {
+    if crate::onnx::rerank::onnx_file(dir).is_none() {
+        return Err(OrionError::InvalidOption(format!(
+            "{} is a directory without a cross-encoder's ONNX file (model.onnx, \
+             onnx/model.onnx or onnx/model_quantized.onnx): give a GGUF reranker's file or a \
+             cross-encoder's directory",
+            dir.display()
+        )));
+    }
+    let key = ServiceKey::Rerank(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    let mut services = EMBEDDING.lock();
+    if crate::lifecycle::is_shut_down() {
+        return Err(OrionError::ShutDown);
+    }
+    if let Some(s) = services.get(&key) {
+        return Ok(s.clone());
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let svc = EmbeddingService::start(
+        name,
+        Some(1),
+        Backend::Local {
+            factory: Box::new(crate::onnx::rerank::OnnxRerankFactory {
+                dir: dir.to_path_buf(),
+                runtime_candidates: crate::onnx::locate::candidates(
+                    crate::settings::settings().ort_library_path,
+                ),
+                threads: req.threads,
+            }),
+            precision: crate::onnx::graph::Precision::Exact,
         },
         req.config,
         None,

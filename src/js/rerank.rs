@@ -24,7 +24,9 @@ type R<T> = std::result::Result<T, OrionError>;
 #[serde(rename_all = "camelCase")]
 pub struct RerankerOptions {
     /// A GGUF reranker's file (rank pooling: bge-reranker-v2-m3, jina-reranker-v1-tiny-en,
-    /// Qwen3-Reranker), run by llama.cpp; wins over `model`.
+    /// Qwen3-Reranker), run by llama.cpp, or a cross-encoder's directory (its ONNX file,
+    /// `model.onnx` or `onnx/model.onnx`/`onnx/model_quantized.onnx`, and tokenizer files:
+    /// ms-marco-MiniLM, bge-reranker-base), run by ONNX Runtime; wins over `model`.
     pub model_path: Option<String>,
     /// A GGUF reranker's file name under `ORION_MODELS_DIR`.
     pub model: Option<String>,
@@ -52,7 +54,8 @@ pub struct RerankerOptions {
     /// to 10000000 (default 10000).
     #[napi(ts_type = "number")]
     pub max_queue: Option<Int<1, 10_000_000>>,
-    /// llama.cpp's threads, an integer from 1 to 1024 (default: every core).
+    /// llama.cpp's (or ONNX Runtime's) threads, an integer from 1 to 1024 (default: every
+    /// core).
     #[napi(ts_type = "number")]
     pub threads: Option<Int<1, 1024>>,
 }
@@ -93,8 +96,9 @@ pub struct RerankResult {
 pub struct RerankerStats {
     /// Model name.
     pub model: String,
-    /// What scores the pairs: `'llama'` (llama.cpp, a GGUF reranker) or `'remote'`.
-    #[napi(ts_type = "'llama' | 'remote'")]
+    /// What scores the pairs: `'llama'` (llama.cpp, a GGUF reranker), `'onnx'` (ONNX
+    /// Runtime, a cross-encoder's directory) or `'remote'`.
+    #[napi(ts_type = "'llama' | 'onnx' | 'remote'")]
     pub engine: String,
     /// Times the model was loaded in this process: 1 once it is in use.
     pub model_loads: i64,

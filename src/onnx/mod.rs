@@ -5,3 +5,4 @@
 pub(crate) mod graph;
 pub(crate) mod locate;
 pub(crate) mod model;
+pub(crate) mod rerank;

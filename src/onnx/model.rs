@@ -40,7 +40,7 @@ pub(crate) fn read_dimension(dir: &Path) -> Option<usize> {
 }
 
 /// A number from the model's `config.json`.
-fn read_config(dir: &Path, key: &str) -> Option<u64> {
+pub(crate) fn read_config(dir: &Path, key: &str) -> Option<u64> {
     let raw = read_model_file(dir, "config.json").ok()?;
     let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
     v.get(key)?.as_u64()
