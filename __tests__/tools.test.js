@@ -194,6 +194,27 @@ describe('tool calls on the demo model (a template without tools: the generic JS
     expect(other.history).toEqual(history)
   }, 180_000)
 
+  test("a long answer under 'auto' (llama.cpp searches its trigger through all of it) ends normally", async () => {
+    const key = 'tools-long'
+    loader.registerModel(key, {
+      files: { q4: { path: haveTwin ? twin.templated('qwen2.5', FAMILIES[0].templates) : GGUF } },
+    })
+    const r = await loader.generate(
+      key,
+      [{ role: 'user', content: 'Write a very long story about a lighthouse keeper.' }],
+      {
+        tools: TOOLS,
+        temperature: 0.7,
+        seed: 7,
+        repeatPenalty: 1.3,
+        maxTokens: 1400,
+      },
+    )
+    expect(['eos', 'maxTokens', 'contextFull', 'toolCalls']).toContain(r.finishReason)
+    if (r.finishReason === 'toolCalls') expectValidCalls(r.toolCalls)
+    await loader.unloadModel(key)
+  }, 300_000)
+
   test('eight worker_threads call tools on one loaded model', async () => {
     loader.registerModel('tools-workers', { files: { q4: { path: GGUF } } })
     const runs = await Promise.all(
@@ -349,6 +370,21 @@ describe('each template family, end to end', () => {
             })
             expect(next.toolCalls).toBeUndefined()
           }
+          // A stop string never lets a call's opening through to the stream.
+          let stopped = ''
+          const cut = await loader
+            .generate(key, ASK, {
+              tools: TOOLS,
+              toolChoice: 'required',
+              temperature: 0,
+              maxTokens: 128,
+              stop: ['}'],
+              onToken: (t) => (stopped += t),
+            })
+            .catch((e) => e)
+          expect(stopped).not.toContain(f.marker)
+          // The call it had to make, cut by the stop string: OUTPUT_INCOMPLETE.
+          expect(cut.code).toBe('OUTPUT_INCOMPLETE')
           // 'auto' leaves the model free until a call opens; whatever it says is read.
           const auto = await loader.generate(key, ASK, { tools: TOOLS, temperature: 0, maxTokens: 48 })
           if (auto.finishReason === 'toolCalls') expectValidCalls(auto.toolCalls)

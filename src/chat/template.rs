@@ -444,7 +444,12 @@ fn strip_generation_tags(source: &str) -> String {
             out.push_str(tag);
             return out;
         };
-        let inner = &tag[2..end];
+        // `{%}` ends where it starts: not a tag this reads.
+        let Some(inner) = tag.get(2..end) else {
+            out.push_str("{%");
+            rest = &tag[2..];
+            continue;
+        };
         let open = inner.len() - inner.trim_start_matches(['-', '+']).len();
         let close = inner.len() - inner.trim_end_matches(['-', '+']).len();
         let replacement = if open + close <= inner.len() {
@@ -1437,5 +1442,18 @@ mod tests {
             err.starts_with("the model's chat template does not compile"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_tag_that_ends_where_it_starts_is_not_a_panic() {
+        for source in [
+            "{%}",
+            "a{%}b{% generation %}c{% endgeneration %}",
+            "{%",
+            "%}{%}",
+        ] {
+            let _ = strip_generation_tags(source);
+            let _ = ChatTemplate::new(source, "", "");
+        }
     }
 }

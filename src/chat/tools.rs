@@ -265,7 +265,11 @@ fn trigger(format: Format, offered: &[&Tool]) -> Trigger {
         Format::Mistral | Format::Generic => (regex_escape(MISTRAL_OPEN), vec![MISTRAL_OPEN]),
     };
     Trigger {
-        patterns: vec![format!(r"^[\s\S]*?({opening})[\s\S]*")],
+        // The opening alone, found anywhere: llama.cpp searches its trigger buffer with
+        // `std::regex_search` and feeds the grammar from group 1. A pattern spanning the
+        // whole buffer (`^[\s\S]*?(...)[\s\S]*`) recurses once per character in
+        // libstdc++'s matcher and overflows a thread's stack on a long answer.
+        patterns: vec![format!("({opening})")],
         tokens: tokens.into_iter().map(str::to_owned).collect(),
     }
 }
@@ -780,6 +784,7 @@ const HERMES_OPENINGS: &[&[Piece]] = &[
     &[Lit(FUNCTION_EQ)],
     &[Lit(FUNCTION_NAME)],
     BARE,
+    TYPED,
     FENCED[0],
     FENCED[1],
     FENCED[2],

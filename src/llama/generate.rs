@@ -581,11 +581,15 @@ impl<'a> TextOut<'a> {
             .filter_map(|s| text.find(s.as_str()))
             .min()
         {
-            if at > self.emitted {
-                (self.sink)(&text[self.emitted..at]);
+            // With tools, a call's opening before the stop is not shown either.
+            let shown = self.calls.map_or(at, |format| {
+                at.min(tools::content_prefix(format, &text[..at]))
+            });
+            if shown > self.emitted {
+                (self.sink)(&text[self.emitted..shown]);
+                self.emitted = shown;
             }
             self.bytes.truncate(at);
-            self.emitted = at;
             return true;
         }
         let mut safe = valid - held_back(text, self.stops);
@@ -859,7 +863,8 @@ fn answer(
     match calls {
         None => (out.finish(), Vec::new(), finish),
         Some((format, t)) => {
-            let (text, calls) = read_calls(out, format, &t.tools);
+            let cut = finish != FinishReason::Eos;
+            let (text, calls) = read_calls(out, format, &t.tools, cut);
             let finish = if calls.is_empty() {
                 finish
             } else {
@@ -875,11 +880,14 @@ type Constrained<'p> = (Option<Grammar>, Option<(Format, &'p Tools)>);
 
 /// An answer given tools: its calls, read in `format`, and its text without them. What
 /// was held back from the stream is streamed when the answer calls nothing (in the
-/// generic format, the reply inside its JSON).
+/// generic format, the reply inside its JSON), unless the answer was `cut` (a stop
+/// string, `maxTokens`, the context's end) inside what may be a call: an unfinished call
+/// stays in the text only.
 fn read_calls(
     out: TextOut<'_>,
     format: Format,
     offered: &[crate::chat::Tool],
+    cut: bool,
 ) -> (String, Vec<ToolCall>) {
     let TextOut {
         bytes,
@@ -893,11 +901,19 @@ fn read_calls(
         return (parsed.content, parsed.calls);
     }
     if format == Format::Generic {
-        sink(&parsed.content);
+        // Cut, it is JSON that never closed: nothing of it is a reply.
+        if !cut {
+            sink(&parsed.content);
+        }
         return (parsed.content, Vec::new());
     }
-    if whole.len() > emitted && whole.is_char_boundary(emitted) {
-        sink(&whole[emitted..]);
+    let end = if cut {
+        tools::content_prefix(format, &whole)
+    } else {
+        whole.len()
+    };
+    if end > emitted && whole.is_char_boundary(emitted) && whole.is_char_boundary(end) {
+        sink(&whole[emitted..end]);
     }
     (whole, Vec::new())
 }

@@ -591,16 +591,12 @@ fn parsed(mut g: Generation, params: &GenerateParams) -> Result<Generation> {
         .tools
         .as_deref()
         .is_some_and(|t| matches!(t.choice, ToolChoice::Required | ToolChoice::Named(_)));
-    let cut = matches!(
-        g.finish_reason,
-        FinishReason::MaxTokens | FinishReason::ContextFull
-    );
-    if forced && cut && g.tool_calls.is_empty() {
+    if forced && g.tool_calls.is_empty() && g.finish_reason != FinishReason::Eos {
         return Err(OrionError::OutputIncomplete {
-            reason: if g.finish_reason == FinishReason::MaxTokens {
-                "maxTokens"
-            } else {
-                "the context's end"
+            reason: match g.finish_reason {
+                FinishReason::MaxTokens => "maxTokens",
+                FinishReason::ContextFull => "the context's end",
+                _ => "a stop string",
             },
             tokens: g.tokens,
         });

@@ -148,6 +148,13 @@ impl Embedder for OnnxReranker {
                     .inner
                     .rerank(query, documents.as_slice(), false, Some(chunk.len()))
                     .map_err(|e| OrionError::InferenceFailed(format!("reranking: {e}")))?;
+                if ranked.len() != chunk.len() {
+                    return Err(OrionError::InferenceFailed(format!(
+                        "the cross-encoder scored {} of {} pairs",
+                        ranked.len(),
+                        chunk.len()
+                    )));
+                }
                 for r in ranked {
                     if let Some(&j) = chunk.get(r.index) {
                         scores[j] = r.score;

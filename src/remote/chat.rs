@@ -194,7 +194,7 @@ impl RemoteChat {
                     if let Some(t) = text {
                         on_text(&t);
                     }
-                    if reply.text.len() > MAX_TEXT {
+                    if reply.text.len() + reply.call_bytes() > MAX_TEXT {
                         return Err(self.protocol(
                             &ep,
                             format!(
@@ -410,13 +410,22 @@ impl Reply {
             if let Some(id) = s("/id").filter(|id| !id.is_empty()) {
                 call.0 = id.to_string();
             }
-            if let Some(name) = s("/function/name") {
+            // OpenAI sends a call's name once; a server repeating it is not appending.
+            if let Some(name) = s("/function/name").filter(|_| call.1.is_empty()) {
                 call.1.push_str(name);
             }
             if let Some(args) = s("/function/arguments") {
                 call.2.push_str(args);
             }
         }
+    }
+
+    /// Bytes of the tool calls so far (held, like the text, to at most `MAX_TEXT`).
+    fn call_bytes(&self) -> usize {
+        self.calls
+            .iter()
+            .map(|(id, name, args)| id.len() + name.len() + args.len())
+            .sum()
     }
 
     /// The calls the answer made, their arguments parsed. A call whose arguments are
