@@ -826,13 +826,21 @@ fn opening(text: &str, pieces: &[Piece]) -> Match {
 /// or a suffix of `text` that is a prefix of one). Generic: 0 (the whole answer is JSON).
 /// Always a char boundary: openings start with an ASCII byte.
 pub(crate) fn content_prefix(format: Format, text: &str) -> usize {
+    content_prefix_from(format, text, 0)
+}
+
+/// [`content_prefix`], looking for an opening at `from` or after only. A stream passes
+/// what it already showed: no call opens there (a place that cannot open a call stays so
+/// as the answer grows), and rescanning the whole answer per token made a long answer's
+/// cost grow with its square.
+pub(crate) fn content_prefix_from(format: Format, text: &str, from: usize) -> usize {
     let openings = match format {
         Format::Generic => return 0,
         Format::Hermes => HERMES_OPENINGS,
         Format::Llama3 => LLAMA3_OPENINGS,
         Format::Mistral => MISTRAL_OPENINGS,
     };
-    for (at, byte) in text.bytes().enumerate() {
+    for (at, byte) in text.bytes().enumerate().skip(from) {
         if !matches!(byte, b'<' | b'{' | b'[' | b'`') {
             continue;
         }
@@ -1196,6 +1204,11 @@ mod tests {
                 let _ = parse(format, text, &t);
                 let at = content_prefix(format, text);
                 assert!(text.is_char_boundary(at));
+                // A stream starting from what it showed finds the same place.
+                let short = if text.len() < 100 { at } else { 0 };
+                for from in (0..=short).filter(|&i| text.is_char_boundary(i)) {
+                    assert_eq!(content_prefix_from(format, text, from), at);
+                }
             }
         }
     }

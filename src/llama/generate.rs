@@ -583,7 +583,11 @@ impl<'a> TextOut<'a> {
         {
             // With tools, a call's opening before the stop is not shown either.
             let shown = self.calls.map_or(at, |format| {
-                at.min(tools::content_prefix(format, &text[..at]))
+                at.min(tools::content_prefix_from(
+                    format,
+                    &text[..at],
+                    self.emitted,
+                ))
             });
             if shown > self.emitted {
                 (self.sink)(&text[self.emitted..shown]);
@@ -594,7 +598,7 @@ impl<'a> TextOut<'a> {
         }
         let mut safe = valid - held_back(text, self.stops);
         if let Some(format) = self.calls {
-            safe = safe.min(tools::content_prefix(format, text));
+            safe = safe.min(tools::content_prefix_from(format, text, self.emitted));
         }
         if safe > self.emitted {
             (self.sink)(&text[self.emitted..safe]);
@@ -908,7 +912,7 @@ fn read_calls(
         return (parsed.content, Vec::new());
     }
     let end = if cut {
-        tools::content_prefix(format, &whole)
+        tools::content_prefix_from(format, &whole, emitted)
     } else {
         whole.len()
     };

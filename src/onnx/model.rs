@@ -46,6 +46,14 @@ pub(crate) fn read_config(dir: &Path, key: &str) -> Option<u64> {
     v.get(key)?.as_u64()
 }
 
+/// The attention heads the graph rewrites fuse, from the model's `config.json`
+/// (`None` when it does not say: the rewrites that need them are skipped).
+pub(crate) fn heads(dir: &Path) -> Option<graph::Heads> {
+    let count = i64::try_from(read_config(dir, "num_attention_heads")?).ok()?;
+    let width = i64::try_from(read_config(dir, "hidden_size")?).ok()?;
+    Some(graph::Heads { count, width })
+}
+
 /// Bytes of `model.onnx` at most: an ONNX file is one protobuf message, which cannot
 /// pass 2 GiB (bigger models keep their weights in external data files).
 const MAX_ONNX_BYTES: u64 = 2 << 30;
@@ -300,16 +308,7 @@ impl EmbedderFactory for FastEmbedFactory {
             Precision::Exact => Outliers::new(),
         };
         // Int8 weights stay int8 in memory (and, for `int8`, in the products).
-        let heads = match (
-            read_config(&self.dir, "num_attention_heads"),
-            read_config(&self.dir, "hidden_size"),
-        ) {
-            (Some(count), Some(width)) => i64::try_from(count)
-                .ok()
-                .zip(i64::try_from(width).ok())
-                .map(|(count, width)| graph::Heads { count, width }),
-            _ => None,
-        };
+        let heads = heads(&self.dir);
         let onnx = match graph::rewrite(&onnx, self.precision, &outliers, heads, self.int8_weights)
         {
             Some((rewritten, _)) => rewritten,

@@ -5,7 +5,7 @@
 //! transformers encodes it; llama.cpp's rank pooling reads type 0 throughout).
 
 use super::graph::{self, Precision};
-use super::model::{ort_environment, read_config, read_model_file};
+use super::model::{heads, ort_environment, read_model_file};
 use crate::engine::embedding::{Embedder, EmbedderFactory, Read};
 use crate::engine::rerank::split_pair;
 use crate::error::{OrionError, Result};
@@ -58,16 +58,7 @@ impl EmbedderFactory for OnnxRerankFactory {
         // The embedding model's rewrites (attention fused for this CPU's kernels, the
         // products as exported): the same encoder runs the same way here.
         let onnx = read(file)?;
-        let heads = match (
-            read_config(&self.dir, "num_attention_heads"),
-            read_config(&self.dir, "hidden_size"),
-        ) {
-            (Some(count), Some(width)) => i64::try_from(count)
-                .ok()
-                .zip(i64::try_from(width).ok())
-                .map(|(count, width)| graph::Heads { count, width }),
-            _ => None,
-        };
+        let heads = heads(&self.dir);
         let onnx = match graph::rewrite(
             &onnx,
             Precision::Exact,
