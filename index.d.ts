@@ -615,8 +615,17 @@ export interface GenerateOptions {
   seed?: number
   /** Generation stops before any of these strings; they are not part of the text. */
   stop?: string | string[]
-  /** Rejects with code `ABORTED` within a token of firing. */
+  /** Rejects with code `ABORTED` within a token of firing (see `stopOnAbort`). */
   signal?: AbortSignal
+  /**
+   * When `signal` fires once the answer has begun (its first token), resolve with what
+   * it holds and `finishReason: 'abort'` instead of rejecting `ABORTED` (default
+   * false). The text is what was streamed; with `jsonSchema` it is unfinished JSON
+   * (no `json`); with tools, `toolCalls` holds the calls complete before the abort. A
+   * chat session keeps the partial answer in its history. Before the first token, an
+   * abort still rejects `ABORTED`.
+   */
+  stopOnAbort?: boolean
   /** Receives the text as it is generated, on the calling thread. */
   onToken?: (text: string) => void
   /** Send a string prompt as is, without the model's chat template (default false). */
@@ -635,6 +644,14 @@ export interface GenerateOptions {
    * `OUTPUT_INCOMPLETE`. Remote models send it as `response_format`.
    */
   jsonSchema?: object
+  /**
+   * What enforces `jsonSchema`: `'llguidance'` (the default; most of JSON Schema, see
+   * the README) or `'llama.cpp'` (its JSON-schema-to-grammar conversion, the one
+   * llama.cpp's server uses: fewer keywords). Either refuses what it does not enforce
+   * with `SCHEMA_UNSUPPORTED`. Remote servers enforce the schema with their own engine;
+   * `'llama.cpp'` checks it against llama.cpp's keywords before it is sent.
+   */
+  schemaEngine?: 'llama.cpp' | 'llguidance'
   /**
    * A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
    * Remote models send it as `grammar` (llama.cpp's server reads it).
@@ -668,11 +685,12 @@ export interface GenerateResult {
   /**
    * Why the answer ended: `'eos'` (the model ended its turn), `'stop'` (a stop
    * string), `'maxTokens'` (the option's limit), `'contextFull'` (no room left in
-   * the model's context) or `'toolCalls'` (it calls tools: `toolCalls`). A remote
+   * the model's context), `'toolCalls'` (it calls tools: `toolCalls`) or `'abort'`
+   * (the signal fired once the answer had begun, with `stopOnAbort`). A remote
    * server does not tell a stop string from the end of its turn: both are `'eos'`
    * there.
    */
-  finishReason: 'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls'
+  finishReason: 'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls' | 'abort'
   timings: GenerateTimings
   /** The answer parsed, when it followed a `jsonSchema` (it validates against it). */
   json?: unknown

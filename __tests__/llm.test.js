@@ -309,6 +309,69 @@ describe('generation', () => {
     await expectCode(loader.generate('demo', QUESTION, { signal: already.signal }), 'ABORTED')
   })
 
+  test('with stopOnAbort, an abort once the answer has begun resolves with it: finishReason abort', async () => {
+    const ac = new AbortController()
+    let streamed = ''
+    let pieces = 0
+    const r = await loader.generate('demo', 'Tell me a long story about a dragon.', {
+      maxTokens: 400,
+      temperature: 0,
+      signal: ac.signal,
+      stopOnAbort: true,
+      onToken: (t) => {
+        streamed += t
+        if (++pieces === 5) ac.abort()
+      },
+    })
+    expect(r.finishReason).toBe('abort')
+    expect(r.text).toBe(streamed)
+    expect(r.tokens).toBeGreaterThanOrEqual(5)
+    expect(r.tokens).toBeLessThan(10)
+    // The same greedy answer, uncut, begins with it.
+    const whole = await loader.generate('demo', 'Tell me a long story about a dragon.', {
+      maxTokens: r.tokens + 5,
+      temperature: 0,
+    })
+    expect(whole.text.startsWith(r.text)).toBe(true)
+
+    // A stream ends, its result saying why.
+    const ac2 = new AbortController()
+    const stream = loader.generateStream('demo', 'Tell me a long story about a dragon.', {
+      maxTokens: 400,
+      temperature: 0,
+      signal: ac2.signal,
+      stopOnAbort: true,
+    })
+    let text = ''
+    for await (const piece of stream) {
+      text += piece
+      if (text.length > 20) ac2.abort()
+    }
+    expect(stream.result.finishReason).toBe('abort')
+    expect(stream.result.text).toBe(text)
+
+    // A JSON answer cut by the abort is unfinished text, without `json`.
+    const ac3 = new AbortController()
+    let n = 0
+    const j = await loader.generate('demo', 'Describe a cat as JSON.', {
+      jsonSchema: { type: 'object', properties: { name: { type: 'string', maxLength: 40 } }, required: ['name'] },
+      temperature: 0,
+      signal: ac3.signal,
+      stopOnAbort: true,
+      onToken: () => {
+        if (++n === 2) ac3.abort()
+      },
+    })
+    expect(j.finishReason).toBe('abort')
+    expect(j.json).toBeUndefined()
+    expect(() => JSON.parse(j.text)).toThrow()
+
+    // Before the answer begins, an abort is still ABORTED.
+    const already = new AbortController()
+    already.abort()
+    await expectCode(loader.generate('demo', QUESTION, { signal: already.signal, stopOnAbort: true }), 'ABORTED')
+  })
+
   test('unloading during a generation lets it finish, then frees the model', async () => {
     await loader.loadModel('demo')
     const before = loader.getStats().models.find((m) => m.key === 'demo').loads

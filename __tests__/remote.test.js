@@ -260,6 +260,29 @@ describe('timeouts, aborts and errors', () => {
     await until(async () => (await slots()) === 0, 2000, 'the server to stop generating')
   })
 
+  test('with stopOnAbort, an abort resolves with the text streamed so far, and the server stops generating', async () => {
+    const loader = getModelLoader()
+    loader.registerModel('remote-chat', { remote: { url: chat.url, model: 'smollm2' } })
+    const slots = async () => (await (await fetch(`${chat.url}/slots`)).json()).filter((s) => s.is_processing).length
+    const ac = new AbortController()
+    let streamed = ''
+    let pieces = 0
+    const r = await loader.generate('remote-chat', STORY, {
+      temperature: 0,
+      maxTokens: 1500,
+      signal: ac.signal,
+      stopOnAbort: true,
+      onToken: (t) => {
+        streamed += t
+        if (++pieces === 3) ac.abort()
+      },
+    })
+    expect(r.finishReason).toBe('abort')
+    expect(r.text).toBe(streamed)
+    expect(pieces).toBeGreaterThanOrEqual(3)
+    await until(async () => (await slots()) === 0, 2000, 'the server to stop generating')
+  })
+
   test('a generation that already streamed text fails with REMOTE_UNAVAILABLE when its server dies, and is not restarted', async () => {
     const [v1, v2] = await Promise.all([
       startServer({ model: GGUF, alias: 'smollm2' }),

@@ -13,6 +13,45 @@ afterAll(async () => {
   for (const k of ['session-2048', 'session-512']) await loader.unloadModel(k)
 })
 
+test('with stopOnAbort, an aborted turn keeps its partial answer in the history and the session goes on', async () => {
+  const chat = loader.createChatSession('demo')
+  const ac = new AbortController()
+  let pieces = 0
+  const cut = await chat.send('Tell me a long story about a dragon.', {
+    temperature: 0,
+    maxTokens: 300,
+    signal: ac.signal,
+    stopOnAbort: true,
+    onToken: () => {
+      if (++pieces === 4) ac.abort()
+    },
+  })
+  expect(cut.finishReason).toBe('abort')
+  expect(cut.text.length).toBeGreaterThan(0)
+  expect(chat.history).toEqual([
+    { role: 'user', content: 'Tell me a long story about a dragon.' },
+    { role: 'assistant', content: cut.text },
+  ])
+  const next = await chat.send('Say hello.', { temperature: 0, maxTokens: 16 })
+  expect(next.finishReason).not.toBe('abort')
+  expect(chat.history).toHaveLength(4)
+  // Without stopOnAbort, an aborted turn rejects and leaves the history as it was.
+  const ac2 = new AbortController()
+  let n = 0
+  await expectCode(
+    chat.send('Another story, please.', {
+      temperature: 0,
+      maxTokens: 300,
+      signal: ac2.signal,
+      onToken: () => {
+        if (++n === 3) ac2.abort()
+      },
+    }),
+    'ABORTED',
+  )
+  expect(chat.history).toHaveLength(4)
+})
+
 test('a session keeps its history and evaluates only each new turn', async () => {
   const chat = loader.createChatSession('demo', { system: 'You are a helpful assistant. Answer briefly.' })
   expect(chat.modelKey).toBe('demo')

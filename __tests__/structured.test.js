@@ -190,14 +190,20 @@ describe('jsonSchema', () => {
     [{ type: 'string', pattern: '^[a-z]+$', maxLength: 5 }, /together/],
     [{ type: 'object', required: ['id'] }, /required "id"/],
     [{ type: 'string', anyOf: [{ maxLength: 3 }] }, /beside `anyOf`/],
-  ])('%j is SCHEMA_UNSUPPORTED, never silently loosened', async (schema, says) => {
-    const e = await expectCode(loader.generate('demo', 'x', { jsonSchema: schema }), 'SCHEMA_UNSUPPORTED')
+  ])("with schemaEngine 'llama.cpp', %j is SCHEMA_UNSUPPORTED, never silently loosened", async (schema, says) => {
+    const e = await expectCode(
+      loader.generate('demo', 'x', { jsonSchema: schema, schemaEngine: 'llama.cpp' }),
+      'SCHEMA_UNSUPPORTED',
+    )
     expect(e.message).toMatch(says)
   })
 
   test('malformed schemas and options are INVALID_OPTION', async () => {
     await expectCode(loader.generate('demo', 'x', { jsonSchema: 42 }), 'INVALID_OPTION')
-    await expectCode(loader.generate('demo', 'x', { jsonSchema: { properties: [] } }), 'INVALID_OPTION')
+    for (const engine of [{}, { schemaEngine: 'llama.cpp' }]) {
+      for (const jsonSchema of [{ properties: [] }, { type: 'object', required: 'a' }, { anyOf: { type: 'string' } }])
+        await expectCode(loader.generate('demo', 'x', { ...engine, jsonSchema }), 'INVALID_OPTION')
+    }
     await expectCode(
       loader.generate('demo', 'x', { jsonSchema: { type: 'string' }, grammar: 'root ::= "a"' }),
       'INVALID_OPTION',
@@ -242,5 +248,130 @@ describe('grammar', () => {
     ['empty', '  '],
   ])('%s is INVALID_OPTION', async (_, grammar) => {
     await expectCode(loader.generate('demo', 'x', { grammar }), 'INVALID_OPTION')
+  })
+})
+
+describe('schema engines: llguidance (the default) and llama.cpp', () => {
+  // Keywords llama.cpp's conversion cannot enforce (each is SCHEMA_UNSUPPORTED with it,
+  // above) and llguidance does.
+  const BEYOND = {
+    type: 'object',
+    properties: {
+      ip: { type: 'string', format: 'ipv4' },
+      price: { type: 'number', minimum: 0.5, maximum: 99.5 },
+      count: { type: 'integer', multipleOf: 5, minimum: 0, maximum: 100 },
+      tags: { type: 'array', items: { type: 'string', pattern: '^\\w{1,8}$' }, minItems: 1, maxItems: 3 },
+      name: {
+        allOf: [
+          { type: 'string', maxLength: 20 },
+          { type: 'string', minLength: 2 },
+        ],
+      },
+      extra: {
+        type: 'object',
+        patternProperties: { '^x_[a-z]{1,6}$': { type: 'integer', minimum: -1000, maximum: 1000 } },
+        additionalProperties: false,
+        maxProperties: 2,
+      },
+    },
+    required: ['ip', 'price', 'count', 'tags', 'name', 'extra'],
+    additionalProperties: false,
+  }
+  const llguidance = { schemaEngine: 'llguidance' }
+
+  test('sampled answers (temperature 0.8) parse and validate: by default with keywords llama.cpp cannot enforce, and with llama.cpp', async () => {
+    const failures = []
+    const cases = [
+      // The default engine (no option): these keywords would be refused by llama.cpp's.
+      ...SUBJECTS.slice(0, 10).map((s) => [BEYOND, `Invent a product sold by ${s}, as JSON.`, {}]),
+      ...Object.entries(SCHEMAS).flatMap(([name, schema]) =>
+        SUBJECTS.slice(0, 5).map((s) => [schema, ASK[name](s), { schemaEngine: 'llama.cpp' }]),
+      ),
+    ]
+    for (const [i, [schema, ask, engine]] of cases.entries()) {
+      const r = await loader.generate('demo', ask, {
+        ...engine,
+        jsonSchema: schema,
+        temperature: 0.8,
+        seed: i,
+        maxTokens: 400,
+      })
+      let parsed
+      try {
+        parsed = JSON.parse(r.text)
+      } catch (e) {
+        failures.push({ ask, text: r.text, error: e.message })
+        continue
+      }
+      if (!ajv.validate(schema, parsed)) failures.push({ ask, text: r.text, errors: ajv.errors })
+      expect(r.json).toEqual(parsed)
+      expect(r.finishReason).toBe('eos')
+    }
+    expect(cases).toHaveLength(30)
+    expect(failures).toEqual([])
+  }, 600_000)
+
+  test('greedy answers are the same as with llama.cpp’s grammar where both allow the model’s choices', async () => {
+    const opts = { jsonSchema: SCHEMAS.person, temperature: 0, maxTokens: 200 }
+    const llama = await loader.generate('demo', ASK.person('a sailor'), { ...opts, schemaEngine: 'llama.cpp' })
+    const guided = await loader.generate('demo', ASK.person('a sailor'), opts)
+    expect(guided.text).toBe(llama.text)
+    expect(ajv.validate(SCHEMAS.person, guided.json)).toBe(true)
+  })
+
+  test('streams yield the JSON piece by piece, with either engine', async () => {
+    const stream = loader.generateStream('demo', ASK.recipe('a chef'), {
+      schemaEngine: 'llama.cpp',
+      jsonSchema: SCHEMAS.recipe,
+      temperature: 0,
+      maxTokens: 300,
+    })
+    let text = ''
+    for await (const piece of stream) text += piece
+    expect(stream.result.json).toEqual(JSON.parse(text))
+    expect(ajv.validate(SCHEMAS.recipe, stream.result.json)).toBe(true)
+  })
+
+  test.each([
+    [{ type: 'array', items: { type: 'string' }, uniqueItems: true }, /uniqueItems/],
+    [{ type: 'object', properties: { a: { not: { type: 'null' } } } }, /not/],
+    [{ type: 'object', if: { required: ['a'] }, then: { required: ['b'] } }, /if/],
+    [{ type: 'string', format: 'made-up' }, /made-up/],
+    [{ $ref: '#/$defs/none' }, /none/],
+  ])('by default, %j is SCHEMA_UNSUPPORTED (llguidance refuses what it does not implement)', async (schema, says) => {
+    const e = await expectCode(loader.generate('demo', 'x', { jsonSchema: schema }), 'SCHEMA_UNSUPPORTED')
+    expect(e.message).toMatch(says)
+  })
+
+  test('goes with jsonSchema only, and names one of the two engines', async () => {
+    await expectCode(loader.generate('demo', 'x', { ...llguidance, grammar: 'root ::= "a"' }), 'INVALID_OPTION')
+    await expectCode(loader.generate('demo', 'x', llguidance), 'INVALID_OPTION')
+    await expectCode(
+      loader.generate('demo', 'x', { jsonSchema: { type: 'string' }, schemaEngine: 'outlines' }),
+      'INVALID_OPTION',
+    )
+    // Each engine, named.
+    for (const schemaEngine of ['llama.cpp', 'llguidance']) {
+      const r = await loader.generate('demo', 'Say yes.', {
+        jsonSchema: { enum: ['yes', 'no'] },
+        schemaEngine,
+        maxTokens: 10,
+      })
+      expect(['yes', 'no']).toContain(r.json)
+    }
+  })
+
+  test('schemas nested as deep as a JS value may be are compiled without harm; deeper ones are refused', async () => {
+    const nest = (n) => {
+      let s = { type: 'string' }
+      for (let i = 0; i < n; i++) s = { type: 'array', items: s }
+      return s
+    }
+    // 63 nested schemas: an answer starts, and is cut by maxTokens.
+    await expectCode(
+      loader.generate('demo', 'x', { ...llguidance, jsonSchema: nest(63), maxTokens: 20 }),
+      'OUTPUT_INCOMPLETE',
+    )
+    await expectCode(loader.generate('demo', 'x', { ...llguidance, jsonSchema: nest(70) }), 'INVALID_OPTION')
   })
 })

@@ -412,7 +412,7 @@ function readmeBlock(run, files) {
     // And those before the structured-output benchmark, no such part.
     ...(run.structured
       ? [
-          `**Structured output**: JSON-schema generation on the demo GGUF (${run.structured.config.model}) against unconstrained generation and node-llama-cpp's JSON-schema grammar, ${run.structured.config.prompts} prompts at temperature 0.8, ${run.structured.config.threads} thread(s) for both; measured on ${localDate(new Date(run.structured.date))} by \`node bench/structured.js\` (${run.structured.machine.cpu}${run.structured.machine.cpuFeatures?.length ? ` (${run.structured.machine.cpuFeatures.join(' ')})` : ''}, ${run.structured.machine.cores} cores); goals: ≥ 0.9× unconstrained, ≥ 2× node-llama-cpp.`,
+          `**Structured output**: JSON-schema generation on the demo GGUF (${run.structured.config.model}) (the default engine, llguidance) against unconstrained generation, llama.cpp's grammar (\`schemaEngine: 'llama.cpp'\`) and node-llama-cpp's JSON-schema grammar, ${run.structured.config.prompts} prompts at temperature 0.8, ${run.structured.config.threads} thread(s) for both; measured on ${localDate(new Date(run.structured.date))} by \`node bench/structured.js\` (${run.structured.machine.cpu}${run.structured.machine.cpuFeatures?.length ? ` (${run.structured.machine.cpuFeatures.join(' ')})` : ''}, ${run.structured.machine.cores} cores); goals: ≥ 0.9× unconstrained, ≥ 2× node-llama-cpp.`,
           '',
           ...markdownTable(require('./structured').headline(run.structured)),
           '',

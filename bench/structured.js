@@ -13,12 +13,16 @@
 //   for a small object, sampled at temperature 0.8 with one seed per prompt:
 //   - orion-native, unconstrained (at most as many tokens as the constrained answer had,
 //     so both runs generate about as much);
-//   - orion-native with `jsonSchema` (llama.cpp's schema-to-grammar conversion, the grammar
-//     checking the sampled token and filtering the vocabulary only when it refuses it);
+//   - orion-native with `jsonSchema` (the default engine, llguidance: its parser checks the
+//     sampled token, and the vocabulary is filtered only when it refuses it);
+//   - orion-native with `jsonSchema` and `schemaEngine: 'llama.cpp'` (llama.cpp's
+//     schema-to-grammar conversion and grammar sampler, used the same way);
 //   - node-llama-cpp 3.x with `llama.createGrammarForJsonSchema(schema)` in a
 //     LlamaChatSession (its prebuilt CPU binaries, the same thread count).
 //   Goals: constrained ≥ 0.9× unconstrained; ≥ 2× node-llama-cpp's constrained rate.
 //   Every constrained answer is parsed and checked against the schema's required keys.
+//   Also each engine's cost of taking a schema: a one-token answer to the same prompt in a
+//   new context each time, median of 7, with the schema and without.
 //
 // Peers come from bench/package.json (`cd bench && npm install --ignore-scripts`).
 
@@ -151,11 +155,18 @@ async function main() {
     results.peerError = String(e.message ?? e)
     log(`node-llama-cpp unavailable (${results.peerError}): run \`cd bench && npm install --ignore-scripts\``)
   }
-  // Warm both up (the first generation pays for page faults and the grammar's first use).
-  await orionRun(loader, prompt('a warm-up'), { jsonSchema: SCHEMA, temperature: 0.8, maxTokens: 200 })
+  // Warm everything up (the first generation pays for page faults and each engine's first
+  // use: llguidance reads the vocabulary once per model).
+  for (const schemaEngine of ['llguidance', 'llama.cpp'])
+    await orionRun(loader, prompt('a warm-up'), { jsonSchema: SCHEMA, schemaEngine, temperature: 0.8, maxTokens: 200 })
   if (peer) await peer.run(prompt('a warm-up'), 1)
-  const rates = { constrained: [], unconstrained: [], peer: [] }
-  const tokens = { constrained: [], unconstrained: [], peer: [] }
+  results.setupMs = await setup(loader)
+  log(
+    `one-token answers (ms): no schema ${fmt(results.setupMs.none, 1)}, llama.cpp ${fmt(results.setupMs.llama, 1)}, llguidance ${fmt(results.setupMs.llguidance, 1)}`,
+  )
+  // `constrained`: the default engine (llguidance); `llamaCpp`: `schemaEngine: 'llama.cpp'`.
+  const rates = { constrained: [], unconstrained: [], llamaCpp: [], peer: [] }
+  const tokens = { constrained: [], unconstrained: [], llamaCpp: [], peer: [] }
   for (const [i, s] of subjects.entries()) {
     const seed = 100 + i
     const c = checked(
@@ -164,11 +175,23 @@ async function main() {
     )
     // The same request unconstrained, cut at the constrained answer's length.
     const u = await orionRun(loader, prompt(s), { temperature: 0.8, seed, maxTokens: c.tokens })
+    const l = checked(
+      await orionRun(loader, prompt(s), {
+        jsonSchema: SCHEMA,
+        schemaEngine: 'llama.cpp',
+        temperature: 0.8,
+        seed,
+        maxTokens: 400,
+      }),
+      'orion-native (llama.cpp)',
+    )
     rates.constrained.push(c.tokensPerSecond)
     rates.unconstrained.push(u.tokensPerSecond)
+    rates.llamaCpp.push(l.tokensPerSecond)
     tokens.constrained.push(c.tokens)
     tokens.unconstrained.push(u.tokens)
-    let line = `${i + 1}/${subjects.length}: constrained ${fmt(c.tokensPerSecond)} (${c.tokens} tokens), unconstrained ${fmt(u.tokensPerSecond)}`
+    tokens.llamaCpp.push(l.tokens)
+    let line = `${i + 1}/${subjects.length}: llguidance ${fmt(c.tokensPerSecond)} (${c.tokens} tokens), unconstrained ${fmt(u.tokensPerSecond)}, llama.cpp ${fmt(l.tokensPerSecond)} (${l.tokens} tokens)`
     if (peer) {
       const p = checked(await peer.run(prompt(s), seed), 'node-llama-cpp')
       rates.peer.push(p.tokensPerSecond)
@@ -179,11 +202,18 @@ async function main() {
   }
   if (peer) await peer.dispose()
   results.orion = {
+    engine: 'llguidance',
     constrained: summary(rates.constrained),
     unconstrained: summary(rates.unconstrained),
-    tokens: { constrained: summary(tokens.constrained), unconstrained: summary(tokens.unconstrained) },
+    llamaCpp: summary(rates.llamaCpp),
+    tokens: {
+      constrained: summary(tokens.constrained),
+      unconstrained: summary(tokens.unconstrained),
+      llamaCpp: summary(tokens.llamaCpp),
+    },
   }
   results.vsUnconstrained = median(rates.constrained) / median(rates.unconstrained)
+  results.vsLlamaCpp = median(rates.constrained) / median(rates.llamaCpp)
   if (peer) {
     results.peer = { version: peer.version, constrained: summary(rates.peer), tokens: summary(tokens.peer) }
     results.vsPeer = median(rates.constrained) / median(rates.peer)
@@ -197,23 +227,69 @@ async function main() {
   process.stdout.write(json ? JSON.stringify(results, null, 2) + '\n' : report(results) + '\n')
 }
 
+/**
+ * Each engine's cost of taking a schema: one-token answers to one prompt, each in a new
+ * context (`prefixCache: false`), median of 7 each, wall time on the JS thread; the
+ * difference with no schema is the engine's.
+ */
+async function setup(loader) {
+  const text = prompt('a sailor')
+  const time = async (options) => {
+    const ms = []
+    for (let i = 0; i < 7; i++) {
+      const t = performance.now()
+      // One token of JSON is never a whole value: OUTPUT_INCOMPLETE is the expected end.
+      await loader
+        .generate('demo', text, { ...options, temperature: 0, maxTokens: 1, prefixCache: false })
+        .catch((e) => {
+          if (e.code !== 'OUTPUT_INCOMPLETE') throw e
+        })
+      ms.push(performance.now() - t)
+    }
+    return median(ms)
+  }
+  await time({})
+  return {
+    none: await time({}),
+    llama: await time({ jsonSchema: SCHEMA }),
+    llguidance: await time({ jsonSchema: SCHEMA, schemaEngine: 'llguidance' }),
+  }
+}
+
 /** The README's rows. */
 function headline(r) {
+  const engine = r.orion.engine ? ` (${r.orion.engine}, the default)` : ''
   const rows = [['comparison', 'orion-native', 'peer', 'peer’s result', 'orion-native vs peer']]
   rows.push([
-    'JSON-schema generation (tokens/s)',
+    `JSON-schema generation${engine} (tokens/s)`,
     fmt(r.orion.constrained.median),
     'orion-native unconstrained, same prompts',
     fmt(r.orion.unconstrained.median),
     `${fmt(r.vsUnconstrained, 2)}×`,
   ])
   rows.push([
-    'JSON-schema generation (tokens/s)',
+    `JSON-schema generation${engine} (tokens/s)`,
     fmt(r.orion.constrained.median),
     r.peer ? `node-llama-cpp ${r.peer.version} createGrammarForJsonSchema` : 'node-llama-cpp (not installed)',
     r.peer ? fmt(r.peer.constrained.median) : 'n/a',
     r.peer ? `${fmt(r.vsPeer, 2)}×` : 'n/a',
   ])
+  if (r.orion.llamaCpp)
+    rows.push([
+      `JSON-schema generation${engine} (tokens/s)`,
+      fmt(r.orion.constrained.median),
+      "orion-native, `schemaEngine: 'llama.cpp'` (its grammar)",
+      fmt(r.orion.llamaCpp.median),
+      `${fmt(r.vsLlamaCpp, 2)}×`,
+    ])
+  if (r.setupMs)
+    rows.push([
+      `one-token answer, new context, with the schema (ms; without: ${fmt(r.setupMs.none, 1)})`,
+      `${fmt(r.setupMs.llguidance, 1)} (llguidance)`,
+      "orion-native, `schemaEngine: 'llama.cpp'`",
+      fmt(r.setupMs.llama, 1),
+      `${fmt(r.setupMs.llama / r.setupMs.llguidance, 2)}× (time ratio)`,
+    ])
   return rows
 }
 
@@ -223,7 +299,7 @@ function report(r) {
     '',
     ...machineLines(r),
     `- ${r.config.model}, ${r.config.threads} thread(s) for both, ${r.config.prompts} prompts at temperature 0.8 (one seed each); medians of the generation phase's tokens/s`,
-    `- tokens per answer (median): constrained ${fmt(r.orion.tokens.constrained.median, 0)}, unconstrained ${fmt(r.orion.tokens.unconstrained.median, 0)}${r.peer ? `, node-llama-cpp ${fmt(r.peer.tokens.median, 0)}` : ''}`,
+    `- tokens per answer (median): constrained ${fmt(r.orion.tokens.constrained.median, 0)}, unconstrained ${fmt(r.orion.tokens.unconstrained.median, 0)}${r.orion.tokens.llamaCpp ? `, llama.cpp's grammar ${fmt(r.orion.tokens.llamaCpp.median, 0)}` : ''}${r.peer ? `, node-llama-cpp ${fmt(r.peer.tokens.median, 0)}` : ''}`,
     '',
     ...markdownTable(headline(r)),
     '',

@@ -72,9 +72,12 @@ async function usage(): Promise<void> {
 
   const shaped: GenerateResult = await loader.generate('demo', 'A person?', {
     jsonSchema: { type: 'object', properties: { name: { type: 'string' } } },
+    schemaEngine: 'llama.cpp',
+    signal: new AbortController().signal,
+    stopOnAbort: true,
   })
   const value: unknown = shaped.json
-  const why: 'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls' = shaped.finishReason
+  const why: 'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls' | 'abort' = shaped.finishReason
   await loader.generate('demo', 'yes?', { grammar: 'root ::= "yes" | "no"' })
   const count: number = await loader.countTokens('demo', [{ role: 'user', content: 'Hi' }], { raw: false })
   const ids: number[] = await loader.tokenize('demo', 'Hi', { special: true })

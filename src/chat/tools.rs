@@ -823,16 +823,11 @@ fn opening(text: &str, pieces: &[Piece]) -> Match {
 
 /// Bytes at the start of `text` (the answer so far) that are surely content, not part of
 /// a call: everything before the earliest place a call could be opening (a full opening,
-/// or a suffix of `text` that is a prefix of one). Generic: 0 (the whole answer is JSON).
-/// Always a char boundary: openings start with an ASCII byte.
-pub(crate) fn content_prefix(format: Format, text: &str) -> usize {
-    content_prefix_from(format, text, 0)
-}
-
-/// [`content_prefix`], looking for an opening at `from` or after only. A stream passes
-/// what it already showed: no call opens there (a place that cannot open a call stays so
-/// as the answer grows), and rescanning the whole answer per token made a long answer's
-/// cost grow with its square.
+/// or a suffix of `text` that is a prefix of one), looking at `from` and after only.
+/// Generic: 0 (the whole answer is JSON). Always a char boundary: openings start with an
+/// ASCII byte. A stream passes what it already showed as `from`: no call opens there (a
+/// place that cannot open a call stays so as the answer grows), and rescanning the whole
+/// answer per token made a long answer's cost grow with its square.
 pub(crate) fn content_prefix_from(format: Format, text: &str, from: usize) -> usize {
     let openings = match format {
         Format::Generic => return 0,
@@ -863,6 +858,10 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::cell::RefCell;
+
+    fn content_prefix(format: Format, text: &str) -> usize {
+        content_prefix_from(format, text, 0)
+    }
 
     macro_rules! template {
         ($file:literal) => {

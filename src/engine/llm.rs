@@ -139,12 +139,27 @@ pub(crate) enum Prompt {
 /// What an answer must be, beyond text: sampling is constrained to it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Output {
-    /// JSON valid against this schema (its keywords checked by `llm::schema`).
-    JsonSchema(std::sync::Arc<serde_json::Value>),
+    /// JSON valid against this schema (its keywords checked by `llm::schema`), enforced
+    /// by this engine.
+    JsonSchema(std::sync::Arc<serde_json::Value>, SchemaEngine),
     /// Text of this GBNF grammar (llama.cpp's grammar format), from its rule `root`.
     Grammar(std::sync::Arc<str>),
 }
 
+/// What turns a JSON schema into the constraint sampling follows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum SchemaEngine {
+    /// llama.cpp's `json_schema_to_grammar` and grammar sampler.
+    LlamaCpp,
+    /// Microsoft's llguidance (a Rust crate): more of JSON Schema (`allOf`, numbers'
+    /// bounds, `multipleOf`, `patternProperties`, more formats, any regex `pattern`),
+    /// and faster here (`bench/structured.js`): the default.
+    #[default]
+    Llguidance,
+}
+
+// Settings as the JS options give them: each bool is one option.
+#[allow(clippy::struct_excessive_bools)]
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct GenerateParams {
     pub(crate) max_tokens: u32,
@@ -168,6 +183,9 @@ pub(crate) struct GenerateParams {
     pub(crate) output: Option<Output>,
     /// Tools the answer may call, and the choice among them.
     pub(crate) tools: Option<std::sync::Arc<Tools>>,
+    /// An abort once the answer has begun ends it (`FinishReason::Abort`) instead of
+    /// failing it.
+    pub(crate) stop_on_abort: bool,
 }
 
 impl Default for GenerateParams {
@@ -187,6 +205,7 @@ impl Default for GenerateParams {
             prefix_cache: true,
             output: None,
             tools: None,
+            stop_on_abort: false,
         }
     }
 }
@@ -234,6 +253,8 @@ pub(crate) enum FinishReason {
     ContextFull,
     /// The answer calls tools (`tool_calls`).
     ToolCalls,
+    /// The caller aborted it once it had begun, asking for what it held (`stopOnAbort`).
+    Abort,
 }
 
 impl FinishReason {
@@ -245,6 +266,7 @@ impl FinishReason {
             Self::MaxTokens => "maxTokens",
             Self::ContextFull => "contextFull",
             Self::ToolCalls => "toolCalls",
+            Self::Abort => "abort",
         }
     }
 }

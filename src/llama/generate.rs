@@ -266,6 +266,17 @@ fn stopped() -> OrionError {
     }
 }
 
+/// Whether a stop ends the answer (`Ok`: asked for with `stopOnAbort` once it has begun,
+/// every token in it evaluated) or fails it (an abort before its first token, or the
+/// process exiting).
+fn ends_answer(params: &GenerateParams, generated: u32) -> Result<()> {
+    if params.stop_on_abort && generated > 0 && !crate::lifecycle::is_shut_down() {
+        Ok(())
+    } else {
+        Err(stopped())
+    }
+}
+
 /// No vocabulary piece is longer than this many bytes (the longest are runs of spaces
 /// or punctuation in code vocabularies, well under it), so a prompt of more bytes than
 /// this per context token cannot fit, and is rejected before it is templated and
@@ -757,7 +768,9 @@ pub(crate) fn generate(
     let (max_new, mut finish) = limit(params.max_tokens, n_ctx - prompt_tokens);
     while generated < max_new {
         if cancel.load(Ordering::Relaxed) || crate::lifecycle::is_shut_down() {
-            return Err(stopped());
+            ends_answer(params, generated)?;
+            finish = FinishReason::Abort;
+            break;
         }
         let Some(token) = picker.pick(ctx.get(), batch.n_tokens() - 1, grammar.as_mut()) else {
             return Err(OrionError::InferenceFailed(
@@ -869,7 +882,8 @@ fn answer(
         Some((format, t)) => {
             let cut = finish != FinishReason::Eos;
             let (text, calls) = read_calls(out, format, &t.tools, cut);
-            let finish = if calls.is_empty() {
+            // An abort says so, whatever calls were complete before it.
+            let finish = if calls.is_empty() || finish == FinishReason::Abort {
                 finish
             } else {
                 FinishReason::ToolCalls

@@ -1,5 +1,6 @@
 //! Constrained sampling: a JSON schema or a GBNF grammar as llama.cpp's grammar
-//! sampler, and the check of each chosen token against it.
+//! sampler (or a schema as llguidance's parser, `schemaEngine: 'llguidance'`), and the
+//! check of each chosen token against it.
 //!
 //! The grammar is consulted after the unconstrained choice (llama.cpp's server does the
 //! same): it checks that one token, which it nearly always allows, and only when it does
@@ -10,7 +11,8 @@
 //! (`GGML_ABORT` for an end-of-generation token, an exception through C otherwise), so
 //! every token accepted here has first been allowed by it.
 
-use crate::engine::llm::Output;
+use super::prefix::ChatModel;
+use crate::engine::llm::{Output, SchemaEngine};
 use crate::error::{OrionError, Result};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -25,22 +27,38 @@ const MAX_GRAMMAR_DEPTH: usize = 48;
 
 /// The grammar a generation follows.
 pub(crate) struct Grammar {
-    sampler: LlamaSampler,
+    inner: Inner,
 }
 
+enum Inner {
+    /// llama.cpp's grammar sampler.
+    Llama(LlamaSampler),
+    /// llguidance's parser, read directly: one token checked without computing the whole
+    /// vocabulary's mask (its `llama_sampler` wrapper computes the mask for every check).
+    Guidance(Box<llguidance::Matcher>),
+}
+
+/// How far whitespace between JSON tokens may run under llguidance (llama.cpp's JSON
+/// grammar allows about as much); unbounded, a model could write spaces forever.
+const GUIDANCE_WHITESPACE: &str = r"[\x20\x0A\x0D\x09]{1,24}";
+
 impl Grammar {
-    /// `output` as a grammar sampler for `model`. A schema llama.cpp cannot convert is
-    /// `SCHEMA_UNSUPPORTED`; a grammar it cannot parse, `INVALID_OPTION`.
-    pub(crate) fn new(model: &LlamaModel, output: &Output) -> Result<Self> {
+    /// `output` as a grammar sampler for `model`. A schema the engine cannot convert is
+    /// `SCHEMA_UNSUPPORTED`; a grammar llama.cpp cannot parse, `INVALID_OPTION`.
+    pub(crate) fn new(model: &ChatModel, output: &Output) -> Result<Self> {
+        if let Output::JsonSchema(schema, SchemaEngine::Llguidance) = output {
+            return Self::guided(model, schema);
+        }
         let gbnf = match output {
-            Output::JsonSchema(schema) => llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                .map_err(|_| {
+            Output::JsonSchema(schema, _) => {
+                llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|_| {
                     OrionError::SchemaUnsupported(
                         "llama.cpp could not convert it to a grammar (a $ref that leads nowhere, \
                          bounds that contradict each other?)"
                             .into(),
                     )
-                })?,
+                })?
+            }
             Output::Grammar(g) => {
                 check_gbnf(g)?;
                 g.to_string()
@@ -52,7 +70,29 @@ impl Grammar {
                  without left recursion"
             ))
         })?;
-        Ok(Self { sampler })
+        Ok(Self {
+            inner: Inner::Llama(sampler),
+        })
+    }
+
+    /// A JSON schema as llguidance's parser for `model`.
+    fn guided(model: &ChatModel, schema: &serde_json::Value) -> Result<Self> {
+        let mut schema = schema.clone();
+        if let Some(o) = schema.as_object_mut() {
+            o.insert(
+                "x-guidance".into(),
+                serde_json::json!({ "whitespace_pattern": GUIDANCE_WHITESPACE }),
+            );
+        }
+        let factory = model.guidance()?;
+        let parser = factory
+            .create_parser(llguidance::api::TopLevelGrammar::from_json_schema(schema))
+            .map_err(|e| {
+                OrionError::SchemaUnsupported(format!("llguidance cannot enforce it: {e}"))
+            })?;
+        Ok(Self {
+            inner: Inner::Guidance(Box::new(llguidance::Matcher::new(Ok(parser)))),
+        })
     }
 
     /// The grammar of a tool call (`crate::chat::tools::constraint`): from the first
@@ -92,26 +132,57 @@ impl Grammar {
                 .map_err(failed)?
             }
         };
-        Ok(Self { sampler })
+        Ok(Self {
+            inner: Inner::Llama(sampler),
+        })
     }
 
     /// [`Self::new`] for `output`, when there is one.
-    pub(crate) fn for_output(model: &LlamaModel, output: Option<&Output>) -> Result<Option<Self>> {
+    pub(crate) fn for_output(model: &ChatModel, output: Option<&Output>) -> Result<Option<Self>> {
         output.map(|o| Self::new(model, o)).transpose()
     }
 
     /// Whether the grammar allows `token` next.
     pub(crate) fn allows(&mut self, token: LlamaToken) -> bool {
-        let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
-        one.apply_sampler(&mut self.sampler);
-        one.data
-            .first()
-            .is_some_and(|d| d.logit() > f32::NEG_INFINITY)
+        match &mut self.inner {
+            Inner::Llama(sampler) => {
+                let mut one =
+                    LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 0.0, 0.0)], false);
+                one.apply_sampler(sampler);
+                one.data
+                    .first()
+                    .is_some_and(|d| d.logit() > f32::NEG_INFINITY)
+            }
+            Inner::Guidance(m) => {
+                let Ok(id) = u32::try_from(token.0) else {
+                    return false;
+                };
+                if m.is_stopped() {
+                    // Finished: only the end (its mask says which tokens end).
+                    return m.compute_mask_or_eos().is_ok_and(|v| v.is_allowed(id));
+                }
+                m.validate_tokens(&[id]).is_ok_and(|n| n == 1)
+            }
+        }
     }
 
     /// Set every logit the grammar does not allow next to minus infinity.
     pub(crate) fn mask(&mut self, candidates: &mut LlamaTokenDataArray) {
-        candidates.apply_sampler(&mut self.sampler);
+        match &mut self.inner {
+            Inner::Llama(sampler) => candidates.apply_sampler(sampler),
+            Inner::Guidance(m) => {
+                // A parser in error allows nothing: the generation ends with an error.
+                let mask = m.compute_mask_or_eos().ok();
+                for d in &mut candidates.data {
+                    let allowed = mask
+                        .as_ref()
+                        .is_some_and(|v| u32::try_from(d.id().0).is_ok_and(|id| v.is_allowed(id)));
+                    if !allowed {
+                        d.set_logit(f32::NEG_INFINITY);
+                    }
+                }
+            }
+        }
     }
 
     /// Advance past `token`, which [`Self::allows`] or [`Self::mask`] allowed (never an
@@ -119,9 +190,18 @@ impl Grammar {
     /// exception, caught in its wrapper) would leave the grammar with no state to go on
     /// from, and its next check would abort: it ends the generation instead.
     pub(crate) fn accept(&mut self, token: LlamaToken) -> Result<()> {
-        self.sampler.try_accept(token).map_err(|e| {
-            OrionError::InferenceFailed(format!("the grammar refused the token chosen ({e})"))
-        })
+        match &mut self.inner {
+            Inner::Llama(sampler) => sampler.try_accept(token).map_err(|e| {
+                OrionError::InferenceFailed(format!("the grammar refused the token chosen ({e})"))
+            }),
+            Inner::Guidance(m) => m
+                .consume_token(u32::try_from(token.0).unwrap_or(u32::MAX))
+                .map_err(|e| {
+                    OrionError::InferenceFailed(format!(
+                        "llguidance refused the token chosen ({e})"
+                    ))
+                }),
+        }
     }
 }
 

@@ -198,6 +198,9 @@ pub(crate) struct ChatModel {
     templates: [std::sync::OnceLock<std::result::Result<Arc<super::chat::Jinja>, String>>; 2],
     /// What it is, from its metadata (`facts`), on first use.
     pub(crate) facts: std::sync::OnceLock<crate::engine::llm::ModelFacts>,
+    /// Its vocabulary as llguidance reads it, built on the first schema given to
+    /// llguidance (it walks every token: tens of milliseconds).
+    guidance: std::sync::OnceLock<std::result::Result<Arc<llguidance::ParserFactory>, String>>,
     model: Arc<LlamaModel>,
     /// The device memory it holds, given back when it is dropped. After `model` (fields
     /// drop in order): the model's buffers are freed first.
@@ -216,6 +219,7 @@ impl ChatModel {
             placed,
             templates: Default::default(),
             facts: std::sync::OnceLock::new(),
+            guidance: std::sync::OnceLock::new(),
             model: Arc::new(model),
             _share: share,
         }
@@ -239,6 +243,25 @@ impl ChatModel {
             .map_err(|e| {
                 crate::error::OrionError::InvalidInput(format!(
                     "the model's chat template cannot render tool calls: {e}"
+                ))
+            })
+    }
+
+    /// llguidance's parser factory for this model's vocabulary, on first use.
+    pub(crate) fn guidance(&self) -> crate::error::Result<Arc<llguidance::ParserFactory>> {
+        self.guidance
+            .get_or_init(|| {
+                let env = llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.model);
+                let mut factory =
+                    llguidance::ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+                // Its warnings go to the error's message, not to the app's stderr.
+                factory.quiet();
+                Ok(Arc::new(factory))
+            })
+            .clone()
+            .map_err(|e| {
+                crate::error::OrionError::InferenceFailed(format!(
+                    "llguidance could not read the model's vocabulary: {e}"
                 ))
             })
     }

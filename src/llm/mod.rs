@@ -587,6 +587,10 @@ impl LlmService {
 fn parsed(mut g: Generation, params: &GenerateParams) -> Result<Generation> {
     use crate::chat::ToolChoice;
     use crate::engine::llm::{FinishReason, Output};
+    // The caller stopped it and asked for what it holds, finished or not.
+    if g.finish_reason == FinishReason::Abort {
+        return Ok(g);
+    }
     let forced = params
         .tools
         .as_deref()
@@ -601,7 +605,7 @@ fn parsed(mut g: Generation, params: &GenerateParams) -> Result<Generation> {
             tokens: g.tokens,
         });
     }
-    if !matches!(params.output, Some(Output::JsonSchema(_))) {
+    if !matches!(params.output, Some(Output::JsonSchema(..))) {
         return Ok(g);
     }
     match serde_json::from_str(&g.text) {

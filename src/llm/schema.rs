@@ -5,6 +5,7 @@
 //! number, a `pattern` it cannot translate accepts any string), which would loosen the
 //! schema without a word; this check is what stops that.
 
+use crate::engine::llm::SchemaEngine;
 use crate::error::{OrionError, Result};
 use serde_json::Value;
 
@@ -77,7 +78,79 @@ const MAX_COUNT: u64 = 2000;
 /// follows alone).
 const BESIDE_ALTERNATIVES: &[&str] = &["$defs", "definitions"];
 
-/// Check `schema` before it is converted; `Ok` when every keyword is enforced.
+/// Check `schema` before `engine` converts it; `Ok` when every keyword is enforced.
+/// llguidance refuses what it does not implement itself (its compiler is strict); its
+/// input's nesting is bounded where JS values are read (64 levels), and chains of `$ref`
+/// here, as for llama.cpp.
+pub(crate) fn check_for(schema: &Value, engine: SchemaEngine) -> Result<()> {
+    shape(schema, "#")?;
+    match engine {
+        SchemaEngine::LlamaCpp => check(schema),
+        SchemaEngine::Llguidance => {
+            let refs = serde_json::to_string(schema).map_or(0, |s| s.matches("\"$ref\"").count());
+            if refs > MAX_REFS {
+                return Err(unsupported(
+                    "#",
+                    format!("{refs} $refs; at most {MAX_REFS} are followed"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether `s` is shaped as a schema where either engine reads one: malformed is
+/// `INVALID_OPTION` (the engines would call it unsupported, or llama.cpp's ignore it);
+/// which keywords are enforced is each engine's to judge.
+fn shape(s: &Value, at: &str) -> Result<()> {
+    let Value::Object(o) = s else {
+        // `true` and `false` are schemas too (anything, nothing) below the top.
+        if s.is_boolean() && at != "#" {
+            return Ok(());
+        }
+        return Err(OrionError::InvalidOption(format!(
+            "jsonSchema at {at} must be an object, got {}",
+            kind(s)
+        )));
+    };
+    for (k, v) in o {
+        let here = format!("{at}/{k}");
+        match k.as_str() {
+            "properties" | "$defs" | "definitions" | "patternProperties" => {
+                for (name, sub) in object(v, &here)? {
+                    shape(sub, &format!("{here}/{name}"))?;
+                }
+            }
+            "additionalProperties" | "items" | "additionalItems" | "not" => shape(v, &here)?,
+            "anyOf" | "oneOf" | "allOf" | "prefixItems" => {
+                let Value::Array(list) = v else {
+                    return Err(OrionError::InvalidOption(format!(
+                        "jsonSchema at {here} must be an array of schemas, got {}",
+                        kind(v)
+                    )));
+                };
+                for (i, sub) in list.iter().enumerate() {
+                    shape(sub, &format!("{here}/{i}"))?;
+                }
+            }
+            "required" | "enum"
+                if !v
+                    .as_array()
+                    .is_some_and(|a| k == "enum" || a.iter().all(Value::is_string)) =>
+            {
+                return Err(OrionError::InvalidOption(format!(
+                    "jsonSchema at {here} must be an array{}, got {}",
+                    if k == "required" { " of names" } else { "" },
+                    kind(v)
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Check `schema` before llama.cpp converts it; `Ok` when every keyword is enforced.
 pub(crate) fn check(schema: &Value) -> Result<()> {
     let refs = serde_json::to_string(schema).map_or(0, |s| s.matches("\"$ref\"").count());
     if refs > MAX_REFS {

@@ -11,7 +11,7 @@
 //! empty pieces do not count as progress); `maxTokens` is enforced here, and lines,
 //! events and the text are capped in size.
 
-use super::pool::{check_model, widen, Deadline, Lease, Outcome, Pool};
+use super::pool::{check_model, widen, Deadline, Endpoint, Lease, Outcome, Pool};
 use super::sse::{Events, SseError, MAX_LINE};
 use crate::engine::llm::{FinishReason, GenerateParams, Generation, Output, Prompt, Timings};
 use crate::engine::EndpointStats;
@@ -139,16 +139,12 @@ impl RemoteChat {
             let data = match next.await {
                 // What the server has finished (or we have capped) is the answer.
                 Err(_) if tail_until.is_some() || reply.finish.is_some() => break,
-                Err(_) => {
-                    let e = format!(
-                        "the stream stalled: no text for {} ms after {} pieces",
-                        self.timeout.as_millis(),
-                        reply.pieces
-                    );
-                    pool.note_error(&ep, &e);
-                    return Err(OrionError::RemoteUnavailable {
-                        endpoints: vec![(shown, e)],
-                    });
+                Err(_) => return Err(self.stalled(&ep, shown, reply.pieces)),
+                // Asked for, once begun: the answer so far (the connection closes, which
+                // stops the server's generation).
+                Ok(Err(OrionError::Aborted)) if params.stop_on_abort && reply.pieces > 0 => {
+                    reply.finish = Some(ABORTED.into());
+                    break;
                 }
                 Ok(Err(stop)) => return Err(stop),
                 Ok(Ok(Ok(None))) => break,
@@ -213,6 +209,18 @@ impl RemoteChat {
             reply.finish = Some("length".into());
         }
         reply.finish(started, &shown, params.max_tokens)
+    }
+
+    /// A stream that sent no text for `timeoutMs`, noted against its server.
+    fn stalled(&self, ep: &Endpoint, shown: String, pieces: u32) -> OrionError {
+        let e = format!(
+            "the stream stalled: no text for {} ms after {pieces} pieces",
+            self.timeout.as_millis(),
+        );
+        self.pool.note_error(ep, &e);
+        OrionError::RemoteUnavailable {
+            endpoints: vec![(shown, e)],
+        }
     }
 
     /// Post `body` to `path` and wait for the reply to start: `timeoutMs` bounds it,
@@ -472,7 +480,7 @@ impl Reply {
 
     /// The generation, once the stream has ended.
     fn finish(mut self, started: Instant, endpoint: &str, max_tokens: u32) -> Result<Generation> {
-        let cut = self.finish.as_deref() == Some("length");
+        let cut = matches!(self.finish.as_deref(), Some("length" | ABORTED));
         let tool_calls = self.tool_calls(endpoint, cut)?;
         let Some(finish) = self.finish else {
             return Err(OrionError::RemoteProtocol {
@@ -500,6 +508,7 @@ impl Reply {
             dropped_messages: None,
             // The server's `length` is its `max_tokens` (which we sent) or its context.
             finish_reason: match finish.as_str() {
+                ABORTED => FinishReason::Abort,
                 _ if !tool_calls.is_empty() => FinishReason::ToolCalls,
                 "length" if generated >= max_tokens => FinishReason::MaxTokens,
                 "length" => FinishReason::ContextFull,
@@ -509,6 +518,9 @@ impl Reply {
         })
     }
 }
+
+/// The finish noted when the caller aborted the stream (`stopOnAbort`): no server sends it.
+const ABORTED: &str = "orion:aborted";
 
 const CHAT: &str = "/v1/chat/completions";
 const COMPLETIONS: &str = "/v1/completions";
@@ -534,7 +546,7 @@ fn request_body(
     }
     match &p.output {
         // OpenAI's structured output, which llama.cpp's server, vLLM and Ollama read.
-        Some(Output::JsonSchema(schema)) => {
+        Some(Output::JsonSchema(schema, _)) => {
             body["response_format"] = serde_json::json!({
                 "type": "json_schema",
                 "json_schema": { "name": "answer", "schema": &**schema, "strict": true },

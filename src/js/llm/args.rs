@@ -9,7 +9,7 @@ use super::options::{
 use super::sinks::{ProgressSink, TokenSink};
 use super::R;
 use crate::chat::Message;
-use crate::engine::llm::{GenerateParams, Output, Prompt};
+use crate::engine::llm::{GenerateParams, Output, Prompt, SchemaEngine};
 use crate::error::{echo, OrionError};
 use crate::js::options::{
     array_length, cast_checked, describe, read, to_json, Int, Options, MAX_ARRAY_ITEMS,
@@ -296,6 +296,18 @@ pub(super) struct GenerateCall {
     pub(super) tokens: Option<Arc<TokenSink>>,
 }
 
+/// `schemaEngine`, or the default one.
+fn schema_engine(name: Option<&str>) -> R<SchemaEngine> {
+    match name {
+        None => Ok(SchemaEngine::default()),
+        Some("llama.cpp") => Ok(SchemaEngine::LlamaCpp),
+        Some("llguidance") => Ok(SchemaEngine::Llguidance),
+        Some(other) => Err(OrionError::InvalidOption(format!(
+            "options.schemaEngine must be 'llama.cpp' or 'llguidance', got {other:?}"
+        ))),
+    }
+}
+
 /// `generate`'s options (and `generateStream`'s, which refuses `onToken`).
 pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
     let (options, o): (GenerateOptions, _) = read(options, "options")?;
@@ -312,8 +324,9 @@ pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
         (Some(schema), None) => {
             let schema = to_json(&schema)
                 .map_err(|e| OrionError::InvalidOption(format!("options.jsonSchema: {e}")))?;
-            crate::llm::schema::check(&schema)?;
-            Some(Output::JsonSchema(Arc::new(schema)))
+            let engine = schema_engine(options.schema_engine.as_deref())?;
+            crate::llm::schema::check_for(&schema, engine)?;
+            Some(Output::JsonSchema(Arc::new(schema), engine))
         }
         (None, Some(g)) if g.trim().is_empty() => {
             return Err(OrionError::InvalidOption(
@@ -323,6 +336,11 @@ pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
         (None, Some(g)) => Some(Output::Grammar(Arc::from(g.as_str()))),
         (None, None) => None,
     };
+    if options.schema_engine.is_some() && !matches!(params.output, Some(Output::JsonSchema(..))) {
+        return Err(OrionError::InvalidOption(
+            "options.schemaEngine goes with options.jsonSchema only (a grammar and tool calls are llama.cpp's)".into(),
+        ));
+    }
     let tools = match (&options.tools, &options.tool_choice) {
         (None, None) => None,
         _ => super::tools::read(

@@ -153,9 +153,16 @@ pub struct GenerateOptions {
     /// Generation stops before any of these strings; they are not part of the text.
     #[napi(ts_type = "string | string[]")]
     pub stop: Option<Vec<String>>,
-    /// Rejects with code `ABORTED` within a token of firing.
+    /// Rejects with code `ABORTED` within a token of firing (see `stopOnAbort`).
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Given>,
+    /// When `signal` fires once the answer has begun (its first token), resolve with what
+    /// it holds and `finishReason: 'abort'` instead of rejecting `ABORTED` (default
+    /// false). The text is what was streamed; with `jsonSchema` it is unfinished JSON
+    /// (no `json`); with tools, `toolCalls` holds the calls complete before the abort. A
+    /// chat session keeps the partial answer in its history. Before the first token, an
+    /// abort still rejects `ABORTED`.
+    pub stop_on_abort: Option<bool>,
     /// Receives the text as it is generated, on the calling thread.
     #[napi(ts_type = "(text: string) => void")]
     pub on_token: Option<Given>,
@@ -172,6 +179,13 @@ pub struct GenerateOptions {
     /// `OUTPUT_INCOMPLETE`. Remote models send it as `response_format`.
     #[napi(ts_type = "object")]
     pub json_schema: Option<Given>,
+    /// What enforces `jsonSchema`: `'llguidance'` (the default; most of JSON Schema, see
+    /// the README) or `'llama.cpp'` (its JSON-schema-to-grammar conversion, the one
+    /// llama.cpp's server uses: fewer keywords). Either refuses what it does not enforce
+    /// with `SCHEMA_UNSUPPORTED`. Remote servers enforce the schema with their own engine;
+    /// `'llama.cpp'` checks it against llama.cpp's keywords before it is sent.
+    #[napi(ts_type = "'llama.cpp' | 'llguidance'")]
+    pub schema_engine: Option<String>,
     /// A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.
     /// Remote models send it as `grammar` (llama.cpp's server reads it).
     pub grammar: Option<String>,
@@ -214,6 +228,7 @@ impl GenerateOptions {
                 .collect(),
             raw: self.raw.unwrap_or(d.raw),
             prefix_cache: self.prefix_cache.unwrap_or(d.prefix_cache),
+            stop_on_abort: self.stop_on_abort.unwrap_or(d.stop_on_abort),
             ..d
         }
     }

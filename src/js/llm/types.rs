@@ -252,10 +252,11 @@ pub struct GenerateResult {
     pub tokens: u32,
     /// Why the answer ended: `'eos'` (the model ended its turn), `'stop'` (a stop
     /// string), `'maxTokens'` (the option's limit), `'contextFull'` (no room left in
-    /// the model's context) or `'toolCalls'` (it calls tools: `toolCalls`). A remote
+    /// the model's context), `'toolCalls'` (it calls tools: `toolCalls`) or `'abort'`
+    /// (the signal fired once the answer had begun, with `stopOnAbort`). A remote
     /// server does not tell a stop string from the end of its turn: both are `'eos'`
     /// there.
-    #[napi(ts_type = "'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls'")]
+    #[napi(ts_type = "'eos' | 'stop' | 'maxTokens' | 'contextFull' | 'toolCalls' | 'abort'")]
     pub finish_reason: String,
     pub timings: GenerateTimings,
     /// The answer parsed, when it followed a `jsonSchema` (it validates against it).
