@@ -6,6 +6,8 @@
 //           prompt evaluated every time (the behaviour before the prefix cache);
 //   cached  orion-native with its prefix cache (the default): a turn starts from the context
 //           kept from the previous one and evaluates only the tokens after the shared prefix;
+//   session orion-native's chat session (`createChatSession`, `send`): the addon keeps the
+//           history, each turn sends only the new question;
 //   nlc     node-llama-cpp's LlamaChatSession on the same GGUF and thread count, which keeps
 //           its context sequence from turn to turn.
 //
@@ -20,7 +22,8 @@
 // node-llama-cpp: the tokens its context sequence's token meter counts between the call and
 // the first token), and the time of the whole turn. The issue's targets for turn 10: the
 // prefix cache's time to first token at most 0.3× the fresh context's and no more than
-// node-llama-cpp's, with the same answers as the fresh context (greedy decoding).
+// node-llama-cpp's, with the same answers as the fresh context (greedy decoding); a chat
+// session's turn 10 keeps that time (at most 1.1× the prefix cache's through `generate`).
 //
 // Each way builds its own history from its own answers (system "You are a helpful
 // assistant.", then ten fixed user questions; temperature 0, maxTokens 48 per answer; the
@@ -74,6 +77,7 @@ const BATCH_SIZE = 512 // orion-native's n_batch
 // The issue's targets for the last turn's time to first token.
 const VS_FRESH_TARGET = 0.3 // prefix cache ≤ 0.3 × fresh context
 const VS_NLC_TARGET = 1 // prefix cache ≤ node-llama-cpp
+const SESSION_TARGET = 1.1 // chat session ≤ 1.1 × prefix cache through generate
 // Before every turn: lets the previous turn's idle threads stop spinning, which on a small
 // machine would slow the next one down (a person typing the next question pauses longer).
 const PAUSE_MS = 250
@@ -83,10 +87,11 @@ const PLANS = {
   full: { repetitions: 7 },
 }
 
-const WAYS = ['fresh', 'cached', 'nlc']
+const WAYS = ['fresh', 'cached', 'session', 'nlc']
 const LABELS = {
   fresh: 'orion-native, fresh context (prefixCache: false)',
   cached: 'orion-native, prefix cache',
+  session: 'orion-native, createChatSession',
   nlc: 'node-llama-cpp LlamaChatSession',
 }
 
@@ -133,6 +138,48 @@ function orionWay(loader, prefixCache) {
       }
     },
     async end() {},
+  }
+}
+
+/** A chat session: the addon keeps the history; each turn sends the new question only. */
+function sessionWay(loader) {
+  let session = null
+  return {
+    async start() {
+      await loader.unloadModel(MODEL_KEY) // frees the contexts the previous conversation kept
+      await loader.loadModel(MODEL_KEY)
+      session = loader.createChatSession(MODEL_KEY, { system: SYSTEM_PROMPT })
+    },
+    async turn(history, question) {
+      let first = null
+      let pieces = 0
+      const onToken = () => {
+        first ??= performance.now()
+        pieces++
+      }
+      const started = performance.now()
+      const r = await session.send(question, { temperature: 0, maxTokens: MAX_TOKENS, onToken })
+      const ended = performance.now()
+      const t = r.timings
+      // The session's history is the conversation every way builds.
+      if (session.history.length !== history.length + 1) throw new Error('the session lost a message')
+      return {
+        ttftMs: (first ?? ended) - started,
+        totalMs: ended - started,
+        promptTokens: t.promptTokens,
+        evaluatedTokens: t.promptTokens - t.reusedPromptTokens,
+        reusedTokens: t.reusedPromptTokens,
+        promptMs: t.promptMs,
+        tokens: r.tokens,
+        pieces,
+        finishReason: r.finishReason,
+        droppedMessages: r.droppedMessages,
+        text: r.text,
+      }
+    },
+    async end() {
+      session = null
+    },
   }
 }
 
@@ -292,9 +339,16 @@ async function measure({ repetitions, ways }) {
     ttftMs: Object.fromEntries(names.map((n) => [n, ttft(n)])),
     cachedVsFresh: ttft('cached') / ttft('fresh'),
     cachedVsNlc: result.nlc ? ttft('cached') / ttft('nlc') : null,
+    sessionVsCached: result.session ? ttft('session') / ttft('cached') : null,
     vsFreshTarget: VS_FRESH_TARGET,
     vsNlcTarget: VS_NLC_TARGET,
+    sessionTarget: SESSION_TARGET,
   }
+  result.lastTurn.sessionPass = result.session ? result.lastTurn.sessionVsCached <= SESSION_TARGET : null
+  // The session sends the same conversation: the same answers as `generate` with the cache.
+  result.sessionAnswersEqual = result.session
+    ? samples.session.every((turns, r) => turns.every((s, t) => s.text === samples.cached[r][t].text))
+    : null
   result.lastTurn.vsFreshPass = result.lastTurn.cachedVsFresh <= VS_FRESH_TARGET
   result.lastTurn.vsNlcPass = result.nlc ? result.lastTurn.cachedVsNlc <= VS_NLC_TARGET : null
   // Every answer of the prefix cache equals the fresh context's, turn by turn, repetition by
@@ -381,10 +435,23 @@ function report(r) {
       [`turn ${L.turn} time to first token`, 'ratio', 'target'],
       ['prefix cache ÷ fresh context', ratio(L.cachedVsFresh), `≤ ${VS_FRESH_TARGET}× ${mark(L.vsFreshPass)}`],
       ['prefix cache ÷ node-llama-cpp', ratio(L.cachedVsNlc), `≤ ${VS_NLC_TARGET}× ${mark(L.vsNlcPass)}`],
+      ...(L.sessionVsCached != null
+        ? [
+            [
+              'chat session ÷ prefix cache (generate)',
+              ratio(L.sessionVsCached),
+              `≤ ${SESSION_TARGET}× ${mark(L.sessionPass)}`,
+            ],
+          ]
+        : []),
     ]),
     '',
     `Answers with the prefix cache equal the fresh context's in every turn of every conversation: ${m.answersEqual ? 'yes' : 'no'}` +
-      ` (answersEqual: ${m.answersEqual})${firstDifference(m)}. The same answers in every repetition: ${names.map((n) => `${n} ${m[n].answersStable ? 'yes' : 'no'}`).join(', ')}.` +
+      ` (answersEqual: ${m.answersEqual})${firstDifference(m)}.` +
+      (m.sessionAnswersEqual != null
+        ? ` The chat session's answers equal the prefix cache's through generate: ${m.sessionAnswersEqual ? 'yes' : 'no'}.`
+        : '') +
+      ` The same answers in every repetition: ${names.map((n) => `${n} ${m[n].answersStable ? 'yes' : 'no'}`).join(', ')}.` +
       (m.nlc
         ? ` node-llama-cpp (another llama.cpp build) answered as orion-native in ${m.nlcTurnsWithSameAnswer} of ${c.questions.length} turns.`
         : ''),
@@ -457,7 +524,7 @@ async function main() {
   log('loading orion-native')
   const info = await loader.loadModel(MODEL_KEY)
   Object.assign(results.config, { modelPath: info.path, modelBytes: info.bytes, quantization: info.quantization })
-  const ways = { fresh: orionWay(loader, false), cached: orionWay(loader, true) }
+  const ways = { fresh: orionWay(loader, false), cached: orionWay(loader, true), session: sessionWay(loader) }
 
   log('loading node-llama-cpp')
   try {

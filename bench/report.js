@@ -273,6 +273,14 @@ function chatHeadline(r) {
       [`chat turn ${n} of ${n}: prompt tokens evaluated`, evaluated('cached'), nlc, evaluated('nlc'), '—'],
     )
   }
+  if (m.session)
+    rows.push([
+      `chat turn ${n} of ${n}: time to first token, createChatSession`,
+      ms(ttft('session')),
+      'orion-native, prefix cache through generate',
+      ms(ttft('cached')),
+      share(ttft('session'), ttft('cached')),
+    ])
   rows.push([
     `all ${n} turns of the chat (their times added up)`,
     ms(m.cached.conversationMs.median),
@@ -394,7 +402,7 @@ function readmeBlock(run, files) {
     // And those before the chat benchmark, no chat part.
     ...(run.chat
       ? [
-          `**Chat turns (prefix cache)**: a ${run.chat.config.questions.length}-turn conversation with the demo GGUF (${path.basename(run.chat.config.modelPath)}), greedy, at most ${run.chat.config.maxTokens} tokens per answer, ${run.chat.config.threads} thread(s) for orion-native and node-llama-cpp alike; the answers with the prefix cache equal those without it: ${run.chat.chat.answersEqual ? 'yes' : '**no**'}.`,
+          `**Chat turns (prefix cache)**: a ${run.chat.config.questions.length}-turn conversation with the demo GGUF (${path.basename(run.chat.config.modelPath)}), greedy, at most ${run.chat.config.maxTokens} tokens per answer, ${run.chat.config.threads} thread(s) for orion-native and node-llama-cpp alike; the answers with the prefix cache equal those without it: ${run.chat.chat.answersEqual ? 'yes' : '**no**'}${run.chat.chat.sessionAnswersEqual == null ? '' : `, and a chat session's equal theirs: ${run.chat.chat.sessionAnswersEqual ? 'yes' : '**no**'}`}; measured on ${localDate(new Date(run.chat.date))} by \`node bench/chat.js\` (${run.chat.machine.cpu}${run.chat.machine.cpuFeatures?.length ? ` (${run.chat.machine.cpuFeatures.join(' ')})` : ''}, ${run.chat.machine.cores} cores), medians of ${run.chat.config.repetitions} conversations per way.`,
           '',
           ...markdownTable(chatHeadline(run.chat)),
           '',
