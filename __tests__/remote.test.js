@@ -260,6 +260,26 @@ describe('timeouts, aborts and errors', () => {
     await until(async () => (await slots()) === 0, 2000, 'the server to stop generating')
   })
 
+  test("a remote model's schema is held to llama.cpp's keywords unless llguidance is named", async () => {
+    const loader = getModelLoader()
+    loader.registerModel('remote-chat', { remote: { url: chat.url, model: 'smollm2' } })
+    const schema = { type: 'integer', multipleOf: 3, minimum: 0, maximum: 99 }
+    // Refused before anything is sent: llama.cpp's server would drop multipleOf in silence.
+    const e = await expectCode(
+      loader.generate('remote-chat', 'A number?', { jsonSchema: schema }),
+      'SCHEMA_UNSUPPORTED',
+    )
+    expect(e.message).toMatch(/multipleOf/)
+    // Named, it goes to the server as is (this one runs llama.cpp, which ignores it).
+    const r = await loader.generate('remote-chat', 'A number?', {
+      jsonSchema: schema,
+      schemaEngine: 'llguidance',
+      temperature: 0,
+      maxTokens: 8,
+    })
+    expect(Number.isInteger(r.json)).toBe(true)
+  })
+
   test('with stopOnAbort, an abort resolves with the text streamed so far, and the server stops generating', async () => {
     const loader = getModelLoader()
     loader.registerModel('remote-chat', { remote: { url: chat.url, model: 'smollm2' } })

@@ -264,6 +264,14 @@ describe('tool calls on the demo model (a template without tools: the generic JS
       'SCHEMA_UNSUPPORTED',
     )
     await expectCode(gen({ tools: [{ name: 'f', parameters: { type: 'string' } }] }), 'INVALID_OPTION')
+    // A schema whose grammar would be megabytes of rules for llama.cpp to parse (tools'
+    // grammars are held to the same bound; tools that large do not fit a prompt here).
+    const huge = {
+      type: 'object',
+      properties: { x: { enum: Array.from({ length: 6000 }, (_, i) => `choice-${i}-${'x'.repeat(40)}`) } },
+    }
+    const big = await expectCode(gen({ jsonSchema: huge, schemaEngine: 'llama.cpp' }), 'SCHEMA_UNSUPPORTED')
+    expect(big.message).toMatch(/too large/)
     await expectCode(gen({}, [{ role: 'user', content: 'x', toolCalls: [] }]), 'INVALID_INPUT')
     await expectCode(gen({}, [{ role: 'assistant', toolCalls: [{ name: 'f', arguments: '[1]' }] }]), 'INVALID_INPUT')
     await expectCode(gen({}, [{ role: 'user', content: 'x', toolCallId: 'a' }]), 'INVALID_INPUT')

@@ -251,7 +251,7 @@ async function setup(loader) {
   await time({})
   return {
     none: await time({}),
-    llama: await time({ jsonSchema: SCHEMA }),
+    llama: await time({ jsonSchema: SCHEMA, schemaEngine: 'llama.cpp' }),
     llguidance: await time({ jsonSchema: SCHEMA, schemaEngine: 'llguidance' }),
   }
 }

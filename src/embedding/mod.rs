@@ -847,7 +847,11 @@ mod tests {
     fn close_during_the_model_load_answers_shut_down_and_the_thread_ends() {
         let (svc, loads, _) = service(false, 0, BatchConfig::default());
         let pending = svc.submit(&["x"]).unwrap();
-        std::thread::sleep(Duration::from_millis(5)); // the thread is inside the 30 ms load
+        // Until the thread is inside the 30 ms load (on a busy machine it may start late).
+        let started = std::time::Instant::now();
+        while loads.load(Relaxed) == 0 && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         svc.close();
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         assert!(svc.join(deadline));

@@ -140,8 +140,8 @@ pub(crate) enum Prompt {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Output {
     /// JSON valid against this schema (its keywords checked by `llm::schema`), enforced
-    /// by this engine.
-    JsonSchema(std::sync::Arc<serde_json::Value>, SchemaEngine),
+    /// by this engine (`None`: the default one, not named by the caller).
+    JsonSchema(std::sync::Arc<serde_json::Value>, Option<SchemaEngine>),
     /// Text of this GBNF grammar (llama.cpp's grammar format), from its rule `root`.
     Grammar(std::sync::Arc<str>),
 }

@@ -46,6 +46,11 @@ pub(crate) struct Gone {
 }
 
 impl Gone {
+    /// Whether the environment is gone.
+    pub(crate) fn is_gone(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
     /// Resolves once the environment is gone (never, while it lives).
     pub(crate) async fn wait(&self) {
         let notified = self.notify.notified();
@@ -66,6 +71,13 @@ static ENVS: LazyLock<Mutex<HashMap<usize, Arc<EnvWork>>>> = LazyLock::new(Defau
 /// Keeps its generation registered with its environment until dropped.
 pub(crate) struct Registration {
     work: Arc<EnvWork>,
+}
+
+impl Registration {
+    /// The environment's end, as its generations see it.
+    pub(crate) fn gone(&self) -> &Gone {
+        &self.work.gone
+    }
 }
 
 impl Drop for Registration {

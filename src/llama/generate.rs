@@ -773,9 +773,7 @@ pub(crate) fn generate(
             break;
         }
         let Some(token) = picker.pick(ctx.get(), batch.n_tokens() - 1, grammar.as_mut()) else {
-            return Err(OrionError::InferenceFailed(
-                "the grammar allows no next token (a grammar that cannot be completed?)".into(),
-            ));
+            return Err(grammar::stuck(grammar.as_ref()));
         };
         if vocab.is_eog(token) {
             finish = FinishReason::Eos;

@@ -35,7 +35,13 @@ enum Inner {
     Llama(LlamaSampler),
     /// llguidance's parser, read directly: one token checked without computing the whole
     /// vocabulary's mask (its `llama_sampler` wrapper computes the mask for every check).
-    Guidance(Box<llguidance::Matcher>),
+    Guidance(Box<Guided>),
+}
+
+struct Guided {
+    matcher: llguidance::Matcher,
+    /// The vocabulary as llguidance reads it.
+    env: toktrie::TokEnv,
 }
 
 /// How far whitespace between JSON tokens may run under llguidance (llama.cpp's JSON
@@ -46,18 +52,20 @@ impl Grammar {
     /// `output` as a grammar sampler for `model`. A schema the engine cannot convert is
     /// `SCHEMA_UNSUPPORTED`; a grammar llama.cpp cannot parse, `INVALID_OPTION`.
     pub(crate) fn new(model: &ChatModel, output: &Output) -> Result<Self> {
-        if let Output::JsonSchema(schema, SchemaEngine::Llguidance) = output {
+        if let Output::JsonSchema(schema, None | Some(SchemaEngine::Llguidance)) = output {
             return Self::guided(model, schema);
         }
         let gbnf = match output {
             Output::JsonSchema(schema, _) => {
-                llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|_| {
-                    OrionError::SchemaUnsupported(
+                llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+                    .map_err(|_| {
+                        OrionError::SchemaUnsupported(
                         "llama.cpp could not convert it to a grammar (a $ref that leads nowhere, \
                          bounds that contradict each other?)"
                             .into(),
                     )
-                })?
+                    })
+                    .and_then(|g| made_in_bounds(g, "the schema"))?
             }
             Output::Grammar(g) => {
                 check_gbnf(g)?;
@@ -91,7 +99,10 @@ impl Grammar {
                 OrionError::SchemaUnsupported(format!("llguidance cannot enforce it: {e}"))
             })?;
         Ok(Self {
-            inner: Inner::Guidance(Box::new(llguidance::Matcher::new(Ok(parser)))),
+            inner: Inner::Guidance(Box::new(Guided {
+                matcher: llguidance::Matcher::new(Ok(parser)),
+                env: factory.tok_env().clone(),
+            })),
         })
     }
 
@@ -107,6 +118,7 @@ impl Grammar {
                 "llama.cpp could not build the tool-call grammar from the tools' parameters ({e})"
             ))
         };
+        made_in_bounds(c.gbnf.clone(), "the tools' parameters")?;
         let sampler = match &c.lazy {
             None => LlamaSampler::grammar(model, &c.gbnf, "root").map_err(failed)?,
             Some(trigger) => {
@@ -153,13 +165,20 @@ impl Grammar {
                     .first()
                     .is_some_and(|d| d.logit() > f32::NEG_INFINITY)
             }
-            Inner::Guidance(m) => {
+            Inner::Guidance(g) => {
                 let Ok(id) = u32::try_from(token.0) else {
                     return false;
                 };
+                let m = &mut g.matcher;
                 if m.is_stopped() {
                     // Finished: only the end (its mask says which tokens end).
                     return m.compute_mask_or_eos().is_ok_and(|v| v.is_allowed(id));
+                }
+                // A token with no text (unused slots of a vocabulary) moves nothing on:
+                // the mask never allows one, nor does llama.cpp's grammar.
+                let trie = g.env.tok_trie();
+                if (id as usize) < trie.vocab_size() && trie.token_len(id) == 0 {
+                    return false;
                 }
                 m.validate_tokens(&[id]).is_ok_and(|n| n == 1)
             }
@@ -170,9 +189,9 @@ impl Grammar {
     pub(crate) fn mask(&mut self, candidates: &mut LlamaTokenDataArray) {
         match &mut self.inner {
             Inner::Llama(sampler) => candidates.apply_sampler(sampler),
-            Inner::Guidance(m) => {
-                // A parser in error allows nothing: the generation ends with an error.
-                let mask = m.compute_mask_or_eos().ok();
+            Inner::Guidance(g) => {
+                // A parser in error allows nothing: the generation ends with its error.
+                let mask = g.matcher.compute_mask_or_eos().ok();
                 for d in &mut candidates.data {
                     let allowed = mask
                         .as_ref()
@@ -194,7 +213,8 @@ impl Grammar {
             Inner::Llama(sampler) => sampler.try_accept(token).map_err(|e| {
                 OrionError::InferenceFailed(format!("the grammar refused the token chosen ({e})"))
             }),
-            Inner::Guidance(m) => m
+            Inner::Guidance(g) => g
+                .matcher
                 .consume_token(u32::try_from(token.0).unwrap_or(u32::MAX))
                 .map_err(|e| {
                     OrionError::InferenceFailed(format!(
@@ -203,6 +223,22 @@ impl Grammar {
                 }),
         }
     }
+}
+
+/// Why no next token could be picked under `grammar` (only a grammar refuses them all):
+/// llguidance's own account when it has one (a limit on its work per token, reached by an
+/// intricate schema, is the schema's fault), else a grammar that cannot be completed.
+pub(crate) fn stuck(grammar: Option<&Grammar>) -> OrionError {
+    if let Some(Inner::Guidance(g)) = grammar.map(|g| &g.inner) {
+        if let Some(e) = g.matcher.get_error() {
+            return OrionError::SchemaUnsupported(format!(
+                "llguidance stopped following it ({e}): a simpler schema"
+            ));
+        }
+    }
+    OrionError::InferenceFailed(
+        "the grammar allows no next token (a grammar that cannot be completed?)".into(),
+    )
 }
 
 /// A JSON schema (as JSON text) as GBNF, by llama.cpp's own conversion (the rule
@@ -214,6 +250,18 @@ pub(crate) fn schema_to_gbnf(schema: &str) -> std::result::Result<String, String
 }
 
 /// A GBNF grammar small and shallow enough for llama.cpp's recursive parser.
+/// A grammar made from `what` (a schema's, the tools'), held to the bounds of a grammar
+/// given as is: a huge enum or many large tools would otherwise make llama.cpp parse
+/// megabytes of rules on the generating thread.
+fn made_in_bounds(gbnf: String, what: &str) -> Result<String> {
+    check_gbnf(&gbnf).map_err(|e| {
+        OrionError::SchemaUnsupported(format!(
+            "the grammar made from {what} is too large ({e}): make it smaller"
+        ))
+    })?;
+    Ok(gbnf)
+}
+
 fn check_gbnf(g: &str) -> Result<()> {
     if g.len() > MAX_GRAMMAR_BYTES {
         return Err(OrionError::InvalidOption(format!(

@@ -251,17 +251,26 @@ impl ChatModel {
     pub(crate) fn guidance(&self) -> crate::error::Result<Arc<llguidance::ParserFactory>> {
         self.guidance
             .get_or_init(|| {
-                let env = llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.model);
-                let mut factory =
-                    llguidance::ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
-                // Its warnings go to the error's message, not to the app's stderr.
-                factory.quiet();
-                Ok(Arc::new(factory))
+                let vocab = self.model.vocab();
+                if vocab.eot().0 < 0 && vocab.eos().0 < 0 {
+                    return Err("the model has no end-of-text token".into());
+                }
+                // Its vocabulary walk asserts what it expects of a vocabulary: an odd one
+                // is an error of this model, not a panic of the generating thread.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let env = llama_cpp_2::sampling::LlamaSampler::llguidance_tok_env(&self.model);
+                    let mut factory =
+                        llguidance::ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
+                    // Its warnings go to the error's message, not to the app's stderr.
+                    factory.quiet();
+                    Ok(Arc::new(factory))
+                }))
+                .unwrap_or_else(|_| Err("its vocabulary could not be read".into()))
             })
             .clone()
             .map_err(|e| {
-                crate::error::OrionError::InferenceFailed(format!(
-                    "llguidance could not read the model's vocabulary: {e}"
+                crate::error::OrionError::SchemaUnsupported(format!(
+                    "llguidance cannot work with this model ({e}): use schemaEngine: 'llama.cpp'"
                 ))
             })
     }

@@ -524,6 +524,9 @@ impl LlmService {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Generation> {
         let r = self.resolve(spec)?;
+        if r.remote.is_some() {
+            check_remote_schema(params)?;
+        }
         let g = self
             .open(&r, cancel)?
             .generate(prompt, params, cancel, on_text)?;
@@ -574,6 +577,16 @@ impl LlmService {
                 m.model.contexts.clear(None);
             }
         }
+    }
+}
+
+/// A remote server enforces a schema with its own engine. Unless llguidance was named (for
+/// a server that runs it), the schema is held to llama.cpp's keywords, those of the server
+/// most used with this package, so that none is ignored there in silence.
+fn check_remote_schema(params: &GenerateParams) -> Result<()> {
+    match &params.output {
+        Some(crate::engine::llm::Output::JsonSchema(schema, None)) => schema::check(schema),
+        _ => Ok(()),
     }
 }
 

@@ -143,7 +143,10 @@ impl RemoteChat {
                 // Asked for, once begun: the answer so far (the connection closes, which
                 // stops the server's generation).
                 Ok(Err(OrionError::Aborted)) if params.stop_on_abort && reply.pieces > 0 => {
-                    reply.finish = Some(ABORTED.into());
+                    // A finish the server already sent (or `maxTokens` reached) stands.
+                    if reply.finish.is_none() && tail_until.is_none() {
+                        reply.finish = Some(ABORTED.into());
+                    }
                     break;
                 }
                 Ok(Err(stop)) => return Err(stop),

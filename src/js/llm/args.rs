@@ -296,12 +296,12 @@ pub(super) struct GenerateCall {
     pub(super) tokens: Option<Arc<TokenSink>>,
 }
 
-/// `schemaEngine`, or the default one.
-fn schema_engine(name: Option<&str>) -> R<SchemaEngine> {
+/// `schemaEngine`, when named.
+fn schema_engine(name: Option<&str>) -> R<Option<SchemaEngine>> {
     match name {
-        None => Ok(SchemaEngine::default()),
-        Some("llama.cpp") => Ok(SchemaEngine::LlamaCpp),
-        Some("llguidance") => Ok(SchemaEngine::Llguidance),
+        None => Ok(None),
+        Some("llama.cpp") => Ok(Some(SchemaEngine::LlamaCpp)),
+        Some("llguidance") => Ok(Some(SchemaEngine::Llguidance)),
         Some(other) => Err(OrionError::InvalidOption(format!(
             "options.schemaEngine must be 'llama.cpp' or 'llguidance', got {other:?}"
         ))),
@@ -325,7 +325,7 @@ pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
             let schema = to_json(&schema)
                 .map_err(|e| OrionError::InvalidOption(format!("options.jsonSchema: {e}")))?;
             let engine = schema_engine(options.schema_engine.as_deref())?;
-            crate::llm::schema::check_for(&schema, engine)?;
+            crate::llm::schema::check_for(&schema, engine.unwrap_or_default())?;
             Some(Output::JsonSchema(Arc::new(schema), engine))
         }
         (None, Some(g)) if g.trim().is_empty() => {
@@ -365,7 +365,11 @@ pub(super) fn generate_options(options: Option<Unknown>) -> R<GenerateCall> {
     };
     let tokens = match on_token {
         None => None,
-        Some(f) => Some(Arc::new(TokenSink::new(&f, cancel.clone())?)),
+        Some(f) => Some(Arc::new(TokenSink::new(
+            &f,
+            cancel.clone(),
+            params.stop_on_abort,
+        )?)),
     };
     Ok(GenerateCall {
         params,

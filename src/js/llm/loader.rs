@@ -204,7 +204,8 @@ impl ModelLoader {
         let registration = crate::js::env_guard::register(env, &call.cancel)?;
         let svc = self.svc;
         let fut = blocking(move || {
-            let _registration = registration;
+            // Held until the generation ends (see `env_guard`).
+            let guard = registration;
             let sink = call.tokens.clone();
             let mut on_text = |t: &str| {
                 if let Some(s) = &sink {
@@ -213,7 +214,7 @@ impl ModelLoader {
             };
             let result = svc.generate(&key, &prompt, &call.params, &call.cancel, &mut on_text);
             if let Some(s) = &call.tokens {
-                s.flush();
+                s.flush(guard.gone());
             }
             result
         });

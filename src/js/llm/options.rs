@@ -182,8 +182,9 @@ pub struct GenerateOptions {
     /// What enforces `jsonSchema`: `'llguidance'` (the default; most of JSON Schema, see
     /// the README) or `'llama.cpp'` (its JSON-schema-to-grammar conversion, the one
     /// llama.cpp's server uses: fewer keywords). Either refuses what it does not enforce
-    /// with `SCHEMA_UNSUPPORTED`. Remote servers enforce the schema with their own engine;
-    /// `'llama.cpp'` checks it against llama.cpp's keywords before it is sent.
+    /// with `SCHEMA_UNSUPPORTED`. Remote servers enforce the schema with their own engine:
+    /// it is checked against llama.cpp's keywords before it is sent, unless
+    /// `'llguidance'` is named (a server that runs llguidance).
     #[napi(ts_type = "'llama.cpp' | 'llguidance'")]
     pub schema_engine: Option<String>,
     /// A GBNF grammar (llama.cpp's format, from its rule `root`) the answer must follow.

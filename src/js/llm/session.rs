@@ -119,7 +119,8 @@ impl ChatSession {
         let registration = crate::js::env_guard::register(env, &call.cancel)?;
         let (svc, session) = (self.svc, self.session.clone());
         let fut = crate::js::blocking(move || {
-            let _registration = registration;
+            // Held until the generation ends (see `env_guard`).
+            let guard = registration;
             let sink = call.tokens.clone();
             let mut on_text = |t: &str| {
                 if let Some(s) = &sink {
@@ -128,7 +129,7 @@ impl ChatSession {
             };
             let turn = session.send(svc, message, &call.params, &call.cancel, &mut on_text);
             if let Some(s) = &call.tokens {
-                s.flush();
+                s.flush(guard.gone());
             }
             turn
         });

@@ -80,12 +80,15 @@ pub(super) struct TokenSink {
     closed: AtomicBool,
     /// The generation's stop flag: nobody is listening once the sink is closed.
     cancel: Arc<AtomicBool>,
+    /// `stopOnAbort`: an aborted generation still resolves with its text, which the
+    /// callback must have seen by then.
+    deliver_on_abort: bool,
 }
 
 impl TokenSink {
     /// A sink for the JS function `f` (already checked to be a function) that sets
     /// `cancel` once nobody is listening any more.
-    pub(super) fn new(f: &Unknown, cancel: Arc<AtomicBool>) -> R<Self> {
+    pub(super) fn new(f: &Unknown, cancel: Arc<AtomicBool>, deliver_on_abort: bool) -> R<Self> {
         let f: Function<String, Unknown<'static>> = cast_checked(f).map_err(internal)?;
         let tsfn = f
             .build_threadsafe_function()
@@ -99,6 +102,7 @@ impl TokenSink {
             seen: Arc::new(AtomicUsize::new(0)),
             closed: AtomicBool::new(false),
             cancel,
+            deliver_on_abort,
         })
     }
 
@@ -125,13 +129,17 @@ impl TokenSink {
         }
     }
 
-    /// Wait (up to 5 s) until the callback has seen every piece sent.
-    pub(super) fn flush(&self) {
+    /// Wait (up to 5 s) until the callback has seen every piece sent, unless the
+    /// environment it runs on is `gone`.
+    pub(super) fn flush(&self, gone: &crate::js::env_guard::Gone) {
         let deadline = Instant::now() + Duration::from_secs(5);
         // A cancelled generation's thread may be the one that would run the callbacks
         // (a worker being torn down), and an exiting process will not run them at all.
+        // Aborted with `stopOnAbort`, the result still comes: its text is delivered first.
+        let given_up = || self.cancel.load(Ordering::Relaxed) && !self.deliver_on_abort;
         while !self.closed.load(Ordering::Relaxed)
-            && !self.cancel.load(Ordering::Relaxed)
+            && !given_up()
+            && !gone.is_gone()
             && !crate::lifecycle::is_shut_down()
             && self.seen.load(Ordering::SeqCst) < self.sent.load(Ordering::SeqCst)
             && Instant::now() < deadline
