@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict'
 // Chat benchmark: a conversation of ten turns with the built-in `demo` GGUF
-// (SmolLM2-135M-Instruct Q4_1), each turn sending the whole history so far, three ways:
+// (SmolLM2-135M-Instruct Q4_1), each turn answered with the whole history before it, four ways:
 //   fresh   orion-native with `prefixCache: false`: a fresh context per turn, the whole
 //           prompt evaluated every time (the behaviour before the prefix cache);
 //   cached  orion-native with its prefix cache (the default): a turn starts from the context
@@ -32,7 +32,7 @@
 // orion-native's model is unloaded and loaded again before each (unloading frees the kept
 // contexts, so the first turn shares nothing), and node-llama-cpp gets a new context and
 // session. Each way is warmed up once with a short conversation, the conversations of the
-// three ways are interleaved (their order rotating) so that a noisy moment hurts all of them,
+// four ways are interleaved (their order rotating) so that a noisy moment hurts all of them,
 // and medians are reported. The full results go to bench/results/chat-<date>.json
 // (chat-<date>-quick.json for --quick).
 //
