@@ -99,6 +99,35 @@ const LABELS = {
 // The ways. Each has start() (a cold start, untimed), turn(history, question) → one measured
 // turn, and end().
 
+/**
+ * One orion-native turn, measured as its caller waits: `call(onToken)` starts it; the time
+ * to the first streamed piece, the whole turn, and the result's timings.
+ */
+async function timedTurn(call) {
+  let first = null
+  let pieces = 0
+  const started = performance.now()
+  const r = await call(() => {
+    first ??= performance.now()
+    pieces++
+  })
+  const ended = performance.now()
+  const t = r.timings
+  return {
+    ttftMs: (first ?? ended) - started,
+    totalMs: ended - started,
+    promptTokens: t.promptTokens,
+    evaluatedTokens: t.promptTokens - t.reusedPromptTokens,
+    reusedTokens: t.reusedPromptTokens,
+    promptMs: t.promptMs,
+    tokens: r.tokens,
+    pieces,
+    finishReason: r.finishReason,
+    droppedMessages: r.droppedMessages,
+    text: r.text,
+  }
+}
+
 function orionWay(loader, prefixCache) {
   return {
     reloadMs: [],
@@ -108,35 +137,10 @@ function orionWay(loader, prefixCache) {
       await loader.loadModel(MODEL_KEY)
       this.reloadMs.push(performance.now() - started)
     },
-    async turn(history) {
-      let first = null
-      let pieces = 0
-      const onToken = () => {
-        first ??= performance.now()
-        pieces++
-      }
-      const started = performance.now()
-      const r = await loader.generate(MODEL_KEY, history, {
-        temperature: 0,
-        maxTokens: MAX_TOKENS,
-        prefixCache,
-        onToken,
-      })
-      const ended = performance.now()
-      const t = r.timings
-      return {
-        ttftMs: (first ?? ended) - started,
-        totalMs: ended - started,
-        promptTokens: t.promptTokens,
-        evaluatedTokens: t.promptTokens - t.reusedPromptTokens,
-        reusedTokens: t.reusedPromptTokens,
-        promptMs: t.promptMs,
-        tokens: r.tokens,
-        pieces,
-        finishReason: r.finishReason,
-        text: r.text,
-      }
-    },
+    turn: (history) =>
+      timedTurn((onToken) =>
+        loader.generate(MODEL_KEY, history, { temperature: 0, maxTokens: MAX_TOKENS, prefixCache, onToken }),
+      ),
     async end() {},
   }
 }
@@ -151,31 +155,10 @@ function sessionWay(loader) {
       session = loader.createChatSession(MODEL_KEY, { system: SYSTEM_PROMPT })
     },
     async turn(history, question) {
-      let first = null
-      let pieces = 0
-      const onToken = () => {
-        first ??= performance.now()
-        pieces++
-      }
-      const started = performance.now()
-      const r = await session.send(question, { temperature: 0, maxTokens: MAX_TOKENS, onToken })
-      const ended = performance.now()
-      const t = r.timings
+      const s = await timedTurn((onToken) => session.send(question, { temperature: 0, maxTokens: MAX_TOKENS, onToken }))
       // The session's history is the conversation every way builds.
       if (session.history.length !== history.length + 1) throw new Error('the session lost a message')
-      return {
-        ttftMs: (first ?? ended) - started,
-        totalMs: ended - started,
-        promptTokens: t.promptTokens,
-        evaluatedTokens: t.promptTokens - t.reusedPromptTokens,
-        reusedTokens: t.reusedPromptTokens,
-        promptMs: t.promptMs,
-        tokens: r.tokens,
-        pieces,
-        finishReason: r.finishReason,
-        droppedMessages: r.droppedMessages,
-        text: r.text,
-      }
+      return s
     },
     async end() {
       session = null

@@ -65,7 +65,7 @@ impl Grammar {
                             .into(),
                     )
                     })
-                    .and_then(|g| made_in_bounds(g, "the schema"))?
+                    .and_then(|g| made_in_bounds(&g, "the schema").map(|()| g))?
             }
             Output::Grammar(g) => {
                 check_gbnf(g)?;
@@ -118,7 +118,7 @@ impl Grammar {
                 "llama.cpp could not build the tool-call grammar from the tools' parameters ({e})"
             ))
         };
-        made_in_bounds(c.gbnf.clone(), "the tools' parameters")?;
+        made_in_bounds(&c.gbnf, "the tools' parameters")?;
         let sampler = match &c.lazy {
             None => LlamaSampler::grammar(model, &c.gbnf, "root").map_err(failed)?,
             Some(trigger) => {
@@ -253,13 +253,12 @@ pub(crate) fn schema_to_gbnf(schema: &str) -> std::result::Result<String, String
 /// A grammar made from `what` (a schema's, the tools'), held to the bounds of a grammar
 /// given as is: a huge enum or many large tools would otherwise make llama.cpp parse
 /// megabytes of rules on the generating thread.
-fn made_in_bounds(gbnf: String, what: &str) -> Result<String> {
-    check_gbnf(&gbnf).map_err(|e| {
+fn made_in_bounds(gbnf: &str, what: &str) -> Result<()> {
+    check_gbnf(gbnf).map_err(|e| {
         OrionError::SchemaUnsupported(format!(
             "the grammar made from {what} is too large ({e}): make it smaller"
         ))
-    })?;
-    Ok(gbnf)
+    })
 }
 
 fn check_gbnf(g: &str) -> Result<()> {

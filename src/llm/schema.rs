@@ -86,16 +86,7 @@ pub(crate) fn check_for(schema: &Value, engine: SchemaEngine) -> Result<()> {
     shape(schema, "#")?;
     match engine {
         SchemaEngine::LlamaCpp => check(schema),
-        SchemaEngine::Llguidance => {
-            let refs = serde_json::to_string(schema).map_or(0, |s| s.matches("\"$ref\"").count());
-            if refs > MAX_REFS {
-                return Err(unsupported(
-                    "#",
-                    format!("{refs} $refs; at most {MAX_REFS} are followed"),
-                ));
-            }
-            Ok(())
-        }
+        SchemaEngine::Llguidance => check_refs(schema),
     }
 }
 
@@ -152,6 +143,12 @@ fn shape(s: &Value, at: &str) -> Result<()> {
 
 /// Check `schema` before llama.cpp converts it; `Ok` when every keyword is enforced.
 pub(crate) fn check(schema: &Value) -> Result<()> {
+    check_refs(schema)?;
+    walk(schema, "#", 0)
+}
+
+/// At most [`MAX_REFS`] `$ref`s: each engine follows them by recursion.
+fn check_refs(schema: &Value) -> Result<()> {
     let refs = serde_json::to_string(schema).map_or(0, |s| s.matches("\"$ref\"").count());
     if refs > MAX_REFS {
         return Err(unsupported(
@@ -159,7 +156,7 @@ pub(crate) fn check(schema: &Value) -> Result<()> {
             format!("{refs} $refs; at most {MAX_REFS} are followed"),
         ));
     }
-    walk(schema, "#", 0)
+    Ok(())
 }
 
 /// Combinations of keywords the conversion would follow in part only.
