@@ -1205,6 +1205,15 @@ export interface RerankerOptions {
    * core).
    */
   threads?: number
+  /**
+   * How a cross-encoder's int8 weights (an ONNX export with int8 weights, as
+   * `model_quantized.onnx` files are) are computed with: `'exact'` (default), the
+   * model's own fp32 arithmetic, or `'int8'`, integer products calibrated at load as
+   * for the embedding model (faster; scores move slightly). A GGUF reranker computes
+   * with its file's own types. Rerankers of one model with different precisions are
+   * different services.
+   */
+  precision?: 'exact' | 'int8'
 }
 
 /** Statistics of a shared reranker (process-wide, the same from every thread). */
@@ -1235,6 +1244,13 @@ export interface RerankerStats {
   queueDepth: number
   /** A remote reranker's servers. */
   endpoints?: Array<RemoteEndpointStats>
+  /** A cross-encoder's precision (the ONNX engine): `'exact'` or `'int8'`. */
+  precision?: 'exact' | 'int8'
+  /**
+   * With `precision: 'int8'`, how its integer products take their weights on this
+   * CPU (see the embedding client's `int8Weights`).
+   */
+  int8Weights?: 'signed' | 'unsigned'
 }
 
 /** Per-call options of `rerank`. */

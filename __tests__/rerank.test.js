@@ -153,6 +153,60 @@ const DOCUMENTS = Array.from(
     await expectCode(reranker.rerank(QUERY, ['fits', 'word '.repeat(2000)], { truncate: false }), 'INPUT_TOO_LONG')
   })
 
+  test("precision: 'int8' on an ONNX cross-encoder: integer products, the same ranking as exact", async () => {
+    const dir = files['rerank-onnx']
+    const exact = getSharedReranker({ modelPath: dir })
+    const int8 = getSharedReranker({ modelPath: dir, precision: 'int8' })
+    const docs = [
+      ...new Set([
+        ...DOCUMENTS.slice(0, 20),
+        'Le chat dort sur le canapé.',
+        'Error: connection refused at 127.0.0.1:8080',
+        'Leaves are green because chlorophyll reflects green light.',
+        'Sugar is made in the chloroplasts of plant cells.',
+        'Solar panels convert sunlight into electricity.',
+      ]),
+    ]
+    for (const query of [QUERY, 'what is the capital of France?']) {
+      const a = (await exact.rerank(query, docs)).sort((x, y) => x.index - y.index).map((x) => x.score)
+      const b = (await int8.rerank(query, docs)).sort((x, y) => x.index - y.index).map((x) => x.score)
+      const worst = Math.max(...a.map((s, i) => Math.abs(s - b[i])))
+      // Documents whose exact scores are more than 0.05 apart keep their order (closer
+      // ones may swap: the fixture's passages that differ only in how often a phrase
+      // repeats score within a few thousandths of each other).
+      let kept = 0
+      let swapped = 0
+      for (let i = 0; i < a.length; i++)
+        for (let j = 0; j < a.length; j++)
+          if (a[i] - a[j] > 0.05) {
+            kept++
+            if (!(b[i] > b[j])) swapped++
+          }
+      console.log(
+        `int8 cross-encoder, "${query}": largest score difference from exact ${worst.toFixed(4)} ` +
+          `(scores spread over ${(Math.max(...a) - Math.min(...a)).toFixed(3)}); ` +
+          `${swapped} of ${kept} pairs of documents more than 0.05 apart swapped`,
+      )
+      // Measured on the fixture (a random head, whose scores spread over 0.3 to 0.8):
+      // differences of 0.02 to 0.035.
+      expect(worst).toBeLessThan(0.05)
+      expect(worst).toBeGreaterThan(0) // integer products, not the exact graph again
+      expect(kept).toBeGreaterThan(20)
+      expect(swapped).toBe(0)
+    }
+    // Two precisions are two services, each loaded once; the stats say which.
+    expect(int8.getStats()).toMatchObject({ engine: 'onnx', modelLoads: 1, precision: 'int8' })
+    expect(['signed', 'unsigned']).toContain(int8.getStats().int8Weights)
+    expect(exact.getStats()).toMatchObject({ precision: 'exact' })
+    expect(exact.getStats().int8Weights).toBeUndefined()
+    expect(getSharedReranker({ modelPath: dir, precision: 'int8' }).getStats().requests).toBe(int8.getStats().requests)
+    expectThrowCode(() => getSharedReranker({ modelPath: dir, precision: 'fp16' }), 'INVALID_OPTION')
+    // A GGUF reranker computes with its file's types: no precision to report.
+    const gguf = getSharedReranker({ modelPath: files.rerank, precision: 'int8' })
+    await gguf.rerank(QUERY, ['x'])
+    expect(gguf.getStats().precision).toBeUndefined()
+  })
+
   test('topK, empty input and bad input', async () => {
     const reranker = getSharedReranker({ modelPath: files.rerank })
     expect(await reranker.rerank(QUERY, [])).toEqual([])

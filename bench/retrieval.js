@@ -227,6 +227,11 @@ async function main() {
     const reranker = orion.getSharedReranker({ modelPath: twins.rerank })
     // The ONNX engine on the very files transformers.js reads.
     const onnxReranker = orion.getSharedReranker({ modelPath: path.join(onnxDir, 'orion', 'rerank') })
+    // And with integer products (`precision: 'int8'`) on the same files.
+    const int8Reranker = orion.getSharedReranker({
+      modelPath: path.join(onnxDir, 'orion', 'rerank'),
+      precision: 'int8',
+    })
     const query = 'how do plants store the energy of sunlight?'
     const check = documents('check', 8)
     const a = await tjs(query, check)
@@ -236,9 +241,12 @@ async function main() {
     results.rerankAgreement = { maxAbsDiff: Math.max(...a.map((s, i) => Math.abs(s - b[i]))) }
     const c = (await onnxReranker.rerank(query, check)).sort((x, y) => x.index - y.index).map((x) => x.score)
     results.rerankAgreement.onnxMaxAbsDiff = Math.max(...a.map((s, i) => Math.abs(s - c[i])))
+    const d = (await int8Reranker.rerank(query, check)).sort((x, y) => x.index - y.index).map((x) => x.score)
+    results.rerankAgreement.int8MaxAbsDiff = Math.max(...a.map((s, i) => Math.abs(s - d[i])))
     const orionRates = []
     const onnxRates = []
     const tjsRates = []
+    const int8Rates = []
     for (let r = 0; r < rounds; r++) {
       const docs = documents(`o${r}`, n.docs)
       let t = performance.now()
@@ -248,12 +256,16 @@ async function main() {
       t = performance.now()
       await onnxReranker.rerank(query, docs3)
       onnxRates.push((docs3.length / (performance.now() - t)) * 1000)
+      const docs4 = documents(`i${r}`, n.docs)
+      t = performance.now()
+      await int8Reranker.rerank(query, docs4)
+      int8Rates.push((docs4.length / (performance.now() - t)) * 1000)
       const docs2 = documents(`t${r}`, n.docs)
       t = performance.now()
       await tjs(query, docs2)
       tjsRates.push((docs2.length / (performance.now() - t)) * 1000)
       log(
-        `rerank round ${r + 1}/${rounds}: orion-native llama.cpp ${fmt(orionRates.at(-1))}, ONNX ${fmt(onnxRates.at(-1))}, transformers.js ${fmt(tjsRates.at(-1))} documents/s`,
+        `rerank round ${r + 1}/${rounds}: orion-native llama.cpp ${fmt(orionRates.at(-1))}, ONNX ${fmt(onnxRates.at(-1))}, ONNX int8 ${fmt(int8Rates.at(-1))}, transformers.js ${fmt(tjsRates.at(-1))} documents/s`,
       )
     }
     const s = reranker.getStats()
@@ -262,9 +274,12 @@ async function main() {
       meanTokensPerPair: s.tokens / Math.max(1, s.requests),
       orion: summary(orionRates),
       onnx: summary(onnxRates),
+      int8: summary(int8Rates),
+      int8Weights: int8Reranker.getStats().int8Weights,
       transformers: summary(tjsRates),
       ratio: median(orionRates) / median(tjsRates),
       onnxRatio: median(onnxRates) / median(tjsRates),
+      int8Ratio: median(int8Rates) / median(tjsRates),
       transformersVersion: require('@xenova/transformers/package.json').version,
     }
   } finally {
@@ -281,7 +296,7 @@ async function main() {
   const f16 = results.engines.find((e) => e.key === 'llamaF16')
   results.pass = {
     engine: Math.min(f16.vsOnnx.singles, f16.vsOnnx.batches, f16.vsOnnx.workers) >= ENGINE_TARGET,
-    rerank: Math.max(results.rerank.ratio, results.rerank.onnxRatio) >= RERANK_TARGET,
+    rerank: Math.max(results.rerank.ratio, results.rerank.onnxRatio, results.rerank.int8Ratio) >= RERANK_TARGET,
   }
   const file = writeResults('retrieval', results)
   log(`wrote ${path.relative(process.cwd(), file)}`)
@@ -332,6 +347,14 @@ function headline(r) {
       fmt(r.rerank.transformers.median),
       `${fmt(r.rerank.onnxRatio, 2)}×`,
     ])
+  if (r.rerank.int8)
+    rows.push([
+      `rerank ${r.rerank.documents} documents of 100-300 tokens, ONNX engine, precision int8 (documents/s)`,
+      fmt(r.rerank.int8.median),
+      `transformers.js ${r.rerank.transformersVersion} cross-encoder, same files`,
+      fmt(r.rerank.transformers.median),
+      `${fmt(r.rerank.int8Ratio, 2)}×`,
+    ])
   return rows
 }
 
@@ -341,7 +364,7 @@ function report(r) {
     '',
     ...machineLines(r),
     `- medians of ${r.config.rounds} interleaved rounds; ${r.config.singles} single texts, ${r.config.batches} batches of ${BATCH}, ${WORKERS} workers × ${r.config.workers} texts per round`,
-    `- reranking: ${r.rerank.documents} documents, ${fmt(r.rerank.meanTokensPerPair, 0)} tokens per (query, document) pair on average; largest score difference from transformers.js on 8 pairs: llama.cpp engine ${fmt(r.rerankAgreement.maxAbsDiff, 3)} (its document tokens are of type 1 and end with [SEP]; llama.cpp's, as its server's, are type 0 without the last [SEP]), ONNX engine ${fmt(r.rerankAgreement.onnxMaxAbsDiff ?? NaN, 5)}`,
+    `- reranking: ${r.rerank.documents} documents, ${fmt(r.rerank.meanTokensPerPair, 0)} tokens per (query, document) pair on average; largest score difference from transformers.js on 8 pairs: llama.cpp engine ${fmt(r.rerankAgreement.maxAbsDiff, 3)} (its document tokens are of type 1 and end with [SEP]; llama.cpp's, as its server's, are type 0 without the last [SEP]), ONNX engine ${fmt(r.rerankAgreement.onnxMaxAbsDiff ?? NaN, 5)}, ONNX engine with int8 products ${fmt(r.rerankAgreement.int8MaxAbsDiff ?? NaN, 3)} (${r.rerank.int8Weights ?? '?'} weights)`,
     '',
     ...markdownTable(headline(r)),
     '',

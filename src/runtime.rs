@@ -119,8 +119,9 @@ enum ServiceKey {
     /// Remote servers and the model they serve (and the key: another key is another
     /// client of the servers).
     Remote(crate::remote::RemoteSpec),
-    /// A reranker's GGUF file, canonicalised.
-    Rerank(PathBuf),
+    /// A reranker's GGUF file or cross-encoder's directory, canonicalised, and how it
+    /// computes (a GGUF file: always exact, its own types).
+    Rerank(PathBuf, crate::onnx::graph::Precision),
     /// Servers ranking with `/v1/rerank`.
     RemoteRerank(crate::remote::RemoteSpec),
 }
@@ -136,6 +137,9 @@ pub(crate) struct RerankRequest {
     pub(crate) threads: Option<usize>,
     /// Servers to rank on instead; wins over the rest.
     pub(crate) remote: Option<crate::remote::RemoteSpec>,
+    /// How a cross-encoder's int8 weights are computed with (a GGUF reranker computes
+    /// with its file's own types).
+    pub(crate) precision: crate::onnx::graph::Precision,
 }
 
 /// The reranking service for the requested model, started on first request: like an
@@ -181,7 +185,10 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
             path.display()
         )));
     }
-    let key = ServiceKey::Rerank(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()));
+    let key = ServiceKey::Rerank(
+        std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone()),
+        crate::onnx::graph::Precision::Exact,
+    );
     let mut services = EMBEDDING.lock();
     if crate::lifecycle::is_shut_down() {
         return Err(OrionError::ShutDown);
@@ -225,7 +232,10 @@ fn onnx_rerank_service(dir: &std::path::Path, req: RerankRequest) -> Result<Arc<
             dir.display()
         )));
     }
-    let key = ServiceKey::Rerank(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()));
+    let key = ServiceKey::Rerank(
+        std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()),
+        req.precision,
+    );
     let mut services = EMBEDDING.lock();
     if crate::lifecycle::is_shut_down() {
         return Err(OrionError::ShutDown);
@@ -247,8 +257,9 @@ fn onnx_rerank_service(dir: &std::path::Path, req: RerankRequest) -> Result<Arc<
                     crate::settings::settings().ort_library_path,
                 ),
                 threads: req.threads,
+                precision: req.precision,
             }),
-            precision: crate::onnx::graph::Precision::Exact,
+            precision: req.precision,
         },
         req.config,
         None,

@@ -26,6 +26,10 @@ import {
   type EmbeddingClientOptions,
   type EmbedOptions,
   type EmbeddingStats,
+  getSharedReranker,
+  SharedReranker,
+  type RerankResult,
+  type RerankerStats,
 } from '../../index'
 
 async function usage(): Promise<void> {
@@ -132,6 +136,14 @@ async function usage(): Promise<void> {
   getMemoryMonitor({ freeAt: 'low' })
 
   void [pressure, recs, history, monitorStats, alerts, has]
+
+  const reranker: SharedReranker = getSharedReranker({ modelPath: '/models/ms-marco', precision: 'int8' })
+  const ranked: RerankResult[] = await reranker.rerank('q', ['a', 'b'], { topK: 1 })
+  const rerankerStats: RerankerStats = reranker.getStats()
+  const rerankPrecision: 'exact' | 'int8' | undefined = rerankerStats.precision
+  // @ts-expect-error precision is exact or int8
+  getSharedReranker({ modelPath: '/models/ms-marco', precision: 'fp16' })
+  void [ranked, rerankPrecision]
   void [model, one, many, flat, n, info, loaderStats, used, result, chat, unloaded, id, gguf, strategy]
 }
 

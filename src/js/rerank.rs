@@ -58,6 +58,14 @@ pub struct RerankerOptions {
     /// core).
     #[napi(ts_type = "number")]
     pub threads: Option<Int<1, 1024>>,
+    /// How a cross-encoder's int8 weights (an ONNX export with int8 weights, as
+    /// `model_quantized.onnx` files are) are computed with: `'exact'` (default), the
+    /// model's own fp32 arithmetic, or `'int8'`, integer products calibrated at load as
+    /// for the embedding model (faster; scores move slightly). A GGUF reranker computes
+    /// with its file's own types. Rerankers of one model with different precisions are
+    /// different services.
+    #[napi(ts_type = "'exact' | 'int8'")]
+    pub precision: Option<crate::onnx::graph::Precision>,
 }
 
 /// Per-call options of `rerank`.
@@ -119,6 +127,13 @@ pub struct RerankerStats {
     pub queue_depth: u32,
     /// A remote reranker's servers.
     pub endpoints: Option<Vec<crate::js::remote::RemoteEndpointStats>>,
+    /// A cross-encoder's precision (the ONNX engine): `'exact'` or `'int8'`.
+    #[napi(ts_type = "'exact' | 'int8'")]
+    pub precision: Option<String>,
+    /// With `precision: 'int8'`, how its integer products take their weights on this
+    /// CPU (see the embedding client's `int8Weights`).
+    #[napi(ts_type = "'signed' | 'unsigned'")]
+    pub int8_weights: Option<String>,
 }
 
 /// A handle on a process-wide reranker. Every reranker for the same model, from any
@@ -158,6 +173,7 @@ fn reranker(options: Option<Unknown>) -> R<SharedReranker> {
             .remote
             .map(|r| r.into_spec("options.remote"))
             .transpose()?,
+        precision: o.precision.unwrap_or_default(),
     };
     Ok(SharedReranker {
         service: rerank_service(request)?,
@@ -265,6 +281,8 @@ impl SharedReranker {
             mean_batch_size: s.mean_batch_size,
             queue_depth: s.queue_depth as u32,
             endpoints: s.endpoints.map(|e| e.into_iter().map(Into::into).collect()),
+            precision: s.precision.map(|p| p.name().to_string()),
+            int8_weights: s.int8_weights.map(|w| w.name().to_string()),
         }
     }
 

@@ -330,7 +330,7 @@ impl EmbedderFactory for FastEmbedFactory {
 /// Texts whose activations pick each product's outlier channels: varied in length,
 /// language and kind, as the channels that matter are the model's, not the text's
 /// (the same few stand out on any input).
-const CALIBRATION_TEXTS: [&str; 12] = [
+pub(crate) const CALIBRATION_TEXTS: [&str; 12] = [
     "The quick brown fox jumps over the lazy dog.",
     "Markets fell sharply on Tuesday after the central bank raised interest rates by half a point, the largest increase in two decades.",
     "How do I reset my password?",
@@ -413,37 +413,49 @@ impl FastEmbedFactory {
             .transform(CALIBRATION_TEXTS, Some(CALIBRATION_TEXTS.len()))
             .map_err(|e| failed(&e))?
             .into_raw();
-        let mut absmax: HashMap<&str, Vec<f32>> = HashMap::new();
-        for batch in &batches {
-            for (name, value) in &batch.outputs {
-                let Some(input) = calibration.inputs.iter().find(|i| *i == name) else {
-                    continue;
-                };
-                let (shape, data) = value.try_extract_tensor::<f32>().map_err(|e| failed(&e))?;
-                let width = shape.last().copied().and_then(|w| usize::try_from(w).ok());
-                let Some(width) = width.filter(|&w| w > 0 && data.len() % w == 0) else {
-                    return Err(failed(&format!("output {name} has shape {shape:?}")));
-                };
-                let acc = absmax.entry(input).or_insert_with(|| vec![0.0; width]);
-                if acc.len() != width {
-                    return Err(failed(&format!("output {name} changed width")));
-                }
-                for row in data.chunks_exact(width) {
-                    for (a, v) in acc.iter_mut().zip(row) {
-                        *a = a.max(v.abs());
-                    }
+        outliers_from(&batches, &calibration.inputs).map_err(|e| failed(&e))
+    }
+}
+
+/// The outlier channels of each integer product's input, from the calibration model's
+/// outputs (`graph::calibration`): each input's largest magnitude per channel over every
+/// token of `batches`. Inputs whose activations are evenly spread get none (quantized
+/// whole).
+pub(crate) fn outliers_from(
+    batches: &[fastembed::SingleBatchOutput],
+    inputs: &[String],
+) -> std::result::Result<Outliers, String> {
+    let mut absmax: HashMap<&str, Vec<f32>> = HashMap::new();
+    for batch in batches {
+        for (name, value) in &batch.outputs {
+            let Some(input) = inputs.iter().find(|i| *i == name) else {
+                continue;
+            };
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| e.to_string())?;
+            let width = shape.last().copied().and_then(|w| usize::try_from(w).ok());
+            let Some(width) = width.filter(|&w| w > 0 && data.len() % w == 0) else {
+                return Err(format!("output {name} has shape {shape:?}"));
+            };
+            let acc = absmax.entry(input).or_insert_with(|| vec![0.0; width]);
+            if acc.len() != width {
+                return Err(format!("output {name} changed width"));
+            }
+            for row in data.chunks_exact(width) {
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a = a.max(v.abs());
                 }
             }
         }
-        // Inputs whose activations are evenly spread get no outliers: quantized whole.
-        Ok(absmax
-            .into_iter()
-            .filter_map(|(input, a)| {
-                let channels = graph::outlier_channels(&a, graph::OUTLIERS)?;
-                Some((input.to_string(), channels))
-            })
-            .collect())
     }
+    Ok(absmax
+        .into_iter()
+        .filter_map(|(input, a)| {
+            let channels = graph::outlier_channels(&a, graph::OUTLIERS)?;
+            Some((input.to_string(), channels))
+        })
+        .collect())
 }
 
 #[cfg(feature = "hub")]

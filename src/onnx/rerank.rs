@@ -4,21 +4,52 @@
 //! query, then the document with token type 1 where the model takes token types (as
 //! transformers encodes it; llama.cpp's rank pooling reads type 0 throughout).
 
-use super::graph::{self, Precision};
-use super::model::{heads, ort_environment, read_model_file};
+use super::graph::{self, Outliers, Precision};
+use super::model::{heads, ort_environment, outliers_from, read_model_file, CALIBRATION_TEXTS};
 use crate::engine::embedding::{Embedder, EmbedderFactory, Read};
 use crate::engine::rerank::split_pair;
 use crate::error::{OrionError, Result};
 use fastembed::{
-    RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel,
+    InitOptionsUserDefined, RerankInitOptionsUserDefined, TextEmbedding, TextRerank,
+    TokenizerFiles, UserDefinedEmbeddingModel, UserDefinedRerankingModel,
 };
 use std::path::{Path, PathBuf};
 
 /// Tokens a pair is cut to: what cross-encoders of this kind are trained with.
 const MAX_PAIR_TOKENS: usize = 512;
-/// Pairs in one run of the model: runs are padded to their longest pair, and a few
-/// pairs of similar length fill the cores as well as many.
+/// Most padded tokens in one run of the model (its pairs times the longest one's tokens;
+/// one longer pair runs alone). Measured on 2 cores with pairs sorted by length (the
+/// README's reranking figures): pairs of 100 to 300 tokens ran fastest one at a time
+/// (1.8x sixteen at a time with int8, 1.4x exact: a run's attention scores grow with
+/// the square of its length, and past glibc's 32 MiB mmap threshold every run faulted
+/// its memory in afresh), pairs of 15 to 40 tokens fastest four to eight at a time
+/// (1.2x one at a time: each run has a fixed cost of a few milliseconds); budgets of
+/// 64, 128, 256 and 512 tokens: 128 as fast as the best on each length, 64 slowest.
+/// ONNX Runtime's arena instead of the budget: 1.3x sixteen at a time, but it kept
+/// 1.1 GB after pairs of 512 tokens.
+const RUN_TOKENS: usize = 128;
+/// Most pairs in one run.
 const PAIRS_PER_RUN: usize = 16;
+
+/// `members` (sorted by tokens, `read(j)` each) cut into runs of at most [`RUN_TOKENS`]
+/// padded tokens and [`PAIRS_PER_RUN`] pairs, at least one pair each.
+fn runs(members: &[usize], read: impl Fn(usize) -> usize) -> Vec<&[usize]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < members.len() {
+        let mut end = start + 1;
+        // Sorted: the last pair taken is the longest.
+        while end < members.len()
+            && end - start < PAIRS_PER_RUN
+            && (end - start + 1) * read(members[end]) <= RUN_TOKENS
+        {
+            end += 1;
+        }
+        out.push(&members[start..end]);
+        start = end;
+    }
+    out
+}
 
 /// Where a reranker directory keeps its ONNX file: at its root (optimum's export) or
 /// under `onnx/` (the layout transformers.js reads), full or quantized.
@@ -40,7 +71,17 @@ pub(crate) struct OnnxRerankFactory {
     pub(crate) runtime_candidates: Vec<PathBuf>,
     /// ONNX Runtime intra-op threads; `None` uses every core.
     pub(crate) threads: Option<usize>,
+    /// How its int8 weights are computed with (see `graph`): as for the embedding model.
+    pub(crate) precision: Precision,
 }
+
+/// ONNX Runtime's settings for a cross-encoder's sessions (see `model` for why): threads
+/// that stop spinning between calls, and no arena that keeps the largest batch's memory
+/// for good.
+const SESSION_CONFIG: [(&str, &str); 2] = [
+    ("session.force_spinning_stop", "1"),
+    ("session.use_device_allocator_for_initializers", "1"),
+];
 
 impl EmbedderFactory for OnnxRerankFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
@@ -55,17 +96,17 @@ impl EmbedderFactory for OnnxRerankFactory {
             special_tokens_map_file: read("special_tokens_map.json")?,
             tokenizer_config_file: read("tokenizer_config.json")?,
         };
-        // The embedding model's rewrites (attention fused for this CPU's kernels, the
-        // products as exported): the same encoder runs the same way here.
+        // The embedding model's rewrites (attention fused for this CPU's kernels; with
+        // `int8`, integer products calibrated on pairs): the same encoder runs the same
+        // way here.
         let onnx = read(file)?;
         let heads = heads(&self.dir);
-        let onnx = match graph::rewrite(
-            &onnx,
-            Precision::Exact,
-            &graph::Outliers::new(),
-            heads,
-            graph::Int8Weights::for_this_cpu(),
-        ) {
+        let weights = graph::Int8Weights::for_this_cpu();
+        let outliers = match self.precision {
+            Precision::Int8 => self.calibrate(&onnx, &tokenizer_files, weights)?,
+            Precision::Exact => Outliers::new(),
+        };
+        let onnx = match graph::rewrite(&onnx, self.precision, &outliers, heads, weights) {
             Some((rewritten, _)) => rewritten,
             None => onnx,
         };
@@ -74,15 +115,10 @@ impl EmbedderFactory for OnnxRerankFactory {
         options.environment = Some(ort_environment(&self.runtime_candidates)?);
         options.max_length = MAX_PAIR_TOKENS;
         options.intra_threads = self.threads;
-        // As for the embedding model (see `model`): threads that stop spinning between
-        // calls, and no arena that keeps the largest batch's memory for good.
-        options.session_config = vec![
-            ("session.force_spinning_stop".into(), "1".into()),
-            (
-                "session.use_device_allocator_for_initializers".into(),
-                "1".into(),
-            ),
-        ];
+        options.session_config = SESSION_CONFIG
+            .iter()
+            .map(|&(k, v)| (k.into(), v.into()))
+            .collect();
         options.execution_providers =
             vec![ort::ep::CPU::default().with_arena_allocator(false).build()];
         let inner = TextRerank::try_new_from_user_defined(model, options).map_err(|e| {
@@ -106,6 +142,67 @@ impl EmbedderFactory for OnnxRerankFactory {
     }
 }
 
+impl OnnxRerankFactory {
+    /// The outlier channels of each integer product (see `model::FastEmbedFactory`'s
+    /// calibration), measured on pairs of the embedding model's calibration sentences in
+    /// one batch: each query, the tokenizer's separator, a document. The calibration
+    /// graph runs as an embedding model (its outputs read raw), so every token is of type
+    /// 0; a pair's document is of type 1 in real calls, which moves its activations by
+    /// one small learned vector, not the channels that stand out.
+    fn calibrate(
+        &self,
+        onnx: &[u8],
+        tokenizer_files: &TokenizerFiles,
+        weights: graph::Int8Weights,
+    ) -> Result<Outliers> {
+        let Some(calibration) = graph::calibration(onnx, weights) else {
+            return Ok(Outliers::new());
+        };
+        let failed = |e: &dyn std::fmt::Display| {
+            OrionError::ModelLoadFailed(format!(
+                "could not calibrate the int8 cross-encoder in {} (precision 'exact' does not \
+                 need to): {e}",
+                self.dir.display()
+            ))
+        };
+        let sep = separator(&tokenizer_files.special_tokens_map_file);
+        let n = CALIBRATION_TEXTS.len();
+        let pairs: Vec<String> = (0..n)
+            .map(|i| {
+                let (q, d) = (CALIBRATION_TEXTS[i], CALIBRATION_TEXTS[(i + n / 2) % n]);
+                format!("{q} {sep} {d}")
+            })
+            .collect();
+        let model = UserDefinedEmbeddingModel::new(calibration.onnx, tokenizer_files.clone());
+        let mut options = InitOptionsUserDefined::new()
+            .with_environment(ort_environment(&self.runtime_candidates)?)
+            .with_max_length(MAX_PAIR_TOKENS);
+        if let Some(t) = self.threads {
+            options = options.with_intra_threads(t);
+        }
+        for (k, v) in SESSION_CONFIG {
+            options = options.with_session_config(k, v);
+        }
+        let batches = TextEmbedding::try_new_from_user_defined(model, options)
+            .map_err(|e| failed(&e))?
+            .transform(&pairs, Some(pairs.len()))
+            .map_err(|e| failed(&e))?
+            .into_raw();
+        outliers_from(&batches, &calibration.inputs).map_err(|e| failed(&e))
+    }
+}
+
+/// The separator token of a tokenizer's `special_tokens_map.json` (`[SEP]` for BERT,
+/// `</s>` for XLM-RoBERTa), written as text: the tokenizer reads it back as the token.
+fn separator(special_tokens_map: &[u8]) -> String {
+    let map: serde_json::Value = serde_json::from_slice(special_tokens_map).unwrap_or_default();
+    let sep = &map["sep_token"];
+    sep.as_str()
+        .or_else(|| sep["content"].as_str())
+        .unwrap_or("[SEP]")
+        .to_string()
+}
+
 /// A loaded cross-encoder.
 struct OnnxReranker {
     inner: TextRerank,
@@ -116,10 +213,20 @@ struct OnnxReranker {
 
 impl Embedder for OnnxReranker {
     /// Each text is a pair (`engine::rerank::pair_key`); its "vector" is its one score.
-    /// Pairs of one query go to the model together; a batch from several workers may hold
-    /// several queries.
+    /// Pairs of one query go to the model together (up to [`RUN_TOKENS`] a run); a batch
+    /// from several workers may hold several queries.
     fn embed(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let pairs: Vec<(&str, &str)> = texts.iter().map(|t| split_pair(t)).collect();
+        // Each pair's tokens, counted whole (to tell which are cut) and as read.
+        let counted: Vec<usize> = pairs
+            .iter()
+            .map(|&(q, d)| {
+                self.counter
+                    .encode((q, d), true)
+                    .map_or(0, |e| e.get_ids().len())
+            })
+            .collect();
+        let read = |j: usize| counted[j].min(MAX_PAIR_TOKENS);
         let mut scores = vec![0.0f32; pairs.len()];
         let mut done = vec![false; pairs.len()];
         for i in 0..pairs.len() {
@@ -130,10 +237,9 @@ impl Embedder for OnnxReranker {
             let mut members: Vec<usize> = (i..pairs.len())
                 .filter(|&j| !done[j] && pairs[j].0 == query)
                 .collect();
-            // A batch is padded to its longest pair: documents of similar length go
-            // together (by bytes, close enough to tokens for this).
-            members.sort_by_key(|&j| pairs[j].1.len());
-            for chunk in members.chunks(PAIRS_PER_RUN) {
+            // A run is padded to its longest pair: pairs of similar length go together.
+            members.sort_by_key(|&j| read(j));
+            for chunk in runs(&members, read) {
                 let documents: Vec<&str> = chunk.iter().map(|&j| pairs[j].1).collect();
                 let ranked = self
                     .inner
@@ -156,17 +262,11 @@ impl Embedder for OnnxReranker {
                 done[j] = true;
             }
         }
-        self.read = pairs
+        self.read = counted
             .iter()
-            .map(|&(q, d)| {
-                let n = self
-                    .counter
-                    .encode((q, d), true)
-                    .map_or(0, |e| e.get_ids().len());
-                Read {
-                    tokens: u32::try_from(n.min(MAX_PAIR_TOKENS)).unwrap_or(u32::MAX),
-                    cut: n > MAX_PAIR_TOKENS,
-                }
+            .map(|&n| Read {
+                tokens: u32::try_from(n.min(MAX_PAIR_TOKENS)).unwrap_or(u32::MAX),
+                cut: n > MAX_PAIR_TOKENS,
             })
             .collect();
         Ok(scores.into_iter().map(|s| vec![s]).collect())
@@ -174,5 +274,35 @@ impl Embedder for OnnxReranker {
 
     fn last_read(&mut self) -> Vec<Read> {
         std::mem::take(&mut self.read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_hold_at_most_the_token_budget_and_at_least_one_pair() {
+        // Tokens of pairs 0..6, sorted: 10, 20, 30, 40, 200, 600.
+        let tokens = [10, 20, 30, 40, 200, 600];
+        let members: Vec<usize> = (0..tokens.len()).collect();
+        let runs = runs(&members, |j| tokens[j]);
+        // 3 × 30 = 90 fits 128; a fourth at 40 would pad to 160. Long pairs go alone.
+        assert_eq!(runs, vec![&[0, 1, 2][..], &[3][..], &[4][..], &[5][..]]);
+        let short = vec![0usize; 40];
+        let runs = super::runs(&short, |_| 5);
+        assert_eq!(runs.len(), 3);
+        assert!(runs.iter().all(|r| r.len() <= PAIRS_PER_RUN));
+        assert!(super::runs(&[], |_| 1).is_empty());
+    }
+
+    #[test]
+    fn the_separator_comes_from_the_special_tokens_map() {
+        assert_eq!(separator(br#"{"sep_token": "[SEP]"}"#), "[SEP]");
+        assert_eq!(
+            separator(br#"{"sep_token": {"content": "</s>", "lstrip": false}}"#),
+            "</s>"
+        );
+        assert_eq!(separator(b"not json"), "[SEP]");
     }
 }
