@@ -20,7 +20,12 @@
 //      of the same, the very files transformers.js reads) against transformers.js 2.17.2's
 //      AutoModelForSequenceClassification on the same weights (the ONNX graph with the same
 //      head appended, scripts/gguf-twin.py --onnx-rank), in batches of 16 pairs, after
-//      checking that their scores agree. Goal: 2× transformers.js or better.
+//      checking that their scores agree (and the ONNX engine with precision 'int8').
+//      Goal: 2× transformers.js or better.
+//   3. generation on the demo GGUF beside the GGUF embedding models of part 1 (loaded):
+//      tokens/s while they are idle, and while the f16 twin embeds single texts without
+//      pause; and that model's texts/s meanwhile. llama.cpp's computations take turns on
+//      the cores (src/llama/gate.rs).
 //
 // Threads: both engines use every core; transformers.js's onnxruntime-node 1.14 its default
 // (the physical cores, see bench/transformers.js).
@@ -293,6 +298,50 @@ async function main() {
       workers: e.workers.median / onnx.workers.median,
     }
   }
+  // 3. Generation beside GGUF embeddings.
+  const loader = orion.getModelLoader()
+  await loader.loadModel('demo')
+  const generate = async (i) => {
+    let n = 0
+    let first = 0
+    await loader.generate('demo', [{ role: 'user', content: `Tell a short story about lighthouse ${i}.` }], {
+      temperature: 0,
+      maxTokens: 64,
+      prefixCache: false,
+      onToken: () => {
+        if (!n++) first = performance.now()
+      },
+    })
+    return ((n - 1) / (performance.now() - first)) * 1000
+  }
+  await generate(-1)
+  const idle = []
+  const busy = []
+  const embedRates = []
+  const f16Client = orion.getSharedEmbeddingClient(cs.find((c) => c.key === 'llamaF16').options)
+  for (let r = 0; r < rounds + 2; r++) {
+    idle.push(await generate(r))
+    let stop = false
+    let embedded = 0
+    const t = performance.now()
+    const pump = (async () => {
+      while (!stop) await f16Client.createEmbedding(text(`g${r}`, embedded++))
+    })()
+    busy.push(await generate(r))
+    stop = true
+    await pump
+    embedRates.push((embedded / (performance.now() - t)) * 1000)
+    log(
+      `generation round ${r + 1}: ${fmt(idle.at(-1))} tokens/s idle, ${fmt(busy.at(-1))} while embedding (${fmt(embedRates.at(-1))} texts/s)`,
+    )
+  }
+  await loader.unloadModel('demo')
+  results.beside = {
+    idle: summary(idle),
+    busy: summary(busy),
+    embedding: summary(embedRates),
+    ratio: median(busy) / median(idle),
+  }
   const f16 = results.engines.find((e) => e.key === 'llamaF16')
   results.pass = {
     engine: Math.min(f16.vsOnnx.singles, f16.vsOnnx.batches, f16.vsOnnx.workers) >= ENGINE_TARGET,
@@ -354,6 +403,14 @@ function headline(r) {
       `transformers.js ${r.rerank.transformersVersion} cross-encoder, same files`,
       fmt(r.rerank.transformers.median),
       `${fmt(r.rerank.int8Ratio, 2)}×`,
+    ])
+  if (r.beside)
+    rows.push([
+      `generation (demo GGUF) while a GGUF embedding model embeds without pause (tokens/s; ${fmt(r.beside.embedding.median)} texts/s embedded meanwhile)`,
+      fmt(r.beside.busy.median),
+      'the same generation, the embedding model loaded and idle',
+      fmt(r.beside.idle.median),
+      `${fmt(r.beside.ratio, 2)}×`,
     ])
   return rows
 }

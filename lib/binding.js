@@ -47,12 +47,22 @@ function bases(dir) {
 // when the addon is loaded. By default an idle OpenMP thread spins 300,000 times before it
 // sleeps; measured here (2 cores), generation then fell from about 140 to about 100 tokens/s
 // after the first two or three calls of a process and a chat turn's first token from 65 to
-// 90 ms, while with 1,000 spins both stay at their first speed (see the README's
-// Configuration). Only where the user has not chosen, and only from the main thread: a
-// worker's process.env is its own copy, which libgomp never reads.
+// 90 ms, while with 1,000 spins both stay at their first speed. And once a process has more
+// OpenMP threads than cores (two llama.cpp models: each service or generation thread has
+// its own team), libgomp cuts every spin to 100, unless the wait policy is active: ggml's
+// threads then slept at each of a graph's barriers, and generation fell from about 145 to
+// 80-105 tokens/s with a GGUF embedding model loaded beside it, idle (135-150 with the policy
+// active). Active with 1,000 spins, an idle thread still sleeps after those spins. (Two
+// computations at once would spin against each other on the cores: they take turns instead,
+// src/llama/gate.rs.) Only where the user has not
+// chosen, and only from the main thread: a worker's process.env is its own copy, which
+// libgomp never reads. See the README's Configuration.
 function tuneOpenMp() {
   const env = process.env
-  if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) env.GOMP_SPINCOUNT = '1000'
+  if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) {
+    env.GOMP_SPINCOUNT = '1000'
+    env.OMP_WAIT_POLICY = 'active'
+  }
 }
 
 // Microsoft's ONNX Runtime builds start a telemetry system when the library loads: a device

@@ -18,11 +18,20 @@ pub(crate) struct ModelContext {
     // Freed in `drop`, before `model` is released.
     ctx: ManuallyDrop<LlamaContext<'static>>,
     model: Arc<LlamaModel>,
+    /// Its threads, when it computes on the CPU: its decodes take turns for them (see
+    /// `gate`). `None` for a model on a GPU device.
+    cpu_threads: Option<usize>,
 }
 
 impl ModelContext {
-    /// A new context of `n_ctx` tokens on `model`, computing with `threads` threads.
-    pub(crate) fn new(model: &Arc<LlamaModel>, n_ctx: u32, threads: i32) -> Result<Self> {
+    /// A new context of `n_ctx` tokens on `model`, computing with `threads` threads;
+    /// `on_cpu`: the model's layers are all on the CPU.
+    pub(crate) fn new(
+        model: &Arc<LlamaModel>,
+        n_ctx: u32,
+        threads: i32,
+        on_cpu: bool,
+    ) -> Result<Self> {
         let ctx = backend::new_context(model, n_ctx, threads)?;
         // SAFETY: `ctx` borrows the model inside `model`'s allocation, which never moves
         // and which this value keeps alive with its own `Arc`; `drop` frees the context
@@ -32,6 +41,7 @@ impl ModelContext {
         Ok(Self {
             ctx: ManuallyDrop::new(ctx),
             model: model.clone(),
+            cpu_threads: on_cpu.then(|| usize::try_from(threads).unwrap_or(1)),
         })
     }
 
@@ -41,6 +51,7 @@ impl ModelContext {
         n_ctx: u32,
         n_seq: u32,
         threads: i32,
+        on_cpu: bool,
     ) -> Result<Self> {
         let ctx = backend::new_embedding_context(model, n_ctx, n_seq, threads)?;
         // SAFETY: as in `new`.
@@ -48,6 +59,7 @@ impl ModelContext {
         Ok(Self {
             ctx: ManuallyDrop::new(ctx),
             model: model.clone(),
+            cpu_threads: on_cpu.then(|| usize::try_from(threads).unwrap_or(1)),
         })
     }
 
@@ -85,6 +97,8 @@ impl ModelContext {
     ) -> std::result::Result<(), llama_cpp_2::DecodeError> {
         // Counted, so that the process's exit waits for the step (see `lifecycle`).
         let _step = crate::lifecycle::computing();
+        // After the step is counted: the exit waits for a step waiting for its turn too.
+        let _turn = self.cpu_threads.map(super::gate::enter);
         self.ctx.decode(batch)
     }
 

@@ -175,7 +175,13 @@ impl EmbedderFactory for LlamaEmbedFactory {
             .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
             .unwrap_or(1)
             .min(1024) as i32;
-        let ctx = ModelContext::for_embeddings(&model, n_ctx, MAX_SEQUENCES, threads)?;
+        let ctx = ModelContext::for_embeddings(
+            &model,
+            n_ctx,
+            MAX_SEQUENCES,
+            threads,
+            devices.is_empty(),
+        )?;
         let vocab = model.vocab();
         // What ends a text, kept when a long one is cut (BERT's [SEP], a decoder's EOS,
         // whose position last-token pooling reads).

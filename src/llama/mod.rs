@@ -10,6 +10,7 @@ pub(crate) mod embed;
 pub(crate) mod engine;
 pub(crate) mod facts;
 pub(crate) mod fit;
+pub(crate) mod gate;
 pub(crate) mod generate;
 pub(crate) mod grammar;
 pub(crate) mod modules;

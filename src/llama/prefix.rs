@@ -231,7 +231,7 @@ impl ChatModel {
         n_ctx: u32,
         threads: i32,
     ) -> crate::error::Result<ModelContext> {
-        ModelContext::new(&self.model, n_ctx, threads)
+        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none())
     }
 
     /// Its chat template compiled for Jinja rendering (see `chat`), on first use: the one
