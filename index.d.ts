@@ -757,7 +757,7 @@ export declare function getSharedEmbeddingClient(options?: EmbeddingClientOption
 /**
  * The shared reranker of a model. Options: `modelPath` or `model` (a GGUF reranker),
  * or `remote`; `timeoutMs`, `cacheBytes`, `maxBatchSize`, `maxWaitMs`, `maxQueue`,
- * `threads`. Throws an Error with code `INVALID_OPTION` on bad options.
+ * `threads`, `precision`. Throws an Error with code `INVALID_OPTION` on bad options.
  */
 export declare function getSharedReranker(options?: RerankerOptions): SharedReranker
 
@@ -1153,6 +1153,14 @@ export interface RemoteOptions {
    * 4294967295 (default 60000).
    */
   timeoutMs?: number
+  /**
+   * Embedding models only: ask the servers for vectors of this many values (the
+   * request's `dimensions`: text-embedding-3 models, vLLM's Matryoshka
+   * models), so that fewer numbers travel; an integer from 1 to 65536. A server that
+   * ignores it (llama.cpp's) sends whole vectors, which are cut to it here and
+   * renormalised. Clients asking for other values are other services.
+   */
+  dimensions?: number
 }
 
 /**

@@ -86,26 +86,29 @@ const FLOOR = { f32: 0.999, f16: 0.999, q8_0: 0.99 }
     // Both run on llama.cpp; their decodes wait for each other's cores (src/llama/gate.rs).
     const loader = getModelLoader()
     await loader.loadModel('demo')
-    const messages = [{ role: 'user', content: 'Name three colours and say why you like them.' }]
-    const options = { temperature: 0, maxTokens: 32, prefixCache: false }
-    const alone = await loader.generate('demo', messages, options)
-    const client = getSharedEmbeddingClient({ modelPath: files.q8_0 })
-    const texts = HELD_OUT.map((t, i) => `${t} (turns ${i})`)
-    // One at a time, as below: the same batches.
-    const one = async () => {
-      const out = []
-      for (const t of texts) out.push(await client.createEmbedding(t))
-      return out
+    try {
+      const messages = [{ role: 'user', content: 'Name three colours and say why you like them.' }]
+      const options = { temperature: 0, maxTokens: 32, prefixCache: false }
+      const alone = await loader.generate('demo', messages, options)
+      const client = getSharedEmbeddingClient({ modelPath: files.q8_0 })
+      const texts = HELD_OUT.map((t, i) => `${t} (turns ${i})`)
+      // One at a time, as below: the same batches.
+      const one = async () => {
+        const out = []
+        for (const t of texts) out.push(await client.createEmbedding(t))
+        return out
+      }
+      const vectorsAlone = await one()
+      client.clearCache()
+      const before = client.getStats().batches
+      const [together, vectors] = await Promise.all([loader.generate('demo', messages, options), one()])
+      expect(together.text).toBe(alone.text)
+      expect(together.tokens).toBe(alone.tokens)
+      vectors.forEach((v, i) => expect(cosine(v, vectorsAlone[i])).toBeGreaterThan(0.99999))
+      expect(client.getStats().batches - before).toBe(texts.length)
+    } finally {
+      await loader.unloadModel('demo')
     }
-    const vectorsAlone = await one()
-    client.clearCache()
-    const before = client.getStats().batches
-    const [together, vectors] = await Promise.all([loader.generate('demo', messages, options), one()])
-    expect(together.text).toBe(alone.text)
-    expect(together.tokens).toBe(alone.tokens)
-    vectors.forEach((v, i) => expect(cosine(v, vectorsAlone[i])).toBeGreaterThan(0.99999))
-    expect(client.getStats().batches - before).toBe(texts.length)
-    await loader.unloadModel('demo')
   })
 
   test('eight worker_threads share one load of a GGUF model', async () => {

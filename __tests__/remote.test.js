@@ -437,6 +437,98 @@ describe('https', () => {
   })
 })
 
+describe('dimensions', () => {
+  /**
+   * A proxy to the embedding server that records each request's `dimensions`; with `honour`
+   * it answers as OpenAI's API does, each vector cut to that many values and renormalised.
+   */
+  async function dimensionsProxy(target, { honour }) {
+    const p = { asked: [] }
+    p.server = http.createServer(async (req, res) => {
+      try {
+        const chunks = []
+        for await (const c of req) chunks.push(c)
+        const body = Buffer.concat(chunks)
+        const post = req.method === 'POST'
+        if (post) p.asked.push(JSON.parse(body).dimensions)
+        const up = await fetch(`${target}${req.url}`, { method: req.method, body: post ? body : undefined })
+        let reply = Buffer.from(await up.arrayBuffer())
+        const d = post && honour ? JSON.parse(body).dimensions : undefined
+        if (d && up.ok) {
+          const json = JSON.parse(reply)
+          for (const item of json.data) {
+            const head = item.embedding.slice(0, d)
+            const norm = Math.hypot(...head)
+            item.embedding = head.map((x) => x / norm)
+          }
+          reply = Buffer.from(JSON.stringify(json))
+        }
+        res.writeHead(up.status, { 'content-type': 'application/json' })
+        res.end(reply)
+      } catch (e) {
+        console.log(`dimensions proxy: ${req.method} ${req.url}: ${e.cause?.message ?? e.message}`)
+        res.destroy()
+      }
+    })
+    await new Promise((r) => p.server.listen(0, '127.0.0.1', r))
+    p.url = `http://127.0.0.1:${p.server.address().port}`
+    // Its connections closed too: the client keeps one alive, and probes a server that
+    // sent a bad reply.
+    p.close = () =>
+      new Promise((r) => {
+        p.server.close(r)
+        p.server.closeAllConnections()
+      })
+    return p
+  }
+
+  test('remote.dimensions is asked of the servers; whole vectors that come back are cut here', async () => {
+    const texts = ['dimensions one', 'dimensions two', 'dimensions three']
+    const whole = await embedDirect(embed.url, texts)
+    const cutHere = whole.map((v) => {
+      const head = v.slice(0, 64)
+      const norm = Math.hypot(...head)
+      return head.map((x) => x / norm)
+    })
+    for (const honour of [false, true]) {
+      const proxy = await dimensionsProxy(embed.url, { honour })
+      try {
+        const client = getSharedEmbeddingClient({ remote: { url: proxy.url, model: 'smollm2-embed', dimensions: 64 } })
+        const vectors = await client.createEmbeddings(texts)
+        // llama.cpp's server ignores the field (whole vectors, cut here); the honouring
+        // proxy cuts them itself: the same vectors either way.
+        expect(proxy.asked).toEqual([64])
+        vectors.forEach((v, i) => {
+          expect(v).toHaveLength(64)
+          expect(cosine(v, cutHere[i])).toBeGreaterThan(0.9999)
+        })
+        // A call may cut them further, not widen them.
+        expect(await client.createEmbedding('dimensions one', { dimensions: 32 })).toHaveLength(32)
+        await expectCode(client.createEmbedding('dimensions one', { dimensions: 128 }), 'INVALID_OPTION')
+        // Without the option: another service, whole vectors, no field sent.
+        const plain = getSharedEmbeddingClient({ remote: { url: proxy.url, model: 'smollm2-embed' } })
+        expect(await plain.createEmbedding('dimensions four')).toHaveLength(576)
+        expect(proxy.asked.at(-1)).toBeUndefined()
+      } finally {
+        await proxy.close()
+      }
+    }
+    // Wider than the model: the server's vectors are narrower than asked.
+    const proxy = await dimensionsProxy(embed.url, { honour: false })
+    try {
+      const wide = getSharedEmbeddingClient({ remote: { url: proxy.url, model: 'smollm2-embed', dimensions: 4096 } })
+      const e = await expectCode(wide.createEmbedding('too wide'), 'REMOTE_PROTOCOL')
+      expect(e.message).toMatch(/576 values, where 4096 were asked for/)
+    } finally {
+      await proxy.close()
+    }
+    expectThrowCode(
+      () => getSharedEmbeddingClient({ remote: { url: embed.url, model: 'm', dimensions: 0 } }),
+      'INVALID_OPTION',
+    )
+  })
+})
+
 describe('configuration', () => {
   test('bad remote options are INVALID_OPTION', () => {
     for (const remote of [

@@ -4,6 +4,8 @@
 // in a registry package, so its scores test the plumbing, not ranking quality), checked
 // against llama.cpp's own server on the same file; remote /v1/rerank against that server;
 // eight workers on one load; topK, cache, cancellation, coded errors, exit in flight.
+const fs = require('node:fs')
+const os = require('node:os')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { getSharedReranker } = require('..')
@@ -201,6 +203,36 @@ const DOCUMENTS = Array.from(
     expect(exact.getStats().int8Weights).toBeUndefined()
     expect(getSharedReranker({ modelPath: dir, precision: 'int8' }).getStats().requests).toBe(int8.getStats().requests)
     expectThrowCode(() => getSharedReranker({ modelPath: dir, precision: 'fp16' }), 'INVALID_OPTION')
+    // An fp32 export of the same cross-encoder has no int8 weights to compute with: int8
+    // is refused, not silently exact; exact scores as the int8 export's exact graph does.
+    const fp32 = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-fp32-ce-'))
+    try {
+      twins.fp32CrossEncoder(dir, fp32)
+      const e = await expectCode(
+        getSharedReranker({ modelPath: fp32, precision: 'int8' }).rerank(QUERY, ['x']),
+        'INVALID_OPTION',
+      )
+      expect(e.message).toMatch(/needs a cross-encoder exported with int8 weights/)
+      const a = (await exact.rerank(QUERY, docs.slice(0, 5))).sort((x, y) => x.index - y.index)
+      const b = (await getSharedReranker({ modelPath: fp32 }).rerank(QUERY, docs.slice(0, 5))).sort(
+        (x, y) => x.index - y.index,
+      )
+      b.forEach((r, i) => expect(Math.abs(r.score - a[i].score)).toBeLessThan(1e-4))
+      // Both files in one directory (transformers.js's layout): int8 takes the quantized one.
+      const both = path.join(fp32, 'both')
+      twins.fp32CrossEncoder(dir, both)
+      fs.mkdirSync(path.join(both, 'onnx'))
+      fs.copyFileSync(path.join(dir, 'onnx', 'model_quantized.onnx'), path.join(both, 'onnx', 'model_quantized.onnx'))
+      const bothInt8 = getSharedReranker({ modelPath: both, precision: 'int8' })
+      const c = (await bothInt8.rerank(QUERY, docs.slice(0, 5))).sort((x, y) => x.index - y.index)
+      // Integer products (not the exact scores), within int8's bound of them.
+      const diffs = c.map((r, i) => Math.abs(r.score - a[i].score))
+      expect(Math.max(...diffs)).toBeGreaterThan(0)
+      expect(Math.max(...diffs)).toBeLessThan(0.05)
+      expect(bothInt8.getStats().precision).toBe('int8')
+    } finally {
+      fs.rmSync(fp32, { recursive: true, force: true })
+    }
     // A GGUF reranker computes with its file's types: no precision to report.
     const gguf = getSharedReranker({ modelPath: files.rerank, precision: 'int8' })
     await gguf.rerank(QUERY, ['x'])
@@ -232,6 +264,11 @@ const DOCUMENTS = Array.from(
     expectThrowCode(() => getSharedReranker(), 'INVALID_OPTION')
     expectThrowCode(() => getSharedReranker({ modelPath: path.dirname(files.f32) }), 'INVALID_OPTION')
     expectThrowCode(() => getSharedReranker({ model: '../x.gguf' }), 'INVALID_OPTION')
+    // Asking servers for shorter vectors is for embedding models.
+    expectThrowCode(
+      () => getSharedReranker({ remote: { url: 'http://127.0.0.1:9', model: 'm', dimensions: 64 } }),
+      'INVALID_OPTION',
+    )
     const e = await expectCode(getSharedReranker({ modelPath: files.f32 }).rerank('q', ['d']), 'MODEL_LOAD_FAILED')
     expect(e.message).toMatch(/an embedding model .* not a reranker/)
     await expectCode(

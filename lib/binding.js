@@ -57,11 +57,23 @@ function bases(dir) {
 // src/llama/gate.rs.) Only where the user has not
 // chosen, and only from the main thread: a worker's process.env is its own copy, which
 // libgomp never reads. See the README's Configuration.
+//
+// The wait policy only on Linux, where the addon's OpenMP is libgomp: LLVM's libomp (macOS)
+// and Intel's spin for ever with an active policy. Once libgomp has read it (when the addon
+// loads it), it leaves the environment again, so that child processes, whose OpenMP may be
+// one of those, do not inherit it. Returns what to do once the addon is loaded.
 function tuneOpenMp() {
   const env = process.env
-  if (env.GOMP_SPINCOUNT === undefined && env.OMP_WAIT_POLICY === undefined) {
-    env.GOMP_SPINCOUNT = '1000'
-    env.OMP_WAIT_POLICY = 'active'
+  if (env.GOMP_SPINCOUNT !== undefined || env.OMP_WAIT_POLICY !== undefined) return () => {}
+  env.GOMP_SPINCOUNT = '1000'
+  if (process.platform !== 'linux') return () => {}
+  env.OMP_WAIT_POLICY = 'active'
+  return () => {
+    try {
+      if (/libgomp/.test(fs.readFileSync('/proc/self/maps', 'utf8'))) delete env.OMP_WAIT_POLICY
+    } catch {
+      // No maps to read: libgomp may load later and read it then.
+    }
   }
 }
 
@@ -133,13 +145,14 @@ function offerGpuModules(binding, name) {
 }
 
 function load() {
+  const loaded = tuneOpenMp()
   const b = loadAddon()
+  loaded()
   offerGpuModules(b, platformName())
   return b
 }
 
 function loadAddon() {
-  tuneOpenMp()
   quietOnnxRuntime()
   const name = platformName()
   const pkgName = `orion-native-${name}`

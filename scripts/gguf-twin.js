@@ -153,7 +153,34 @@ function referenceScores(dir, query, documents) {
   return JSON.parse(r.stdout)
 }
 
-module.exports = { ensure, built, missing, templated, referenceScores }
+/**
+ * The cross-encoder in `dir` as an fp32 export (for the reranker's tests): its int8
+ * weights folded into fp32 ones by ONNX Runtime's basic optimizations (constant folding of
+ * `Cast(q) * scale`), written to `<out>/model.onnx` with the tokenizer's files beside it.
+ */
+function fp32CrossEncoder(dir, out) {
+  fs.mkdirSync(out, { recursive: true })
+  for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'config.json'])
+    fs.copyFileSync(path.join(dir, f), path.join(out, f))
+  const script = [
+    'import sys, onnxruntime as ort',
+    'o = ort.SessionOptions()',
+    'o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC',
+    'o.optimized_model_filepath = sys.argv[2]',
+    "ort.InferenceSession(sys.argv[1], o, providers=['CPUExecutionProvider'])",
+  ].join('\n')
+  const r = spawnSync(
+    python(),
+    ['-c', script, path.join(dir, 'onnx', 'model_quantized.onnx'), path.join(out, 'model.onnx')],
+    {
+      env: { ...process.env, PYTHONPATH: packages() },
+      encoding: 'utf8',
+    },
+  )
+  if (r.status !== 0) throw new Error(`folding the cross-encoder failed: ${r.stderr}`)
+}
+
+module.exports = { ensure, built, missing, templated, referenceScores, fp32CrossEncoder }
 
 if (require.main === module) {
   const prepare = process.argv.includes('--prepare')

@@ -107,6 +107,8 @@ pub(crate) struct EmbeddingRequest {
     pub(crate) threads: Option<usize>,
     /// A remote server to use instead of a model in this process; wins over the rest.
     pub(crate) remote: Option<crate::remote::RemoteSpec>,
+    /// The `dimensions` to ask the remote servers for.
+    pub(crate) remote_dimensions: Option<u32>,
     /// How a local model computes.
     pub(crate) precision: crate::onnx::graph::Precision,
 }
@@ -117,8 +119,8 @@ enum ServiceKey {
     /// A model directory, canonicalised, and how it computes.
     Local(PathBuf, crate::onnx::graph::Precision),
     /// Remote servers and the model they serve (and the key: another key is another
-    /// client of the servers).
-    Remote(crate::remote::RemoteSpec),
+    /// client of the servers), and the `dimensions` asked of them.
+    Remote(crate::remote::RemoteSpec, Option<u32>),
     /// A reranker's GGUF file or cross-encoder's directory, canonicalised, and how it
     /// computes (a GGUF file: always exact, its own types).
     Rerank(PathBuf, crate::onnx::graph::Precision),
@@ -149,7 +151,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
     crate::lifecycle::set_exit_hook(shutdown_at_exit);
     let mut catalog = None;
     let path = match (&req.remote, &req.model_path, &req.model) {
-        (Some(spec), _, _) => return remote_service(spec, req.config, true),
+        (Some(spec), _, _) => return remote_service(spec, req.config, None, true),
         (None, Some(p), _) => p.clone(),
         (None, None, Some(name)) => {
             if name.is_empty() || name.contains(['/', '\\', '\0']) || name == ".." {
@@ -224,7 +226,7 @@ pub(crate) fn rerank_service(req: RerankRequest) -> Result<Arc<EmbeddingService>
 
 /// The reranking service for the ONNX cross-encoder in the directory `dir`.
 fn onnx_rerank_service(dir: &std::path::Path, req: RerankRequest) -> Result<Arc<EmbeddingService>> {
-    if crate::onnx::rerank::onnx_file(dir).is_none() {
+    if crate::onnx::rerank::onnx_file(dir, false).is_none() {
         return Err(OrionError::InvalidOption(format!(
             "{} is a directory without a cross-encoder's ONNX file (model.onnx, \
              onnx/model.onnx or onnx/model_quantized.onnx): give a GGUF reranker's file or a \
@@ -278,7 +280,7 @@ static EMBEDDING: LazyLock<Mutex<HashMap<ServiceKey, Arc<EmbeddingService>>>> =
 pub(crate) fn embedding_service(req: EmbeddingRequest) -> Result<Arc<EmbeddingService>> {
     crate::lifecycle::set_exit_hook(shutdown_at_exit);
     if let Some(spec) = &req.remote {
-        return remote_service(spec, req.config, false);
+        return remote_service(spec, req.config, req.remote_dimensions, false);
     }
     let name = req
         .model
@@ -443,13 +445,14 @@ fn is_gguf(path: &std::path::Path) -> bool {
 fn remote_service(
     spec: &crate::remote::RemoteSpec,
     config: BatchConfig,
+    dimensions: Option<u32>,
     rerank: bool,
 ) -> Result<Arc<EmbeddingService>> {
     spec.validate("remote")?;
     let key = if rerank {
         ServiceKey::RemoteRerank(spec.clone())
     } else {
-        ServiceKey::Remote(spec.clone())
+        ServiceKey::Remote(spec.clone(), dimensions)
     };
     let mut services = EMBEDDING.lock();
     if crate::lifecycle::is_shut_down() {
@@ -466,7 +469,8 @@ fn remote_service(
             let engine = crate::remote::rerank::RemoteRerank::new(pool, model, timeout);
             (Arc::new(engine), Some(1), None)
         } else {
-            let engine = crate::remote::embeddings::RemoteEmbeddings::new(pool, model, timeout);
+            let engine =
+                crate::remote::embeddings::RemoteEmbeddings::new(pool, model, timeout, dimensions);
             // The model the servers serve, by its name there (`nomic-embed-text`, ...).
             (
                 Arc::new(engine),

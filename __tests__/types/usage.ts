@@ -143,7 +143,8 @@ async function usage(): Promise<void> {
   const rerankPrecision: 'exact' | 'int8' | undefined = rerankerStats.precision
   // @ts-expect-error precision is exact or int8
   getSharedReranker({ modelPath: '/models/ms-marco', precision: 'fp16' })
-  void [ranked, rerankPrecision]
+  const shorter = getSharedEmbeddingClient({ remote: { url: 'http://gpu:8080', model: 'm', dimensions: 256 } })
+  void [ranked, rerankPrecision, shorter]
   void [model, one, many, flat, n, info, loaderStats, used, result, chat, unloaded, id, gguf, strategy]
 }
 

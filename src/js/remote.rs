@@ -29,11 +29,36 @@ pub struct RemoteOptions {
     /// 4294967295 (default 60000).
     #[napi(ts_type = "number")]
     pub timeout_ms: Option<crate::js::options::Int<1, 4_294_967_295>>,
+    /// Embedding models only: ask the servers for vectors of this many values (the
+    /// request's `dimensions`: text-embedding-3 models, vLLM's Matryoshka
+    /// models), so that fewer numbers travel; an integer from 1 to 65536. A server that
+    /// ignores it (llama.cpp's) sends whole vectors, which are cut to it here and
+    /// renormalised. Clients asking for other values are other services.
+    #[napi(ts_type = "number")]
+    pub dimensions: Option<crate::js::options::Int<1, 65_536>>,
 }
 
 impl RemoteOptions {
+    /// The core's target for an embedding model, checked (`what` names the option in
+    /// messages), and the `dimensions` to ask the servers for.
+    pub(crate) fn into_embedding_spec(
+        mut self,
+        what: &str,
+    ) -> Result<(RemoteSpec, Option<u32>), OrionError> {
+        let dimensions = self
+            .dimensions
+            .take()
+            .map(|d| u32::try_from(d.get()).unwrap_or(u32::MAX));
+        Ok((self.into_spec(what)?, dimensions))
+    }
+
     /// The core's target, checked (`what` names the option in messages).
     pub(crate) fn into_spec(self, what: &str) -> Result<RemoteSpec, OrionError> {
+        if self.dimensions.is_some() {
+            return Err(OrionError::InvalidOption(format!(
+                "{what}: `dimensions` is for remote embedding models only"
+            )));
+        }
         let spec = RemoteSpec {
             url: self.url,
             model: self.model,

@@ -146,7 +146,7 @@ pub struct SharedReranker {
 
 /// The shared reranker of a model. Options: `modelPath` or `model` (a GGUF reranker),
 /// or `remote`; `timeoutMs`, `cacheBytes`, `maxBatchSize`, `maxWaitMs`, `maxQueue`,
-/// `threads`. Throws an Error with code `INVALID_OPTION` on bad options.
+/// `threads`, `precision`. Throws an Error with code `INVALID_OPTION` on bad options.
 #[napi(ts_args_type = "options?: RerankerOptions", catch_unwind)]
 pub fn get_shared_reranker(env: Env, options: Option<Unknown>) -> Result<SharedReranker> {
     reranker(options).map_err(|e| js_error(&env, &e))

@@ -13,9 +13,9 @@
 //! So a computation takes as many of the cores as it has threads and waits while they
 //! are taken; turns are first come, first served, so a generation's next token waits for
 //! at most the one batch that asked before it, and the batch for at most one token. A
-//! computation with more threads than cores takes them all. Models on a GPU device do not
-//! take turns (their CPU share is small, and the GPU's work should not wait for the
-//! CPU's).
+//! computation with more threads than cores takes them all. Models with layers on a GPU
+//! device do not take turns (the GPU's work should not wait for the CPU's), even split
+//! with the CPU; nor do ONNX Runtime's computations, whose threads are its own.
 
 use parking_lot::{Condvar, Mutex};
 use std::sync::LazyLock;

@@ -60,9 +60,16 @@ const ONNX_FILES: [&str; 4] = [
     "onnx/model_int8.onnx",
 ];
 
-/// The ONNX file of the reranker in `dir`, when it has one.
-pub(crate) fn onnx_file(dir: &Path) -> Option<&'static str> {
-    ONNX_FILES.into_iter().find(|f| dir.join(f).is_file())
+/// The ONNX file of the reranker in `dir`, when it has one: with `int8`, a quantized
+/// export first (a directory in transformers.js's layout has both).
+pub(crate) fn onnx_file(dir: &Path, int8: bool) -> Option<&'static str> {
+    let quantized = |f: &&str| f.contains("quantized") || f.contains("int8");
+    let (first, then): (Vec<&str>, Vec<&str>) =
+        ONNX_FILES.into_iter().partition(|f| quantized(f) == int8);
+    first
+        .into_iter()
+        .chain(then)
+        .find(|f| dir.join(f).is_file())
 }
 
 /// Loads a cross-encoder from a directory: its ONNX file and its tokenizer's files.
@@ -85,7 +92,8 @@ const SESSION_CONFIG: [(&str, &str); 2] = [
 
 impl EmbedderFactory for OnnxRerankFactory {
     fn load(&self) -> Result<Box<dyn Embedder>> {
-        let file = onnx_file(&self.dir).ok_or_else(|| OrionError::ModelNotFound {
+        let int8 = self.precision == Precision::Int8;
+        let file = onnx_file(&self.dir, int8).ok_or_else(|| OrionError::ModelNotFound {
             what: format!("a cross-encoder's ONNX file ({})", ONNX_FILES.join(", ")),
             searched: self.dir.display().to_string(),
         })?;
@@ -156,7 +164,14 @@ impl OnnxRerankFactory {
         weights: graph::Int8Weights,
     ) -> Result<Outliers> {
         let Some(calibration) = graph::calibration(onnx, weights) else {
-            return Ok(Outliers::new());
+            // Nothing to compute in integers: the model would run exact while its stats
+            // said int8.
+            return Err(OrionError::InvalidOption(format!(
+                "precision 'int8' needs a cross-encoder exported with int8 weights (as \
+                 onnx/model_quantized.onnx files are); the one in {} has none: use \
+                 precision 'exact'",
+                self.dir.display()
+            )));
         };
         let failed = |e: &dyn std::fmt::Display| {
             OrionError::ModelLoadFailed(format!(

@@ -34,6 +34,8 @@ pub(crate) struct RemoteEmbeddings {
     /// The width of the first vectors received (0 before): a server that later answers
     /// with another width serves another model, and its vectors would not compare.
     width: AtomicUsize,
+    /// The `dimensions` asked of the servers: vectors of this many values.
+    dimensions: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -49,13 +51,19 @@ struct Item {
 }
 
 impl RemoteEmbeddings {
-    pub(crate) fn new(pool: Arc<Pool>, model: String, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        pool: Arc<Pool>,
+        model: String,
+        timeout: Duration,
+        dimensions: Option<u32>,
+    ) -> Self {
         Self {
             pool,
             model,
             timeout,
             checked: tokio::sync::OnceCell::new(),
             width: AtomicUsize::new(0),
+            dimensions,
         }
     }
 
@@ -70,12 +78,16 @@ impl RemoteEmbeddings {
                     .map(drop)
             })
             .await?;
-        let body = serde_json::to_vec(&serde_json::json!({
+        let mut body = serde_json::json!({
             "model": self.model,
             "input": texts.iter().map(|t| &**t).collect::<Vec<&str>>(),
             "encoding_format": "float",
-        }))
-        .map_err(|e| OrionError::Internal(format!("request body: {e}")))?;
+        });
+        if let Some(d) = self.dimensions {
+            body["dimensions"] = d.into();
+        }
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| OrionError::Internal(format!("request body: {e}")))?;
         // Cloned by reference count for each try.
         let body = bytes::Bytes::from(body);
         let n = texts.len();
@@ -112,7 +124,7 @@ impl RemoteEmbeddings {
                             ))
                         }
                     };
-                    let vectors = match parse(&raw, n) {
+                    let vectors = match parse(&raw, n).and_then(|v| cut(v, self.dimensions)) {
                         Ok(v) => v,
                         Err(detail) => {
                             return protocol(pool.secrets().clip(&detail, 2 * MAX_QUOTE))
@@ -140,6 +152,41 @@ impl RemoteEmbeddings {
             )),
         }
     }
+}
+
+/// `vectors` of the `dimensions` asked for: as sent when the server cut them (the
+/// text-embedding-3 models return them shortened and renormalised), else cut here and
+/// renormalised the same way (a server that ignores the field, as llama.cpp's does).
+fn cut(
+    vectors: Vec<Vec<f32>>,
+    dimensions: Option<u32>,
+) -> std::result::Result<Vec<Vec<f32>>, String> {
+    let Some(d) = dimensions.map(|d| d as usize) else {
+        return Ok(vectors);
+    };
+    let width = vectors.first().map_or(d, Vec::len);
+    if width < d {
+        return Err(format!(
+            "vectors of {width} values, where {d} were asked for (`dimensions`): the model \
+             is narrower than that"
+        ));
+    }
+    if width == d {
+        return Ok(vectors);
+    }
+    Ok(vectors
+        .into_iter()
+        .map(|mut v| {
+            v.truncate(d);
+            let norm = v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+            if norm > 0.0 && norm.is_finite() {
+                for x in &mut v {
+                    *x = (f64::from(*x) / norm) as f32;
+                }
+            }
+            v
+        })
+        .collect())
 }
 
 /// `n` vectors in input order, all of one width and finite, from a reply's body.
@@ -191,6 +238,27 @@ impl RemoteEngine for RemoteEmbeddings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dimensions_keep_cut_vectors_and_cut_whole_ones() {
+        // As sent when the server cut them.
+        assert_eq!(
+            cut(vec![vec![0.6, 0.8]], Some(2)).unwrap(),
+            vec![vec![0.6, 0.8]]
+        );
+        // Whole: cut here and renormalised.
+        assert_eq!(
+            cut(vec![vec![3.0, 4.0, 12.0]], Some(2)).unwrap(),
+            vec![vec![0.6, 0.8]]
+        );
+        assert!(cut(vec![vec![1.0]], Some(2))
+            .unwrap_err()
+            .contains("1 values, where 2"));
+        assert_eq!(
+            cut(vec![vec![1.0, 2.0]], None).unwrap(),
+            vec![vec![1.0, 2.0]]
+        );
+    }
 
     #[test]
     fn replies_are_put_in_input_order_and_checked() {

@@ -23,10 +23,13 @@ pub(super) fn client_options(
     let timeout = o.timeout()?;
     let config = o.batch_config()?;
     let precision = o.precision()?;
-    let remote = match o.remote {
-        Some(r) => Some(r.into_spec("options.remote")?),
-        None if o.model.is_none() && o.model_path.is_none() => crate::remote::from_env()?,
-        None => None,
+    let (remote, remote_dimensions) = match o.remote {
+        Some(r) => {
+            let (spec, dimensions) = r.into_embedding_spec("options.remote")?;
+            (Some(spec), dimensions)
+        }
+        None if o.model.is_none() && o.model_path.is_none() => (crate::remote::from_env()?, None),
+        None => (None, None),
     };
     let request = EmbeddingRequest {
         config,
@@ -34,6 +37,7 @@ pub(super) fn client_options(
         model_path: o.model_path.map(PathBuf::from),
         model: o.model,
         remote,
+        remote_dimensions,
         precision,
     };
     let shape = crate::embedding::Shape {
