@@ -29,7 +29,8 @@
 //!   backend and the lock context creation takes; llama.cpp's own state is
 //!   process-global. `llama::modules::{OFFERED, CHECKS}`: the GPU backend modules
 //!   `lib/binding.js` names before llama.cpp starts, and what their checks found
-//!   (ggml's registry of backends is process-global too).
+//!   (ggml's registry of backends is process-global too). `llama::gate::GATE`: the
+//!   cores that llama.cpp's computations on the CPU hold (they take turns, process-wide).
 //! - `ORT_ENVIRONMENT` (ONNX Runtime's engine): ort allows one environment per process.
 //! - `sysmem::SYSTEM`: sysinfo's reader, a cache of the last reading (no state of
 //!   ours), kept next to the only code that reads it.
@@ -53,6 +54,10 @@
 //!   and [`quiesce`] hold it only inside `WORK_DONE.wait_until` (`lifecycle::wait_for_work`).
 //! - `COMPUTING` (with `COMPUTE_DONE`, llama.cpp decode steps in flight) is a leaf, held
 //!   to count a step and inside `COMPUTE_DONE.wait_until`, never across the step.
+//! - `llama::gate::GATE`'s state lock is a leaf, held to take or give back cores and
+//!   inside its condvar's wait. A decode step's turn (the cores, not the lock) is taken
+//!   after the step is counted in `COMPUTING` and held across the step alone: no decode
+//!   runs inside another, so a thread never waits for a turn while holding one.
 //! - `EMBEDDING` before `SETTINGS` (read) and before an embedding queue's state lock.
 //!   [`embedding_service`] reads the settings and the model's `config.json` and spawns
 //!   the service's thread under `EMBEDDING`, but loads nothing there (the model loads
