@@ -9,6 +9,11 @@ fn main() {
         // The addon finds libllama and libggml beside itself, wherever the package is
         // installed. DT_RPATH rather than DT_RUNPATH: it also applies to their own
         // dependencies on each other.
-        println!("cargo::rustc-link-arg-cdylib=-Wl,--disable-new-dtags,-rpath,$ORIGIN");
+        // (Windows looks beside the addon already: Node loads it with
+        // LOAD_WITH_ALTERED_SEARCH_PATH, which searches the DLL's own directory for the
+        // DLLs it imports.)
+        if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+            println!("cargo::rustc-link-arg-cdylib=-Wl,--disable-new-dtags,-rpath,$ORIGIN");
+        }
     }
 }

@@ -6,7 +6,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync } = require('node:child_process')
-const { smoke, missing } = require('../scripts/cross-smoke')
+const { smoke, missing, missingGpu } = require('../scripts/cross-smoke')
 const { target } = require('../scripts/targets')
 
 const PLATFORMS = ['win32-x64', 'linux-arm64-gnu']
@@ -31,11 +31,18 @@ for (const platform of PLATFORMS) {
     })
 
     test('npm installs the main package and this platform package, which carries ONNX Runtime', () => {
-      expect(r.installed.sort()).toEqual(['orion-native', `orion-native-${platform}`].sort())
+      // Windows x64 also has its Vulkan package (the module is built here with MinGW-w64).
+      const gpu = platform === 'win32-x64' ? [`orion-native-${platform}-vulkan`] : []
+      expect(r.installed.sort()).toEqual(['orion-native', `orion-native-${platform}`, ...gpu].sort())
       const dir = path.join(r.app, 'node_modules', `orion-native-${platform}`)
       const files = fs.readdirSync(dir)
       expect(files).toContain(`orion-native.${platform}.node`)
       expect(files).toContain(platform === 'win32-x64' ? 'onnxruntime.dll' : 'libonnxruntime.so.1')
+      if (platform === 'win32-x64') {
+        // llama.cpp as DLLs, with ggml's CPU backend built for each x86-64 level.
+        expect(files).toEqual(expect.arrayContaining(['ggml.dll', 'ggml-base.dll', 'ggml-cpu-x64.dll']))
+        expect(files.filter((f) => /^ggml-cpu-.*\.dll$/.test(f)).length).toBeGreaterThanOrEqual(10)
+      }
       // Within npm's size limits by a wide margin (the registry refuses far larger packages).
       expect(r.pack.platformPackage.size).toBeLessThan(100e6)
     })
@@ -50,6 +57,24 @@ for (const platform of PLATFORMS) {
         // beside the addon, and no import of node.exe, so it loads in Electron too.
         for (const d of dlls) expect(d).not.toMatch(/^(libstdc\+\+|libgcc|libwinpthread|libgomp|node|libnode)/)
         expect(dlls).toContain('kernel32.dll')
+        // Each DLL beside it, and the Vulkan module, imports only the package's own DLLs,
+        // the Vulkan loader every GPU driver installs, and DLLs of Windows itself (those
+        // Wine's system32 holds, and API sets, which Windows' loader maps to them): no
+        // MinGW runtime.
+        const dir = path.dirname(addon)
+        const own = fs.readdirSync(dir).filter((f) => f.endsWith('.dll'))
+        const system32 = path.join(require('../lib/paths').cacheDir(), 'wine', 'drive_c', 'windows', 'system32')
+        const windows = new Set(fs.readdirSync(system32).map((f) => f.toLowerCase()))
+        const vulkan = path.join(r.app, 'node_modules', `orion-native-${platform}-vulkan`, 'ggml-vulkan.dll')
+        for (const f of [...own.map((f) => path.join(dir, f)), vulkan]) {
+          const d = execFileSync('x86_64-w64-mingw32-objdump', ['-p', f], { encoding: 'utf8', maxBuffer: 1 << 28 })
+          const imports = [...d.matchAll(/DLL Name: (\S+)/g)].map((m) => m[1])
+          expect(imports.length).toBeGreaterThan(0)
+          const foreign = imports.filter(
+            (i) => !own.includes(i) && !/^(vulkan-1|api-ms-win-[\w-]+)\.dll$/i.test(i) && !windows.has(i.toLowerCase()),
+          )
+          expect({ file: path.basename(f), foreign }).toEqual({ file: path.basename(f), foreign: [] })
+        }
       } else {
         const dump = execFileSync('aarch64-linux-gnu-readelf', ['-h', '-d', addon], { encoding: 'utf8' })
         expect(dump).toMatch(/Machine:\s+AArch64/)
@@ -102,5 +127,58 @@ for (const platform of PLATFORMS) {
       expect(r.status.status).toBe(0)
       expect(JSON.stringify(r.status.result)).toMatch(/pressure/)
     })
+
+    // Windows' Vulkan package on a real Vulkan device: Mesa's lavapipe through Wine's
+    // Vulkan (winevulkan over this machine's loader), under an X server of its own.
+    const gpuWhy = platform === 'win32-x64' ? missingGpu(platform) : 'Windows only'
+    ;(platform === 'win32-x64' && !gpuWhy ? test : test.skip)(
+      `Vulkan: the module passes its check, gpu: 'vulkan' puts every layer on lavapipe and answers as the CPU does; auto leaves it alone${gpuWhy ? ` (skipped: ${gpuWhy})` : ''}`,
+      () => {
+        expect(r.gpu.skipped).toBeUndefined()
+        const { vulkan, auto } = r.gpu
+        const v = vulkan.result
+        const a = auto.result
+        console.log(
+          `win32-x64 on lavapipe under Wine: ${v.gpu && v.gpu.reason}; ${vulkan.seconds.toFixed(1)} s ` +
+            `(auto, on the CPU: ${auto.seconds.toFixed(1)} s); llama.cpp's CPU backend: ${v.llamaCpuFeatures.join(' ')}`,
+        )
+        expect(v.platform).toBe('win32-x64')
+        const module_ = path.join(r.app, 'node_modules', `orion-native-${platform}-vulkan`, 'ggml-vulkan.dll')
+        // The module's path as Windows node saw it (Z: is Wine's view of /).
+        expect(v.gpuModules).toEqual([
+          { path: expect.stringMatching(/ggml-vulkan\.dll$/), backend: 'Vulkan', loaded: true },
+        ])
+        expect(fs.existsSync(module_)).toBe(true)
+        expect(v.gpus).toEqual([
+          expect.objectContaining({ backend: 'Vulkan', kind: 'cpu', name: expect.stringMatching(/llvmpipe/) }),
+        ])
+        expect(v.gpus[0].failed).toBeUndefined()
+        // Every layer and the output on the device, as on Linux.
+        expect(v.gpu).toEqual(
+          expect.objectContaining({
+            backend: 'Vulkan',
+            gpuLayers: 31,
+            layers: 30,
+            device: expect.stringMatching(/^Vulkan0/),
+          }),
+        )
+        expect(v.loaded).toEqual([expect.objectContaining({ backend: 'Vulkan', modelsBytes: v.gpu.deviceBytes })])
+        // Device memory back after unload.
+        expect(v.after[0].modelsBytes).toBe(0)
+        // auto: the CPU-type device is not chosen, and says why; the model runs on the CPU.
+        expect(a.device).toBeUndefined()
+        expect(a.gpu).toBeUndefined()
+        expect(a.gpus[0].notChosen).toMatch(/^a CPU-type device/)
+        // The measure of agreement, as on Linux (vulkan.test.js): the first 5 greedy
+        // tokens are the CPU's (lavapipe's fp16 arithmetic may pick another word later).
+        expect(v.pieces.slice(0, 5)).toEqual(a.pieces.slice(0, 5))
+        expect(v.pieces.length).toBeGreaterThanOrEqual(5)
+        // The CPU backend loaded for this CPU: the same level as the Linux build picks here
+        // (without OpenMP: on Windows ggml runs its own thread pool).
+        const host = require('../index.js').getOptimizationStrategy().llamaCpuFeatures
+        expect(v.llamaCpuFeatures).toEqual(host.filter((f) => f !== 'OPENMP'))
+        expect(v.llamaCpuFeatures).toContain('AVX2')
+      },
+    )
   })
 }

@@ -100,6 +100,7 @@ async function main(argv) {
     need(cc, `install Debian's ${t.apt.join(' ')} (apt-get install -y --no-install-recommends ${t.apt.join(' ')})`)
     await run('cargo', ['build', '--release', '--lib', '--target', t.triple, '-vv'], { env })
     fs.copyFileSync(path.join(targetDir(true), t.triple, 'release', t.lib), out)
+    for (const f of copyLlamaLibraries(path.dirname(out), platform)) process.stderr.write(`  with ${f}\n`)
   } else {
     await run('cargo', ['build', '--release', '--lib', '-vv'])
     const lib =
@@ -117,37 +118,54 @@ async function main(argv) {
   return out
 }
 
+// How a build with backends as modules lays out llama.cpp's libraries: the shared ones
+// (CMake installs them to out/lib, DLLs to out/bin) and ggml's backend modules (out/backends).
+const LAYOUTS = {
+  // The versioned names the addon's DT_NEEDED entries use (libllama.so.0), as files;
+  // libllama-common for its JSON-schema-to-grammar conversion (constrained generation).
+  linux: {
+    dir: 'lib',
+    shared: /^lib(llama|llama-common|llama-common-base|ggml|ggml-base)\.so\.\d+$/,
+    module: /^libggml-.*\.so$/,
+  },
+  // ggml names its DLLs without MinGW's lib prefix; llama.cpp's keep it.
+  win32: { dir: 'bin', shared: /^(lib)?(llama|llama-common|ggml|ggml-base)\.dll$/, module: /^ggml-.*\.dll$/ },
+}
+
 /**
- * llama.cpp's shared libraries and ggml's backend modules, where a build with backends
- * as modules (Linux x64, Cargo.toml) made them: the newest llama-cpp-sys-2 build whose
- * `out/backends` holds modules. None for a static build.
+ * llama.cpp's shared libraries and ggml's backend modules for `platform`, where a build
+ * with backends as modules (Linux x64 and Windows x64, Cargo.toml) made them: the newest
+ * llama-cpp-sys-2 build whose `out/backends` holds modules. None for a static build.
  */
-function llamaLibraries(dir = targetDir()) {
+function llamaLibraries(platform = platformName()) {
+  const layout = LAYOUTS[platform.split('-')[0]]
+  if (!layout) return []
+  const cross = platform !== platformName()
+  const dir = targetDir(cross)
+  const profiles = cross
+    ? [path.join(dir, target(platform).triple, 'release')]
+    : [path.join(dir, 'release'), ...fs.readdirSync(dir).map((d) => path.join(dir, d, 'release'))]
   const builds = []
-  for (const profile of [path.join(dir, 'release'), ...fs.readdirSync(dir).map((d) => path.join(dir, d, 'release'))]) {
+  for (const profile of profiles) {
     const b = path.join(profile, 'build')
     if (!fs.existsSync(b)) continue
     for (const d of fs.readdirSync(b)) {
       const out = path.join(b, d, 'out')
       if (!d.startsWith('llama-cpp-sys-2-') || !fs.existsSync(path.join(out, 'backends'))) continue
-      const modules = fs.readdirSync(path.join(out, 'backends')).filter((f) => /^libggml-.*\.so$/.test(f))
+      const modules = fs.readdirSync(path.join(out, 'backends')).filter((f) => layout.module.test(f))
       if (modules.length) builds.push({ out, modules, mtime: fs.statSync(path.join(out, 'backends')).mtimeMs })
     }
   }
   if (!builds.length) return []
   const { out, modules } = builds.sort((a, b) => b.mtime - a.mtime)[0]
-  // The versioned names the addon's DT_NEEDED entries use (libllama.so.0), as files;
-  // libllama-common for its JSON-schema-to-grammar conversion (constrained generation).
-  const lib = path.join(out, 'lib')
-  const shared = fs
-    .readdirSync(lib)
-    .filter((f) => /^lib(llama|llama-common|llama-common-base|ggml|ggml-base)\.so\.\d+$/.test(f))
+  const lib = path.join(out, layout.dir)
+  const shared = fs.readdirSync(lib).filter((f) => layout.shared.test(f))
   return [...shared.map((f) => path.join(lib, f)), ...modules.map((f) => path.join(out, 'backends', f))]
 }
 
-/** Copy llamaLibraries() into `dest` (following links: each is one file there). */
-function copyLlamaLibraries(dest) {
-  const files = llamaLibraries()
+/** Copy llamaLibraries(platform) into `dest` (following links: each is one file there). */
+function copyLlamaLibraries(dest, platform = platformName()) {
+  const files = llamaLibraries(platform)
   for (const f of files) {
     fs.rmSync(path.join(dest, path.basename(f)), { force: true })
     fs.copyFileSync(fs.realpathSync(f), path.join(dest, path.basename(f)))

@@ -8,6 +8,9 @@
 // workers through one model load, 'Paris' from the demo model, a memory snapshot (app.cjs),
 // the ES module (app.mjs), `orion-native status --json`, and each precision against the
 // reference vectors (accuracy.cjs: int8's integer kernels differ per architecture).
+// On Windows the Vulkan package is installed too, and where Xvfb and Mesa's lavapipe are
+// here, the demo model runs on lavapipe through Wine's Vulkan (gpu.cjs), and on the CPU
+// with auto for comparison: Wine's Vulkan needs its X11 driver, hence Xvfb.
 //
 //   node scripts/cross-smoke.js --target win32-x64|linux-arm64-gnu
 //   node scripts/cross-smoke.js --prepare    (the test command: build what can be run)
@@ -100,21 +103,32 @@ function winePrefix(wine) {
 }
 
 /** Runs `args` with the platform's node under its emulator; stdout and stderr through files. */
-function runner(platform) {
+function runner(platform, base = {}) {
   const e = EMULATORS[platform]
   const exe = e.exe()
   const node = nodeBinary(NODE_VERSION, e.node)
   const env = { ...process.env }
-  for (const k of Object.keys(env)) if (/^(ORION_|ORT_|NAPI_RS_|npm_|JEST_|NODE_OPTIONS$)/.test(k)) delete env[k]
-  if (platform === 'win32-x64') Object.assign(env, winePrefix(exe))
-  else env.QEMU_LD_PREFIX = e.sysroot
-  return (args, cwd, timeout = 900_000) => {
+  for (const k of Object.keys(env))
+    if (/^(ORION_|ORT_|NAPI_RS_|npm_|JEST_|NODE_OPTIONS$|DISPLAY$)/.test(k)) delete env[k]
+  Object.assign(env, base)
+  if (platform === 'win32-x64') {
+    Object.assign(env, winePrefix(exe))
+    // A fresh Wine session, which takes this DISPLAY (or its absence) for its processes.
+    const server = onPath('wineserver') ? 'wineserver' : '/usr/lib/wine/wineserver'
+    spawnSync(server, ['-k'], { env, stdio: 'ignore' })
+  } else env.QEMU_LD_PREFIX = e.sysroot
+  return (args, cwd, timeout = 900_000, extraEnv = {}) => {
     const out = path.join(cwd, '.out')
     const err = path.join(cwd, '.err')
     // Wine's console fails on a pipe as stdout: files for both.
     const fd = [fs.openSync(out, 'w'), fs.openSync(err, 'w')]
     const started = Date.now()
-    const r = spawnSync(exe, [node, ...args], { cwd, env, stdio: ['ignore', fd[0], fd[1]], timeout })
+    const r = spawnSync(exe, [node, ...args], {
+      cwd,
+      env: { ...env, ...extraEnv },
+      stdio: ['ignore', fd[0], fd[1]],
+      timeout,
+    })
     fd.forEach((f) => fs.closeSync(f))
     return {
       status: r.status,
@@ -150,7 +164,9 @@ async function smoke(platform, { modelsDir } = {}) {
   // npm on this machine, told the app's platform, installs what npm would there. --force:
   // npm checks a tarball named on the command line against the machine it runs on.
   const args = ['install', '--offline', '--no-audit', '--no-fund', '--force', ...e.npm]
-  execFileSync('npm', [...args, packed.main.file, packed.platform.file], {
+  // The GPU packages packed for this platform (Windows' Vulkan), as npm would install them.
+  const gpuFiles = packed.gpu.map((g) => g.file)
+  execFileSync('npm', [...args, packed.main.file, packed.platform.file, ...gpuFiles], {
     cwd: app,
     stdio: ['ignore', 'ignore', 'inherit'],
   })
@@ -164,12 +180,22 @@ async function smoke(platform, { modelsDir } = {}) {
     const llm = dirs['smollm2-135m-instruct']
     fs.symlinkSync(llm, path.join(modelsDir, path.basename(llm)))
   }
-  const run = runner(platform)
-  const cjs = run(['app.cjs', '4', modelsDir], app)
-  const esm = run(['app.mjs', modelsDir], app)
-  const status = run([path.join('node_modules', 'orion-native', 'bin', 'orion-native.js'), 'status', '--json'], app)
-  const reference = path.join(root, '__tests__', 'fixtures', 'reference-embeddings.json')
-  const accuracy = run(['accuracy.cjs', modelsDir, reference], app)
+  // On Windows, every run has an X server where Xvfb is here, as Windows always has a
+  // display: Wine's Vulkan needs its X11 driver, and a Wine session started without one
+  // keeps its display-less driver for every later process of the session.
+  const x = platform === 'win32-x64' && !missingGpu(platform) ? startX() : null
+  let cjs, esm, status, accuracy, gpu
+  try {
+    const run = runner(platform, x ? { DISPLAY: x.display } : {})
+    cjs = run(['app.cjs', '4', modelsDir], app)
+    esm = run(['app.mjs', modelsDir], app)
+    status = run([path.join('node_modules', 'orion-native', 'bin', 'orion-native.js'), 'status', '--json'], app)
+    const reference = path.join(root, '__tests__', 'fixtures', 'reference-embeddings.json')
+    accuracy = run(['accuracy.cjs', modelsDir, reference], app)
+    gpu = gpuRuns(platform, packed, run, app, modelsDir)
+  } finally {
+    x?.stop()
+  }
   return {
     platform,
     node: NODE_VERSION,
@@ -182,10 +208,49 @@ async function smoke(platform, { modelsDir } = {}) {
     esm: { seconds: esm.seconds, result: lastJson(esm), stderr: esm.stderr },
     status: { seconds: status.seconds, status: status.status, result: lastJson(status), stderr: status.stderr },
     accuracy: { seconds: accuracy.seconds, result: lastJson(accuracy) },
+    gpu,
   }
 }
 
-module.exports = { smoke, missing, EMULATORS }
+const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json'
+
+/** What this machine lacks to run the Windows package on lavapipe under Wine, or null. */
+function missingGpu(platform) {
+  if (platform !== 'win32-x64') return 'Wine only: qemu-user has no GPU'
+  const lacking = []
+  if (!onPath('Xvfb')) lacking.push('Xvfb (apt-get install xvfb)')
+  if (!fs.existsSync(LAVAPIPE)) lacking.push('lavapipe (apt-get install mesa-vulkan-drivers)')
+  return lacking.length ? `${lacking.join(', ')} not installed` : null
+}
+
+/**
+ * The demo model with the installed Vulkan package, under an X server of its own: asked
+ * for by name (ORION_GPU=vulkan) and with auto, which must leave the CPU-type lavapipe
+ * alone. ggml-vulkan lists CPU-type devices only when GGML_VK_VISIBLE_DEVICES names them.
+ */
+function gpuRuns(platform, packed, run, app, modelsDir) {
+  const why = !packed.gpu.length ? 'no GPU package was packed' : missingGpu(platform)
+  if (why) return { skipped: why }
+  const env = { GGML_VK_VISIBLE_DEVICES: '0', VK_ICD_FILENAMES: LAVAPIPE }
+  const one = (gpu) => {
+    const r = run(['gpu.cjs', modelsDir], app, 600_000, { ...env, ORION_GPU: gpu })
+    return { seconds: r.seconds, result: lastJson(r) }
+  }
+  return { vulkan: one('vulkan'), auto: one('auto') }
+}
+
+/** An X server of our own (Xvfb) on a free display: { display, stop }. */
+function startX() {
+  let n = 90
+  while (fs.existsSync(`/tmp/.X${n}-lock`) || fs.existsSync(`/tmp/.X11-unix/X${n}`)) n++
+  const x = require('node:child_process').spawn('Xvfb', [`:${n}`, '-screen', '0', '640x480x24', '-nolisten', 'tcp'], {
+    stdio: 'ignore',
+  })
+  for (let i = 0; i < 100 && !fs.existsSync(`/tmp/.X11-unix/X${n}`); i++) spawnSync('sleep', ['0.1'])
+  return { display: `:${n}`, stop: () => x.kill() }
+}
+
+module.exports = { smoke, missing, missingGpu, EMULATORS }
 
 /**
  * For the test command, before jest: cross-compile each platform whose smoke test this

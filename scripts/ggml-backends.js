@@ -4,12 +4,16 @@
 // tree the addon is built from (llama-cpp-sys-2's, found through `cargo metadata`), so
 // that it loads into the addon's own libggml: the same sources, the same ABI. A few
 // minutes on 2 cores (the shaders are compiled once, by glslc), cached under
-// target/ggml-backends/<llama-cpp-sys-2 version>/vulkan/. Linux x64 only so far.
+// target/ggml-backends/<llama-cpp-sys-2 version>/vulkan/. Built on Linux x64, for Linux
+// x64 and, with Debian's MinGW-w64, for Windows x64 (ggml-vulkan.dll, cached under
+// .../win32-x64/vulkan/; the addon's DLLs come from the same tree and compiler).
 //
 //   node scripts/ggml-backends.js            build if needed; print the module's path
 //   node scripts/ggml-backends.js --check    print why it cannot be built, or nothing
 //   node scripts/ggml-backends.js --prepare  (the test command) build it where it can be
-//                                            built, else say which tests are skipped
+//                                            built, else say which tests are skipped;
+//                                            the Windows one too where MinGW-w64 is there
+//   node scripts/ggml-backends.js --target win32-x64   the Windows module
 //
 // Needs glslc and SPIR-V headers (Debian: glslc spirv-headers), the Vulkan loader
 // (libvulkan1) and Vulkan headers newer than Debian 12's 1.3.239, which lack
@@ -22,6 +26,8 @@ const path = require('node:path')
 const { spawnSync, execFileSync } = require('node:child_process')
 
 const root = path.join(__dirname, '..')
+const HOST = 'linux-x64-gnu'
+const MINGW = { cc: 'x86_64-w64-mingw32-gcc-posix', cxx: 'x86_64-w64-mingw32-g++-posix' }
 
 /** llama-cpp-sys-2's directory and version, from cargo's own resolution of Cargo.lock. */
 function llamaSys() {
@@ -47,9 +53,12 @@ function has(cmd, args = ['--version']) {
   return !r.error && r.status === 0
 }
 
-/** Why the Vulkan module cannot be built here, or null. */
-function missing() {
+/** Why the Vulkan module for `platform` cannot be built here, or null. */
+function missing(platform = HOST) {
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'it is built on Linux x64 only so far'
+  if (platform !== HOST && platform !== 'win32-x64') return `no Vulkan build for ${platform} here`
+  if (platform === 'win32-x64' && !has(MINGW.cxx))
+    return `${MINGW.cxx} is missing (Debian: apt-get install g++-mingw-w64-x86-64-posix)`
   if (!has('cmake')) return 'cmake is missing (apt-get install cmake)'
   if (!has('glslc')) return 'glslc is missing (Debian: apt-get install glslc)'
   if (!fs.existsSync('/usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake') && !process.env.SPIRV_HEADERS_DIR)
@@ -60,7 +69,7 @@ function missing() {
   const core = fs.readFileSync(path.join(sdk, 'include', 'vulkan', 'vulkan_core.h'), 'utf8')
   const v = Number((/#define VK_HEADER_VERSION (\d+)/.exec(core) || [])[1])
   if (!(v >= 268)) return `the Vulkan headers in ${sdk} are 1.3.${v}; ggml-vulkan needs 1.3.268 or newer`
-  if (!fs.existsSync(path.join(sdk, 'lib', 'libvulkan.so')))
+  if (platform === HOST && !fs.existsSync(path.join(sdk, 'lib', 'libvulkan.so')))
     return `${sdk}/lib/libvulkan.so is missing (a link to the Vulkan loader, libvulkan.so.1: apt-get install libvulkan1)`
   return null
 }
@@ -76,10 +85,11 @@ function nvcc() {
   return null
 }
 
-/** Why ggml's `backend` module ('vulkan' or 'cuda') cannot be built here, or null. */
-function missingFor(backend) {
-  if (backend === 'vulkan') return missing()
+/** Why ggml's `backend` module ('vulkan' or 'cuda') for `platform` cannot be built here, or null. */
+function missingFor(backend, platform = HOST) {
+  if (backend === 'vulkan') return missing(platform)
   if (backend !== 'cuda') return `no build for ${backend}`
+  if (platform !== HOST) return `no CUDA build for ${platform} here`
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'it is built on Linux x64 only so far'
   if (!has('cmake')) return 'cmake is missing (apt-get install cmake)'
   if (!nvcc()) return 'no CUDA toolkit (nvcc) on PATH, in CUDACXX or in /usr/local/cuda'
@@ -101,18 +111,91 @@ const BACKENDS = {
   },
 }
 
-/** ggml's `backend` module's path, built first if this tree has none. */
-function ensure(backend) {
-  const why = missingFor(backend)
-  if (why) throw new Error(`cannot build ggml's ${backend} backend: ${why}`)
+/** Where `backend`'s module for `platform` is kept, and its file name. */
+function place(backend, platform, version) {
+  const base = path.join(root, 'target', 'ggml-backends', version)
+  return platform === 'win32-x64'
+    ? { dir: path.join(base, platform, backend), file: `ggml-${backend}.dll` }
+    : { dir: path.join(base, backend), file: `libggml-${backend}.so` }
+}
+
+/**
+ * An import library for Windows' Vulkan loader (vulkan-1.dll), which MinGW-w64 does not
+ * ship: the core commands of Vulkan 1.0 to 1.3, the ones every loader since 1.3 exports,
+ * read from the headers. ggml-vulkan reaches everything else through vkGetInstanceProcAddr.
+ */
+function vulkanImportLibrary(dir) {
+  const out = path.join(dir, 'libvulkan-1.a')
+  if (fs.existsSync(out)) return out
+  const header = fs.readFileSync(path.join(vulkanSdk(), 'include', 'vulkan', 'vulkan_core.h'), 'utf8')
+  const names = []
+  let feature = null
+  for (const line of header.split('\n')) {
+    const f = /^#define (VK_[A-Za-z0-9_]+) 1$/.exec(line)
+    if (f && (/^VK_VERSION_\d_\d$/.test(f[1]) || /[a-z]/.test(f[1]))) feature = f[1]
+    const fn = /^VKAPI_ATTR .* VKAPI_CALL (vk\w+)\(/.exec(line)
+    if (fn && /^VK_VERSION_1_[0-3]$/.test(feature || '')) names.push(fn[1])
+  }
+  if (names.length < 150) throw new Error(`only ${names.length} core Vulkan commands found in ${vulkanSdk()}`)
+  fs.mkdirSync(dir, { recursive: true })
+  const def = path.join(dir, 'vulkan-1.def')
+  fs.writeFileSync(def, `LIBRARY vulkan-1.dll\nEXPORTS\n${names.join('\n')}\n`)
+  run('x86_64-w64-mingw32-dlltool', ['-d', def, '-l', out, '-D', 'vulkan-1.dll'])
+  return out
+}
+
+/**
+ * A directory holding only the SPIR-V headers (Debian's, under /usr/include/spirv), for the
+ * cross compiler: ggml-vulkan includes <spirv/unified1/spirv.hpp> from the system's include
+ * path, which MinGW's compiler does not search (nor should it: the rest is glibc's).
+ */
+function spirvIncludes(dir) {
+  const include = path.join(dir, 'include')
+  const link = path.join(include, 'spirv')
+  if (!fs.existsSync(link)) {
+    fs.mkdirSync(include, { recursive: true })
+    fs.symlinkSync('/usr/include/spirv', link)
+  }
+  return include
+}
+
+/** CMake's settings for a module built for `platform` on this machine. */
+function crossDefines(backend, platform, dir) {
+  if (platform !== 'win32-x64') return ['-DGGML_OPENMP=ON']
+  return [
+    '-DCMAKE_SYSTEM_NAME=Windows',
+    '-DCMAKE_SYSTEM_PROCESSOR=AMD64',
+    `-DCMAKE_C_COMPILER=${MINGW.cc}`,
+    `-DCMAKE_CXX_COMPILER=${MINGW.cxx}`,
+    // The addon's own MinGW settings: DLLs without MinGW's runtime DLLs (scripts/cmake).
+    `-DCMAKE_PROJECT_INCLUDE=${path.join(__dirname, 'cmake', 'mingw.cmake')}`,
+    // As the addon's build for Windows (Cargo.toml: no OpenMP there).
+    '-DGGML_OPENMP=OFF',
+    ...(backend === 'vulkan'
+      ? [
+          `-DCMAKE_CXX_FLAGS=-I${spirvIncludes(dir)}`,
+          `-DVulkan_INCLUDE_DIR=${path.join(vulkanSdk(), 'include')}`,
+          `-DVulkan_LIBRARY=${vulkanImportLibrary(dir)}`,
+          `-DVulkan_GLSLC_EXECUTABLE=${spawnSync('sh', ['-c', 'command -v glslc'], { encoding: 'utf8' }).stdout.trim()}`,
+        ]
+      : []),
+  ]
+}
+
+/** ggml's `backend` module's path for `platform`, built first if this tree has none. */
+function ensure(backend, platform = HOST) {
+  const why = missingFor(backend, platform)
+  if (why) throw new Error(`cannot build ggml's ${backend} backend for ${platform}: ${why}`)
   const sys = llamaSys()
-  const dir = path.join(root, 'target', 'ggml-backends', sys.version, backend)
-  const out = path.join(dir, `libggml-${backend}.so`)
+  const { dir, file } = place(backend, platform, sys.version)
+  const out = path.join(dir, file)
   if (fs.existsSync(out)) return out
   const build = path.join(dir, 'build')
   fs.rmSync(build, { recursive: true, force: true })
   const started = Date.now()
-  process.stderr.write(`Building ggml's ${backend} backend from llama-cpp-sys-2 ${sys.version} (a few minutes)\n`)
+  process.stderr.write(
+    `Building ggml's ${backend} backend for ${platform} from llama-cpp-sys-2 ${sys.version} (a few minutes)\n`,
+  )
   // Options that shape ggml's ABI are the ones the addon's build uses (llama-cpp-sys-2's
   // build.rs with `dynamic-backends`); only the backend's module is built.
   run(
@@ -126,7 +209,7 @@ function ensure(backend) {
       '-DBUILD_SHARED_LIBS=ON',
       '-DGGML_BACKEND_DL=ON',
       '-DGGML_NATIVE=OFF',
-      '-DGGML_OPENMP=ON',
+      ...crossDefines(backend, platform, dir),
       ...BACKENDS[backend].defines,
       '-DLLAMA_BUILD_COMMON=OFF',
       '-DLLAMA_BUILD_TESTS=OFF',
@@ -145,7 +228,7 @@ function ensure(backend) {
     '-j',
     String(require('node:os').availableParallelism()),
   ])
-  fs.copyFileSync(path.join(build, 'bin', `libggml-${backend}.so`), out)
+  fs.copyFileSync(path.join(build, 'bin', file), out)
   fs.rmSync(build, { recursive: true, force: true })
   process.stderr.write(`Built ${path.relative(root, out)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   return out
@@ -156,11 +239,11 @@ function ensureVulkan() {
   return ensure('vulkan')
 }
 
-/** The Vulkan module where this tree has it built, or null. */
-function builtVulkan() {
+/** The Vulkan module for `platform` where this tree has it built, or null. */
+function builtVulkan(platform = HOST) {
   try {
-    const out = path.join(root, 'target', 'ggml-backends', llamaSys().version, 'vulkan', 'libggml-vulkan.so')
-    return fs.existsSync(out) ? out : null
+    const { dir, file } = place('vulkan', platform, llamaSys().version)
+    return fs.existsSync(path.join(dir, file)) ? path.join(dir, file) : null
   } catch {
     return null
   }
@@ -169,22 +252,29 @@ function builtVulkan() {
 module.exports = { ensure, ensureVulkan, builtVulkan, missing, missingFor }
 
 if (require.main === module) {
+  const at = process.argv.indexOf('--target')
+  const platform = at >= 0 ? process.argv[at + 1] : HOST
   if (process.argv.includes('--prepare')) {
-    const why = missing()
-    if (why) console.log(`skipped: the Vulkan tests (ggml's Vulkan backend cannot be built here: ${why})`)
-    else
-      try {
-        ensureVulkan()
-      } catch (e) {
-        console.error(e.message)
-        process.exit(1)
-      }
+    for (const [p, tests] of [
+      [HOST, 'the Vulkan tests'],
+      ['win32-x64', 'the Windows Vulkan test'],
+    ]) {
+      const why = missing(p)
+      if (why) console.log(`skipped: ${tests} (ggml's Vulkan backend for ${p} cannot be built here: ${why})`)
+      else
+        try {
+          ensure('vulkan', p)
+        } catch (e) {
+          console.error(e.message)
+          process.exit(1)
+        }
+    }
   } else if (process.argv.includes('--check')) {
-    const why = missing()
+    const why = missing(platform)
     if (why) console.log(why)
   } else {
     try {
-      console.log(ensureVulkan())
+      console.log(ensure('vulkan', platform))
     } catch (e) {
       console.error(e.message)
       process.exit(1)

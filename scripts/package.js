@@ -177,14 +177,13 @@ async function main(argv = []) {
     }
   }
   // llama.cpp's shared libraries and ggml's backend modules, where the addon is built
-  // with backends as modules (Linux x64): beside it, where its rpath and loader look.
-  if (platform === platformName()) {
-    for (const f of require('./build').llamaLibraries()) {
-      const name = path.basename(f)
-      if (!fs.existsSync(path.join(root, name))) throw new Error(`${name} is not beside the addon: run npm run build`)
-      fs.copyFileSync(path.join(root, name), path.join(stage, name))
-      execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, name)])
-    }
+  // with backends as modules (Linux x64, Windows x64): beside it, where its rpath (on
+  // Windows, the loader's search of the addon's own directory) and ggml's loader look.
+  for (const f of require('./build').llamaLibraries(platform)) {
+    const name = path.basename(f)
+    if (!fs.existsSync(path.join(root, name))) throw new Error(`${name} is not beside the addon: run npm run build`)
+    fs.copyFileSync(path.join(root, name), path.join(stage, name))
+    execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, name)])
   }
   extract(
     wheel,
@@ -225,16 +224,12 @@ function stageGpu(platform, dist, only = ['vulkan']) {
     const backend = d.slice(platform.length + 1)
     const backends = require('./ggml-backends')
     // CUDA takes a CUDA toolkit and long to build: only when asked for (--gpu cuda).
-    const why = !only.includes(backend)
-      ? `built only with --gpu ${backend}`
-      : platform !== platformName()
-        ? 'it is built on its own platform'
-        : backends.missingFor(backend)
+    const why = !only.includes(backend) ? `built only with --gpu ${backend}` : backends.missingFor(backend, platform)
     if (why) {
       console.warn(`not packing ${meta.name}: ${why}`)
       continue
     }
-    const module = backends.ensure(backend)
+    const module = backends.ensure(backend, platform)
     const stage = path.join(dist, 'stage', d)
     fs.rmSync(stage, { recursive: true, force: true })
     fs.mkdirSync(stage, { recursive: true })

@@ -27,7 +27,8 @@ fi
 node scripts/cross-smoke.js --prepare
 # ggml's Vulkan backend, built from the addon's llama.cpp tree (a few minutes, once per
 # llama-cpp-sys-2 version, cached in target/) where glslc and Vulkan headers are present;
-# __tests__/vulkan.test.js runs it on lavapipe. Otherwise this says the tests are skipped.
+# __tests__/vulkan.test.js runs it on lavapipe. Its Windows build too where MinGW-w64 is
+# here (cross.test.js runs it under Wine). Otherwise this says which tests are skipped.
 node scripts/ggml-backends.js --prepare
 # napi build passes --target, so its artifacts live under target/<host triple>/; naming the
 # same target lets the Rust tests reuse that one release build instead of making another.

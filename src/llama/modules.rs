@@ -1,7 +1,8 @@
 //! ggml's backends as modules (the `ggml_dl` build): the CPU backend, one shared library
-//! per x86-64 level beside the addon (`libggml-cpu-<level>.so`; the best this CPU runs
-//! is loaded), and GPU backends from their own packages (`libggml-vulkan.so`, ...),
-//! each loaded only after its check in a child process passed ([`super::probe`]).
+//! per x86-64 level beside the addon (`libggml-cpu-<level>.so`, `ggml-cpu-<level>.dll`
+//! on Windows; the best this CPU runs is loaded), and GPU backends from their own
+//! packages (`libggml-vulkan.so`, `ggml-vulkan.dll`, ...), each loaded only after its
+//! check in a child process passed ([`super::probe`]).
 //!
 //! Every module is loaded by name from a known place: ggml's own search
 //! (`ggml_backend_load_all`) would also load whatever it finds in the working directory,
@@ -40,14 +41,56 @@ pub(crate) fn checks() -> &'static [ModuleCheck] {
 }
 
 #[cfg(ggml_dl)]
-pub(crate) use dl::{check_here, load};
+pub(crate) use dl::{c_path, check_here, load, open};
 
 #[cfg(ggml_dl)]
 mod dl {
     use super::super::probe::{self, ModuleCheck};
     use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
     use std::path::{Path, PathBuf};
+
+    /// How a CPU module's file name starts and ends (ggml's own names).
+    #[cfg(windows)]
+    const CPU_MODULE: (&str, &str) = ("ggml-cpu-", ".dll");
+    #[cfg(not(windows))]
+    const CPU_MODULE: (&str, &str) = ("libggml-cpu-", ".so");
+
+    /// A path as ggml's C functions take it: the bytes of the path on Unix; UTF-8 on
+    /// Windows, as ggml's `std::filesystem` paths read narrow strings there. None for a
+    /// path that cannot be passed (a NUL byte, or not Unicode on Windows).
+    pub(crate) fn c_path(path: &Path) -> Option<CString> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::ffi::OsStrExt;
+            CString::new(path.as_os_str().as_bytes()).ok()
+        }
+        #[cfg(not(unix))]
+        {
+            CString::new(path.to_str()?).ok()
+        }
+    }
+
+    /// A module opened by the system's loader, with every symbol resolved now (so that
+    /// a missing dependency fails here, in the loader's own words).
+    pub(crate) fn open(path: &Path) -> Result<libloading::Library, String> {
+        // SAFETY: loading a ggml module runs only its static initialisers (ggml's
+        // modules register nothing until `ggml_backend_init` is called).
+        #[cfg(unix)]
+        let lib = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+            )
+        }
+        .map(libloading::Library::from);
+        // SAFETY: as above; Windows resolves imports at load.
+        #[cfg(not(unix))]
+        let lib = unsafe { libloading::Library::new(path) };
+        lib.map_err(|e| match std::error::Error::source(&e) {
+            Some(os) => os.to_string(),
+            None => e.to_string(),
+        })
+    }
 
     /// Where the CPU modules are: the addon's directory (the platform package, or a
     /// checkout's root after a build); in Rust's unit tests, where llama-cpp-sys-2 built
@@ -70,34 +113,24 @@ mod dl {
         for entry in std::fs::read_dir(dir).ok()?.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if !(name.starts_with("libggml-cpu-") && name.ends_with(".so")) {
+            if !(name.starts_with(CPU_MODULE.0) && name.ends_with(CPU_MODULE.1)) {
                 continue;
             }
             let path = entry.path();
-            let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-                continue;
+            // Closed again at the end of the iteration (dropped).
+            let Ok(lib) = open(&path) else { continue };
+            // SAFETY: ggml's modules export this name as `int (*)(void)`
+            // (`ggml_backend_score_t`), which only reads the CPU's features.
+            let score = unsafe {
+                lib.get::<unsafe extern "C" fn() -> std::os::raw::c_int>(b"ggml_backend_score\0")
             };
-            // SAFETY: `c` is a NUL-terminated path. Loading a CPU module runs no code of
-            // its own beyond static initialisers; it is closed again below.
-            let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-            if handle.is_null() {
-                continue;
-            }
-            // SAFETY: `handle` is open; the name is NUL-terminated.
-            let f = unsafe { libc::dlsym(handle, c"ggml_backend_score".as_ptr()) };
-            if !f.is_null() {
-                // SAFETY: ggml's modules export this name as `int (*)(void)`
-                // (`ggml_backend_score_t`), which only reads the CPU's features.
-                let score: unsafe extern "C" fn() -> std::os::raw::c_int =
-                    unsafe { std::mem::transmute(f) };
-                // SAFETY: as above.
+            if let Ok(score) = score {
+                // SAFETY: as above; `lib` is open while it runs.
                 let s = unsafe { score() };
                 if s > best.0 {
                     best = (s, Some(path));
                 }
             }
-            // SAFETY: opened above; nothing of it is in use.
-            unsafe { libc::dlclose(handle) };
         }
         best.1
     }
@@ -130,9 +163,7 @@ mod dl {
         let dirs = dirs();
         for dir in &dirs {
             let Some(best) = best_cpu(dir) else { continue };
-            let Ok(c) = CString::new(best.as_os_str().as_bytes()) else {
-                continue;
-            };
+            let Some(c) = c_path(&best) else { continue };
             // SAFETY: `c` is a NUL-terminated path that outlives the call; ggml loads
             // and registers the module (null if it cannot).
             unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) };
@@ -142,10 +173,12 @@ mod dl {
         }
         let searched: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
         Err(format!(
-            "llama.cpp's CPU backend (libggml-cpu-*.so) is not where orion-native looked ({}). \
+            "llama.cpp's CPU backend ({}*{}) is not where orion-native looked ({}). \
              The platform package (orion-native-<platform>) ships it next to the addon: \
              reinstall orion-native, and in an Electron app unpack that package from the \
              asar archive.",
+            CPU_MODULE.0,
+            CPU_MODULE.1,
             if searched.is_empty() {
                 "nowhere: the addon's own path is unknown".into()
             } else {
@@ -227,8 +260,8 @@ mod dl {
             check.reason = check.reason.map(|r| format!("not loaded: {r}"));
             return check;
         }
-        let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
-            check.reason = Some("not loaded: its path holds a NUL byte".into());
+        let Some(c) = c_path(&path) else {
+            check.reason = Some("not loaded: its path cannot be passed to ggml".into());
             return check;
         };
         // SAFETY: `c` is a NUL-terminated path; the same module loaded, registered and

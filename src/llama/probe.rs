@@ -74,9 +74,8 @@ pub(crate) use dl::{in_child, run, CHILD_ENV};
 mod dl {
     use super::{DeviceCheck, DeviceKind, ModuleCheck, SELF_TEST_TOLERANCE};
     use llama_cpp_sys_2 as sys;
-    use std::ffi::{CStr, CString};
+    use std::ffi::CStr;
     use std::io::Read;
-    use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
     use std::time::{Duration, Instant};
 
@@ -91,34 +90,53 @@ mod dl {
     /// starting checks in turn.
     pub(crate) const CHILD_ENV: &str = "ORION_GPU_CHECK_CHILD";
 
-    /// The check, in a child process: the host executable (node, or Electron as node)
-    /// loads this addon and calls its `__gpuCheck`, which runs [`run`] and prints the
-    /// result as JSON. An error says why there is no result (crashed, timed out, could
-    /// not start).
-    pub(crate) fn in_child(module: &Path) -> Result<ModuleCheck, String> {
-        use std::os::unix::process::CommandExt;
-        let addon = crate::paths::addon_path()
-            .ok_or("the addon's own file is unknown, so no child process can load it")?;
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("the executable running this process is unknown ({e})"))?;
-        // `node -e <script> <addon> <module>`: the two paths are process.argv[1] and [2].
+    /// `node -e <script> <addon> <module>`: the host executable runs the check as Node,
+    /// in a process of its own, its output piped back.
+    fn check_command(exe: &Path, addon: &Path, module: &Path) -> std::process::Command {
+        // The two paths are process.argv[1] and [2].
         let script = "const [, addon, module] = process.argv; \
                       process.stdout.write(require(addon).__gpuCheck(module))";
-        let mut child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(exe);
+        command
             .arg("-e")
             .arg(script)
-            .arg(&addon)
+            .arg(addon)
             .arg(module)
             // Electron runs as plain Node with this; node ignores it.
             .env("ELECTRON_RUN_AS_NODE", "1")
             .env(CHILD_ENV, "1")
             // Preloads (`--require`) would run the app's code, and could print to stdout.
             .env_remove("NODE_OPTIONS")
-            // Its own process group: whatever it starts is stopped with it.
-            .process_group(0)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt;
+            // Its own process group: whatever it starts is stopped with it.
+            command.process_group(0);
+        }
+        #[cfg(windows)]
+        {
+            use std::os::windows::process::CommandExt;
+            // CREATE_NO_WINDOW: a GUI app (Electron) would otherwise flash a console
+            // window for the check's node.
+            command.creation_flags(0x0800_0000);
+        }
+        command
+    }
+
+    /// The check, in a child process: the host executable (node, or Electron as node)
+    /// loads this addon and calls its `__gpuCheck`, which runs [`run`] and prints the
+    /// result as JSON. An error says why there is no result (crashed, timed out, could
+    /// not start).
+    pub(crate) fn in_child(module: &Path) -> Result<ModuleCheck, String> {
+        let addon = crate::paths::addon_path()
+            .ok_or("the addon's own file is unknown, so no child process can load it")?;
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("the executable running this process is unknown ({e})"))?;
+        let mut command = check_command(&exe, &addon, module);
+        let mut child = command
             .spawn()
             .map_err(|e| format!("could not start {} to check it ({e})", exe.display()))?;
         // Read both pipes on threads, so that a chatty driver cannot fill one and stall
@@ -133,11 +151,18 @@ mod dl {
         let out = drain(Box::new(child.stdout.take().expect("piped")));
         let err = drain(Box::new(child.stderr.take().expect("piped")));
         let started = Instant::now();
+        #[cfg(unix)]
         let group = child.id() as libc::pid_t;
         // SAFETY: kill(2) with a negative pid signals that process group, the child's
         // own (process_group(0) above); an already empty group is ESRCH, ignored.
-        let stop_group = || unsafe {
+        #[cfg(unix)]
+        let stop_group = |_: &mut std::process::Child| unsafe {
             libc::kill(-group, libc::SIGKILL);
+        };
+        // The check's node starts nothing of its own: the child alone is stopped.
+        #[cfg(not(unix))]
+        let stop_group = |child: &mut std::process::Child| {
+            let _ = child.kill();
         };
         let status = loop {
             match child.try_wait() {
@@ -145,7 +170,7 @@ mod dl {
                 // The process is exiting: llama.cpp starting in the background is
                 // waited for by the exit, so the check must not hold it up.
                 Ok(None) if crate::lifecycle::is_shut_down() => {
-                    stop_group();
+                    stop_group(&mut child);
                     let _ = child.wait();
                     return Err("its check was stopped: the process is exiting".into());
                 }
@@ -153,7 +178,7 @@ mod dl {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Ok(None) => {
-                    stop_group();
+                    stop_group(&mut child);
                     let _ = child.wait();
                     return Err(format!(
                         "its check did not finish in {} s (a driver that hangs?), so it was stopped",
@@ -161,14 +186,14 @@ mod dl {
                     ));
                 }
                 Err(e) => {
-                    stop_group();
+                    stop_group(&mut child);
                     let _ = child.wait();
                     return Err(format!("its check could not be waited for ({e})"));
                 }
             }
         };
         // Anything the check left running goes with it.
-        stop_group();
+        stop_group(&mut child);
         let out = out.join().unwrap_or_default();
         let err = err.join().unwrap_or_default();
         let tail = || {
@@ -185,12 +210,10 @@ mod dl {
             }
         };
         if !status.success() {
-            use std::os::unix::process::ExitStatusExt;
-            return Err(match status.signal() {
-                Some(sig) => format!(
-                    "it crashed while being checked (signal {sig}{}), a broken or \
-                     incompatible driver{}",
-                    signal_name(sig),
+            return Err(match crash(status) {
+                Some(how) => format!(
+                    "it crashed while being checked ({how}), a broken or incompatible \
+                     driver{}",
                     tail()
                 ),
                 None => format!("its check failed ({status}){}", tail()),
@@ -200,8 +223,13 @@ mod dl {
             .map_err(|e| format!("its check printed no result ({e}){}", tail()))
     }
 
-    fn signal_name(sig: i32) -> &'static str {
-        match sig {
+    /// How a process that crashed ended: its signal on Unix, the exception's NTSTATUS
+    /// on Windows; None for an ordinary exit.
+    #[cfg(unix)]
+    fn crash(status: std::process::ExitStatus) -> Option<String> {
+        use std::os::unix::process::ExitStatusExt;
+        let sig = status.signal()?;
+        let name = match sig {
             libc::SIGSEGV => ", SIGSEGV",
             libc::SIGABRT => ", SIGABRT",
             libc::SIGBUS => ", SIGBUS",
@@ -209,7 +237,28 @@ mod dl {
             libc::SIGFPE => ", SIGFPE",
             libc::SIGKILL => ", SIGKILL",
             _ => "",
-        }
+        };
+        Some(format!("signal {sig}{name}"))
+    }
+
+    /// As above: Windows ends a process that raised an exception with its code.
+    #[cfg(not(unix))]
+    fn crash(status: std::process::ExitStatus) -> Option<String> {
+        // The exit code's bits (NTSTATUS codes are read as unsigned).
+        let code = u32::from_ne_bytes(status.code()?.to_ne_bytes());
+        let name = match code {
+            0xC000_0005 => "access violation",
+            0xC000_001D => "illegal instruction",
+            0xC000_0094 => "integer division by zero",
+            0xC000_00FD => "stack overflow",
+            0xC000_0409 => "fail fast (abort)",
+            0xC000_0135 => "a DLL it needs was not found",
+            0xC000_0139 => "a function a DLL needs was not found",
+            // abort() in MinGW's C runtime
+            3 => "abort",
+            _ => return (code >= 0xC000_0000).then(|| format!("exception {code:#010X}")),
+        };
+        Some(format!("{name}, {code:#X}"))
     }
 
     /// The check itself, run in the child once the CPU backend is loaded (for the
@@ -219,29 +268,27 @@ mod dl {
             path: module.to_path_buf(),
             ..ModuleCheck::default()
         };
-        let Ok(c) = CString::new(module.as_os_str().as_bytes()) else {
-            check.reason = Some("its path holds a NUL byte".into());
+        let Some(c) = super::super::modules::c_path(module) else {
+            check.reason = Some("its path cannot be passed to ggml".into());
             return check;
         };
-        // dlopen first, for the loader's own words when it fails (a missing
-        // libvulkan.so.1 or libcudart.so.12); ggml would only say that it failed.
-        // SAFETY: `c` is a NUL-terminated path; the handle is closed below, after
-        // ggml has taken its own.
-        let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        if handle.is_null() {
-            // SAFETY: dlerror returns null or a NUL-terminated message of the last error.
-            let why = unsafe { libc::dlerror() };
-            let why = if why.is_null() {
-                "unknown error".into()
-            } else {
-                // SAFETY: non-null: a NUL-terminated string owned by the loader.
-                unsafe { CStr::from_ptr(why) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            check.reason = Some(format!("the module does not load: {why}"));
-            return check;
-        }
+        // Opened first, for the loader's own words when it fails (a missing
+        // libvulkan.so.1 or vulkan-1.dll, libcudart.so.12); ggml would only say that it
+        // failed. Closed below, after ggml has taken its own handle.
+        let handle = match super::super::modules::open(module) {
+            Ok(handle) => handle,
+            Err(why) => {
+                // Windows' words for a missing import do not name it.
+                #[cfg(windows)]
+                let why = if why.contains("os error 126") {
+                    format!("{why}: a DLL it imports (vulkan-1.dll, CUDA's) is missing")
+                } else {
+                    why
+                };
+                check.reason = Some(format!("the module does not load: {why}"));
+                return check;
+            }
+        };
         // The Vulkan driver's own account of its devices: their types (ggml does not
         // say which are CPU-type) and driver versions.
         let vulkan = if module.to_string_lossy().contains("vulkan") {
@@ -249,10 +296,11 @@ mod dl {
         } else {
             Vec::new()
         };
-        // SAFETY: as above; ggml dlopens the module again and registers its backend.
+        // SAFETY: `c` is a NUL-terminated path; ggml opens the module again and
+        // registers its backend.
         let reg = unsafe { sys::ggml_backend_load(c.as_ptr()) };
-        // SAFETY: `handle` came from dlopen; ggml holds its own reference.
-        unsafe { libc::dlclose(handle) };
+        // ggml holds its own reference.
+        drop(handle);
         if reg.is_null() {
             check.reason = Some("ggml could not register it as a backend".into());
             return check;

@@ -24,8 +24,8 @@ fn text(name: Result<&std::ffi::CStr, std::ffi::FromBytesUntilNulError>) -> Stri
 
 /// The physical devices, or none when there is no Vulkan loader or instance.
 pub(crate) fn physical_devices() -> Vec<Physical> {
-    // SAFETY: loads the system's Vulkan loader (libvulkan.so.1); ash keeps it loaded
-    // for the life of `entry`, which outlives every call below.
+    // SAFETY: loads the system's Vulkan loader (libvulkan.so.1, vulkan-1.dll); ash keeps
+    // it loaded for the life of `entry`, which outlives every call below.
     let Ok(entry) = (unsafe { ash::Entry::load() }) else {
         return Vec::new();
     };

@@ -1,0 +1,46 @@
+'use strict'
+// llama.cpp's devices as an installed package sees them (the GPU setting comes from
+// ORION_GPU): the CPU backend picked for this CPU, each GPU package's module and its check,
+// the devices, and the demo model's greedy answer with where its layers went; then the
+// device memory after unloading. Prints one JSON line. Usage: node gpu.cjs [modelsDir]
+const orion = require('orion-native')
+
+async function main() {
+  const modelsDir = process.argv[2]
+  if (modelsDir) orion.configure({ modelsDir })
+  const loader = orion.getModelLoader()
+  const monitor = orion.getMemoryMonitor()
+  const info = await loader.loadModel('demo')
+  const s = orion.getOptimizationStrategy()
+  const loaded = (await monitor.takeSnapshot()).devices
+  const pieces = []
+  const question = 'Name three rivers of Europe and say one thing about each.'
+  for await (const t of loader.generateStream('demo', question, { temperature: 0, maxTokens: 8 })) pieces.push(t)
+  await loader.unloadModel('demo')
+  // Freed when the last use ends (a context settling into the cache holds the model for a
+  // few evaluation steps).
+  let after
+  for (let waited = 0; ; waited += 250) {
+    after = (await monitor.takeSnapshot()).devices
+    if (after.every((d) => d.modelsBytes === 0) || waited > 60000) break
+    await new Promise((r) => setTimeout(r, 250))
+  }
+  console.log(
+    JSON.stringify({
+      platform: `${process.platform}-${process.arch}`,
+      llamaCpuFeatures: s.llamaCpuFeatures,
+      gpuModules: s.gpuModules,
+      gpus: s.gpus,
+      device: s.device,
+      gpu: info.gpu,
+      pieces,
+      loaded,
+      after,
+    }),
+  )
+}
+
+main().catch((e) => {
+  console.error(`${e.code || ''} ${e.stack}`)
+  process.exit(1)
+})
