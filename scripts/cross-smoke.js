@@ -98,8 +98,14 @@ function winePrefix(wine) {
       '-ladvapi32',
     ])
   }
-  // Wine's own bcryptprimitives would win over the file otherwise.
-  return { ...env, WINEDLLOVERRIDES: 'mscoree,mshtml=;bcryptprimitives=n' }
+  // Wine's variables only (the caller's environment is its own): Wine's own
+  // bcryptprimitives would win over the file otherwise.
+  return { WINEPREFIX: prefix, WINEDEBUG: '-all', WINEDLLOVERRIDES: 'mscoree,mshtml=;bcryptprimitives=n' }
+}
+
+/** Wine's server, which holds a session's state (its display driver among it). */
+function wineserver() {
+  return onPath('wineserver') ? 'wineserver' : '/usr/lib/wine/wineserver'
 }
 
 /** Runs `args` with the platform's node under its emulator; stdout and stderr through files. */
@@ -114,8 +120,7 @@ function runner(platform, base = {}) {
   if (platform === 'win32-x64') {
     Object.assign(env, winePrefix(exe))
     // A fresh Wine session, which takes this DISPLAY (or its absence) for its processes.
-    const server = onPath('wineserver') ? 'wineserver' : '/usr/lib/wine/wineserver'
-    spawnSync(server, ['-k'], { env, stdio: 'ignore' })
+    spawnSync(wineserver(), ['-k'], { env, stdio: 'ignore' })
   } else env.QEMU_LD_PREFIX = e.sysroot
   return (args, cwd, timeout = 900_000, extraEnv = {}) => {
     const out = path.join(cwd, '.out')
@@ -156,7 +161,10 @@ async function smoke(platform, { modelsDir } = {}) {
   const packed = await require('./package').main(['--target', platform])
   const packSeconds = (Date.now() - started) / 1000
   const e = EMULATORS[platform]
-  const app = fs.mkdtempSync(path.join(os.tmpdir(), `orion-${platform}-app-`))
+  // On Windows in a directory whose name has a letter outside ASCII (Wine gives Windows
+  // programs its UTF-16 name), as under C:\Users\José: every library and module must load
+  // from there (ggml's own loader, given narrow strings, would not).
+  const app = fs.mkdtempSync(path.join(os.tmpdir(), `orion-${platform}-app-${platform === 'win32-x64' ? 'José-' : ''}`))
   fs.writeFileSync(
     path.join(app, 'package.json'),
     JSON.stringify({ name: 'user-app', private: true, version: '1.0.0' }),
@@ -194,7 +202,12 @@ async function smoke(platform, { modelsDir } = {}) {
     accuracy = run(['accuracy.cjs', modelsDir, reference], app)
     gpu = gpuRuns(platform, packed, run, app, modelsDir)
   } finally {
-    x?.stop()
+    if (x) {
+      // The session goes first: its processes hold the display.
+      const prefix = { WINEPREFIX: path.join(require('../lib/paths').cacheDir(), 'wine') }
+      spawnSync(wineserver(), ['-k'], { env: { ...process.env, ...prefix }, stdio: 'ignore' })
+      x.stop()
+    }
   }
   return {
     platform,
@@ -217,6 +230,8 @@ const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json'
 /** What this machine lacks to run the Windows package on lavapipe under Wine, or null. */
 function missingGpu(platform) {
   if (platform !== 'win32-x64') return 'Wine only: qemu-user has no GPU'
+  const build = require('./ggml-backends').missing(platform)
+  if (build) return `the Windows Vulkan module cannot be built here: ${build}`
   const lacking = []
   if (!onPath('Xvfb')) lacking.push('Xvfb (apt-get install xvfb)')
   if (!fs.existsSync(LAVAPIPE)) lacking.push('lavapipe (apt-get install mesa-vulkan-drivers)')
@@ -247,6 +262,10 @@ function startX() {
     stdio: 'ignore',
   })
   for (let i = 0; i < 100 && !fs.existsSync(`/tmp/.X11-unix/X${n}`); i++) spawnSync('sleep', ['0.1'])
+  if (!fs.existsSync(`/tmp/.X11-unix/X${n}`)) {
+    x.kill()
+    throw new Error(`Xvfb did not start on :${n} within 10 s`)
+  }
   return { display: `:${n}`, stop: () => x.kill() }
 }
 

@@ -6,7 +6,8 @@
 // minutes on 2 cores (the shaders are compiled once, by glslc), cached under
 // target/ggml-backends/<llama-cpp-sys-2 version>/vulkan/. Built on Linux x64, for Linux
 // x64 and, with Debian's MinGW-w64, for Windows x64 (ggml-vulkan.dll, cached under
-// .../win32-x64/vulkan/; the addon's DLLs come from the same tree and compiler).
+// .../win32-x64-<hash of scripts/cmake/mingw.cmake>/vulkan/; the addon's DLLs come from
+// the same tree and compiler).
 //
 //   node scripts/ggml-backends.js            build if needed; print the module's path
 //   node scripts/ggml-backends.js --check    print why it cannot be built, or nothing
@@ -114,8 +115,15 @@ const BACKENDS = {
 /** Where `backend`'s module for `platform` is kept, and its file name. */
 function place(backend, platform, version) {
   const base = path.join(root, 'target', 'ggml-backends', version)
+  // The Windows build also depends on our MinGW settings: a change there is a new build.
+  const mingw = () =>
+    require('node:crypto')
+      .createHash('sha256')
+      .update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
+      .digest('hex')
+      .slice(0, 12)
   return platform === 'win32-x64'
-    ? { dir: path.join(base, platform, backend), file: `ggml-${backend}.dll` }
+    ? { dir: path.join(base, `${platform}-${mingw()}`, backend), file: `ggml-${backend}.dll` }
     : { dir: path.join(base, backend), file: `libggml-${backend}.so` }
 }
 
@@ -259,8 +267,11 @@ if (require.main === module) {
       [HOST, 'the Vulkan tests'],
       ['win32-x64', 'the Windows Vulkan test'],
     ]) {
+      // The Windows module is only run by the Windows smoke test, under Wine.
+      const smoke = p === HOST ? null : require('./cross-smoke').missing(p)
       const why = missing(p)
-      if (why) console.log(`skipped: ${tests} (ggml's Vulkan backend for ${p} cannot be built here: ${why})`)
+      if (smoke) console.log(`skipped: ${tests} (${smoke})`)
+      else if (why) console.log(`skipped: ${tests} (ggml's Vulkan backend for ${p} cannot be built here: ${why})`)
       else
         try {
           ensure('vulkan', p)

@@ -29,9 +29,10 @@ if(MINGW AND NOT ORION_MINGW)
   #
   # The CPU variant for Sapphire Rapids does not assemble with MinGW-w64: GCC 12 writes
   # AMX tile loads with a 32-bit stride register (Windows' `long`), which gas rejects. It
-  # is built without AMX there, as the AVX-512 BF16 build it otherwise is (MSVC builds of
-  # llama.cpp leave the variant out: no AMX on Windows either way); its feature list then
-  # names no AMX, so that the score and llamaCpuFeatures say what the code uses.
+  # is built without AMX there, as the AVX-512 BF16 build it otherwise is (MSVC cannot
+  # compile ggml's AMX code either, and llama.cpp's MSVC builds leave the level out); its
+  # feature list then names no AMX, so that the score and llamaCpuFeatures say what the
+  # code uses.
   function(orion_ggml_prefix)
     if(BUILD_SHARED_LIBS)
       foreach(t ggml-cpu-sapphirerapids ggml-cpu-sapphirerapids-feats)

@@ -41,12 +41,11 @@ pub(crate) fn checks() -> &'static [ModuleCheck] {
 }
 
 #[cfg(ggml_dl)]
-pub(crate) use dl::{c_path, check_here, load, open};
+pub(crate) use dl::{check_here, load, open, register};
 
 #[cfg(ggml_dl)]
 mod dl {
     use super::super::probe::{self, ModuleCheck};
-    use std::ffi::CString;
     use std::path::{Path, PathBuf};
 
     /// How a CPU module's file name starts and ends (ggml's own names).
@@ -55,23 +54,12 @@ mod dl {
     #[cfg(not(windows))]
     const CPU_MODULE: (&str, &str) = ("libggml-cpu-", ".so");
 
-    /// A path as ggml's C functions take it: the bytes of the path on Unix; UTF-8 on
-    /// Windows, as ggml's `std::filesystem` paths read narrow strings there. None for a
-    /// path that cannot be passed (a NUL byte, or not Unicode on Windows).
-    pub(crate) fn c_path(path: &Path) -> Option<CString> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::ffi::OsStrExt;
-            CString::new(path.as_os_str().as_bytes()).ok()
-        }
-        #[cfg(not(unix))]
-        {
-            CString::new(path.to_str()?).ok()
-        }
-    }
-
     /// A module opened by the system's loader, with every symbol resolved now (so that
-    /// a missing dependency fails here, in the loader's own words).
+    /// a missing dependency fails here, in the loader's own words). On Windows the path
+    /// goes to the loader as UTF-16, and the module's own imports are looked for beside
+    /// it and in System32 only (not in the current directory, nor the executable's,
+    /// where an app may carry another copy of vulkan-1.dll); ggml's own DLLs are already
+    /// loaded by then and found by name.
     pub(crate) fn open(path: &Path) -> Result<libloading::Library, String> {
         // SAFETY: loading a ggml module runs only its static initialisers (ggml's
         // modules register nothing until `ggml_backend_init` is called).
@@ -84,12 +72,78 @@ mod dl {
         }
         .map(libloading::Library::from);
         // SAFETY: as above; Windows resolves imports at load.
-        #[cfg(not(unix))]
-        let lib = unsafe { libloading::Library::new(path) };
+        #[cfg(windows)]
+        let lib = unsafe {
+            libloading::os::windows::Library::load_with_flags(
+                path,
+                libloading::os::windows::LOAD_LIBRARY_SEARCH_DLL_LOAD_DIR
+                    | libloading::os::windows::LOAD_LIBRARY_SEARCH_SYSTEM32,
+            )
+        }
+        .map(libloading::Library::from);
         lib.map_err(|e| match std::error::Error::source(&e) {
             Some(os) => os.to_string(),
             None => e.to_string(),
         })
+    }
+
+    /// The version of ggml's backend interface this addon's ggml has
+    /// (`GGML_BACKEND_API_VERSION` in llama.cpp's ggml-backend-impl.h, which bindgen does
+    /// not see). A module built from another llama.cpp may differ; ggml's own loader
+    /// refuses those, and so does [`register`].
+    const BACKEND_API_VERSION: std::os::raw::c_int = 3;
+
+    /// Registers the backend of an opened module with ggml, as `ggml_backend_load`
+    /// does, and keeps the module loaded for the life of the process. Not through
+    /// `ggml_backend_load` itself: it takes the path as a narrow string, which ggml's
+    /// `std::filesystem` reads in the C runtime's code page on Windows, so a path with
+    /// letters outside it (`C:\Users\José\...`) would not load.
+    pub(crate) fn register(
+        lib: libloading::Library,
+    ) -> Result<llama_cpp_sys_2::ggml_backend_reg_t, String> {
+        // SAFETY: ggml's modules export this name as `int (*)(void)`
+        // (`ggml_backend_score_t`), which only reads the CPU's features.
+        if let Ok(score) = unsafe {
+            lib.get::<unsafe extern "C" fn() -> std::os::raw::c_int>(b"ggml_backend_score\0")
+        } {
+            // SAFETY: as above; `lib` is open.
+            if unsafe { score() } == 0 {
+                return Err("it is not for this CPU (its ggml_backend_score is 0)".into());
+            }
+        }
+        // SAFETY: ggml's modules export this name as `ggml_backend_init_t`, a function
+        // taking nothing and returning the backend's registration.
+        let init = unsafe {
+            lib.get::<unsafe extern "C" fn() -> llama_cpp_sys_2::ggml_backend_reg_t>(
+                b"ggml_backend_init\0",
+            )
+        }
+        .map_err(|_| "it exports no ggml_backend_init: not a ggml backend module")?;
+        // SAFETY: as above; the module stays loaded (forgotten below) while its
+        // registration is in use.
+        let reg = unsafe { init() };
+        if reg.is_null() {
+            return Err("its ggml_backend_init returned no backend".into());
+        }
+        // SAFETY: `reg` points to the module's `struct ggml_backend_reg`, whose first
+        // field is `int api_version` (ggml-backend-impl.h), whatever the version.
+        let version = unsafe { *reg.cast::<std::os::raw::c_int>() };
+        if version != BACKEND_API_VERSION {
+            return Err(format!(
+                "it was built for version {version} of ggml's backend interface, this \
+                 addon's ggml has {BACKEND_API_VERSION}: a module from another llama.cpp"
+            ));
+        }
+        // SAFETY: a registration of the right version, from a module that stays loaded.
+        unsafe { llama_cpp_sys_2::ggml_backend_register(reg) };
+        // ggml never unloads a backend it was handed: neither does this.
+        std::mem::forget(lib);
+        Ok(reg)
+    }
+
+    /// [`open`], then [`register`].
+    fn load_module(path: &Path) -> Result<llama_cpp_sys_2::ggml_backend_reg_t, String> {
+        register(open(path).map_err(|e| format!("it does not load: {e}"))?)
     }
 
     /// Where the CPU modules are: the addon's directory (the platform package, or a
@@ -161,15 +215,21 @@ mod dl {
             return Ok(());
         }
         let dirs = dirs();
+        let mut failed = Vec::new();
         for dir in &dirs {
             let Some(best) = best_cpu(dir) else { continue };
-            let Some(c) = c_path(&best) else { continue };
-            // SAFETY: `c` is a NUL-terminated path that outlives the call; ggml loads
-            // and registers the module (null if it cannot).
-            unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) };
-            if have_cpu() {
-                return Ok(());
+            match load_module(&best) {
+                Ok(_) if have_cpu() => return Ok(()),
+                Ok(_) => failed.push(format!("{}: registered no CPU backend", best.display())),
+                Err(e) => failed.push(format!("{}: {e}", best.display())),
             }
+        }
+        if !failed.is_empty() {
+            return Err(format!(
+                "llama.cpp's CPU backend did not load ({}). Reinstall orion-native; if this \
+                 persists, report it with this message.",
+                failed.join("; ")
+            ));
         }
         let searched: Vec<_> = dirs.iter().map(|d| d.display().to_string()).collect();
         Err(format!(
@@ -260,17 +320,10 @@ mod dl {
             check.reason = check.reason.map(|r| format!("not loaded: {r}"));
             return check;
         }
-        let Some(c) = c_path(&path) else {
-            check.reason = Some("not loaded: its path cannot be passed to ggml".into());
-            return check;
-        };
-        // SAFETY: `c` is a NUL-terminated path; the same module loaded, registered and
-        // ran a graph on each device in the child.
-        let reg = unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) };
-        if reg.is_null() {
-            check.reason = Some("not loaded: it loaded in its check but not here".into());
-        } else {
-            check.loaded = true;
+        // The same module loaded, registered and ran a graph on each device in the child.
+        match load_module(&path) {
+            Ok(_) => check.loaded = true,
+            Err(e) => check.reason = Some(format!("not loaded: it passed its check, but here {e}")),
         }
         check
     }

@@ -119,8 +119,9 @@ mod dl {
         #[cfg(windows)]
         {
             use std::os::windows::process::CommandExt;
-            // CREATE_NO_WINDOW: a GUI app (Electron) would otherwise flash a console
-            // window for the check's node.
+            // CREATE_NO_WINDOW: node.exe is a console program, and started from a
+            // process without a console (a service, an app started from a shortcut)
+            // it would open a console window of its own for the check.
             command.creation_flags(0x0800_0000);
         }
         command
@@ -159,10 +160,17 @@ mod dl {
         let stop_group = |_: &mut std::process::Child| unsafe {
             libc::kill(-group, libc::SIGKILL);
         };
-        // The check's node starts nothing of its own: the child alone is stopped.
-        #[cfg(not(unix))]
-        let stop_group = |child: &mut std::process::Child| {
-            let _ = child.kill();
+        // On Windows, a job object holds the child and whatever it starts (a driver's
+        // helper, Electron's crash handler), all stopped together, and stopped too if
+        // this process ends first (the job's last handle closes with it).
+        #[cfg(windows)]
+        let job = job::Job::around(&child);
+        #[cfg(windows)]
+        let stop_group = |child: &mut std::process::Child| match &job {
+            Some(job) => job.stop(),
+            None => {
+                let _ = child.kill();
+            }
         };
         let status = loop {
             match child.try_wait() {
@@ -241,6 +249,61 @@ mod dl {
         Some(format!("signal {sig}{name}"))
     }
 
+    /// A Windows job object that stops every process in it when told to, or when its
+    /// last handle closes (this process ending).
+    #[cfg(windows)]
+    mod job {
+        use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+        use windows_sys::Win32::System::JobObjects::{
+            AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+            SetInformationJobObject, TerminateJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+        };
+
+        pub(super) struct Job(HANDLE);
+
+        impl Job {
+            /// A job holding `child` (and what it starts from now on); None where
+            /// Windows refuses one, and then the child alone is stopped.
+            pub(super) fn around(child: &std::process::Child) -> Option<Self> {
+                use std::os::windows::io::AsRawHandle;
+                // SAFETY: no name and default security: a new anonymous job.
+                let job = Self(unsafe { CreateJobObjectW(std::ptr::null(), std::ptr::null()) });
+                if job.0.is_null() {
+                    return None;
+                }
+                // SAFETY: plain C data for which all-zero is valid.
+                let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { std::mem::zeroed() };
+                info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+                // SAFETY: `job` is open; `info` is the structure this class takes, and
+                // lives across the call; the child's handle is open while `child` lives.
+                let ok = unsafe {
+                    SetInformationJobObject(
+                        job.0,
+                        JobObjectExtendedLimitInformation,
+                        (&raw const info).cast(),
+                        u32::try_from(std::mem::size_of_val(&info)).unwrap_or(u32::MAX),
+                    ) != 0
+                        && AssignProcessToJobObject(job.0, child.as_raw_handle().cast()) != 0
+                };
+                ok.then_some(job)
+            }
+
+            /// Stops every process in the job.
+            pub(super) fn stop(&self) {
+                // SAFETY: `self.0` is an open job handle.
+                unsafe { TerminateJobObject(self.0, 1) };
+            }
+        }
+
+        impl Drop for Job {
+            fn drop(&mut self) {
+                // SAFETY: opened in `around`, closed once.
+                unsafe { CloseHandle(self.0) };
+            }
+        }
+    }
+
     /// As above: Windows ends a process that raised an exception with its code.
     #[cfg(not(unix))]
     fn crash(status: std::process::ExitStatus) -> Option<String> {
@@ -252,8 +315,6 @@ mod dl {
             0xC000_0094 => "integer division by zero",
             0xC000_00FD => "stack overflow",
             0xC000_0409 => "fail fast (abort)",
-            0xC000_0135 => "a DLL it needs was not found",
-            0xC000_0139 => "a function a DLL needs was not found",
             // abort() in MinGW's C runtime
             3 => "abort",
             _ => return (code >= 0xC000_0000).then(|| format!("exception {code:#010X}")),
@@ -268,13 +329,8 @@ mod dl {
             path: module.to_path_buf(),
             ..ModuleCheck::default()
         };
-        let Some(c) = super::super::modules::c_path(module) else {
-            check.reason = Some("its path cannot be passed to ggml".into());
-            return check;
-        };
         // Opened first, for the loader's own words when it fails (a missing
-        // libvulkan.so.1 or vulkan-1.dll, libcudart.so.12); ggml would only say that it
-        // failed. Closed below, after ggml has taken its own handle.
+        // libvulkan.so.1 or vulkan-1.dll, libcudart.so.12).
         let handle = match super::super::modules::open(module) {
             Ok(handle) => handle,
             Err(why) => {
@@ -296,15 +352,13 @@ mod dl {
         } else {
             Vec::new()
         };
-        // SAFETY: `c` is a NUL-terminated path; ggml opens the module again and
-        // registers its backend.
-        let reg = unsafe { sys::ggml_backend_load(c.as_ptr()) };
-        // ggml holds its own reference.
-        drop(handle);
-        if reg.is_null() {
-            check.reason = Some("ggml could not register it as a backend".into());
-            return check;
-        }
+        let reg = match super::super::modules::register(handle) {
+            Ok(reg) => reg,
+            Err(why) => {
+                check.reason = Some(format!("ggml could not register it as a backend: {why}"));
+                return check;
+            }
+        };
         // SAFETY: `reg` is a registered backend; its name is a static string.
         check.backend = Some(
             unsafe { CStr::from_ptr(sys::ggml_backend_reg_name(reg)) }
