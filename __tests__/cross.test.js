@@ -44,6 +44,15 @@ for (const platform of PLATFORMS) {
         // llama.cpp as DLLs, with ggml's CPU backend built for each x86-64 level.
         expect(files).toEqual(expect.arrayContaining(['ggml.dll', 'ggml-base.dll', 'ggml-cpu-x64.dll']))
         expect(files.filter((f) => /^ggml-cpu-.*\.dll$/.test(f)).length).toBeGreaterThanOrEqual(10)
+      } else {
+        // llama.cpp as shared libraries, with ggml's CPU backend built for each Arm level
+        // (the two Armv9.2 ones left out: scripts/cmake/linux-arm64.cmake).
+        expect(files).toEqual(expect.arrayContaining(['libllama.so.0', 'libggml.so.0', 'libggml-base.so.0']))
+        expect(files.filter((f) => /^libggml-cpu-.*\.so$/.test(f)).sort()).toEqual(
+          ['armv8.0_1', 'armv8.2_1', 'armv8.2_2', 'armv8.2_3', 'armv8.6_1', 'armv8.6_2'].map(
+            (v) => `libggml-cpu-${v}.so`,
+          ),
+        )
       }
       // Within npm's size limits by a wide margin (the registry refuses far larger packages).
       expect(r.pack.platformPackage.size).toBeLessThan(100e6)
@@ -78,11 +87,28 @@ for (const platform of PLATFORMS) {
           expect({ file: path.basename(f), foreign }).toEqual({ file: path.basename(f), foreign: [] })
         }
       } else {
-        const dump = execFileSync('aarch64-linux-gnu-readelf', ['-h', '-d', addon], { encoding: 'utf8' })
-        expect(dump).toMatch(/Machine:\s+AArch64/)
-        const needed = [...dump.matchAll(/\(NEEDED\)\s+Shared library: \[(\S+)\]/g)].map((m) => m[1])
-        // The system's C and C++ runtimes only; ONNX Runtime is loaded at run time, not linked.
-        for (const n of needed) expect(n).toMatch(/^(libc|libm|libgcc_s|libstdc\+\+|libgomp|ld-linux-aarch64)\.so/)
+        // The addon and each library beside it: built for arm64, needing only the
+        // system's C and C++ runtimes and the package's own llama.cpp libraries (ONNX
+        // Runtime is loaded at run time, not linked), found beside the addon ($ORIGIN).
+        const dir = path.dirname(addon)
+        const own = fs.readdirSync(dir).filter((f) => /\.(node|so)(\.\d+)?$/.test(f))
+        const needed = {}
+        for (const f of own) {
+          const dump = execFileSync('aarch64-linux-gnu-readelf', ['-h', '-d', path.join(dir, f)], { encoding: 'utf8' })
+          expect([f, /Machine:\s+AArch64/.test(dump)]).toEqual([f, true])
+          const libs = [...dump.matchAll(/\(NEEDED\)\s+Shared library: \[(\S+)\]/g)].map((m) => m[1])
+          const foreign = libs.filter(
+            (n) =>
+              !own.includes(n) &&
+              !/^(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|libgomp|ld-linux-aarch64)\.so/.test(n),
+          )
+          if (foreign.length) needed[f] = foreign
+          if (f === path.basename(addon)) {
+            expect(libs).toContain('libllama.so.0')
+            expect(dump).toMatch(/\(RPATH\)\s+Library rpath: \[\$ORIGIN\]/)
+          }
+        }
+        expect(needed).toEqual({})
       }
       expect(target(platform).triple).toMatch(platform === 'win32-x64' ? /windows/ : /aarch64/)
     })
@@ -129,6 +155,43 @@ for (const platform of PLATFORMS) {
       expect(r.status.status).toBe(0)
       expect(JSON.stringify(r.status.result)).toMatch(/pressure/)
     })
+
+    // ggml's CPU backend per Arm level, on CPUs qemu-user emulates (QEMU_CPU): each loads
+    // the best level its CPU has, and every level answers as the others do.
+    ;(platform === 'linux-arm64-gnu' ? test : test.skip)(
+      "llama.cpp's CPU backend: the best level for each emulated CPU (max, Neoverse N1, Cortex-A53) loads and answers",
+      () => {
+        const runs = r.cpus
+        const line = (cpu) =>
+          `${cpu} (${runs[cpu].seconds.toFixed(1)} s): ${runs[cpu].result.llamaCpuFeatures.join(' ')}`
+        console.log(`linux-arm64 under qemu: ${Object.keys(runs).map(line).join('; ')}`)
+        // ggml's feature name for each feature Linux lists for an Arm CPU that picks a level.
+        const HWCAPS = { asimddp: 'DOTPROD', asimdhp: 'FP16_VA', sve: 'SVE', i8mm: 'MATMUL_INT8' }
+        for (const [cpu, { result }] of Object.entries(runs)) {
+          const used = new Set(result.llamaCpuFeatures)
+          expect([cpu, used.has('NEON')]).toEqual([cpu, true])
+          // The levels nest (ggml's Arm variants add dot products, then half-precision
+          // arithmetic, SVE, int8 matrix products): what the build uses, the CPU has, and
+          // what the CPU has, the build uses.
+          for (const [hwcap, feature] of Object.entries(HWCAPS))
+            expect([cpu, feature, used.has(feature)]).toEqual([cpu, feature, result.cpuinfo.includes(hwcap)])
+          expect(result.gpu).toBeUndefined()
+        }
+        // The three CPUs are three levels.
+        expect(runs['cortex-a53'].result.llamaCpuFeatures).not.toContain('DOTPROD')
+        expect(runs['neoverse-n1'].result.llamaCpuFeatures).toEqual(expect.arrayContaining(['DOTPROD', 'FP16_VA']))
+        expect(runs['neoverse-n1'].result.llamaCpuFeatures).not.toContain('SVE')
+        expect(runs.max.result.llamaCpuFeatures).toEqual(expect.arrayContaining(['SVE', 'MATMUL_INT8']))
+        // The measure of agreement, as for a GPU: the first 5 greedy tokens of a short
+        // answer are the same on every level (their int8 and fp16 products round
+        // differently: scripts/cross-smoke.js), and each says Paris.
+        const first = runs.max.result.pieces.slice(0, 5)
+        expect(first.length).toBe(5)
+        for (const { result } of Object.values(runs)) expect(result.pieces.join('')).toMatch(/Paris/)
+        for (const cpu of ['neoverse-n1', 'cortex-a53'])
+          expect([cpu, runs[cpu].result.pieces.slice(0, 5)]).toEqual([cpu, first])
+      },
+    )
 
     // Windows' Vulkan package on a real Vulkan device: Mesa's lavapipe through Wine's
     // Vulkan (winevulkan over this machine's loader), under an X server of its own.
@@ -185,6 +248,38 @@ for (const platform of PLATFORMS) {
         const host = require('../index.js').getOptimizationStrategy().llamaCpuFeatures
         expect(v.llamaCpuFeatures).toEqual(host.filter((f) => f !== 'OPENMP' && !/^AMX/.test(f)))
         expect(v.llamaCpuFeatures).toContain('AVX2')
+      },
+    )
+
+    // A driver that crashes, on Windows: the check's child dies, the app runs on the CPU
+    // and says why, by Windows' exit code (not a signal); asked for by name,
+    // GPU_UNAVAILABLE with the same reason. On Windows a driver's null write is an access
+    // violation; under Wine the driver is this machine's, called through winevulkan, which
+    // turns the fault into a failed call and then aborts on its own assertion (MinGW's
+    // abort() exits with 3), and the check's reason quotes that last line of stderr.
+    ;(platform === 'win32-x64' && !gpuWhy ? test : test.skip)(
+      `Vulkan with a driver that crashes: the check dies in its child, auto runs on the CPU and says why; by name GPU_UNAVAILABLE${gpuWhy ? ` (skipped: ${gpuWhy})` : ''}`,
+      () => {
+        const b = r.gpu.broken.result
+        console.log(`win32-x64, a crashing driver: ${b.gpuModules[0].reason}`)
+        expect(b.gpuModules).toEqual([
+          {
+            path: expect.stringMatching(/[\\/]orion-native-win32-x64-vulkan[\\/]ggml-vulkan\.dll$/),
+            backend: undefined,
+            loaded: false,
+            reason: expect.stringMatching(
+              /^not loaded: it crashed while being checked \((access violation, 0xC0000005|abort, 0x3)\), a broken or incompatible driver/,
+            ),
+          },
+        ])
+        expect(b.gpus).toEqual([])
+        expect(b.gpu).toBeUndefined()
+        expect(b.pieces.slice(0, 5)).toEqual(r.gpu.auto.result.pieces.slice(0, 5))
+        expect(r.gpu.brokenNamed.status).toBe(1)
+        expect(r.gpu.brokenNamed.stderr).toMatch(/^GPU_UNAVAILABLE /m)
+        expect(r.gpu.brokenNamed.stderr).toContain(
+          `is not loaded: ${b.gpuModules[0].reason.replace(/^not loaded: /, '').replace(/:.*$/s, '')}`,
+        )
       },
     )
   })

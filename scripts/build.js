@@ -100,7 +100,11 @@ async function main(argv) {
     need(cc, `install Debian's ${t.apt.join(' ')} (apt-get install -y --no-install-recommends ${t.apt.join(' ')})`)
     await run('cargo', ['build', '--release', '--lib', '--target', t.triple, '-vv'], { env })
     fs.copyFileSync(path.join(targetDir(true), t.triple, 'release', t.lib), out)
-    for (const f of copyLlamaLibraries(path.dirname(out), platform)) process.stderr.write(`  with ${f}\n`)
+    // Beside the addon, for a platform whose libraries' names cannot be this machine's
+    // (Windows' DLLs); Linux arm64's libllama.so.0 would replace this machine's own.
+    // The package takes them from the build either way (llamaLibraries).
+    if (platform.split('-')[0] !== platformName().split('-')[0])
+      for (const f of copyLlamaLibraries(path.dirname(out), platform)) process.stderr.write(`  with ${f}\n`)
   } else {
     await run('cargo', ['build', '--release', '--lib', '-vv'])
     const lib =
@@ -126,7 +130,8 @@ const LAYOUTS = {
   linux: {
     dir: 'lib',
     shared: /^lib(llama|llama-common|llama-common-base|ggml|ggml-base)\.so\.\d+$/,
-    module: /^libggml-.*\.so$/,
+    // Not arm64's Armv9.2 variants: built here at the Armv8.6 level (scripts/cmake/linux-arm64.cmake).
+    module: /^libggml-(?!cpu-armv9\.2_).*\.so$/,
   },
   // ggml names its DLLs without MinGW's lib prefix; llama.cpp's keep it.
   win32: { dir: 'bin', shared: /^(lib)?(llama|llama-common|ggml|ggml-base)\.dll$/, module: /^ggml-.*\.dll$/ },

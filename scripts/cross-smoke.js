@@ -8,7 +8,8 @@
 // workers through one model load, 'Paris' from the demo model, a memory snapshot (app.cjs),
 // the ES module (app.mjs), `orion-native status --json`, and each precision against the
 // reference vectors (accuracy.cjs: int8's integer kernels differ per architecture).
-// On Windows the Vulkan package is installed too, and where Xvfb and Mesa's lavapipe are
+// On Linux arm64 the demo model runs on three emulated CPUs, each with the CPU backend for
+// its level (gpu.cjs). On Windows the Vulkan package is installed too, and where Xvfb and Mesa's lavapipe are
 // here, the demo model runs on lavapipe through Wine's Vulkan (gpu.cjs), and on the CPU
 // with auto for comparison: Wine's Vulkan needs its X11 driver, hence Xvfb.
 //
@@ -115,7 +116,7 @@ function runner(platform, base = {}) {
   const node = nodeBinary(NODE_VERSION, e.node)
   const env = { ...process.env }
   for (const k of Object.keys(env))
-    if (/^(ORION_|ORT_|NAPI_RS_|npm_|JEST_|NODE_OPTIONS$|DISPLAY$)/.test(k)) delete env[k]
+    if (/^(ORION_|ORT_|NAPI_RS_|npm_|JEST_|NODE_OPTIONS$|DISPLAY$|QEMU_CPU$)/.test(k)) delete env[k]
   Object.assign(env, base)
   if (platform === 'win32-x64') {
     Object.assign(env, winePrefix(exe))
@@ -192,7 +193,7 @@ async function smoke(platform, { modelsDir } = {}) {
   // display: Wine's Vulkan needs its X11 driver, and a Wine session started without one
   // keeps its display-less driver for every later process of the session.
   const x = platform === 'win32-x64' && !missingGpu(platform) ? startX() : null
-  let cjs, esm, status, accuracy, gpu
+  let cjs, esm, status, accuracy, gpu, cpus
   try {
     const run = runner(platform, x ? { DISPLAY: x.display } : {})
     cjs = run(['app.cjs', '4', modelsDir], app)
@@ -201,6 +202,7 @@ async function smoke(platform, { modelsDir } = {}) {
     const reference = path.join(root, '__tests__', 'fixtures', 'reference-embeddings.json')
     accuracy = run(['accuracy.cjs', modelsDir, reference], app)
     gpu = gpuRuns(platform, packed, run, app, modelsDir)
+    cpus = cpuRuns(platform, run, app, modelsDir)
   } finally {
     if (x) {
       // The session goes first: its processes hold the display.
@@ -222,7 +224,28 @@ async function smoke(platform, { modelsDir } = {}) {
     status: { seconds: status.seconds, status: status.status, result: lastJson(status), stderr: status.stderr },
     accuracy: { seconds: accuracy.seconds, result: lastJson(accuracy) },
     gpu,
+    cpus,
   }
+}
+
+/**
+ * Linux arm64: the demo model's greedy answer on CPUs of three Arm levels, as qemu-user
+ * emulates them (QEMU_CPU): its `max` model (SVE, SVE2, int8 matrix products, SME), a
+ * Neoverse N1 (Armv8.2 with dot products and half-precision arithmetic, no SVE) and a
+ * Cortex-A53 (Armv8.0). Each run loads the CPU backend that is best for its CPU. A
+ * question with one short answer: the Armv8.2 level's half-precision products round
+ * otherwise, and a greedy answer to an open question drifts from the others' within a few
+ * tokens (seen: "1. Danube:" where the others said "1. The Danube River:").
+ */
+const CPU_QUESTION = 'What is the capital of France?'
+function cpuRuns(platform, run, app, modelsDir) {
+  if (platform !== 'linux-arm64-gnu') return { skipped: 'Linux arm64 only: its CPU models are emulated by qemu' }
+  const out = {}
+  for (const cpu of ['max', 'neoverse-n1', 'cortex-a53']) {
+    const r = run(['gpu.cjs', modelsDir, CPU_QUESTION], app, 600_000, { QEMU_CPU: cpu })
+    out[cpu] = { seconds: r.seconds, result: lastJson(r) }
+  }
+  return out
 }
 
 const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json'
@@ -241,17 +264,43 @@ function missingGpu(platform) {
 /**
  * The demo model with the installed Vulkan package, under an X server of its own: asked
  * for by name (ORION_GPU=vulkan) and with auto, which must leave the CPU-type lavapipe
- * alone. ggml-vulkan lists CPU-type devices only when GGML_VK_VISIBLE_DEVICES names them.
+ * alone; then with a driver that crashes. ggml-vulkan lists CPU-type devices only when
+ * GGML_VK_VISIBLE_DEVICES names them.
  */
 function gpuRuns(platform, packed, run, app, modelsDir) {
   const why = !packed.gpu.length ? 'no GPU package was packed' : missingGpu(platform)
   if (why) return { skipped: why }
   const env = { GGML_VK_VISIBLE_DEVICES: '0', VK_ICD_FILENAMES: LAVAPIPE }
-  const one = (gpu) => {
-    const r = run(['gpu.cjs', modelsDir], app, 600_000, { ...env, ORION_GPU: gpu })
+  const one = (gpu, more = {}) => {
+    const r = run(['gpu.cjs', modelsDir], app, 600_000, { ...env, ORION_GPU: gpu, ...more })
     return { seconds: r.seconds, result: lastJson(r) }
   }
-  return { vulkan: one('vulkan'), auto: one('auto') }
+  const out = { vulkan: one('vulkan'), auto: one('auto') }
+  // A broken driver: a Vulkan driver (this machine's, behind Wine's Vulkan) whose first
+  // call, made by the Vulkan loader inside vkCreateInstance, writes through a null pointer.
+  // With auto the check dies in its child and the app runs on the CPU; asked for by name,
+  // loading fails with a coded error.
+  const dir = path.join(app, 'broken-icd')
+  fs.mkdirSync(dir)
+  fs.writeFileSync(
+    path.join(dir, 'broken.c'),
+    'static void die(void) { *(volatile int *)0 = 1; }\n' +
+      'int vk_icdNegotiateLoaderICDInterfaceVersion(unsigned *v) { die(); return 0; }\n' +
+      'void *vk_icdGetInstanceProcAddr(void *i, const char *n) { die(); return 0; }\n',
+  )
+  execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(dir, 'libbroken.so'), path.join(dir, 'broken.c')])
+  const icd = path.join(dir, 'broken.json')
+  fs.writeFileSync(
+    icd,
+    JSON.stringify({
+      file_format_version: '1.0.0',
+      ICD: { library_path: path.join(dir, 'libbroken.so'), api_version: '1.3.0' },
+    }),
+  )
+  out.broken = one('auto', { VK_ICD_FILENAMES: icd })
+  const named = run(['gpu.cjs', modelsDir], app, 600_000, { ...env, ORION_GPU: 'vulkan', VK_ICD_FILENAMES: icd })
+  out.brokenNamed = { status: named.status, stderr: named.stderr.slice(-4000) }
+  return out
 }
 
 /** An X server of our own (Xvfb) on a free display: { display, stop }. */

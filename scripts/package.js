@@ -177,12 +177,13 @@ async function main(argv = []) {
     }
   }
   // llama.cpp's shared libraries and ggml's backend modules, where the addon is built
-  // with backends as modules (Linux x64, Windows x64): beside it, where its rpath (on
-  // Windows, the loader's search of the addon's own directory) and ggml's loader look.
+  // with backends as modules (Linux x64 and arm64, Windows x64): beside it, where its
+  // rpath (on Windows, the loader's search of the addon's own directory) and ggml's loader
+  // look. From the build that made the addon (a cross build's are not all beside it).
+  // (One the package lists and the build lacks is reported below.)
   for (const f of require('./build').llamaLibraries(platform)) {
     const name = path.basename(f)
-    if (!fs.existsSync(path.join(root, name))) throw new Error(`${name} is not beside the addon: run npm run build`)
-    fs.copyFileSync(path.join(root, name), path.join(stage, name))
+    fs.copyFileSync(fs.realpathSync(f), path.join(stage, name))
     execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, name)])
   }
   extract(

@@ -21,6 +21,8 @@ const TARGETS = {
       CXX_aarch64_unknown_linux_gnu: 'aarch64-linux-gnu-g++',
       AR_aarch64_unknown_linux_gnu: 'aarch64-linux-gnu-ar',
       BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu: includeArgs('aarch64-linux-gnu-gcc'),
+      // ggml's Armv9.2 CPU variants at a level GCC 12 compiles (see the file).
+      CMAKE_PROJECT_INCLUDE: path.join(__dirname, 'cmake', 'linux-arm64.cmake'),
     }),
   },
   // One MinGW-built addon for every Windows Node (the official node.exe, MSYS2's) and

@@ -1,8 +1,8 @@
 'use strict'
 // llama.cpp's devices as an installed package sees them (the GPU setting comes from
-// ORION_GPU): the CPU backend picked for this CPU, each GPU package's module and its check,
-// the devices, and the demo model's greedy answer with where its layers went; then the
-// device memory after unloading. Prints one JSON line. Usage: node gpu.cjs [modelsDir]
+// ORION_GPU): the CPU backend picked for this CPU (and the CPU's features, on Linux), each
+// GPU package's module and its check, the devices, and the demo model's greedy answer with
+// where its layers went; then the device memory after unloading. Prints one JSON line. Usage: node gpu.cjs [modelsDir [question]]
 const orion = require('orion-native')
 
 async function main() {
@@ -14,7 +14,7 @@ async function main() {
   const s = orion.getOptimizationStrategy()
   const loaded = (await monitor.takeSnapshot()).devices
   const pieces = []
-  const question = 'Name three rivers of Europe and say one thing about each.'
+  const question = process.argv[3] || 'Name three rivers of Europe and say one thing about each.'
   for await (const t of loader.generateStream('demo', question, { temperature: 0, maxTokens: 8 })) pieces.push(t)
   await loader.unloadModel('demo')
   // Freed when the last use ends (a context settling into the cache holds the model for a
@@ -29,6 +29,8 @@ async function main() {
     JSON.stringify({
       platform: `${process.platform}-${process.arch}`,
       llamaCpuFeatures: s.llamaCpuFeatures,
+      // The CPU's features as Linux lists them (Arm's `Features`, x86's `flags`).
+      cpuinfo: cpuinfo(),
       gpuModules: s.gpuModules,
       gpus: s.gpus,
       device: s.device,
@@ -38,6 +40,16 @@ async function main() {
       after,
     }),
   )
+}
+
+function cpuinfo() {
+  try {
+    const text = require('node:fs').readFileSync('/proc/cpuinfo', 'utf8')
+    const m = /^(?:Features|flags)\s*:\s*(.*)$/m.exec(text)
+    return m ? m[1].trim().split(/\s+/) : []
+  } catch {
+    return []
+  }
 }
 
 main().catch((e) => {

@@ -1,6 +1,6 @@
 //! ggml's backends as modules (the `ggml_dl` build): the CPU backend, one shared library
-//! per x86-64 level beside the addon (`libggml-cpu-<level>.so`, `ggml-cpu-<level>.dll`
-//! on Windows; the best this CPU runs is loaded), and GPU backends from their own
+//! per x86-64 or Arm level beside the addon (`libggml-cpu-<level>.so`,
+//! `ggml-cpu-<level>.dll` on Windows; the best this CPU runs is loaded), and GPU backends from their own
 //! packages (`libggml-vulkan.so`, `ggml-vulkan.dll`, ...), each loaded only after its
 //! check in a child process passed ([`super::probe`]).
 //!
