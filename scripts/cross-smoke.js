@@ -9,9 +9,10 @@
 // the ES module (app.mjs), `orion-native status --json`, and each precision against the
 // reference vectors (accuracy.cjs: int8's integer kernels differ per architecture).
 // On Linux arm64 the demo model runs on three emulated CPUs, each with the CPU backend for
-// its level (gpu.cjs). On Windows the Vulkan package is installed too, and where Xvfb and Mesa's lavapipe are
-// here, the demo model runs on lavapipe through Wine's Vulkan (gpu.cjs), and on the CPU
-// with auto for comparison: Wine's Vulkan needs its X11 driver, hence Xvfb.
+// its level (gpu.cjs). On Windows the Vulkan package is installed too, and where Xvfb and
+// Mesa's lavapipe are here, the demo model runs on lavapipe through Wine's Vulkan
+// (gpu.cjs), on the CPU with auto for comparison, and with a driver that crashes: Wine's
+// Vulkan needs its X11 driver, hence Xvfb.
 //
 //   node scripts/cross-smoke.js --target win32-x64|linux-arm64-gnu
 //   node scripts/cross-smoke.js --prepare    (the test command: build what can be run)
@@ -233,9 +234,10 @@ async function smoke(platform, { modelsDir } = {}) {
  * emulates them (QEMU_CPU): its `max` model (SVE, SVE2, int8 matrix products, SME), a
  * Neoverse N1 (Armv8.2 with dot products and half-precision arithmetic, no SVE) and a
  * Cortex-A53 (Armv8.0). Each run loads the CPU backend that is best for its CPU. A
- * question with one short answer: the Armv8.2 level's half-precision products round
- * otherwise, and a greedy answer to an open question drifts from the others' within a few
- * tokens (seen: "1. Danube:" where the others said "1. The Danube River:").
+ * question with one short answer: the Neoverse N1's level multiplies half-precision
+ * tensors (the f16 KV cache) in half-precision arithmetic through llamafile's kernels, and
+ * its greedy answer to an open question drifts from the others' within a few tokens
+ * (seen: "1. Danube:" where the other two said "1. The Danube River:").
  */
 const CPU_QUESTION = 'What is the capital of France?'
 function cpuRuns(platform, run, app, modelsDir) {
