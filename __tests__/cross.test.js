@@ -177,7 +177,11 @@ for (const platform of PLATFORMS) {
             expect([cpu, feature, used.has(feature)]).toEqual([cpu, feature, result.cpuinfo.includes(hwcap)])
           expect(result.gpu).toBeUndefined()
         }
-        // The three CPUs are three levels.
+        // The three CPUs are three levels, each the highest its CPU runs (by the process's
+        // memory map: ggml lists no SVE2 feature to tell Armv8.6's two levels apart).
+        expect(runs.max.result.cpuModule).toEqual(['libggml-cpu-armv8.6_2.so'])
+        expect(runs['neoverse-n1'].result.cpuModule).toEqual(['libggml-cpu-armv8.2_2.so'])
+        expect(runs['cortex-a53'].result.cpuModule).toEqual(['libggml-cpu-armv8.0_1.so'])
         expect(runs['cortex-a53'].result.llamaCpuFeatures).not.toContain('DOTPROD')
         expect(runs['neoverse-n1'].result.llamaCpuFeatures).toEqual(expect.arrayContaining(['DOTPROD', 'FP16_VA']))
         expect(runs['neoverse-n1'].result.llamaCpuFeatures).not.toContain('SVE')

@@ -18,7 +18,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { platformName } = require('../lib/binding')
-const { target } = require('./targets')
+const { target, TARGETS } = require('./targets')
 
 const root = path.join(__dirname, '..')
 
@@ -91,7 +91,7 @@ async function main(argv) {
   const out = path.join(root, `orion-native.${platform}.node`)
   if (napi && !cross) {
     const cli = path.join(root, 'node_modules', '.bin', 'napi')
-    await run(cli, ['build', '--platform', '--release', '--no-js', '--', '-vv'])
+    await run(cli, ['build', '--platform', '--release', '--no-js', '--', '-vv'], { env: nativeEnv() })
   } else if (cross) {
     const t = target(platform)
     if (!t.env) throw new Error(`${platform} is built by the release workflow on its own platform, not here`)
@@ -106,7 +106,7 @@ async function main(argv) {
     if (platform.split('-')[0] !== platformName().split('-')[0])
       for (const f of copyLlamaLibraries(path.dirname(out), platform)) process.stderr.write(`  with ${f}\n`)
   } else {
-    await run('cargo', ['build', '--release', '--lib', '-vv'])
+    await run('cargo', ['build', '--release', '--lib', '-vv'], { env: nativeEnv() })
     const lib =
       process.platform === 'win32'
         ? 'orion_native.dll'
@@ -120,6 +120,18 @@ async function main(argv) {
     `Built ${path.relative(process.cwd(), out) || out} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
   )
   return out
+}
+
+/**
+ * cargo's environment for a build for this machine: on Linux arm64, ggml's Armv9.2 CPU
+ * levels at a level every GCC compiles (scripts/cmake/linux-arm64.cmake; GCC 13 and older
+ * know no +sme), as in the cross build (scripts/targets.js).
+ */
+function nativeEnv() {
+  const env = { ...process.env }
+  if (process.platform === 'linux' && process.arch === 'arm64' && !env.CMAKE_PROJECT_INCLUDE)
+    env.CMAKE_PROJECT_INCLUDE = path.join(__dirname, 'cmake', 'linux-arm64.cmake')
+  return env
 }
 
 // How a build with backends as modules lays out llama.cpp's libraries: the shared ones
@@ -139,17 +151,28 @@ const LAYOUTS = {
 
 /**
  * llama.cpp's shared libraries and ggml's backend modules for `platform`, where a build
- * with backends as modules (Linux x64 and Windows x64, Cargo.toml) made them: the newest
- * llama-cpp-sys-2 build whose `out/backends` holds modules. None for a static build.
+ * with backends as modules (Linux x64 and arm64, Windows x64: Cargo.toml) made them: the
+ * newest llama-cpp-sys-2 build for that platform whose `out/backends` holds modules. None
+ * for a static build.
  */
 function llamaLibraries(platform = platformName()) {
   const layout = LAYOUTS[platform.split('-')[0]]
   if (!layout) return []
   const cross = platform !== platformName()
   const dir = targetDir(cross)
+  // This machine's: cargo's own directory, or one named by a triple (napi build's --target)
+  // that is not another platform's (a cross build into the same CARGO_TARGET_DIR).
+  const others = Object.entries(TARGETS)
+    .filter(([p]) => p !== platformName())
+    .map(([, t]) => t.triple)
   const profiles = cross
     ? [path.join(dir, target(platform).triple, 'release')]
-    : [path.join(dir, 'release'), ...fs.readdirSync(dir).map((d) => path.join(dir, d, 'release'))]
+    : [
+        path.join(dir, 'release'),
+        ...(fs.existsSync(dir) ? fs.readdirSync(dir) : [])
+          .filter((d) => !others.includes(d))
+          .map((d) => path.join(dir, d, 'release')),
+      ]
   const builds = []
   for (const profile of profiles) {
     const b = path.join(profile, 'build')

@@ -179,11 +179,16 @@ async function main(argv = []) {
   // llama.cpp's shared libraries and ggml's backend modules, where the addon is built
   // with backends as modules (Linux x64 and arm64, Windows x64): beside it, where its
   // rpath (on Windows, the loader's search of the addon's own directory) and ggml's loader
-  // look. From the build that made the addon (a cross build's are not all beside it).
-  // (One the package lists and the build lacks is reported below.)
+  // look. This machine's are the copies the build put beside the addon (those the tests
+  // load); a cross build's come from its build directory (Linux arm64's names are this
+  // machine's own, so they are not copied to the checkout's root). One the package lists
+  // and neither has is reported below.
+  const host = platform === platformName()
   for (const f of require('./build').llamaLibraries(platform)) {
     const name = path.basename(f)
-    fs.copyFileSync(fs.realpathSync(f), path.join(stage, name))
+    if (host && !fs.existsSync(path.join(root, name)))
+      throw new Error(`${name} is not beside the addon: run npm run build`)
+    fs.copyFileSync(host ? path.join(root, name) : fs.realpathSync(f), path.join(stage, name))
     execFileSync(target(platform).strip, ['--strip-unneeded', path.join(stage, name)])
   }
   extract(

@@ -31,6 +31,7 @@ async function main() {
       llamaCpuFeatures: s.llamaCpuFeatures,
       // The CPU's features as Linux lists them (Arm's `Features`, x86's `flags`).
       cpuinfo: cpuinfo(),
+      cpuModule: cpuModule(),
       gpuModules: s.gpuModules,
       gpus: s.gpus,
       device: s.device,
@@ -40,6 +41,17 @@ async function main() {
       after,
     }),
   )
+}
+
+// The CPU backend module this process loaded, by its memory map (Linux).
+function cpuModule() {
+  try {
+    const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
+    const files = new Set(maps.split('\n').map((l) => l.split(/\s+/).pop()))
+    return [...files].filter((f) => /libggml-cpu-[^/]*\.so$/.test(f)).map((f) => require('node:path').basename(f))
+  } catch {
+    return null
+  }
 }
 
 function cpuinfo() {

@@ -1,10 +1,11 @@
-# Included into llama.cpp's CMake project (CMAKE_PROJECT_INCLUDE, after each project()) by
-# scripts/targets.js for the Linux arm64 build (Debian 12's aarch64-linux-gnu GCC 12) only.
+# Included into llama.cpp's CMake project (CMAKE_PROJECT_INCLUDE, after each project()) for
+# Linux arm64 builds: the cross build (scripts/targets.js, Debian 12's aarch64-linux-gnu
+# GCC 12) and a build from source on an arm64 machine (scripts/build.js).
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$" AND NOT ORION_ARM64)
   set(ORION_ARM64 ON)
   # ggml's CPU variants for Linux arm64 (GGML_CPU_ALL_VARIANTS) end with two for Armv9.2
   # with SME, compiled with -march=armv9.2-a+...+sme: GCC 12 knows neither armv9.2-a nor
-  # +sme (GCC 14 does). They are compiled here at the Armv8.6 level of their other
+  # +sme, GCC 13 not +sme (GCC 14 does). They are compiled here at the Armv8.6 level of their other
   # features instead, the code of the armv8.6_1 and armv8.6_2 variants, and
   # scripts/build.js leaves them out of the package: a CPU with SME runs armv8.6_2 (SME
   # comes with Armv9.2, which has everything that variant uses). Their score still asks
