@@ -31,9 +31,9 @@ for (const platform of PLATFORMS) {
     })
 
     test('npm installs the main package and this platform package, which carries ONNX Runtime', () => {
-      // Windows x64 also has its Vulkan package, where the module can be built here
-      // (with MinGW-w64, glslc and the Vulkan headers).
-      const vulkan = platform === 'win32-x64' && !require('../scripts/ggml-backends').missing(platform)
+      // Each also has its Vulkan package, where the module can be built here (with
+      // MinGW-w64 or the aarch64 GCC, glslc and the Vulkan headers).
+      const vulkan = !require('../scripts/ggml-backends').missing(platform)
       const gpu = vulkan ? [`orion-native-${platform}-vulkan`] : []
       expect(r.installed.sort()).toEqual(['orion-native', `orion-native-${platform}`, ...gpu].sort())
       const dir = path.join(r.app, 'node_modules', `orion-native-${platform}`)
@@ -90,19 +90,25 @@ for (const platform of PLATFORMS) {
         // The addon and each library beside it: built for arm64, needing only the
         // system's C and C++ runtimes and the package's own llama.cpp libraries (ONNX
         // Runtime is loaded at run time, not linked), found beside the addon ($ORIGIN).
+        // The Vulkan module also needs the Vulkan loader every driver installs.
         const dir = path.dirname(addon)
         const own = fs.readdirSync(dir).filter((f) => /\.(node|so)(\.\d+)?$/.test(f))
+        const vulkan = path.join(r.app, 'node_modules', `orion-native-${platform}-vulkan`, 'libggml-vulkan.so')
         const needed = {}
-        for (const f of own) {
-          const dump = execFileSync('aarch64-linux-gnu-readelf', ['-h', '-d', path.join(dir, f)], { encoding: 'utf8' })
+        for (const file of [...own.map((f) => path.join(dir, f)), ...(fs.existsSync(vulkan) ? [vulkan] : [])]) {
+          const f = path.basename(file)
+          const dump = execFileSync('aarch64-linux-gnu-readelf', ['-h', '-d', file], { encoding: 'utf8' })
           expect([f, /Machine:\s+AArch64/.test(dump)]).toEqual([f, true])
           const libs = [...dump.matchAll(/\(NEEDED\)\s+Shared library: \[(\S+)\]/g)].map((m) => m[1])
           const foreign = libs.filter(
             (n) =>
               !own.includes(n) &&
+              !(file === vulkan && n === 'libvulkan.so.1') &&
               !/^(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|libgomp|ld-linux-aarch64)\.so/.test(n),
           )
           if (foreign.length) needed[f] = foreign
+          // No build directory nor the working directory in the module's search path.
+          if (file === vulkan) expect(dump).not.toMatch(/\((RPATH|RUNPATH)\)/)
           if (f === path.basename(addon)) {
             expect(libs).toContain('libllama.so.0')
             expect(dump).toMatch(/\(RPATH\)\s+Library rpath: \[\$ORIGIN\]/)
@@ -194,6 +200,64 @@ for (const platform of PLATFORMS) {
         for (const { result } of Object.values(runs)) expect(result.pieces.join('')).toMatch(/Paris/)
         for (const cpu of ['neoverse-n1', 'cortex-a53'])
           expect([cpu, runs[cpu].result.pieces.slice(0, 5)]).toEqual([cpu, first])
+      },
+    )
+
+    // Linux arm64's Vulkan package under qemu-user, which has no GPU: the app runs on the
+    // CPU and says why the module is not used; the module's check (as its child process
+    // runs it, scripts/cross-smoke.js) finds no Vulkan loader, then, with Debian's arm64
+    // loader, no driver: a reason each time, never a crash.
+    const arm64Vulkan = platform === 'linux-arm64-gnu' ? require('../scripts/ggml-backends').missing(platform) : null
+    ;(platform === 'linux-arm64-gnu' && !arm64Vulkan ? test : test.skip)(
+      `Vulkan on Linux arm64 without a GPU: the module is checked, auto runs on the CPU and says why; by name GPU_UNAVAILABLE${arm64Vulkan ? ` (skipped: ${arm64Vulkan})` : ''}`,
+      () => {
+        expect(r.gpu.skipped).toBeUndefined()
+        const a = r.gpu.auto.result
+        const noLoader = r.gpu.checkNoLoader.result
+        const noDriver = r.gpu.checkNoDriver.result
+        console.log(
+          `linux-arm64 Vulkan under qemu: auto: ${a.gpuModules[0].reason}; the check without a loader: ` +
+            `${noLoader.reason}; with the loader and no driver: ${noDriver.reason}`,
+        )
+        // The installed package's module is found and its check started. This machine
+        // cannot run the check's child, an arm64 executable: under qemu-user the exec
+        // fails in a forked child (qemu runs vfork as fork, so the failure comes back as
+        // the child's exit status 127, not as an error from spawn); where binfmt_misc
+        // hands arm64 programs to qemu, the child runs and finds no Vulkan loader. Either
+        // way a reason, and the app runs on the CPU.
+        expect(a.gpuModules).toEqual([
+          {
+            path: r.gpu.module,
+            loaded: false,
+            reason: expect.stringMatching(
+              /^not loaded: (could not start .* to check it \(.*os error 8\)|its check failed \(exit status: 127\)|the module does not load: libvulkan\.so\.1: cannot open shared object file)/,
+            ),
+          },
+        ])
+        expect(a.gpus).toEqual([])
+        expect(a.gpu).toBeUndefined()
+        expect(a.pieces.join('')).toMatch(/Paris/)
+        expect(r.gpu.named.status).toBe(1)
+        expect(r.gpu.named.stderr).toMatch(/^GPU_UNAVAILABLE /m)
+        // The check itself: the module is AArch64 code that needs the Vulkan loader...
+        expect(noLoader).toEqual(
+          expect.objectContaining({
+            loaded: false,
+            reason:
+              'the module does not load: libvulkan.so.1: cannot open shared object file: No such file or directory',
+          }),
+        )
+        // ...and with the loader it loads against the package's ggml (its undefined
+        // symbols resolved), finds no driver and says so.
+        expect(noDriver).toEqual(
+          expect.objectContaining({
+            loaded: false,
+            devices: [],
+            reason:
+              'ggml could not register it as a backend: its ggml_backend_init returned no backend; ' +
+              "the Vulkan loader finds no device: no Vulkan driver is installed for this machine's GPU (install its vendor's or Mesa's)",
+          }),
+        )
       },
     )
 

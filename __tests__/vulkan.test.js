@@ -12,9 +12,10 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawnSync } = require('node:child_process')
+const { spawnSync, execFileSync } = require('node:child_process')
 const { root } = require('./helpers')
 const { builtVulkan, missing } = require('../scripts/ggml-backends')
+const { brokenIcd } = require('../scripts/broken-icd')
 
 const LAVAPIPE = '/usr/share/vulkan/icd.d/lvp_icd.x86_64.json'
 const module_ = builtVulkan()
@@ -204,24 +205,9 @@ describe('the gpu setting', () => {
 
   test('a driver that crashes: its check dies in the child, the app runs on the CPU and says why', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-broken-icd-'))
-    // A Vulkan driver (ICD) whose first call, made by the Vulkan loader inside
-    // vkCreateInstance, dies with SIGSEGV: a broken driver install.
-    fs.writeFileSync(
-      path.join(dir, 'broken.c'),
-      '#include <signal.h>\n' +
-        'int vk_icdNegotiateLoaderICDInterfaceVersion(unsigned *v) { raise(SIGSEGV); return 0; }\n' +
-        'void *vk_icdGetInstanceProcAddr(void *i, const char *n) { raise(SIGSEGV); return 0; }\n',
-    )
-    const cc = spawnSync('cc', ['-shared', '-fPIC', '-o', path.join(dir, 'libbroken.so'), path.join(dir, 'broken.c')])
-    expect(cc.status).toBe(0)
-    const icd = path.join(dir, 'broken.json')
-    fs.writeFileSync(
-      icd,
-      JSON.stringify({
-        file_format_version: '1.0.0',
-        ICD: { library_path: path.join(dir, 'libbroken.so'), api_version: '1.3.0' },
-      }),
-    )
+    // A Vulkan driver whose first call, made by the Vulkan loader inside vkCreateInstance,
+    // dies with SIGSEGV: a broken driver install.
+    const icd = brokenIcd(dir, 'signal')
     const env = vulkan({ VK_ICD_FILENAMES: icd, ORION_LLAMA_LOG: undefined })
     const { out } = child(
       `
@@ -255,6 +241,14 @@ describe('the gpu setting', () => {
     )
     fs.rmSync(dir, { recursive: true, force: true })
   }, 300_000)
+
+  test('the module names no library search path: no build directory, not the working directory', () => {
+    // CMake gives a build a RUNPATH of its build directories, ending with an empty entry
+    // (the working directory): a libvulkan.so.1 in an app's working directory would load.
+    const dump = execFileSync('readelf', ['-d', module_], { encoding: 'utf8' })
+    expect(dump).toMatch(/\(NEEDED\)\s+Shared library: \[libvulkan\.so\.1\]/)
+    expect(dump).not.toMatch(/\((RPATH|RUNPATH)\)/)
+  })
 
   test('a module that is not a library: the loader says why, and nothing else changes', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bad-module-'))
@@ -298,6 +292,31 @@ describe('the gpu setting', () => {
     expect(out.gpus).toEqual([])
     expect(out.text).toMatch(/Paris/)
     fs.rmSync(dir, { recursive: true, force: true })
+  }, 120_000)
+
+  test('with no Vulkan driver at all: the module is not loaded, and the reason says to install one', () => {
+    // The loader pointed at a driver manifest that is not there: it finds no driver, as on
+    // a machine whose GPU has no Vulkan driver installed (this one's are in the default places).
+    const none = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'orion-no-driver-')), 'none.json')
+    const { out } = child(
+      `
+      const s = o.getOptimizationStrategy()
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text })`,
+      vulkan({ VK_ICD_FILENAMES: none, VK_DRIVER_FILES: none, ORION_LLAMA_LOG: undefined }),
+    )
+    expect(out.modules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason:
+          'not loaded: ggml could not register it as a backend: its ggml_backend_init returned no backend; ' +
+          "the Vulkan loader finds no device: no Vulkan driver is installed for this machine's GPU (install its vendor's or Mesa's)",
+      },
+    ])
+    expect(out.gpus).toEqual([])
+    expect(out.text).toMatch(/Paris/)
+    fs.rmSync(path.dirname(none), { recursive: true, force: true })
   }, 120_000)
 
   test("a check's child process checks nothing itself, so an executable that is not Node cannot start checks in turn", () => {

@@ -9,7 +9,9 @@
 // the ES module (app.mjs), `orion-native status --json`, and each precision against the
 // reference vectors (accuracy.cjs: int8's integer kernels differ per architecture).
 // On Linux arm64 the demo model runs on three emulated CPUs, each with the CPU backend for
-// its level (gpu.cjs). On Windows the Vulkan package is installed too, and where Xvfb and
+// its level (gpu.cjs), and the Vulkan package is installed where its module can be built:
+// qemu-user has no GPU, so its module's check runs without a Vulkan loader and with one
+// but no driver (gpu.cjs and the check itself). On Windows the Vulkan package is installed too, and where Xvfb and
 // Mesa's lavapipe are here, the demo model runs on lavapipe through Wine's Vulkan
 // (gpu.cjs), on the CPU with auto for comparison, and with a driver that crashes: Wine's
 // Vulkan needs its X11 driver, hence Xvfb.
@@ -270,6 +272,7 @@ function missingGpu(platform) {
  * GGML_VK_VISIBLE_DEVICES names them.
  */
 function gpuRuns(platform, packed, run, app, modelsDir) {
+  if (platform === 'linux-arm64-gnu') return arm64GpuRuns(packed, run, app, modelsDir)
   const why = !packed.gpu.length ? 'no GPU package was packed' : missingGpu(platform)
   if (why) return { skipped: why }
   const env = { GGML_VK_VISIBLE_DEVICES: '0', VK_ICD_FILENAMES: LAVAPIPE }
@@ -282,26 +285,44 @@ function gpuRuns(platform, packed, run, app, modelsDir) {
   // call, made by the Vulkan loader inside vkCreateInstance, writes through a null pointer.
   // With auto the check dies in its child and the app runs on the CPU; asked for by name,
   // loading fails with a coded error.
-  const dir = path.join(app, 'broken-icd')
-  fs.mkdirSync(dir)
-  fs.writeFileSync(
-    path.join(dir, 'broken.c'),
-    'static void die(void) { *(volatile int *)0 = 1; }\n' +
-      'int vk_icdNegotiateLoaderICDInterfaceVersion(unsigned *v) { die(); return 0; }\n' +
-      'void *vk_icdGetInstanceProcAddr(void *i, const char *n) { die(); return 0; }\n',
-  )
-  execFileSync('cc', ['-shared', '-fPIC', '-o', path.join(dir, 'libbroken.so'), path.join(dir, 'broken.c')])
-  const icd = path.join(dir, 'broken.json')
-  fs.writeFileSync(
-    icd,
-    JSON.stringify({
-      file_format_version: '1.0.0',
-      ICD: { library_path: path.join(dir, 'libbroken.so'), api_version: '1.3.0' },
-    }),
-  )
+  const icd = require('./broken-icd').brokenIcd(path.join(app, 'broken-icd'), 'null-write')
   out.broken = one('auto', { VK_ICD_FILENAMES: icd })
   const named = run(['gpu.cjs', modelsDir], app, 600_000, { ...env, ORION_GPU: 'vulkan', VK_ICD_FILENAMES: icd })
   out.brokenNamed = { status: named.status, stderr: named.stderr.slice(-4000) }
+  return out
+}
+
+/**
+ * Linux arm64's Vulkan package under qemu-user, which emulates no GPU. The app with auto
+ * and with ORION_GPU=vulkan; then the module's check as its child process runs it (node -e
+ * and the addon's __gpuCheck), because qemu-user cannot start that child: the emulated
+ * node's own executable is an arm64 program, which this machine runs only through qemu
+ * (unless binfmt_misc hands such programs to qemu, which a test must not count on). The
+ * check runs without a Vulkan loader (qemu's arm64 sysroot has none), and with Debian's
+ * arm64 loader but no driver (VK_DRIVER_FILES naming an empty directory: this machine's
+ * drivers are x86-64 libraries).
+ */
+function arm64GpuRuns(packed, run, app, modelsDir) {
+  if (!packed.gpu.length) return { skipped: 'no GPU package was packed' }
+  const timed = (r) => ({ seconds: r.seconds, result: lastJson(r) })
+  const out = { auto: timed(run(['gpu.cjs', modelsDir, CPU_QUESTION], app, 600_000)) }
+  const named = run(['gpu.cjs', modelsDir, CPU_QUESTION], app, 600_000, { ORION_GPU: 'vulkan' })
+  out.named = { status: named.status, stderr: named.stderr.slice(-4000) }
+  const modules = path.join(app, 'node_modules')
+  const addon = path.join(modules, 'orion-native-linux-arm64-gnu', 'orion-native.linux-arm64-gnu.node')
+  const module_ = path.join(modules, 'orion-native-linux-arm64-gnu-vulkan', 'libggml-vulkan.so')
+  const script = 'const [, addon, module] = process.argv; process.stdout.write(require(addon).__gpuCheck(module))'
+  const check = (env) =>
+    timed(run(['-e', script, addon, module_], app, 600_000, { ORION_GPU_CHECK_CHILD: '1', ...env }))
+  out.checkNoLoader = check({})
+  const noDrivers = path.join(app, 'no-vulkan-drivers')
+  fs.mkdirSync(noDrivers, { recursive: true })
+  out.checkNoDriver = check({
+    LD_LIBRARY_PATH: require('./ggml-backends').arm64Loader(),
+    VK_DRIVER_FILES: noDrivers,
+    VK_ICD_FILENAMES: noDrivers,
+  })
+  out.module = module_
   return out
 }
 

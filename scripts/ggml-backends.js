@@ -4,10 +4,11 @@
 // tree the addon is built from (llama-cpp-sys-2's, found through `cargo metadata`), so
 // that it loads into the addon's own libggml: the same sources, the same ABI. A few
 // minutes on 2 cores (the shaders are compiled once, by glslc), cached under
-// target/ggml-backends/<llama-cpp-sys-2 version>/vulkan/. Built on Linux x64, for Linux
-// x64 and, with Debian's MinGW-w64, for Windows x64 (ggml-vulkan.dll, cached under
-// .../win32-x64-<hash of scripts/cmake/mingw.cmake>/vulkan/; the addon's DLLs come from
-// the same tree and compiler).
+// target/ggml-backends/<llama-cpp-sys-2 version>/<platform>-<recipe>/vulkan/, where the
+// recipe is a hash of this script and the CMake file it passes (a change to either is a new
+// build). Built on Linux x64, for Linux x64; with Debian's MinGW-w64, for Windows x64
+// (ggml-vulkan.dll; the addon's DLLs come from the same tree and compiler); with Debian's
+// aarch64 GCC, for Linux arm64.
 //
 //   node scripts/ggml-backends.js            build if needed; print the module's path
 //   node scripts/ggml-backends.js --check    print why it cannot be built, or nothing
@@ -15,12 +16,15 @@
 //                                            built, else say which tests are skipped;
 //                                            the Windows one too where MinGW-w64 is there
 //   node scripts/ggml-backends.js --target win32-x64   the Windows module
+//   node scripts/ggml-backends.js --target linux-arm64-gnu   the Linux arm64 module
 //
 // Needs glslc and SPIR-V headers (Debian: glslc spirv-headers), the Vulkan loader
 // (libvulkan1) and Vulkan headers newer than Debian 12's 1.3.239, which lack
 // VK_EXT_layer_settings: Debian 13's libvulkan-dev headers, in a directory named by
-// VULKAN_SDK (with include/ and lib/libvulkan.so), as .ci/run sets up. Where something is
-// missing this says what, and the Vulkan tests are skipped.
+// VULKAN_SDK (with include/ and lib/libvulkan.so), as .ci/run sets up. The arm64 module is
+// linked against Debian 12's arm64 Vulkan loader (libvulkan1:arm64, .ci/run unpacks it
+// into lib/aarch64-linux-gnu/ there). Where something is missing this says what, and the
+// Vulkan tests are skipped.
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -28,7 +32,16 @@ const { spawnSync, execFileSync } = require('node:child_process')
 
 const root = path.join(__dirname, '..')
 const HOST = 'linux-x64-gnu'
-const MINGW = { cc: 'x86_64-w64-mingw32-gcc-posix', cxx: 'x86_64-w64-mingw32-g++-posix' }
+const ARM64 = 'linux-arm64-gnu'
+// The cross compilers, as scripts/targets.js gives them to the addon's build.
+const COMPILERS = {
+  'win32-x64': {
+    cc: 'x86_64-w64-mingw32-gcc-posix',
+    cxx: 'x86_64-w64-mingw32-g++-posix',
+    apt: 'g++-mingw-w64-x86-64-posix',
+  },
+  [ARM64]: { cc: 'aarch64-linux-gnu-gcc', cxx: 'aarch64-linux-gnu-g++', apt: 'g++-aarch64-linux-gnu' },
+}
 
 /** llama-cpp-sys-2's directory and version, from cargo's own resolution of Cargo.lock. */
 function llamaSys() {
@@ -49,6 +62,15 @@ function vulkanSdk() {
   return process.env.VULKAN_SDK || '/opt/orion-native/vulkan-sdk'
 }
 
+/**
+ * The directory of Linux arm64's Vulkan loader (libvulkan.so.1): Debian 12's libvulkan1 for
+ * arm64, unpacked by .ci/run. The arm64 module is linked against it, and the emulated
+ * tests load it (qemu-user's arm64 sysroot, libc6-arm64-cross, has none).
+ */
+function arm64Loader() {
+  return path.join(vulkanSdk(), 'lib', 'aarch64-linux-gnu')
+}
+
 function has(cmd, args = ['--version']) {
   const r = spawnSync(cmd, args, { stdio: 'ignore' })
   return !r.error && r.status === 0
@@ -57,9 +79,9 @@ function has(cmd, args = ['--version']) {
 /** Why the Vulkan module for `platform` cannot be built here, or null. */
 function missing(platform = HOST) {
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'it is built on Linux x64 only so far'
-  if (platform !== HOST && platform !== 'win32-x64') return `no Vulkan build for ${platform} here`
-  if (platform === 'win32-x64' && !has(MINGW.cxx))
-    return `${MINGW.cxx} is missing (Debian: apt-get install g++-mingw-w64-x86-64-posix)`
+  if (platform !== HOST && !COMPILERS[platform]) return `no Vulkan build for ${platform} here`
+  const cross = COMPILERS[platform]
+  if (cross && !has(cross.cxx)) return `${cross.cxx} is missing (Debian: apt-get install ${cross.apt})`
   if (!has('cmake')) return 'cmake is missing (apt-get install cmake)'
   if (!has('glslc')) return 'glslc is missing (Debian: apt-get install glslc)'
   if (!fs.existsSync('/usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake') && !process.env.SPIRV_HEADERS_DIR)
@@ -72,6 +94,8 @@ function missing(platform = HOST) {
   if (!(v >= 268)) return `the Vulkan headers in ${sdk} are 1.3.${v}; ggml-vulkan needs 1.3.268 or newer`
   if (platform === HOST && !fs.existsSync(path.join(sdk, 'lib', 'libvulkan.so')))
     return `${sdk}/lib/libvulkan.so is missing (a link to the Vulkan loader, libvulkan.so.1: apt-get install libvulkan1)`
+  if (platform === ARM64 && !fs.existsSync(path.join(arm64Loader(), 'libvulkan.so.1')))
+    return `${arm64Loader()}/libvulkan.so.1 is missing (Debian 12's libvulkan1 for arm64, as .ci/run unpacks it)`
   return null
 }
 
@@ -114,17 +138,13 @@ const BACKENDS = {
 
 /** Where `backend`'s module for `platform` is kept, and its file name. */
 function place(backend, platform, version) {
-  const base = path.join(root, 'target', 'ggml-backends', version)
-  // The Windows build also depends on our MinGW settings: a change there is a new build.
-  const mingw = () =>
-    require('node:crypto')
-      .createHash('sha256')
-      .update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
-      .digest('hex')
-      .slice(0, 12)
+  // How it is built: this script, and for Windows our MinGW settings.
+  const recipe = require('node:crypto').createHash('sha256').update(fs.readFileSync(__filename))
+  if (platform === 'win32-x64') recipe.update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
+  const dir = path.join(root, 'target', 'ggml-backends', version, `${platform}-${recipe.digest('hex').slice(0, 12)}`)
   return platform === 'win32-x64'
-    ? { dir: path.join(base, `${platform}-${mingw()}`, backend), file: `ggml-${backend}.dll` }
-    : { dir: path.join(base, backend), file: `libggml-${backend}.so` }
+    ? { dir: path.join(dir, backend), file: `ggml-${backend}.dll` }
+    : { dir: path.join(dir, backend), file: `libggml-${backend}.so` }
 }
 
 /**
@@ -167,26 +187,48 @@ function spirvIncludes(dir) {
   return include
 }
 
+/**
+ * A cross build's Vulkan settings: the headers, the loader to link against (`library`),
+ * this machine's glslc (the shaders are SPIR-V, the same for every platform) and the SPIR-V
+ * headers. ggml builds its shader generator with this machine's compiler.
+ */
+function crossVulkan(dir, library) {
+  return [
+    `-DCMAKE_CXX_FLAGS=-I${spirvIncludes(dir)}`,
+    `-DVulkan_INCLUDE_DIR=${path.join(vulkanSdk(), 'include')}`,
+    `-DVulkan_LIBRARY=${library}`,
+    `-DVulkan_GLSLC_EXECUTABLE=${spawnSync('sh', ['-c', 'command -v glslc'], { encoding: 'utf8' }).stdout.trim()}`,
+  ]
+}
+
 /** CMake's settings for a module built for `platform` on this machine. */
 function crossDefines(backend, platform, dir) {
-  if (platform !== 'win32-x64') return ['-DGGML_OPENMP=ON']
+  // No RUNPATH in a Linux module: CMake's would name this machine's build directories and
+  // end with an empty entry, the working directory, from which the dynamic loader would
+  // then take a libvulkan.so.1. The module's libraries are found without one: ggml's own
+  // are loaded by the addon before it, the Vulkan loader is the system's.
+  const linux = ['-DCMAKE_SKIP_RPATH=ON', '-DGGML_OPENMP=ON']
+  if (platform === ARM64)
+    return [
+      '-DCMAKE_SYSTEM_NAME=Linux',
+      '-DCMAKE_SYSTEM_PROCESSOR=aarch64',
+      `-DCMAKE_C_COMPILER=${COMPILERS[ARM64].cc}`,
+      `-DCMAKE_CXX_COMPILER=${COMPILERS[ARM64].cxx}`,
+      // As the addon's build for Linux (OpenMP).
+      ...linux,
+      ...(backend === 'vulkan' ? crossVulkan(dir, path.join(arm64Loader(), 'libvulkan.so.1')) : []),
+    ]
+  if (platform !== 'win32-x64') return linux
   return [
     '-DCMAKE_SYSTEM_NAME=Windows',
     '-DCMAKE_SYSTEM_PROCESSOR=AMD64',
-    `-DCMAKE_C_COMPILER=${MINGW.cc}`,
-    `-DCMAKE_CXX_COMPILER=${MINGW.cxx}`,
+    `-DCMAKE_C_COMPILER=${COMPILERS['win32-x64'].cc}`,
+    `-DCMAKE_CXX_COMPILER=${COMPILERS['win32-x64'].cxx}`,
     // The addon's own MinGW settings: DLLs without MinGW's runtime DLLs (scripts/cmake).
     `-DCMAKE_PROJECT_INCLUDE=${path.join(__dirname, 'cmake', 'mingw.cmake')}`,
     // As the addon's build for Windows (Cargo.toml: no OpenMP there).
     '-DGGML_OPENMP=OFF',
-    ...(backend === 'vulkan'
-      ? [
-          `-DCMAKE_CXX_FLAGS=-I${spirvIncludes(dir)}`,
-          `-DVulkan_INCLUDE_DIR=${path.join(vulkanSdk(), 'include')}`,
-          `-DVulkan_LIBRARY=${vulkanImportLibrary(dir)}`,
-          `-DVulkan_GLSLC_EXECUTABLE=${spawnSync('sh', ['-c', 'command -v glslc'], { encoding: 'utf8' }).stdout.trim()}`,
-        ]
-      : []),
+    ...(backend === 'vulkan' ? crossVulkan(dir, vulkanImportLibrary(dir)) : []),
   ]
 }
 
@@ -257,7 +299,7 @@ function builtVulkan(platform = HOST) {
   }
 }
 
-module.exports = { ensure, ensureVulkan, builtVulkan, missing, missingFor }
+module.exports = { ensure, ensureVulkan, builtVulkan, missing, missingFor, arm64Loader }
 
 if (require.main === module) {
   const at = process.argv.indexOf('--target')
@@ -266,8 +308,9 @@ if (require.main === module) {
     for (const [p, tests] of [
       [HOST, 'the Vulkan tests'],
       ['win32-x64', 'the Windows Vulkan test'],
+      [ARM64, 'the Linux arm64 Vulkan test'],
     ]) {
-      // The Windows module is only run by the Windows smoke test, under Wine.
+      // The Windows and arm64 modules are only run by their smoke tests, under Wine and qemu.
       const smoke = p === HOST ? null : require('./cross-smoke').missing(p)
       const why = missing(p)
       if (smoke) console.log(`skipped: ${tests} (${smoke})`)

@@ -347,7 +347,8 @@ mod dl {
         };
         // The Vulkan driver's own account of its devices: their types (ggml does not
         // say which are CPU-type) and driver versions.
-        let vulkan = if module.to_string_lossy().contains("vulkan") {
+        let is_vulkan = module.to_string_lossy().contains("vulkan");
+        let vulkan = if is_vulkan {
             super::super::vulkan::physical_devices()
         } else {
             Vec::new()
@@ -355,7 +356,17 @@ mod dl {
         let reg = match super::super::modules::register(handle) {
             Ok(reg) => reg,
             Err(why) => {
-                check.reason = Some(format!("ggml could not register it as a backend: {why}"));
+                // ggml-vulkan registers nothing when the loader has no driver to create
+                // an instance with: say so, and what would help.
+                let hint = if is_vulkan && vulkan.is_empty() {
+                    "; the Vulkan loader finds no device: no Vulkan driver is installed for \
+                     this machine's GPU (install its vendor's or Mesa's)"
+                } else {
+                    ""
+                };
+                check.reason = Some(format!(
+                    "ggml could not register it as a backend: {why}{hint}"
+                ));
                 return check;
             }
         };
