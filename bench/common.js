@@ -46,8 +46,8 @@ function cpuFeatures() {
   try {
     const flags =
       /^flags\s*:\s*(.*)$/m.exec(require('node:fs').readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(' ') ?? []
-    return ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx_vnni', 'amx_int8'].filter((f) =>
-      flags.includes(f),
+    return ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_int8'].filter(
+      (f) => flags.includes(f),
     )
   } catch {
     return []

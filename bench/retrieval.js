@@ -8,7 +8,7 @@
 //
 // Measures
 //   1. all-MiniLM-L6-v2 on both engines: the ONNX engine (the default model.onnx, exact
-//      precision) and the llama.cpp engine on its GGUF twins (f16: the same weights; q8_0),
+//      precision) and the llama.cpp engine on its GGUF twins (f16: the same weights; bf16; q8_0),
 //      made by scripts/gguf-twin.js. Texts/s one at a time, in batches of 32
 //      (createEmbeddingsFloat32) and from eight worker_threads sending single texts at
 //      once; model memory (RSS growth to a first batch, each in a fresh process). Every
@@ -76,6 +76,9 @@ function contenders(twins) {
   return [
     { name: 'ONNX engine (model.onnx, exact)', key: 'onnx', options: {} },
     { name: 'llama.cpp engine (GGUF twin, f16)', key: 'llamaF16', options: { modelPath: twins.f16 } },
+    // bf16: the same weights rounded to 8 bits of mantissa; the twin llama.cpp runs fastest
+    // where the CPU has AVX-512 BF16 (products of bf16 pairs in one instruction).
+    { name: 'llama.cpp engine (GGUF twin, bf16)', key: 'llamaBf16', options: { modelPath: twins.bf16 } },
     { name: 'llama.cpp engine (GGUF twin, q8_0)', key: 'llamaQ8', options: { modelPath: twins.q8_0 } },
   ]
 }
@@ -208,6 +211,7 @@ async function main() {
   results.engines = cs.map((c) => ({
     name: c.name,
     key: c.key,
+    weights: c.options.modelPath ? /\.([^.]+)\.gguf$/.exec(c.options.modelPath)[1] : 'onnx',
     singles: summary(rates[c.key].singles),
     batches: summary(rates[c.key].batches),
     workers: summary(rates[c.key].workers),
@@ -342,9 +346,13 @@ async function main() {
     embedding: summary(embedRates),
     ratio: median(busy) / median(idle),
   }
-  const f16 = results.engines.find((e) => e.key === 'llamaF16')
+  // The goal per twin: each of its three rates at 0.8× the ONNX engine's or better.
   results.pass = {
-    engine: Math.min(f16.vsOnnx.singles, f16.vsOnnx.batches, f16.vsOnnx.workers) >= ENGINE_TARGET,
+    engine: Object.fromEntries(
+      results.engines
+        .filter((e) => e.key !== 'onnx')
+        .map((e) => [e.weights, Math.min(e.vsOnnx.singles, e.vsOnnx.batches, e.vsOnnx.workers) >= ENGINE_TARGET]),
+    ),
     rerank: Math.max(results.rerank.ratio, results.rerank.onnxRatio, results.rerank.int8Ratio) >= RERANK_TARGET,
   }
   const file = writeResults('retrieval', results)
@@ -352,12 +360,15 @@ async function main() {
   process.stdout.write(json ? JSON.stringify(results, null, 2) + '\n' : report(results) + '\n')
 }
 
+/** A twin's weight type (results written before bf16 was measured name only f16 and q8_0). */
+const weights = (e) => e.weights ?? (e.key === 'llamaF16' ? 'f16' : 'q8_0')
+
 /** The README's rows: each llama.cpp twin against the ONNX engine, and the reranker. */
 function headline(r) {
   const onnx = r.engines.find((e) => e.key === 'onnx')
   const rows = [['comparison', 'orion-native', 'peer', 'peer’s result', 'orion-native vs peer']]
   for (const e of r.engines.filter((e) => e.key !== 'onnx')) {
-    const label = e.key === 'llamaF16' ? 'f16' : 'q8_0'
+    const label = weights(e)
     for (const [what, k] of [
       ['one text at a time', 'singles'],
       ['batches of 32', 'batches'],
@@ -374,7 +385,7 @@ function headline(r) {
   }
   for (const e of r.engines.filter((e) => e.key !== 'onnx')) {
     rows.push([
-      `GGUF embedding model memory (${e.key === 'llamaF16' ? 'f16' : 'q8_0'})`,
+      `GGUF embedding model memory (${weights(e)})`,
       `${fmt(e.memoryBytes / MIB)} MiB`,
       'ONNX engine, same model',
       `${fmt(onnx.memoryBytes / MIB)} MiB`,
@@ -425,7 +436,12 @@ function report(r) {
     '',
     ...markdownTable(headline(r)),
     '',
-    `llama.cpp engine (f16) ≥ ${ENGINE_TARGET}× the ONNX engine everywhere: ${r.pass.engine ? '✓' : '✗'}; rerank ≥ ${RERANK_TARGET}× transformers.js (the faster engine): ${r.pass.rerank ? '✓' : '✗'}`,
+    `llama.cpp engine ≥ ${ENGINE_TARGET}× the ONNX engine everywhere: ${Object.entries(
+      // Results written before bf16 was measured hold f16's verdict alone.
+      typeof r.pass.engine === 'boolean' ? { f16: r.pass.engine } : r.pass.engine,
+    )
+      .map(([w, ok]) => `${w} ${ok ? '✓' : '✗'}`)
+      .join(', ')}; rerank ≥ ${RERANK_TARGET}× transformers.js (the faster engine): ${r.pass.rerank ? '✓' : '✗'}`,
   ].join('\n')
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 'use strict'
 // Makes the GGUF twins of the default embedding model (all-MiniLM-L6-v2, int8 ONNX):
-// the same weights and vocabulary in GGUF files for llama.cpp, as f32, f16 and q8_0
+// the same weights and vocabulary in GGUF files for llama.cpp, as f32, f16, bf16 and q8_0
 // (scripts/gguf-twin.py writes them with PyPI's `gguf` package, reading the ONNX file
 // with PyPI's `onnx`). __tests__/embedding-gguf.test.js compares the llama.cpp engine's
 // vectors on them with the ONNX engine's. Also a reranker fixture (`rerank`, f16): the
@@ -27,8 +27,15 @@ const dir = path.join(root, 'target', 'gguf-twin')
 // onnxruntime and tokenizers: the reference scores of the ONNX reranker fixture
 // (scripts/rerank-reference.py).
 const PACKAGES = ['gguf==0.19.0', 'onnx==1.23.2', 'numpy==2.4.6', 'onnxruntime==1.23.2', 'tokenizers==0.22.1']
-const TYPES = ['f32', 'f16', 'q8_0', 'rerank', 'rerank-onnx']
-const ARGS = { f32: ['f32'], f16: ['f16'], q8_0: ['q8_0'], rerank: ['f16', '--rank'], 'rerank-onnx': ['--onnx-rank'] }
+const TYPES = ['f32', 'f16', 'bf16', 'q8_0', 'rerank', 'rerank-onnx']
+const ARGS = {
+  f32: ['f32'],
+  f16: ['f16'],
+  bf16: ['bf16'],
+  q8_0: ['q8_0'],
+  rerank: ['f16', '--rank'],
+  'rerank-onnx': ['--onnx-rank'],
+}
 const MODEL = 'all-MiniLM-L6-v2'
 
 function python() {

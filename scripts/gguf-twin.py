@@ -4,7 +4,7 @@ vocabulary, for llama.cpp's `bert` architecture with mean pooling. The llama.cpp
 embedding engine's vectors are compared with the ONNX engine's on this twin
 (__tests__/embedding-gguf.test.js), so that both engines are tested on one model.
 
-    python3 scripts/gguf-twin.py <model dir> <out.gguf> [f32|f16|q8_0] [--rank]
+    python3 scripts/gguf-twin.py <model dir> <out.gguf> [f32|f16|bf16|q8_0] [--rank]
     python3 scripts/gguf-twin.py <model dir> <out dir> --onnx-rank
 
 With --rank it writes a reranker instead: the same encoder with a classification head
@@ -34,8 +34,8 @@ onnx_rank = "--onnx-rank" in sys.argv
 args = [a for a in sys.argv[1:] if a not in ("--rank", "--onnx-rank")]
 model_dir, out_path = args[0], args[1]
 wtype = args[2] if len(args) > 2 else "f32"
-if wtype not in ("f32", "f16", "q8_0"):
-    sys.exit(f"unknown weight type {wtype}: f32, f16 or q8_0")
+if wtype not in ("f32", "f16", "bf16", "q8_0"):
+    sys.exit(f"unknown weight type {wtype}: f32, f16, bf16 or q8_0")
 
 graph = onnx.load(f"{model_dir}/model.onnx").graph
 config = json.load(open(f"{model_dir}/config.json"))
@@ -154,7 +154,12 @@ writer.add_layer_norm_eps(config["layer_norm_eps"])
 writer.add_causal_attention(False)
 writer.add_pooling_type(gguf.PoolingType.RANK if rank else gguf.PoolingType.MEAN)
 writer.add_file_type(
-    {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[wtype]
+    {
+        "f32": gguf.LlamaFileType.ALL_F32,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+        "bf16": gguf.LlamaFileType.MOSTLY_BF16,
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    }[wtype]
 )
 
 # WordPiece: llama.cpp's WPM tokenizer marks a word's start with U+2581 and a
@@ -207,8 +212,10 @@ for name, data in sorted(hf.items()):
             data = data.astype(np.float16)
             writer.add_tensor(f"{mapped}.{suffix}", data)
         else:
-            q = gguf.quants.quantize(data, gguf.GGMLQuantizationType.Q8_0)
-            writer.add_tensor(f"{mapped}.{suffix}", q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            # bf16 (rounded to nearest even, as llama.cpp's converter does) or q8_0.
+            qtype = gguf.GGMLQuantizationType.BF16 if wtype == "bf16" else gguf.GGMLQuantizationType.Q8_0
+            q = gguf.quants.quantize(data, qtype)
+            writer.add_tensor(f"{mapped}.{suffix}", q, raw_shape=q.shape, raw_dtype=qtype)
     else:
         writer.add_tensor(f"{mapped}.{suffix}", data)
     written += 1
