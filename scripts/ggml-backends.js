@@ -17,6 +17,10 @@
 //                                            the Windows one too where MinGW-w64 is there
 //   node scripts/ggml-backends.js --target win32-x64   the Windows module
 //   node scripts/ggml-backends.js --target linux-arm64-gnu   the Linux arm64 module
+//   node scripts/ggml-backends.js --backend cuda   ggml's CUDA module (nvcc: CUDACXX, PATH,
+//                                            /usr/local/cuda, or scripts/cuda-toolkit.js's;
+//                                            for this machine's GPU, or the architectures in
+//                                            ORION_CUDA_ARCHITECTURES, e.g. 75)
 //
 // Needs glslc and SPIR-V headers (Debian: glslc spirv-headers), the Vulkan loader
 // (libvulkan1) and Vulkan headers newer than Debian 12's 1.3.239, which lack
@@ -104,10 +108,18 @@ function run(cmd, args, opts = {}) {
   if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
 }
 
-/** nvcc: CUDACXX, PATH, or CUDA's default place. */
+/** nvcc: CUDACXX, PATH, CUDA's default place, or CUDA 13 from PyPI (scripts/cuda-toolkit.js) once unpacked. */
 function nvcc() {
-  for (const c of [process.env.CUDACXX, 'nvcc', '/usr/local/cuda/bin/nvcc'].filter(Boolean)) if (has(c)) return c
+  const pypi = require('./cuda-toolkit').found()
+  for (const c of [process.env.CUDACXX, 'nvcc', '/usr/local/cuda/bin/nvcc', pypi && path.join(pypi, 'bin', 'nvcc')])
+    if (c && has(c)) return c
   return null
+}
+
+/** The toolkit root of `nvcc` when it is PyPI's (its libraries are not on the system's path). */
+function pypiToolkit(compiler = nvcc()) {
+  const pypi = require('./cuda-toolkit').found()
+  return pypi && compiler === path.join(pypi, 'bin', 'nvcc') ? pypi : null
 }
 
 /** Why ggml's `backend` module ('vulkan' or 'cuda') for `platform` cannot be built here, or null. */
@@ -117,7 +129,8 @@ function missingFor(backend, platform = HOST) {
   if (platform !== HOST) return `no CUDA build for ${platform} here`
   if (process.platform !== 'linux' || process.arch !== 'x64') return 'it is built on Linux x64 only so far'
   if (!has('cmake')) return 'cmake is missing (apt-get install cmake)'
-  if (!nvcc()) return 'no CUDA toolkit (nvcc) on PATH, in CUDACXX or in /usr/local/cuda'
+  if (!nvcc())
+    return 'no CUDA toolkit (nvcc) on PATH, in CUDACXX or in /usr/local/cuda (node scripts/cuda-toolkit.js unpacks CUDA 13 from PyPI)'
   return null
 }
 
@@ -132,19 +145,26 @@ const BACKENDS = {
       `-DCMAKE_CUDA_ARCHITECTURES=${process.env.ORION_CUDA_ARCHITECTURES || 'native'}`,
       '-DGGML_CUDA_NCCL=OFF',
     ],
-    env: () => ({ CUDACXX: nvcc() }),
+    // PyPI's toolkit is found by its root (CMake's FindCUDAToolkit would look in /usr/local/cuda).
+    env: () => ({ CUDACXX: nvcc(), ...(pypiToolkit() ? { CUDAToolkit_ROOT: pypiToolkit() } : {}) }),
   },
 }
 
 /** Where `backend`'s module for `platform` is kept, and its file name. */
 function place(backend, platform, version) {
-  // How it is built: this script, and for Windows our MinGW settings.
+  // How it is built: this script, for Windows our MinGW settings, for CUDA the compiler;
+  // CUDA's GPU architectures name its directory (cuda-native: this machine's GPU).
   const recipe = require('node:crypto').createHash('sha256').update(fs.readFileSync(__filename))
   if (platform === 'win32-x64') recipe.update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
+  if (backend === 'cuda') recipe.update(String(nvcc()))
   const dir = path.join(root, 'target', 'ggml-backends', version, `${platform}-${recipe.digest('hex').slice(0, 12)}`)
+  const name =
+    backend === 'cuda'
+      ? `cuda-${(process.env.ORION_CUDA_ARCHITECTURES || 'native').replace(/[^\w.-]+/g, '_')}`
+      : backend
   return platform === 'win32-x64'
-    ? { dir: path.join(dir, backend), file: `ggml-${backend}.dll` }
-    : { dir: path.join(dir, backend), file: `libggml-${backend}.so` }
+    ? { dir: path.join(dir, name), file: `ggml-${backend}.dll` }
+    : { dir: path.join(dir, name), file: `libggml-${backend}.so` }
 }
 
 /**
@@ -299,11 +319,32 @@ function builtVulkan(platform = HOST) {
   }
 }
 
-module.exports = { ensure, ensureVulkan, builtVulkan, missing, missingFor, arm64Loader }
+/** A CUDA module this tree has built with this compiler, for whichever architectures, or null. */
+function builtCuda() {
+  try {
+    if (!nvcc()) return null
+    const { dir, file } = place('cuda', HOST, llamaSys().version)
+    const parent = path.dirname(dir)
+    const built = fs.existsSync(parent)
+      ? fs
+          .readdirSync(parent)
+          .filter((d) => d.startsWith('cuda-'))
+          .map((d) => path.join(parent, d, file))
+          .filter((f) => fs.existsSync(f))
+      : []
+    return built[0] || null
+  } catch {
+    return null
+  }
+}
+
+module.exports = { ensure, ensureVulkan, builtVulkan, builtCuda, missing, missingFor, arm64Loader, pypiToolkit }
 
 if (require.main === module) {
   const at = process.argv.indexOf('--target')
   const platform = at >= 0 ? process.argv[at + 1] : HOST
+  const backendAt = process.argv.indexOf('--backend')
+  const backend = backendAt >= 0 ? process.argv[backendAt + 1] : 'vulkan'
   if (process.argv.includes('--prepare')) {
     for (const [p, tests] of [
       [HOST, 'the Vulkan tests'],
@@ -324,11 +365,11 @@ if (require.main === module) {
         }
     }
   } else if (process.argv.includes('--check')) {
-    const why = missing(platform)
+    const why = missingFor(backend, platform)
     if (why) console.log(why)
   } else {
     try {
-      console.log(ensure('vulkan', platform))
+      console.log(ensure(backend, platform))
     } catch (e) {
       console.error(e.message)
       process.exit(1)

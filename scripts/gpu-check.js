@@ -6,7 +6,8 @@
 //
 //   1. the machine: CPU, NVIDIA GPUs and driver (nvidia-smi), Vulkan devices (vulkaninfo);
 //   2. ggml's GPU modules, built from the addon's own llama.cpp tree where this machine can
-//      (scripts/ggml-backends.js: Vulkan with glslc and the Vulkan headers, CUDA with nvcc, for
+//      (scripts/ggml-backends.js: Vulkan with glslc and the Vulkan headers, CUDA with nvcc, a
+//      system toolkit's or CUDA 13 from PyPI once `node scripts/cuda-toolkit.js` has unpacked it, for
 //      this machine's GPU architecture only), each checked as the addon checks it (its devices,
 //      the driver, the self-test) through `orion-native gpu --json`;
 //   3. for every backend that has a device (and the CPU): the model loaded there, one greedy
@@ -65,11 +66,16 @@ function machine() {
 }
 
 /** The GPU modules this machine can have: { backend, module?, why? }. */
-function modules() {
+function modules(m) {
   const backends = require('./ggml-backends')
   const out = []
   for (const backend of ['vulkan', 'cuda']) {
-    const why = backends.missingFor(backend)
+    // CUDA's module is built for this machine's GPU (CMake's `native`) unless told which.
+    const noGpu =
+      backend === 'cuda' && !m.nvidia.length && !process.env.ORION_CUDA_ARCHITECTURES
+        ? 'no NVIDIA GPU (nvidia-smi lists none), whose architecture the CUDA module would be built for'
+        : null
+    const why = noGpu || backends.missingFor(backend)
     if (why) {
       out.push({ backend, why })
       continue
@@ -84,10 +90,23 @@ function modules() {
   return out
 }
 
+/**
+ * The environment that offers `module` to the addon: a CUDA module built with CUDA from
+ * PyPI (scripts/cuda-toolkit.js) finds that toolkit's runtime libraries through
+ * LD_LIBRARY_PATH (a CUDA machine's own are those of its installed toolkit, if any).
+ */
+function moduleEnv(module) {
+  const env = { GGML_BACKEND_PATH: module }
+  const pypi = /ggml-cuda/.test(module) && require('./ggml-backends').pypiToolkit()
+  if (pypi)
+    env.LD_LIBRARY_PATH = [path.join(pypi, 'lib'), process.env.LD_LIBRARY_PATH].filter(Boolean).join(path.delimiter)
+  return env
+}
+
 /** `orion-native gpu --json` with `module` loaded: what the addon's check says. */
 function check(module) {
   const r = run(process.execPath, [path.join(root, 'bin', 'orion-native.js'), 'gpu', '--json'], {
-    env: { ...process.env, GGML_BACKEND_PATH: module, ORION_GPU: undefined },
+    env: { ...process.env, ...moduleEnv(module), ORION_GPU: undefined },
     timeout: 120_000,
   })
   if (!r || r.status !== 0) return { error: (r && r.stderr) || 'did not run' }
@@ -117,7 +136,7 @@ function orion(gpu, module, model, tokens) {
         llamaTokensPerSecond: r.timings.llamaTokensPerSecond, tokens: n }))
     })().catch((e) => { console.log(JSON.stringify({ error: (e.code ? e.code + ': ' : '') + e.message })) })`
   const env = { ...process.env, ORION_GPU: gpu === false ? 'false' : gpu }
-  if (module) env.GGML_BACKEND_PATH = module
+  if (module) Object.assign(env, moduleEnv(module))
   const r = run(process.execPath, ['-e', script], { env, timeout: 240_000 })
   if (!r) return { error: 'did not run' }
   const line = r.stdout.trim().split('\n').pop()
@@ -175,7 +194,7 @@ async function main(argv) {
   )
   const model = o.model || demoModel()
   if (!model) throw new Error('no model: run node scripts/models.js, or pass --model file.gguf')
-  const mods = modules()
+  const mods = modules(m)
   const rows = []
   const cpu = orion(false, null, o.model, o.tokens)
   const nlcCpu = nodeLlamaCpp(false, model, o.tokens)
