@@ -255,7 +255,7 @@ for (const platform of PLATFORMS) {
             devices: [],
             reason:
               'ggml could not register it as a backend: its ggml_backend_init returned no backend; ' +
-              "the Vulkan loader finds no device: no Vulkan driver is installed for this machine's GPU (install its vendor's or Mesa's)",
+              "the Vulkan loader finds no device: no Vulkan driver is installed, or none sees a GPU (install the GPU's Vulkan driver, its vendor's or Mesa's)",
           }),
         )
       },

@@ -13,7 +13,7 @@
 //   node scripts/cuda-toolkit.js           download and unpack if needed; print its root
 //   node scripts/cuda-toolkit.js --check   print why it cannot be had here, or nothing
 //
-// Needs python3 with pip (PyPI) and the network, once.
+// Needs python3 with pip (PyPI) and the network, once, and a C compiler (cc).
 
 const fs = require('node:fs')
 const path = require('node:path')
@@ -57,6 +57,9 @@ function missing() {
   if (found()) return null
   if (process.platform !== 'linux' || !PLATFORMS[process.arch]) return "CUDA's PyPI toolkit is for Linux x64 and arm64"
   if (!python()) return 'python3 with pip is missing (Debian: apt-get install python3-pip)'
+  // For the driver's stand-in (below).
+  const cc = spawnSync('cc', ['--version'], { stdio: 'ignore' })
+  if (cc.error || cc.status !== 0) return 'a C compiler (cc) is missing (Debian: apt-get install gcc)'
   return null
 }
 

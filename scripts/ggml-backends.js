@@ -1,20 +1,23 @@
 #!/usr/bin/env node
 'use strict'
-// Builds ggml's Vulkan backend as a module (libggml-vulkan.so) from the very llama.cpp
-// tree the addon is built from (llama-cpp-sys-2's, found through `cargo metadata`), so
-// that it loads into the addon's own libggml: the same sources, the same ABI. A few
-// minutes on 2 cores (the shaders are compiled once, by glslc), cached under
-// target/ggml-backends/<llama-cpp-sys-2 version>/<platform>-<recipe>/vulkan/, where the
-// recipe is a hash of this script and the CMake file it passes (a change to either is a new
-// build). Built on Linux x64, for Linux x64; with Debian's MinGW-w64, for Windows x64
-// (ggml-vulkan.dll; the addon's DLLs come from the same tree and compiler); with Debian's
-// aarch64 GCC, for Linux arm64.
+// Builds ggml's GPU backends as modules (libggml-vulkan.so, libggml-cuda.so) from the very
+// llama.cpp tree the addon is built from (llama-cpp-sys-2's, found through `cargo
+// metadata`), so that they load into the addon's own libggml: the same sources, the same
+// ABI. Vulkan takes a few minutes on 2 cores (the shaders are compiled once, by glslc),
+// CUDA about half an hour for one GPU architecture. Cached under
+// target/ggml-backends/<llama-cpp-sys-2 version>/<platform>-<recipe>/<backend>/, where the
+// recipe is a hash of this script and the CMake file it passes (and for CUDA, the nvcc
+// used): a change to either is a new build, and replaces the older ones. Vulkan is built
+// on Linux x64 for Linux x64; with Debian's MinGW-w64, for Windows x64 (ggml-vulkan.dll;
+// the addon's DLLs come from the same tree and compiler); with Debian's aarch64 GCC, for
+// Linux arm64. CUDA for Linux x64.
 //
 //   node scripts/ggml-backends.js            build if needed; print the module's path
 //   node scripts/ggml-backends.js --check    print why it cannot be built, or nothing
-//   node scripts/ggml-backends.js --prepare  (the test command) build it where it can be
-//                                            built, else say which tests are skipped;
-//                                            the Windows one too where MinGW-w64 is there
+//   node scripts/ggml-backends.js --prepare  (the test command) build the Vulkan modules
+//                                            where they can be built (this machine's, the
+//                                            Windows and arm64 ones with their toolchains),
+//                                            else say which tests are skipped
 //   node scripts/ggml-backends.js --target win32-x64   the Windows module
 //   node scripts/ggml-backends.js --target linux-arm64-gnu   the Linux arm64 module
 //   node scripts/ggml-backends.js --backend cuda   ggml's CUDA module (nvcc: CUDACXX, PATH,
@@ -300,6 +303,13 @@ function ensure(backend, platform = HOST) {
   ])
   fs.copyFileSync(path.join(build, 'bin', file), out)
   fs.rmSync(build, { recursive: true, force: true })
+  // The same module by older recipes: never used again.
+  const base = path.dirname(path.dirname(dir))
+  const mine = path.basename(path.dirname(dir))
+  for (const r of fs.readdirSync(base).filter((d) => d !== mine && d.startsWith(`${platform}-`))) {
+    fs.rmSync(path.join(base, r, path.basename(dir)), { recursive: true, force: true })
+    if (!fs.readdirSync(path.join(base, r)).length) fs.rmdirSync(path.join(base, r))
+  }
   process.stderr.write(`Built ${path.relative(root, out)} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`)
   return out
 }

@@ -359,8 +359,8 @@ mod dl {
                 // ggml-vulkan registers nothing when the loader has no driver to create
                 // an instance with: say so, and what would help.
                 let hint = if is_vulkan && vulkan.is_empty() {
-                    "; the Vulkan loader finds no device: no Vulkan driver is installed for \
-                     this machine's GPU (install its vendor's or Mesa's)"
+                    "; the Vulkan loader finds no device: no Vulkan driver is installed, or \
+                     none sees a GPU (install the GPU's Vulkan driver, its vendor's or Mesa's)"
                 } else {
                     ""
                 };
