@@ -169,10 +169,12 @@ describe('pressure frees memory', () => {
     loader.registerModel('profile-busy', { files: { q4: { path: gguf } } })
     await loader.loadModel('profile-idle')
     await loader.loadModel('profile-busy')
-    // The app's own data: enough resident memory that the process is heavy on a 2 GB device.
+    // The app's own data: enough resident memory that the process is heavy on a 2 GB device,
+    // and stays heavy (high: 75 % of the budget) once the idle model and its context are
+    // freed (about 0.3 GB here: 1.75 GB left it at medium).
     const monitor = getMemoryMonitor({ autoFree: false })
     const rss = (await monitor.takeSnapshot()).process.rss
-    const ballast = Buffer.alloc(Math.max(0, Math.floor(1.75 * GB - rss)), 1)
+    const ballast = Buffer.alloc(Math.max(0, Math.floor(1.9 * GB - rss)), 1)
     try {
       const eight = await getMemoryMonitor({ budgetBytes: 8 * GB, autoFree: true, freeAt: 'high' }).takeSnapshot()
       expect(eight.pressure).toMatch(/low|medium/)
@@ -192,7 +194,10 @@ describe('pressure frees memory', () => {
       expect(['high', 'critical']).toContain(next.pressure)
       expect(next.orion.models.map((m) => m.key)).toEqual(['profile-busy'])
     } finally {
-      ballast.fill(0, 0, 1)
+      // Keeps the ballast alive to here. It is empty when the process is already that heavy
+      // (jest runs every test file in one process, and the GGUF embedding tests before this
+      // one leave their models loaded).
+      if (ballast.length) ballast.fill(0, 0, 1)
     }
   })
 
