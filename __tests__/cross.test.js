@@ -203,6 +203,39 @@ for (const platform of PLATFORMS) {
       },
     )
 
+    // Windows: a lower x86-64 level, forced as a CPU without the higher ones would see the
+    // package (Wine runs this machine's CPU as it is): the DLLs above it are moved aside
+    // (scripts/cross-smoke.js), and the addon loads the best one left, which answers as
+    // the full package does.
+    ;(platform === 'win32-x64' ? test : test.skip)(
+      "llama.cpp's CPU backend on Windows: with the DLLs above AVX2, then above AVX, moved aside, the best one left loads and answers",
+      () => {
+        const runs = r.cpus
+        console.log(
+          `win32-x64 under Wine, lower levels: ${['haswell', 'sandybridge']
+            .map((l) => `${l} (${runs[l].seconds.toFixed(1)} s): ${runs[l].result.llamaCpuFeatures.join(' ')}`)
+            .join('; ')}`,
+        )
+        // Each run moved aside what it had to, leaving the DLLs back in place after.
+        expect(runs.haswell.aside).toEqual(expect.arrayContaining(['ggml-cpu-skylakex.dll', 'ggml-cpu-zen4.dll']))
+        expect(runs.sandybridge.aside).toContain('ggml-cpu-haswell.dll')
+        const dir = path.join(r.app, 'node_modules', 'orion-native-win32-x64')
+        expect(fs.readdirSync(dir).filter((f) => /^ggml-cpu-.*\.dll$/.test(f))).toEqual(runs.modules)
+        // Haswell's level: AVX2 with FMA and F16C, no AVX-512.
+        const h = runs.haswell.result.llamaCpuFeatures
+        expect(h).toEqual(expect.arrayContaining(['AVX', 'AVX2', 'FMA', 'F16C']))
+        expect(h.filter((f) => /^AVX512|^AMX/.test(f))).toEqual([])
+        // Sandy Bridge's: AVX without AVX2, FMA or F16C.
+        const s = runs.sandybridge.result.llamaCpuFeatures
+        expect(s).toContain('AVX')
+        expect(s.filter((f) => ['AVX2', 'FMA', 'F16C'].includes(f) || /^AVX512/.test(f))).toEqual([])
+        for (const l of ['haswell', 'sandybridge']) {
+          expect([l, runs[l].result.gpu]).toEqual([l, undefined])
+          expect([l, runs[l].result.pieces.join('')]).toEqual([l, expect.stringMatching(/Paris/)])
+        }
+      },
+    )
+
     // Linux arm64's Vulkan package under qemu-user, which has no GPU: the app runs on the
     // CPU and says why the module is not used; the module's check (as its child process
     // runs it, scripts/cross-smoke.js) finds no Vulkan loader, then, with Debian's arm64

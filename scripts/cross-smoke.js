@@ -243,11 +243,40 @@ async function smoke(platform, { modelsDir } = {}) {
  */
 const CPU_QUESTION = 'What is the capital of France?'
 function cpuRuns(platform, run, app, modelsDir) {
-  if (platform !== 'linux-arm64-gnu') return { skipped: 'Linux arm64 only: its CPU models are emulated by qemu' }
+  if (platform === 'win32-x64') return windowsCpuRuns(run, app, modelsDir)
   const out = {}
   for (const cpu of ['max', 'neoverse-n1', 'cortex-a53']) {
     const r = run(['gpu.cjs', modelsDir, CPU_QUESTION], app, 600_000, { QEMU_CPU: cpu })
     out[cpu] = { seconds: r.seconds, result: lastJson(r) }
+  }
+  return out
+}
+
+/**
+ * Windows: Wine runs the package on this machine's own CPU, which no emulator lowers, so a
+ * lower level is forced as a CPU without the higher levels would see the package: the
+ * CPU backend DLLs above it are moved aside (renamed, then put back), and the addon, which
+ * loads the best of the `ggml-cpu-<level>.dll` beside it that this CPU runs, must load
+ * that level's DLL and answer with it. Haswell's level (AVX2, the floor of the x86-64
+ * machines this project tests on) and Sandy Bridge's (AVX, no AVX2 nor F16C).
+ */
+const WINDOWS_LEVELS = {
+  haswell: ['x64', 'sse42', 'sandybridge', 'ivybridge', 'piledriver', 'haswell'],
+  sandybridge: ['x64', 'sse42', 'sandybridge'],
+}
+function windowsCpuRuns(run, app, modelsDir) {
+  const dir = path.join(app, 'node_modules', 'orion-native-win32-x64')
+  const modules = fs.readdirSync(dir).filter((f) => /^ggml-cpu-.*\.dll$/.test(f))
+  const out = { modules }
+  for (const [level, keep] of Object.entries(WINDOWS_LEVELS)) {
+    const aside = modules.filter((f) => !keep.includes(/^ggml-cpu-(.*)\.dll$/.exec(f)[1]))
+    for (const f of aside) fs.renameSync(path.join(dir, f), path.join(dir, `${f}.aside`))
+    try {
+      const r = run(['gpu.cjs', modelsDir, CPU_QUESTION], app, 600_000, { ORION_GPU: 'false' })
+      out[level] = { seconds: r.seconds, aside, result: lastJson(r) }
+    } finally {
+      for (const f of aside) fs.renameSync(path.join(dir, `${f}.aside`), path.join(dir, f))
+    }
   }
   return out
 }

@@ -18,6 +18,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
+const { run, python } = require('./util')
 
 const root = path.join(__dirname, '..')
 const VERSION = '13.5.37'
@@ -44,14 +45,6 @@ function found() {
   return fs.existsSync(path.join(top, '.complete')) ? top : null
 }
 
-function python() {
-  for (const p of ['python3', 'python']) {
-    const r = spawnSync(p, ['-m', 'pip', '--version'], { stdio: 'ignore' })
-    if (!r.error && r.status === 0) return p
-  }
-  return null
-}
-
 /** Why the toolkit cannot be had here, or null. */
 function missing() {
   if (found()) return null
@@ -61,11 +54,6 @@ function missing() {
   const cc = spawnSync('cc', ['--version'], { stdio: 'ignore' })
   if (cc.error || cc.status !== 0) return 'a C compiler (cc) is missing (Debian: apt-get install gcc)'
   return null
-}
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', process.stderr, process.stderr], ...opts })
-  if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
 }
 
 /** The toolkit's root, downloaded and unpacked first where it is not. */

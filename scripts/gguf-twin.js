@@ -20,6 +20,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const { modelsDir } = require('../lib/paths')
+const { run, python } = require('./util')
 
 const root = path.join(__dirname, '..')
 const dir = path.join(root, 'target', 'gguf-twin')
@@ -38,25 +39,12 @@ const ARGS = {
 }
 const MODEL = 'all-MiniLM-L6-v2'
 
-function python() {
-  for (const p of ['python3', 'python']) {
-    const r = spawnSync(p, ['-m', 'pip', '--version'], { stdio: 'ignore' })
-    if (!r.error && r.status === 0) return p
-  }
-  return null
-}
-
 /** Why the twins cannot be made here, or null. */
 function missing() {
   if (!python()) return 'python3 with pip is missing (Debian: apt-get install python3-pip)'
   if (!fs.existsSync(path.join(modelsDir(), MODEL, 'model.onnx')))
     return `${MODEL} is not fetched (node scripts/models.js)`
   return null
-}
-
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', process.stderr, process.stderr], ...opts })
-  if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
 }
 
 /** The pinned Python packages, installed under target/gguf-twin/python once; that path. */
