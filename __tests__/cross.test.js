@@ -167,6 +167,7 @@ for (const platform of PLATFORMS) {
     ;(platform === 'linux-arm64-gnu' ? test : test.skip)(
       "llama.cpp's CPU backend: the best level for each emulated CPU (max, Neoverse N1, Cortex-A53) loads and answers",
       () => {
+        expect(r.cpus.error).toBeUndefined()
         const runs = r.cpus
         const line = (cpu) =>
           `${cpu} (${runs[cpu].seconds.toFixed(1)} s): ${runs[cpu].result.llamaCpuFeatures.join(' ')}`
@@ -210,6 +211,7 @@ for (const platform of PLATFORMS) {
     ;(platform === 'win32-x64' ? test : test.skip)(
       "llama.cpp's CPU backend on Windows: with the DLLs above AVX2, then above AVX, moved aside, the best one left loads and answers",
       () => {
+        expect(r.cpus.error).toBeUndefined()
         const runs = r.cpus
         console.log(
           `win32-x64 under Wine, lower levels: ${['haswell', 'sandybridge']
@@ -244,6 +246,7 @@ for (const platform of PLATFORMS) {
     ;(platform === 'linux-arm64-gnu' && !arm64Vulkan ? test : test.skip)(
       `Vulkan on Linux arm64 without a GPU: the module is checked, auto runs on the CPU and says why; by name GPU_UNAVAILABLE${arm64Vulkan ? ` (skipped: ${arm64Vulkan})` : ''}`,
       () => {
+        expect(r.gpu.error).toBeUndefined()
         expect(r.gpu.skipped).toBeUndefined()
         const a = r.gpu.auto.result
         const noLoader = r.gpu.checkNoLoader.result
@@ -300,6 +303,7 @@ for (const platform of PLATFORMS) {
     ;(platform === 'win32-x64' && !gpuWhy ? test : test.skip)(
       `Vulkan: the module passes its check, gpu: 'vulkan' puts every layer on lavapipe and answers as the CPU does; auto leaves it alone${gpuWhy ? ` (skipped: ${gpuWhy})` : ''}`,
       () => {
+        expect(r.gpu.error).toBeUndefined()
         expect(r.gpu.skipped).toBeUndefined()
         const { vulkan, auto } = r.gpu
         const v = vulkan.result
@@ -361,6 +365,7 @@ for (const platform of PLATFORMS) {
     ;(platform === 'win32-x64' && !gpuWhy ? test : test.skip)(
       `Vulkan with a driver that crashes: the check dies in its child, auto runs on the CPU and says why; by name GPU_UNAVAILABLE${gpuWhy ? ` (skipped: ${gpuWhy})` : ''}`,
       () => {
+        expect(r.gpu.error).toBeUndefined()
         const b = r.gpu.broken.result
         console.log(`win32-x64, a crashing driver: ${b.gpuModules[0].reason}`)
         expect(b.gpuModules).toEqual([

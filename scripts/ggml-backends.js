@@ -6,11 +6,11 @@
 // ABI. Vulkan takes a few minutes on 2 cores (the shaders are compiled once, by glslc),
 // CUDA about half an hour for one GPU architecture. Cached under
 // target/ggml-backends/<llama-cpp-sys-2 version>/<platform>-<recipe>/<backend>/, where the
-// recipe is a hash of this script and the CMake file it passes (and for CUDA, the nvcc
-// used): a change to either is a new build, and replaces the older ones. Vulkan is built
-// on Linux x64 for Linux x64; with Debian's MinGW-w64, for Windows x64 (ggml-vulkan.dll;
-// the addon's DLLs come from the same tree and compiler); with Debian's aarch64 GCC, for
-// Linux arm64. CUDA for Linux x64.
+// recipe is a hash of the CMake arguments and environment the build is given and the
+// CMake file it passes (see place()): a change to them is a new build, and replaces the
+// older ones. Vulkan is built on Linux x64 for Linux x64; with Debian's MinGW-w64, for
+// Windows x64 (ggml-vulkan.dll; the addon's DLLs come from the same tree and compiler);
+// with Debian's aarch64 GCC, for Linux arm64. CUDA for Linux x64.
 //
 //   node scripts/ggml-backends.js            build if needed; print the module's path
 //   node scripts/ggml-backends.js --check    print why it cannot be built, or nothing
@@ -36,19 +36,17 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync, execFileSync } = require('node:child_process')
+const { createHash } = require('node:crypto')
+const { TARGETS } = require('./targets')
+const { run } = require('./util')
 
 const root = path.join(__dirname, '..')
 const HOST = 'linux-x64-gnu'
 const ARM64 = 'linux-arm64-gnu'
-// The cross compilers, as scripts/targets.js gives them to the addon's build.
-const COMPILERS = {
-  'win32-x64': {
-    cc: 'x86_64-w64-mingw32-gcc-posix',
-    cxx: 'x86_64-w64-mingw32-g++-posix',
-    apt: 'g++-mingw-w64-x86-64-posix',
-  },
-  [ARM64]: { cc: 'aarch64-linux-gnu-gcc', cxx: 'aarch64-linux-gnu-g++', apt: 'g++-aarch64-linux-gnu' },
-}
+// The cross compilers: the addon's own (scripts/targets.js).
+const COMPILERS = Object.fromEntries(
+  ['win32-x64', ARM64].map((p) => [p, { cc: TARGETS[p].cc, cxx: TARGETS[p].cxx, apt: TARGETS[p].apt.join(' ') }]),
+)
 
 /** llama-cpp-sys-2's directory and version, from cargo's own resolution of Cargo.lock. */
 function llamaSys() {
@@ -106,11 +104,6 @@ function missing(platform = HOST) {
   return null
 }
 
-function run(cmd, args, opts = {}) {
-  const r = spawnSync(cmd, args, { stdio: ['ignore', process.stderr, process.stderr], ...opts })
-  if (r.error || r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.error?.message || r.status})`)
-}
-
 /** nvcc: CUDACXX, PATH, CUDA's default place, or CUDA 13 from PyPI (scripts/cuda-toolkit.js) once unpacked. */
 function nvcc() {
   const pypi = require('./cuda-toolkit').found()
@@ -153,14 +146,32 @@ const BACKENDS = {
   },
 }
 
-/** Where `backend`'s module for `platform` is kept, and its file name. */
-function place(backend, platform, version) {
-  // How it is built: this script, for Windows our MinGW settings, for CUDA the compiler;
-  // CUDA's GPU architectures name its directory (cuda-native: this machine's GPU).
-  const recipe = require('node:crypto').createHash('sha256').update(fs.readFileSync(__filename))
-  if (platform === 'win32-x64') recipe.update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
-  if (backend === 'cuda') recipe.update(String(nvcc()))
-  const dir = path.join(root, 'target', 'ggml-backends', version, `${platform}-${recipe.digest('hex').slice(0, 12)}`)
+// Raised when the build changes in a way its CMake arguments do not show.
+const RECIPE = 1
+
+/**
+ * Where `backend`'s module for `platform` is kept, and its file name. The directory is
+ * named by a hash of how the module is built (its CMake arguments and environment, our
+ * MinGW settings for Windows, RECIPE), not of this whole script, so that editing the
+ * script elsewhere does not orphan a built module (CUDA's takes half an hour here). CUDA's
+ * GPU architectures name its directory instead (cuda-native: this machine's GPU).
+ */
+function place(backend, platform, sys) {
+  const args = configureArgs(backend, platform, '<dir>', sys).map((a) =>
+    a.startsWith('-DCMAKE_CUDA_ARCHITECTURES=') ? '-DCMAKE_CUDA_ARCHITECTURES' : a,
+  )
+  const recipe = createHash('sha256').update(JSON.stringify({ RECIPE, args, env: BACKENDS[backend].env() }))
+  if (platform === 'win32-x64') {
+    recipe.update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
+    if (backend === 'vulkan') recipe.update(makeVulkanImportLibrary.toString())
+  }
+  const dir = path.join(
+    root,
+    'target',
+    'ggml-backends',
+    sys.version,
+    `${platform}-${recipe.digest('hex').slice(0, 12)}`,
+  )
   const name =
     backend === 'cuda'
       ? `cuda-${(process.env.ORION_CUDA_ARCHITECTURES || 'native').replace(/[^\w.-]+/g, '_')}`
@@ -175,9 +186,9 @@ function place(backend, platform, version) {
  * ship: the core commands of Vulkan 1.0 to 1.3, the ones every loader since 1.3 exports,
  * read from the headers. ggml-vulkan reaches everything else through vkGetInstanceProcAddr.
  */
-function vulkanImportLibrary(dir) {
-  const out = path.join(dir, 'libvulkan-1.a')
-  if (fs.existsSync(out)) return out
+function makeVulkanImportLibrary(dir) {
+  const out = vulkanImportLibrary(dir)
+  if (fs.existsSync(out)) return
   const header = fs.readFileSync(path.join(vulkanSdk(), 'include', 'vulkan', 'vulkan_core.h'), 'utf8')
   const names = []
   let feature = null
@@ -192,23 +203,22 @@ function vulkanImportLibrary(dir) {
   const def = path.join(dir, 'vulkan-1.def')
   fs.writeFileSync(def, `LIBRARY vulkan-1.dll\nEXPORTS\n${names.join('\n')}\n`)
   run('x86_64-w64-mingw32-dlltool', ['-d', def, '-l', out, '-D', 'vulkan-1.dll'])
-  return out
 }
+const vulkanImportLibrary = (dir) => path.join(dir, 'libvulkan-1.a')
 
 /**
  * A directory holding only the SPIR-V headers (Debian's, under /usr/include/spirv), for the
  * cross compiler: ggml-vulkan includes <spirv/unified1/spirv.hpp> from the system's include
  * path, which MinGW's compiler does not search (nor should it: the rest is glibc's).
  */
-function spirvIncludes(dir) {
-  const include = path.join(dir, 'include')
-  const link = path.join(include, 'spirv')
+function makeSpirvIncludes(dir) {
+  const link = path.join(spirvIncludes(dir), 'spirv')
   if (!fs.existsSync(link)) {
-    fs.mkdirSync(include, { recursive: true })
+    fs.mkdirSync(path.dirname(link), { recursive: true })
     fs.symlinkSync('/usr/include/spirv', link)
   }
-  return include
 }
+const spirvIncludes = (dir) => path.join(dir, 'include')
 
 /**
  * A cross build's Vulkan settings: the headers, the loader to link against (`library`),
@@ -255,12 +265,34 @@ function crossDefines(backend, platform, dir) {
   ]
 }
 
+/** CMake's configure arguments for `backend`'s module for `platform`, its inputs in `dir`. */
+function configureArgs(backend, platform, dir, sys) {
+  // Options that shape ggml's ABI are the ones the addon's build uses (llama-cpp-sys-2's
+  // build.rs with `dynamic-backends`); only the backend's module is built.
+  return [
+    '-S',
+    path.join(sys.dir, 'llama.cpp'),
+    '-DCMAKE_BUILD_TYPE=Release',
+    '-DBUILD_SHARED_LIBS=ON',
+    '-DGGML_BACKEND_DL=ON',
+    '-DGGML_NATIVE=OFF',
+    ...crossDefines(backend, platform, dir),
+    ...BACKENDS[backend].defines,
+    '-DLLAMA_BUILD_COMMON=OFF',
+    '-DLLAMA_BUILD_TESTS=OFF',
+    '-DLLAMA_BUILD_TOOLS=OFF',
+    '-DLLAMA_BUILD_EXAMPLES=OFF',
+    '-DLLAMA_BUILD_SERVER=OFF',
+    '-DLLAMA_BUILD_APP=OFF',
+  ]
+}
+
 /** ggml's `backend` module's path for `platform`, built first if this tree has none. */
 function ensure(backend, platform = HOST) {
   const why = missingFor(backend, platform)
   if (why) throw new Error(`cannot build ggml's ${backend} backend for ${platform}: ${why}`)
   const sys = llamaSys()
-  const { dir, file } = place(backend, platform, sys.version)
+  const { dir, file } = place(backend, platform, sys)
   const out = path.join(dir, file)
   if (fs.existsSync(out)) return out
   const build = path.join(dir, 'build')
@@ -269,30 +301,11 @@ function ensure(backend, platform = HOST) {
   process.stderr.write(
     `Building ggml's ${backend} backend for ${platform} from llama-cpp-sys-2 ${sys.version} (a few minutes)\n`,
   )
-  // Options that shape ggml's ABI are the ones the addon's build uses (llama-cpp-sys-2's
-  // build.rs with `dynamic-backends`); only the backend's module is built.
-  run(
-    'cmake',
-    [
-      '-S',
-      path.join(sys.dir, 'llama.cpp'),
-      '-B',
-      build,
-      '-DCMAKE_BUILD_TYPE=Release',
-      '-DBUILD_SHARED_LIBS=ON',
-      '-DGGML_BACKEND_DL=ON',
-      '-DGGML_NATIVE=OFF',
-      ...crossDefines(backend, platform, dir),
-      ...BACKENDS[backend].defines,
-      '-DLLAMA_BUILD_COMMON=OFF',
-      '-DLLAMA_BUILD_TESTS=OFF',
-      '-DLLAMA_BUILD_TOOLS=OFF',
-      '-DLLAMA_BUILD_EXAMPLES=OFF',
-      '-DLLAMA_BUILD_SERVER=OFF',
-      '-DLLAMA_BUILD_APP=OFF',
-    ],
-    { env: { ...process.env, ...BACKENDS[backend].env() } },
-  )
+  if (backend === 'vulkan' && platform !== HOST) makeSpirvIncludes(dir)
+  if (backend === 'vulkan' && platform === 'win32-x64') makeVulkanImportLibrary(dir)
+  run('cmake', [...configureArgs(backend, platform, dir, sys), '-B', build], {
+    env: { ...process.env, ...BACKENDS[backend].env() },
+  })
   run('cmake', [
     '--build',
     build,
@@ -322,7 +335,7 @@ function ensureVulkan() {
 /** The Vulkan module for `platform` where this tree has it built, or null. */
 function builtVulkan(platform = HOST) {
   try {
-    const { dir, file } = place('vulkan', platform, llamaSys().version)
+    const { dir, file } = place('vulkan', platform, llamaSys())
     return fs.existsSync(path.join(dir, file)) ? path.join(dir, file) : null
   } catch {
     return null
@@ -333,7 +346,7 @@ function builtVulkan(platform = HOST) {
 function builtCuda() {
   try {
     if (!nvcc()) return null
-    const { dir, file } = place('cuda', HOST, llamaSys().version)
+    const { dir, file } = place('cuda', HOST, llamaSys())
     const parent = path.dirname(dir)
     const built = fs.existsSync(parent)
       ? fs

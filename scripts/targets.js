@@ -12,6 +12,9 @@ const TARGETS = {
     triple: 'aarch64-unknown-linux-gnu',
     lib: 'liborion_native.so',
     strip: 'aarch64-linux-gnu-strip',
+    // Debian's cross compilers, also those of the GPU modules (scripts/ggml-backends.js).
+    cc: 'aarch64-linux-gnu-gcc',
+    cxx: 'aarch64-linux-gnu-g++',
     apt: ['gcc-aarch64-linux-gnu', 'g++-aarch64-linux-gnu'],
     // rustc links with `cc` for this target unless told otherwise; the cc crate (and so
     // llama.cpp's cmake) already defaults to aarch64-linux-gnu-gcc.
@@ -32,6 +35,8 @@ const TARGETS = {
     triple: 'x86_64-pc-windows-gnu',
     lib: 'orion_native.dll',
     strip: 'x86_64-w64-mingw32-strip',
+    cc: 'x86_64-w64-mingw32-gcc-posix',
+    cxx: 'x86_64-w64-mingw32-g++-posix',
     apt: ['gcc-mingw-w64-x86-64-posix', 'g++-mingw-w64-x86-64-posix'],
     env: (targetDir) => ({
       // The posix thread model: llama.cpp uses std::thread and std::mutex, which gcc 12's
