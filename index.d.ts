@@ -522,6 +522,12 @@ export interface EmbeddingStats {
   tokens: number
   /** Texts longer than the model reads, cut to fit (with `truncate` on). */
   truncated: number
+  /**
+   * The threads the last batch computed with, for a GGUF model on the CPU: its
+   * `threads`, or fewer while other processes keep cores busy (llama.cpp's threads
+   * meet after every step, and one without a core holds the others up).
+   */
+  threads?: number
   /** Model calls made. */
   batches: number
   /** Texts per model call, on average. */
@@ -724,6 +730,11 @@ export interface GenerateTimings {
    * generation sharing the prompt's beginning (or, remote, the server's cache).
    */
   reusedPromptTokens: number
+  /**
+   * The threads llama.cpp computed the answer's last token with, for a model on the
+   * CPU: the model's threads, or fewer while other processes keep cores busy.
+   */
+  threads?: number
 }
 
 /**
@@ -1244,6 +1255,11 @@ export interface RerankerStats {
   tokens: number
   /** Pairs longer than the model reads, their document cut (with `truncate` on). */
   truncated: number
+  /**
+   * The threads the last batch computed with, for a GGUF reranker on the CPU (as
+   * for embeddings: fewer than `threads` while other processes keep cores busy).
+   */
+  threads?: number
   /** Model calls made (for a remote reranker, batches sent). */
   batches: number
   /** Pairs per model call, on average. */

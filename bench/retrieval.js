@@ -26,6 +26,8 @@
 //      tokens/s while they are idle, and while the f16 twin embeds single texts without
 //      pause; and that model's texts/s meanwhile. llama.cpp's computations take turns on
 //      the cores (src/llama/gate.rs).
+//   4. the same single texts on each engine, and generation, while another process spins
+//      on one core: llama.cpp computes with the cores left (src/llama/gate.rs).
 //
 // Threads: both engines use every core; transformers.js's onnxruntime-node 1.14 its default
 // (the physical cores, see bench/transformers.js).
@@ -346,6 +348,42 @@ async function main() {
     embedding: summary(embedRates),
     ratio: median(busy) / median(idle),
   }
+  // 4. Another process spinning on one core (as an app's renderer or a build would keep
+  // one busy): single texts on each engine, and generation. llama.cpp computes with the
+  // cores left (src/llama/gate.rs); the stats' threads say how many it used.
+  const { spawn } = require('node:child_process')
+  const spinner = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+  try {
+    await new Promise((r) => setTimeout(r, 500))
+    await loader.loadModel('demo')
+    const busyRates = Object.fromEntries(cs.map((c) => [c.key, []]))
+    const threads = {}
+    const busyGeneration = []
+    for (let r = 0; r < rounds; r++) {
+      for (const c of cs) {
+        const client = orion.getSharedEmbeddingClient(c.options)
+        busyRates[c.key].push(await singles(client, `busy${r}${c.key}`, n.singles))
+        threads[c.key] = client.getStats().threads
+      }
+      busyGeneration.push(await generate(`busy ${r}`))
+      log(
+        `one core busy, round ${r + 1}/${rounds}: ${cs.map((c) => `${c.key} ${fmt(busyRates[c.key].at(-1))}`).join(', ')} texts/s; generation ${fmt(busyGeneration.at(-1))} tokens/s`,
+      )
+    }
+    results.busyCore = {
+      engines: cs.map((c) => ({
+        key: c.key,
+        weights: results.engines.find((e) => e.key === c.key).weights,
+        singles: summary(busyRates[c.key]),
+        threads: threads[c.key] ?? null,
+      })),
+      generation: summary(busyGeneration),
+      generationIdle: results.beside.idle,
+    }
+    await loader.unloadModel('demo')
+  } finally {
+    spinner.kill('SIGKILL')
+  }
   // The goal per twin: each of its three rates at 0.8× the ONNX engine's or better.
   results.pass = {
     engine: Object.fromEntries(
@@ -415,6 +453,24 @@ function headline(r) {
       fmt(r.rerank.transformers.median),
       `${fmt(r.rerank.int8Ratio, 2)}×`,
     ])
+  if (r.busyCore) {
+    const onnxBusy = r.busyCore.engines.find((e) => e.key === 'onnx')
+    for (const e of r.busyCore.engines.filter((e) => e.key !== 'onnx'))
+      rows.push([
+        `GGUF embeddings (llama.cpp, ${e.weights}), one text at a time, another process spinning on one core (texts/s; ${e.threads} thread(s))`,
+        fmt(e.singles.median),
+        'ONNX engine, same model, same load',
+        fmt(onnxBusy.singles.median),
+        `${fmt(e.singles.median / onnxBusy.singles.median, 2)}×`,
+      ])
+    rows.push([
+      'generation (demo GGUF), another process spinning on one core (tokens/s)',
+      fmt(r.busyCore.generation.median),
+      'the same generation, no other load',
+      fmt(r.busyCore.generationIdle.median),
+      `${fmt(r.busyCore.generation.median / r.busyCore.generationIdle.median, 2)}×`,
+    ])
+  }
   if (r.beside)
     rows.push([
       `generation (demo GGUF) while a GGUF embedding model embeds without pause (tokens/s; ${fmt(r.beside.embedding.median)} texts/s embedded meanwhile)`,

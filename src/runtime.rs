@@ -33,7 +33,9 @@
 //!   cores that llama.cpp's computations on the CPU hold (they take turns, process-wide).
 //! - `ORT_ENVIRONMENT` (ONNX Runtime's engine): ort allows one environment per process.
 //! - `sysmem::SYSTEM`: sysinfo's reader, a cache of the last reading (no state of
-//!   ours), kept next to the only code that reads it.
+//!   ours), kept next to the only code that reads it; `sysmem::cores_busy_elsewhere`'s
+//!   `LOAD`, a second reader for the CPU load with its last figure (a CPU reading
+//!   compares with the same reader's previous one).
 //! - `js::env_guard::ENVS`: work in flight per JS environment, keyed by environments
 //!   that only the binding layer knows.
 //! - `js::monitor::subscribers::{SUBSCRIBERS, NEXT_ID}`: JS functions (napi thread-safe
@@ -57,7 +59,9 @@
 //! - `llama::gate::GATE`'s state lock is a leaf, held to take or give back cores and
 //!   inside its condvar's wait. A decode step's turn (the cores, not the lock) is taken
 //!   after the step is counted in `COMPUTING` and held across the step alone: no decode
-//!   runs inside another, so a thread never waits for a turn while holding one.
+//!   runs inside another, so a thread never waits for a turn while holding one. Before
+//!   taking a turn, a step reads the CPU load (`sysmem`'s `LOAD` lock, a leaf, held for
+//!   the reading alone).
 //! - `EMBEDDING` before `SETTINGS` (read) and before an embedding queue's state lock.
 //!   [`embedding_service`] reads the settings and the model's `config.json` and spawns
 //!   the service's thread under `EMBEDDING`, but loads nothing there (the model loads

@@ -71,6 +71,60 @@ pub(crate) fn process() -> (u64, u64) {
         .map_or((0, 0), |p| (p.memory(), p.virtual_memory()))
 }
 
+/// How many cores' worth of CPU time other processes used lately: what the system
+/// counts on every core, less this process's own, between the last two readings. Read
+/// at most every 200 ms (sysinfo's `MINIMUM_CPU_UPDATE_INTERVAL`; a call in between
+/// gets the last figure), so that a computation can ask before each step; 0 until two
+/// readings exist, and where the system does not say.
+pub(crate) fn cores_busy_elsewhere() -> f64 {
+    struct Load {
+        sys: System,
+        at: std::time::Instant,
+        busy: f64,
+    }
+    // Its own reader: a CPU reading compares with the previous one of the same reader.
+    static LOAD: LazyLock<Mutex<Option<Load>>> = LazyLock::new(|| Mutex::new(None));
+    let Ok(pid) = sysinfo::get_current_pid() else {
+        return 0.0;
+    };
+    let read = |sys: &mut System| {
+        sys.refresh_cpu_usage();
+        sys.refresh_processes_specifics(
+            ProcessesToUpdate::Some(&[pid]),
+            false,
+            ProcessRefreshKind::nothing().with_cpu(),
+        );
+    };
+    let now = std::time::Instant::now();
+    let mut guard = LOAD.lock();
+    let load = guard.get_or_insert_with(|| {
+        let mut sys = System::new();
+        read(&mut sys);
+        Load {
+            sys,
+            at: now,
+            busy: 0.0,
+        }
+    });
+    if now.duration_since(load.at) >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+        read(&mut load.sys);
+        // Percentages of one core.
+        let all: f64 = load
+            .sys
+            .cpus()
+            .iter()
+            .map(|c| f64::from(c.cpu_usage()))
+            .sum();
+        let mine = load
+            .sys
+            .process(pid)
+            .map_or(0.0, |p| f64::from(p.cpu_usage()));
+        load.busy = ((all - mine) / 100.0).max(0.0);
+        load.at = now;
+    }
+    load.busy
+}
+
 pub(crate) fn physical_cores() -> usize {
     System::physical_core_count()
         .filter(|&n| n > 0)

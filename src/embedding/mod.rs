@@ -42,6 +42,8 @@ struct Counters {
     /// Tokens the model read, and texts it cut, where the engine says.
     tokens: AtomicU64,
     cut: AtomicU64,
+    /// The threads of the last batch, where the engine says (0: it does not).
+    threads: AtomicUsize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +80,8 @@ pub(crate) struct EmbeddingStats {
     /// texts it cut to its length; 0 for a remote service.
     pub(crate) tokens: u64,
     pub(crate) truncated: u64,
+    /// The threads the last batch computed with, where the engine chooses them per batch.
+    pub(crate) threads: Option<usize>,
 }
 
 pub(crate) struct EmbeddingService {
@@ -332,6 +336,7 @@ impl EmbeddingService {
             family: self.family.map(|f| f.name),
             tokens: c.tokens.load(Relaxed),
             truncated: c.cut.load(Relaxed),
+            threads: Some(c.threads.load(Relaxed)).filter(|&t| t > 0),
         }
     }
 
@@ -428,6 +433,9 @@ fn run(
                 }
                 counters.batches.fetch_add(1, Relaxed);
                 counters.embedded.fetch_add(texts.len() as u64, Relaxed);
+                if let Some(t) = m.last_threads() {
+                    counters.threads.store(t, Relaxed);
+                }
                 let mut read = m.last_read();
                 read.resize(vectors.len(), crate::engine::embedding::Read::default());
                 for r in &read {

@@ -14,6 +14,11 @@ pub(crate) trait Embedder: Send {
     fn last_read(&mut self) -> Vec<Read> {
         Vec::new()
     }
+    /// The threads the last [`Embedder::embed`] computed with, where the engine chooses
+    /// them per call (llama.cpp's, fewer while other processes keep cores busy).
+    fn last_threads(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What a model made of one text.

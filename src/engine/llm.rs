@@ -223,6 +223,8 @@ pub(crate) struct Timings {
     pub(crate) llama_tokens_per_second: f64,
     /// Prompt tokens found in a kept context and not evaluated again.
     pub(crate) reused_prompt_tokens: u32,
+    /// The threads the last step computed with, for a model on the CPU.
+    pub(crate) threads: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -119,6 +119,9 @@ pub struct RerankerStats {
     pub tokens: i64,
     /// Pairs longer than the model reads, their document cut (with `truncate` on).
     pub truncated: i64,
+    /// The threads the last batch computed with, for a GGUF reranker on the CPU (as
+    /// for embeddings: fewer than `threads` while other processes keep cores busy).
+    pub threads: Option<u32>,
     /// Model calls made (for a remote reranker, batches sent).
     pub batches: i64,
     /// Pairs per model call, on average.
@@ -277,6 +280,7 @@ impl SharedReranker {
             cache_bytes: s.cache_bytes as i64,
             tokens: s.tokens as i64,
             truncated: s.truncated as i64,
+            threads: s.threads.map(|t| t as u32),
             batches: s.batches as i64,
             mean_batch_size: s.mean_batch_size,
             queue_depth: s.queue_depth as u32,

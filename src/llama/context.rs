@@ -21,6 +21,41 @@ pub(crate) struct ModelContext {
     /// Its threads, when it computes on the CPU: its decodes take turns for them (see
     /// `gate`). `None` for a model on a GPU device.
     cpu_threads: Option<usize>,
+    /// llama.cpp's context, to compute with fewer threads while other processes keep
+    /// cores busy (`gate::enter`); `None` where it cannot be had (see `raw_context`).
+    raw: Option<RawContext>,
+    /// The threads its computations use now.
+    threads_now: i32,
+}
+
+/// llama.cpp's context inside a `LlamaContext`, for `llama_set_n_threads`, which
+/// llama-cpp-2 does not wrap.
+struct RawContext(std::ptr::NonNull<llama_cpp_sys_2::llama_context>);
+
+// SAFETY: it is used only by the `ModelContext` that owns the `LlamaContext` it points
+// into, through `&mut self`, as that context itself is (which is `Send`).
+unsafe impl Send for RawContext {}
+
+/// The pointer to `ctx`'s llama.cpp context. llama-cpp-2 (pinned, `=0.1.160`) keeps it
+/// private and shows it only in its Debug, `LlamaContext { context: 0x… }` (the pointer
+/// as `NonNull` prints it); read from there, and taken only when llama.cpp, asked
+/// through it, gives the context's known size and threads. `None` otherwise: the
+/// context then always computes with all its threads.
+fn raw_context(ctx: &LlamaContext<'_>, threads: i32) -> Option<RawContext> {
+    let shown = format!("{ctx:?}");
+    let hex = shown
+        .strip_prefix("LlamaContext { context: 0x")?
+        .strip_suffix(" }")?;
+    let address = usize::from_str_radix(hex, 16).ok()?;
+    let ptr = std::ptr::NonNull::new(address as *mut llama_cpp_sys_2::llama_context)?;
+    // SAFETY: `ptr` is the context llama-cpp-2's Debug shows, which `ctx` keeps alive.
+    let (n_ctx, n_threads) = unsafe {
+        (
+            llama_cpp_sys_2::llama_n_ctx(ptr.as_ptr()),
+            llama_cpp_sys_2::llama_n_threads(ptr.as_ptr()),
+        )
+    };
+    (n_ctx == ctx.n_ctx() && n_threads == threads).then_some(RawContext(ptr))
 }
 
 impl ModelContext {
@@ -38,10 +73,13 @@ impl ModelContext {
         // before that `Arc` is released, and the `'static` context never leaves `self`
         // (see the type's doc).
         let ctx = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        let raw = on_cpu.then(|| raw_context(&ctx, threads)).flatten();
         Ok(Self {
             ctx: ManuallyDrop::new(ctx),
             model: model.clone(),
             cpu_threads: on_cpu.then(|| usize::try_from(threads).unwrap_or(1)),
+            raw,
+            threads_now: threads,
         })
     }
 
@@ -56,10 +94,13 @@ impl ModelContext {
         let ctx = backend::new_embedding_context(model, n_ctx, n_seq, threads)?;
         // SAFETY: as in `new`.
         let ctx = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
+        let raw = on_cpu.then(|| raw_context(&ctx, threads)).flatten();
         Ok(Self {
             ctx: ManuallyDrop::new(ctx),
             model: model.clone(),
             cpu_threads: on_cpu.then(|| usize::try_from(threads).unwrap_or(1)),
+            raw,
+            threads_now: threads,
         })
     }
 
@@ -98,8 +139,25 @@ impl ModelContext {
         // Counted, so that the process's exit waits for the step (see `lifecycle`).
         let _step = crate::lifecycle::computing();
         // After the step is counted: the exit waits for a step waiting for its turn too.
-        let _turn = self.cpu_threads.map(super::gate::enter);
+        let turn = self
+            .cpu_threads
+            .map(|t| super::gate::enter(t, self.raw.is_some()));
+        if let (Some(turn), Some(raw)) = (&turn, &self.raw) {
+            let n = i32::try_from(turn.threads()).unwrap_or(i32::MAX);
+            if n != self.threads_now {
+                // SAFETY: `raw` is this context's (`raw_context`), alive while `self` is.
+                unsafe { llama_cpp_sys_2::llama_set_n_threads(raw.0.as_ptr(), n, n) };
+                self.threads_now = n;
+            }
+        }
         self.ctx.decode(batch)
+    }
+
+    /// The threads its last computation used, when it computes on the CPU: fewer than it
+    /// was made with while other processes kept cores busy.
+    pub(crate) fn threads(&self) -> Option<usize> {
+        self.cpu_threads
+            .map(|_| usize::try_from(self.threads_now).unwrap_or(1))
     }
 
     /// Drop the KV cache of sequence 0 from position `from` on.

@@ -379,6 +379,10 @@ impl Embedder for LlamaEmbedder {
     fn last_read(&mut self) -> Vec<Read> {
         std::mem::take(&mut self.read)
     }
+
+    fn last_threads(&self) -> Option<usize> {
+        self.ctx.threads()
+    }
 }
 
 /// `v` scaled to length 1 (a zero vector stays zero).

@@ -819,6 +819,7 @@ pub(crate) fn generate(
     let (text, tool_calls, finish) = answer(out, calls, finish);
     let generation_ms = gen_started.elapsed().as_secs_f64() * 1000.0;
     let t = ctx.timings();
+    let threads = ctx.threads();
     let per_s = |n: f64, ms: f64| if ms > 0.0 { n * 1000.0 / ms } else { 0.0 };
     let first_cut = p.cut.unwrap_or(tokens.len());
     let unsettled = params.prefix_cache.then(|| Unsettled {
@@ -844,6 +845,7 @@ pub(crate) fn generate(
             llama_prompt_tokens_per_second: per_s(f64::from(t.n_p_eval()), t.t_p_eval_ms()),
             llama_tokens_per_second: per_s(f64::from(t.n_eval()), t.t_eval_ms()),
             reused_prompt_tokens: u32::try_from(reused).unwrap_or(u32::MAX),
+            threads: threads.and_then(|t| u32::try_from(t).ok()),
         },
         tool_calls,
         ..Generation::default()

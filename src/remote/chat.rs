@@ -694,6 +694,7 @@ fn timings(
         llama_prompt_tokens_per_second: 0.0,
         llama_tokens_per_second: 0.0,
         reused_prompt_tokens: 0,
+        threads: None,
     };
     if let Some(s) = server {
         let f = |k: &str| s.get(k).and_then(serde_json::Value::as_f64);

@@ -32,6 +32,10 @@ pub struct EmbeddingStats {
     pub tokens: i64,
     /// Texts longer than the model reads, cut to fit (with `truncate` on).
     pub truncated: i64,
+    /// The threads the last batch computed with, for a GGUF model on the CPU: its
+    /// `threads`, or fewer while other processes keep cores busy (llama.cpp's threads
+    /// meet after every step, and one without a core holds the others up).
+    pub threads: Option<u32>,
     /// Model calls made.
     pub batches: i64,
     /// Texts per model call, on average.
@@ -73,6 +77,7 @@ impl From<crate::embedding::EmbeddingStats> for EmbeddingStats {
             cache_capacity_bytes: s.cache_capacity_bytes as i64,
             tokens: s.tokens as i64,
             truncated: s.truncated as i64,
+            threads: s.threads.map(|t| t as u32),
             batches: s.batches as i64,
             mean_batch_size: s.mean_batch_size,
             mean_queue_wait_ms: s.mean_queue_wait.as_secs_f64() * 1000.0,

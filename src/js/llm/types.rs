@@ -227,6 +227,9 @@ pub struct GenerateTimings {
     /// Prompt tokens not evaluated again: found in a context kept from an earlier
     /// generation sharing the prompt's beginning (or, remote, the server's cache).
     pub reused_prompt_tokens: u32,
+    /// The threads llama.cpp computed the answer's last token with, for a model on the
+    /// CPU: the model's threads, or fewer while other processes keep cores busy.
+    pub threads: Option<u32>,
 }
 
 impl From<Timings> for GenerateTimings {
@@ -241,6 +244,7 @@ impl From<Timings> for GenerateTimings {
             llama_prompt_tokens_per_second: t.llama_prompt_tokens_per_second,
             llama_tokens_per_second: t.llama_tokens_per_second,
             reused_prompt_tokens: t.reused_prompt_tokens,
+            threads: t.threads,
         }
     }
 }
