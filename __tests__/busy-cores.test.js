@@ -5,7 +5,9 @@
 // processes leave, and with all of them again once they are free. Seen through the
 // public API: the embedding stats' and a generation's `threads`, with a child process
 // that spins on one core.
+const fs = require('node:fs')
 const os = require('node:os')
+const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { getSharedEmbeddingClient, getModelLoader } = require('..')
 const twins = require('../scripts/gguf-twin')
@@ -31,13 +33,22 @@ async function embedFor(client, tag, ms) {
 
 ;(why ? describe.skip : describe)('llama.cpp with a core busy in another process', () => {
   let spin = null
+  // A copy of the f16 twin: a model of its own, whose service (process-wide, like every
+  // embedding service) no other test file shares in a jest process.
+  let dir, model
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-busy-cores-'))
+    model = path.join(dir, 'busy-cores.f16.gguf')
+    fs.copyFileSync(files.f16, model)
+  })
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
   afterEach(() => {
     spin?.kill('SIGKILL')
     spin = null
   })
 
   test('a GGUF embedding model computes with one thread fewer while another process spins, and with all again after', async () => {
-    const client = getSharedEmbeddingClient({ modelPath: files.f16 })
+    const client = getSharedEmbeddingClient({ modelPath: model })
     const idle = await embedFor(client, 'idle', 800)
     // Its threads by default: the machine's cores (unless something else runs here).
     expect(idle).toBeGreaterThanOrEqual(2)

@@ -22,7 +22,8 @@
 //! at 79 a second on 2 threads and 180 on 1 (380 on 2 with both cores free), the demo
 //! model's generation at 30 tokens/s instead of about 100. So a computation that may
 //! (`enter`'s `adapt`) takes fewer threads than it has while other processes keep cores
-//! busy: the cores they leave, at least one (see [`fewer_when_busy`]).
+//! busy: the cores they leave, at least one (see [`taken_elsewhere`]); and the cores
+//! they take are not handed to another of our computations meanwhile.
 
 use parking_lot::{Condvar, Mutex};
 use std::sync::LazyLock;
@@ -63,39 +64,41 @@ impl Turn {
 }
 
 /// Waits for the turn of a computation with `threads` threads, then takes their cores.
-/// With `adapt`, the turn may be for fewer threads: those the cores other processes
-/// leave free allow ([`Turn::threads`]).
+/// With `adapt`, the cores other processes keep busy count as taken: the turn may be for
+/// fewer threads ([`Turn::threads`]), and waits while ours hold the cores left.
 pub(crate) fn enter(threads: usize, adapt: bool) -> Turn {
-    let threads = if adapt {
-        fewer_when_busy(threads, GATE.cores, crate::sysmem::cores_busy_elsewhere())
-    } else {
+    if !adapt {
+        return enter_at(&GATE, threads, GATE.cores);
+    }
+    let elsewhere = taken_elsewhere(crate::sysmem::cores_busy_elsewhere());
+    let free = GATE.cores.saturating_sub(elsewhere).max(1);
+    let threads = if elsewhere == 0 {
         threads
+    } else {
+        threads.min(free)
     };
-    enter_at(&GATE, threads)
+    enter_at(&GATE, threads, free)
 }
 
-/// `threads`, or, while other processes keep `busy` cores' worth of CPU time busy, as
-/// many as the other cores (at least one). A core counts as taken once more than half of
-/// its time is: a process that takes less lets ggml's threads through most of the time,
-/// and one niced below ours gets little of a core our threads want.
-fn fewer_when_busy(threads: usize, cores: usize, busy: f64) -> usize {
-    let taken = if busy.is_finite() && busy > 0.0 {
+/// How many cores other processes take while they keep `busy` cores' worth of CPU time
+/// busy. A core counts as taken once more than half of its time is: a process that takes
+/// less lets ggml's threads through most of the time, and one niced below ours gets
+/// little of a core our threads want.
+fn taken_elsewhere(busy: f64) -> usize {
+    if busy.is_finite() && busy > 0.0 {
         (busy + 0.5).floor() as usize
     } else {
         0
-    };
-    if taken == 0 {
-        return threads;
     }
-    threads.min(cores.saturating_sub(taken)).max(1)
 }
 
-fn enter_at(gate: &'static Gate, threads: usize) -> Turn {
+/// `enter`, with `free` of the gate's cores ours to take (the others busy elsewhere).
+fn enter_at(gate: &'static Gate, threads: usize, free: usize) -> Turn {
     let cores = threads.clamp(1, gate.cores);
     let mut s = gate.state.lock();
     let ticket = s.next;
     s.next += 1;
-    while s.serving != ticket || (s.taken > 0 && s.taken + cores > gate.cores) {
+    while s.serving != ticket || (s.taken > 0 && s.taken + cores > free) {
         gate.changed.wait(&mut s);
     }
     s.serving += 1;
@@ -142,7 +145,7 @@ mod tests {
                 let (now, most) = (now.clone(), most.clone());
                 std::thread::spawn(move || {
                     for _ in 0..20 {
-                        let _turn = enter_at(g, threads);
+                        let _turn = enter_at(g, threads, cores);
                         let n = now.fetch_add(threads.min(cores), Ordering::SeqCst)
                             + threads.min(cores);
                         most.fetch_max(n, Ordering::SeqCst);
@@ -170,32 +173,50 @@ mod tests {
     }
 
     #[test]
-    fn fewer_threads_while_other_processes_keep_cores_busy() {
-        // Idle, or nearly: every thread.
-        assert_eq!(fewer_when_busy(2, 2, 0.0), 2);
-        assert_eq!(fewer_when_busy(2, 2, 0.4), 2);
-        assert_eq!(fewer_when_busy(16, 2, 0.0), 16);
-        // One core taken elsewhere (a process at 67 % once ours share the cores with it).
-        assert_eq!(fewer_when_busy(2, 2, 0.67), 1);
-        assert_eq!(fewer_when_busy(2, 2, 1.0), 1);
-        assert_eq!(fewer_when_busy(8, 8, 1.2), 7);
-        assert_eq!(fewer_when_busy(4, 8, 1.0), 4);
-        // Every core taken: one thread still computes.
-        assert_eq!(fewer_when_busy(2, 2, 2.0), 1);
-        assert_eq!(fewer_when_busy(4, 4, 9.0), 1);
+    fn cores_other_processes_keep_busy() {
+        assert_eq!(taken_elsewhere(0.0), 0);
+        assert_eq!(taken_elsewhere(0.4), 0);
+        // One core (a process at 67 % once ours share the cores with it).
+        assert_eq!(taken_elsewhere(0.67), 1);
+        assert_eq!(taken_elsewhere(1.0), 1);
+        assert_eq!(taken_elsewhere(1.2), 1);
+        assert_eq!(taken_elsewhere(9.0), 9);
         // A reading the system could not make.
-        assert_eq!(fewer_when_busy(2, 2, f64::NAN), 2);
+        assert_eq!(taken_elsewhere(f64::NAN), 0);
+        assert_eq!(taken_elsewhere(-1.0), 0);
+    }
+
+    #[test]
+    fn cores_taken_elsewhere_are_not_handed_out() {
+        // Two cores, one busy elsewhere: computations of one thread take turns.
+        let g = gate(2);
+        let first = enter_at(g, 1, 1);
+        let entered = Arc::new(AtomicUsize::new(0));
+        let e = entered.clone();
+        let second = std::thread::spawn(move || {
+            let _t = enter_at(g, 1, 1);
+            e.store(1, Ordering::SeqCst);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(entered.load(Ordering::SeqCst), 0);
+        drop(first);
+        second.join().unwrap();
+        assert_eq!(entered.load(Ordering::SeqCst), 1);
+        // With both cores free, both at once.
+        let a = enter_at(g, 1, 2);
+        let b = enter_at(g, 1, 2);
+        drop((a, b));
     }
 
     #[test]
     fn turns_are_first_come_first_served() {
         let g = gate(2);
-        let first = enter_at(g, 2);
+        let first = enter_at(g, 2, 2);
         let order = Arc::new(Mutex::new(Vec::new()));
         let spawn = |id: usize, threads: usize| {
             let order = order.clone();
             std::thread::spawn(move || {
-                let _t = enter_at(g, threads);
+                let _t = enter_at(g, threads, 2);
                 order.lock().push(id);
             })
         };
