@@ -82,8 +82,9 @@ pub(crate) fn enter(threads: usize, adapt: bool) -> Turn {
 
 /// How many cores other processes take while they keep `busy` cores' worth of CPU time
 /// busy. A core counts as taken once more than half of its time is: a process that takes
-/// less lets ggml's threads through most of the time, and one niced below ours gets
-/// little of a core our threads want.
+/// less lets ggml's threads through most of the time. The reading cannot tell a process
+/// that competes for a core from a low-priority one that only fills it while ours wait:
+/// both count.
 fn taken_elsewhere(busy: f64) -> usize {
     if busy.is_finite() && busy > 0.0 {
         (busy + 0.5).floor() as usize
