@@ -101,15 +101,8 @@ mod dl {
     pub(crate) fn register(
         lib: libloading::Library,
     ) -> Result<llama_cpp_sys_2::ggml_backend_reg_t, String> {
-        // SAFETY: ggml's modules export this name as `int (*)(void)`
-        // (`ggml_backend_score_t`), which only reads the CPU's features.
-        if let Ok(score) = unsafe {
-            lib.get::<unsafe extern "C" fn() -> std::os::raw::c_int>(b"ggml_backend_score\0")
-        } {
-            // SAFETY: as above; `lib` is open.
-            if unsafe { score() } == 0 {
-                return Err("it is not for this CPU (its ggml_backend_score is 0)".into());
-            }
+        if score(&lib) == Some(0) {
+            return Err("it is not for this CPU (its ggml_backend_score is 0)".into());
         }
         // SAFETY: ggml's modules export this name as `ggml_backend_init_t`, a function
         // taking nothing and returning the backend's registration.
@@ -173,20 +166,24 @@ mod dl {
             let path = entry.path();
             // Closed again at the end of the iteration (dropped).
             let Ok(lib) = open(&path) else { continue };
-            // SAFETY: ggml's modules export this name as `int (*)(void)`
-            // (`ggml_backend_score_t`), which only reads the CPU's features.
-            let score = unsafe {
-                lib.get::<unsafe extern "C" fn() -> std::os::raw::c_int>(b"ggml_backend_score\0")
-            };
-            if let Ok(score) = score {
-                // SAFETY: as above; `lib` is open while it runs.
-                let s = unsafe { score() };
-                if s > best.0 {
-                    best = (s, Some(path));
-                }
+            if let Some(s) = score(&lib).filter(|&s| s > best.0) {
+                best = (s, Some(path));
             }
         }
         best.1
+    }
+
+    /// A module's `ggml_backend_score` (0 where this CPU lacks what it was built for),
+    /// or `None` where it exports none (GPU modules).
+    fn score(lib: &libloading::Library) -> Option<i32> {
+        // SAFETY: ggml's modules export this name as `int (*)(void)`
+        // (`ggml_backend_score_t`), which only reads the CPU's features.
+        let score = unsafe {
+            lib.get::<unsafe extern "C" fn() -> std::os::raw::c_int>(b"ggml_backend_score\0")
+        }
+        .ok()?;
+        // SAFETY: as above; `lib` is open while it runs.
+        Some(unsafe { score() })
     }
 
     /// Whether a CPU backend is registered.
