@@ -19,11 +19,11 @@ const TARGETS = {
     // rustc links with `cc` for this target unless told otherwise; the cc crate (and so
     // llama.cpp's cmake) already defaults to aarch64-linux-gnu-gcc.
     env: () => ({
-      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER: 'aarch64-linux-gnu-gcc',
-      CC_aarch64_unknown_linux_gnu: 'aarch64-linux-gnu-gcc',
-      CXX_aarch64_unknown_linux_gnu: 'aarch64-linux-gnu-g++',
+      CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER: TARGETS['linux-arm64-gnu'].cc,
+      CC_aarch64_unknown_linux_gnu: TARGETS['linux-arm64-gnu'].cc,
+      CXX_aarch64_unknown_linux_gnu: TARGETS['linux-arm64-gnu'].cxx,
       AR_aarch64_unknown_linux_gnu: 'aarch64-linux-gnu-ar',
-      BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu: includeArgs('aarch64-linux-gnu-gcc'),
+      BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu: includeArgs(TARGETS['linux-arm64-gnu'].cc),
       // ggml's Armv9.2 CPU variants at a level GCC 12 compiles (see the file).
       CMAKE_PROJECT_INCLUDE: path.join(__dirname, 'cmake', 'linux-arm64.cmake'),
     }),
@@ -41,16 +41,16 @@ const TARGETS = {
     env: (targetDir) => ({
       // The posix thread model: llama.cpp uses std::thread and std::mutex, which gcc 12's
       // win32 model lacks. Compiler, C++ compiler and linker alike, or two libstdc++ meet.
-      CC_x86_64_pc_windows_gnu: 'x86_64-w64-mingw32-gcc-posix',
-      CXX_x86_64_pc_windows_gnu: 'x86_64-w64-mingw32-g++-posix',
+      CC_x86_64_pc_windows_gnu: TARGETS['win32-x64'].cc,
+      CXX_x86_64_pc_windows_gnu: TARGETS['win32-x64'].cxx,
       AR_x86_64_pc_windows_gnu: 'x86_64-w64-mingw32-ar',
-      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER: 'x86_64-w64-mingw32-gcc-posix',
+      CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER: TARGETS['win32-x64'].cc,
       // libstdc++ linked into the addon, so that it needs no MinGW DLL beside it.
       CXXSTDLIB_STATIC_x86_64_pc_windows_gnu: '1',
       // ggml's library names, and declarations Debian 12's MinGW-w64 headers lack.
       CMAKE_PROJECT_INCLUDE: path.join(__dirname, 'cmake', 'mingw.cmake'),
       LIBNODE_PATH: libnodeStub(targetDir),
-      BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_gnu: includeArgs('x86_64-w64-mingw32-gcc-posix'),
+      BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_gnu: includeArgs(TARGETS['win32-x64'].cc),
     }),
   },
   'darwin-arm64': { triple: 'aarch64-apple-darwin', lib: 'liborion_native.dylib', strip: 'strip' },
