@@ -18,7 +18,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawn, spawnSync } = require('node:child_process')
 const { platformName } = require('../lib/binding')
-const { target, TARGETS } = require('./targets')
+const { target, TARGETS, cmakeInclude } = require('./targets')
 
 const root = path.join(__dirname, '..')
 
@@ -130,7 +130,7 @@ async function main(argv) {
 function nativeEnv() {
   const env = { ...process.env }
   if (process.platform === 'linux' && process.arch === 'arm64' && !env.CMAKE_PROJECT_INCLUDE)
-    env.CMAKE_PROJECT_INCLUDE = path.join(__dirname, 'cmake', 'linux-arm64.cmake')
+    Object.assign(env, cmakeInclude('linux-arm64.cmake'))
   return env
 }
 

@@ -37,7 +37,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync, execFileSync } = require('node:child_process')
 const { createHash } = require('node:crypto')
-const { TARGETS } = require('./targets')
+const { TARGETS, cmakeInclude } = require('./targets')
 const { run } = require('./util')
 
 const root = path.join(__dirname, '..')
@@ -151,8 +151,8 @@ const RECIPE = 1
 
 /**
  * Where `backend`'s module for `platform` is kept, and its file name. The directory is
- * named by a hash of how the module is built (its CMake arguments and environment, our
- * MinGW settings for Windows, RECIPE), not of this whole script, so that editing the
+ * named by a hash of how the module is built (its CMake arguments, with Windows' the
+ * digest of our MinGW settings in scripts/cmake, its environment, RECIPE), not of this whole script, so that editing the
  * script elsewhere does not orphan a built module (CUDA's takes half an hour here). CUDA's
  * GPU architectures name its directory instead (cuda-native: this machine's GPU).
  */
@@ -161,10 +161,7 @@ function place(backend, platform, sys) {
     a.startsWith('-DCMAKE_CUDA_ARCHITECTURES=') ? '-DCMAKE_CUDA_ARCHITECTURES' : a,
   )
   const recipe = createHash('sha256').update(JSON.stringify({ RECIPE, args, env: BACKENDS[backend].env() }))
-  if (platform === 'win32-x64') {
-    recipe.update(fs.readFileSync(path.join(__dirname, 'cmake', 'mingw.cmake')))
-    if (backend === 'vulkan') recipe.update(makeVulkanImportLibrary.toString())
-  }
+  if (platform === 'win32-x64' && backend === 'vulkan') recipe.update(makeVulkanImportLibrary.toString())
   const dir = path.join(
     root,
     'target',
@@ -258,7 +255,8 @@ function crossDefines(backend, platform, dir) {
     `-DCMAKE_C_COMPILER=${COMPILERS['win32-x64'].cc}`,
     `-DCMAKE_CXX_COMPILER=${COMPILERS['win32-x64'].cxx}`,
     // The addon's own MinGW settings: DLLs without MinGW's runtime DLLs (scripts/cmake).
-    `-DCMAKE_PROJECT_INCLUDE=${path.join(__dirname, 'cmake', 'mingw.cmake')}`,
+    // With their digest, which names the module's directory (place()).
+    ...Object.entries(cmakeInclude('mingw.cmake')).map(([k, v]) => `-D${k}=${v}`),
     // As the addon's build for Windows (Cargo.toml: no OpenMP there).
     '-DGGML_OPENMP=OFF',
     ...(backend === 'vulkan' ? crossVulkan(dir, vulkanImportLibrary(dir)) : []),

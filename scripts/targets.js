@@ -5,6 +5,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { execFileSync, spawnSync } = require('node:child_process')
+const { createHash } = require('node:crypto')
 
 const TARGETS = {
   'linux-x64-gnu': { triple: 'x86_64-unknown-linux-gnu', lib: 'liborion_native.so', strip: 'strip' },
@@ -25,7 +26,7 @@ const TARGETS = {
       AR_aarch64_unknown_linux_gnu: 'aarch64-linux-gnu-ar',
       BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu: includeArgs(TARGETS['linux-arm64-gnu'].cc),
       // ggml's Armv9.2 CPU variants at a level GCC 12 compiles (see the file).
-      CMAKE_PROJECT_INCLUDE: path.join(__dirname, 'cmake', 'linux-arm64.cmake'),
+      ...cmakeInclude('linux-arm64.cmake'),
     }),
   },
   // One MinGW-built addon for every Windows Node (the official node.exe, MSYS2's) and
@@ -48,12 +49,26 @@ const TARGETS = {
       // libstdc++ linked into the addon, so that it needs no MinGW DLL beside it.
       CXXSTDLIB_STATIC_x86_64_pc_windows_gnu: '1',
       // ggml's library names, and declarations Debian 12's MinGW-w64 headers lack.
-      CMAKE_PROJECT_INCLUDE: path.join(__dirname, 'cmake', 'mingw.cmake'),
+      ...cmakeInclude('mingw.cmake'),
       LIBNODE_PATH: libnodeStub(targetDir),
       BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_gnu: includeArgs(TARGETS['win32-x64'].cc),
     }),
   },
   'darwin-arm64': { triple: 'aarch64-apple-darwin', lib: 'liborion_native.dylib', strip: 'strip' },
+}
+
+/**
+ * The environment that has llama.cpp's CMake project include scripts/cmake/`file` (after
+ * each project()), with a digest of scripts/cmake's files (the included file and what it
+ * includes in turn). llama-cpp-sys-2 forwards every CMAKE_* and GGML_* variable to CMake
+ * but re-runs its build only when a GGML_* one changes, not when an included file does:
+ * GGML_ORION_CMAKE, the digest, makes an edit of those files re-run CMake.
+ */
+function cmakeInclude(file) {
+  const dir = path.join(__dirname, 'cmake')
+  const digest = createHash('sha256')
+  for (const f of fs.readdirSync(dir).sort()) digest.update(f).update(fs.readFileSync(path.join(dir, f)))
+  return { CMAKE_PROJECT_INCLUDE: path.join(dir, file), GGML_ORION_CMAKE: digest.digest('hex').slice(0, 16) }
 }
 
 /**
@@ -94,4 +109,4 @@ function target(platform) {
   return t
 }
 
-module.exports = { TARGETS, target }
+module.exports = { TARGETS, target, cmakeInclude }

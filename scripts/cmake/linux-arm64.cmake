@@ -1,6 +1,10 @@
 # Included into llama.cpp's CMake project (CMAKE_PROJECT_INCLUDE, after each project()) for
 # Linux arm64 builds: the cross build (scripts/targets.js, Debian 12's aarch64-linux-gnu
 # GCC 12) and a build from source on an arm64 machine (scripts/build.js).
+# GGML_ORION_CMAKE is a digest of these files (scripts/targets.js's cmakeInclude), passed
+# only so that editing them re-runs llama-cpp-sys-2's build; read here so that CMake does
+# not warn that it went unused.
+set(ORION_CMAKE_DIGEST "${GGML_ORION_CMAKE}")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$" AND NOT ORION_ARM64)
   set(ORION_ARM64 ON)
   # ggml's CPU variants for Linux arm64 (GGML_CPU_ALL_VARIANTS) end with two for Armv9.2

@@ -1,5 +1,9 @@
 # Included into llama.cpp's CMake project (CMAKE_PROJECT_INCLUDE, after each project()) by
 # scripts/targets.js for the Windows (MinGW) build only.
+# GGML_ORION_CMAKE is a digest of these files (scripts/targets.js's cmakeInclude), passed
+# only so that editing them re-runs llama-cpp-sys-2's build; read here so that CMake does
+# not warn that it went unused.
+set(ORION_CMAKE_DIGEST "${GGML_ORION_CMAKE}")
 if(MINGW AND NOT ORION_MINGW)
   set(ORION_MINGW ON)
   # Declarations llama.cpp needs that Debian 12's MinGW-w64 headers lack (see the header).
