@@ -22,7 +22,7 @@ const module_ = builtVulkan()
 const why = missing() || (!module_ && 'the module is not built (node scripts/ggml-backends.js)')
 const lavapipe = fs.existsSync(LAVAPIPE)
 if (why) console.log(`skipped: the Vulkan tests (${why})`)
-else if (!lavapipe) console.log(`skipped: the Vulkan tests (no lavapipe: apt-get install mesa-vulkan-drivers)`)
+else if (!lavapipe) console.log(`skipped: the Vulkan tests on lavapipe (no lavapipe: apt-get install mesa-vulkan-drivers)`)
 
 const QUESTION = 'What is the capital of France?'
 
@@ -108,14 +108,16 @@ describe('the gpu setting', () => {
   })
 })
 
+/** The environment that loads the built module and lets ggml-vulkan see lavapipe. */
+const vulkan = (extra) => ({
+  ORION_LLAMA_LOG: '1',
+  GGML_BACKEND_PATH: module_,
+  VK_ICD_FILENAMES: LAVAPIPE,
+  GGML_VK_VISIBLE_DEVICES: '0',
+  ...extra,
+})
+
 ;(why || !lavapipe ? describe.skip : describe)('Vulkan on lavapipe', () => {
-  const vulkan = (extra) => ({
-    ORION_LLAMA_LOG: '1',
-    GGML_BACKEND_PATH: module_,
-    VK_ICD_FILENAMES: LAVAPIPE,
-    GGML_VK_VISIBLE_DEVICES: '0',
-    ...extra,
-  })
   const generate = `
     const s = o.getOptimizationStrategy()
     const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 24 })
@@ -202,137 +204,6 @@ describe('the gpu setting', () => {
     expect(out.vulkan).toEqual([])
     expect(out.text).toMatch(/Paris/)
   }, 300_000)
-
-  test('a driver that crashes: its check dies in the child, the app runs on the CPU and says why', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-broken-icd-'))
-    // A Vulkan driver whose first call, made by the Vulkan loader inside vkCreateInstance,
-    // dies with SIGSEGV: a broken driver install.
-    const icd = brokenIcd(dir, 'signal')
-    const env = vulkan({ VK_ICD_FILENAMES: icd, ORION_LLAMA_LOG: undefined })
-    const { out } = child(
-      `
-      const s = o.getOptimizationStrategy()
-      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
-      out({ modules: s.gpuModules, gpus: s.gpus, device: s.device, reasons: s.reasons, text: r.text,
-        vulkan: maps().filter((f) => /libggml-vulkan\\.so$/.test(f)) })`,
-      env,
-    )
-    expect(out.modules).toEqual([
-      {
-        path: module_,
-        loaded: false,
-        reason: 'not loaded: it crashed while being checked (signal 11, SIGSEGV), a broken or incompatible driver',
-      },
-    ])
-    // Never loaded here: the crash stayed in the child.
-    expect(out.vulkan).toEqual([])
-    expect(out.gpus).toEqual([])
-    expect(out.device).toBeUndefined()
-    expect(out.reasons).toContain(`GPU module ${module_}: ${out.modules[0].reason}`)
-    expect(out.text).toMatch(/Paris/)
-    // Asked for by name: GPU_UNAVAILABLE with the same reason.
-    const named = child(`await o.getModelLoader().loadModel('demo'); out({ loaded: true })`, {
-      ...env,
-      ORION_GPU: 'vulkan',
-    }).out
-    expect(named.error.code).toBe('GPU_UNAVAILABLE')
-    expect(named.error.message).toContain(
-      `the Vulkan backend (${module_}) is not loaded: it crashed while being checked (signal 11`,
-    )
-    fs.rmSync(dir, { recursive: true, force: true })
-  }, 300_000)
-
-  test('the module names no library search path: no build directory, not the working directory', () => {
-    // CMake gives a build a RUNPATH of its build directories, ending with an empty entry
-    // (the working directory): a libvulkan.so.1 in an app's working directory would load.
-    const dump = execFileSync('readelf', ['-d', module_], { encoding: 'utf8' })
-    expect(dump).toMatch(/\(NEEDED\)\s+Shared library: \[libvulkan\.so\.1\]/)
-    expect(dump).not.toMatch(/\((RPATH|RUNPATH)\)/)
-  })
-
-  test('a module that is not a library: the loader says why, and nothing else changes', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bad-module-'))
-    const bad = path.join(dir, 'libggml-vulkan.so')
-    fs.writeFileSync(bad, 'not an ELF file')
-    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan({ GGML_BACKEND_PATH: bad }))
-    expect(out.gpuModules.length).toBe(1)
-    expect(out.gpuModules[0].loaded).toBe(false)
-    expect(out.gpuModules[0].reason).toMatch(
-      /^not loaded: the module does not load: .*libggml-vulkan\.so: (invalid ELF header|file too short)/,
-    )
-    expect(out.gpus).toEqual([])
-    fs.rmSync(dir, { recursive: true, force: true })
-  }, 120_000)
-
-  test('without the Vulkan loader the module does not load, and the reason names the library', () => {
-    // The module as it is on a machine without libvulkan.so.1: the same file with its
-    // dependency renamed (same length, so the ELF stays valid) to a library nowhere.
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-no-loader-'))
-    const bytes = fs.readFileSync(module_)
-    const at = bytes.indexOf('libvulkan.so.1\0')
-    expect(at).toBeGreaterThan(0)
-    bytes.write('libvulkaX.so.1', at)
-    const copy = path.join(dir, 'libggml-vulkan.so')
-    fs.writeFileSync(copy, bytes)
-    const { out } = child(
-      `
-      const s = o.getOptimizationStrategy()
-      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
-      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text })`,
-      vulkan({ GGML_BACKEND_PATH: copy, ORION_LLAMA_LOG: undefined }),
-    )
-    expect(out.modules).toEqual([
-      {
-        path: copy,
-        loaded: false,
-        reason:
-          'not loaded: the module does not load: libvulkaX.so.1: cannot open shared object file: No such file or directory',
-      },
-    ])
-    expect(out.gpus).toEqual([])
-    expect(out.text).toMatch(/Paris/)
-    fs.rmSync(dir, { recursive: true, force: true })
-  }, 120_000)
-
-  test('with no Vulkan driver at all: the module is not loaded, and the reason says to install one', () => {
-    // The loader pointed at a driver manifest that is not there: it finds no driver, as on
-    // a machine whose GPU has no Vulkan driver installed (this one's are in the default places).
-    const none = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'orion-no-driver-')), 'none.json')
-    const { out } = child(
-      `
-      const s = o.getOptimizationStrategy()
-      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
-      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text })`,
-      vulkan({ VK_ICD_FILENAMES: none, VK_DRIVER_FILES: none, ORION_LLAMA_LOG: undefined }),
-    )
-    expect(out.modules).toEqual([
-      {
-        path: module_,
-        loaded: false,
-        reason:
-          'not loaded: ggml could not register it as a backend: its ggml_backend_init returned no backend; ' +
-          "the Vulkan loader finds no device: no Vulkan driver is installed, or none sees a GPU (install the GPU's Vulkan driver, its vendor's or Mesa's)",
-      },
-    ])
-    expect(out.gpus).toEqual([])
-    expect(out.text).toMatch(/Paris/)
-    fs.rmSync(path.dirname(none), { recursive: true, force: true })
-  }, 120_000)
-
-  test("a check's child process checks nothing itself, so an executable that is not Node cannot start checks in turn", () => {
-    // What the check sets in its child: were the host executable an app that ignores
-    // `-e` (an Electron app with its RunAsNode fuse off), that app would load orion-native
-    // with this set and start no check of its own.
-    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan({ ORION_GPU_CHECK_CHILD: '1' }))
-    expect(out.gpuModules).toEqual([
-      {
-        path: module_,
-        loaded: false,
-        reason: 'not checked: this process was started to check a GPU module (ORION_GPU_CHECK_CHILD)',
-      },
-    ])
-    expect(out.gpus).toEqual([])
-  }, 120_000)
 
   test('npx orion-native gpu explains the choice: the module, the device, its driver, why it is not used', () => {
     const env = { ...process.env, ORION_GPU: undefined, ...vulkan({ ORION_LLAMA_LOG: undefined }) }
@@ -481,4 +352,138 @@ describe('the gpu setting', () => {
     expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' })
     console.log(`exit mid-generation on lavapipe: ${((Date.now() - started) / 1000).toFixed(1)} s`)
   }, 300_000)
+})
+
+// What happens without a usable device needs the module and the Vulkan loader, not lavapipe.
+;(why ? describe.skip : describe)('the Vulkan module without a usable device', () => {
+  test('a driver that crashes: its check dies in the child, the app runs on the CPU and says why', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-broken-icd-'))
+    // A Vulkan driver whose first call, made by the Vulkan loader inside vkCreateInstance,
+    // dies with SIGSEGV: a broken driver install.
+    const icd = brokenIcd(dir, 'signal')
+    const env = vulkan({ VK_ICD_FILENAMES: icd, ORION_LLAMA_LOG: undefined })
+    const { out } = child(
+      `
+      const s = o.getOptimizationStrategy()
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      out({ modules: s.gpuModules, gpus: s.gpus, device: s.device, reasons: s.reasons, text: r.text,
+        vulkan: maps().filter((f) => /libggml-vulkan\\.so$/.test(f)) })`,
+      env,
+    )
+    expect(out.modules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason: 'not loaded: it crashed while being checked (signal 11, SIGSEGV), a broken or incompatible driver',
+      },
+    ])
+    // Never loaded here: the crash stayed in the child.
+    expect(out.vulkan).toEqual([])
+    expect(out.gpus).toEqual([])
+    expect(out.device).toBeUndefined()
+    expect(out.reasons).toContain(`GPU module ${module_}: ${out.modules[0].reason}`)
+    expect(out.text).toMatch(/Paris/)
+    // Asked for by name: GPU_UNAVAILABLE with the same reason.
+    const named = child(`await o.getModelLoader().loadModel('demo'); out({ loaded: true })`, {
+      ...env,
+      ORION_GPU: 'vulkan',
+    }).out
+    expect(named.error.code).toBe('GPU_UNAVAILABLE')
+    expect(named.error.message).toContain(
+      `the Vulkan backend (${module_}) is not loaded: it crashed while being checked (signal 11`,
+    )
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 300_000)
+
+  test('the module names no library search path: no build directory, not the working directory', () => {
+    // CMake gives a build a RUNPATH of its build directories, ending with an empty entry
+    // (the working directory): a libvulkan.so.1 in an app's working directory would load.
+    const dump = execFileSync('readelf', ['-d', module_], { encoding: 'utf8' })
+    expect(dump).toMatch(/\(NEEDED\)\s+Shared library: \[libvulkan\.so\.1\]/)
+    expect(dump).not.toMatch(/\((RPATH|RUNPATH)\)/)
+  })
+
+  test('a module that is not a library: the loader says why, and nothing else changes', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bad-module-'))
+    const bad = path.join(dir, 'libggml-vulkan.so')
+    fs.writeFileSync(bad, 'not an ELF file')
+    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan({ GGML_BACKEND_PATH: bad }))
+    expect(out.gpuModules.length).toBe(1)
+    expect(out.gpuModules[0].loaded).toBe(false)
+    expect(out.gpuModules[0].reason).toMatch(
+      /^not loaded: the module does not load: .*libggml-vulkan\.so: (invalid ELF header|file too short)/,
+    )
+    expect(out.gpus).toEqual([])
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 120_000)
+
+  test('without the Vulkan loader the module does not load, and the reason names the library', () => {
+    // The module as it is on a machine without libvulkan.so.1: the same file with its
+    // dependency renamed (same length, so the ELF stays valid) to a library nowhere.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-no-loader-'))
+    const bytes = fs.readFileSync(module_)
+    const at = bytes.indexOf('libvulkan.so.1\0')
+    expect(at).toBeGreaterThan(0)
+    bytes.write('libvulkaX.so.1', at)
+    const copy = path.join(dir, 'libggml-vulkan.so')
+    fs.writeFileSync(copy, bytes)
+    const { out } = child(
+      `
+      const s = o.getOptimizationStrategy()
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text })`,
+      vulkan({ GGML_BACKEND_PATH: copy, ORION_LLAMA_LOG: undefined }),
+    )
+    expect(out.modules).toEqual([
+      {
+        path: copy,
+        loaded: false,
+        reason:
+          'not loaded: the module does not load: libvulkaX.so.1: cannot open shared object file: No such file or directory',
+      },
+    ])
+    expect(out.gpus).toEqual([])
+    expect(out.text).toMatch(/Paris/)
+    fs.rmSync(dir, { recursive: true, force: true })
+  }, 120_000)
+
+  test('with no Vulkan driver at all: the module is not loaded, and the reason says to install one', () => {
+    // The loader pointed at a driver manifest that is not there: it finds no driver, as on
+    // a machine whose GPU has no Vulkan driver installed (this one's are in the default places).
+    const none = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'orion-no-driver-')), 'none.json')
+    const { out } = child(
+      `
+      const s = o.getOptimizationStrategy()
+      const r = await o.getModelLoader().generate('demo', ${JSON.stringify(QUESTION)}, { temperature: 0, maxTokens: 8 })
+      out({ modules: s.gpuModules, gpus: s.gpus, text: r.text })`,
+      vulkan({ VK_ICD_FILENAMES: none, VK_DRIVER_FILES: none, ORION_LLAMA_LOG: undefined }),
+    )
+    expect(out.modules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason:
+          'not loaded: ggml could not register it as a backend: its ggml_backend_init returned no backend; ' +
+          "the Vulkan loader finds no device: no Vulkan driver is installed, or none sees a GPU (install the GPU's Vulkan driver, its vendor's or Mesa's)",
+      },
+    ])
+    expect(out.gpus).toEqual([])
+    expect(out.text).toMatch(/Paris/)
+    fs.rmSync(path.dirname(none), { recursive: true, force: true })
+  }, 120_000)
+
+  test("a check's child process checks nothing itself, so an executable that is not Node cannot start checks in turn", () => {
+    // What the check sets in its child: were the host executable an app that ignores
+    // `-e` (an Electron app with its RunAsNode fuse off), that app would load orion-native
+    // with this set and start no check of its own.
+    const { out } = child(`out(o.getOptimizationStrategy())`, vulkan({ ORION_GPU_CHECK_CHILD: '1' }))
+    expect(out.gpuModules).toEqual([
+      {
+        path: module_,
+        loaded: false,
+        reason: 'not checked: this process was started to check a GPU module (ORION_GPU_CHECK_CHILD)',
+      },
+    ])
+    expect(out.gpus).toEqual([])
+  }, 120_000)
 })

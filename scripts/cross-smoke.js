@@ -78,12 +78,17 @@ function missing(platform) {
   return lacking.length ? `${lacking.join(', ')} not installed (${e.install})` : null
 }
 
+/** Where the Wine prefix is kept: in the package's cache. */
+function winePrefixDir() {
+  return path.join(require('../lib/paths').cacheDir(), 'wine')
+}
+
 /**
- * A Wine prefix kept in the package's cache: reporting Windows 10 (Node 18 and later refuse
- * older versions) and holding the test-only ProcessPrng stand-in (scripts/wine/).
+ * The Wine prefix, made on first use: reporting Windows 10 (Node 18 and later refuse older
+ * versions) and holding the test-only ProcessPrng stand-in (scripts/wine/).
  */
 function winePrefix(wine) {
-  const prefix = path.join(require('../lib/paths').cacheDir(), 'wine')
+  const prefix = winePrefixDir()
   const env = { ...process.env, WINEPREFIX: prefix, WINEDEBUG: '-all', WINEDLLOVERRIDES: 'mscoree,mshtml=' }
   const system32 = path.join(prefix, 'drive_c', 'windows', 'system32')
   if (!fs.existsSync(path.join(prefix, '.orion-ready'))) {
@@ -217,8 +222,7 @@ async function smoke(platform, { modelsDir } = {}) {
   } finally {
     if (x) {
       // The session goes first: its processes hold the display.
-      const prefix = { WINEPREFIX: path.join(require('../lib/paths').cacheDir(), 'wine') }
-      spawnSync(wineserver(), ['-k'], { env: { ...process.env, ...prefix }, stdio: 'ignore' })
+      spawnSync(wineserver(), ['-k'], { env: { ...process.env, WINEPREFIX: winePrefixDir() }, stdio: 'ignore' })
       x.stop()
     }
   }
