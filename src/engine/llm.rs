@@ -30,6 +30,8 @@ pub(crate) struct Layout {
     pub(crate) kv_bytes: Vec<u64>,
     /// The output (with a tied model's copy of its token embeddings).
     pub(crate) output_bytes: u64,
+    /// What a load keeps free on its device besides these: compute buffers, the driver's.
+    pub(crate) headroom: u64,
 }
 
 pub(crate) type Progress = Box<dyn FnMut(f32) + Send>;

@@ -116,6 +116,7 @@ impl Engine for LlamaEngine {
                 layer_bytes: hparams.layer_bytes,
                 kv_bytes,
                 output_bytes: hparams.output_bytes,
+                headroom: super::fit::headroom(hparams.n_vocab),
             },
         })
     }
@@ -183,7 +184,7 @@ impl Engine for LlamaEngine {
         Ok(Some(DeviceNeed {
             index,
             bytes: super::fit::bytes_for(&l.layer_bytes, &l.kv_bytes, l.output_bytes, layers)
-                .saturating_add(super::fit::HEADROOM),
+                .saturating_add(l.headroom),
         }))
     }
 
@@ -209,12 +210,20 @@ fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::
     let (gpu_layers, reason) = if let Some(n) = request.gpu_layers {
         (n.min(all), format!("gpuLayers: {n} asked for"))
     } else {
-        let f = super::fit::fit(&l.layer_bytes, &l.kv_bytes, l.output_bytes, free);
+        let f = super::fit::fit(
+            &l.layer_bytes,
+            &l.kv_bytes,
+            l.output_bytes,
+            free,
+            l.headroom,
+        );
         let reason = if f.gpu_layers == all {
             format!(
-                "all {} layers and the output fit: {} needed, {} free for models",
+                "all {} layers and the output fit: {} needed and {} kept for compute \
+                 buffers, {} free for models",
                 n_layer,
                 gib(f.device_bytes),
+                gib(l.headroom),
                 gib(free)
             )
         } else {
@@ -232,7 +241,7 @@ fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::
                 f.gpu_layers,
                 n_layer,
                 gib(free),
-                gib(super::fit::HEADROOM)
+                gib(l.headroom)
             )
         };
         (f.gpu_layers, reason)
@@ -731,13 +740,18 @@ mod tests {
         );
         // A fit: everything on a big device, a few layers on a small one.
         let kv: Vec<u64> = hp.kv_per_layer.iter().map(|v| v * 2 * 2048).collect();
-        let all = crate::llama::fit::fit(&hp.layer_bytes, &kv, hp.output_bytes, 1 << 30);
+        // Its vocabulary's logits for a 512-token batch: 96 MiB.
+        assert_eq!(hp.n_vocab, 49_152);
+        let room = crate::llama::fit::headroom(hp.n_vocab);
+        assert_eq!(room, crate::llama::fit::HEADROOM + (96 << 20));
+        let all = crate::llama::fit::fit(&hp.layer_bytes, &kv, hp.output_bytes, 1 << 30, room);
         assert_eq!(all.gpu_layers, 31);
         let few = crate::llama::fit::fit(
             &hp.layer_bytes,
             &kv,
             hp.output_bytes,
-            crate::llama::fit::HEADROOM + 5 * (hp.layer_bytes[0] + kv[0]),
+            room + 5 * (hp.layer_bytes[0] + kv[0]),
+            room,
         );
         assert_eq!(few.gpu_layers, 5);
     }

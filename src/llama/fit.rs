@@ -1,20 +1,36 @@
 //! How many of a model's layers go to a GPU device, and the device memory this
 //! process's models hold.
 //!
-//! The fit is our own estimate, from the GGUF file's tensor sizes (not llama.cpp's
-//! `common_fit_params`, which lives in llama.cpp's `common` library, not built into the
-//! addon): llama.cpp offloads the last layers first and the output after all of them,
-//! each offloaded layer with its share of the KV cache; a headroom is kept for the
-//! compute buffers (which grow with the batch, not the model) and for the driver.
+//! The fit is our own estimate, from the GGUF file's tensor sizes: llama.cpp offloads the
+//! last layers first and the output after all of them, each offloaded layer with its
+//! share of the KV cache; room is kept for the compute buffers, which grow with the batch
+//! and the vocabulary, not the weights, and for the driver. (llama.cpp's own
+//! `common_fit_params` measures instead, by loading the model and a context without
+//! memory, but swaps llama.cpp's process-wide logger while it runs, which races the
+//! logging of the models other threads are computing with; and it sees only the device's
+//! free memory, not what this process's models hold on a driver that does not report it.)
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
 const MIB: u64 = 1 << 20;
 
-/// Kept free on the device: compute buffers (about 100-300 MiB for a 512-token batch
-/// of a 7B model) and the driver's own allocations.
-pub(crate) const HEADROOM: u64 = 384 * MIB;
+/// Kept free on the device whatever the model: the driver's own allocations and the
+/// compute buffers other than the logits (activations; attention scores where flash
+/// attention is off). The monitor measures device pressure against it.
+pub(crate) const HEADROOM: u64 = 320 * MIB;
+
+/// Tokens in one of llama.cpp's micro-batches (`n_ubatch`'s default, which the addon's
+/// contexts keep): its compute buffers are reserved for that many outputs.
+const UBATCH: u64 = 512;
+
+/// What a load of a model with `n_vocab` tokens keeps free on its device: [`HEADROOM`]
+/// plus the f32 logits of one micro-batch, the largest compute buffer of a model with a
+/// large vocabulary (a 256k-token vocabulary's logits take 500 MiB). On lavapipe, the
+/// demo model's (49152 tokens) compute buffer is 102.5 MiB, 96 MiB of it logits.
+pub(crate) fn headroom(n_vocab: u32) -> u64 {
+    HEADROOM.saturating_add(UBATCH * 4 * u64::from(n_vocab))
+}
 
 /// A model's layers and the device memory they need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,10 +55,16 @@ pub(crate) fn bytes_for(layer_bytes: &[u64], kv_bytes: &[u64], output_bytes: u64
     }
 }
 
-/// As many layers as fit `free` bytes less [`HEADROOM`]: all of them and the output
-/// when they fit, else the last ones that do (the rest run on the CPU).
-pub(crate) fn fit(layer_bytes: &[u64], kv_bytes: &[u64], output_bytes: u64, free: u64) -> Fit {
-    let room = free.saturating_sub(HEADROOM);
+/// As many layers as fit `free` bytes less `headroom` ([`headroom`]): all of them and the
+/// output when they fit, else the last ones that do (the rest run on the CPU).
+pub(crate) fn fit(
+    layer_bytes: &[u64],
+    kv_bytes: &[u64],
+    output_bytes: u64,
+    free: u64,
+    headroom: u64,
+) -> Fit {
+    let room = free.saturating_sub(headroom);
     let n_layer = layer_bytes.len() as u32;
     let all = n_layer + 1;
     if bytes_for(layer_bytes, kv_bytes, output_bytes, all) <= room {
@@ -121,20 +143,28 @@ mod tests {
         let out = 250 * MIB;
         let whole = bytes_for(&layers, &kv, out, 33);
         assert_eq!(whole, 32 * 136 * MIB + 250 * MIB);
+        let room = headroom(32_000);
+        assert_eq!(room, 320 * MIB + 62 * MIB + MIB / 2);
         assert_eq!(
-            fit(&layers, &kv, out, 8 * GIB),
+            fit(&layers, &kv, out, 8 * GIB, room),
             Fit {
                 gpu_layers: 33,
                 device_bytes: whole
             }
         );
-        // 2 GiB: (2048 - 384) / 136 = 12 layers, not the output.
-        let f = fit(&layers, &kv, out, 2 * GIB);
+        // 2 GiB: (2048 - 382.5) / 136 = 12 layers, not the output.
+        let f = fit(&layers, &kv, out, 2 * GIB, room);
         assert_eq!(f.gpu_layers, 12);
         assert_eq!(f.device_bytes, 12 * 136 * MIB);
-        assert!(f.device_bytes <= 2 * GIB - HEADROOM);
+        assert!(f.device_bytes <= 2 * GIB - room);
         // Less than the headroom: nothing.
-        assert_eq!(fit(&layers, &kv, out, 300 * MIB).gpu_layers, 0);
+        assert_eq!(fit(&layers, &kv, out, 380 * MIB, room).gpu_layers, 0);
+        // A 256k-token vocabulary keeps 500 MiB more for its logits: 9 layers.
+        assert_eq!(headroom(256_000), 320 * MIB + 500 * MIB);
+        assert_eq!(
+            fit(&layers, &kv, out, 2 * GIB, headroom(256_000)).gpu_layers,
+            9
+        );
     }
 
     #[test]

@@ -689,6 +689,8 @@ pub(crate) struct Hparams {
     pub(crate) n_layer: u32,
     pub(crate) n_embd: u32,
     pub(crate) n_ctx_train: u32,
+    /// Tokens in the vocabulary (`tokenizer.ggml.tokens`): the width of the logits.
+    pub(crate) n_vocab: u32,
     /// K plus V values one token keeps in each layer's cache.
     pub(crate) kv_per_layer: Vec<u64>,
     /// The file's quantization (`Q4_K_M`, `Q8_0`, ...), from its tensors: see
@@ -901,13 +903,14 @@ pub(crate) fn check(h: &Header) -> Result<Hparams, String> {
     check_floats(h, arch)?;
     let pooling = check_pooling(h, &k)?;
     let kv_per_layer = check_heads(h, arch, n_layer, n_embd, &k)?;
-    check_vocab(h)?;
+    let n_vocab = check_vocab(h)?;
     let (layer_bytes, output_bytes) = tensor_bytes(h, n_layer);
     Ok(Hparams {
         arch: arch.to_string(),
         n_layer,
         n_embd,
         n_ctx_train,
+        n_vocab,
         kv_per_layer,
         quantization: quantization(h),
         layer_bytes,
@@ -1313,8 +1316,8 @@ fn check_heads(
 }
 
 /// `llama_vocab::impl::load` asserts that no token text appears twice (after it renames
-/// empty tokens).
-fn check_vocab(h: &Header) -> Result<(), String> {
+/// empty tokens). The number of tokens.
+fn check_vocab(h: &Header) -> Result<u32, String> {
     let model = match h.get("tokenizer.ggml.model") {
         None => return Err("tokenizer.ggml.model is missing".into()),
         Some(Kv {
@@ -1376,7 +1379,8 @@ fn check_vocab(h: &Header) -> Result<(), String> {
             ));
         }
     }
-    Ok(())
+    // At most i32::MAX (above).
+    Ok(items.len() as u32)
 }
 
 /// Read and check `path`'s header.
@@ -1484,6 +1488,7 @@ pub(crate) mod tests {
             n_layer: 2,
             n_embd: 64,
             n_ctx_train: 2048,
+            n_vocab: 4,
             kv_per_layer: vec![1 << 40, 1 << 40],
             quantization: None,
             layer_bytes: vec![0, 0],
