@@ -231,7 +231,22 @@ impl ChatModel {
         n_ctx: u32,
         threads: i32,
     ) -> crate::error::Result<ModelContext> {
-        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none())
+        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none()).map_err(|e| {
+            // On a GPU, the likely cause: the device had no room left for the context's
+            // KV cache and compute buffers (another process took it since the load).
+            match (&self.placed, e) {
+                (Some(p), crate::error::OrionError::InferenceFailed(m)) => {
+                    crate::error::OrionError::InferenceFailed(format!(
+                        "{m} ({} of the model's {} layers are on {}: if its memory is short, \
+                         load the model with fewer gpuLayers or a smaller contextSize)",
+                        p.gpu_layers.min(p.layers),
+                        p.layers,
+                        p.device
+                    ))
+                }
+                (_, e) => e,
+            }
+        })
     }
 
     /// Its chat template compiled for Jinja rendering (see `chat`), on first use: the one
