@@ -71,6 +71,30 @@ function need(cmd, hint) {
   if (r.error || r.status !== 0) throw new Error(`building orion-native from source needs ${cmd}: ${hint}`)
 }
 
+/**
+ * llama-cpp-sys-2 0.1.161's build script hard-links llama.cpp's shared libraries into the
+ * profile directory (and its examples/ and deps/), links included: `libllama.so`, a
+ * relative link to `libllama.so.0`, becomes a link there to a file that is not there.
+ * When the script runs again (an edit of scripts/cmake, a changed GGML_* variable), it
+ * takes that dangling link for a missing file, links again and panics on "File exists".
+ * Removing the dangling links first lets it run again.
+ */
+function clearDanglingLibraryLinks(dir) {
+  if (!fs.existsSync(dir)) return
+  const profiles = [path.join(dir, 'release')]
+  for (const d of fs.readdirSync(dir)) profiles.push(path.join(dir, d, 'release'))
+  for (const profile of profiles)
+    for (const sub of ['', 'examples', 'deps']) {
+      const at = path.join(profile, sub)
+      if (!fs.existsSync(at)) continue
+      for (const f of fs.readdirSync(at)) {
+        if (!/^lib.*\.so(\.\d+)*$/.test(f)) continue
+        const p = path.join(at, f)
+        if (fs.lstatSync(p).isSymbolicLink() && !fs.existsSync(p)) fs.rmSync(p)
+      }
+    }
+}
+
 /** Cargo's target directory; cross builds have their own, so that one never waits on the other. */
 function targetDir(cross = false) {
   if (process.env.CARGO_TARGET_DIR) return path.resolve(root, process.env.CARGO_TARGET_DIR)
@@ -89,6 +113,7 @@ async function main(argv) {
     `Building orion-native${cross ? ` for ${platform}` : ''} from source (llama.cpp takes most of the time: ~10 min on 2 cores)\n`,
   )
   const out = path.join(root, `orion-native.${platform}.node`)
+  clearDanglingLibraryLinks(targetDir(cross))
   if (napi && !cross) {
     const cli = path.join(root, 'node_modules', '.bin', 'napi')
     await run(cli, ['build', '--platform', '--release', '--no-js', '--', '-vv'], { env: nativeEnv() })
