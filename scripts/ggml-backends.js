@@ -151,9 +151,10 @@ const RECIPE = 1
 
 /**
  * Where `backend`'s module for `platform` is kept, and its file name. The directory is
- * named by a hash of how the module is built (its CMake arguments, with Windows' the
- * digest of our MinGW settings in scripts/cmake, its environment, RECIPE), not of this whole script, so that editing the
- * script elsewhere does not orphan a built module (CUDA's takes half an hour here). CUDA's
+ * named by a hash of how the module is built (its CMake arguments, which for Windows
+ * carry the digest of our MinGW settings in scripts/cmake; its environment; RECIPE), not
+ * of this whole script, so that editing the script elsewhere does not orphan a built
+ * module (CUDA's takes half an hour here). CUDA's
  * GPU architectures name its directory instead (cuda-native: this machine's GPU).
  */
 function place(backend, platform, sys) {
