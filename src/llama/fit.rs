@@ -27,7 +27,9 @@ const UBATCH: u64 = 512;
 /// What a load of a model with `n_vocab` tokens keeps free on its device: [`HEADROOM`]
 /// plus the f32 logits of one micro-batch, the largest compute buffer of a model with a
 /// large vocabulary (a 256k-token vocabulary's logits take 500 MiB). On lavapipe, the
-/// demo model's (49152 tokens) compute buffer is 102.5 MiB, 96 MiB of it logits.
+/// demo model's (49152 tokens) compute buffer is 102.5 MiB, 96 MiB of it logits. Kept
+/// also when only some layers fit and the output (so the logits) stays on the CPU: a
+/// split then offloads a few layers fewer than it could, rather than risk the context.
 pub(crate) fn headroom(n_vocab: u32) -> u64 {
     HEADROOM.saturating_add(UBATCH * 4 * u64::from(n_vocab))
 }
