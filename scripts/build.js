@@ -154,8 +154,11 @@ async function main(argv) {
  */
 function nativeEnv() {
   const env = { ...process.env }
-  if (process.platform === 'linux' && process.arch === 'arm64' && !env.CMAKE_PROJECT_INCLUDE)
-    Object.assign(env, cmakeInclude('linux-arm64.cmake'))
+  if (!env.CMAKE_PROJECT_INCLUDE)
+    Object.assign(
+      env,
+      cmakeInclude(process.platform === 'linux' && process.arch === 'arm64' ? 'linux-arm64.cmake' : 'ggml.cmake'),
+    )
   return env
 }
 
@@ -226,7 +229,7 @@ function copyLlamaLibraries(dest, platform = platformName()) {
   return files.map((f) => path.basename(f))
 }
 
-module.exports = { main, shown, llamaLibraries }
+module.exports = { main, shown, llamaLibraries, nativeEnv, clearDanglingLibraryLinks, targetDir }
 
 if (require.main === module) {
   main(process.argv.slice(2)).catch((e) => {

@@ -5,6 +5,8 @@
 # only so that editing them re-runs llama-cpp-sys-2's build; read here so that CMake does
 # not warn that it went unused.
 set(ORION_CMAKE_DIGEST "${GGML_ORION_CMAKE}")
+# What every build of ours changes in ggml (f16 and bf16 matrix products on x86).
+include("${CMAKE_CURRENT_LIST_DIR}/ggml.cmake")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64)$" AND NOT ORION_ARM64)
   set(ORION_ARM64 ON)
   # ggml's CPU variants for Linux arm64 (GGML_CPU_ALL_VARIANTS) end with two for Armv9.2

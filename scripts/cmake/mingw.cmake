@@ -4,6 +4,8 @@
 # only so that editing them re-runs llama-cpp-sys-2's build; read here so that CMake does
 # not warn that it went unused.
 set(ORION_CMAKE_DIGEST "${GGML_ORION_CMAKE}")
+# What every build of ours changes in ggml (f16 and bf16 matrix products on x86).
+include("${CMAKE_CURRENT_LIST_DIR}/ggml.cmake")
 if(MINGW AND NOT ORION_MINGW)
   set(ORION_MINGW ON)
   # Declarations llama.cpp needs that Debian 12's MinGW-w64 headers lack (see the header).
