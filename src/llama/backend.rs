@@ -119,13 +119,14 @@ pub(crate) fn new_context(
 
 /// A context that computes pooled embeddings: `n_ctx` tokens in all, each decode one
 /// batch of at most `n_ctx` tokens in up to `n_seq` sequences (a non-causal model needs
-/// a whole batch in one micro-batch), with the pooling the model declares. Created
-/// under the process-wide lock.
+/// a whole batch in one micro-batch), with the pooling the model declares, with flash
+/// attention or without it. Created under the process-wide lock.
 pub(crate) fn new_embedding_context(
     model: &LlamaModel,
     n_ctx: u32,
     n_seq: u32,
     threads: i32,
+    flash_attention: bool,
 ) -> Result<LlamaContext<'_>> {
     let backend = backend()?;
     let params = LlamaContextParams::default()
@@ -139,6 +140,12 @@ pub(crate) fn new_embedding_context(
         .with_embeddings(true)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
+    // Off only where asked: llama.cpp's choice (on wherever the device has it) otherwise.
+    let params = if flash_attention {
+        params
+    } else {
+        params.with_flash_attention_policy(llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    };
     let _one_at_a_time = llama_context_creation();
     model.new_context(backend, params).map_err(|e| {
         OrionError::ModelLoadFailed(format!(

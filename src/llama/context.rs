@@ -90,8 +90,9 @@ impl ModelContext {
         n_seq: u32,
         threads: i32,
         on_cpu: bool,
+        flash_attention: bool,
     ) -> Result<Self> {
-        let ctx = backend::new_embedding_context(model, n_ctx, n_seq, threads)?;
+        let ctx = backend::new_embedding_context(model, n_ctx, n_seq, threads, flash_attention)?;
         // SAFETY: as in `new`.
         let ctx = unsafe { std::mem::transmute::<LlamaContext<'_>, LlamaContext<'static>>(ctx) };
         let raw = on_cpu.then(|| raw_context(&ctx, threads)).flatten();

@@ -30,6 +30,18 @@ const MAX_SEQUENCES: u32 = 64;
 /// 512 was about 15 % slower than one or two to a batch of 256, and short texts' batches
 /// ran at the same speed either way.
 const BATCH_TOKENS: usize = 256;
+/// Batches of fewer tokens than this go, on the CPU, to a second context without flash
+/// attention. ggml's CPU flash attention computes 64 queries or more in tiles of matrix
+/// products (`GGML_FA_TILE_Q` in llama.cpp 0.1.161's ggml-cpu), fewer one query at a
+/// time; below that the plain attention (a matrix product, a softmax, another product) is
+/// faster: measured on 2 cores with AVX-512, all-MiniLM-L6-v2's f16 twin embedded single
+/// texts of about 30 tokens in 6.3 ms instead of 7.7, of about 52 in 10.2 instead of 13.6,
+/// while batches of 32 texts were twice as slow without flash attention.
+const SHORT_TOKENS: u32 = 64;
+/// Most texts of a batch that goes to that context. llama.cpp gives a context an output
+/// buffer of a vocabulary's logits per sequence (7.5 MiB for all-MiniLM-L6-v2's 64):
+/// 8 keep it under 1 MiB and take a query, or a few short texts.
+const SHORT_SEQUENCES: u32 = 8;
 
 /// How llama.cpp pools a model's tokens into one vector, by its `pooling_type`.
 fn pooling_name(p: u32) -> &'static str {
@@ -175,13 +187,21 @@ impl EmbedderFactory for LlamaEmbedFactory {
             .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
             .unwrap_or(1)
             .min(1024) as i32;
-        let ctx = ModelContext::for_embeddings(
-            &model,
-            n_ctx,
-            MAX_SEQUENCES,
-            threads,
-            devices.is_empty(),
-        )?;
+        let on_cpu = devices.is_empty();
+        let ctx =
+            ModelContext::for_embeddings(&model, n_ctx, MAX_SEQUENCES, threads, on_cpu, true)?;
+        let short = if on_cpu && n_ctx > SHORT_TOKENS {
+            Some(ModelContext::for_embeddings(
+                &model,
+                SHORT_TOKENS,
+                SHORT_SEQUENCES,
+                threads,
+                on_cpu,
+                false,
+            )?)
+        } else {
+            None
+        };
         let vocab = model.vocab();
         // What ends a text, kept when a long one is cut (BERT's [SEP], a decoder's EOS,
         // whose position last-token pooling reads).
@@ -200,6 +220,8 @@ impl EmbedderFactory for LlamaEmbedFactory {
         };
         Ok(Box::new(LlamaEmbedder {
             ctx,
+            short,
+            last_short: false,
             model,
             n_ctx,
             end,
@@ -215,6 +237,11 @@ impl EmbedderFactory for LlamaEmbedFactory {
 pub(crate) struct LlamaEmbedder {
     // Dropped before `model` (the context holds its own share of it anyway).
     ctx: ModelContext,
+    /// For batches of fewer than `SHORT_TOKENS` tokens, on the CPU: without flash
+    /// attention.
+    short: Option<ModelContext>,
+    /// Whether the last batch went to `short`.
+    last_short: bool,
     model: Arc<LlamaModel>,
     /// Most tokens of one text, and of one batch.
     n_ctx: u32,
@@ -355,11 +382,18 @@ impl Embedder for LlamaEmbedder {
                 used += tokens[next].len();
                 next += 1;
             }
-            self.ctx.decode(&mut batch).map_err(|e| {
+            self.last_short = self.short.is_some()
+                && used < SHORT_TOKENS as usize
+                && next - first <= SHORT_SEQUENCES as usize;
+            let ctx = match &mut self.short {
+                Some(short) if self.last_short => short,
+                _ => &mut self.ctx,
+            };
+            ctx.decode(&mut batch).map_err(|e| {
                 OrionError::InferenceFailed(format!("llama.cpp could not embed the batch: {e}"))
             })?;
             for seq in 0..(next - first) {
-                let v = self.ctx.get().embeddings_seq_ith(seq as i32).map_err(|_| {
+                let v = ctx.get().embeddings_seq_ith(seq as i32).map_err(|_| {
                     OrionError::InferenceFailed(
                         "llama.cpp returned no pooled vector for a text".into(),
                     )
@@ -371,7 +405,7 @@ impl Embedder for LlamaEmbedder {
                     normalized(v)
                 });
             }
-            self.ctx.clear();
+            ctx.clear();
         }
         Ok(out)
     }
@@ -381,7 +415,10 @@ impl Embedder for LlamaEmbedder {
     }
 
     fn last_threads(&self) -> Option<usize> {
-        self.ctx.threads()
+        match &self.short {
+            Some(short) if self.last_short => short.threads(),
+            _ => self.ctx.threads(),
+        }
     }
 }
 
