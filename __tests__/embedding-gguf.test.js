@@ -64,6 +64,8 @@ const FLOOR = { f32: 0.999, f16: 0.999, bf16: 0.999, q8_0: 0.99 }
     expect(s.batches).toBe(1)
   })
 
+  // Alone, each of these texts goes to the model's small context without flash attention
+  // (fewer than 64 tokens); the batch of all 16 to its main context, with it.
   test('a text embedded alone gets the vector it gets in a batch', async () => {
     const batched = await getSharedEmbeddingClient({ modelPath: files.f16 }).createEmbeddings(HELD_OUT)
     // Another file, so another service with an empty cache.

@@ -237,8 +237,8 @@ impl EmbedderFactory for LlamaEmbedFactory {
 pub(crate) struct LlamaEmbedder {
     // Dropped before `model` (the context holds its own share of it anyway).
     ctx: ModelContext,
-    /// For batches of fewer than `SHORT_TOKENS` tokens, on the CPU: without flash
-    /// attention.
+    /// For batches of fewer than `SHORT_TOKENS` tokens and at most `SHORT_SEQUENCES`
+    /// texts, on the CPU: without flash attention.
     short: Option<ModelContext>,
     /// Whether the last batch went to `short`.
     last_short: bool,
