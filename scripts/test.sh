@@ -32,7 +32,9 @@ node scripts/cross-smoke.js --prepare
 node scripts/ggml-backends.js --prepare
 # napi build passes --target, so its artifacts live under target/<host triple>/; naming the
 # same target lets the Rust tests reuse that one release build instead of making another.
-cargo test --release --target "$(rustc -vV | sed -n 's/^host: //p')"
+# Through scripts/cargo.js, with the build's environment: with another, llama-cpp-sys-2's
+# build script would run again, and panic on the links its first run left.
+node scripts/cargo.js test --release --target "$(rustc -vV | sed -n 's/^host: //p')"
 npx tsc --noEmit -p __tests__/types
 # The remote suites run against llama.cpp's llama-server, built from source once per machine
 # (a few minutes, with cmake's progress shown) and cached under ~/.cache/orion-native.
