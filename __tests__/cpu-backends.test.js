@@ -25,6 +25,19 @@ const flags = linuxX64
     )
   : new Set()
 
+// Runs a Node script under qemu's model of \`cpu\`; returns the last line it printed, as
+// JSON, and how long it took. The process must exit 0 with no signal.
+function underQemu(cpu, script) {
+  const started = Date.now()
+  const r = spawnSync(qemu, ['-cpu', cpu, process.execPath, '-e', script], { encoding: 'utf8', timeout: 240_000 })
+  expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({
+    status: 0,
+    signal: null,
+    stderr: '',
+  })
+  return { out: JSON.parse(r.stdout.trim().split('\n').pop()), seconds: (Date.now() - started) / 1000 }
+}
+
 // ggml's feature name for each /proc/cpuinfo flag that picks a build.
 const LEVELS = [
   ['ssse3', 'SSSE3'],
@@ -95,20 +108,8 @@ const LEVELS = [
         const features = o.getOptimizationStrategy().llamaCpuFeatures
         o.getModelLoader().generate('demo', 'What is the capital of France?', { temperature: 0, maxTokens: 24 })
           .then((r) => console.log(JSON.stringify({ features, text: r.text })))`
-      const started = Date.now()
-      const r = spawnSync(qemu, ['-cpu', 'Westmere', process.execPath, '-e', script], {
-        encoding: 'utf8',
-        timeout: 240_000,
-      })
-      expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({
-        status: 0,
-        signal: null,
-        stderr: '',
-      })
-      const out = JSON.parse(r.stdout.trim().split('\n').pop())
-      console.log(
-        `Westmere under ${qemu}: ${out.features.join(' ')}; answered in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-      )
+      const { out, seconds } = underQemu('Westmere', script)
+      console.log(`Westmere under ${qemu}: ${out.features.join(' ')}; answered in ${seconds.toFixed(1)} s`)
       expect(out.features).toContain('SSSE3')
       expect(out.features).not.toContain('AVX')
       expect(out.text).toMatch(/Paris/)
@@ -143,17 +144,7 @@ const LEVELS = [
           }
           console.log(JSON.stringify(out))
         })()`
-      const started = Date.now()
-      const r = spawnSync(qemu, ['-cpu', 'Haswell', process.execPath, '-e', script], {
-        encoding: 'utf8',
-        timeout: 240_000,
-      })
-      expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({
-        status: 0,
-        signal: null,
-        stderr: '',
-      })
-      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      const { out, seconds } = underQemu('Haswell', script)
       expect(out.features).toEqual(expect.arrayContaining(['AVX2', 'FMA', 'F16C']))
       expect(out.features.filter((f) => /^AVX512|^AMX/.test(f))).toEqual([])
       const lines = []
@@ -163,7 +154,7 @@ const LEVELS = [
         expect({ type, low: cosines.filter((c) => !(c >= 0.9999)) }).toEqual({ type, low: [] })
       }
       console.log(
-        `Haswell under ${qemu} (${((Date.now() - started) / 1000).toFixed(1)} s): minimum cosine to the ONNX engine: ${lines.join(', ')}`,
+        `Haswell under ${qemu} (${seconds.toFixed(1)} s): minimum cosine to the ONNX engine: ${lines.join(', ')}`,
       )
     },
     300_000,
