@@ -1,0 +1,94 @@
+// Checks sgemm-packed.h against a plain loop in double precision, on shapes that end in
+// every partial panel, token block and k block, with each weight type. Built and run by
+// __tests__/sgemm-packed.test.js, once for AVX2 and once for AVX-512 where the CPU has it.
+// Prints one line per case and exits 1 if any output is off.
+#include "sgemm-packed.h"
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+using namespace orion_packed;
+
+static uint16_t to_half(float f) { return _cvtss_sh(f, 0); }
+static float from_half(uint16_t h) { return _cvtsh_ss(h); }
+static uint16_t to_bf16(float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, 4);
+    return (uint16_t) (b >> 16);
+}
+static float from_bf16(uint16_t h) {
+    uint32_t b = (uint32_t) h << 16;
+    float f;
+    std::memcpy(&f, &b, 4);
+    return f;
+}
+
+template <Weights W>
+static bool check(int64_t m, int64_t n, int64_t k, int nth, std::mt19937 & rng) {
+    if (W == Weights::Q8_0 && k % 32) return true;  // q8_0 rows are whole blocks
+    std::normal_distribution<float> d(0, 1);
+    // Strides wider than the rows, as views have; lda counts blocks for q8_0.
+    const int64_t lda = W == Weights::Q8_0 ? k / 32 + 1 : k + 3, ldb = k + 5, ldc = m + 7;
+    const int64_t row = W == Weights::Q8_0 ? lda * 32 : lda;  // a's stride, in weights
+    std::vector<float> a(m * row), b(n * ldb), c(n * ldc, NAN);
+    std::vector<uint16_t> a16(m * lda);
+    std::vector<q8_0_block> a8(m * lda);
+    for (int64_t i = 0; i < m * lda; ++i) {
+        if (W == Weights::Q8_0) {
+            a8[i].d = to_half(std::fabs(d(rng)) / 64);
+            for (int t = 0; t < 32; ++t) {
+                a8[i].qs[t] = (int8_t) std::uniform_int_distribution<int>(-127, 127)(rng);
+                a[i * 32 + t] = from_half(a8[i].d) * a8[i].qs[t];
+            }
+            continue;
+        }
+        float v = d(rng);
+        if (W == Weights::F16) a16[i] = to_half(v), v = from_half(a16[i]);
+        if (W == Weights::BF16) a16[i] = to_bf16(v), v = from_bf16(a16[i]);
+        a[i] = v;
+    }
+    for (auto & v : b) v = d(rng);
+    const void * A = W == Weights::F32    ? (const void *) a.data() :
+                     W == Weights::Q8_0 ? (const void *) a8.data() :
+                                          (const void *) a16.data();
+    for (int ith = 0; ith < nth; ++ith) gemm<W>(ith, nth, m, n, k, A, lda, b.data(), ldb, c.data(), ldc);
+    double worst = 0;
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < m; ++i) {
+            double want = 0;
+            for (int64_t l = 0; l < k; ++l) want += (double) a[i * row + l] * b[j * ldb + l];
+            double got = c[j * ldc + i];
+            double err = std::fabs(got - want) / std::sqrt((double) k);
+            if (!(err <= worst)) worst = std::isnan(got) ? INFINITY : err;
+        }
+    // Outside the m columns nothing is written.
+    bool untouched = true;
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = m; i < ldc; ++i) untouched &= std::isnan(c[j * ldc + i]);
+    const bool ok = worst < 1e-5 && untouched;
+    std::printf("%s %s m=%lld n=%lld k=%lld threads=%d worst=%.2e%s\n", ok ? "ok" : "FAIL",
+                W == Weights::F32 ? "f32" : W == Weights::F16 ? "f16" : W == Weights::BF16 ? "bf16" : "q8_0", (long long) m, (long long) n,
+                (long long) k, nth, worst, untouched ? "" : " (wrote past m)");
+    return ok;
+}
+
+int main() {
+    std::mt19937 rng(42);
+    bool ok = true;
+    const int64_t shapes[][3] = {
+        { NR, MR, 8 },         { 384, 64, 384 },  { 384, 448, 1536 }, { 1536, 37, 384 }, { 45, 33, 1000 },
+        { NR + 1, MR + 1, 9 }, { 7, 5, 3 },       { 100, 1, KC + 1 },  { 64, 250, KC * 2 }, { 3 * NR - 5, 71, 31 }, { 50, 40, KC + 32 },
+    };
+    for (auto & s : shapes)
+        for (int nth : { 1, 2, 3, 16 }) {
+            ok &= check<Weights::F32>(s[0], s[1], s[2], nth, rng);
+            ok &= check<Weights::F16>(s[0], s[1], s[2], nth, rng);
+            ok &= check<Weights::BF16>(s[0], s[1], s[2], nth, rng);
+            ok &= check<Weights::Q8_0>(s[0], s[1], s[2], nth, rng);
+        }
+    std::printf("%s: vectors of %d floats, panels of %d rows, %d tokens per kernel\n", ok ? "PASS" : "FAIL", VL, NR,
+                MR);
+    return ok ? 0 : 1;
+}
