@@ -112,6 +112,39 @@ function parseArgs(script, argv) {
   return { quick: argv.includes('--quick'), json: argv.includes('--json') }
 }
 
+/**
+ * The environment of a child process that sees this CPU as one without AVX-512, AVX-VNNI
+ * or AMX (bench/avx2-only.c, preloaded): every library in it takes its AVX2 code, at this
+ * machine's speed. `{ env }`, or `{ skipped }` saying why it cannot be had here. For
+ * comparisons at the level of the CPUs that have AVX2 only, on a machine that has more.
+ */
+function avx2Level() {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return { skipped: 'not Linux x64' }
+  const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(/\s+/))
+  if (!flags.has('avx512f') && !flags.has('avx_vnni'))
+    return { skipped: 'this CPU has neither AVX-512 nor AVX-VNNI: the main run is at the AVX2 level' }
+  if (!flags.has('cpuid_fault')) return { skipped: 'this CPU or kernel cannot make CPUID fault (no cpuid_fault flag)' }
+  const src = path.join(__dirname, 'avx2-only.c')
+  const lib = path.join(__dirname, '..', 'target', 'bench', 'avx2-only.so')
+  if (!fs.existsSync(lib) || fs.statSync(lib).mtimeMs < fs.statSync(src).mtimeMs) {
+    fs.mkdirSync(path.dirname(lib), { recursive: true })
+    const cc = require('node:child_process').spawnSync(
+      process.env.CC || 'cc',
+      ['-O2', '-shared', '-fPIC', '-o', lib, src],
+      {
+        encoding: 'utf8',
+      },
+    )
+    if (cc.status !== 0) return { skipped: `bench/avx2-only.c did not compile: ${cc.stderr || cc.error}` }
+  }
+  const env = { ...process.env, ORION_BENCH_AVX2: '1' }
+  env.LD_PRELOAD = [lib, process.env.LD_PRELOAD].filter(Boolean).join(':')
+  // V8's handler of out-of-bounds WebAssembly accesses would take CPUID's fault first, and
+  // crash on it.
+  env.NODE_OPTIONS = [process.env.NODE_OPTIONS, '--disable-wasm-trap-handler'].filter(Boolean).join(' ')
+  return { env }
+}
+
 function die(e) {
   process.stderr.write(`${e.stack ?? e}\n`)
   process.exit(1)
@@ -135,6 +168,7 @@ async function nodeLlama(nlc, threads, logger = () => {}) {
 
 module.exports = {
   RESULTS_DIR,
+  avx2Level,
   nodeLlama,
   log,
   sleep,

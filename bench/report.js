@@ -411,7 +411,7 @@ function readmeBlock(run, files) {
     // And those before the retrieval benchmark, no retrieval part.
     ...(run.retrieval
       ? [
-          `**Retrieval**: the llama.cpp embedding engine on the GGUF twins of all-MiniLM-L6-v2 against the ONNX engine on the model itself, and the shared reranker against transformers.js's cross-encoder on the same weights (a reranker fixture: the model's encoder with a seeded classification head); measured on ${localDate(new Date(run.retrieval.date))} by \`node bench/retrieval.js\` (${run.retrieval.machine.cpu}${run.retrieval.machine.cpuFeatures?.length ? ` (${run.retrieval.machine.cpuFeatures.join(' ')})` : ''}, ${run.retrieval.machine.cores} cores), medians of ${run.retrieval.config.rounds} interleaved rounds.`,
+          `**Retrieval**: the llama.cpp embedding engine on the GGUF twins of all-MiniLM-L6-v2 against the ONNX engine on the model itself, and the shared reranker against transformers.js's cross-encoder on the same weights (a reranker fixture: the model's encoder with a seeded classification head); measured on ${localDate(new Date(run.retrieval.date))} by \`node bench/retrieval.js\` (${run.retrieval.machine.cpu}${run.retrieval.machine.cpuFeatures?.length ? ` (${run.retrieval.machine.cpuFeatures.join(' ')})` : ''}, ${run.retrieval.machine.cores} cores), medians of ${run.retrieval.config.rounds} interleaved rounds.${run.retrieval.avx2?.engines ? ' Rows at the AVX2 level: the same runs in a process whose CPUID reports no AVX-512, AVX-VNNI or AMX (bench/avx2-only.c), where llama.cpp and ONNX Runtime both take the code they take on a CPU with AVX2 only.' : ''}`,
           '',
           ...markdownTable(require('./retrieval').headline(run.retrieval)),
           '',

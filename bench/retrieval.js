@@ -14,6 +14,10 @@
 //      once; model memory (RSS growth to a first batch, each in a fresh process). Every
 //      run embeds texts never seen before; contenders' runs are interleaved. Goal: the
 //      llama.cpp engine at 0.8× the ONNX engine's rate or better on the CPU.
+//   1b. the same rates at the level of a CPU with AVX2 and no AVX-512, where this CPU has
+//      more (and Linux can make CPUID fault): in a child process whose CPUID reports no
+//      AVX-512, AVX-VNNI or AMX (bench/avx2-only.c, preloaded), so that llama.cpp and ONNX
+//      Runtime both run the code they run on such a CPU.
 //   2. reranking 100 documents of 100 to 300 tokens against one query: orion-native's
 //      shared reranker on both its engines (llama.cpp on the GGUF reranker fixture: the
 //      model's encoder with a seeded classification head; ONNX Runtime on the ONNX form
@@ -50,6 +54,7 @@ const {
   die,
   markdownTable,
   embeddingModelDir,
+  avx2Level,
 } = require('./common')
 
 const ROOT = path.join(__dirname, '..')
@@ -83,6 +88,62 @@ function contenders(twins) {
     { name: 'llama.cpp engine (GGUF twin, bf16)', key: 'llamaBf16', options: { modelPath: twins.bf16 } },
     { name: 'llama.cpp engine (GGUF twin, q8_0)', key: 'llamaQ8', options: { modelPath: twins.q8_0 } },
   ]
+}
+
+/** Part 1: every contender one at a time, in batches and from workers, in interleaved rounds. */
+async function engineRuns(orion, cs, rounds, n, { memory: withMemory, tag }) {
+  const rates = Object.fromEntries(cs.map((c) => [c.key, { singles: [], batches: [], workers: [] }]))
+  for (const c of cs) await orion.getSharedEmbeddingClient(c.options).createEmbedding(`warm ${c.key}`)
+  for (let r = 0; r < rounds; r++) {
+    for (const c of cs) {
+      const client = orion.getSharedEmbeddingClient(c.options)
+      rates[c.key].singles.push(await singles(client, `s${r}${c.key}`, n.singles))
+      rates[c.key].batches.push(await batches(client, `b${r}${c.key}`, n.batches))
+      rates[c.key].workers.push(await workers(c.options, `w${r}${c.key}`, n.workers))
+      log(
+        `${tag}round ${r + 1}/${rounds} ${c.name}: ${fmt(rates[c.key].singles.at(-1))} one at a time, ` +
+          `${fmt(rates[c.key].batches.at(-1))} in batches, ${fmt(rates[c.key].workers.at(-1))} from 8 workers (texts/s)`,
+      )
+    }
+  }
+  const engines = cs.map((c) => ({
+    name: c.name,
+    key: c.key,
+    weights: c.options.modelPath ? /\.([^.]+)\.gguf$/.exec(c.options.modelPath)[1] : 'onnx',
+    singles: summary(rates[c.key].singles),
+    batches: summary(rates[c.key].batches),
+    workers: summary(rates[c.key].workers),
+    ...(withMemory ? { memoryBytes: memory(c.options) } : {}),
+  }))
+  const onnx = engines.find((e) => e.key === 'onnx')
+  for (const e of engines) {
+    e.vsOnnx = {
+      singles: e.singles.median / onnx.singles.median,
+      batches: e.batches.median / onnx.batches.median,
+      workers: e.workers.median / onnx.workers.median,
+    }
+  }
+  return engines
+}
+
+/** Part 1 again in a process that sees no AVX-512 (common.js's avx2Level), or why not. */
+function avx2Runs(quick) {
+  const level = avx2Level()
+  if (level.skipped) {
+    log(`the AVX2-level run is skipped: ${level.skipped}`)
+    return { skipped: level.skipped }
+  }
+  const r = spawnSync(process.execPath, [__filename, ...(quick ? ['--quick'] : [])], {
+    env: level.env,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  if (r.status !== 0) throw new Error(`the AVX2-level run failed (status ${r.status}, signal ${r.signal})`)
+  const out = JSON.parse(r.stdout.trim().split('\n').pop())
+  // It must have run llama.cpp's AVX2 build, not an AVX-512 one.
+  if (out.llamaCpuFeatures.some((f) => /^AVX512|^AMX|^AVX_VNNI/.test(f)) || !out.llamaCpuFeatures.includes('AVX2'))
+    throw new Error(`the AVX2-level run used llama.cpp's ${out.llamaCpuFeatures.join(' ')} build`)
+  return { how: 'CPUID without AVX-512, AVX-VNNI and AMX (bench/avx2-only.c)', ...out }
 }
 
 async function singles(client, tag, n) {
@@ -196,29 +257,19 @@ async function main() {
 
   // 1. The engines, their runs interleaved.
   const cs = contenders(twins)
-  const rates = Object.fromEntries(cs.map((c) => [c.key, { singles: [], batches: [], workers: [] }]))
-  for (const c of cs) await orion.getSharedEmbeddingClient(c.options).createEmbedding(`warm ${c.key}`)
-  for (let r = 0; r < rounds; r++) {
-    for (const c of cs) {
-      const client = orion.getSharedEmbeddingClient(c.options)
-      rates[c.key].singles.push(await singles(client, `s${r}${c.key}`, n.singles))
-      rates[c.key].batches.push(await batches(client, `b${r}${c.key}`, n.batches))
-      rates[c.key].workers.push(await workers(c.options, `w${r}${c.key}`, n.workers))
-      log(
-        `round ${r + 1}/${rounds} ${c.name}: ${fmt(rates[c.key].singles.at(-1))} one at a time, ` +
-          `${fmt(rates[c.key].batches.at(-1))} in batches, ${fmt(rates[c.key].workers.at(-1))} from 8 workers (texts/s)`,
-      )
-    }
+  if (process.env.ORION_BENCH_AVX2 === '1') {
+    // The child of the AVX2-level run below: part 1 alone, as JSON on stdout.
+    const engines = await engineRuns(orion, cs, rounds, n, { memory: false, tag: 'avx2 ' })
+    process.stdout.write(
+      JSON.stringify({ llamaCpuFeatures: orion.getOptimizationStrategy().llamaCpuFeatures, engines }) + '\n',
+    )
+    return
   }
-  results.engines = cs.map((c) => ({
-    name: c.name,
-    key: c.key,
-    weights: c.options.modelPath ? /\.([^.]+)\.gguf$/.exec(c.options.modelPath)[1] : 'onnx',
-    singles: summary(rates[c.key].singles),
-    batches: summary(rates[c.key].batches),
-    workers: summary(rates[c.key].workers),
-    memoryBytes: memory(c.options),
-  }))
+  // 1b. The same at the level of a CPU with AVX2 and no AVX-512, where this one has more:
+  // in a process that sees it so (bench/avx2-only.c), so that both engines take the code
+  // they take on such a CPU, at this one's speed. First, while this process holds no model.
+  results.avx2 = avx2Runs(quick)
+  results.engines = await engineRuns(orion, cs, rounds, n, { memory: true, tag: '' })
 
   // 2. Reranking: both on the same weights, scores checked to agree first.
   const onnxDir = fs.mkdtempSync(path.join(os.tmpdir(), 'orion-bench-rerank-'))
@@ -295,14 +346,6 @@ async function main() {
     }
   } finally {
     fs.rmSync(onnxDir, { recursive: true, force: true })
-  }
-  const onnx = results.engines.find((e) => e.key === 'onnx')
-  for (const e of results.engines) {
-    e.vsOnnx = {
-      singles: e.singles.median / onnx.singles.median,
-      batches: e.batches.median / onnx.batches.median,
-      workers: e.workers.median / onnx.workers.median,
-    }
   }
   // 3. Generation beside GGUF embeddings.
   const loader = orion.getModelLoader()
@@ -386,16 +429,22 @@ async function main() {
   }
   // The goal per twin: each of its three rates at 0.8× the ONNX engine's or better.
   results.pass = {
-    engine: Object.fromEntries(
-      results.engines
-        .filter((e) => e.key !== 'onnx')
-        .map((e) => [e.weights, Math.min(e.vsOnnx.singles, e.vsOnnx.batches, e.vsOnnx.workers) >= ENGINE_TARGET]),
-    ),
+    engine: enginePass(results.engines),
     rerank: Math.max(results.rerank.ratio, results.rerank.onnxRatio, results.rerank.int8Ratio) >= RERANK_TARGET,
   }
+  if (results.avx2.engines) results.pass.engineAvx2 = enginePass(results.avx2.engines)
   const file = writeResults('retrieval', results)
   log(`wrote ${path.relative(process.cwd(), file)}`)
   process.stdout.write(json ? JSON.stringify(results, null, 2) + '\n' : report(results) + '\n')
+}
+
+/** Per twin: each of its three rates at 0.8× the ONNX engine's or better. */
+function enginePass(engines) {
+  return Object.fromEntries(
+    engines
+      .filter((e) => e.key !== 'onnx')
+      .map((e) => [e.weights, Math.min(e.vsOnnx.singles, e.vsOnnx.batches, e.vsOnnx.workers) >= ENGINE_TARGET]),
+  )
 }
 
 /** A twin's weight type (results written before bf16 was measured name only f16 and q8_0). */
@@ -417,6 +466,23 @@ function headline(r) {
         fmt(e[k].median),
         'ONNX engine, same model',
         fmt(onnx[k].median),
+        `${fmt(e.vsOnnx[k], 2)}×`,
+      ])
+    }
+  }
+  // The same at the AVX2 level (results written before it was measured have none).
+  const onnx2 = r.avx2?.engines?.find((e) => e.key === 'onnx')
+  for (const e of onnx2 ? r.avx2.engines.filter((e) => e.key !== 'onnx') : []) {
+    for (const [what, k] of [
+      ['one text at a time', 'singles'],
+      ['batches of 32', 'batches'],
+      ['8 workers, single texts', 'workers'],
+    ]) {
+      rows.push([
+        `GGUF embeddings (llama.cpp, ${weights(e)}), ${what}, AVX2 level (texts/s)`,
+        fmt(e[k].median),
+        'ONNX engine, same model, AVX2 level',
+        fmt(onnx2[k].median),
         `${fmt(e.vsOnnx[k], 2)}×`,
       ])
     }
@@ -489,9 +555,22 @@ function report(r) {
     ...machineLines(r),
     `- medians of ${r.config.rounds} interleaved rounds; ${r.config.singles} single texts, ${r.config.batches} batches of ${BATCH}, ${WORKERS} workers × ${r.config.workers} texts per round`,
     `- reranking: ${r.rerank.documents} documents, ${fmt(r.rerank.meanTokensPerPair, 0)} tokens per (query, document) pair on average; largest score difference from transformers.js on 8 pairs: llama.cpp engine ${fmt(r.rerankAgreement.maxAbsDiff, 3)} (its document tokens are of type 1 and end with [SEP]; llama.cpp's, as its server's, are type 0 without the last [SEP]), ONNX engine ${fmt(r.rerankAgreement.onnxMaxAbsDiff ?? NaN, 5)}, ONNX engine with int8 products ${fmt(r.rerankAgreement.int8MaxAbsDiff ?? NaN, 3)} (${r.rerank.int8Weights ?? '?'} weights)`,
+    r.avx2?.engines
+      ? `- AVX2 level: the engines again in a process whose CPUID reports no AVX-512, AVX-VNNI or AMX (bench/avx2-only.c), so that both take the code they take on a CPU with AVX2 only, at this CPU's speed; llama.cpp's CPU build there: ${r.avx2.llamaCpuFeatures.join(' ')}`
+      : `- AVX2 level: ${r.avx2?.skipped ?? 'not measured'}`,
     '',
     ...markdownTable(headline(r)),
     '',
+    ...(r.pass.engineAvx2
+      ? [
+          `At the AVX2 level, llama.cpp engine ≥ ${ENGINE_TARGET}× the ONNX engine everywhere: ${Object.entries(
+            r.pass.engineAvx2,
+          )
+            .map(([w, ok]) => `${w} ${ok ? '✓' : '✗'}`)
+            .join(', ')}`,
+          '',
+        ]
+      : []),
     `llama.cpp engine ≥ ${ENGINE_TARGET}× the ONNX engine everywhere: ${Object.entries(
       // Results written before bf16 was measured hold f16's verdict alone.
       typeof r.pass.engine === 'boolean' ? { f16: r.pass.engine } : r.pass.engine,
