@@ -161,6 +161,51 @@ const LEVELS = [
     300_000,
   )
 
+  // ggml's AMX kernels (the sapphirerapids build) take q8_0, q4_0, q4_K... weights. GCC 12
+  // had compiled their tile configuration away, and the first tile instruction killed the
+  // process (SIGILL) on every CPU with AMX: scripts/cmake/amx-mmq.cpp. In a child
+  // process, so that a crash is this test's failure, not the suite's end. Batches of
+  // several tokens go through the tiles; one token goes through AVX-512 VNNI.
+  const amx = flags.has('amx_int8') && flags.has('amx_tile')
+  if (linuxX64 && !amx) console.log('skipped: the AMX run (this CPU has no AMX; a Sapphire Rapids or later Xeon has)')
+  ;(amx && !twinsMissing ? test : test.skip)(
+    'on a CPU with AMX, quantized models run in AMX tiles: q8_0 embeddings match the ONNX engine, the demo model answers',
+    async () => {
+      const files = twins.ensure()
+      const texts = [
+        'How do I reset my password?',
+        'Saturn has 146 known moons, more than any other planet in the solar system.',
+        'An embedding maps text to a vector so that similar meanings lie close together, which lets a search engine find passages that answer a question even when they share no words with it.',
+      ]
+      const onnx = await getSharedEmbeddingClient().createEmbeddings(texts)
+      const script = `
+        const o = require(${JSON.stringify(root)})
+        ;(async () => {
+          const c = o.getSharedEmbeddingClient({ modelPath: ${JSON.stringify(files.q8_0)} })
+          const batch = await c.createEmbeddings(${JSON.stringify(texts)})
+          const r = await o.getModelLoader().generate('demo', 'What is the capital of France?', { temperature: 0, maxTokens: 24 })
+          const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
+          const cpu = [...new Set(maps.split('\\n').map((l) => l.split(/\\s+/).pop()).filter((f) => /libggml-cpu-/.test(f)))]
+          console.log(JSON.stringify({ features: o.getOptimizationStrategy().llamaCpuFeatures, cpu, batch, text: r.text }))
+          process.exit(0)
+        })()`
+      const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 240_000 })
+      expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({
+        status: 0,
+        signal: null,
+        stderr: '',
+      })
+      const out = JSON.parse(r.stdout.trim().split('\n').pop())
+      expect(out.features).toContain('AMX_INT8')
+      expect(out.cpu.map((f) => path.basename(f))).toEqual(['libggml-cpu-sapphirerapids.so'])
+      const cosines = out.batch.map((v, i) => cosine(v, onnx[i]))
+      console.log(`AMX: q8_0 twin's minimum cosine to the ONNX engine ${Math.min(...cosines).toFixed(6)}`)
+      expect(cosines.filter((c) => !(c >= 0.999))).toEqual([])
+      expect(out.text).toMatch(/Paris/)
+    },
+    300_000,
+  )
+
   test('the chosen build answers', async () => {
     const r = await getModelLoader().generate('demo', 'What is the capital of France?', {
       temperature: 0,

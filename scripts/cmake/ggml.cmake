@@ -7,12 +7,19 @@
 set(ORION_CMAKE_DIGEST "${GGML_ORION_CMAKE}")
 if(NOT ORION_GGML)
   set(ORION_GGML ON)
-  # Each CPU variant compiles scripts/cmake/sgemm.cpp in place of llamafile's sgemm.cpp:
-  # the same file with f16 and bf16 weights taken against f32 activations on x86 (see
-  # sgemm.cpp). The targets exist only once their directories are processed, hence the
-  # deferred call at the end of the top-level directory.
-  set(ORION_SGEMM "${CMAKE_CURRENT_LIST_DIR}/sgemm.cpp")
-  function(orion_ggml_sgemm)
+  # Each CPU variant compiles some files of ours in place of llama.cpp's, each of which
+  # includes the file it replaces, whole, and changes one thing (see each file):
+  # - scripts/cmake/sgemm.cpp for llamafile/sgemm.cpp: packed products for many tokens,
+  #   and f16 and bf16 weights taken against f32 activations, on x86;
+  # - scripts/cmake/ggml-ops.cpp for ggml-cpu/ops.cpp: GELU in vectors on x86;
+  # - scripts/cmake/amx-mmq.cpp for ggml-cpu/amx/mmq.cpp: the AMX tiles configured as
+  #   they should be (without, quantized models crash on CPUs with AMX).
+  # The targets exist only once their directories are processed, hence the deferred call
+  # at the end of the top-level directory.
+  set(ORION_REPLACED "llamafile/sgemm" "ggml-cpu/ops" "ggml-cpu/amx/mmq")
+  set(ORION_REPLACEMENTS "sgemm" "ggml-ops" "amx-mmq")
+  set(ORION_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
+  function(orion_ggml_sources)
     get_property(dirs DIRECTORY "${CMAKE_SOURCE_DIR}" PROPERTY SUBDIRECTORIES)
     set(all "")
     while(dirs)
@@ -24,11 +31,17 @@ if(NOT ORION_GGML)
     endwhile()
     foreach(t ${all})
       get_target_property(srcs ${t} SOURCES)
-      if(srcs AND srcs MATCHES "llamafile/sgemm\\.cpp")
-        list(TRANSFORM srcs REPLACE "^.*llamafile/sgemm\\.cpp$" "${ORION_SGEMM}")
-        set_target_properties(${t} PROPERTIES SOURCES "${srcs}")
+      if(NOT srcs)
+        continue()
+      endif()
+      set(changed "${srcs}")
+      foreach(old new IN ZIP_LISTS ORION_REPLACED ORION_REPLACEMENTS)
+        list(TRANSFORM changed REPLACE "^(.*/)?${old}\\.cpp$" "${ORION_CMAKE_DIR}/${new}.cpp")
+      endforeach()
+      if(NOT changed STREQUAL srcs)
+        set_target_properties(${t} PROPERTIES SOURCES "${changed}")
       endif()
     endforeach()
   endfunction()
-  cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL orion_ggml_sgemm)
+  cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL orion_ggml_sources)
 endif()
