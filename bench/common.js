@@ -41,17 +41,22 @@ function markdownTable(rows) {
   return [line(rows[0]), line(widths.map((w) => '-'.repeat(w))), ...rows.slice(1).map(line)]
 }
 
+/** The CPU's feature flags as Linux reports them (an empty set elsewhere). */
+function cpuFlags() {
+  try {
+    const line = /^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? ''
+    return new Set(line.split(/\s+/).filter(Boolean))
+  } catch {
+    return new Set()
+  }
+}
+
 /** The CPU features that decide the speed of the integer and llama.cpp kernels (Linux). */
 function cpuFeatures() {
-  try {
-    const flags =
-      /^flags\s*:\s*(.*)$/m.exec(require('node:fs').readFileSync('/proc/cpuinfo', 'utf8'))?.[1].split(' ') ?? []
-    return ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_int8'].filter(
-      (f) => flags.includes(f),
-    )
-  } catch {
-    return []
-  }
+  const flags = cpuFlags()
+  return ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512_vnni', 'avx512_bf16', 'avx_vnni', 'amx_int8'].filter(
+    (f) => flags.has(f),
+  )
 }
 
 function machine() {
@@ -120,7 +125,7 @@ function parseArgs(script, argv) {
  */
 function avx2Level() {
   if (process.platform !== 'linux' || process.arch !== 'x64') return { skipped: 'not Linux x64' }
-  const flags = new Set((/^flags\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '').split(/\s+/))
+  const flags = cpuFlags()
   if (!flags.has('avx512f') && !flags.has('avx_vnni'))
     return { skipped: 'this CPU has neither AVX-512 nor AVX-VNNI: the main run is at the AVX2 level' }
   if (!flags.has('cpuid_fault')) return { skipped: 'this CPU or kernel cannot make CPUID fault (no cpuid_fault flag)' }

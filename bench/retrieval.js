@@ -450,43 +450,33 @@ function enginePass(engines) {
 /** A twin's weight type (results written before bf16 was measured name only f16 and q8_0). */
 const weights = (e) => e.weights ?? (e.key === 'llamaF16' ? 'f16' : 'q8_0')
 
+/** Headline rows of each llama.cpp engine against the ONNX engine of the same run. */
+function engineRows(engines, suffix, peer) {
+  const onnx = engines.find((e) => e.key === 'onnx')
+  const rows = []
+  for (const e of onnx ? engines.filter((e) => e.key !== 'onnx') : [])
+    for (const [what, k] of [
+      ['one text at a time', 'singles'],
+      ['batches of 32', 'batches'],
+      ['8 workers, single texts', 'workers'],
+    ])
+      rows.push([
+        `GGUF embeddings (llama.cpp, ${weights(e)}), ${what}${suffix} (texts/s)`,
+        fmt(e[k].median),
+        peer,
+        fmt(onnx[k].median),
+        `${fmt(e.vsOnnx[k], 2)}×`,
+      ])
+  return rows
+}
+
 /** The README's rows: each llama.cpp twin against the ONNX engine, and the reranker. */
 function headline(r) {
   const onnx = r.engines.find((e) => e.key === 'onnx')
   const rows = [['comparison', 'orion-native', 'peer', 'peer’s result', 'orion-native vs peer']]
-  for (const e of r.engines.filter((e) => e.key !== 'onnx')) {
-    const label = weights(e)
-    for (const [what, k] of [
-      ['one text at a time', 'singles'],
-      ['batches of 32', 'batches'],
-      ['8 workers, single texts', 'workers'],
-    ]) {
-      rows.push([
-        `GGUF embeddings (llama.cpp, ${label}), ${what} (texts/s)`,
-        fmt(e[k].median),
-        'ONNX engine, same model',
-        fmt(onnx[k].median),
-        `${fmt(e.vsOnnx[k], 2)}×`,
-      ])
-    }
-  }
+  rows.push(...engineRows(r.engines, '', 'ONNX engine, same model'))
   // The same at the AVX2 level (results written before it was measured have none).
-  const onnx2 = r.avx2?.engines?.find((e) => e.key === 'onnx')
-  for (const e of onnx2 ? r.avx2.engines.filter((e) => e.key !== 'onnx') : []) {
-    for (const [what, k] of [
-      ['one text at a time', 'singles'],
-      ['batches of 32', 'batches'],
-      ['8 workers, single texts', 'workers'],
-    ]) {
-      rows.push([
-        `GGUF embeddings (llama.cpp, ${weights(e)}), ${what}, AVX2 level (texts/s)`,
-        fmt(e[k].median),
-        'ONNX engine, same model, AVX2 level',
-        fmt(onnx2[k].median),
-        `${fmt(e.vsOnnx[k], 2)}×`,
-      ])
-    }
-  }
+  if (r.avx2?.engines) rows.push(...engineRows(r.avx2.engines, ', AVX2 level', 'ONNX engine, same model, AVX2 level'))
   for (const e of r.engines.filter((e) => e.key !== 'onnx')) {
     rows.push([
       `GGUF embedding model memory (${weights(e)})`,
