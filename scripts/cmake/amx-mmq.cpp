@@ -9,9 +9,10 @@
 // SIGILL on a CPU with AMX (Sapphire Rapids and later, in ggml's sapphirerapids build),
 // seen here. The same instruction, declared as reading all 64 bytes, keeps the stores.
 // (llama.cpp's pull request 26954 moves the struct out of the stack for the same crash.)
+// (Compiled into every CPU level, Arm's too; only those built with AMX have tiles.)
+#if defined(__AMX_TILE__) && defined(__x86_64__)
 #include <immintrin.h>
 
-#if defined(__AMX_TILE__) && defined(__x86_64__)
 static inline void orion_tile_loadconfig(const void * config) {
     __asm__ volatile("ldtilecfg\t%X0" ::"m"(*(const unsigned char (*)[64]) config) : "memory");
 }
