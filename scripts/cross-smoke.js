@@ -109,7 +109,33 @@ function winePrefix(wine) {
   }
   // Wine's variables only (the caller's environment is its own): Wine's own
   // bcryptprimitives would win over the file otherwise.
-  return { WINEPREFIX: prefix, WINEDEBUG: '-all', WINEDLLOVERRIDES: 'mscoree,mshtml=;bcryptprimitives=n' }
+  return {
+    WINEPREFIX: prefix,
+    WINEDEBUG: '-all',
+    WINEDLLOVERRIDES: 'mscoree,mshtml=;bcryptprimitives=n',
+    ...amxPermission(prefix),
+  }
+}
+
+/**
+ * On a CPU with AMX, `LD_PRELOAD` of scripts/wine/amx-permission.c, built into the prefix
+ * on first use: the AMX permission Windows gives every process and Wine 8 does not ask
+ * Linux for (see that file). Nothing elsewhere.
+ */
+function amxPermission(prefix) {
+  const cpu = fs.readFileSync('/proc/cpuinfo', 'utf8')
+  if (!/^flags\s*:.*\bamx_tile\b/m.test(cpu)) return {}
+  const lib = path.join(prefix, 'orion-amx-permission.so')
+  if (!fs.existsSync(lib))
+    execFileSync(process.env.CC || 'cc', [
+      '-O2',
+      '-shared',
+      '-fPIC',
+      '-o',
+      lib,
+      path.join(__dirname, 'wine', 'amx-permission.c'),
+    ])
+  return { LD_PRELOAD: [lib, process.env.LD_PRELOAD].filter(Boolean).join(':') }
 }
 
 /** Wine's server, which holds a session's state (its display driver among it). */

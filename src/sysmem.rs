@@ -76,6 +76,7 @@ pub(crate) fn process() -> (u64, u64) {
 /// at most every 200 ms (sysinfo's `MINIMUM_CPU_UPDATE_INTERVAL`; a call in between
 /// gets the last figure), so that a computation can ask before each step; 0 until two
 /// readings exist, and where the system does not say.
+#[cfg(not(windows))]
 pub(crate) fn cores_busy_elsewhere() -> f64 {
     struct Load {
         sys: System,
@@ -121,6 +122,83 @@ pub(crate) fn cores_busy_elsewhere() -> f64 {
             .map_or(0.0, |p| f64::from(p.cpu_usage()));
         load.busy = ((all - mine) / 100.0).max(0.0);
         load.at = now;
+    }
+    load.busy
+}
+
+/// The same on Windows, from the system's and this process's CPU times (GetSystemTimes,
+/// GetProcessTimes). Not sysinfo's reading there: it goes through PDH performance
+/// counters, and where those are missing its second reading calls PdhEnumObjectsA,
+/// which Wine 8 does not implement, and Wine aborts the process (the Windows smoke test
+/// under Wine died so, seen).
+#[cfg(windows)]
+pub(crate) fn cores_busy_elsewhere() -> f64 {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{
+        GetCurrentProcess, GetProcessTimes, GetSystemTimes,
+    };
+    struct Load {
+        at: std::time::Instant,
+        system: u64,
+        mine: u64,
+        busy: f64,
+    }
+    static LOAD: Mutex<Option<Load>> = Mutex::new(None);
+    let ticks = |f: &FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
+    // Busy time of every core (kernel time includes idle time) and this process's, in
+    // 100 ns ticks; None where the system does not say.
+    let read = || -> Option<(u64, u64)> {
+        let zero = FILETIME {
+            dwLowDateTime: 0,
+            dwHighDateTime: 0,
+        };
+        let (mut idle, mut kernel, mut user) = (zero, zero, zero);
+        let (mut created, mut exited, mut pkernel, mut puser) = (zero, zero, zero, zero);
+        // SAFETY: each pointer is to a local FILETIME the call writes; the process handle is
+        // the pseudo-handle of this process, which needs no closing.
+        let ok = unsafe {
+            GetSystemTimes(&mut idle, &mut kernel, &mut user) != 0
+                && GetProcessTimes(
+                    GetCurrentProcess(),
+                    &mut created,
+                    &mut exited,
+                    &mut pkernel,
+                    &mut puser,
+                ) != 0
+        };
+        ok.then(|| {
+            (
+                (ticks(&kernel) + ticks(&user)).saturating_sub(ticks(&idle)),
+                ticks(&pkernel) + ticks(&puser),
+            )
+        })
+    };
+    let now = std::time::Instant::now();
+    let mut guard = LOAD.lock();
+    let Some(load) = guard.as_mut() else {
+        if let Some((system, mine)) = read() {
+            *guard = Some(Load {
+                at: now,
+                system,
+                mine,
+                busy: 0.0,
+            });
+        }
+        return 0.0;
+    };
+    if now.duration_since(load.at) >= std::time::Duration::from_millis(200) {
+        if let Some((system, mine)) = read() {
+            let wall = now.duration_since(load.at).as_nanos() as f64 / 100.0;
+            let others =
+                system.saturating_sub(load.system) as f64 - mine.saturating_sub(load.mine) as f64;
+            load.busy = (others / wall).max(0.0);
+            *load = Load {
+                at: now,
+                system,
+                mine,
+                busy: load.busy,
+            };
+        }
     }
     load.busy
 }
