@@ -38,6 +38,15 @@ function underQemu(cpu, script, timeout = 240_000) {
   return { out: JSON.parse(r.stdout.trim().split('\n').pop()), seconds: (Date.now() - started) / 1000 }
 }
 
+// The GGUF twins' tests embed these (a short one, a middling one, and one long enough for
+// several blocks of the matrix products) and compare with the ONNX engine's vectors.
+const TEXTS = [
+  'How do I reset my password?',
+  'Saturn has 146 known moons, more than any other planet in the solar system.',
+  'An embedding maps text to a vector so that similar meanings lie close together, which lets a search engine find passages that answer a question even when they share no words with it.',
+]
+const onnxVectors = () => getSharedEmbeddingClient().createEmbeddings(TEXTS)
+
 // ggml's feature name for each /proc/cpuinfo flag that picks a build.
 const LEVELS = [
   ['ssse3', 'SSSE3'],
@@ -127,16 +136,11 @@ const LEVELS = [
     'on a CPU with AVX2 and no AVX-512 (qemu-x86_64 -cpu Haswell) f16, bf16 and q8_0 GGUF embeddings match the ONNX engine',
     async () => {
       const files = twins.ensure()
-      const texts = [
-        'How do I reset my password?',
-        'Saturn has 146 known moons, more than any other planet in the solar system.',
-        'An embedding maps text to a vector so that similar meanings lie close together, which lets a search engine find passages that answer a question even when they share no words with it.',
-      ]
-      const onnx = await getSharedEmbeddingClient().createEmbeddings(texts)
+      const onnx = await onnxVectors()
       const script = `
         const o = require(${JSON.stringify(root)})
         const files = ${JSON.stringify({ f16: files.f16, bf16: files.bf16, q8_0: files.q8_0 })}
-        const texts = ${JSON.stringify(texts)}
+        const texts = ${JSON.stringify(TEXTS)}
         ;(async () => {
           const out = { features: o.getOptimizationStrategy().llamaCpuFeatures }
           for (const [type, modelPath] of Object.entries(files)) {
@@ -175,18 +179,13 @@ const LEVELS = [
     'on a CPU with AMX, quantized models run in AMX tiles: q8_0 and f16 embeddings match the ONNX engine, the demo model answers',
     async () => {
       const files = twins.ensure()
-      const texts = [
-        'How do I reset my password?',
-        'Saturn has 146 known moons, more than any other planet in the solar system.',
-        'An embedding maps text to a vector so that similar meanings lie close together, which lets a search engine find passages that answer a question even when they share no words with it.',
-      ]
-      const onnx = await getSharedEmbeddingClient().createEmbeddings(texts)
+      const onnx = await onnxVectors()
       const script = `
         const o = require(${JSON.stringify(root)})
         ;(async () => {
           const batch = {}
           for (const [type, modelPath] of Object.entries(${JSON.stringify({ q8_0: files.q8_0, f16: files.f16 })}))
-            batch[type] = await o.getSharedEmbeddingClient({ modelPath }).createEmbeddings(${JSON.stringify(texts)})
+            batch[type] = await o.getSharedEmbeddingClient({ modelPath }).createEmbeddings(${JSON.stringify(TEXTS)})
           const r = await o.getModelLoader().generate('demo', 'What is the capital of France?', { temperature: 0, maxTokens: 24 })
           const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
           const cpu = [...new Set(maps.split('\\n').map((l) => l.split(/\\s+/).pop()).filter((f) => /libggml-cpu-/.test(f)))]

@@ -186,18 +186,16 @@ pub(crate) fn cores_busy_elsewhere() -> f64 {
         }
         return 0.0;
     };
-    if now.duration_since(load.at) >= std::time::Duration::from_millis(200) {
+    // The same pace as the other platforms' reader, so that callers see one behaviour.
+    if now.duration_since(load.at) >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
         if let Some((system, mine)) = read() {
             let wall = now.duration_since(load.at).as_nanos() as f64 / 100.0;
             let others =
                 system.saturating_sub(load.system) as f64 - mine.saturating_sub(load.mine) as f64;
             load.busy = (others / wall).max(0.0);
-            *load = Load {
-                at: now,
-                system,
-                mine,
-                busy: load.busy,
-            };
+            load.at = now;
+            load.system = system;
+            load.mine = mine;
         }
     }
     load.busy

@@ -13,25 +13,39 @@
 #include "vec.h"
 #undef ggml_vec_gelu_f32
 
+// One body for both vector widths, through these few wrappers (as sgemm-packed.h does).
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-inline static void ggml_vec_gelu_f32(const int n, float * y, const float * x) {
-    const __m512 c = _mm512_set1_ps(-2.0f * SQRT_2_OVER_PI), a = _mm512_set1_ps(GELU_COEF_A), one = _mm512_set1_ps(1.0f);
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 v = _mm512_loadu_ps(x + i);
-        const __m512 t = _mm512_mul_ps(_mm512_mul_ps(c, v), _mm512_fmadd_ps(_mm512_mul_ps(a, v), v, one));  // -2u
-        _mm512_storeu_ps(y + i, _mm512_div_ps(v, _mm512_add_ps(one, ggml_v_expf(t))));
-    }
-    ggml_vec_gelu_f32_table(n - i, y + i, x + i);
-}
+#define ORION_GELU_VECTORS 1
+using gelu_vec = __m512;
+constexpr int GELU_VL = 16;
+static inline gelu_vec gelu_set1(float f) { return _mm512_set1_ps(f); }
+static inline gelu_vec gelu_load(const float * p) { return _mm512_loadu_ps(p); }
+static inline void gelu_store(float * p, gelu_vec v) { _mm512_storeu_ps(p, v); }
+static inline gelu_vec gelu_mul(gelu_vec a, gelu_vec b) { return _mm512_mul_ps(a, b); }
+static inline gelu_vec gelu_add(gelu_vec a, gelu_vec b) { return _mm512_add_ps(a, b); }
+static inline gelu_vec gelu_div(gelu_vec a, gelu_vec b) { return _mm512_div_ps(a, b); }
+static inline gelu_vec gelu_fma(gelu_vec a, gelu_vec b, gelu_vec c) { return _mm512_fmadd_ps(a, b, c); }
 #elif defined(__AVX2__) && defined(__FMA__)
+#define ORION_GELU_VECTORS 1
+using gelu_vec = __m256;
+constexpr int GELU_VL = 8;
+static inline gelu_vec gelu_set1(float f) { return _mm256_set1_ps(f); }
+static inline gelu_vec gelu_load(const float * p) { return _mm256_loadu_ps(p); }
+static inline void gelu_store(float * p, gelu_vec v) { _mm256_storeu_ps(p, v); }
+static inline gelu_vec gelu_mul(gelu_vec a, gelu_vec b) { return _mm256_mul_ps(a, b); }
+static inline gelu_vec gelu_add(gelu_vec a, gelu_vec b) { return _mm256_add_ps(a, b); }
+static inline gelu_vec gelu_div(gelu_vec a, gelu_vec b) { return _mm256_div_ps(a, b); }
+static inline gelu_vec gelu_fma(gelu_vec a, gelu_vec b, gelu_vec c) { return _mm256_fmadd_ps(a, b, c); }
+#endif
+
+#ifdef ORION_GELU_VECTORS
 inline static void ggml_vec_gelu_f32(const int n, float * y, const float * x) {
-    const __m256 c = _mm256_set1_ps(-2.0f * SQRT_2_OVER_PI), a = _mm256_set1_ps(GELU_COEF_A), one = _mm256_set1_ps(1.0f);
+    const gelu_vec c = gelu_set1(-2.0f * SQRT_2_OVER_PI), a = gelu_set1(GELU_COEF_A), one = gelu_set1(1.0f);
     int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m256 v = _mm256_loadu_ps(x + i);
-        const __m256 t = _mm256_mul_ps(_mm256_mul_ps(c, v), _mm256_fmadd_ps(_mm256_mul_ps(a, v), v, one));  // -2u
-        _mm256_storeu_ps(y + i, _mm256_div_ps(v, _mm256_add_ps(one, ggml_v_expf(t))));
+    for (; i + GELU_VL <= n; i += GELU_VL) {
+        const gelu_vec v = gelu_load(x + i);
+        const gelu_vec t = gelu_mul(gelu_mul(c, v), gelu_fma(gelu_mul(a, v), v, one));  // -2u
+        gelu_store(y + i, gelu_div(v, gelu_add(one, ggml_v_expf(t))));
     }
     ggml_vec_gelu_f32_table(n - i, y + i, x + i);
 }
