@@ -172,11 +172,12 @@ const LEVELS = [
   // process (SIGILL) on every CPU with AMX: scripts/cmake/amx-mmq.cpp. In a child
   // process, so that a crash is this test's failure, not the suite's end. Batches of
   // several tokens go through the tiles; one token goes through AVX-512 VNNI. f16 weights,
-  // which ggml's AMX buffer takes too, go to our matrix products (scripts/cmake/sgemm.cpp).
+  // which ggml's AMX buffer takes too, go to our matrix products (scripts/cmake/sgemm.cpp),
+  // and so do bf16 weights in this build (not llama.cpp's AVX-512 BF16 kernel).
   const amx = flags.has('amx_int8') && flags.has('amx_tile')
   if (linuxX64 && !amx) console.log('skipped: the AMX run (this CPU has no AMX; a Sapphire Rapids or later Xeon has)')
   ;(amx && !twinsMissing ? test : test.skip)(
-    'on a CPU with AMX, quantized models run in AMX tiles: q8_0 and f16 embeddings match the ONNX engine, the demo model answers',
+    'on a CPU with AMX, quantized models run in AMX tiles: q8_0, f16 and bf16 embeddings match the ONNX engine, the demo model answers',
     async () => {
       const files = twins.ensure()
       const onnx = await onnxVectors()
@@ -184,7 +185,7 @@ const LEVELS = [
         const o = require(${JSON.stringify(root)})
         ;(async () => {
           const batch = {}
-          for (const [type, modelPath] of Object.entries(${JSON.stringify({ q8_0: files.q8_0, f16: files.f16 })}))
+          for (const [type, modelPath] of Object.entries(${JSON.stringify({ q8_0: files.q8_0, f16: files.f16, bf16: files.bf16 })}))
             batch[type] = await o.getSharedEmbeddingClient({ modelPath }).createEmbeddings(${JSON.stringify(TEXTS)})
           const r = await o.getModelLoader().generate('demo', 'What is the capital of France?', { temperature: 0, maxTokens: 24 })
           const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
@@ -201,7 +202,7 @@ const LEVELS = [
       const out = JSON.parse(r.stdout.trim().split('\n').pop())
       expect(out.features).toContain('AMX_INT8')
       expect(out.cpu.map((f) => path.basename(f))).toEqual(['libggml-cpu-sapphirerapids.so'])
-      for (const type of ['q8_0', 'f16']) {
+      for (const type of ['q8_0', 'f16', 'bf16']) {
         const cosines = out.batch[type].map((v, i) => cosine(v, onnx[i]))
         console.log(`AMX: the ${type} twin's minimum cosine to the ONNX engine ${Math.min(...cosines).toFixed(6)}`)
         expect({ type, low: cosines.filter((c) => !(c >= 0.999)) }).toEqual({ type, low: [] })
