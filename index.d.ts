@@ -403,8 +403,9 @@ export interface DeviceMemoryInfo {
   /** As its driver reports it (lavapipe reports its whole heap, whatever is in use). */
   free: number
   /**
-   * Device memory this process's models hold there, estimated from their files;
-   * given back when they are unloaded.
+   * Device memory this process's models hold there, estimated from their files: their
+   * weights while loaded, each context's KV cache while it lives (those kept for a
+   * chat's next turn too); given back when they are freed.
    */
   modelsBytes: number
   /** The share in use: by the driver's account, or by the models' where that is more. */
@@ -1056,7 +1057,11 @@ export interface ModelPlacement {
   /** Layers on the device, of `layers` (`layers + 1`: the output too). */
   gpuLayers: number
   layers: number
-  /** Device memory its weights and KV cache take, estimated from the file. */
+  /**
+   * Device memory its weights and the KV cache of one context of its length take,
+   * estimated from the file (what the fit planned; contexts kept for later turns add
+   * theirs, in `takeSnapshot().devices`).
+   */
   deviceBytes: number
   /** Why that many: as many as fit, or `gpuLayers`. */
   reason: string

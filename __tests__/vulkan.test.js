@@ -261,6 +261,8 @@ const vulkan = (extra) => ({
       const loaded = (await m.takeSnapshot()).devices
       const stats = l.getStats().models[0].gpu
       ${stream(12)}
+      // The context kept for the next turn holds its KV cache on the device.
+      const kept = (await m.takeSnapshot()).devices
       await l.unloadModel('demo')
       // Freed when the last use ends: a context still settling into the cache holds the
       // model for a few evaluation steps (seconds on lavapipe).
@@ -270,7 +272,7 @@ const vulkan = (extra) => ({
         if (after[0].modelsBytes === 0 || waited > 60000) break
         await new Promise((r) => setTimeout(r, 250)); waited += 250
       }
-      out({ gpu: info.gpu, loaded, stats, pieces, after })`,
+      out({ gpu: info.gpu, loaded, kept, stats, pieces, after })`,
       vulkan({ ORION_GPU: 'vulkan' }),
     )
     // Every layer and the output fit lavapipe's 2 GiB: the estimate says why.
@@ -294,7 +296,13 @@ const vulkan = (extra) => ({
     // The weights and KV cache, estimated from the file: about the file's size.
     expect(out.gpu.deviceBytes).toBeGreaterThan(50e6)
     expect(out.gpu.deviceBytes).toBeLessThan(200e6)
-    expect(out.loaded).toEqual([expect.objectContaining({ backend: 'Vulkan', modelsBytes: out.gpu.deviceBytes })])
+    // Loaded, the model holds its weights there; each context its KV cache, while it
+    // lives: with the one kept for the next turn (of the model's length), what the fit
+    // planned.
+    expect(out.loaded).toEqual([expect.objectContaining({ backend: 'Vulkan', modelsBytes: expect.any(Number) })])
+    expect(out.loaded[0].modelsBytes).toBeGreaterThan(50e6)
+    expect(out.loaded[0].modelsBytes).toBeLessThan(out.gpu.deviceBytes)
+    expect(out.kept[0].modelsBytes).toBe(out.gpu.deviceBytes)
     expect(out.loaded[0].usedFraction).toBeGreaterThan(0)
     const same = out.pieces.findIndex((p, i) => p !== cpu[i])
     console.log(

@@ -28,6 +28,8 @@ pub(crate) struct Layout {
     pub(crate) layer_bytes: Vec<u64>,
     /// Each layer's share of one context's f16 KV cache.
     pub(crate) kv_bytes: Vec<u64>,
+    /// Each layer's share of a context's KV cache per token of the context.
+    pub(crate) kv_per_token: Vec<u64>,
     /// The output (with a tied model's copy of its token embeddings).
     pub(crate) output_bytes: u64,
     /// What a load keeps free on its device besides these: compute buffers, the driver's.
@@ -58,7 +60,10 @@ pub(crate) struct Placed {
     /// Layers on the device (`layers + 1`: the output too), of `layers`.
     pub(crate) gpu_layers: u32,
     pub(crate) layers: u32,
-    /// Device memory its weights and KV cache take (estimated from the file).
+    /// Device memory its weights and the KV cache of one context of the model's length
+    /// take (estimated from the file): what the fit planned. The weights are held while
+    /// the model is loaded, each context's KV cache while that context lives (kept
+    /// contexts too).
     pub(crate) device_bytes: u64,
     /// Why that many.
     pub(crate) reason: String,
@@ -93,6 +98,12 @@ pub(crate) trait Engine: Send + Sync + 'static {
     }
     /// What is free for models on GPU device `index` now.
     fn device_free(&self, _index: usize) -> u64 {
+        0
+    }
+    /// Free what `model` keeps only to go faster later (the contexts kept for a chat's
+    /// next turn): the loader does so on a device before unloading models for room.
+    /// Returns how many things were freed.
+    fn free_kept(_model: &Self::Model) -> usize {
         0
     }
 }

@@ -26,6 +26,9 @@ pub(crate) struct ModelContext {
     raw: Option<RawContext>,
     /// The threads its computations use now.
     threads_now: i32,
+    /// The device memory its KV cache holds, when the model has layers on a GPU device:
+    /// given back after the context is freed (`drop`, then the fields).
+    _device: Option<super::fit::DeviceShare>,
 }
 
 /// llama.cpp's context inside a `LlamaContext`, for `llama_set_n_threads`, which
@@ -60,12 +63,14 @@ fn raw_context(ctx: &LlamaContext<'_>, threads: i32) -> Option<RawContext> {
 
 impl ModelContext {
     /// A new context of `n_ctx` tokens on `model`, computing with `threads` threads;
-    /// `on_cpu`: the model's layers are all on the CPU.
+    /// `on_cpu`: the model's layers are all on the CPU; `device`: what its KV cache holds
+    /// on the GPU device otherwise.
     pub(crate) fn new(
         model: &Arc<LlamaModel>,
         n_ctx: u32,
         threads: i32,
         on_cpu: bool,
+        device: Option<super::fit::DeviceShare>,
     ) -> Result<Self> {
         let ctx = backend::new_context(model, n_ctx, threads)?;
         // SAFETY: `ctx` borrows the model inside `model`'s allocation, which never moves
@@ -80,6 +85,7 @@ impl ModelContext {
             cpu_threads: on_cpu.then(|| usize::try_from(threads).unwrap_or(1)),
             raw,
             threads_now: threads,
+            _device: device,
         })
     }
 
@@ -102,6 +108,9 @@ impl ModelContext {
             cpu_threads: on_cpu.then(|| usize::try_from(threads).unwrap_or(1)),
             raw,
             threads_now: threads,
+            // Not counted: an encoder's context has no KV cache, a causal embedding
+            // model's is small (its batches' tokens), within the headroom its load kept.
+            _device: None,
         })
     }
 

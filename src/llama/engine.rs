@@ -99,14 +99,14 @@ impl Engine for LlamaEngine {
             ))
         })?;
         // Each layer's share of that cache, where the layer goes.
-        let kv_bytes = hparams
+        let kv_per_token: Vec<u64> = hparams
             .kv_per_layer
             .iter()
-            .map(|values| {
-                values
-                    .saturating_mul(2)
-                    .saturating_mul(context_length.into())
-            })
+            .map(|values| values.saturating_mul(2))
+            .collect();
+        let kv_bytes = kv_per_token
+            .iter()
+            .map(|b| b.saturating_mul(context_length.into()))
             .collect();
         Ok(ModelMeta {
             file_bytes,
@@ -115,6 +115,7 @@ impl Engine for LlamaEngine {
             layout: Layout {
                 layer_bytes: hparams.layer_bytes,
                 kv_bytes,
+                kv_per_token,
                 output_bytes: hparams.output_bytes,
                 headroom: super::fit::headroom(hparams.n_vocab),
             },
@@ -159,11 +160,28 @@ impl Engine for LlamaEngine {
         })?;
         crate::lifecycle::shutdown_before_later_destructors(crate::lifecycle::Library::LlamaCpp);
         let (placed, share) = placed.unzip();
-        Ok(super::prefix::ChatModel::new(model, placed, share))
+        // Each context's KV cache on the device, held by the context (see `fit::ContextKv`).
+        let context_kv = placed.as_ref().map(|p| super::fit::ContextKv {
+            device: p.device_index,
+            per_token: super::fit::bytes_for(
+                &vec![0; request.layout.layer_bytes.len()],
+                &request.layout.kv_per_token,
+                0,
+                p.gpu_layers,
+            ),
+            headroom: request.layout.headroom,
+        });
+        Ok(super::prefix::ChatModel::new(
+            model, placed, share, context_kv,
+        ))
     }
 
     fn placed(model: &super::prefix::ChatModel) -> Option<Placed> {
         model.placed.clone()
+    }
+
+    fn free_kept(model: &super::prefix::ChatModel) -> usize {
+        model.contexts.clear(None)
     }
 
     fn facts(model: &super::prefix::ChatModel) -> crate::engine::llm::ModelFacts {
@@ -196,8 +214,8 @@ impl Engine for LlamaEngine {
 }
 
 /// How many of the model's layers go to `device`: the load's `gpuLayers`, else as many
-/// as fit what is free there for models ([`super::fit`]); with the device memory they
-/// take, held from now on.
+/// as fit what is free there for models ([`super::fit`]); with the device memory their
+/// weights take, held from now on.
 fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::fit::DeviceShare)> {
     let l = &request.layout;
     let n_layer = l.layer_bytes.len() as u32;
@@ -248,7 +266,12 @@ fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::
     };
     let device_bytes =
         super::fit::bytes_for(&l.layer_bytes, &l.kv_bytes, l.output_bytes, gpu_layers);
-    let share = super::fit::DeviceShare::take(device, device_bytes);
+    // The model holds its weights; each of its contexts holds its own KV cache
+    // (`fit::ContextKv`), as many as are kept.
+    let share = super::fit::DeviceShare::take(
+        device,
+        super::fit::bytes_for(&l.layer_bytes, &[], l.output_bytes, gpu_layers),
+    );
     Ok((
         Placed {
             device_index: device,

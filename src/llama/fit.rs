@@ -116,6 +116,31 @@ impl Drop for DeviceShare {
     }
 }
 
+/// The device memory a context of a model with layers on a GPU device takes there: the
+/// KV cache of those layers. Each context holds its share ([`DeviceShare`]) while it
+/// lives, so that the contexts a model keeps for later turns (up to
+/// `prefix::CAPACITY`, besides the one in use) count as the model's weights do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ContextKv {
+    pub(crate) device: usize,
+    /// KV bytes on the device per token of the context.
+    pub(crate) per_token: u64,
+    /// What the model's load kept free besides ([`headroom`]).
+    pub(crate) headroom: u64,
+}
+
+impl ContextKv {
+    pub(crate) fn bytes(&self, n_ctx: u32) -> u64 {
+        self.per_token.saturating_mul(n_ctx.into())
+    }
+
+    /// Whether a context of `n_ctx` tokens fits `room` (what is free for models on the
+    /// device) with the headroom kept.
+    pub(crate) fn fits(&self, n_ctx: u32, room: u64) -> bool {
+        self.bytes(n_ctx).saturating_add(self.headroom) <= room
+    }
+}
+
 /// Device bytes this process's models hold on `device`.
 pub(crate) fn held(device: usize) -> u64 {
     HELD.lock()
@@ -167,6 +192,24 @@ mod tests {
             fit(&layers, &kv, out, 2 * GIB, headroom(256_000)).gpu_layers,
             9
         );
+    }
+
+    #[test]
+    fn a_context_fits_beside_what_is_held_only_with_the_headroom_kept() {
+        let kv = ContextKv {
+            device: 7,
+            per_token: 1000,
+            headroom: 100,
+        };
+        assert_eq!(kv.bytes(2048), 2_048_000);
+        assert!(kv.fits(2048, 2_048_100));
+        assert!(!kv.fits(2048, 2_048_099));
+        // Held like a model's weights, given back when the context goes.
+        let before = held(7);
+        let share = DeviceShare::take(kv.device, kv.bytes(512));
+        assert_eq!(held(7), before + 512_000);
+        drop(share);
+        assert_eq!(held(7), before);
     }
 
     #[test]

@@ -1021,7 +1021,7 @@ mod tests {
     }
 
     fn demo_model() -> ChatModel {
-        ChatModel::new(demo_llama_model(), None, None)
+        ChatModel::new(demo_llama_model(), None, None, None)
     }
 
     fn demo_llama_model() -> LlamaModel {

@@ -205,6 +205,8 @@ pub(crate) struct ChatModel {
     /// The device memory it holds, given back when it is dropped. After `model` (fields
     /// drop in order): the model's buffers are freed first.
     _share: Option<super::fit::DeviceShare>,
+    /// What each of its contexts takes on the device, when layers are there.
+    context_kv: Option<super::fit::ContextKv>,
 }
 
 impl ChatModel {
@@ -212,6 +214,7 @@ impl ChatModel {
         model: LlamaModel,
         placed: Option<crate::engine::llm::Placed>,
         share: Option<super::fit::DeviceShare>,
+        context_kv: Option<super::fit::ContextKv>,
     ) -> Self {
         Self {
             contexts: Arc::default(),
@@ -222,16 +225,35 @@ impl ChatModel {
             guidance: std::sync::OnceLock::new(),
             model: Arc::new(model),
             _share: share,
+            context_kv,
         }
     }
 
-    /// A new context of this model (see [`ModelContext::new`]).
+    /// A new context of this model (see [`ModelContext::new`]). On a GPU device it holds
+    /// its KV cache's bytes there; when they would not fit beside what is held, the
+    /// contexts this model keeps for later turns are freed first (they cost only those
+    /// turns' prompt evaluation).
     pub(crate) fn new_context(
         &self,
         n_ctx: u32,
         threads: i32,
     ) -> crate::error::Result<ModelContext> {
-        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none()).map_err(|e| {
+        let share = self.context_kv.map(|kv| {
+            let room = |kv: &super::fit::ContextKv| {
+                super::backend::device(kv.device).map_or(0, |d| {
+                    super::fit::free_for_models(
+                        d.free_bytes,
+                        d.total_bytes,
+                        super::fit::held(kv.device),
+                    )
+                })
+            };
+            if !kv.fits(n_ctx, room(&kv)) {
+                self.contexts.clear(None);
+            }
+            super::fit::DeviceShare::take(kv.device, kv.bytes(n_ctx))
+        });
+        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none(), share).map_err(|e| {
             // On a GPU, the likely cause: the device had no room left for the context's
             // KV cache and compute buffers (another process took it since the load).
             match (&self.placed, e) {

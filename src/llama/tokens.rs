@@ -69,7 +69,7 @@ mod tests {
         let model =
             LlamaModel::load_from_file(super::super::backend::backend().unwrap(), path, &params)
                 .unwrap();
-        super::super::prefix::ChatModel::new(model, None, None)
+        super::super::prefix::ChatModel::new(model, None, None, None)
     }
 
     #[test]

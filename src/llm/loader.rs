@@ -460,6 +460,29 @@ impl<E: Engine> ModelLoader<E> {
         }))
     }
 
+    /// What is free on the device of `need`. When short, what the models there keep
+    /// only for speed (a chat's next turn) goes first, before `make_room` unloads any.
+    fn device_free_for(&self, need: crate::engine::llm::DeviceNeed) -> u64 {
+        let free = self.engine.device_free(need.index);
+        if free >= need.bytes {
+            return free;
+        }
+        // Freed outside the state lock: freeing a context's KV cache is not instant.
+        let there: Vec<Arc<LoadedModel<E::Model>>> = self
+            .state
+            .lock()
+            .loaded
+            .values()
+            .filter(|e| E::placed(&e.model).is_some_and(|p| p.device_index == need.index))
+            .cloned()
+            .collect();
+        if there.iter().map(|e| E::free_kept(&e.model)).sum::<usize>() > 0 {
+            self.engine.device_free(need.index)
+        } else {
+            free
+        }
+    }
+
     /// Evict idle models (least recently used first) until one more model fits the
     /// count limit and `need` bytes fit in memory, then hold that room for load `id`
     /// until it is loaded or has failed, so that concurrent loads never together go
@@ -480,7 +503,8 @@ impl<E: Engine> ModelLoader<E> {
     /// A load going to a GPU device (`device`) also wants its bytes free there: idle
     /// models on that device are unloaded for it, least recently used first. Where
     /// none is left to unload, the load goes ahead and puts there the layers that fit
-    /// (the rest run on the CPU): device memory never refuses a load.
+    /// (the rest run on the CPU): device memory never refuses a load. Kept contexts
+    /// there go before any model ([`Self::device_free_for`]).
     fn make_room(
         &self,
         id: u64,
@@ -497,7 +521,7 @@ impl<E: Engine> ModelLoader<E> {
             let max = config.max_concurrent_models.max(1);
             // Read before the state lock: it asks the driver. What evictions free below
             // is added as they happen.
-            let device_free = device.map_or(0, |d| self.engine.device_free(d.index));
+            let device_free = device.map_or(0, |d| self.device_free_for(d));
             let mut device_freed = 0u64;
             let mut st = self.state.lock();
             let mut evicted = false;
@@ -824,12 +848,15 @@ mod tests {
         }
     }
 
-    /// A fake GPU: 100 bytes of device memory; a model whose path says `gpu` takes 60.
+    /// A fake GPU: `total` bytes of device memory (100 unless said); a model whose path
+    /// says `gpu` takes 60, and one that says `kept` 40 more for a context it keeps.
     struct GpuFake {
         used: Arc<AtomicU64>,
+        total: u64,
     }
     struct GpuModel {
         on_gpu: bool,
+        kept: AtomicU64,
         used: Arc<AtomicU64>,
     }
     impl Drop for GpuModel {
@@ -837,6 +864,7 @@ mod tests {
             if self.on_gpu {
                 self.used.fetch_sub(60, Ordering::SeqCst);
             }
+            GpuFake::free_kept(self);
         }
     }
     impl Engine for GpuFake {
@@ -856,7 +884,7 @@ mod tests {
         }
         fn load(
             &self,
-            _path: &Path,
+            path: &Path,
             request: crate::engine::llm::LoadRequest,
             _progress: Progress,
         ) -> Result<GpuModel> {
@@ -864,8 +892,15 @@ mod tests {
             if on_gpu {
                 self.used.fetch_add(60, Ordering::SeqCst);
             }
+            let kept = if on_gpu && path.to_string_lossy().contains("kept") {
+                40
+            } else {
+                0
+            };
+            self.used.fetch_add(kept, Ordering::SeqCst);
             Ok(GpuModel {
                 on_gpu,
+                kept: AtomicU64::new(kept),
                 used: self.used.clone(),
             })
         }
@@ -893,15 +928,52 @@ mod tests {
             )
         }
         fn device_free(&self, _index: usize) -> u64 {
-            100 - self.used.load(Ordering::SeqCst)
+            self.total - self.used.load(Ordering::SeqCst)
         }
+        fn free_kept(model: &GpuModel) -> usize {
+            let kept = model.kept.swap(0, Ordering::SeqCst);
+            model.used.fetch_sub(kept, Ordering::SeqCst);
+            usize::from(kept > 0)
+        }
+    }
+
+    #[test]
+    fn a_load_for_a_short_gpu_frees_kept_contexts_there_before_unloading_a_model() {
+        let used = Arc::new(AtomicU64::new(0));
+        let l = ModelLoader::new(
+            GpuFake {
+                used: used.clone(),
+                total: 150,
+            },
+            Box::new(Mem(1 << 30)),
+            LoaderConfig {
+                max_concurrent_models: 4,
+                budget_bytes: None,
+                idle_timeout: None,
+            },
+        );
+        drop(l.acquire(&model("gpu-kept-a"), None).unwrap());
+        assert_eq!(used.load(Ordering::SeqCst), 100);
+        // gpu-b needs 60 of the 50 free: a's kept context goes, a stays loaded.
+        let b = l.acquire(&model("gpu-b"), None).unwrap();
+        assert!(l.is_loaded("gpu-kept-a"));
+        assert_eq!(used.load(Ordering::SeqCst), 120);
+        // Nothing kept left: gpu-c needs 60 of the 30 free, so idle a is unloaded.
+        drop(l.acquire(&model("gpu-c"), None).unwrap());
+        assert!(!l.is_loaded("gpu-kept-a"));
+        assert!(l.is_loaded("gpu-b") && l.is_loaded("gpu-c"));
+        assert_eq!(used.load(Ordering::SeqCst), 120);
+        drop(b);
     }
 
     #[test]
     fn a_load_for_a_full_gpu_unloads_idle_models_there_only_and_never_fails_for_it() {
         let used = Arc::new(AtomicU64::new(0));
         let l = ModelLoader::new(
-            GpuFake { used: used.clone() },
+            GpuFake {
+                used: used.clone(),
+                total: 100,
+            },
             Box::new(Mem(1 << 30)),
             LoaderConfig {
                 max_concurrent_models: 4,

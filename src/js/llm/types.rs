@@ -62,7 +62,9 @@ pub struct ModelPlacement {
     /// Layers on the device, of `layers` (`layers + 1`: the output too).
     pub gpu_layers: u32,
     pub layers: u32,
-    /// Device memory its weights and KV cache take, estimated from the file.
+    /// Device memory its weights and the KV cache of one context of its length take,
+    /// estimated from the file (what the fit planned; contexts kept for later turns add
+    /// theirs, in `takeSnapshot().devices`).
     pub device_bytes: i64,
     /// Why that many: as many as fit, or `gpuLayers`.
     pub reason: String,

@@ -101,8 +101,9 @@ pub struct DeviceMemoryInfo {
     pub total: i64,
     /// As its driver reports it (lavapipe reports its whole heap, whatever is in use).
     pub free: i64,
-    /// Device memory this process's models hold there, estimated from their files;
-    /// given back when they are unloaded.
+    /// Device memory this process's models hold there, estimated from their files: their
+    /// weights while loaded, each context's KV cache while it lives (those kept for a
+    /// chat's next turn too); given back when they are freed.
     pub models_bytes: i64,
     /// The share in use: by the driver's account, or by the models' where that is more.
     pub used_fraction: f64,
