@@ -1,9 +1,10 @@
 // Compiled into each of ggml's CPU variants in place of llamafile/sgemm.cpp (see
 // ggml.cmake): that file, whole, plus two kinds of products on x86.
 //
-// Many tokens at once (n >= 32: a batch of texts to embed, a prompt) with f32, f16, bf16
-// or q8_0 weights: packed products, as BLAS libraries do them (sgemm-packed.h), 12-30 %
-// faster than tinyBLAS's on all-MiniLM-L6-v2's batches of 32 texts, measured.
+// Many tokens at once (n >= 32: a batch of texts to embed, a prompt; q8_0 without VNNI
+// from 16) with f32, f16, bf16 or q8_0 weights: packed products, as BLAS libraries do them
+// (sgemm-packed.h), 12-30 % faster than tinyBLAS's on all-MiniLM-L6-v2's batches of 32
+// texts, measured.
 //
 // Fewer tokens, f16 or bf16 weights: llama.cpp's matrix products (llamafile's tinyBLAS)
 // take them on x86 only when the activations are in the same type: ggml first rounds the
@@ -41,7 +42,18 @@ extern "C" bool llamafile_sgemm(const struct ggml_compute_params * params, int64
     // Many tokens (a batch of texts to embed, a prompt) against a weight matrix: packed
     // products (sgemm-packed.h). Not the products inside attention, whose rows are few or short.
     const int64_t weights = Atype == GGML_TYPE_Q8_0 ? k * 32 : k;  // k counts q8_0's blocks of 32
-    if (n >= orion_packed::MIN_TOKENS && m >= orion_packed::NR && weights >= 64 && Btype == GGML_TYPE_F32 &&
+#if !defined(__AVX512VNNI__) && !defined(__AVXVNNI__)
+    // q8_0 from 16 tokens: below 32, llama.cpp's kernel first rounds the activations to
+    // 8 bits, all threads then meet at a barrier, and its int8 products are not much faster
+    // than f32 ones without VNNI. Measured with all-MiniLM-L6-v2's q8_0 twin, single texts
+    // (AVX2 level, 2 cores, 2026-12-06): 17 tokens 5 % faster, 21 10 %, 25 19 %, 29 25 %;
+    // 13 tokens 5 % slower, 6 12 % (copying the weights then costs more than it saves).
+    // f16 and bf16 gained too little below 32 to move theirs (-3 to +12 %, -16 to 0 %).
+    const int64_t min_tokens = Atype == GGML_TYPE_Q8_0 ? 16 : orion_packed::MIN_TOKENS;
+#else
+    const int64_t min_tokens = orion_packed::MIN_TOKENS;
+#endif
+    if (n >= min_tokens && m >= orion_packed::NR && weights >= 64 && Btype == GGML_TYPE_F32 &&
         Ctype == GGML_TYPE_F32) {
         using orion_packed::Weights;
         const int ith = params->ith, nth = params->nth;
