@@ -404,8 +404,9 @@ export interface DeviceMemoryInfo {
   free: number
   /**
    * Device memory this process's models hold there, estimated from their files: their
-   * weights while loaded, each context's KV cache while it lives (those kept for a
-   * chat's next turn too); given back when they are freed.
+   * weights and one context's KV cache while loaded, and the KV cache of each further
+   * context while it lives (those kept for other conversations too); given back when
+   * they are freed.
    */
   modelsBytes: number
   /** The share in use: by the driver's account, or by the models' where that is more. */
@@ -1059,8 +1060,8 @@ export interface ModelPlacement {
   layers: number
   /**
    * Device memory its weights and the KV cache of one context of its length take,
-   * estimated from the file (what the fit planned; contexts kept for later turns add
-   * theirs, in `takeSnapshot().devices`).
+   * estimated from the file, held while it is loaded (further contexts that live at
+   * once, kept for other conversations, add theirs: `takeSnapshot().devices`).
    */
   deviceBytes: number
   /** Why that many: as many as fit, or `gpuLayers`. */

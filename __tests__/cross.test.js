@@ -336,7 +336,10 @@ for (const platform of PLATFORMS) {
             device: expect.stringMatching(/^Vulkan0/),
           }),
         )
+        // Loaded, what the fit planned is held there (the weights and one context's KV
+        // cache), and the context kept after the answer takes that room.
         expect(v.loaded).toEqual([expect.objectContaining({ backend: 'Vulkan', modelsBytes: v.gpu.deviceBytes })])
+        expect(v.kept).toEqual(v.loaded.map((d) => expect.objectContaining({ modelsBytes: d.modelsBytes })))
         // Device memory back after unload.
         expect(v.after[0].modelsBytes).toBe(0)
         // auto: the CPU-type device is not chosen, and says why; the model runs on the CPU.

@@ -639,11 +639,7 @@ impl crate::monitor::Holder for Services {
 
     fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)> {
         let _work = crate::lifecycle::begin_work().ok()?;
-        let llm = LLM.get()?;
-        // As for the process's memory: kept contexts (their KV caches are on the device
-        // with their model's layers) go first.
-        llm.free_kept_contexts();
-        llm.loader().unload_lru_idle_on(device)
+        LLM.get()?.loader().unload_lru_idle_on(device)
     }
 
     fn shrink_embedding_cache(&self, bytes: u64) -> u64 {

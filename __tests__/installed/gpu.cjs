@@ -16,6 +16,8 @@ async function main() {
   const pieces = []
   const question = process.argv[3] || 'Name three rivers of Europe and say one thing about each.'
   for await (const t of loader.generateStream('demo', question, { temperature: 0, maxTokens: 8 })) pieces.push(t)
+  // The context kept for the next turn, in the KV room its model holds for one.
+  const kept = (await monitor.takeSnapshot()).devices
   await loader.unloadModel('demo')
   // Freed when the last use ends (a context settling into the cache holds the model for a
   // few evaluation steps).
@@ -38,6 +40,7 @@ async function main() {
       gpu: info.gpu,
       pieces,
       loaded,
+      kept,
       after,
     }),
   )

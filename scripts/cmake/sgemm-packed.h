@@ -48,7 +48,7 @@ static inline vec vadd(vec a, vec b) { return _mm256_add_ps(a, b); }
 
 constexpr int NR = 2 * VL;       // weight rows per panel
 constexpr int KC = 4096 / NR;    // k per packed block: 16 KiB, which stays in L1
-constexpr int64_t MIN_TOKENS = 32;  // below this, tinyBLAS (no copy) is as fast
+constexpr int64_t MIN_TOKENS = 32;  // below this, tinyBLAS (no copy) is as fast (q8_0 without VNNI: 16, sgemm.cpp)
 
 enum class Weights { F32, F16, BF16, Q8_0 };
 

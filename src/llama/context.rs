@@ -28,7 +28,7 @@ pub(crate) struct ModelContext {
     threads_now: i32,
     /// The device memory its KV cache holds, when the model has layers on a GPU device:
     /// given back after the context is freed (`drop`, then the fields).
-    _device: Option<super::fit::DeviceShare>,
+    _device: Option<super::fit::ContextHold>,
 }
 
 /// llama.cpp's context inside a `LlamaContext`, for `llama_set_n_threads`, which
@@ -70,7 +70,7 @@ impl ModelContext {
         n_ctx: u32,
         threads: i32,
         on_cpu: bool,
-        device: Option<super::fit::DeviceShare>,
+        device: Option<super::fit::ContextHold>,
     ) -> Result<Self> {
         let ctx = backend::new_context(model, n_ctx, threads)?;
         // SAFETY: `ctx` borrows the model inside `model`'s allocation, which never moves

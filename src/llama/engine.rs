@@ -161,15 +161,22 @@ impl Engine for LlamaEngine {
         crate::lifecycle::shutdown_before_later_destructors(crate::lifecycle::Library::LlamaCpp);
         let (placed, share) = placed.unzip();
         // Each context's KV cache on the device, held by the context (see `fit::ContextKv`).
+        let l = &request.layout;
         let context_kv = placed.as_ref().map(|p| super::fit::ContextKv {
             device: p.device_index,
             per_token: super::fit::bytes_for(
-                &vec![0; request.layout.layer_bytes.len()],
-                &request.layout.kv_per_token,
+                &vec![0; l.layer_bytes.len()],
+                &l.kv_per_token,
                 0,
                 p.gpu_layers,
             ),
-            headroom: request.layout.headroom,
+            reserve: super::fit::bytes_for(
+                &vec![0; l.layer_bytes.len()],
+                &l.kv_bytes,
+                0,
+                p.gpu_layers,
+            ),
+            headroom: l.headroom,
         });
         Ok(super::prefix::ChatModel::new(
             model, placed, share, context_kv,
@@ -214,8 +221,8 @@ impl Engine for LlamaEngine {
 }
 
 /// How many of the model's layers go to `device`: the load's `gpuLayers`, else as many
-/// as fit what is free there for models ([`super::fit`]); with the device memory their
-/// weights take, held from now on.
+/// as fit what is free there for models ([`super::fit`]); with the device memory they
+/// take (and one context's KV cache), held from now on.
 fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::fit::DeviceShare)> {
     let l = &request.layout;
     let n_layer = l.layer_bytes.len() as u32;
@@ -266,12 +273,9 @@ fn place_layers(device: usize, request: &LoadRequest) -> Result<(Placed, super::
     };
     let device_bytes =
         super::fit::bytes_for(&l.layer_bytes, &l.kv_bytes, l.output_bytes, gpu_layers);
-    // The model holds its weights; each of its contexts holds its own KV cache
-    // (`fit::ContextKv`), as many as are kept.
-    let share = super::fit::DeviceShare::take(
-        device,
-        super::fit::bytes_for(&l.layer_bytes, &[], l.output_bytes, gpu_layers),
-    );
+    // The model holds its weights and one context's KV cache; further contexts hold
+    // their own (`fit::ContextKv`).
+    let share = super::fit::DeviceShare::take(device, device_bytes);
     Ok((
         Placed {
             device_index: device,

@@ -117,16 +117,49 @@ impl Drop for DeviceShare {
 }
 
 /// The device memory a context of a model with layers on a GPU device takes there: the
-/// KV cache of those layers. Each context holds its share ([`DeviceShare`]) while it
-/// lives, so that the contexts a model keeps for later turns (up to
-/// `prefix::CAPACITY`, besides the one in use) count as the model's weights do.
+/// KV cache of those layers. The model's load holds one context's (of the model's
+/// length: `reserve`) with its weights, so that its first context has room whatever loads
+/// after it; every further context that lives at once (those a model keeps for other
+/// conversations, up to `prefix::CAPACITY`, besides the one in use) holds its own share
+/// ([`ContextHold`]) while it lives, so that they count as the weights do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ContextKv {
     pub(crate) device: usize,
     /// KV bytes on the device per token of the context.
     pub(crate) per_token: u64,
+    /// The KV bytes the model's own share holds for one context.
+    pub(crate) reserve: u64,
     /// What the model's load kept free besides ([`headroom`]).
     pub(crate) headroom: u64,
+}
+
+/// What a context of a model on a GPU device holds there while it lives: the model's
+/// reserve (its flag set while taken), or a share of its own.
+#[derive(Debug)]
+pub(crate) enum ContextHold {
+    Reserve(std::sync::Arc<std::sync::atomic::AtomicBool>),
+    // Held, never read: given back when the context drops it.
+    Share(#[allow(dead_code)] DeviceShare),
+}
+
+impl ContextHold {
+    /// The model's reserve, if its flag `taken` was free and `bytes` fit it.
+    pub(crate) fn reserve(
+        taken: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+        kv: &ContextKv,
+        bytes: u64,
+    ) -> Option<Self> {
+        (bytes <= kv.reserve && !taken.swap(true, std::sync::atomic::Ordering::SeqCst))
+            .then(|| Self::Reserve(taken.clone()))
+    }
+}
+
+impl Drop for ContextHold {
+    fn drop(&mut self) {
+        if let Self::Reserve(taken) = self {
+            taken.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl ContextKv {
@@ -199,6 +232,7 @@ mod tests {
         let kv = ContextKv {
             device: 7,
             per_token: 1000,
+            reserve: 1_024_000,
             headroom: 100,
         };
         assert_eq!(kv.bytes(2048), 2_048_000);
@@ -209,6 +243,14 @@ mod tests {
         let share = DeviceShare::take(kv.device, kv.bytes(512));
         assert_eq!(held(7), before + 512_000);
         drop(share);
+        assert_eq!(held(7), before);
+        // The model's reserve: one context at a time, of at most its size.
+        let taken = std::sync::Arc::default();
+        assert!(ContextHold::reserve(&taken, &kv, kv.bytes(2048)).is_none());
+        let first = ContextHold::reserve(&taken, &kv, kv.bytes(1024)).unwrap();
+        assert!(ContextHold::reserve(&taken, &kv, kv.bytes(16)).is_none());
+        drop(first);
+        assert!(ContextHold::reserve(&taken, &kv, kv.bytes(1024)).is_some());
         assert_eq!(held(7), before);
     }
 

@@ -207,6 +207,8 @@ pub(crate) struct ChatModel {
     _share: Option<super::fit::DeviceShare>,
     /// What each of its contexts takes on the device, when layers are there.
     context_kv: Option<super::fit::ContextKv>,
+    /// Set while one of its contexts has the KV room its own share holds.
+    reserve_taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ChatModel {
@@ -226,34 +228,42 @@ impl ChatModel {
             model: Arc::new(model),
             _share: share,
             context_kv,
+            reserve_taken: Arc::default(),
         }
     }
 
-    /// A new context of this model (see [`ModelContext::new`]). On a GPU device it holds
-    /// its KV cache's bytes there; when they would not fit beside what is held, the
-    /// contexts this model keeps for later turns are freed first (they cost only those
-    /// turns' prompt evaluation).
+    /// A new context of this model (see [`ModelContext::new`]). On a GPU device it takes
+    /// the KV room the model holds for one context, else holds its own bytes there; when
+    /// those would not fit beside what is held, the contexts this model keeps for later
+    /// turns are freed first (they cost only those turns' prompt evaluation).
     pub(crate) fn new_context(
         &self,
         n_ctx: u32,
         threads: i32,
     ) -> crate::error::Result<ModelContext> {
-        let share = self.context_kv.map(|kv| {
-            let room = |kv: &super::fit::ContextKv| {
-                super::backend::device(kv.device).map_or(0, |d| {
-                    super::fit::free_for_models(
-                        d.free_bytes,
-                        d.total_bytes,
-                        super::fit::held(kv.device),
-                    )
-                })
-            };
-            if !kv.fits(n_ctx, room(&kv)) {
-                self.contexts.clear(None);
+        use super::fit::ContextHold;
+        let hold = self.context_kv.map(|kv| {
+            let bytes = kv.bytes(n_ctx);
+            if let Some(r) = ContextHold::reserve(&self.reserve_taken, &kv, bytes) {
+                return r;
             }
-            super::fit::DeviceShare::take(kv.device, kv.bytes(n_ctx))
+            let room = super::backend::device(kv.device).map_or(0, |d| {
+                super::fit::free_for_models(
+                    d.free_bytes,
+                    d.total_bytes,
+                    super::fit::held(kv.device),
+                )
+            });
+            if !kv.fits(n_ctx, room) {
+                // Freed now (those still settling when they stop), the reserve with them.
+                self.contexts.clear(None);
+                if let Some(r) = ContextHold::reserve(&self.reserve_taken, &kv, bytes) {
+                    return r;
+                }
+            }
+            ContextHold::Share(super::fit::DeviceShare::take(kv.device, bytes))
         });
-        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none(), share).map_err(|e| {
+        ModelContext::new(&self.model, n_ctx, threads, self.placed.is_none(), hold).map_err(|e| {
             // On a GPU, the likely cause: the device had no room left for the context's
             // KV cache and compute buffers (another process took it since the load).
             match (&self.placed, e) {

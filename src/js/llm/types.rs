@@ -63,8 +63,8 @@ pub struct ModelPlacement {
     pub gpu_layers: u32,
     pub layers: u32,
     /// Device memory its weights and the KV cache of one context of its length take,
-    /// estimated from the file (what the fit planned; contexts kept for later turns add
-    /// theirs, in `takeSnapshot().devices`).
+    /// estimated from the file, held while it is loaded (further contexts that live at
+    /// once, kept for other conversations, add theirs: `takeSnapshot().devices`).
     pub device_bytes: i64,
     /// Why that many: as many as fit, or `gpuLayers`.
     pub reason: String,

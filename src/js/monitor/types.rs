@@ -102,8 +102,9 @@ pub struct DeviceMemoryInfo {
     /// As its driver reports it (lavapipe reports its whole heap, whatever is in use).
     pub free: i64,
     /// Device memory this process's models hold there, estimated from their files: their
-    /// weights while loaded, each context's KV cache while it lives (those kept for a
-    /// chat's next turn too); given back when they are freed.
+    /// weights and one context's KV cache while loaded, and the KV cache of each further
+    /// context while it lives (those kept for other conversations too); given back when
+    /// they are freed.
     pub models_bytes: i64,
     /// The share in use: by the driver's account, or by the models' where that is more.
     pub used_fraction: f64,
