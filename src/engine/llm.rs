@@ -61,9 +61,8 @@ pub(crate) struct Placed {
     pub(crate) gpu_layers: u32,
     pub(crate) layers: u32,
     /// Device memory its weights and the KV cache of one context of the model's length
-    /// take (estimated from the file): what the fit planned. The weights are held while
-    /// the model is loaded, each context's KV cache while that context lives (kept
-    /// contexts too).
+    /// take (estimated from the file): what the fit planned, held while the model is
+    /// loaded. Further contexts living at once hold their own (`llama::fit::ContextKv`).
     pub(crate) device_bytes: u64,
     /// Why that many.
     pub(crate) reason: String,

@@ -164,18 +164,8 @@ impl Engine for LlamaEngine {
         let l = &request.layout;
         let context_kv = placed.as_ref().map(|p| super::fit::ContextKv {
             device: p.device_index,
-            per_token: super::fit::bytes_for(
-                &vec![0; l.layer_bytes.len()],
-                &l.kv_per_token,
-                0,
-                p.gpu_layers,
-            ),
-            reserve: super::fit::bytes_for(
-                &vec![0; l.layer_bytes.len()],
-                &l.kv_bytes,
-                0,
-                p.gpu_layers,
-            ),
+            per_token: super::fit::kv_on_device(&l.kv_per_token, p.gpu_layers),
+            reserve: super::fit::kv_on_device(&l.kv_bytes, p.gpu_layers),
             headroom: l.headroom,
         });
         Ok(super::prefix::ChatModel::new(

@@ -43,6 +43,14 @@ pub(crate) struct Fit {
     pub(crate) device_bytes: u64,
 }
 
+/// The KV bytes of the last `n` layers (`kv`: each layer's): those on the device.
+pub(crate) fn kv_on_device(kv: &[u64], n: u32) -> u64 {
+    let take = (n as usize).min(kv.len());
+    kv[kv.len() - take..]
+        .iter()
+        .fold(0, |a, b| a.saturating_add(*b))
+}
+
 /// Device bytes for the last `n` layers (and the output when `n > layers.len()`).
 pub(crate) fn bytes_for(layer_bytes: &[u64], kv_bytes: &[u64], output_bytes: u64, n: u32) -> u64 {
     let n_layer = layer_bytes.len();
@@ -133,6 +141,18 @@ pub(crate) struct ContextKv {
     pub(crate) headroom: u64,
 }
 
+impl ContextKv {
+    pub(crate) fn bytes(&self, n_ctx: u32) -> u64 {
+        self.per_token.saturating_mul(n_ctx.into())
+    }
+
+    /// Whether a context of `n_ctx` tokens fits `room` (what is free for models on the
+    /// device) with the headroom kept.
+    pub(crate) fn fits(&self, n_ctx: u32, room: u64) -> bool {
+        self.bytes(n_ctx).saturating_add(self.headroom) <= room
+    }
+}
+
 /// What a context of a model on a GPU device holds there while it lives: the model's
 /// reserve (its flag set while taken), or a share of its own.
 #[derive(Debug)]
@@ -159,18 +179,6 @@ impl Drop for ContextHold {
         if let Self::Reserve(taken) = self {
             taken.store(false, std::sync::atomic::Ordering::SeqCst);
         }
-    }
-}
-
-impl ContextKv {
-    pub(crate) fn bytes(&self, n_ctx: u32) -> u64 {
-        self.per_token.saturating_mul(n_ctx.into())
-    }
-
-    /// Whether a context of `n_ctx` tokens fits `room` (what is free for models on the
-    /// device) with the headroom kept.
-    pub(crate) fn fits(&self, n_ctx: u32, room: u64) -> bool {
-        self.bytes(n_ctx).saturating_add(self.headroom) <= room
     }
 }
 
@@ -252,6 +260,10 @@ mod tests {
         drop(first);
         assert!(ContextHold::reserve(&taken, &kv, kv.bytes(1024)).is_some());
         assert_eq!(held(7), before);
+        // The last layers' KV, where the output (n past the layers) adds none.
+        assert_eq!(kv_on_device(&[1, 2, 4], 2), 6);
+        assert_eq!(kv_on_device(&[1, 2, 4], 4), 7);
+        assert_eq!(kv_on_device(&[1, 2, 4], 0), 0);
     }
 
     #[test]

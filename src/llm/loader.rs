@@ -937,13 +937,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_load_for_a_short_gpu_frees_kept_contexts_there_before_unloading_a_model() {
+    /// A loader of up to 4 models on a [`GpuFake`] of `total` bytes, and its bytes in use.
+    fn gpu_loader(total: u64) -> (ModelLoader<GpuFake>, Arc<AtomicU64>) {
         let used = Arc::new(AtomicU64::new(0));
         let l = ModelLoader::new(
             GpuFake {
                 used: used.clone(),
-                total: 150,
+                total,
             },
             Box::new(Mem(1 << 30)),
             LoaderConfig {
@@ -952,6 +952,12 @@ mod tests {
                 idle_timeout: None,
             },
         );
+        (l, used)
+    }
+
+    #[test]
+    fn a_load_for_a_short_gpu_frees_kept_contexts_there_before_unloading_a_model() {
+        let (l, used) = gpu_loader(150);
         drop(l.acquire(&model("gpu-kept-a"), None).unwrap());
         assert_eq!(used.load(Ordering::SeqCst), 100);
         // gpu-b needs 60 of the 50 free: a's kept context goes, a stays loaded.
@@ -968,19 +974,7 @@ mod tests {
 
     #[test]
     fn a_load_for_a_full_gpu_unloads_idle_models_there_only_and_never_fails_for_it() {
-        let used = Arc::new(AtomicU64::new(0));
-        let l = ModelLoader::new(
-            GpuFake {
-                used: used.clone(),
-                total: 100,
-            },
-            Box::new(Mem(1 << 30)),
-            LoaderConfig {
-                max_concurrent_models: 4,
-                budget_bytes: None,
-                idle_timeout: None,
-            },
-        );
+        let (l, used) = gpu_loader(100);
         drop(l.acquire(&model("cpu-a"), None).unwrap());
         drop(l.acquire(&model("gpu-b"), None).unwrap());
         assert_eq!(used.load(Ordering::SeqCst), 60);
