@@ -21,6 +21,10 @@ use std::time::{Duration, Instant};
 pub(crate) const CAPACITY: usize = 2;
 /// A context unused this long is freed by the keep-alive sweep.
 pub(crate) const IDLE: Duration = Duration::from_secs(300);
+/// Longest wait of [`PrefixCache::clear`] for contexts still settling to stop: a few
+/// evaluation steps ([`super::generate::PROMPT_STEP`] tokens each, the first of them
+/// taken whatever the stop says) on a slow device.
+const SETTLED_WAIT: Duration = Duration::from_secs(10);
 
 /// A context and the tokens in its KV cache (positions `0..tokens.len()` of sequence 0).
 pub(crate) struct Cached {
@@ -52,6 +56,8 @@ pub(crate) struct Settling {
     /// Set when its context should be freed rather than kept (model unloaded, memory
     /// pressure).
     discard: AtomicBool,
+    /// Set when it ended kept in the cache (not freed).
+    kept: AtomicBool,
     /// Whether it has ended (its context kept or freed).
     done: Mutex<bool>,
     ended: Condvar,
@@ -138,6 +144,7 @@ impl PrefixCache {
             n_ctx,
             stop: AtomicBool::new(false),
             discard: AtomicBool::new(false),
+            kept: AtomicBool::new(false),
             done: Mutex::new(false),
             ended: Condvar::new(),
         });
@@ -151,6 +158,7 @@ impl PrefixCache {
         let c = c.filter(|c| !s.discard.load(Ordering::SeqCst) && !c.tokens.is_empty());
         // Kept before it leaves the settling list: a request looking at both never misses it.
         if let Some(c) = c {
+            s.kept.store(true, Ordering::SeqCst);
             self.put(c);
         }
         self.settling.lock().retain(|x| !Arc::ptr_eq(x, s));
@@ -159,14 +167,41 @@ impl PrefixCache {
     }
 
     /// Free every kept context (or those idle for at least `idle`); returns how many.
-    /// Without `idle`, contexts still settling are stopped and freed too.
+    /// Without `idle`, contexts still settling are stopped and freed too, and this waits
+    /// (up to [`SETTLED_WAIT`]) until they are: whoever frees them for memory (a load
+    /// short of device memory, the monitor, an unload) reads what is free right after.
     pub(crate) fn clear(&self, idle: Option<Duration>) -> usize {
-        if idle.is_none() {
-            for s in self.settling.lock().iter() {
+        self.clear_within(idle, SETTLED_WAIT)
+    }
+
+    fn clear_within(&self, idle: Option<Duration>, wait: Duration) -> usize {
+        let stopped: Vec<Arc<Settling>> = if idle.is_none() {
+            let settling = self.settling.lock();
+            for s in settling.iter() {
                 s.discard.store(true, Ordering::SeqCst);
                 s.stop.store(true, Ordering::SeqCst);
             }
-        }
+            settling.clone()
+        } else {
+            Vec::new()
+        };
+        // A settling context stops at the end of its evaluation step and is freed before
+        // it counts as ended (`end_settling`). One that takes longer is left to end on
+        // its own thread, uncounted. Waited for before the kept ones are taken: one that
+        // ended just before it was told to stop was kept, and goes with them.
+        let deadline = Instant::now() + wait;
+        let ended = stopped
+            .iter()
+            .filter(|s| {
+                let mut done = s.done.lock();
+                while !*done {
+                    if s.ended.wait_until(&mut done, deadline).timed_out() {
+                        break;
+                    }
+                }
+                *done && !s.kept.load(Ordering::SeqCst)
+            })
+            .count();
         let min_idle = idle.unwrap_or(Duration::ZERO);
         let mut slots = self.slots.lock();
         let (gone, keep): (Vec<Cached>, Vec<Cached>) =
@@ -174,7 +209,7 @@ impl PrefixCache {
         *slots = keep;
         // Freed outside the lock: freeing a context's KV cache is not instant.
         drop(slots);
-        gone.len()
+        gone.len() + ended
     }
 
     #[cfg(test)]
@@ -346,5 +381,40 @@ mod tests {
         assert_eq!(common_prefix(&t(&[1, 2]), &t(&[1, 2, 3])), 2);
         assert_eq!(common_prefix(&t(&[5]), &t(&[1])), 0);
         assert_eq!(common_prefix(&t(&[]), &t(&[1])), 0);
+    }
+
+    #[test]
+    fn clearing_waits_for_settling_contexts_to_stop_and_counts_them_freed() {
+        let cache = Arc::new(PrefixCache::default());
+        let s = cache.begin_settling(vec![LlamaToken::new(1)], 64);
+        // A settling thread: its step ends a while after the stop, then it is freed.
+        let settler = {
+            let (cache, s) = (cache.clone(), s.clone());
+            std::thread::spawn(move || {
+                while !s.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                cache.end_settling(&s, None);
+            })
+        };
+        // An idle sweep leaves it settling.
+        assert_eq!(cache.clear(Some(IDLE)), 0);
+        assert!(!s.stop.load(Ordering::SeqCst));
+        assert_eq!(cache.clear(None), 1);
+        assert!(
+            *s.done.lock(),
+            "clear returned before the context was freed"
+        );
+        assert!(s.discard.load(Ordering::SeqCst));
+        settler.join().unwrap();
+        // One that does not stop in time is left to end on its own, uncounted.
+        let late = cache.begin_settling(vec![LlamaToken::new(1)], 64);
+        let t = Instant::now();
+        assert_eq!(cache.clear_within(None, Duration::from_millis(50)), 0);
+        assert!(t.elapsed() >= Duration::from_millis(50));
+        assert!(late.stop.load(Ordering::SeqCst));
+        cache.end_settling(&late, None);
+        assert_eq!(cache.clear(None), 0);
     }
 }

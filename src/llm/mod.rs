@@ -477,8 +477,9 @@ impl LlmService {
     pub(crate) fn unload(&self, key: &str) -> bool {
         let remote = self.remote.lock().remove(key).is_some();
         self.context_sizes.lock().remove(key);
-        // A context settling after a generation holds the model: stopped now, it lets the
-        // memory go within one evaluation step rather than after the whole settling.
+        // A context settling after a generation holds the model: stopped now (and waited
+        // for), it lets the memory go within an evaluation step or two rather than after
+        // the whole settling.
         self.forget_contexts(key);
         self.loader.unload(key) || remote
     }
