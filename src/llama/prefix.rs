@@ -290,7 +290,7 @@ impl ChatModel {
                 )
             });
             if !kv.fits(n_ctx, room) {
-                // Freed now (those still settling when they stop), the reserve with them.
+                // Freed now (those still settling once their step ends), the reserve with them.
                 self.contexts.clear(None);
                 if let Some(r) = ContextHold::reserve(&self.reserve_taken, &kv, bytes) {
                     return r;
