@@ -241,10 +241,12 @@ for (const platform of PLATFORMS) {
     // Linux arm64's Vulkan package under qemu-user, which has no GPU: the app runs on the
     // CPU and says why the module is not used; the module's check (as its child process
     // runs it, scripts/cross-smoke.js) finds no Vulkan loader, then, with Debian's arm64
-    // loader, no driver: a reason each time, never a crash.
+    // loader, no driver: a reason each time, never a crash. With Debian's arm64 lavapipe
+    // (a Vulkan device on the emulated CPU), the check starts the device and its self-test
+    // agrees with the CPU backend.
     const arm64Vulkan = platform === 'linux-arm64-gnu' ? require('../scripts/ggml-backends').missing(platform) : null
     ;(platform === 'linux-arm64-gnu' && !arm64Vulkan ? test : test.skip)(
-      `Vulkan on Linux arm64 without a GPU: the module is checked, auto runs on the CPU and says why; by name GPU_UNAVAILABLE${arm64Vulkan ? ` (skipped: ${arm64Vulkan})` : ''}`,
+      `Vulkan on Linux arm64 without a GPU: the module is checked, auto runs on the CPU and says why; by name GPU_UNAVAILABLE; on lavapipe its self-test passes${arm64Vulkan ? ` (skipped: ${arm64Vulkan})` : ''}`,
       () => {
         expect(r.gpu.error).toBeUndefined()
         expect(r.gpu.skipped).toBeUndefined()
@@ -294,6 +296,34 @@ for (const platform of PLATFORMS) {
               "the Vulkan loader finds no device: no Vulkan driver is installed, or none sees a GPU (install the GPU's Vulkan driver, its vendor's or Mesa's)",
           }),
         )
+        // On a device: lavapipe compiles the self-test's shaders to AArch64 (LLVM), and the
+        // matrix product they compute equals the arm64 CPU backend's.
+        const lvp = r.gpu.checkLavapipe
+        if (lvp.skipped) {
+          console.log(`skipped: the arm64 Vulkan module's self-test on lavapipe (${lvp.skipped})`)
+          return
+        }
+        const d = lvp.result.devices[0]
+        console.log(
+          `linux-arm64 Vulkan on lavapipe under qemu (${lvp.seconds.toFixed(1)} s): ${d && d.description}; ` +
+            `self-test ${d && d.self_test_ms.toFixed(0)} ms, largest relative difference ${d && d.self_test_error}`,
+        )
+        expect(lvp.result).toEqual(
+          expect.objectContaining({
+            loaded: true,
+            backend: 'Vulkan',
+            reason: null,
+            devices: [
+              expect.objectContaining({
+                name: 'Vulkan0',
+                description: expect.stringMatching(/^llvmpipe/),
+                kind: 'cpu',
+                failed: null,
+              }),
+            ],
+          }),
+        )
+        expect(d.self_test_error).toBeLessThan(1e-3)
       },
     )
 

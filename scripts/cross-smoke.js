@@ -367,7 +367,9 @@ function gpuRuns(platform, packed, run, app, modelsDir) {
  * (unless binfmt_misc hands such programs to qemu, which a test must not count on). The
  * check runs without a Vulkan loader (qemu's arm64 sysroot has none), and with Debian's
  * arm64 loader but no driver (VK_DRIVER_FILES naming an empty directory: this machine's
- * drivers are x86-64 libraries).
+ * drivers are x86-64 libraries), and with Debian's arm64 lavapipe, a Vulkan device on the
+ * emulated CPU, which the module runs its self-test on (named in GGML_VK_VISIBLE_DEVICES,
+ * as a CPU-type device must be for ggml-vulkan to take it).
  */
 function arm64GpuRuns(packed, run, app, modelsDir) {
   if (!packed.gpu.length) return { skipped: 'no GPU package was packed' }
@@ -389,6 +391,15 @@ function arm64GpuRuns(packed, run, app, modelsDir) {
     VK_DRIVER_FILES: noDrivers,
     VK_ICD_FILENAMES: noDrivers,
   })
+  const lavapipe = require('./ggml-backends').arm64Lavapipe()
+  out.checkLavapipe = lavapipe.missing
+    ? { skipped: lavapipe.missing }
+    : check({
+        LD_LIBRARY_PATH: [require('./ggml-backends').arm64Loader(), ...lavapipe.libs].join(':'),
+        VK_DRIVER_FILES: lavapipe.icd,
+        VK_ICD_FILENAMES: lavapipe.icd,
+        GGML_VK_VISIBLE_DEVICES: '0',
+      })
   out.module = module_
   return out
 }

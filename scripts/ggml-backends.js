@@ -76,6 +76,19 @@ function arm64Loader() {
   return path.join(vulkanSdk(), 'lib', 'aarch64-linux-gnu')
 }
 
+/**
+ * Debian 12's lavapipe for arm64 (Mesa's Vulkan driver on the CPU), unpacked by .ci/run:
+ * its ICD file and the directories of its libraries, or `{ missing }` saying what is not
+ * there. The emulated tests run the arm64 module's self-test on it.
+ */
+function arm64Lavapipe() {
+  const root = path.join(vulkanSdk(), 'arm64-lavapipe')
+  const icd = path.join(root, 'lvp_icd.aarch64.json')
+  if (!fs.existsSync(icd))
+    return { missing: `${icd} is missing (Debian 12's mesa-vulkan-drivers for arm64, as .ci/run unpacks it)` }
+  return { icd, libs: ['usr/lib/aarch64-linux-gnu', 'lib/aarch64-linux-gnu'].map((d) => path.join(root, d)) }
+}
+
 function has(cmd, args = ['--version']) {
   const r = spawnSync(cmd, args, { stdio: 'ignore' })
   return !r.error && r.status === 0
@@ -360,7 +373,17 @@ function builtCuda() {
   }
 }
 
-module.exports = { ensure, ensureVulkan, builtVulkan, builtCuda, missing, missingFor, arm64Loader, pypiToolkit }
+module.exports = {
+  ensure,
+  ensureVulkan,
+  builtVulkan,
+  builtCuda,
+  missing,
+  missingFor,
+  arm64Loader,
+  arm64Lavapipe,
+  pypiToolkit,
+}
 
 if (require.main === module) {
   const at = process.argv.indexOf('--target')
