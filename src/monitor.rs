@@ -140,6 +140,9 @@ pub(crate) trait Holder: Send + Sync {
     /// Unload the least recently used idle model with layers on GPU device `device`
     /// (its name): its key and the device bytes it held.
     fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)>;
+    /// Free the contexts kept for a chat's next turn by the models with layers on GPU
+    /// device `device` (their KV caches there): how many.
+    fn free_kept_on(&self, device: &str) -> usize;
     /// Shrink every embedding cache to at most `bytes`; the bytes freed.
     fn shrink_embedding_cache(&self, bytes: u64) -> u64;
 }
@@ -488,12 +491,27 @@ impl Monitor {
         let config = self.config();
         let mut reading = read();
         let mut actions = Vec::new();
-        // A full GPU device: its idle models go (least recently used first), nothing else,
-        // reading again after each until the device is fine or nothing idle is left on it.
+        // A full GPU device: first the contexts its models keep for a chat's next turn
+        // (they cost that turn's prompt evaluation, a model its reload), then its idle
+        // models (least recently used first), nothing else, reading again after each
+        // step until the device is fine or nothing idle is left on it.
+        let mut kept_freed: Vec<String> = Vec::new();
         while let Some((i, p)) =
             device_pressure(&reading).filter(|(_, p)| config.auto_free && *p >= config.free_at)
         {
             let device = reading.devices[i].name.clone();
+            if !kept_freed.contains(&device) {
+                kept_freed.push(device.clone());
+                let n = self.holder.free_kept_on(&device);
+                if n > 0 {
+                    actions.push(format!(
+                        "Freed {n} context(s) kept for a next turn on {device} at {} GPU memory pressure",
+                        p.as_str()
+                    ));
+                    reading = read();
+                    continue;
+                }
+            }
             let Some((key, bytes)) = self.holder.unload_lru_idle_on(&device) else {
                 break;
             };
@@ -716,6 +734,8 @@ mod tests {
         /// the device bytes held in all.
         on_gpu: Mutex<Vec<(String, String, u64)>>,
         gpu_held: Arc<AtomicU64>,
+        /// Contexts kept by the models on a GPU device: (device, device bytes).
+        kept_on_gpu: Mutex<Vec<(String, u64)>>,
     }
     impl Holder for FakeHolder {
         fn models(&self) -> Vec<HeldModel> {
@@ -737,6 +757,17 @@ mod tests {
             let (key, _, bytes) = m.remove(i);
             self.gpu_held.fetch_sub(bytes, Ordering::SeqCst);
             Some((key, bytes))
+        }
+        fn free_kept_on(&self, device: &str) -> usize {
+            let mut k = self.kept_on_gpu.lock();
+            let before = k.len();
+            k.retain(|(d, bytes)| {
+                if d == device {
+                    self.gpu_held.fetch_sub(*bytes, Ordering::SeqCst);
+                }
+                d != device
+            });
+            before - k.len()
         }
         fn shrink_embedding_cache(&self, bytes: u64) -> u64 {
             let before = self.cache.swap(bytes, Ordering::SeqCst);
@@ -767,6 +798,7 @@ mod tests {
             rss: rss.clone(),
             on_gpu: Mutex::new(Vec::new()),
             gpu_held: Arc::new(AtomicU64::new(0)),
+            kept_on_gpu: Mutex::new(Vec::new()),
         };
         let m = Monitor::new(
             MonitorConfig {
@@ -794,6 +826,58 @@ mod tests {
     }
 
     #[test]
+    fn a_short_gpu_device_frees_the_contexts_kept_there_before_unloading_a_model() {
+        const MIB: u64 = 1 << 20;
+        // An 8 GB device, 480 MiB of it taken by another process: critical while our
+        // models and their kept contexts hold 7.5 GB.
+        let gpu_held = Arc::new(AtomicU64::new(7 * GB + GB / 2));
+        let holder = FakeHolder {
+            models: Mutex::new(Vec::new()),
+            cache: AtomicU64::new(0),
+            rss: Arc::new(AtomicU64::new(GB)),
+            on_gpu: Mutex::new(vec![
+                ("gpu-a".into(), "CUDA0 (RTX)".into(), 3 * GB),
+                ("gpu-b".into(), "CUDA0 (RTX)".into(), 4 * GB),
+            ]),
+            gpu_held: gpu_held.clone(),
+            // 512 MiB of KV caches kept on the device, 64 on another one.
+            kept_on_gpu: Mutex::new(vec![
+                ("CUDA0 (RTX)".into(), 256 * MIB),
+                ("CUDA0 (RTX)".into(), 256 * MIB),
+                ("CUDA1 (RTX)".into(), 64 * MIB),
+            ]),
+        };
+        let held = gpu_held.clone();
+        let read = move || Reading {
+            devices: vec![DeviceMemory {
+                name: "CUDA0 (RTX)".into(),
+                backend: "CUDA".into(),
+                total: 8 * GB,
+                free: (8 * GB).saturating_sub(held.load(Ordering::SeqCst) + 480 * MIB),
+                models_bytes: held.load(Ordering::SeqCst),
+                headroom: 384 * MIB,
+            }],
+            ..reading(24 * GB, 20 * GB, GB)
+        };
+        let m = Monitor::new(MonitorConfig::default(), Box::new(holder));
+        let snap = m.take(&read, None);
+        // The kept contexts were enough: every model stays.
+        assert_eq!(
+            snap.actions,
+            vec!["Freed 2 context(s) kept for a next turn on CUDA0 (RTX) at critical GPU memory pressure"]
+        );
+        assert_eq!(gpu_held.load(Ordering::SeqCst), 7 * GB);
+        assert_eq!(snap.pressure, Pressure::Low);
+        // Short again with nothing kept: a model goes.
+        gpu_held.store(7 * GB + GB / 2, Ordering::SeqCst);
+        let snap = m.take(&read, None);
+        assert_eq!(
+            snap.actions,
+            vec!["Unloaded idle model 'gpu-a' (3.2 GB on CUDA0 (RTX)) at critical GPU memory pressure"]
+        );
+    }
+
+    #[test]
     fn a_gpu_device_short_of_its_headroom_raises_the_pressure_and_frees_its_idle_models_only() {
         const MIB: u64 = 1 << 20;
         let gpu_held = Arc::new(AtomicU64::new(7 * GB + GB / 2));
@@ -806,6 +890,7 @@ mod tests {
                 ("gpu-b".into(), "CUDA0 (RTX)".into(), 4 * GB),
             ]),
             gpu_held: gpu_held.clone(),
+            kept_on_gpu: Mutex::new(Vec::new()),
         };
         // An 8 GB device; `others` bytes taken by other processes.
         let device = |held: u64, others: u64| DeviceMemory {
@@ -901,6 +986,7 @@ mod tests {
             rss: Arc::new(AtomicU64::new(0)),
             on_gpu: Mutex::new(Vec::new()),
             gpu_held: Arc::new(AtomicU64::new(0)),
+            kept_on_gpu: Mutex::new(Vec::new()),
         };
         let m: &'static Monitor = Box::leak(Box::new(Monitor::new(
             MonitorConfig::default(),
@@ -931,6 +1017,7 @@ mod tests {
             rss: Arc::new(AtomicU64::new(0)),
             on_gpu: Mutex::new(Vec::new()),
             gpu_held: Arc::new(AtomicU64::new(0)),
+            kept_on_gpu: Mutex::new(Vec::new()),
         };
         let m = Monitor::new(
             MonitorConfig {
@@ -964,6 +1051,7 @@ mod tests {
             rss: Arc::new(AtomicU64::new(0)),
             on_gpu: Mutex::new(Vec::new()),
             gpu_held: Arc::new(AtomicU64::new(0)),
+            kept_on_gpu: Mutex::new(Vec::new()),
         };
         let m = Monitor::new(
             MonitorConfig {

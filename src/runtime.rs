@@ -642,6 +642,13 @@ impl crate::monitor::Holder for Services {
         LLM.get()?.loader().unload_lru_idle_on(device)
     }
 
+    fn free_kept_on(&self, device: &str) -> usize {
+        let Ok(_work) = crate::lifecycle::begin_work() else {
+            return 0;
+        };
+        LLM.get().map_or(0, |llm| llm.loader().free_kept_on(device))
+    }
+
     fn shrink_embedding_cache(&self, bytes: u64) -> u64 {
         let services = embedding_services();
         let each = bytes as usize / services.len().max(1);

@@ -467,20 +467,33 @@ impl<E: Engine> ModelLoader<E> {
         if free >= need.bytes {
             return free;
         }
-        // Freed outside the state lock: freeing a context's KV cache is not instant.
+        if self.free_kept_where(|p| p.device_index == need.index) > 0 {
+            self.engine.device_free(need.index)
+        } else {
+            free
+        }
+    }
+
+    /// Free the contexts kept for a chat's next turn by the models with layers on GPU
+    /// device `device` (its name): how many. The monitor's first step when that device
+    /// runs short.
+    pub(crate) fn free_kept_on(&self, device: &str) -> usize {
+        self.free_kept_where(|p| p.device == device)
+    }
+
+    /// Free the kept contexts of the loaded models placed where `on` says.
+    fn free_kept_where(&self, on: impl Fn(&crate::engine::llm::Placed) -> bool) -> usize {
+        // Freed outside the state lock: freeing a context's KV cache is not instant, and
+        // those still settling are waited for.
         let there: Vec<Arc<LoadedModel<E::Model>>> = self
             .state
             .lock()
             .loaded
             .values()
-            .filter(|e| E::placed(&e.model).is_some_and(|p| p.device_index == need.index))
+            .filter(|e| E::placed(&e.model).is_some_and(|p| on(&p)))
             .cloned()
             .collect();
-        if there.iter().map(|e| E::free_kept(&e.model)).sum::<usize>() > 0 {
-            self.engine.device_free(need.index)
-        } else {
-            free
-        }
+        there.iter().map(|e| E::free_kept(&e.model)).sum()
     }
 
     /// Evict idle models (least recently used first) until one more model fits the
