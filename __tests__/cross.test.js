@@ -305,8 +305,9 @@ for (const platform of PLATFORMS) {
         }
         const d = lvp.result.devices[0]
         console.log(
-          `linux-arm64 Vulkan on lavapipe under qemu (${lvp.seconds.toFixed(1)} s): ${d && d.description}; ` +
-            `self-test ${d && d.self_test_ms.toFixed(0)} ms, largest relative difference ${d && d.self_test_error}`,
+          `linux-arm64 Vulkan on lavapipe under qemu (${lvp.seconds.toFixed(1)} s): ${d?.description}; ` +
+            `self-test ${d?.self_test_ms?.toFixed(0)} ms, largest relative difference ${d?.self_test_error}` +
+            `${d?.failed ? `; failed: ${d.failed}` : ''}`,
         )
         expect(lvp.result).toEqual(
           expect.objectContaining({

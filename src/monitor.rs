@@ -141,7 +141,8 @@ pub(crate) trait Holder: Send + Sync {
     /// (its name): its key and the device bytes it held.
     fn unload_lru_idle_on(&self, device: &str) -> Option<(String, u64)>;
     /// Free the contexts kept for a chat's next turn by the models with layers on GPU
-    /// device `device` (their KV caches there): how many.
+    /// device `device` (their KV caches there): how many. Blocks while those still
+    /// settling after an answer finish their evaluation step (up to 10 s a model).
     fn free_kept_on(&self, device: &str) -> usize;
     /// Shrink every embedding cache to at most `bytes`; the bytes freed.
     fn shrink_embedding_cache(&self, bytes: u64) -> u64;
@@ -206,10 +207,15 @@ impl DeviceMemory {
 /// `r.devices` and its pressure. A device no model of this process uses is not its
 /// concern.
 pub(crate) fn device_pressure(r: &Reading) -> Option<(usize, Pressure)> {
+    device_pressure_except(r, &[])
+}
+
+/// [`device_pressure`] among the devices not named in `skip`.
+fn device_pressure_except(r: &Reading, skip: &[String]) -> Option<(usize, Pressure)> {
     r.devices
         .iter()
         .enumerate()
-        .filter(|(_, d)| d.models_bytes > 0)
+        .filter(|(_, d)| d.models_bytes > 0 && !skip.contains(&d.name))
         .map(|(i, d)| (i, d.pressure()))
         .max_by_key(|(_, p)| *p)
 }
@@ -494,10 +500,12 @@ impl Monitor {
         // A full GPU device: first the contexts its models keep for a chat's next turn
         // (they cost that turn's prompt evaluation, a model its reload), then its idle
         // models (least recently used first), nothing else, reading again after each
-        // step until the device is fine or nothing idle is left on it.
+        // step until the device is fine or nothing idle is left on it; then the next
+        // device short of memory, if another one is.
         let mut kept_freed: Vec<String> = Vec::new();
-        while let Some((i, p)) =
-            device_pressure(&reading).filter(|(_, p)| config.auto_free && *p >= config.free_at)
+        let mut exhausted: Vec<String> = Vec::new();
+        while let Some((i, p)) = device_pressure_except(&reading, &exhausted)
+            .filter(|(_, p)| config.auto_free && *p >= config.free_at)
         {
             let device = reading.devices[i].name.clone();
             if !kept_freed.contains(&device) {
@@ -513,7 +521,8 @@ impl Monitor {
                 }
             }
             let Some((key, bytes)) = self.holder.unload_lru_idle_on(&device) else {
-                break;
+                exhausted.push(device);
+                continue;
             };
             actions.push(format!(
                 "Unloaded idle model '{key}' ({} on {device}) at {} GPU memory pressure",
@@ -875,6 +884,50 @@ mod tests {
             snap.actions,
             vec!["Unloaded idle model 'gpu-a' (3.2 GB on CUDA0 (RTX)) at critical GPU memory pressure"]
         );
+    }
+
+    #[test]
+    fn a_short_gpu_device_with_nothing_to_free_does_not_keep_another_one_short() {
+        const MIB: u64 = 1 << 20;
+        let gpu_held = Arc::new(AtomicU64::new(7 * GB + GB / 2));
+        let holder = FakeHolder {
+            models: Mutex::new(Vec::new()),
+            cache: AtomicU64::new(0),
+            rss: Arc::new(AtomicU64::new(GB)),
+            on_gpu: Mutex::new(vec![("gpu-c".into(), "CUDA1 (RTX)".into(), 2 * GB)]),
+            gpu_held: gpu_held.clone(),
+            kept_on_gpu: Mutex::new(Vec::new()),
+        };
+        let device = |name: &str, held: u64, others: u64| DeviceMemory {
+            name: name.into(),
+            backend: "CUDA".into(),
+            total: 8 * GB,
+            free: (8 * GB).saturating_sub(held + others),
+            models_bytes: held,
+            headroom: 384 * MIB,
+        };
+        let held = gpu_held.clone();
+        // CUDA0: critical, its models all in use. CUDA1: high, an idle model there.
+        let read = move || Reading {
+            devices: vec![
+                device("CUDA0 (RTX)", 7 * GB + GB / 2, 480 * MIB),
+                device("CUDA1 (RTX)", held.load(Ordering::SeqCst), 420 * MIB),
+            ],
+            ..reading(24 * GB, 20 * GB, GB)
+        };
+        let m = Monitor::new(
+            MonitorConfig {
+                free_at: Pressure::High,
+                ..MonitorConfig::default()
+            },
+            Box::new(holder),
+        );
+        let snap = m.take(&read, None);
+        assert_eq!(
+            snap.actions,
+            vec!["Unloaded idle model 'gpu-c' (2.1 GB on CUDA1 (RTX)) at high GPU memory pressure"]
+        );
+        assert_eq!(snap.pressure, Pressure::Critical, "CUDA0 is still short");
     }
 
     #[test]

@@ -88,7 +88,8 @@
 //!   `WORK` before it takes `EMBEDDING`.
 //!
 //! The memory monitor calls back into this module ([`Services`]) on its own thread or
-//! a JS thread with none of its locks held; those callbacks take `WORK` (briefly),
+//! a blocking-task thread (`takeSnapshot`), never a JS thread (freeing kept contexts
+//! waits for those still settling), with none of its locks held; those callbacks take `WORK` (briefly),
 //! `EMBEDDING` (to copy the list), the loader's state lock and the queues' state locks,
 //! one at a time.
 //!

@@ -100,8 +100,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
         0
     }
     /// Free what `model` keeps only to go faster later (the contexts kept for a chat's
-    /// next turn): the loader does so on a device before unloading models for room.
-    /// Returns how many things were freed.
+    /// next turn): the loader does so on a device before unloading models for room, and
+    /// the monitor on a device short of memory. Returns how many things were freed. May
+    /// block while contexts still being settled finish their step: never call it on a
+    /// JS thread.
     fn free_kept(_model: &Self::Model) -> usize {
         0
     }

@@ -477,11 +477,21 @@ impl LlmService {
     pub(crate) fn unload(&self, key: &str) -> bool {
         let remote = self.remote.lock().remove(key).is_some();
         self.context_sizes.lock().remove(key);
-        // A context settling after a generation holds the model: stopped now (and waited
-        // for), it lets the memory go within an evaluation step or two rather than after
-        // the whole settling.
-        self.forget_contexts(key);
-        self.loader.unload(key) || remote
+        // Taken before the unload, which makes the model unavailable to new requests at
+        // once; then its kept contexts are freed and those settling after a generation
+        // (each holds the model) stopped and waited for: the memory goes within an
+        // evaluation step or two rather than after the whole settling.
+        let held: Vec<_> = self
+            .loader
+            .loaded_models()
+            .into_iter()
+            .filter(|m| m.key == key)
+            .collect();
+        let unloaded = self.loader.unload(key);
+        for m in held {
+            m.model.contexts.clear(None);
+        }
+        unloaded || remote
     }
 
     pub(crate) fn is_loaded(&self, key: &str) -> bool {
@@ -569,15 +579,6 @@ impl LlmService {
         }
         self.ensure_file(r, None, &stopped, false)?;
         Ok(Box::new(LocalUse(self.loader.acquire(r, None)?)))
-    }
-
-    /// Stop and free the contexts kept or settling for `key`'s model.
-    fn forget_contexts(&self, key: &str) {
-        for m in self.loader.loaded_models() {
-            if m.key == key {
-                m.model.contexts.clear(None);
-            }
-        }
     }
 }
 
