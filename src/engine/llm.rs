@@ -107,6 +107,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn free_kept(_model: &Self::Model) -> usize {
         0
     }
+    /// Tell what `model` is still preparing to keep (a context settling after an answer)
+    /// to stop, without waiting: called for every model before [`Self::free_kept`] is
+    /// for each, so that their steps end together rather than one after another.
+    fn stop_kept(_model: &Self::Model) {}
 }
 
 /// What a loaded model is, from its own metadata.

@@ -181,6 +181,10 @@ impl Engine for LlamaEngine {
         model.contexts.clear(None)
     }
 
+    fn stop_kept(model: &super::prefix::ChatModel) {
+        model.contexts.stop_settling();
+    }
+
     fn facts(model: &super::prefix::ChatModel) -> crate::engine::llm::ModelFacts {
         super::facts::facts(model)
     }

@@ -174,14 +174,19 @@ impl PrefixCache {
         self.clear_within(idle, SETTLED_WAIT)
     }
 
+    /// Tell the contexts still settling to stop and be freed, without waiting.
+    pub(crate) fn stop_settling(&self) -> Vec<Arc<Settling>> {
+        let settling = self.settling.lock();
+        for s in settling.iter() {
+            s.discard.store(true, Ordering::SeqCst);
+            s.stop.store(true, Ordering::SeqCst);
+        }
+        settling.clone()
+    }
+
     fn clear_within(&self, idle: Option<Duration>, wait: Duration) -> usize {
-        let stopped: Vec<Arc<Settling>> = if idle.is_none() {
-            let settling = self.settling.lock();
-            for s in settling.iter() {
-                s.discard.store(true, Ordering::SeqCst);
-                s.stop.store(true, Ordering::SeqCst);
-            }
-            settling.clone()
+        let stopped = if idle.is_none() {
+            self.stop_settling()
         } else {
             Vec::new()
         };

@@ -493,6 +493,9 @@ impl<E: Engine> ModelLoader<E> {
             .filter(|e| E::placed(&e.model).is_some_and(|p| on(&p)))
             .cloned()
             .collect();
+        for e in &there {
+            E::stop_kept(&e.model);
+        }
         there.iter().map(|e| E::free_kept(&e.model)).sum()
     }
 
