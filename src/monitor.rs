@@ -795,6 +795,19 @@ mod tests {
         }
     }
 
+    /// An 8 GB device named `name` with 384 MiB of headroom: `held` bytes ours, `others`
+    /// taken by other processes.
+    fn gpu(name: &str, held: u64, others: u64) -> DeviceMemory {
+        DeviceMemory {
+            name: name.into(),
+            backend: "CUDA".into(),
+            total: 8 * GB,
+            free: (8 * GB).saturating_sub(held + others),
+            models_bytes: held,
+            headroom: 384 << 20,
+        }
+    }
+
     #[test]
     fn critical_pressure_frees_idle_models_then_the_cache_and_says_so() {
         let rss = Arc::new(AtomicU64::new(1900 << 20));
@@ -858,14 +871,7 @@ mod tests {
         };
         let held = gpu_held.clone();
         let read = move || Reading {
-            devices: vec![DeviceMemory {
-                name: "CUDA0 (RTX)".into(),
-                backend: "CUDA".into(),
-                total: 8 * GB,
-                free: (8 * GB).saturating_sub(held.load(Ordering::SeqCst) + 480 * MIB),
-                models_bytes: held.load(Ordering::SeqCst),
-                headroom: 384 * MIB,
-            }],
+            devices: vec![gpu("CUDA0 (RTX)", held.load(Ordering::SeqCst), 480 * MIB)],
             ..reading(24 * GB, 20 * GB, GB)
         };
         let m = Monitor::new(MonitorConfig::default(), Box::new(holder));
@@ -898,20 +904,12 @@ mod tests {
             gpu_held: gpu_held.clone(),
             kept_on_gpu: Mutex::new(Vec::new()),
         };
-        let device = |name: &str, held: u64, others: u64| DeviceMemory {
-            name: name.into(),
-            backend: "CUDA".into(),
-            total: 8 * GB,
-            free: (8 * GB).saturating_sub(held + others),
-            models_bytes: held,
-            headroom: 384 * MIB,
-        };
         let held = gpu_held.clone();
         // CUDA0: critical, its models all in use. CUDA1: high, an idle model there.
         let read = move || Reading {
             devices: vec![
-                device("CUDA0 (RTX)", 7 * GB + GB / 2, 480 * MIB),
-                device("CUDA1 (RTX)", held.load(Ordering::SeqCst), 420 * MIB),
+                gpu("CUDA0 (RTX)", 7 * GB + GB / 2, 480 * MIB),
+                gpu("CUDA1 (RTX)", held.load(Ordering::SeqCst), 420 * MIB),
             ],
             ..reading(24 * GB, 20 * GB, GB)
         };
@@ -946,14 +944,7 @@ mod tests {
             kept_on_gpu: Mutex::new(Vec::new()),
         };
         // An 8 GB device; `others` bytes taken by other processes.
-        let device = |held: u64, others: u64| DeviceMemory {
-            name: "CUDA0 (RTX)".into(),
-            backend: "CUDA".into(),
-            total: 8 * GB,
-            free: (8 * GB).saturating_sub(held + others),
-            models_bytes: held,
-            headroom: 384 * MIB,
-        };
+        let device = |held: u64, others: u64| gpu("CUDA0 (RTX)", held, others);
         // Filled by the loader on purpose (its 384 MiB headroom and more left): no pressure.
         assert_eq!(device(7 * GB + GB / 2, 0).pressure(), Pressure::Low);
         // Another process takes most of that headroom: critical below 48 MiB left.

@@ -467,7 +467,7 @@ impl<E: Engine> ModelLoader<E> {
         if free >= need.bytes {
             return free;
         }
-        if self.free_kept_where(|p| p.device_index == need.index) > 0 {
+        if self.free_kept_where(|p| p.is_some_and(|p| p.device_index == need.index)) > 0 {
             self.engine.device_free(need.index)
         } else {
             free
@@ -478,11 +478,16 @@ impl<E: Engine> ModelLoader<E> {
     /// device `device` (its name): how many. The monitor's first step when that device
     /// runs short.
     pub(crate) fn free_kept_on(&self, device: &str) -> usize {
-        self.free_kept_where(|p| p.device == device)
+        self.free_kept_where(|p| p.is_some_and(|p| p.device == device))
     }
 
-    /// Free the kept contexts of the loaded models placed where `on` says.
-    fn free_kept_where(&self, on: impl Fn(&crate::engine::llm::Placed) -> bool) -> usize {
+    /// Free the kept contexts of the loaded models placed where `on` says (`None`: on the
+    /// CPU), every model's settling contexts told to stop first: their steps end
+    /// together, not one after another.
+    pub(crate) fn free_kept_where(
+        &self,
+        on: impl Fn(Option<&crate::engine::llm::Placed>) -> bool,
+    ) -> usize {
         // Freed outside the state lock: freeing a context's KV cache is not instant, and
         // those still settling are waited for.
         let there: Vec<Arc<LoadedModel<E::Model>>> = self
@@ -490,7 +495,7 @@ impl<E: Engine> ModelLoader<E> {
             .lock()
             .loaded
             .values()
-            .filter(|e| E::placed(&e.model).is_some_and(|p| on(&p)))
+            .filter(|e| on(E::placed(&e.model).as_ref()))
             .cloned()
             .collect();
         for e in &there {

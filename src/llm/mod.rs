@@ -466,12 +466,7 @@ impl LlmService {
     /// Free the contexts kept for prefix reuse by every model (memory pressure); returns
     /// how many were freed.
     pub(crate) fn free_kept_contexts(&self) -> usize {
-        let models = self.loader.loaded_models();
-        // All told to stop first: their steps end together, not one after another.
-        for m in &models {
-            m.model.contexts.stop_settling();
-        }
-        models.iter().map(|m| m.model.contexts.clear(None)).sum()
+        self.loader.free_kept_where(|_| true)
     }
 
     /// Unload a model (forget a remote one); `false` when it was not loaded.
