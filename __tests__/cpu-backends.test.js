@@ -126,12 +126,12 @@ const LEVELS = [
     300_000,
   )
 
-  // The Haswell build's own matrix products (scripts/cmake/sgemm.cpp), which an AVX-512
-  // machine never runs: the GGUF twins' vectors against the ONNX engine's here, in a batch
-  // (66 tokens: the packed products, and flash attention) and alone (18: tinyBLAS with f16
-  // and bf16 weights, the packed products with q8_0, which take it from 16 tokens there,
-  // and no flash attention). Measured: minimum cosine 0.999999 with f16, 0.99999 with
-  // bf16, 0.99987 with q8_0.
+  // The Haswell build's own matrix products (scripts/cmake/sgemm.cpp, ggml-repack.cpp),
+  // which an AVX-512 machine never runs: the GGUF twins' vectors against the ONNX engine's
+  // here, in a batch (66 tokens, and flash attention) and alone (18, no flash attention).
+  // f16 and bf16 weights are packed at load (ggml-repack.cpp) and take those products at
+  // both sizes; q8_0 takes the packed products (from 16 tokens there). Measured: minimum
+  // cosine 0.999999 with f16, 0.99999 with bf16, 0.99987 with q8_0.
   const twinsMissing = twins.missing()
   ;(qemu && !twinsMissing ? test : test.skip)(
     'on a CPU with AVX2 and no AVX-512 (qemu-x86_64 -cpu Haswell) f16, bf16 and q8_0 GGUF embeddings match the ONNX engine',

@@ -73,6 +73,11 @@ test('npm installs the packages and nothing else; the platform package carries O
     'src/lib.rs',
     'scripts/build.js',
     'scripts/targets.js',
+    // What every build of llama.cpp includes (scripts/targets.js's cmakeInclude), so that
+    // `npx orion-native build` works from the installed package.
+    'scripts/cmake/ggml.cmake',
+    'scripts/cmake/sgemm.cpp',
+    'scripts/cmake/ggml-repack.cpp',
     'index.d.ts',
   ]) {
     expect(fs.existsSync(path.join(main, f))).toBe(true)

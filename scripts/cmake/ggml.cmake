@@ -13,11 +13,13 @@ if(NOT ORION_GGML)
   #   and f16 and bf16 weights taken against f32 activations, on x86;
   # - scripts/cmake/ggml-ops.cpp for ggml-cpu/ops.cpp: GELU in vectors on x86;
   # - scripts/cmake/amx-mmq.cpp for ggml-cpu/amx/mmq.cpp: the AMX tiles configured as
-  #   they should be (without, quantized models crash on CPUs with AMX).
+  #   they should be (without, quantized models crash on CPUs with AMX);
+  # - scripts/cmake/ggml-repack.cpp for ggml-cpu/repack.cpp: f32, f16 and bf16 weights
+  #   packed at load for few tokens' products, on x86 with AVX2 or AVX-512.
   # The targets exist only once their directories are processed, hence the deferred call
   # at the end of the top-level directory.
-  set(ORION_REPLACED "llamafile/sgemm" "ggml-cpu/ops" "ggml-cpu/amx/mmq")
-  set(ORION_REPLACEMENTS "sgemm" "ggml-ops" "amx-mmq")
+  set(ORION_REPLACED "llamafile/sgemm" "ggml-cpu/ops" "ggml-cpu/amx/mmq" "ggml-cpu/repack")
+  set(ORION_REPLACEMENTS "sgemm" "ggml-ops" "amx-mmq" "ggml-repack")
   set(ORION_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
   function(orion_ggml_sources)
     get_property(dirs DIRECTORY "${CMAKE_SOURCE_DIR}" PROPERTY SUBDIRECTORIES)

@@ -74,6 +74,42 @@ static bool check(int64_t m, int64_t n, int64_t k, int nth, std::mt19937 & rng) 
     return ok;
 }
 
+// Weights packed once (prepack, gemm_prepacked): m a multiple of NR, rows of exactly k.
+template <Weights W>
+static bool check_prepacked(int64_t m, int64_t n, int64_t k, int nth, std::mt19937 & rng) {
+    std::normal_distribution<float> d(0, 1);
+    const int64_t ldb = k + 5, ldc = m + 7;
+    std::vector<float> a(m * k), b(n * ldb), c(n * ldc, NAN), packed(m * k);
+    std::vector<uint16_t> a16(m * k);
+    for (int64_t i = 0; i < m * k; ++i) {
+        float v = d(rng);
+        if (W == Weights::F16) a16[i] = to_half(v), v = from_half(a16[i]);
+        if (W == Weights::BF16) a16[i] = to_bf16(v), v = from_bf16(a16[i]);
+        a[i] = v;
+    }
+    for (auto & v : b) v = d(rng);
+    const void * A = W == Weights::F32 ? (const void *) a.data() : (const void *) a16.data();
+    prepack<W>(packed.data(), A, m, k);
+    for (int ith = 0; ith < nth; ++ith) gemm_prepacked<W>(ith, nth, m, n, k, packed.data(), b.data(), ldb, c.data(), ldc);
+    double worst = 0;
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < m; ++i) {
+            double want = 0;
+            for (int64_t l = 0; l < k; ++l) want += (double) a[i * k + l] * b[j * ldb + l];
+            double got = c[j * ldc + i];
+            double err = std::fabs(got - want) / std::sqrt((double) k);
+            if (!(err <= worst)) worst = std::isnan(got) ? INFINITY : err;
+        }
+    bool untouched = true;
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = m; i < ldc; ++i) untouched &= std::isnan(c[j * ldc + i]);
+    const bool ok = worst < 1e-5 && untouched;
+    std::printf("%s prepacked %s m=%lld n=%lld k=%lld threads=%d worst=%.2e%s\n", ok ? "ok" : "FAIL",
+                W == Weights::F32 ? "f32" : W == Weights::F16 ? "f16" : "bf16", (long long) m, (long long) n,
+                (long long) k, nth, worst, untouched ? "" : " (wrote past m)");
+    return ok;
+}
+
 int main() {
     std::mt19937 rng(42);
     bool ok = true;
@@ -87,6 +123,16 @@ int main() {
             ok &= check<Weights::F16>(s[0], s[1], s[2], nth, rng);
             ok &= check<Weights::BF16>(s[0], s[1], s[2], nth, rng);
             ok &= check<Weights::Q8_0>(s[0], s[1], s[2], nth, rng);
+        }
+    // A text's products (few tokens) against a model's weights, and the edges.
+    const int64_t prepacked[][3] = {
+        { NR, 1, 8 }, { 384, 15, 384 }, { 1536, 7, 384 }, { 384, 13, 1536 }, { 3 * NR, 40, KC + 1 }, { NR, MR + 1, 9 },
+    };
+    for (auto & s : prepacked)
+        for (int nth : { 1, 2, 3, 16 }) {
+            ok &= check_prepacked<Weights::F32>(s[0], s[1], s[2], nth, rng);
+            ok &= check_prepacked<Weights::F16>(s[0], s[1], s[2], nth, rng);
+            ok &= check_prepacked<Weights::BF16>(s[0], s[1], s[2], nth, rng);
         }
     std::printf("%s: vectors of %d floats, panels of %d rows, %d tokens per kernel\n", ok ? "PASS" : "FAIL", VL, NR,
                 MR);

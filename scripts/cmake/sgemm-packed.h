@@ -1,6 +1,7 @@
-// Packed f32 matrix products for many tokens at once, on x86 with AVX2+FMA+F16C or
-// AVX-512: included by sgemm.cpp, and by scripts/cmake/sgemm-packed-check.cpp, which
-// checks it against a plain loop.
+// Packed f32 matrix products for many tokens at once, and for any number against weights
+// packed at load (prepack, gemm_prepacked, at the end), on x86 with AVX2+FMA+F16C or
+// AVX-512: included by sgemm.cpp and ggml-repack.cpp, and by
+// scripts/cmake/sgemm-packed-check.cpp, which checks it against a plain loop.
 //
 // tinyBLAS (llamafile's kernels, which llama.cpp uses) computes each output as a dot
 // product: it widens every weight it loads, again for every group of tokens, and ends
@@ -19,6 +20,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cstdint>
 #include <cstring>
 
@@ -140,10 +142,35 @@ static void pack(float * P, const void * A, int64_t lda, int64_t i0, int64_t m, 
     }
 }
 
+// A vector of weights from a packed panel: f32 as packed, or f16/bf16 widened here (a panel
+// prepacked at load keeps the file's type: half the bytes to stream for each text).
+template <Weights PW>
+static inline vec pload(const void * P, int64_t at) {
+    if constexpr (PW == Weights::F32) {
+        return vload((const float *) P + at);
+    } else {
+#if defined(__AVX512F__)
+        const __m256i h = _mm256_loadu_si256((const __m256i *) ((const uint16_t *) P + at));
+        if constexpr (PW == Weights::F16) {
+            return _mm512_cvtph_ps(h);
+        } else {
+            return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        }
+#else
+        const __m128i h = _mm_loadu_si128((const __m128i *) ((const uint16_t *) P + at));
+        if constexpr (PW == Weights::F16) {
+            return _mm256_cvtph_ps(h);
+        } else {
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        }
+#endif
+    }
+}
+
 // R tokens (R <= MR) against one packed block: C rows j..j+R-1, columns i0..i0+cols-1,
-// added to what is there unless `first`.
-template <int R>
-static inline void kernel(const float * P, const float * B, int64_t ldb, int64_t kc, float * C, int64_t ldc,
+// added to what is there unless `first`. P is laid out P[l*NR + r], in PW's type.
+template <int R, Weights PW = Weights::F32>
+static inline void kernel(const void * P, const float * B, int64_t ldb, int64_t kc, float * C, int64_t ldc,
                           bool first, int cols) {
     vec acc[R][2];
 #pragma GCC unroll 12
@@ -152,8 +179,8 @@ static inline void kernel(const float * P, const float * B, int64_t ldb, int64_t
         acc[r][1] = vzero();
     }
     for (int64_t l = 0; l < kc; ++l) {
-        const vec w0 = vload(P + l * NR);
-        const vec w1 = vload(P + l * NR + VL);
+        const vec w0 = pload<PW>(P, l * NR);
+        const vec w1 = pload<PW>(P, l * NR + VL);
 #pragma GCC unroll 12
         for (int r = 0; r < R; ++r) {
             const vec a = vbroadcast(B + r * ldb + l);
@@ -182,16 +209,16 @@ static inline void kernel(const float * P, const float * B, int64_t ldb, int64_t
     }
 }
 
-template <int R>
-static inline void kernel_upto(int rows, const float * P, const float * B, int64_t ldb, int64_t kc, float * C,
+template <int R, Weights PW = Weights::F32>
+static inline void kernel_upto(int rows, const void * P, const float * B, int64_t ldb, int64_t kc, float * C,
                                int64_t ldc, bool first, int cols) {
     if constexpr (R > 1) {
         if (rows < R) {
-            kernel_upto<R - 1>(rows, P, B, ldb, kc, C, ldc, first, cols);
+            kernel_upto<R - 1, PW>(rows, P, B, ldb, kc, C, ldc, first, cols);
             return;
         }
     }
-    kernel<R>(P, B, ldb, kc, C, ldc, first, cols);
+    kernel<R, PW>(P, B, ldb, kc, C, ldc, first, cols);
 }
 
 // Thread `ith` of `nth` computes its share: panels of NR weight rows, each split by
@@ -218,6 +245,51 @@ static void gemm(int ith, int nth, int64_t m, int64_t n, int64_t k, const void *
             for (int64_t j = j_begin; j < j_end; j += MR) {
                 kernel_upto<MR>((int) std::min<int64_t>(MR, j_end - j), P, B + j * ldb + l0, ldb, kc,
                                 C + j * ldc + i0, ldc, l0 == 0, cols);
+            }
+        }
+    }
+}
+
+// Weights packed once, when the model loads (ggml-repack.cpp), for products of few tokens:
+// a text embedded alone has 5 to 30, too few for a copy per product to pay for itself
+// (gemm above: from 32), yet tinyBLAS's dot products spend a horizontal sum per output
+// and the copy would not. W is F32, F16 or BF16; the panels keep W's type. m is a
+// multiple of NR: the packed weights fill exactly the bytes of the rows they came from.
+//
+// Panel p holds rows p*NR..p*NR+NR-1 as PK[p*k*NR + l*NR + r].
+template <Weights W>
+static void prepack(void * PK, const void * A, int64_t m, int64_t k) {
+    using T = std::conditional_t<W == Weights::F32, float, uint16_t>;
+    const T * a = (const T *) A;
+    T * p = (T *) PK;
+    for (int64_t i0 = 0; i0 < m; i0 += NR)
+        for (int64_t l = 0; l < k; ++l)
+            for (int r = 0; r < NR; ++r) p[i0 * k + l * NR + r] = a[(i0 + r) * k + l];
+}
+
+// C[j*ldc + i] = sum over l of A[i][l] * B[j*ldb + l] with A prepacked above, for thread
+// `ith` of `nth`: panels split between threads, and each panel's tokens too where there
+// are fewer panels than threads. No synchronisation: every share writes its own outputs.
+template <Weights W>
+static void gemm_prepacked(int ith, int nth, int64_t m, int64_t n, int64_t k, const void * PK, const float * B,
+                           int64_t ldb, float * C, int64_t ldc) {
+    constexpr int64_t bytes = W == Weights::F32 ? 4 : 2;
+    const int64_t panels = m / NR;
+    const int64_t token_blocks = (n + MR - 1) / MR;
+    const int64_t splits = std::min<int64_t>(token_blocks, std::max<int64_t>(1, (nth + panels - 1) / panels));
+    const int64_t jobs = panels * splits;
+    const int64_t begin = jobs * ith / nth, end = jobs * (ith + 1) / nth;
+    for (int64_t job = begin; job < end; ++job) {
+        const int64_t panel = job / splits, split = job % splits;
+        const char * P = (const char *) PK + panel * k * NR * bytes;
+        const int64_t j_begin = token_blocks * split / splits * MR;
+        const int64_t j_end = std::min<int64_t>(n, token_blocks * (split + 1) / splits * MR);
+        // k in blocks that keep the panel's part and the tokens' in L1 across token blocks.
+        for (int64_t l0 = 0; l0 < k; l0 += KC) {
+            const int64_t kc = std::min<int64_t>(KC, k - l0);
+            for (int64_t j = j_begin; j < j_end; j += MR) {
+                kernel_upto<MR, W>((int) std::min<int64_t>(MR, j_end - j), P + l0 * NR * bytes, B + j * ldb + l0, ldb,
+                                   kc, C + j * ldc + panel * NR, ldc, l0 == 0, NR);
             }
         }
     }
