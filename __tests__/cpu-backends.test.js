@@ -174,8 +174,9 @@ const LEVELS = [
   // process (SIGILL) on every CPU with AMX: scripts/cmake/amx-mmq.cpp. In a child
   // process, so that a crash is this test's failure, not the suite's end. Batches of
   // several tokens go through the tiles; one token goes through AVX-512 VNNI. f16 weights,
-  // which ggml's AMX buffer takes too, go to our matrix products (scripts/cmake/sgemm.cpp),
-  // and so do bf16 weights in this build (not llama.cpp's AVX-512 BF16 kernel).
+  // which ggml's AMX buffer took too, are left to the repack buffer (scripts/cmake/
+  // amx-buffer.cpp) and packed at load (ggml-repack.cpp), as are bf16 weights in this
+  // build (not llama.cpp's AVX-512 BF16 kernel).
   const amx = flags.has('amx_int8') && flags.has('amx_tile')
   if (linuxX64 && !amx) console.log('skipped: the AMX run (this CPU has no AMX; a Sapphire Rapids or later Xeon has)')
   ;(amx && !twinsMissing ? test : test.skip)(

@@ -21,41 +21,6 @@ static inline void orion_tile_loadconfig(const void * config) {
 #define _tile_loadconfig orion_tile_loadconfig
 #endif
 
-// f16 weights: ggml's AMX buffer takes them too, and multiplies them with AVX-512 dot
-// products four weight rows by six tokens at a time. llamafile_sgemm (scripts/cmake/
-// sgemm.cpp: packed products for many tokens, f32 activations taken as they are for
-// few) is what they get on every other CPU; they get it here too.
-#if defined(__AMX_INT8__) && defined(__AVX512VNNI__)  // mmq.cpp's own condition
-#define ORION_AMX_F16 1
-#define ggml_backend_amx_mul_mat ggml_backend_amx_mul_mat_upstream
-#endif
+// (f16 weights, which ggml's AMX buffer also took, into AVX-512 dot products, are left to
+// the repack buffer by scripts/cmake/amx-buffer.cpp.)
 #include "amx/mmq.cpp"
-#if defined(ORION_AMX_F16)
-#undef ggml_backend_amx_mul_mat
-#include "llamafile/sgemm.h"
-
-void ggml_backend_amx_mul_mat(const struct ggml_compute_params * params, struct ggml_tensor * dst) {
-    const ggml_tensor * src0 = dst->src[0];
-    const ggml_tensor * src1 = dst->src[1];
-    if (src0->type == GGML_TYPE_F16 && src1->type == GGML_TYPE_F32 && dst->type == GGML_TYPE_F32 &&
-        ggml_is_contiguous(src1)) {
-        const int64_t r2 = src1->ne[2] / src0->ne[2], r3 = src1->ne[3] / src0->ne[3];
-        bool done = true;
-        for (int64_t i13 = 0; done && i13 < src1->ne[3]; i13++) {
-            for (int64_t i12 = 0; done && i12 < src1->ne[2]; i12++) {
-                done = llamafile_sgemm(params, src0->ne[1], src1->ne[1], src0->ne[0],
-                                       (const char *) src0->data + i12 / r2 * src0->nb[2] + i13 / r3 * src0->nb[3],
-                                       src0->nb[1] / ggml_type_size(src0->type),
-                                       (const char *) src1->data + i12 * src1->nb[2] + i13 * src1->nb[3],
-                                       src1->nb[1] / ggml_type_size(src1->type),
-                                       (char *) dst->data + i12 * dst->nb[2] + i13 * dst->nb[3],
-                                       dst->nb[1] / ggml_type_size(dst->type), src0->type, src1->type, dst->type);
-            }
-        }
-        if (done) {
-            return;
-        }
-    }
-    ggml_backend_amx_mul_mat_upstream(params, dst);
-}
-#endif

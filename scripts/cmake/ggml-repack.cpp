@@ -15,9 +15,9 @@
 //   much faster, and on two threads the time goes to ggml's barriers (README);
 // - its Zen 4 build (AVX-512, the CPU's AMX hidden): f16 291 -> 332-337, f32 252-256 ->
 //   297-303;
-// - its Sapphire Rapids build (AMX): f32 259-270 -> 330-349, bf16 300 -> 359-365; f16 stays
-//   with ggml's AMX buffer where that takes it first (rows a multiple of 32 and of 16
-//   weights: amx-mmq.cpp), as this model's do: 305-308 either way.
+// - its Sapphire Rapids build (AMX): f32 259-270 -> 330-349, bf16 300 -> 359-365, and f16
+//   326-327 -> 407-413 (batches of 32: 407-423 -> 473-476) once ggml's AMX buffer, which
+//   took f16 weights first, leaves them to this one (amx-buffer.cpp).
 // Where the CPU multiplies bf16 pairs itself and has no AMX (Zen 4, Cooper Lake), bf16 stays
 // with llama.cpp's own kernel, as in sgemm.cpp.
 //

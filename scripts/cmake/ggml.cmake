@@ -15,11 +15,13 @@ if(NOT ORION_GGML)
   # - scripts/cmake/amx-mmq.cpp for ggml-cpu/amx/mmq.cpp: the AMX tiles configured as
   #   they should be (without, quantized models crash on CPUs with AMX);
   # - scripts/cmake/ggml-repack.cpp for ggml-cpu/repack.cpp: f32, f16 and bf16 weights
-  #   packed at load for few tokens' products, on x86 with AVX2 or AVX-512.
+  #   packed at load for few tokens' products, on x86 with AVX2 or AVX-512;
+  # - scripts/cmake/amx-buffer.cpp for ggml-cpu/amx/amx.cpp: f16 weights left to the repack
+  #   buffer (ggml's AMX buffer has no AMX kernel for them).
   # The targets exist only once their directories are processed, hence the deferred call
   # at the end of the top-level directory.
-  set(ORION_REPLACED "llamafile/sgemm" "ggml-cpu/ops" "ggml-cpu/amx/mmq" "ggml-cpu/repack")
-  set(ORION_REPLACEMENTS "sgemm" "ggml-ops" "amx-mmq" "ggml-repack")
+  set(ORION_REPLACED "llamafile/sgemm" "ggml-cpu/ops" "ggml-cpu/amx/mmq" "ggml-cpu/repack" "ggml-cpu/amx/amx")
+  set(ORION_REPLACEMENTS "sgemm" "ggml-ops" "amx-mmq" "ggml-repack" "amx-buffer")
   set(ORION_CMAKE_DIR "${CMAKE_CURRENT_LIST_DIR}")
   function(orion_ggml_sources)
     get_property(dirs DIRECTORY "${CMAKE_SOURCE_DIR}" PROPERTY SUBDIRECTORIES)
