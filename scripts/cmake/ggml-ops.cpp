@@ -1,5 +1,6 @@
 // Compiled into each of ggml's CPU variants in place of ggml-cpu/ops.cpp (see ggml.cmake):
-// that file, whole, with GELU computed in vectors on x86.
+// that file, whole, with GELU and the largest of a row (row-max.h) computed in vectors on
+// x86.
 //
 // ggml computes GELU (the activation of BERT-style embedding models and rerankers) one
 // element at a time through a table of 65536 f16 results, rounding each input to f16:
@@ -7,11 +8,20 @@
 // vectors, x * sigmoid(2u) = x / (1 + exp(-2u)) with u = sqrt(2/pi) (x + 0.044715 x^3)
 // and ggml's own vector exp, is faster and exacter (no f16 rounding).
 //
-// vec.h is included first with ggml's function renamed; its `#pragma once` keeps
-// ops.cpp's own include from defining it again, so ops.cpp calls the one below.
+// vec.h is included first with ggml's functions renamed; its `#pragma once` keeps
+// ops.cpp's own include from defining them again, so ops.cpp calls the ones below.
 #define ggml_vec_gelu_f32 ggml_vec_gelu_f32_table
+#define ggml_vec_max_f32 ggml_vec_max_f32_loop
 #include "vec.h"
 #undef ggml_vec_gelu_f32
+#undef ggml_vec_max_f32
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include "row-max.h"
+inline static void ggml_vec_max_f32(const int n, float * s, const float * x) { *s = orion_row_max::row_max(n, x); }
+#else
+inline static void ggml_vec_max_f32(const int n, float * s, const float * x) { ggml_vec_max_f32_loop(n, s, x); }
+#endif
 
 // One body for both vector widths, through these few wrappers (as sgemm-packed.h does).
 #if defined(__AVX512F__) && defined(__AVX512DQ__)

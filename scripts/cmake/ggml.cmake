@@ -8,10 +8,11 @@ set(ORION_CMAKE_DIGEST "${GGML_ORION_CMAKE}")
 if(NOT ORION_GGML)
   set(ORION_GGML ON)
   # Each CPU variant compiles some files of ours in place of llama.cpp's, each of which
-  # includes the file it replaces, whole, and changes one thing (see each file):
+  # includes the file it replaces, whole, and changes what is listed here (see each file):
   # - scripts/cmake/sgemm.cpp for llamafile/sgemm.cpp: packed products for many tokens,
   #   and f16 and bf16 weights taken against f32 activations, on x86;
-  # - scripts/cmake/ggml-ops.cpp for ggml-cpu/ops.cpp: GELU in vectors on x86;
+  # - scripts/cmake/ggml-ops.cpp for ggml-cpu/ops.cpp: GELU and the largest of a row
+  #   (scripts/cmake/row-max.h) in vectors on x86;
   # - scripts/cmake/amx-mmq.cpp for ggml-cpu/amx/mmq.cpp: the AMX tiles configured as
   #   they should be (without, quantized models crash on CPUs with AMX);
   # - scripts/cmake/ggml-repack.cpp for ggml-cpu/repack.cpp: f32, f16 and bf16 weights

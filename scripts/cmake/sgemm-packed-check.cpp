@@ -1,7 +1,9 @@
 // Checks sgemm-packed.h against a plain loop in double precision, on shapes that end in
-// every partial panel, token block and k block, with each weight type. Built and run by
-// __tests__/sgemm-packed.test.js, once for AVX2 and once for AVX-512 where the CPU has it.
-// Prints one line per case and exits 1 if any output is off.
+// every partial panel, token block and k block, with each weight type, and row-max.h
+// against ggml's loop. Built and run by __tests__/sgemm-packed.test.js, once for AVX2 and
+// once for AVX-512 where the CPU has it. Prints one line per case and exits 1 if any
+// output is off.
+#include "row-max.h"
 #include "sgemm-packed.h"
 
 #include <cmath>
@@ -23,6 +25,29 @@ static float from_bf16(uint16_t h) {
     float f;
     std::memcpy(&f, &b, 4);
     return f;
+}
+
+// Compares c (n rows of m outputs, stride ldc) with a's products with b in double
+// precision (a: m rows of k weights, stride row), and checks that nothing past the m
+// outputs of a row was written; prints one line.
+static bool compare(const char * what, const float * a, int64_t row, const float * b, int64_t ldb, const float * c,
+                    int64_t ldc, int64_t m, int64_t n, int64_t k, int nth) {
+    double worst = 0;
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < m; ++i) {
+            double want = 0;
+            for (int64_t l = 0; l < k; ++l) want += (double) a[i * row + l] * b[j * ldb + l];
+            double got = c[j * ldc + i];
+            double err = std::fabs(got - want) / std::sqrt((double) k);
+            if (!(err <= worst)) worst = std::isnan(got) ? INFINITY : err;
+        }
+    bool untouched = true;
+    for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = m; i < ldc; ++i) untouched &= std::isnan(c[j * ldc + i]);
+    const bool ok = worst < 1e-5 && untouched;
+    std::printf("%s %s m=%lld n=%lld k=%lld threads=%d worst=%.2e%s\n", ok ? "ok" : "FAIL", what, (long long) m,
+                (long long) n, (long long) k, nth, worst, untouched ? "" : " (wrote past m)");
+    return ok;
 }
 
 template <Weights W>
@@ -54,24 +79,8 @@ static bool check(int64_t m, int64_t n, int64_t k, int nth, std::mt19937 & rng) 
                      W == Weights::Q8_0 ? (const void *) a8.data() :
                                           (const void *) a16.data();
     for (int ith = 0; ith < nth; ++ith) gemm<W>(ith, nth, m, n, k, A, lda, b.data(), ldb, c.data(), ldc);
-    double worst = 0;
-    for (int64_t j = 0; j < n; ++j)
-        for (int64_t i = 0; i < m; ++i) {
-            double want = 0;
-            for (int64_t l = 0; l < k; ++l) want += (double) a[i * row + l] * b[j * ldb + l];
-            double got = c[j * ldc + i];
-            double err = std::fabs(got - want) / std::sqrt((double) k);
-            if (!(err <= worst)) worst = std::isnan(got) ? INFINITY : err;
-        }
-    // Outside the m columns nothing is written.
-    bool untouched = true;
-    for (int64_t j = 0; j < n; ++j)
-        for (int64_t i = m; i < ldc; ++i) untouched &= std::isnan(c[j * ldc + i]);
-    const bool ok = worst < 1e-5 && untouched;
-    std::printf("%s %s m=%lld n=%lld k=%lld threads=%d worst=%.2e%s\n", ok ? "ok" : "FAIL",
-                W == Weights::F32 ? "f32" : W == Weights::F16 ? "f16" : W == Weights::BF16 ? "bf16" : "q8_0", (long long) m, (long long) n,
-                (long long) k, nth, worst, untouched ? "" : " (wrote past m)");
-    return ok;
+    const char * what = W == Weights::F32 ? "f32" : W == Weights::F16 ? "f16" : W == Weights::BF16 ? "bf16" : "q8_0";
+    return compare(what, a.data(), row, b.data(), ldb, c.data(), ldc, m, n, k, nth);
 }
 
 // Weights packed once (prepack, gemm_prepacked): m a multiple of NR, rows of exactly k.
@@ -91,23 +100,48 @@ static bool check_prepacked(int64_t m, int64_t n, int64_t k, int nth, std::mt199
     const void * A = W == Weights::F32 ? (const void *) a.data() : (const void *) a16.data();
     prepack<W>(packed.data(), A, m, k);
     for (int ith = 0; ith < nth; ++ith) gemm_prepacked<W>(ith, nth, m, n, k, packed.data(), b.data(), ldb, c.data(), ldc);
-    double worst = 0;
-    for (int64_t j = 0; j < n; ++j)
-        for (int64_t i = 0; i < m; ++i) {
-            double want = 0;
-            for (int64_t l = 0; l < k; ++l) want += (double) a[i * k + l] * b[j * ldb + l];
-            double got = c[j * ldc + i];
-            double err = std::fabs(got - want) / std::sqrt((double) k);
-            if (!(err <= worst)) worst = std::isnan(got) ? INFINITY : err;
+    const char * what = W == Weights::F32 ? "prepacked f32" : W == Weights::F16 ? "prepacked f16" : "prepacked bf16";
+    return compare(what, a.data(), k, b.data(), ldb, c.data(), ldc, m, n, k, nth);
+}
+
+// The largest of a row against ggml's loop, on every length up to 70 (each part of a
+// vector, either side of two vectors, at both widths), 100 and 1,000: random rows, rows with the
+// largest last, and rows of -inf with one finite entry anywhere (flash attention skips a
+// query's tile when the largest is -inf).
+static bool check_row_max(std::mt19937 & rng) {
+    std::normal_distribution<float> d(0, 1);
+    int cases = 0, wrong = 0;
+    auto expect = [&](const std::vector<float> & x) {
+        float want = -INFINITY;
+        for (float v : x) want = want > v ? want : v;  // ggml_vec_max_f32's loop
+        const float got = orion_row_max::row_max((int) x.size(), x.data());
+        ++cases;
+        if (!(got == want)) {
+            ++wrong;
+            std::printf("FAIL row max n=%zu: %g, not %g\n", x.size(), got, want);
         }
-    bool untouched = true;
-    for (int64_t j = 0; j < n; ++j)
-        for (int64_t i = m; i < ldc; ++i) untouched &= std::isnan(c[j * ldc + i]);
-    const bool ok = worst < 1e-5 && untouched;
-    std::printf("%s prepacked %s m=%lld n=%lld k=%lld threads=%d worst=%.2e%s\n", ok ? "ok" : "FAIL",
-                W == Weights::F32 ? "f32" : W == Weights::F16 ? "f16" : "bf16", (long long) m, (long long) n,
-                (long long) k, nth, worst, untouched ? "" : " (wrote past m)");
-    return ok;
+    };
+    std::vector<int> lengths(71);
+    for (int n = 0; n <= 70; ++n) lengths[n] = n;
+    lengths.push_back(100);
+    lengths.push_back(1000);
+    for (int n : lengths) {
+        std::vector<float> x(n);
+        for (auto & v : x) v = d(rng);
+        expect(x);
+        if (n) {
+            x[n - 1] = 100;
+            expect(x);
+        }
+        for (int at = 0; at < n && n <= 100; ++at) {
+            std::vector<float> y(n, -INFINITY);
+            y[at] = d(rng) - 50;
+            expect(y);
+        }
+        expect(std::vector<float>(n, -INFINITY));
+    }
+    std::printf("%s row max: %d rows, %d wrong\n", wrong ? "FAIL" : "ok", cases, wrong);
+    return !wrong;
 }
 
 int main() {
@@ -134,6 +168,7 @@ int main() {
             ok &= check_prepacked<Weights::F16>(s[0], s[1], s[2], nth, rng);
             ok &= check_prepacked<Weights::BF16>(s[0], s[1], s[2], nth, rng);
         }
+    ok &= check_row_max(rng);
     std::printf("%s: vectors of %d floats, panels of %d rows, %d tokens per kernel\n", ok ? "PASS" : "FAIL", VL, NR,
                 MR);
     return ok ? 0 : 1;
