@@ -26,17 +26,44 @@ const flags = linuxX64
   : new Set()
 
 // Runs a Node script under qemu's model of \`cpu\`; returns the last line it printed, as
-// JSON, and how long it took. The process must exit 0 with no signal within \`timeout\` ms.
-function underQemu(cpu, script, timeout = 240_000) {
+// JSON, what it wrote to stderr, and how long it took. The process must exit 0 with no
+// signal within \`timeout\` ms.
+function underQemu(cpu, script, timeout = 240_000, env = process.env) {
   const started = Date.now()
-  const r = spawnSync(qemu, ['-cpu', cpu, process.execPath, '-e', script], { encoding: 'utf8', timeout })
+  const r = spawnSync(qemu, ['-cpu', cpu, process.execPath, '-e', script], { encoding: 'utf8', timeout, env })
   expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr.slice(-2000) }).toEqual({
     status: 0,
     signal: null,
     stderr: '',
   })
-  return { out: JSON.parse(r.stdout.trim().split('\n').pop()), seconds: (Date.now() - started) / 1000 }
+  return {
+    out: JSON.parse(r.stdout.trim().split('\n').pop()),
+    stderr: r.stderr,
+    seconds: (Date.now() - started) / 1000,
+  }
 }
+
+// The buffers each model load of a process put its weights in, in MiB by buffer name, one
+// object per load, in order: from llama.cpp's log (ORION_LLAMA_LOG=1 sends it to stderr).
+// Weights packed at load (scripts/cmake/ggml-repack.cpp) are in CPU_REPACK; those packed
+// into AMX tiles' layout in AMX.
+function modelBuffers(stderr) {
+  return stderr
+    .split(/llama_model_loader: loaded meta data/)
+    .slice(1)
+    .map((load) =>
+      Object.fromEntries(
+        [...load.matchAll(/load_tensors:\s+(\S+) model buffer size =\s+([\d.]+) MiB/g)].map((m) => [
+          m[1],
+          Number(m[2]),
+        ]),
+      ),
+    )
+}
+// The twins' weights packed at load: the 6 layers' matrices, 4 of 384 x 384 and 2 of
+// 384 x 1536 each, at 2 bytes a weight (f16, bf16) or 4 (f32): 20.25 or 40.5 MiB. The
+// vocabulary's matrix stays where it is (a row per token is all a graph reads of it).
+const PACKED_MIB = { f16: 20.25, bf16: 20.25, f32: 40.5 }
 
 // The GGUF twins' tests embed these (a short one, a middling one, and one long enough for
 // several blocks of the matrix products) and compare with the ONNX engine's vectors.
@@ -153,9 +180,11 @@ const LEVELS = [
           }
           console.log(JSON.stringify(out))
         })()`
-      const { out, seconds } = underQemu('Haswell', script, 540_000)
+      const { out, stderr, seconds } = underQemu('Haswell', script, 540_000, { ...process.env, ORION_LLAMA_LOG: '1' })
       expect(out.features).toEqual(expect.arrayContaining(['AVX2', 'FMA', 'F16C']))
       expect(out.features.filter((f) => /^AVX512|^AMX/.test(f))).toEqual([])
+      // f16 and bf16 packed at load, whole (q8_0: llama.cpp's own code at this level).
+      expect(modelBuffers(stderr).map((b) => b.CPU_REPACK)).toEqual([PACKED_MIB.f16, PACKED_MIB.bf16, undefined])
       const lines = []
       for (const [type, floor] of Object.entries({ f16: 0.9999, bf16: 0.9999, q8_0: 0.999 })) {
         const cosines = [...out[type].batch.map((v, i) => cosine(v, onnx[i])), cosine(out[type].alone, onnx[1])]
@@ -167,6 +196,47 @@ const LEVELS = [
       )
     },
     600_000,
+  )
+
+  // What ggml-repack.cpp and amx-buffer.cpp do depends on llama.cpp's code around them
+  // staying as it is (which buffer a weight goes to, and whose code then multiplies it): an
+  // update of llama.cpp that sent the weights elsewhere would show only as a slower
+  // benchmark. Here it fails: each twin loaded alone, by the build this CPU runs, must
+  // have its layers' matrices packed at load, and none in an AMX buffer, which has no
+  // kernel for them. The exception is ggml-repack.cpp's: bf16 stays with llama.cpp's
+  // kernel where the CPU multiplies bf16 pairs itself and has no AMX (the cooperlake and
+  // zen4 builds).
+  ;(linuxX64 && !twinsMissing && flags.has('avx2') && flags.has('fma') && flags.has('f16c') ? test : test.skip)(
+    "f16, bf16 and f32 weights are packed at load, whole, by this CPU's build",
+    () => {
+      const files = twins.ensure()
+      for (const type of ['f16', 'bf16', 'f32']) {
+        const script = `
+          const o = require(${JSON.stringify(root)})
+          ;(async () => {
+            await o.getSharedEmbeddingClient({ modelPath: ${JSON.stringify(files[type])} }).createEmbedding('packed')
+            const maps = require('node:fs').readFileSync('/proc/self/maps', 'utf8')
+            console.log(JSON.stringify(maps.split('\\n').map((l) => l.split(/\\s+/).pop()).find((f) => /libggml-cpu-/.test(f))))
+            process.exit(0)
+          })()`
+        const r = spawnSync(process.execPath, ['-e', script], {
+          encoding: 'utf8',
+          timeout: 120_000,
+          env: { ...process.env, ORION_LLAMA_LOG: '1' },
+        })
+        expect({ status: r.status, signal: r.signal }).toEqual({ status: 0, signal: null })
+        const build = path.basename(JSON.parse(r.stdout.trim().split('\n').pop())).replace(/^libggml-cpu-|\.\w+$/g, '')
+        const kept = type === 'bf16' && ['cooperlake', 'zen4'].includes(build)
+        const loads = modelBuffers(r.stderr)
+        console.log(`${type} twin, ${build} build: ${JSON.stringify(loads)}`)
+        expect({ type, build, loads: loads.map((b) => ({ repack: b.CPU_REPACK, amx: b.AMX })) }).toEqual({
+          type,
+          build,
+          loads: [{ repack: kept ? undefined : PACKED_MIB[type], amx: undefined }],
+        })
+      }
+    },
+    300_000,
   )
 
   // ggml's AMX kernels (the sapphirerapids build) take q8_0, q4_0, q4_K... weights. GCC 12
