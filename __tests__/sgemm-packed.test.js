@@ -2,8 +2,9 @@
 // The packed matrix products compiled into llama.cpp's x86 CPU builds
 // (scripts/cmake/sgemm-packed.h, issue 26), checked against a plain loop on shapes that end
 // in every partial panel, token block and k block, with f32, f16, bf16 and q8_0 weights,
-// split between 1 to 16 threads, and the vector row maximum of scripts/cmake/row-max.h
-// against ggml's loop: scripts/cmake/sgemm-packed-check.cpp, built with the
+// split between 1 to 16 threads, and the vector row maximum and flash attention's mask rows
+// (scripts/cmake/row-max.h, fa-mask.h) against ggml's loops:
+// scripts/cmake/sgemm-packed-check.cpp, built with the
 // flags of ggml's Haswell build (AVX2) and, where this CPU has it, of an AVX-512 one. The
 // embedding tests check the same products end to end (the GGUF twins against the ONNX
 // engine, and under qemu's Haswell in cpu-backends.test.js); these shapes are the edges
@@ -48,8 +49,9 @@ describe('packed matrix products (x86)', () => {
         ])
         expect(r.status).toBe(0)
         // f32, f16 and bf16 on 11 shapes, q8_0 on the 5 whose rows are whole blocks, and the
-        // weights packed at load (f32, f16, bf16) on 6; 4 thread counts each; the row maximum.
-        expect(lines.filter((l) => l.startsWith('ok ')).length).toBe((11 * 3 + 5) * 4 + 6 * 3 * 4 + 1)
+        // weights packed at load (f32, f16, bf16) on 6; 4 thread counts each; the row
+        // maximum; the mask rows.
+        expect(lines.filter((l) => l.startsWith('ok ')).length).toBe((11 * 3 + 5) * 4 + 6 * 3 * 4 + 2)
       },
       180_000,
     )

@@ -1,6 +1,6 @@
 // Compiled into each of ggml's CPU variants in place of ggml-cpu/ops.cpp (see ggml.cmake):
-// that file, whole, with GELU and the largest of a row (row-max.h) computed in vectors on
-// x86.
+// that file, whole, with GELU, the largest of a row (row-max.h) and flash attention's mask
+// tiles computed in vectors on x86.
 //
 // ggml computes GELU (the activation of BERT-style embedding models and rerankers) one
 // element at a time through a table of 65536 f16 results, rounding each input to f16:
@@ -63,4 +63,18 @@ inline static void ggml_vec_gelu_f32(const int n, float * y, const float * x) {
 inline static void ggml_vec_gelu_f32(const int n, float * y, const float * x) { ggml_vec_gelu_f32_table(n, y, x); }
 #endif
 
-#include "ops.cpp"
+// Flash attention's tiled form (64 queries or more) reads the mask one tile of 64 x 64
+// at a time, to skip tiles that mask out every key, as they mostly are in a batch of
+// several texts: ggml converts and tests it one value at a time, 22 % of flash
+// attention's time when reranking (perf, after the row maximum above). The same values,
+// eight at a time, from the copy of ops.cpp that ggml.cmake makes with this call in place
+// of that loop (fa-mask.h).
+#include "fa-mask.h"
+static inline bool orion_fa_mask_row(const ggml_fp16_t * src, float * dst, int n, float slope) {
+    return orion_fa_mask_row_with(src, dst, n, slope, [](ggml_fp16_t h) { return GGML_CPU_FP16_TO_FP32(h); });
+}
+
+#ifndef ORION_OPS_CPP
+#error "ORION_OPS_CPP names the copy of ops.cpp to include: set by scripts/cmake/ggml.cmake"
+#endif
+#include ORION_OPS_CPP

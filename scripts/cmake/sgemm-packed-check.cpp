@@ -1,8 +1,9 @@
 // Checks sgemm-packed.h against a plain loop in double precision, on shapes that end in
-// every partial panel, token block and k block, with each weight type, and row-max.h
-// against ggml's loop. Built and run by __tests__/sgemm-packed.test.js, once for AVX2 and
+// every partial panel, token block and k block, with each weight type, and row-max.h and
+// fa-mask.h against ggml's loops. Built and run by __tests__/sgemm-packed.test.js, once for AVX2 and
 // once for AVX-512 where the CPU has it. Prints one line per case and exits 1 if any
 // output is off.
+#include "fa-mask.h"
 #include "row-max.h"
 #include "sgemm-packed.h"
 
@@ -144,6 +145,47 @@ static bool check_row_max(std::mt19937 & rng) {
     return !wrong;
 }
 
+// A row of flash attention's mask tile against ggml's loop, bit for bit: every length of
+// a tile's row (1 to 64 keys), slopes of 1 and others, rows of -inf with one kept key
+// anywhere, rows with NaN, and whether any key is kept.
+static bool check_fa_mask(std::mt19937 & rng) {
+    std::normal_distribution<float> d(0, 1);
+    int cases = 0, wrong = 0;
+    auto expect = [&](const std::vector<uint16_t> & m, float slope) {
+        const int n = (int) m.size();
+        std::vector<float> want(n), got(n, 7.0f);
+        bool want_kept = false;
+        for (int t = 0; t < n; t++) {  // ggml's loop
+            want[t] = slope * from_half(m[t]);
+            if (want[t] != -INFINITY) want_kept = true;
+        }
+        const bool kept = orion_fa_mask_row_with(m.data(), got.data(), n, slope, from_half);
+        ++cases;
+        if (kept != want_kept || std::memcmp(want.data(), got.data(), n * sizeof(float)) != 0) {
+            ++wrong;
+            std::printf("FAIL fa mask n=%d slope=%g\n", n, slope);
+        }
+    };
+    const uint16_t minus_inf = to_half(-INFINITY), nan = to_half(NAN);
+    for (int n = 1; n <= 64; ++n)
+        for (float slope : { 1.0f, 0.5f, 0.0625f }) {
+            std::vector<uint16_t> m(n);
+            for (auto & h : m) h = d(rng) > 0 ? to_half(d(rng)) : minus_inf;
+            expect(m, slope);
+            for (int at = 0; at < n; ++at) {
+                std::vector<uint16_t> one(n, minus_inf);
+                one[at] = to_half(d(rng));
+                expect(one, slope);
+            }
+            expect(std::vector<uint16_t>(n, minus_inf), slope);
+            std::vector<uint16_t> with_nan(n, minus_inf);
+            with_nan[n - 1] = nan;
+            expect(with_nan, slope);
+        }
+    std::printf("%s fa mask: %d rows, %d wrong\n", wrong ? "FAIL" : "ok", cases, wrong);
+    return !wrong;
+}
+
 int main() {
     std::mt19937 rng(42);
     bool ok = true;
@@ -169,6 +211,7 @@ int main() {
             ok &= check_prepacked<Weights::BF16>(s[0], s[1], s[2], nth, rng);
         }
     ok &= check_row_max(rng);
+    ok &= check_fa_mask(rng);
     std::printf("%s: vectors of %d floats, panels of %d rows, %d tokens per kernel\n", ok ? "PASS" : "FAIL", VL, NR,
                 MR);
     return ok ? 0 : 1;
